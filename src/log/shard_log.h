@@ -1,0 +1,141 @@
+// The shard log: the durability core. Each shard appends its accepted reports to its own
+// sequence of segment files of CRC-framed records; a group commit makes them durable; sinks read
+// them back from persisted cursors. See README.md in this folder for the on-disk format.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace tianhe::log {
+
+/// What an acknowledged report survives (config `log.durability`).
+enum class Durability : uint8_t {
+  kSync,   ///< fdatasync after every append batch, before its acks: survives power loss
+  kBatch,  ///< group commit: one fdatasync per flush interval covers all appends; acks wait
+           ///< for it: survives power loss (default)
+  kNone,   ///< acks after write(2): survives a process crash (kill -9), not power loss
+};
+
+/// Parses "sync" | "batch" | "none".
+Result<Durability> parse_durability(std::string_view s);
+std::string_view durability_name(Durability d) noexcept;
+
+/// Immutable log settings, shared by all shards.
+struct LogConfig {
+  std::string dir;  ///< root directory; shard N lives in dir/shard-N/
+  Durability durability = Durability::kBatch;
+  std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit
+  uint64_t segment_bytes = 64ull << 20;            ///< a segment rolls over past this size
+  uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused
+  uint32_t max_record_bytes = 4u << 20;     ///< largest record payload accepted
+};
+
+/// Outcome of an append (hot path; never throws).
+enum class AppendStatus : uint8_t {
+  kOk,
+  kBacklogFull,  ///< max_backlog_bytes reached: push back (ack BUSY), nothing written
+  kNoSpace,      ///< the disk is full (ENOSPC/EDQUOT): nothing written, log intact
+  kIoError,      ///< another write error: nothing written, log intact
+  kTooLarge,     ///< payload larger than max_record_bytes
+};
+
+/// Counters and latency histograms of one shard's log (read at scrape time, any thread).
+struct LogStats {
+  std::atomic<uint64_t> records_appended{0};
+  std::atomic<uint64_t> bytes_appended{0};
+  std::atomic<uint64_t> append_errors{0};  ///< kNoSpace + kIoError
+  std::atomic<uint64_t> backlog_full{0};
+  std::atomic<uint64_t> syncs{0};
+  std::atomic<uint64_t> segments_deleted{0};
+  std::atomic<uint64_t> torn_bytes_truncated{0};  ///< cut at recovery
+  /// Latency histograms, log2 buckets of microseconds: bucket i counts values < 2^i us
+  /// (the last bucket counts the rest). Sum in nanoseconds.
+  static constexpr int kBuckets = 24;
+  std::atomic<uint64_t> append_us_buckets[kBuckets]{};
+  std::atomic<uint64_t> append_ns_sum{0};
+  std::atomic<uint64_t> sync_us_buckets[kBuckets]{};
+  std::atomic<uint64_t> sync_ns_sum{0};
+};
+
+/// One shard's log writer. Owned by its shard thread: append() and poll() are called from that
+/// thread only; the group-commit thread it starts (durability batch) runs fdatasync and publishes
+/// durable_offset(). Offsets are byte positions in the shard's endless stream of records
+/// (a segment file is named after the offset of its first byte).
+class ShardLog {
+ public:
+  /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (cuts a torn or
+  /// corrupt tail at the last valid record, counted in torn_bytes_truncated) and starts the
+  /// group-commit thread when durability is batch. Errors name the path and the cause.
+  static Result<std::unique_ptr<ShardLog>> open(const LogConfig& config, uint32_t shard,
+                                                LogStats* stats);
+  virtual ~ShardLog() = default;
+
+  /// Appends one record. On kOk, *end_offset is the offset just past it: the record is durable
+  /// once durable_offset() >= *end_offset. Never blocks on fsync in batch/none mode; in sync
+  /// mode it syncs before returning. Nothing is written unless kOk.
+  virtual AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept = 0;
+  /// Offset up to which every record is durable under the configured durability
+  /// (batch: synced; sync: synced; none: written). Any thread.
+  virtual uint64_t durable_offset() const noexcept = 0;
+  /// Offset just past the last appended record. Owner thread.
+  virtual uint64_t end_offset() const noexcept = 0;
+  /// Sinks report how far they have safely consumed (their persisted cursor); the log deletes
+  /// segments entirely below the minimum of all registered consumers and computes backlog from
+  /// it. Any thread.
+  virtual void set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept = 0;
+  /// Registers a consumer (sink) and its starting offset; returns its index. Before serving.
+  virtual uint32_t add_consumer(uint64_t start_offset) = 0;
+  /// Bytes between the slowest consumer and end_offset(). Any thread.
+  virtual uint64_t backlog_bytes() const noexcept = 0;
+  /// Flushes and syncs everything, stops the group-commit thread.
+  virtual void close() noexcept = 0;
+};
+
+/// Outcome of reading the next record.
+enum class ReadStatus : uint8_t {
+  kRecord,   ///< a record was read
+  kEnd,      ///< no complete record yet (the writer may append more): try again later
+  kCorrupt,  ///< a bad record (CRC, length) before the end: the reader stops here
+};
+
+/// Sequential reader of one shard's log, used by sinks (any thread, one reader per thread).
+/// Reads only what is durable: it never passes `limit` given to next().
+class LogReader {
+ public:
+  /// Opens dir/shard-<shard>/ for reading from `offset` (a record boundary: a cursor).
+  static Result<std::unique_ptr<LogReader>> open(const LogConfig& config, uint32_t shard,
+                                                 uint64_t offset);
+  virtual ~LogReader() = default;
+  /// Reads the record at offset() if it ends at or before `limit`. On kRecord, `payload` views
+  /// the record's bytes (valid until the next call) and offset() moves past it.
+  virtual ReadStatus next(uint64_t limit, std::span<const uint8_t>& payload) noexcept = 0;
+  /// The offset of the next record to read.
+  virtual uint64_t offset() const noexcept = 0;
+};
+
+/// Record framing (pure; exposed for the fuzzer and tests).
+/// record := u32 payload_len | u32 crc32c(payload_len bytes LE ++ payload) | payload
+inline constexpr size_t kRecordHeaderBytes = 8;
+
+/// Outcome of parsing one frame.
+enum class FrameStatus : uint8_t { kComplete, kNeedMore, kMalformed };
+
+/// Parses one record frame at the start of `bytes`. On kComplete sets `payload` and `frame_bytes`.
+/// kNeedMore: `bytes` ends inside the frame. kMalformed: bad length or CRC.
+FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_bytes,
+                        std::span<const uint8_t>& payload, size_t& frame_bytes) noexcept;
+
+/// Writes the frame header for `payload` into out[0..8).
+void write_frame_header(std::span<const uint8_t> payload, uint8_t* out) noexcept;
+
+/// Lists the shard directories present under `dir` (shard numbers, ascending).
+std::vector<uint32_t> list_shards(const std::string& dir);
+
+}  // namespace tianhe::log
