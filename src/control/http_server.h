@@ -2,6 +2,7 @@
 // epoll, keep-alive, bounded request size; never on the report path.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,18 +13,21 @@
 #include <vector>
 
 #include "control/config.h"
+#include "control/metrics.h"
 #include "core/result.h"
 
 namespace tianhe::control {
 
 /// A parsed request. Path parameters ({id}) fill `params`.
 struct HttpRequest {
-  std::string method;
-  std::string path;   ///< decoded path, no query
-  std::string query;  ///< raw query string (after '?')
+  std::string method;  ///< as sent (case-sensitive token), e.g. "GET"
+  std::string path;    ///< decoded path, no query
+  std::string query;   ///< raw query string (after '?')
   std::vector<std::pair<std::string, std::string>> headers;  ///< names lower-cased
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> params;  ///< from the route pattern
+  std::string body;                                          ///< exactly Content-Length bytes
+  std::vector<std::pair<std::string, std::string>> params;   ///< from the route pattern
+  /// Whether the connection stays open after the response (HTTP version, Connection header).
+  bool keep_alive = true;
   /// A query parameter (percent-decoded), or `fallback`.
   std::string query_param(std::string_view key, std::string_view fallback = "") const;
   /// A path parameter, or "".
@@ -34,47 +38,85 @@ struct HttpRequest {
 
 /// A response; the server adds Content-Length, Date and Connection.
 struct HttpResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
+  int status = 200;                               ///< HTTP status code
+  std::string content_type = "application/json";  ///< empty: no Content-Type header
+  std::string body;                               ///< not sent for HEAD, 204 and 304
+  /// Extra headers; the server's own (Content-Length, Connection, Date) are not overridable.
   std::vector<std::pair<std::string, std::string>> headers;
   /// A JSON error body {"error": message} with `status`.
   static HttpResponse error(int status, std::string_view message);
 };
 
+/// Handles one request on the server thread; may throw (answered with 500).
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 /// Outcome of parsing bytes received on a connection.
-enum class HttpParseStatus : uint8_t { kComplete, kNeedMore, kMalformed, kTooLarge };
+/// kLengthRequired: a body framed by Transfer-Encoding (only Content-Length is supported: 411).
+enum class HttpParseStatus : uint8_t {
+  kComplete,
+  kNeedMore,
+  kMalformed,
+  kTooLarge,
+  kLengthRequired,
+};
 
-/// Limits applied to every request.
+/// Limit on the request line and headers of one request.
 inline constexpr size_t kMaxHttpHeaderBytes = 16 * 1024;
+/// Limit on the body of one request.
 inline constexpr size_t kMaxHttpBodyBytes = 1 << 20;
+/// Limit on the number of header fields of one request.
+inline constexpr size_t kMaxHttpHeaderFields = 100;
+
+/// Percent-decodes `text` ('+' is a space when `plus_is_space`); false on a bad escape.
+bool percent_decode(std::string_view text, bool plus_is_space, std::string& out);
 
 /// Parses one request at the start of `bytes` (pure; fuzzed). On kComplete sets `consumed`.
 HttpParseStatus parse_http_request(std::span<const uint8_t> bytes, HttpRequest& out,
                                    size_t& consumed);
 
-/// The server. Routes are added before start(); handlers run on the server thread.
+/// Counters of one server (read from any thread).
+struct HttpServerStats {
+  uint64_t connections_accepted = 0;  ///< connections taken into service
+  uint64_t connections_refused = 0;   ///< answered 503: max_connections reached
+  uint64_t connections_open = 0;      ///< open now
+  uint64_t responses = 0;             ///< responses sent, any status
+  uint64_t bad_requests = 0;          ///< 400, 411, 413 (unparsable requests)
+  uint64_t handler_errors = 0;        ///< handlers that threw (answered 500)
+  uint64_t idle_closed = 0;           ///< connections closed after the idle timeout
+};
+
+/// The server: one thread, epoll, non-blocking sockets. Routes are added before start();
+/// handlers run on the server thread (keep them short: they delay every other connection).
+/// A connection lives from accept until close, idle timeout or stop(), only on that thread.
 class HttpServer {
  public:
+  /// A server with no routes, not started.
   HttpServer();
+  /// Stops the server if it runs.
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  /// Adds a route. `pattern` may hold {name} segments: "/api/v1/devices/{id}/reports".
+  /// Adds a route. `pattern` may hold {name} segments: "/api/v1/devices/{id}/reports" (a
+  /// segment matches a non-empty path segment). The pattern with most literal segments wins;
+  /// GET routes also answer HEAD. Known path, other method: 405 with Allow; else 404.
   void route(std::string method, std::string pattern, HttpHandler handler);
+  /// Closes connections without traffic for this long (default 60 s); before start().
+  void set_idle_timeout(std::chrono::milliseconds timeout);
   /// Binds (port 0 picks a free port) and starts the server thread.
   Result<void> start(const Endpoint& listen, uint32_t max_connections = 256);
   /// The port actually bound.
   uint16_t port() const noexcept;
   /// Stops the thread and closes every connection.
   void stop() noexcept;
+  /// A snapshot of the counters.
+  HttpServerStats stats() const noexcept;
+  /// Writes the counters as tianhe_http_* samples (a MetricsRegistry collector).
+  void collect(PromWriter& w) const;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct Impl;                  ///< sockets, routes, connections, thread
+  std::unique_ptr<Impl> impl_;  ///< never null
 };
 
 }  // namespace tianhe::control

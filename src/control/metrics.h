@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -35,14 +36,17 @@ class PromWriter {
   std::string render() const;
 
  private:
-  struct Family;
+  struct Family;  ///< one metric family: help, type and samples keyed by labels
+  /// Families by name (sorted: the rendered order).
   std::map<std::string, std::shared_ptr<Family>, std::less<>> families_;
-  Family& family(std::string_view name, std::string_view help, std::string_view type);
+  /// The family `name`, created on first use; nullptr (after TH_BUG) on a type clash.
+  Family* family(std::string_view name, std::string_view help, std::string_view type);
 };
 
 /// The set of collectors behind /metrics. Thread-safe.
 class MetricsRegistry {
  public:
+  /// Writes one module's samples into the scrape's writer.
   using Collector = std::function<void(PromWriter&)>;
   /// Adds a collector; it is called on every scrape from the HTTP thread.
   void add(Collector collector);
@@ -50,8 +54,8 @@ class MetricsRegistry {
   std::string render() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Collector> collectors_;
+  mutable std::mutex mu_;              ///< guards collectors_
+  std::vector<Collector> collectors_;  ///< in registration order
 };
 
 /// Converts log2-microsecond bucket counters (bucket i counts values < 2^i us) into a
@@ -62,5 +66,13 @@ void write_log2_us_histogram(PromWriter& w, std::string_view name, std::string_v
 
 /// Resident set size of this process in bytes (from /proc/self/statm), 0 if unknown.
 uint64_t process_rss_bytes() noexcept;
+
+/// Writes the process metrics (tianhe_process_*: RSS, CPU seconds, open and max fds, start
+/// time, threads) and tianhe_bugs_total. MetricsRegistry::render calls it on every scrape.
+void write_process_metrics(PromWriter& w);
+
+/// Formats a sample value as the exposition format spells it: integers without exponent,
+/// other values shortest round-trip, "NaN", "+Inf", "-Inf".
+std::string format_prom_value(double value);
 
 }  // namespace tianhe::control

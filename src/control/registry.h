@@ -15,20 +15,24 @@ namespace tianhe::control {
 
 /// A model's metric, ready for validation.
 struct ModelMetric {
-  std::string name;
-  core::ValueType type = core::ValueType::kDouble;
-  std::string unit;
-  double min = -1e308;  ///< inclusive bounds; +-1e308 when unset
+  std::string name;                                 ///< as devices send it
+  core::ValueType type = core::ValueType::kDouble;  ///< value type
+  std::string unit;                                 ///< informational unit text
+  double min = -1e308;                              ///< inclusive bounds; +-1e308 when unset
   double max = 1e308;
-  bool required = false;
+  bool required = false;  ///< bit set in Model::required_mask()
 };
 
 /// A compiled device model. find() maps a metric name to its index (or -1).
 class Model {
  public:
+  /// Compiles a model; at most 64 metrics (checked).
   Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics);
+  /// The model's name.
   const std::string& name() const noexcept { return name_; }
+  /// Its metrics; a metric's index is its id within the model.
   const std::vector<ModelMetric>& metrics() const noexcept { return metrics_; }
+  /// Whether metrics the model does not list are accepted.
   bool allow_unknown_metrics() const noexcept { return allow_unknown_; }
   /// Index of the metric called `name`, or -1.
   int find(std::string_view name) const noexcept;
@@ -44,9 +48,9 @@ class Model {
 
 /// A registered device: 16 bytes in the registry's open-addressing table.
 struct DeviceEntry {
-  uint64_t id = 0;  ///< 0 marks an empty slot (device id 0 is not allowed)
-  uint32_t model = 0;
-  uint32_t tenant = 0;
+  uint64_t id = 0;      ///< 0 marks an empty slot (device id 0 is not allowed)
+  uint32_t model = 0;   ///< index for Registry::model()
+  uint32_t tenant = 0;  ///< index for Registry::tenant_name()
 };
 
 /// The immutable registry snapshot.
@@ -57,9 +61,13 @@ class Registry {
 
   /// The device, or nullptr when unknown. Lock-free, allocation-free.
   const DeviceEntry* find(uint64_t device_id) const noexcept;
+  /// Model by index (DeviceEntry::model, default_model()).
   const Model& model(uint32_t index) const noexcept { return models_[index]; }
+  /// Number of models.
   size_t model_count() const noexcept { return models_.size(); }
+  /// Tenant name by index (DeviceEntry::tenant, default_tenant()).
   const std::string& tenant_name(uint32_t index) const noexcept { return tenants_[index]; }
+  /// Number of registered devices.
   size_t device_count() const noexcept { return device_count_; }
   /// Policy for unknown devices, and the model/tenant they get when auto-registered.
   UnknownDevicePolicy unknown_devices() const noexcept { return unknown_; }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -25,6 +26,7 @@ enum class Durability : uint8_t {
 
 /// Parses "sync" | "batch" | "none".
 Result<Durability> parse_durability(std::string_view s);
+/// The config name of a durability mode ("sync", "batch", "none").
 std::string_view durability_name(Durability d) noexcept;
 
 /// Immutable log settings, shared by all shards.
@@ -48,12 +50,13 @@ enum class AppendStatus : uint8_t {
 
 /// Counters and latency histograms of one shard's log (read at scrape time, any thread).
 struct LogStats {
-  std::atomic<uint64_t> records_appended{0};
-  std::atomic<uint64_t> bytes_appended{0};
-  std::atomic<uint64_t> append_errors{0};  ///< kNoSpace + kIoError
-  std::atomic<uint64_t> backlog_full{0};
-  std::atomic<uint64_t> syncs{0};
-  std::atomic<uint64_t> segments_deleted{0};
+  std::atomic<uint64_t> records_appended{0};  ///< appends that returned kOk
+  std::atomic<uint64_t> bytes_appended{0};    ///< payload bytes of those records (no framing)
+  std::atomic<uint64_t> append_errors{0};     ///< kNoSpace + kIoError
+  std::atomic<uint64_t> backlog_full{0};      ///< appends refused with kBacklogFull
+  std::atomic<uint64_t> syncs{0};             ///< successful fdatasync calls on segments
+  std::atomic<uint64_t> sync_errors{0};  ///< failed fdatasync/fsync: the log then refuses appends
+  std::atomic<uint64_t> segments_deleted{0};      ///< segments removed below every consumer
   std::atomic<uint64_t> torn_bytes_truncated{0};  ///< cut at recovery
   /// Latency histograms, log2 buckets of microseconds: bucket i counts values < 2^i us
   /// (the last bucket counts the rest). Sum in nanoseconds.
@@ -64,9 +67,9 @@ struct LogStats {
   std::atomic<uint64_t> sync_ns_sum{0};
 };
 
-/// One shard's log writer. Owned by its shard thread: append() and poll() are called from that
-/// thread only; the group-commit thread it starts (durability batch) runs fdatasync and publishes
-/// durable_offset(). Offsets are byte positions in the shard's endless stream of records
+/// One shard's log writer. Owned by its shard thread: append() and end_offset() are called from
+/// that thread only; the group-commit thread it starts (durability batch) runs fdatasync and
+/// publishes durable_offset(). Offsets are byte positions in the shard's endless stream of records
 /// (a segment file is named after the offset of its first byte).
 class ShardLog {
  public:
@@ -109,7 +112,9 @@ enum class ReadStatus : uint8_t {
 /// Reads only what is durable: it never passes `limit` given to next().
 class LogReader {
  public:
-  /// Opens dir/shard-<shard>/ for reading from `offset` (a record boundary: a cursor).
+  /// Opens dir/shard-<shard>/ for reading from `offset` (a record boundary: a cursor; an offset
+  /// inside a segment header means that segment's first record). An offset below the oldest
+  /// segment (deleted) is an error that names the oldest segment.
   static Result<std::unique_ptr<LogReader>> open(const LogConfig& config, uint32_t shard,
                                                  uint64_t offset);
   virtual ~LogReader() = default;
@@ -119,6 +124,15 @@ class LogReader {
   /// The offset of the next record to read.
   virtual uint64_t offset() const noexcept = 0;
 };
+
+/// Every segment file starts with this header; offsets count its bytes too, so the first record
+/// of the segment named S starts at S + kSegmentHeaderBytes.
+/// header := "THLOG001" | u32 version (LE) | u32 reserved (0)
+inline constexpr size_t kSegmentHeaderBytes = 16;
+/// The magic bytes that open every segment file.
+inline constexpr std::string_view kSegmentMagic = "THLOG001";
+/// The segment format version written and accepted.
+inline constexpr uint32_t kSegmentVersion = 1;
 
 /// Record framing (pure; exposed for the fuzzer and tests).
 /// record := u32 payload_len | u32 crc32c(payload_len bytes LE ++ payload) | payload

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package Tianhe's build, tests and benchmarks need. Idempotent: only
+# missing packages are installed, and the list is printed first. Runs as root, or with sudo.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ clang clang-format clang-tidy libclang-rt-14-dev cmake ninja-build make pkg-config
+  # libraries
+  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3 libtomlplusplus-dev
+  nlohmann-json3-dev protobuf-compiler libprotobuf-dev librocksdb-dev liblmdb-dev
+  # test peers and tools: promtool (prometheus), curl, python with protobuf
+  prometheus curl python3 python3-protobuf procps iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# --no-install-recommends keeps it small; services (prometheus) are not started by the package
+# in a container, and tests start what they need on loopback ports of their own.
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

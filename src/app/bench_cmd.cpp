@@ -1,0 +1,403 @@
+// `tianhe bench`: the end-to-end benchmark. In one run it measures the raw loopback ceiling
+// (a bare recvmmsg receiver that discards, fed by the same sender) and then the gateway serving
+// the same load, and prints both with their ratio, as a table and as JSON.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "app/args.h"
+#include "app/commands.h"
+#include "app/simulator.h"
+#include "core/clock.h"
+#include "transports/udp_socket.h"
+
+namespace tianhe::app {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+
+/// A child process we started; terminated by its PID only.
+struct Child {
+  pid_t pid = -1;
+  void terminate() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      int status = 0;
+      for (int i = 0; i < 300; ++i) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+          pid = -1;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      pid = -1;
+    }
+  }
+  ~Child() { terminate(); }
+};
+
+Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid < 0) return make_error("fork failed");
+  if (pid == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+/// Waits for a "ready file" holding the ports a child bound.
+Result<std::vector<uint32_t>> wait_ready(const std::string& path, pid_t pid, double timeout_s) {
+  const int64_t deadline = core::mono_ns() + static_cast<int64_t>(timeout_s * 1e9);
+  while (core::mono_ns() < deadline) {
+    std::ifstream in(path);
+    std::vector<uint32_t> ports;
+    uint32_t p = 0;
+    while (in >> p) ports.push_back(p);
+    if (!ports.empty()) return ports;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return make_error("the child process exited early");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return make_error("timed out waiting for " + path);
+}
+
+std::string http_get(uint16_t port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (write(fd, req.data(), req.size()) < 0) {
+    close(fd);
+    return "";
+  }
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  auto body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+/// Sum of every sample of `name` whose label text contains `filter`.
+double metric_sum(const std::string& text, const std::string& name, const std::string& filter = "") {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) != 0) continue;
+    char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;
+    if (!filter.empty() && line.find(filter) == std::string::npos) continue;
+    auto sp = line.rfind(' ');
+    sum += std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  return sum;
+}
+
+uint64_t rss_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+  return 0;
+}
+
+std::string bench_config(const std::string& dir, uint64_t devices) {
+  std::ostringstream c;
+  c << "[gateway]\ndata_dir = \"" << dir << "\"\nshards = \"auto\"\n"
+    << "[log]\ndurability = \"batch\"\n"
+    << "[protocols.report]\nlisten = \"127.0.0.1:0\"\n"
+    << "[http]\nlisten = \"127.0.0.1:0\"\n"
+    << "[sinks.store]\nenabled = true\n"
+    << "[registry]\nunknown_devices = \"reject\"\n"
+    << "[[models]]\nname = \"env_sensor\"\n"
+    << "[[models.metrics]]\nname = \"temperature\"\ntype = \"double\"\nmin = -40\nmax = 85\n"
+    << "required = true\n"
+    << "[[models.metrics]]\nname = \"humidity\"\ntype = \"double\"\nmin = 0\nmax = 100\n"
+    << "[[models.metrics]]\nname = \"pressure\"\ntype = \"double\"\nmin = 300\nmax = 1100\n"
+    << "[[models.metrics]]\nname = \"battery_mv\"\ntype = \"int64\"\nmin = 0\nmax = 5000\n"
+    << "[[models.metrics]]\nname = \"door_open\"\ntype = \"bool\"\n"
+    << "[[devices]]\nid = 1\ncount = " << devices << "\ntenant = \"bench\"\nmodel = \"env_sensor\"\n";
+  return c.str();
+}
+
+struct Gw {
+  Child child;
+  uint16_t report_port = 0;
+  uint16_t http_port = 0;
+};
+
+Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& name,
+                           uint64_t devices) {
+  const std::string dir = work + "/" + name;
+  fs::create_directories(dir);
+  const std::string cfg = dir + "/tianhe.toml";
+  std::ofstream(cfg) << bench_config(dir + "/data", devices);
+  const std::string ready = dir + "/ready";
+  auto pid = spawn({"tianhe", "serve", "--config", cfg, "--ready-file", ready}, dir + "/serve.log");
+  if (!pid.ok()) return pid.error();
+  gw.child.pid = *pid;
+  auto ports = wait_ready(ready, *pid, 60);
+  if (!ports.ok() || ports->size() < 2) {
+    return make_error("the gateway did not start: see " + dir + "/serve.log");
+  }
+  gw.report_port = static_cast<uint16_t>((*ports)[0]);
+  gw.http_port = static_cast<uint16_t>((*ports)[1]);
+  return {};
+}
+
+SimulatorOptions sim(uint16_t port, uint64_t devices, double rate, double duration, uint32_t batch,
+                     bool ack) {
+  SimulatorOptions o;
+  o.port = port;
+  o.devices = devices;
+  o.rate = rate;
+  o.duration_s = duration;
+  o.batch = batch;
+  o.ack = ack;
+  o.progress = false;
+  o.drain_s = 1;
+  return o;
+}
+
+}  // namespace
+
+int cmd_bench_receiver(int argc, char** argv) {
+  auto args = Args::parse(argc, argv, 2, {}, {"shards", "ready-file", "stats-file", "recv-buffer"});
+  if (!args.ok()) return 2;
+  const uint32_t shards =
+      static_cast<uint32_t>(args->u64("shards", std::thread::hardware_concurrency()).value());
+  auto local = transports::resolve("127.0.0.1", 0);
+  std::vector<transports::UdpSocket> socks;
+  uint16_t port = 0;
+  for (uint32_t i = 0; i < shards; ++i) {
+    auto addr = transports::resolve("127.0.0.1", port);
+    auto s = transports::UdpSocket::bind(
+        *addr, transports::UdpOptions{.reuse_port = true, .recv_buffer_bytes = 32u << 20});
+    if (!s.ok()) return std::fprintf(stderr, "%s\n", s.error().message.c_str()), 1;
+    port = s->local_port();
+    socks.push_back(std::move(*s));
+  }
+  static std::atomic<bool> stop{false};
+  signal(SIGTERM, [](int) { stop = true; });
+  std::atomic<uint64_t> total{0};
+  std::vector<std::thread> threads;
+  for (uint32_t i = 0; i < shards; ++i) {
+    threads.emplace_back([&, i] {
+      transports::DatagramBatch rx(64, 2048);
+      pollfd p{socks[i].fd(), POLLIN, 0};
+      uint64_t n = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        int got = rx.receive(socks[i].fd());
+        if (got > 0) {
+          n += static_cast<uint64_t>(got);
+        } else {
+          poll(&p, 1, 50);
+        }
+      }
+      total += n;
+    });
+  }
+  {
+    std::ofstream out(args->str("ready-file") + ".tmp");
+    out << port << "\n";
+  }
+  std::rename((args->str("ready-file") + ".tmp").c_str(), args->str("ready-file").c_str());
+  for (auto& t : threads) t.join();
+  std::ofstream(args->str("stats-file")) << total.load() << "\n";
+  return 0;
+}
+
+int cmd_bench(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help")) {
+      std::puts(R"(tianhe bench — end-to-end benchmark on this machine
+
+Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender), the gateway with
+single-report datagrams (acks on, durability batch, store on), batched datagrams (32 reports),
+ack latency at half the single-report rate, store lag at the single-report rate, memory per
+registered device and heap allocations per report. Prints a table, or JSON with --json.
+
+Options:
+  --duration S        seconds per throughput phase (default 10)
+  --lag-duration S    seconds of the store-lag phase (default 60)
+  --devices N         registered and simulated devices (default 500000)
+  --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
+  --json              JSON only)");
+      return 0;
+    }
+  }
+  auto args = Args::parse(argc, argv, 2, {"json", "keep"},
+                          {"duration", "lag-duration", "devices", "work-dir"});
+  if (!args.ok()) return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
+  const double duration = parse_seconds(args->str("duration", "10"), "--duration").value();
+  const double lag_duration = parse_seconds(args->str("lag-duration", "60"), "--lag-duration").value();
+  const uint64_t devices = args->u64("devices", 500'000).value();
+  const bool json_only = args->has("json");
+  std::string work = args->str("work-dir");
+  bool remove_work = false;
+  if (work.empty()) {
+    char tmpl[] = "/tmp/tianhe-bench-XXXXXX";
+    work = mkdtemp(tmpl);
+    remove_work = !args->has("keep");
+  }
+  auto say = [&](const std::string& s) {
+    if (!json_only) {
+      std::printf("%s\n", s.c_str());
+      std::fflush(stdout);
+    } else {
+      std::fprintf(stderr, "%s\n", s.c_str());
+    }
+  };
+  Json result;
+  result["machine"] = {{"cores", std::thread::hardware_concurrency()}};
+  result["devices"] = devices;
+
+  // 1. Raw ceiling.
+  say("[1/5] raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
+      std::to_string(static_cast<int>(duration)) + " s ...");
+  double raw_rate = 0;
+  {
+    Child rx;
+    const std::string ready = work + "/raw.ready", stats = work + "/raw.stats";
+    auto pid = spawn({"tianhe", "bench-receiver", "--ready-file", ready, "--stats-file", stats},
+                     work + "/raw.log");
+    if (!pid.ok()) return 1;
+    rx.pid = *pid;
+    auto ports = wait_ready(ready, *pid, 10);
+    if (!ports.ok()) return std::fprintf(stderr, "bench: %s\n", ports.error().message.c_str()), 1;
+    auto s = run_simulator(sim(static_cast<uint16_t>((*ports)[0]), devices, 0, duration, 1, false));
+    rx.terminate();
+    uint64_t received = 0;
+    std::ifstream(stats) >> received;
+    raw_rate = received / s->elapsed_s;
+    result["raw"] = {{"sent_per_s", s->rate}, {"received_per_s", raw_rate}};
+  }
+
+  // 2..5: one gateway, 500k registered devices.
+  Gw gw;
+  if (auto r = start_gateway(gw, work, "gateway", devices); !r.ok()) {
+    std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const uint64_t rss_idle = rss_bytes(gw.child.pid);
+  result["memory"] = {{"rss_idle_bytes", rss_idle},
+                      {"bytes_per_registered_device", static_cast<double>(rss_idle) / devices}};
+
+  say("[2/5] gateway, single-report datagrams, acks on, durability batch, store on ...");
+  auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
+  if (!single.ok()) return 1;
+  result["single"] = Json::parse(single->json());
+  result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
+
+  say("[3/5] gateway, batched datagrams (32 reports each), acks on ...");
+  auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
+  if (!batched.ok()) return 1;
+  result["batched"] = Json::parse(batched->json());
+
+  say("[4/5] ack latency at half the single-report rate ...");
+  const std::string before = http_get(gw.http_port, "/metrics");
+  auto half = run_simulator(
+      sim(gw.report_port, devices, single->acked_rate / 2, duration, 1, true));
+  if (!half.ok()) return 1;
+  const std::string after = http_get(gw.http_port, "/metrics");
+  const double allocs = metric_sum(after, "tianhe_shard_heap_allocations_total") -
+                        metric_sum(before, "tianhe_shard_heap_allocations_total");
+  const double accepted = metric_sum(after, "tianhe_reports_accepted_total") -
+                          metric_sum(before, "tianhe_reports_accepted_total");
+  result["latency"] = Json::parse(half->json());
+  result["allocations"] = {{"shard_heap_allocations", allocs},
+                           {"reports", accepted},
+                           {"per_report", accepted > 0 ? allocs / accepted : 0}};
+
+  say("[5/5] store lag at the single-report rate for " +
+      std::to_string(static_cast<int>(lag_duration)) + " s ...");
+  std::atomic<bool> sampling{true};
+  double max_lag = 0;
+  std::thread sampler([&] {
+    while (sampling) {
+      std::string m = http_get(gw.http_port, "/metrics");
+      max_lag = std::max(max_lag, metric_sum(m, "tianhe_sink_lag_seconds", "store"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  });
+  auto lag = run_simulator(
+      sim(gw.report_port, devices, single->acked_rate, lag_duration, 1, true));
+  sampling = false;
+  sampler.join();
+  const uint64_t rss_end = rss_bytes(gw.child.pid);
+  result["store_lag"] = {{"rate", lag.ok() ? lag->acked_rate : 0}, {"max_lag_s", max_lag}};
+  result["memory"]["rss_end_bytes"] = rss_end;
+  gw.child.terminate();
+  if (remove_work) fs::remove_all(work);
+
+  if (json_only) {
+    std::printf("%s\n", result.dump(2).c_str());
+    return 0;
+  }
+  std::printf("\n%-58s %14s\n", "measure", "value");
+  auto row = [](const std::string& k, const std::string& v) {
+    std::printf("%-58s %14s\n", k.c_str(), v.c_str());
+  };
+  auto num = [](double v, int prec = 0) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    return std::string(b);
+  };
+  row("raw loopback ceiling (datagrams/s received)", num(raw_rate));
+  row("single-report: acked reports/s", num(single->acked_rate));
+  row("single-report: ratio to raw ceiling (target >= 0.6)", num(single->acked_rate / raw_rate, 2));
+  row("batched x32: acked reports/s (target >= 1,000,000)", num(batched->acked_rate));
+  row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
+  row("ack latency p50 / p999 at half rate, ms", num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
+  row("store lag max over the lag phase, s (target <= 1)", num(max_lag, 2));
+  row("gateway RSS idle / registered device, bytes (target <= 256)",
+      num(static_cast<double>(rss_idle) / devices, 1));
+  row("heap allocations per report, shard threads (target 0)",
+      num(accepted > 0 ? allocs / accepted : 0, 6));
+  row("lost acks (single / batched / half / lag)",
+      std::to_string(single->lost) + "/" + std::to_string(batched->lost) + "/" +
+          std::to_string(half->lost) + "/" + std::to_string(lag.ok() ? lag->lost : 0));
+  std::printf("\n%s\n", result.dump().c_str());
+  return 0;
+}
+
+}  // namespace tianhe::app

@@ -1,0 +1,52 @@
+// tianhe: the telemetry gateway's single executable.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "app/commands.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(tianhe — telemetry gateway for device fleets
+
+Usage: tianhe <command> [options]     (tianhe <command> --help for a command's options)
+
+Commands:
+  serve          run the gateway (UDP reports in, durable log, embedded store, HTTP API)
+  simulate       run a device fleet against a gateway and report what came back
+  query          read stored reports (history, latest, counts) as a table, JSON or CSV
+  devices        list the device models and devices a config registers
+  check-config   validate a config file without starting anything
+  bench          measure the raw loopback ceiling and the gateway under the same load
+  version        print the version
+
+Examples:
+  tianhe serve --config examples/tianhe.toml
+  tianhe simulate --target 127.0.0.1:7700 --devices 1000 --rate 5000 --duration 10 --ack
+  tianhe query --data-dir ./data --device 42 --from -1h
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "serve") return tianhe::app::cmd_serve(argc, argv);
+  if (cmd == "simulate") return tianhe::app::cmd_simulate(argc, argv);
+  if (cmd == "query") return tianhe::app::cmd_query(argc, argv);
+  if (cmd == "devices") return tianhe::app::cmd_devices(argc, argv);
+  if (cmd == "check-config") return tianhe::app::cmd_check_config(argc, argv);
+  if (cmd == "bench") return tianhe::app::cmd_bench(argc, argv);
+  if (cmd == "bench-receiver") return tianhe::app::cmd_bench_receiver(argc, argv);
+  if (cmd == "version" || cmd == "--version") {
+    std::printf("tianhe %s\n", TH_VERSION);
+    return 0;
+  }
+  std::fprintf(stderr, "tianhe: unknown command '%s'; run 'tianhe --help' for the list\n",
+               cmd.c_str());
+  return 2;
+}

@@ -1,0 +1,614 @@
+#include "control/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "control/config_fields.h"
+
+namespace tianhe::control {
+namespace {
+
+using config_fields::Field;
+using config_fields::Kind;
+using config_fields::Parsed;
+using config_fields::Section;
+
+constexpr std::string_view kTopLevelKeys[] = {"gateway", "log",      "protocols", "http",
+                                              "sinks",   "registry", "models",    "devices"};
+constexpr std::string_view kProtocolKeys[] = {"report"};
+constexpr std::string_view kSinkKeys[] = {"store"};
+
+std::string in_quotes(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+std::string join_path(std::string_view path, std::string_view key) {
+  return path.empty() ? std::string(key) : std::string(path) + "." + std::string(key);
+}
+
+std::string indexed(std::string_view path, size_t i) {
+  return std::string(path) + "[" + std::to_string(i) + "]";
+}
+
+// The closest known key, when it is close enough to be a likely typo.
+std::string suggest(std::string_view key,
+                    std::initializer_list<std::span<const std::string_view>> candidate_lists) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (auto list : candidate_lists) {
+    for (std::string_view c : list) {
+      size_t d = config_fields::edit_distance(key, c);
+      if (d < best_distance) {
+        best_distance = d;
+        best = c;
+      }
+    }
+  }
+  size_t limit = std::max<size_t>(1, std::min<size_t>(3, key.size() / 3));
+  return best_distance <= limit ? best : std::string();
+}
+
+std::string describe(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "string " + in_quotes(n.as_string()->get());
+    case toml::node_type::integer: return "integer " + std::to_string(n.as_integer()->get());
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return n.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date/time";
+  }
+}
+
+std::string join_choices(std::span<const std::string_view> choices) {
+  std::string out;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (i) out += ", ";
+    out += choices[i];
+  }
+  return out;
+}
+
+// Errors: "<origin>:<line>:<column>: <key path>: <problem and fix>".
+class Parser {
+ public:
+  explicit Parser(std::string_view origin) : origin_(origin) {}
+
+  Error error(const toml::node* at, std::string_view path, std::string_view problem) const {
+    std::string msg(origin_);
+    if (at != nullptr && at->source().begin.line > 0) {
+      msg += ":" + std::to_string(at->source().begin.line) + ":" +
+             std::to_string(at->source().begin.column);
+    }
+    msg += ": ";
+    msg += path;
+    msg += ": ";
+    msg += problem;
+    return make_error(std::move(msg));
+  }
+
+  // Reads one value per its field's kind; "" on success, else the problem and the fix.
+  template <typename T>
+  static std::string read(const Field<T>& f, const toml::node& n, Parsed& out) {
+    switch (f.kind) {
+      case Kind::kBool:
+        if (!n.is_boolean()) return "expected a boolean (true or false); got " + describe(n);
+        out.b = n.as_boolean()->get();
+        return "";
+      case Kind::kString:
+        if (!n.is_string()) return "expected a string; got " + describe(n);
+        out.s = n.as_string()->get();
+        return "";
+      case Kind::kIntOrAuto:
+        if (n.is_string() && n.as_string()->get() == "auto") {
+          out.i = 0;
+          return "";
+        }
+        if (!n.is_integer()) {
+          return "expected \"auto\" or an integer " + std::to_string(f.min) + ".." +
+                 std::to_string(f.max) + "; got " + describe(n);
+        }
+        return range(f, n.as_integer()->get(), out);
+      case Kind::kInt:
+        if (!n.is_integer()) return "expected an integer; got " + describe(n);
+        return range(f, n.as_integer()->get(), out);
+      case Kind::kSize: {
+        int64_t v = 0;
+        if (n.is_integer()) {
+          v = n.as_integer()->get();
+        } else if (n.is_string()) {
+          std::string e = config_fields::parse_size(n.as_string()->get(), v);
+          if (!e.empty()) {
+            return in_quotes(n.as_string()->get()) + " is not a size (" + e +
+                   "); use a byte count or a number with a unit B, KiB, MiB, GiB, TiB, KB, MB, "
+                   "GB, TB, e.g. \"64MiB\"";
+          }
+        } else {
+          return "expected a size (an integer byte count or a string like \"64MiB\"); got " +
+                 describe(n);
+        }
+        return range(f, v, out);
+      }
+      case Kind::kDuration: {
+        int64_t v = 0;
+        if (n.is_integer() && n.as_integer()->get() == 0) {
+          v = 0;
+        } else if (n.is_string()) {
+          std::string e = config_fields::parse_duration(n.as_string()->get(), v);
+          if (!e.empty()) {
+            return in_quotes(n.as_string()->get()) + " is not a duration (" + e +
+                   "); use a number with a unit ns, us, ms, s, m, h, d, e.g. \"500us\", \"2s\"";
+          }
+        } else {
+          return "expected a duration string like \"500us\", \"1ms\", \"2s\"; got " + describe(n);
+        }
+        if (f.unit_ns > 1 && v % f.unit_ns != 0) {
+          return in_quotes(n.as_string()->get()) + " is not a whole number of " +
+                 config_fields::format_duration(f.unit_ns) + "; round it";
+        }
+        return range(f, v, out);
+      }
+      case Kind::kEndpoint: {
+        if (!n.is_string()) {
+          return "expected a string \"host:port\", e.g. \"127.0.0.1:7700\"; got " + describe(n);
+        }
+        auto ep = parse_endpoint(n.as_string()->get(), "");
+        if (!ep.ok()) return ep.error().message.substr(2);  // drop the empty key's ": "
+        out.ep = *ep;
+        return "";
+      }
+      case Kind::kEnum: {
+        std::string choices = join_choices(f.choices);
+        if (!n.is_string()) return "expected one of " + choices + "; got " + describe(n);
+        out.s = n.as_string()->get();
+        if (std::find(f.choices.begin(), f.choices.end(), out.s) == f.choices.end()) {
+          return in_quotes(out.s) + " is not " + std::string(f.what) + "; use one of " + choices;
+        }
+        return "";
+      }
+      case Kind::kNumber:
+        if (n.is_integer()) {
+          out.d = static_cast<double>(n.as_integer()->get());
+        } else if (n.is_floating_point()) {
+          out.d = n.as_floating_point()->get();
+          if (!std::isfinite(out.d)) return "must be a finite number";
+        } else {
+          return "expected a number; got " + describe(n);
+        }
+        return "";
+    }
+    return "unsupported field kind";
+  }
+
+  template <typename T>
+  static std::string range(const Field<T>& f, int64_t v, Parsed& out) {
+    if (v < f.min || v > f.max) {
+      auto fmt = [&](int64_t x) {
+        if (f.kind == Kind::kSize) return config_fields::format_size(x);
+        if (f.kind == Kind::kDuration) return config_fields::format_duration(x);
+        return std::to_string(x);
+      };
+      std::string limits = f.max == INT64_MAX ? "at least " + fmt(f.min)
+                                              : "between " + fmt(f.min) + " and " + fmt(f.max);
+      return "must be " + limits + "; got " + fmt(v);
+    }
+    out.i = v;
+    return "";
+  }
+
+  // Applies every field of `section` found in `table` to `target`; rejects unknown keys.
+  template <typename T>
+  Result<void> apply(const toml::table& table, std::string_view path, const Section<T>& section,
+                     T& target) const {
+    std::vector<std::string_view> keys;
+    for (const Field<T>& f : section.fields) keys.push_back(f.key);
+    for (auto&& [k, v] : table) {
+      std::string_view key = k.str();
+      bool known = std::find(keys.begin(), keys.end(), key) != keys.end() ||
+                   std::find(section.subtables.begin(), section.subtables.end(), key) !=
+                       section.subtables.end();
+      if (!known) return unknown_key(&v, path, key, {keys, section.subtables});
+    }
+    for (const Field<T>& f : section.fields) {
+      const toml::node* n = table.get(f.key);
+      std::string key_path = join_path(path, f.key);
+      if (n == nullptr) {
+        if (f.required) {
+          std::string example =
+              f.kind == Kind::kEnum
+                  ? in_quotes(f.choices[0]) + " (one of " + join_choices(f.choices) + ")"
+                  : "<" + std::string(config_fields::kind_name(f.kind)) + ">";
+          return error(&table, path,
+                       "missing key " + std::string(f.key) + "; add " + std::string(f.key) + " = " +
+                           example);
+        }
+        continue;
+      }
+      Parsed p;
+      std::string problem = read(f, *n, p);
+      if (problem.empty() && f.check != nullptr) problem = f.check(p);
+      if (!problem.empty()) return error(n, key_path, problem);
+      f.set(target, p);
+    }
+    return {};
+  }
+
+  Error unknown_key(const toml::node* at, std::string_view path, std::string_view key,
+                    std::initializer_list<std::span<const std::string_view>> known) const {
+    std::string s = suggest(key, known);
+    std::string fix;
+    if (!s.empty()) {
+      fix = "; did you mean " + s + "?";
+    } else {
+      std::vector<std::string_view> all;
+      for (auto list : known) all.insert(all.end(), list.begin(), list.end());
+      fix = "; known keys: " + join_choices(all);
+    }
+    return error(at, join_path(path, key), "unknown key" + fix);
+  }
+
+  // The table at `path` (nullptr when absent) or an error when it is not a table.
+  Result<const toml::table*> table_at(const toml::table& parent, std::string_view key,
+                                      std::string_view path) const {
+    const toml::node* n = parent.get(key);
+    if (n == nullptr) return static_cast<const toml::table*>(nullptr);
+    if (!n->is_table()) {
+      return error(n, path, "expected a table ([" + std::string(path) + "]); got " + describe(*n));
+    }
+    return n->as_table();
+  }
+
+  // The tables of an array of tables ([[path]]), or an error.
+  Result<std::vector<const toml::table*>> tables_at(const toml::table& parent, std::string_view key,
+                                                    std::string_view path) const {
+    std::vector<const toml::table*> out;
+    const toml::node* n = parent.get(key);
+    if (n == nullptr) return out;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      return error(n, path,
+                   "expected an array of tables; write each entry as [[" + std::string(path) +
+                       "]]; got " + describe(*n));
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::node* e = arr->get(i);
+      if (!e->is_table()) {
+        return error(e, indexed(path, i),
+                     "expected a table; write each entry as [[" + std::string(path) + "]]; got " +
+                         describe(*e));
+      }
+      out.push_back(e->as_table());
+    }
+    return out;
+  }
+
+  Result<GatewayConfig> parse(const toml::table& root) const;
+
+ private:
+  Result<void> parse_models(const toml::table& root, GatewayConfig& c) const;
+  Result<void> parse_devices(const toml::table& root, GatewayConfig& c) const;
+  Result<void> cross_check(const toml::table& root, GatewayConfig& c) const;
+
+  std::string_view origin_;
+};
+
+Result<GatewayConfig> Parser::parse(const toml::table& root) const {
+  GatewayConfig c;
+  c.source = origin_;
+  for (auto&& [k, v] : root) {
+    std::string_view key = k.str();
+    if (std::find(std::begin(kTopLevelKeys), std::end(kTopLevelKeys), key) ==
+        std::end(kTopLevelKeys)) {
+      return unknown_key(&v, "", key, {kTopLevelKeys});
+    }
+  }
+  // Nested section containers hold only known subtables.
+  for (auto [key, subkeys] :
+       {std::pair{std::string_view("protocols"), std::span<const std::string_view>(kProtocolKeys)},
+        std::pair{std::string_view("sinks"), std::span<const std::string_view>(kSinkKeys)}}) {
+    auto t = table_at(root, key, key);
+    if (!t.ok()) return t.error();
+    if (*t == nullptr) continue;
+    for (auto&& [k, v] : **t) {
+      if (std::find(subkeys.begin(), subkeys.end(), k.str()) == subkeys.end()) {
+        return unknown_key(&v, key, k.str(), {subkeys});
+      }
+    }
+  }
+  for (const Section<GatewayConfig>& s : config_fields::gateway_sections()) {
+    // "protocols.report" lives at root["protocols"]["report"].
+    const toml::table* t = &root;
+    std::string_view rest = s.header;
+    std::string walked;
+    while (t != nullptr && !rest.empty()) {
+      size_t dot = rest.find('.');
+      std::string_view part = rest.substr(0, dot);
+      walked = join_path(walked, part);
+      auto sub = table_at(*t, part, walked);
+      if (!sub.ok()) return sub.error();
+      t = *sub;
+      rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+    }
+    if (t == nullptr) continue;
+    if (auto r = apply(*t, s.header, s, c); !r.ok()) return r.error();
+  }
+  if (auto r = parse_models(root, c); !r.ok()) return r.error();
+  if (auto r = parse_devices(root, c); !r.ok()) return r.error();
+  if (auto r = cross_check(root, c); !r.ok()) return r.error();
+  return c;
+}
+
+Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) const {
+  auto models = tables_at(root, "models", "models");
+  if (!models.ok()) return models.error();
+  std::map<std::string, size_t, std::less<>> seen;
+  for (size_t i = 0; i < models->size(); ++i) {
+    const toml::table& mt = *(*models)[i];
+    std::string path = indexed("models", i);
+    ModelSpec m;
+    if (auto r = apply(mt, path, config_fields::model_section(), m); !r.ok()) return r;
+    if (auto [it, fresh] = seen.emplace(m.name, i); !fresh) {
+      return error(mt.get("name"), path + ".name",
+                   in_quotes(m.name) + " is already the name of models[" +
+                       std::to_string(it->second) + "]; model names must be unique");
+    }
+    auto metrics = tables_at(mt, "metrics", path + ".metrics");
+    if (!metrics.ok()) return metrics.error();
+    if (metrics->size() > config_fields::kMaxModelMetrics) {
+      return error(mt.get("metrics"), path + ".metrics",
+                   std::to_string(metrics->size()) + " metrics; a model has at most " +
+                       std::to_string(config_fields::kMaxModelMetrics) +
+                       " (split it into several models)");
+    }
+    std::map<std::string, size_t, std::less<>> names;
+    for (size_t j = 0; j < metrics->size(); ++j) {
+      const toml::table& xt = *(*metrics)[j];
+      std::string mpath = indexed(path + ".metrics", j);
+      MetricSpec x;
+      if (auto r = apply(xt, mpath, config_fields::metric_section(), x); !r.ok()) return r;
+      if (auto [it, fresh] = names.emplace(x.name, j); !fresh) {
+        return error(xt.get("name"), mpath + ".name",
+                     in_quotes(x.name) + " is already the name of " + path + ".metrics[" +
+                         std::to_string(it->second) + "]; metric names must be unique in a model");
+      }
+      bool numeric = x.type == core::ValueType::kDouble || x.type == core::ValueType::kInt64;
+      for (const char* bound : {"min", "max"}) {
+        if (!numeric && xt.get(bound) != nullptr) {
+          return error(xt.get(bound), mpath + "." + bound,
+                       "a " + std::string(core::value_type_name(x.type)) +
+                           " metric has no range; remove " + bound +
+                           " (only double and int64 metrics have min and max)");
+        }
+      }
+      if (x.min && x.max && *x.min > *x.max) {
+        std::ostringstream os;
+        os << "min " << *x.min << " is greater than max " << *x.max << "; swap or fix them";
+        return error(xt.get("max"), mpath + ".max", os.str());
+      }
+      m.metrics.push_back(std::move(x));
+    }
+    c.models.push_back(std::move(m));
+  }
+  return {};
+}
+
+Result<void> Parser::parse_devices(const toml::table& root, GatewayConfig& c) const {
+  auto devices = tables_at(root, "devices", "devices");
+  if (!devices.ok()) return devices.error();
+  uint64_t total = 0;
+  for (size_t i = 0; i < devices->size(); ++i) {
+    const toml::table& dt = *(*devices)[i];
+    std::string path = indexed("devices", i);
+    DeviceRange d;
+    if (auto r = apply(dt, path, config_fields::device_section(), d); !r.ok()) return r;
+    auto model = std::find_if(c.models.begin(), c.models.end(),
+                              [&](const ModelSpec& m) { return m.name == d.model; });
+    if (model == c.models.end()) {
+      std::string fix = "define it with [[models]] name = " + in_quotes(d.model);
+      for (const ModelSpec& m : c.models) {
+        if (config_fields::edit_distance(m.name, d.model) <= 2) {
+          fix = "did you mean " + in_quotes(m.name) + "?";
+          break;
+        }
+      }
+      return error(dt.get("model"), path + ".model",
+                   in_quotes(d.model) + " is not a model; " + fix);
+    }
+    total += d.count;
+    if (total > config_fields::kMaxDevices) {
+      return error(&dt, path + ".count",
+                   "brings the device total to " + std::to_string(total) + "; at most " +
+                       std::to_string(config_fields::kMaxDevices) +
+                       " devices can be declared (use unknown_devices = \"auto_register\" for "
+                       "larger fleets)");
+    }
+    c.devices.push_back(std::move(d));
+  }
+  // Ranges must be disjoint: sort by first id, then neighbours must not touch.
+  std::vector<size_t> order(c.devices.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return c.devices[a].first_id < c.devices[b].first_id; });
+  auto last_id = [&](size_t i) { return c.devices[i].first_id + c.devices[i].count - 1; };
+  auto ids = [&](size_t i) {
+    return "ids " + std::to_string(c.devices[i].first_id) + ".." + std::to_string(last_id(i));
+  };
+  for (size_t k = 1; k < order.size(); ++k) {
+    size_t prev = order[k - 1];
+    size_t cur = order[k];
+    if (c.devices[cur].first_id <= last_id(prev)) {
+      size_t a = std::min(prev, cur);
+      size_t b = std::max(prev, cur);
+      return error((*devices)[b], indexed("devices", b),
+                   ids(b) + " overlap " + indexed("devices", a) + " (" + ids(a) +
+                       "); make the ranges disjoint");
+    }
+  }
+  return {};
+}
+
+Result<void> Parser::cross_check(const toml::table& root, GatewayConfig& c) const {
+  // Relative paths stay relative: they resolve against the working directory at start.
+  if (c.log.dir.empty()) c.log.dir = (std::filesystem::path(c.data_dir) / "log").string();
+  if (c.store.dir.empty()) c.store.dir = (std::filesystem::path(c.data_dir) / "store").string();
+  const toml::node* reg = root.get("registry");
+  const RegistryConfig& r = c.registry;
+  if (r.unknown_devices == UnknownDevicePolicy::kAutoRegister && r.default_model.empty()) {
+    return error(reg, "registry.default_model",
+                 "missing; unknown_devices = \"auto_register\" needs the model new devices get, "
+                 "e.g. default_model = \"env_sensor\"");
+  }
+  if (!r.default_model.empty() &&
+      std::none_of(c.models.begin(), c.models.end(),
+                   [&](const ModelSpec& m) { return m.name == r.default_model; })) {
+    const toml::node* at = reg != nullptr ? reg->as_table()->get("default_model") : nullptr;
+    return error(at, "registry.default_model",
+                 in_quotes(r.default_model) + " is not a model; define it with [[models]] name = " +
+                     in_quotes(r.default_model));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Endpoint> parse_endpoint(std::string_view text, std::string_view key) {
+  auto fail = [&](std::string problem) {
+    return make_error(std::string(key) + ": " + in_quotes(text) + " " + problem +
+                      "; use host:port, e.g. \"127.0.0.1:7700\" or \"[::1]:7700\"");
+  };
+  Endpoint ep;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return fail("has no closing ]");
+    ep.host = std::string(text.substr(1, close - 1));
+    std::string_view rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') return fail("has no port");
+    port = rest.substr(1);
+    if (ep.host.empty()) return fail("has an empty host");
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return fail("has no port");
+    if (text.find(':') != colon) return fail("is an IPv6 address without brackets");
+    ep.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (ep.host.empty()) return fail("has an empty host (use 0.0.0.0 for all interfaces)");
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    return fail("has no valid port");
+  }
+  uint32_t p = 0;
+  for (char ch : port) p = p * 10 + static_cast<uint32_t>(ch - '0');
+  if (p > 65535) return fail("has a port above 65535");
+  ep.port = static_cast<uint16_t>(p);
+  return ep;
+}
+
+Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    // Only this thin wrapper touches exceptions: the TOML library reports syntax errors so.
+    return make_error(std::string(origin) + ":" + std::to_string(e.source().begin.line) + ":" +
+                      std::to_string(e.source().begin.column) +
+                      ": TOML syntax error: " + std::string(e.description()));
+  }
+  return Parser(origin).parse(root);
+}
+
+Result<GatewayConfig> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return make_error(path + ": cannot open (" + std::strerror(errno) +
+                      "); pass the path of a TOML config file, e.g. examples/tianhe.toml");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return make_error(path + ": cannot read (" + std::strerror(errno) + ")");
+  return parse_config(text.str(), path);
+}
+
+namespace {
+
+std::string escape_cell(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '|') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+template <typename T>
+std::string type_cell(const Field<T>& f) {
+  std::string t(config_fields::kind_name(f.kind));
+  auto fmt = [&](int64_t x) {
+    if (f.kind == Kind::kSize) return config_fields::format_size(x);
+    if (f.kind == Kind::kDuration) return config_fields::format_duration(x);
+    return std::to_string(x);
+  };
+  switch (f.kind) {
+    case Kind::kInt:
+    case Kind::kIntOrAuto:
+    case Kind::kSize:
+    case Kind::kDuration:
+      if (f.max == INT64_MAX) {
+        t += " >= " + fmt(f.min);
+      } else {
+        t += " " + fmt(f.min) + " .. " + fmt(f.max);
+      }
+      break;
+    case Kind::kEnum:
+      t = "one of ";
+      for (size_t i = 0; i < f.choices.size(); ++i) {
+        t += (i ? ", `\"" : "`\"") + std::string(f.choices[i]) + "\"`";
+      }
+      break;
+    default: break;
+  }
+  return t;
+}
+
+template <typename T>
+void render(std::string& out, const Section<T>& s, std::string_view heading) {
+  out += "## `" + std::string(heading) + "`\n\n" + std::string(s.doc) + "\n\n";
+  out += "| Key | Type | Default | Description |\n|---|---|---|---|\n";
+  for (const Field<T>& f : s.fields) {
+    out += "| `" + std::string(f.key) + "` | " + escape_cell(type_cell(f)) + " | " +
+           (f.required ? std::string("required") : "`" + escape_cell(f.default_text) + "`") +
+           " | " + escape_cell(f.doc) + " |\n";
+  }
+  out += "\n";
+}
+
+}  // namespace
+
+std::string config_reference_markdown() {
+  std::string out;
+  for (const Section<GatewayConfig>& s : config_fields::gateway_sections()) {
+    render(out, s, "[" + std::string(s.header) + "]");
+  }
+  render(out, config_fields::model_section(), "[[models]]");
+  render(out, config_fields::metric_section(), "[[models.metrics]]");
+  render(out, config_fields::device_section(), "[[devices]]");
+  out +=
+      "Sizes are an integer byte count or a string with a unit: `B`, `KiB`, `MiB`, `GiB`, "
+      "`TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), e.g. `\"64MiB\"`.\n"
+      "Durations are a string with a unit: `ns`, `us`, `ms`, `s`, `m`, `h`, `d`, e.g. "
+      "`\"500us\"`, `\"2s\"`, `\"30d\"`; `\"0\"` is zero.\n";
+  return out;
+}
+
+}  // namespace tianhe::control

@@ -1,0 +1,526 @@
+#include "control/config_fields.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <string>
+#include <vector>
+
+#include "core/assert.h"
+
+namespace tianhe::control::config_fields {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::microseconds;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+
+constexpr int64_t kKiB = 1024;
+constexpr int64_t kMiB = kKiB << 10;
+constexpr int64_t kGiB = kMiB << 10;
+constexpr int64_t kTiB = kGiB << 10;
+constexpr int64_t kUs = 1'000;
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kSec = 1'000'000'000;
+constexpr int64_t kDay = 86'400 * kSec;
+
+// Tenant and model names appear in paths, metric labels and URLs: keep them plain.
+bool is_plain_name(std::string_view s, bool allow_dash) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || (allow_dash && c == '-');
+  });
+}
+
+std::string check_non_empty(const Parsed& p) {
+  return p.s.empty() ? "must not be empty; give a path such as \"./data\"" : "";
+}
+
+std::string check_model_name(const Parsed& p) {
+  if (is_plain_name(p.s, false)) return "";
+  return "\"" + p.s + "\" is not a valid model name; use 1 to 64 characters of a-z, 0-9 and _";
+}
+
+std::string check_tenant_name(const Parsed& p) {
+  if (is_plain_name(p.s, true)) return "";
+  return "\"" + p.s + "\" is not a valid tenant name; use 1 to 64 characters of a-z, 0-9, _ and -";
+}
+
+std::string check_optional_model_name(const Parsed& p) {
+  return p.s.empty() ? "" : check_model_name(p);
+}
+
+std::string check_metric_name(const Parsed& p) {
+  if (p.s.empty()) return "must not be empty; name the metric, e.g. \"temperature\"";
+  if (p.s.size() > kMaxMetricNameBytes) {
+    return "is " + std::to_string(p.s.size()) + " bytes long; metric names have at most " +
+           std::to_string(kMaxMetricNameBytes) + " bytes";
+  }
+  for (char c : p.s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return "contains a control character; use printable characters only";
+    }
+  }
+  return "";
+}
+
+constexpr std::string_view kDurabilityChoices[] = {"sync", "batch", "none"};
+constexpr std::string_view kPolicyChoices[] = {"reject", "auto_register"};
+constexpr std::string_view kTypeChoices[] = {"double", "int64", "bool", "string"};
+constexpr std::string_view kMetricsSubtable[] = {"metrics"};
+
+using G = GatewayConfig;
+using P = Parsed;
+
+constexpr Field<G> kGatewayFields[] = {
+    {.key = "data_dir",
+     .kind = Kind::kString,
+     .default_text = "\"./data\"",
+     .doc = "Root of everything the gateway writes; log.dir and sinks.store.dir default to "
+            "subdirectories of it.",
+     .set = [](G& c, const P& p) { c.data_dir = p.s; },
+     .check = check_non_empty},
+    {.key = "shards",
+     .kind = Kind::kIntOrAuto,
+     .default_text = "\"auto\"",
+     .doc = "Number of shards (threads, each with its own sockets and log); \"auto\" = one per "
+            "core.",
+     .set = [](G& c, const P& p) { c.shards = static_cast<uint32_t>(p.i); },
+     .min = 1,
+     .max = 256},
+};
+
+constexpr Field<G> kLogFields[] = {
+    {.key = "dir",
+     .kind = Kind::kString,
+     .default_text = "\"<data_dir>/log\"",
+     .doc = "Directory of the shard logs; shard N writes to dir/shard-N/.",
+     .set = [](G& c, const P& p) { c.log.dir = p.s; },
+     .check = check_non_empty},
+    {.key = "durability",
+     .kind = Kind::kEnum,
+     .default_text = "\"batch\"",
+     .doc = "When a report is acknowledged: \"sync\" after its own fdatasync, \"batch\" after "
+            "the group commit that covers it (survives power loss), \"none\" after write(2) "
+            "(survives a crash, not power loss).",
+     .set =
+         [](G& c, const P& p) {
+           auto d = log::parse_durability(p.s);
+           TH_CHECK(d.ok(), "the choices listed in the field table are the durability names");
+           c.log.durability = *d;
+         },
+     .choices = kDurabilityChoices,
+     .what = "a durability mode"},
+    {.key = "flush_interval",
+     .kind = Kind::kDuration,
+     .default_text = "\"1ms\"",
+     .doc = "Longest wait before a group commit (durability \"batch\"); one fdatasync covers "
+            "every append of the interval.",
+     .set =
+         [](G& c, const P& p) {
+           c.log.flush_interval = duration_cast<microseconds>(nanoseconds(p.i));
+         },
+     .min = 10 * kUs,
+     .max = 10 * kSec,
+     .unit_ns = kUs},
+    {.key = "segment_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"64MiB\"",
+     .doc = "A log segment file rolls over past this size.",
+     .set = [](G& c, const P& p) { c.log.segment_bytes = static_cast<uint64_t>(p.i); },
+     .min = 64 * kKiB,
+     .max = 64 * kGiB},
+    {.key = "max_backlog_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"8GiB\"",
+     .doc = "Log bytes not yet consumed by the slowest sink before the gateway pushes back "
+            "(stops acknowledging).",
+     .set = [](G& c, const P& p) { c.log.max_backlog_bytes = static_cast<uint64_t>(p.i); },
+     .min = kMiB,
+     .max = int64_t{1} << 50},
+    {.key = "max_record_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"4MiB\"",
+     .doc = "Largest log record (one batch of reports); larger appends are refused.",
+     .set = [](G& c, const P& p) { c.log.max_record_bytes = static_cast<uint32_t>(p.i); },
+     .min = 4 * kKiB,
+     .max = kGiB},
+};
+
+constexpr Field<G> kReportFields[] = {
+    {.key = "enabled",
+     .kind = Kind::kBool,
+     .default_text = "true",
+     .doc = "Receive raw UDP reports.",
+     .set = [](G& c, const P& p) { c.report.enabled = p.b; }},
+    {.key = "listen",
+     .kind = Kind::kEndpoint,
+     .default_text = "\"127.0.0.1:7700\"",
+     .doc = "UDP address to bind (every shard binds it with SO_REUSEPORT); port 0 picks a free "
+            "port.",
+     .set = [](G& c, const P& p) { c.report.listen = p.ep; }},
+    {.key = "recv_buffer_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"32MiB\"",
+     .doc = "Socket receive buffer requested per socket (SO_RCVBUF, SO_RCVBUFFORCE when "
+            "privileged); the size granted is reported at start.",
+     .set = [](G& c, const P& p) { c.report.recv_buffer_bytes = static_cast<uint32_t>(p.i); },
+     .min = 4 * kKiB,
+     .max = kGiB},
+    {.key = "send_buffer_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"8MiB\"",
+     .doc = "Socket send buffer (acknowledgements) requested per socket.",
+     .set = [](G& c, const P& p) { c.report.send_buffer_bytes = static_cast<uint32_t>(p.i); },
+     .min = 4 * kKiB,
+     .max = kGiB},
+    {.key = "recv_batch",
+     .kind = Kind::kInt,
+     .default_text = "64",
+     .doc = "Datagrams read by one recvmmsg call.",
+     .set = [](G& c, const P& p) { c.report.recv_batch = static_cast<uint32_t>(p.i); },
+     .min = 1,
+     .max = 1024},
+    {.key = "max_datagram_bytes",
+     .kind = Kind::kSize,
+     .default_text = "65507",
+     .doc = "Largest datagram accepted; longer ones are counted as truncated and dropped.",
+     .set = [](G& c, const P& p) { c.report.max_datagram_bytes = static_cast<uint32_t>(p.i); },
+     .min = 64,
+     .max = 65507},
+};
+
+constexpr Field<G> kHttpFields[] = {
+    {.key = "enabled",
+     .kind = Kind::kBool,
+     .default_text = "true",
+     .doc = "Serve the HTTP API, /metrics and /debug.",
+     .set = [](G& c, const P& p) { c.http.enabled = p.b; }},
+    {.key = "listen",
+     .kind = Kind::kEndpoint,
+     .default_text = "\"127.0.0.1:8080\"",
+     .doc = "TCP address to listen on; port 0 picks a free port.",
+     .set = [](G& c, const P& p) { c.http.listen = p.ep; }},
+    {.key = "max_connections",
+     .kind = Kind::kInt,
+     .default_text = "256",
+     .doc = "Open connections at most; further ones are refused.",
+     .set = [](G& c, const P& p) { c.http.max_connections = static_cast<uint32_t>(p.i); },
+     .min = 1,
+     .max = 65536},
+};
+
+constexpr Field<G> kStoreFields[] = {
+    {.key = "enabled",
+     .kind = Kind::kBool,
+     .default_text = "true",
+     .doc = "Deliver reports to the embedded store (the default sink).",
+     .set = [](G& c, const P& p) { c.store.enabled = p.b; }},
+    {.key = "dir",
+     .kind = Kind::kString,
+     .default_text = "\"<data_dir>/store\"",
+     .doc = "Directory of the store's files.",
+     .set = [](G& c, const P& p) { c.store.dir = p.s; },
+     .check = check_non_empty},
+    {.key = "batch_reports",
+     .kind = Kind::kInt,
+     .default_text = "65536",
+     .doc = "Reports written per store transaction at most.",
+     .set = [](G& c, const P& p) { c.store.batch_reports = static_cast<uint32_t>(p.i); },
+     .min = 1,
+     .max = 1 << 24},
+    {.key = "chunk_reports",
+     .kind = Kind::kInt,
+     .default_text = "4194304",
+     .doc = "A time chunk is sealed after this many reports ...",
+     .set = [](G& c, const P& p) { c.store.chunk_reports = static_cast<uint64_t>(p.i); },
+     .min = 1,
+     .max = int64_t{1} << 32},
+    {.key = "chunk_duration",
+     .kind = Kind::kDuration,
+     .default_text = "\"1h\"",
+     .doc = "... or after this long, whichever comes first (whole seconds).",
+     .set = [](G& c, const P& p) { c.store.chunk_duration = seconds(p.i / kSec); },
+     .min = kSec,
+     .max = 366 * kDay,
+     .unit_ns = kSec},
+    {.key = "retention",
+     .kind = Kind::kDuration,
+     .default_text = "\"0\"",
+     .doc = "Sealed chunks older than this are deleted (whole seconds); \"0\" keeps everything.",
+     .set = [](G& c, const P& p) { c.store.retention = seconds(p.i / kSec); },
+     .min = 0,
+     .max = 100 * 366 * kDay,
+     .unit_ns = kSec},
+};
+
+constexpr Field<G> kRegistryFields[] = {
+    {.key = "unknown_devices",
+     .kind = Kind::kEnum,
+     .default_text = "\"reject\"",
+     .doc = "Reports from devices not declared in [[devices]]: \"reject\" (counted) or "
+            "\"auto_register\" (registered with default_model and default_tenant).",
+     .set =
+         [](G& c, const P& p) {
+           c.registry.unknown_devices = p.s == "auto_register" ? UnknownDevicePolicy::kAutoRegister
+                                                               : UnknownDevicePolicy::kReject;
+         },
+     .choices = kPolicyChoices,
+     .what = "a policy"},
+    {.key = "default_model",
+     .kind = Kind::kString,
+     .default_text = "\"\"",
+     .doc = "Model of auto-registered devices; required (and must name a [[models]] entry) "
+            "when unknown_devices = \"auto_register\".",
+     .set = [](G& c, const P& p) { c.registry.default_model = p.s; },
+     .check = check_optional_model_name},
+    {.key = "default_tenant",
+     .kind = Kind::kString,
+     .default_text = "\"default\"",
+     .doc = "Tenant of auto-registered devices.",
+     .set = [](G& c, const P& p) { c.registry.default_tenant = p.s; },
+     .check = check_tenant_name},
+};
+
+constexpr Section<G> kGatewaySections[] = {
+    {.header = "gateway", .doc = "Process-wide settings.", .fields = kGatewayFields},
+    {.header = "log",
+     .doc = "The shard log: every accepted report is appended here (and made durable per "
+            "`durability`) before any sink sees it.",
+     .fields = kLogFields},
+    {.header = "protocols.report",
+     .doc = "Raw UDP reports (the report protocol).",
+     .fields = kReportFields},
+    {.header = "http", .doc = "The HTTP server: API, /metrics, /debug.", .fields = kHttpFields},
+    {.header = "sinks.store",
+     .doc = "The embedded store, the default sink.",
+     .fields = kStoreFields},
+    {.header = "registry",
+     .doc = "What happens to reports from devices the registry does not know.",
+     .fields = kRegistryFields},
+};
+
+constexpr Field<ModelSpec> kModelFields[] = {
+    {.key = "name",
+     .kind = Kind::kString,
+     .doc = "Unique model name (a-z, 0-9, _), referenced by [[devices]] model.",
+     .set = [](ModelSpec& m, const P& p) { m.name = p.s; },
+     .check = check_model_name,
+     .required = true},
+    {.key = "allow_unknown_metrics",
+     .kind = Kind::kBool,
+     .default_text = "false",
+     .doc = "Accept (and store) metrics the model does not list instead of rejecting the report.",
+     .set = [](ModelSpec& m, const P& p) { m.allow_unknown_metrics = p.b; }},
+};
+
+constexpr Section<ModelSpec> kModelSection = {
+    .header = "[models]",
+    .doc =
+        "A device model: the data contract its devices' reports must meet. Repeat the table "
+        "for each model.",
+    .fields = kModelFields,
+    .subtables = kMetricsSubtable};
+
+constexpr Field<MetricSpec> kMetricFields[] = {
+    {.key = "name",
+     .kind = Kind::kString,
+     .doc = "Metric name as devices send it; unique within the model, at most 64 bytes.",
+     .set = [](MetricSpec& m, const P& p) { m.name = p.s; },
+     .check = check_metric_name,
+     .required = true},
+    {.key = "type",
+     .kind = Kind::kEnum,
+     .doc = "Value type.",
+     .set =
+         [](MetricSpec& m, const P& p) {
+           m.type = p.s == "int64"    ? core::ValueType::kInt64
+                    : p.s == "bool"   ? core::ValueType::kBool
+                    : p.s == "string" ? core::ValueType::kString
+                                      : core::ValueType::kDouble;
+         },
+     .choices = kTypeChoices,
+     .what = "a type",
+     .required = true},
+    {.key = "unit",
+     .kind = Kind::kString,
+     .default_text = "\"\"",
+     .doc = "Unit text (UCUM style: \"Cel\", \"%\", \"hPa\"); informational.",
+     .set = [](MetricSpec& m, const P& p) { m.unit = p.s; }},
+    {.key = "min",
+     .kind = Kind::kNumber,
+     .default_text = "none",
+     .doc = "Smallest valid value, inclusive (double and int64 only).",
+     .set = [](MetricSpec& m, const P& p) { m.min = p.d; }},
+    {.key = "max",
+     .kind = Kind::kNumber,
+     .default_text = "none",
+     .doc = "Largest valid value, inclusive (double and int64 only); at least min.",
+     .set = [](MetricSpec& m, const P& p) { m.max = p.d; }},
+    {.key = "required",
+     .kind = Kind::kBool,
+     .default_text = "false",
+     .doc = "A report without this metric breaks the model.",
+     .set = [](MetricSpec& m, const P& p) { m.required = p.b; }},
+};
+
+constexpr Section<MetricSpec> kMetricSection = {
+    .header = "[models.metrics]",
+    .doc = "One metric of the model above; at most 64 per model.",
+    .fields = kMetricFields};
+
+constexpr Field<DeviceRange> kDeviceFields[] = {
+    {.key = "id",
+     .kind = Kind::kInt,
+     .doc = "Device id (1 .. 2^63-1); with count, the first id of a range.",
+     .set = [](DeviceRange& d, const P& p) { d.first_id = static_cast<uint64_t>(p.i); },
+     .min = 1,
+     .required = true},
+    {.key = "count",
+     .kind = Kind::kInt,
+     .default_text = "1",
+     .doc = "Number of devices: ids id .. id+count-1. Ranges must not overlap; 10,000,000 "
+            "devices in all at most.",
+     .set = [](DeviceRange& d, const P& p) { d.count = static_cast<uint64_t>(p.i); },
+     .min = 1,
+     .max = static_cast<int64_t>(kMaxDevices)},
+    {.key = "tenant",
+     .kind = Kind::kString,
+     .default_text = "\"default\"",
+     .doc = "Tenant owning the devices (a-z, 0-9, _, -).",
+     .set = [](DeviceRange& d, const P& p) { d.tenant = p.s; },
+     .check = check_tenant_name},
+    {.key = "model",
+     .kind = Kind::kString,
+     .doc = "Name of the [[models]] entry the devices' reports must meet.",
+     .set = [](DeviceRange& d, const P& p) { d.model = p.s; },
+     .check = check_model_name,
+     .required = true},
+};
+
+constexpr Section<DeviceRange> kDeviceSection = {
+    .header = "[devices]",
+    .doc = "Registered devices: one device, or a range of ids sharing tenant and model.",
+    .fields = kDeviceFields};
+
+struct Unit {
+  std::string_view suffix;
+  int64_t factor;
+};
+
+// Longest suffixes first so "ms" is not read as "m" + garbage.
+constexpr Unit kSizeUnits[] = {
+    {"KiB", kKiB}, {"MiB", kMiB},    {"GiB", kGiB},        {"TiB", kTiB},
+    {"KB", 1000},  {"MB", 1000'000}, {"GB", 1000'000'000}, {"TB", 1000 * 1000'000'000LL},
+    {"B", 1}};
+constexpr Unit kDurationUnits[] = {{"ns", 1},        {"us", kUs},        {"ms", kMs}, {"s", kSec},
+                                   {"m", 60 * kSec}, {"h", 3600 * kSec}, {"d", kDay}};
+
+// Reads "<digits><unit>" into value * factor; "" on success.
+std::string parse_scaled(std::string_view text, std::span<const Unit> units, int64_t& out,
+                         bool unit_optional) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0) return "does not start with a number";
+  std::string_view suffix = text.substr(digits);
+  while (!suffix.empty() && suffix.front() == ' ') suffix.remove_prefix(1);
+  int64_t factor = 0;
+  if (suffix.empty()) {
+    if (!unit_optional) return "has no unit";
+    factor = 1;
+  } else {
+    for (const Unit& u : units) {
+      if (suffix == u.suffix) factor = u.factor;
+    }
+    if (factor == 0) return "has an unknown unit \"" + std::string(suffix) + "\"";
+  }
+  int64_t value = 0;
+  for (size_t i = 0; i < digits; ++i) {
+    int d = text[i] - '0';
+    if (value > (INT64_MAX - d) / 10) return "is too large";
+    value = value * 10 + d;
+  }
+  if (value != 0 && factor > INT64_MAX / value) return "is too large";
+  out = value * factor;
+  return "";
+}
+
+std::string format_scaled(int64_t v, std::span<const Unit> units) {
+  if (v == 0) return "0";
+  const Unit* best = nullptr;
+  for (const Unit& u : units) {
+    if (v % u.factor == 0 && (best == nullptr || u.factor > best->factor)) best = &u;
+  }
+  return std::to_string(v / best->factor) + std::string(best->suffix);
+}
+
+}  // namespace
+
+std::string_view kind_name(Kind kind) noexcept {
+  switch (kind) {
+    case Kind::kBool: return "boolean";
+    case Kind::kString: return "string";
+    case Kind::kInt: return "integer";
+    case Kind::kIntOrAuto: return "\"auto\" or integer";
+    case Kind::kSize: return "size";
+    case Kind::kDuration: return "duration";
+    case Kind::kEndpoint: return "host:port";
+    case Kind::kEnum: return "enum";
+    case Kind::kNumber: return "number";
+  }
+  return "?";
+}
+
+std::span<const Section<GatewayConfig>> gateway_sections() noexcept {
+  return kGatewaySections;
+}
+const Section<ModelSpec>& model_section() noexcept {
+  return kModelSection;
+}
+const Section<MetricSpec>& metric_section() noexcept {
+  return kMetricSection;
+}
+const Section<DeviceRange>& device_section() noexcept {
+  return kDeviceSection;
+}
+
+std::string format_size(int64_t bytes) {
+  // Only binary units: "65507" stays a byte count rather than becoming an odd decimal figure.
+  static constexpr Unit kBinary[] = {
+      {"", 1}, {"KiB", kKiB}, {"MiB", kMiB}, {"GiB", kGiB}, {"TiB", kTiB}};
+  return format_scaled(bytes, kBinary);
+}
+
+std::string format_duration(int64_t ns) {
+  return format_scaled(ns, kDurationUnits);
+}
+
+std::string parse_size(std::string_view text, int64_t& bytes) {
+  return parse_scaled(text, kSizeUnits, bytes, true);
+}
+
+std::string parse_duration(std::string_view text, int64_t& ns) {
+  if (text == "0") {
+    ns = 0;
+    return "";
+  }
+  return parse_scaled(text, kDurationUnits, ns, false);
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace tianhe::control::config_fields

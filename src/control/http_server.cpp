@@ -1,0 +1,990 @@
+// HTTP/1.1 (RFC 9110 semantics, RFC 9112 message syntax) for the control plane: one thread,
+// level-triggered epoll, non-blocking sockets, Content-Length bodies only.
+#include "control/http_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "core/assert.h"
+#include "core/clock.h"
+
+namespace tianhe::control {
+
+namespace {
+
+// RFC 9110 §5.6.2: tchar.
+bool is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~': return true;
+    default: return false;
+  }
+}
+
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(),
+                                   [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
+}
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return lower(x) == lower(y); });
+}
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Longest method we accept: lets garbage (TLS hellos, binary) fail before a whole header
+// section has arrived.
+constexpr size_t kMaxMethodBytes = 32;
+
+}  // namespace
+
+bool percent_decode(std::string_view text, bool plus_is_space, std::string& out) {
+  out.clear();
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= text.size()) return false;
+      const int hi = hex_value(text[i + 1]);
+      const int lo = hex_value(text[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+std::string HttpRequest::query_param(std::string_view key, std::string_view fallback) const {
+  std::string_view rest = query;
+  std::string k;
+  std::string v;
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    const std::string_view raw_key = pair.substr(0, eq);
+    const std::string_view raw_value =
+        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (!percent_decode(raw_key, true, k)) k = std::string(raw_key);
+    if (k != key) continue;
+    if (!percent_decode(raw_value, true, v)) v = std::string(raw_value);
+    return v;
+  }
+  return std::string(fallback);
+}
+
+std::string HttpRequest::param(std::string_view key) const {
+  for (const auto& [k, v] : params) {
+    if (k == key) return v;
+  }
+  return {};
+}
+
+std::string HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return v;
+  }
+  return {};
+}
+
+HttpResponse HttpResponse::error(int status, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  // Handler messages may hold any bytes: invalid UTF-8 is replaced rather than thrown on.
+  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
+                                                   nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
+HttpParseStatus parse_http_request(std::span<const uint8_t> bytes, HttpRequest& out,
+                                   size_t& consumed) {
+  const std::string_view in(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  out = HttpRequest{};
+  consumed = 0;
+
+  // RFC 9112 §2.2: a server SHOULD ignore empty lines received before the request-line.
+  size_t start = 0;
+  while (start + 1 < in.size() && in[start] == '\r' && in[start + 1] == '\n') start += 2;
+  if (start > kMaxHttpHeaderBytes) return HttpParseStatus::kTooLarge;
+
+  const std::string_view window = in.substr(0, std::min(in.size(), kMaxHttpHeaderBytes));
+  const size_t end = window.find("\r\n\r\n", start);
+  if (end == std::string_view::npos) {
+    // Fail early on bytes that cannot begin a request-line.
+    for (size_t i = start; i < in.size() && in[i] != ' '; ++i) {
+      if (i - start >= kMaxMethodBytes || !is_tchar(static_cast<unsigned char>(in[i]))) {
+        return (in[i] == '\r' && i + 1 == in.size() && i > start) ? HttpParseStatus::kNeedMore
+                                                                  : HttpParseStatus::kMalformed;
+      }
+    }
+    return in.size() >= kMaxHttpHeaderBytes ? HttpParseStatus::kTooLarge
+                                            : HttpParseStatus::kNeedMore;
+  }
+
+  // Lines of the header section, each without its CRLF.
+  std::string_view head = in.substr(start, end + 2 - start);
+  auto next_line = [&head](std::string_view& line) {
+    const size_t crlf = head.find("\r\n");
+    if (crlf == std::string_view::npos) return false;
+    line = head.substr(0, crlf);
+    head.remove_prefix(crlf + 2);
+    return true;
+  };
+
+  // RFC 9112 §3: request-line = method SP request-target SP HTTP-version.
+  std::string_view line;
+  if (!next_line(line)) return HttpParseStatus::kMalformed;
+  const size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return HttpParseStatus::kMalformed;
+  const size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return HttpParseStatus::kMalformed;
+  const std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  if (!is_token(method) || method.size() > kMaxMethodBytes || target.empty()) {
+    return HttpParseStatus::kMalformed;
+  }
+  for (const char c : target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '#') return HttpParseStatus::kMalformed;
+  }
+  if (version == "HTTP/1.1") {
+    out.keep_alive = true;
+  } else if (version == "HTTP/1.0") {
+    out.keep_alive = false;
+  } else {
+    return HttpParseStatus::kMalformed;
+  }
+
+  // RFC 9112 §3.2: origin-form, absolute-form (servers MUST accept it), asterisk-form.
+  bool absolute = false;
+  if (target.size() > 7 && (iequals(target.substr(0, 7), "http://") ||
+                            (target.size() > 8 && iequals(target.substr(0, 8), "https://")))) {
+    absolute = true;
+    target.remove_prefix(target.find("//") + 2);
+    const size_t slash = target.find_first_of("/?");
+    target = slash == std::string_view::npos ? std::string_view{"/"} : target.substr(slash);
+  }
+  // In absolute-form the path may be empty ("http://h?q"); origin-form starts with '/'.
+  if (target != "*" && target.front() != '/' && !(absolute && target.front() == '?')) {
+    return HttpParseStatus::kMalformed;
+  }
+  const size_t qmark = target.find('?');
+  std::string_view raw_path = target.substr(0, qmark);
+  if (raw_path.empty()) raw_path = "/";
+  if (qmark != std::string_view::npos) out.query = std::string(target.substr(qmark + 1));
+  if (!percent_decode(raw_path, false, out.path) || out.path.find('\0') != std::string::npos) {
+    return HttpParseStatus::kMalformed;
+  }
+  out.method = std::string(method);
+
+  // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS.
+  bool has_length = false;
+  uint64_t content_length = 0;
+  bool chunked = false;
+  bool close = false;
+  bool keep_alive_token = false;
+  while (next_line(line)) {
+    if (line.empty()) break;
+    // §5.2: obsolete line folding may be rejected with 400.
+    if (line.front() == ' ' || line.front() == '\t') return HttpParseStatus::kMalformed;
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return HttpParseStatus::kMalformed;
+    // §5.1: no whitespace between field name and colon (is_token rejects it).
+    const std::string_view name = line.substr(0, colon);
+    if (!is_token(name)) return HttpParseStatus::kMalformed;
+    const std::string_view value = trim_ows(line.substr(colon + 1));
+    for (const char c : value) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t') || u == 0x7f) return HttpParseStatus::kMalformed;
+    }
+    if (out.headers.size() == kMaxHttpHeaderFields) return HttpParseStatus::kTooLarge;
+    std::string lname(name);
+    std::transform(lname.begin(), lname.end(), lname.begin(), lower);
+
+    if (lname == "content-length") {
+      // §6.3: a list of identical values is one value; anything else is unrecoverable.
+      std::string_view rest = value;
+      while (true) {
+        const size_t comma = rest.find(',');
+        const std::string_view item = trim_ows(rest.substr(0, comma));
+        if (item.empty()) return HttpParseStatus::kMalformed;
+        uint64_t n = 0;
+        for (const char c : item) {
+          if (c < '0' || c > '9') return HttpParseStatus::kMalformed;
+          n = std::min<uint64_t>(n * 10 + static_cast<uint64_t>(c - '0'), kMaxHttpBodyBytes + 1);
+        }
+        if (has_length && n != content_length) return HttpParseStatus::kMalformed;
+        has_length = true;
+        content_length = n;
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+    } else if (lname == "transfer-encoding") {
+      chunked = true;
+    } else if (lname == "connection") {
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        const size_t comma = rest.find(',');
+        const std::string_view item = trim_ows(rest.substr(0, comma));
+        if (iequals(item, "close")) close = true;
+        if (iequals(item, "keep-alive")) keep_alive_token = true;
+        rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+      }
+    }
+    out.headers.emplace_back(std::move(lname), std::string(value));
+  }
+
+  // Only Content-Length framing is supported: a Transfer-Encoding body has no length we can
+  // trust, so the request is refused (411) and the connection closed.
+  if (chunked) return HttpParseStatus::kLengthRequired;
+  if (content_length > kMaxHttpBodyBytes) return HttpParseStatus::kTooLarge;
+  if (keep_alive_token) out.keep_alive = true;
+  if (close) out.keep_alive = false;
+
+  const size_t body_start = end + 4;
+  if (in.size() - body_start < content_length) return HttpParseStatus::kNeedMore;
+  out.body = std::string(in.substr(body_start, content_length));
+  consumed = body_start + content_length;
+  return HttpParseStatus::kComplete;
+}
+
+namespace {
+
+// Owns one file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string errno_text(int err) {
+  std::array<char, 128> buf{};
+  return strerror_r(err, buf.data(), buf.size());
+}
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+  }
+}
+
+// RFC 9110 §5.6.7: IMF-fixdate, independent of the C locale.
+std::string http_date() {
+  static constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed",
+                                                       "Thu", "Fri", "Sat"};
+  static constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const time_t now = time(nullptr);
+  tm t{};
+  gmtime_r(&now, &t);
+  std::array<char, 40> buf{};
+  std::snprintf(buf.data(), buf.size(), "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[t.tm_wday],
+                t.tm_mday, kMonths[t.tm_mon], t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec);
+  return buf.data();
+}
+
+bool safe_header_text(std::string_view s) {
+  return std::none_of(s.begin(), s.end(),
+                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> segs;
+  if (path.empty() || path.front() != '/') {
+    segs.push_back(path);
+    return segs;
+  }
+  path.remove_prefix(1);
+  if (path.empty()) return segs;
+  while (true) {
+    const size_t slash = path.find('/');
+    segs.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return segs;
+}
+
+// A request-bearing connection pauses parsing while this much response is unsent (pipelining
+// back-pressure: a client that never reads cannot make us buffer without bound).
+constexpr size_t kMaxOutputBacklog = 1 << 20;
+constexpr size_t kMaxInputBytes = kMaxHttpHeaderBytes + kMaxHttpBodyBytes;
+// Refused connections (503) live briefly beyond max_connections, capped by this.
+constexpr size_t kMaxRefusedConnections = 64;
+// How long a closing connection keeps reading (and discarding) after its last response, so
+// that unread request bytes do not turn our close into a reset that destroys the response.
+constexpr int64_t kLingerNs = 2'000'000'000;
+constexpr uint64_t kWakeId = 0;
+constexpr uint64_t kListenId = 1;
+constexpr uint64_t kFirstConnId = 16;
+
+}  // namespace
+
+struct HttpServer::Impl {
+  // One client connection. A connection is in one mode at a time: kHttp (request/response,
+  // keep-alive, pipelining) or kLinger (responses sent, write side shut, discarding input until
+  // EOF or the linger deadline). A long-lived stream (a WebSocket for the live view) becomes a
+  // further mode that owns `out` and the write interest once the upgrade response is queued.
+  struct Conn {
+    enum class Mode : uint8_t { kHttp, kLinger };
+    uint64_t id = 0;
+    Fd fd;
+    Mode mode = Mode::kHttp;
+    std::string in;
+    std::string out;
+    size_t out_off = 0;
+    int64_t last_active_ns = 0;
+    int64_t linger_until_ns = 0;
+    bool close_after_write = false;  // Connection: close, HTTP/1.0, or an error response
+    bool peer_eof = false;           // the client shut its write side
+    bool refused = false;            // counted against kMaxRefusedConnections, not the limit
+    uint32_t events = 0;             // epoll interest now registered
+  };
+
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;  // literal, or {name}
+    int literals = 0;
+    HttpHandler handler;
+  };
+
+  std::vector<Route> routes;
+  std::chrono::milliseconds idle_timeout{60'000};
+  uint32_t max_connections = 256;
+
+  Fd listen_fd;
+  Fd epoll_fd;
+  Fd wake_fd;
+  std::thread thread;
+  std::atomic<bool> started{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<uint16_t> port{0};
+
+  // Server-thread state.
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns;
+  uint64_t next_id = kFirstConnId;
+  size_t active = 0;
+  size_t refused = 0;
+  bool listen_paused = false;
+  std::array<char, 64 * 1024> read_buf{};
+
+  // Counters, read by stats() from any thread.
+  std::atomic<uint64_t> n_accepted{0};
+  std::atomic<uint64_t> n_refused{0};
+  std::atomic<uint64_t> n_open{0};
+  std::atomic<uint64_t> n_requests{0};
+  std::atomic<uint64_t> n_bad{0};
+  std::atomic<uint64_t> n_handler_errors{0};
+  std::atomic<uint64_t> n_idle_closed{0};
+
+  void run();
+  void accept_all();
+  void on_event(Conn& c, uint32_t events);
+  void on_readable(Conn& c);
+  bool process(Conn& c);
+  void flush(Conn& c);
+  void update_interest(Conn& c);
+  void close_conn(Conn& c);
+  void sweep(int64_t now);
+  HttpResponse dispatch(HttpRequest& req);
+  void queue_response(Conn& c, const HttpResponse& r, bool head, bool keep_alive);
+  void queue_error(Conn& c, int status, std::string_view message);
+};
+
+void HttpServer::Impl::run() {
+  std::array<epoll_event, 64> events{};
+  int64_t next_sweep = core::mono_ns();
+  const int64_t sweep_every_ns =
+      std::clamp<int64_t>(idle_timeout.count() * 1'000'000 / 4, 5'000'000, 1'000'000'000);
+  while (!stopping.load(std::memory_order_acquire)) {
+    const int64_t now0 = core::mono_ns();
+    const int timeout_ms =
+        static_cast<int>(std::max<int64_t>(0, (next_sweep - now0 + 999'999) / 1'000'000));
+    const int n =
+        epoll_wait(epoll_fd.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+    TH_CHECK(n >= 0 || errno == EINTR, "epoll_wait on a valid epoll fd");
+    for (int i = 0; i < n; ++i) {
+      const uint64_t id = events[i].data.u64;
+      if (id == kWakeId) {
+        uint64_t v = 0;
+        [[maybe_unused]] const ssize_t r = ::read(wake_fd.get(), &v, sizeof v);
+        continue;
+      }
+      if (id == kListenId) {
+        accept_all();
+        continue;
+      }
+      // An earlier event of this batch may have closed it; ids are never reused.
+      const auto it = conns.find(id);
+      if (it != conns.end()) on_event(*it->second, events[i].events);
+    }
+    const int64_t now = core::mono_ns();
+    if (now >= next_sweep) {
+      sweep(now);
+      next_sweep = now + sweep_every_ns;
+    }
+  }
+  conns.clear();
+  n_open.store(0, std::memory_order_relaxed);
+}
+
+void HttpServer::Impl::accept_all() {
+  while (true) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const int fd = accept4(listen_fd.get(), reinterpret_cast<sockaddr*>(&addr), &len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: stop polling the listener until the next sweep instead of
+        // spinning on a readable socket we cannot accept from.
+        epoll_event ev{};
+        ev.data.u64 = kListenId;
+        epoll_ctl(epoll_fd.get(), EPOLL_CTL_MOD, listen_fd.get(), &ev);
+        listen_paused = true;
+      }
+      return;
+    }
+    auto c = std::make_unique<Conn>();
+    c->fd = Fd(fd);
+    c->id = next_id++;
+    c->last_active_ns = core::mono_ns();
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (active >= max_connections) {
+      if (refused >= kMaxRefusedConnections) continue;  // Fd closes it
+      c->refused = true;
+      ++refused;
+      n_refused.fetch_add(1, std::memory_order_relaxed);
+      queue_error(*c, 503, "too many connections; retry later");
+      c->close_after_write = true;
+    } else {
+      ++active;
+      n_accepted.fetch_add(1, std::memory_order_relaxed);
+      n_open.store(active, std::memory_order_relaxed);
+    }
+    epoll_event ev{};
+    ev.data.u64 = c->id;
+    ev.events = c->refused ? 0u : static_cast<uint32_t>(EPOLLIN);
+    c->events = ev.events;
+    TH_CHECK(epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, fd, &ev) == 0, "adding a new socket");
+    Conn& ref = *c;
+    conns.emplace(c->id, std::move(c));
+    if (ref.refused) {
+      flush(ref);
+      if (conns.count(ref.id) != 0) update_interest(ref);
+    }
+  }
+}
+
+void HttpServer::Impl::on_event(Conn& c, uint32_t events) {
+  const uint64_t id = c.id;
+  if ((events & EPOLLERR) != 0) {
+    close_conn(c);
+    return;
+  }
+  if ((events & (EPOLLIN | EPOLLHUP)) != 0) {
+    on_readable(c);
+    if (conns.count(id) == 0) return;
+  }
+  while (true) {
+    const bool held_back = c.mode == Conn::Mode::kHttp && !c.refused && process(c);
+    flush(c);
+    if (conns.count(id) == 0) return;
+    // Writing everything frees room for requests held back by the output backlog.
+    if (!held_back || c.out_off < c.out.size()) break;
+  }
+  update_interest(c);
+}
+
+void HttpServer::Impl::on_readable(Conn& c) {
+  const size_t room = c.mode == Conn::Mode::kLinger
+                          ? read_buf.size()
+                          : std::min(read_buf.size(), kMaxInputBytes - c.in.size());
+  if (room == 0) return;
+  const ssize_t n = ::recv(c.fd.get(), read_buf.data(), room, 0);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    close_conn(c);
+    return;
+  }
+  c.last_active_ns = core::mono_ns();
+  if (c.mode == Conn::Mode::kLinger) {
+    if (n == 0) close_conn(c);
+    return;
+  }
+  if (n == 0) {
+    c.peer_eof = true;
+  } else {
+    c.in.append(read_buf.data(), static_cast<size_t>(n));
+  }
+}
+
+// Parses and answers every complete request in the input buffer. Returns true when it
+// stopped because of the output backlog (more requests may be waiting).
+bool HttpServer::Impl::process(Conn& c) {
+  while (!c.close_after_write) {
+    if (c.out.size() - c.out_off >= kMaxOutputBacklog) return true;
+    HttpRequest req;
+    size_t consumed = 0;
+    const auto status = parse_http_request(
+        {reinterpret_cast<const uint8_t*>(c.in.data()), c.in.size()}, req, consumed);
+    switch (status) {
+      case HttpParseStatus::kNeedMore:
+        // A client that half-closed mid-request will never complete it.
+        if (c.peer_eof) c.close_after_write = true;
+        return false;
+      case HttpParseStatus::kMalformed:
+        n_bad.fetch_add(1, std::memory_order_relaxed);
+        queue_error(c, 400, "malformed HTTP request");
+        return false;
+      case HttpParseStatus::kTooLarge:
+        n_bad.fetch_add(1, std::memory_order_relaxed);
+        queue_error(c, 413, "request too large: headers are limited to 16 KiB, bodies to 1 MiB");
+        return false;
+      case HttpParseStatus::kLengthRequired:
+        n_bad.fetch_add(1, std::memory_order_relaxed);
+        queue_error(c, 411, "Transfer-Encoding is not supported; send a Content-Length body");
+        return false;
+      case HttpParseStatus::kComplete: break;
+    }
+    c.in.erase(0, consumed);
+    const HttpResponse resp = dispatch(req);
+    queue_response(c, resp, req.method == "HEAD", req.keep_alive);
+  }
+  return false;
+}
+
+HttpResponse HttpServer::Impl::dispatch(HttpRequest& req) {
+  const std::vector<std::string_view> segs = split_path(req.path);
+  const Route* best = nullptr;
+  int best_score = -1;
+  std::vector<std::pair<std::string, std::string>> best_params;
+  std::vector<std::pair<std::string, std::string>> params;
+  std::vector<std::string_view> allowed;
+  for (const Route& r : routes) {
+    if (r.segments.size() != segs.size()) continue;
+    params.clear();
+    bool match = true;
+    for (size_t i = 0; i < segs.size() && match; ++i) {
+      const std::string& p = r.segments[i];
+      if (p.size() >= 2 && p.front() == '{' && p.back() == '}') {
+        if (segs[i].empty()) match = false;
+        params.emplace_back(p.substr(1, p.size() - 2), std::string(segs[i]));
+      } else {
+        match = p == segs[i];
+      }
+    }
+    if (!match) continue;
+    allowed.push_back(r.method);
+    if (r.method == "GET") allowed.push_back("HEAD");
+    // RFC 9110 §9.3.2: HEAD is answered like GET without the body. A more literal pattern
+    // wins over one with parameters ("/devices/count" over "/devices/{id}").
+    const bool exact = r.method == req.method;
+    if (!exact && !(req.method == "HEAD" && r.method == "GET")) continue;
+    const int score = r.literals * 2 + (exact ? 1 : 0);
+    if (score > best_score) {
+      best = &r;
+      best_score = score;
+      best_params = params;
+    }
+  }
+  if (best != nullptr) {
+    req.params = std::move(best_params);
+    try {
+      return best->handler(req);
+    } catch (const std::exception& e) {
+      n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+      return HttpResponse::error(500, e.what());
+    } catch (...) {
+      n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+      return HttpResponse::error(500, "handler failed with a non-standard exception");
+    }
+  }
+  if (allowed.empty()) return HttpResponse::error(404, "no such path: " + req.path);
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+  std::string allow;
+  for (const auto m : allowed) {
+    if (!allow.empty()) allow += ", ";
+    allow += m;
+  }
+  HttpResponse r = HttpResponse::error(405, "method " + req.method + " not allowed; use " + allow);
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+void HttpServer::Impl::queue_error(Conn& c, int status, std::string_view message) {
+  queue_response(c, HttpResponse::error(status, message), false, false);
+}
+
+void HttpServer::Impl::queue_response(Conn& c, const HttpResponse& r, bool head, bool keep_alive) {
+  n_requests.fetch_add(1, std::memory_order_relaxed);
+  // RFC 9110 §8.6, §15.3.5: no Content-Length and no body with 1xx and 204; none with 304.
+  const bool no_length = (r.status >= 100 && r.status < 200) || r.status == 204;
+  const bool no_body = no_length || r.status == 304 || head;
+  std::string& o = c.out;
+  if (c.out_off == o.size()) {
+    o.clear();
+    c.out_off = 0;
+  }
+  o += "HTTP/1.1 ";
+  o += std::to_string(r.status);
+  o += ' ';
+  o += reason_phrase(r.status);
+  o += "\r\n";
+  if (!r.content_type.empty() && !no_length && safe_header_text(r.content_type)) {
+    o += "Content-Type: ";
+    o += r.content_type;
+    o += "\r\n";
+  }
+  if (!no_length) {
+    o += "Content-Length: ";
+    o += std::to_string(r.body.size());
+    o += "\r\n";
+  }
+  o += "Date: ";
+  o += http_date();
+  o += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+  for (const auto& [k, v] : r.headers) {
+    // The server owns framing; text that could split the response is dropped.
+    if (!is_token(k) || !safe_header_text(v) || iequals(k, "content-length") ||
+        iequals(k, "connection") || iequals(k, "date") || iequals(k, "transfer-encoding") ||
+        iequals(k, "content-type")) {
+      continue;
+    }
+    o += k;
+    o += ": ";
+    o += v;
+    o += "\r\n";
+  }
+  o += "\r\n";
+  if (!no_body) o += r.body;
+  if (!keep_alive) c.close_after_write = true;
+}
+
+void HttpServer::Impl::flush(Conn& c) {
+  while (c.out_off < c.out.size()) {
+    const ssize_t n =
+        ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      close_conn(c);
+      return;
+    }
+    c.out_off += static_cast<size_t>(n);
+    c.last_active_ns = core::mono_ns();
+  }
+  c.out.clear();
+  c.out_off = 0;
+  if (c.close_after_write && c.mode == Conn::Mode::kHttp) {
+    if (c.peer_eof) {
+      close_conn(c);
+      return;
+    }
+    // Lingering close (RFC 9112 §9.6): shut our side, then read until the client closes.
+    ::shutdown(c.fd.get(), SHUT_WR);
+    c.mode = Conn::Mode::kLinger;
+    c.in.clear();
+    c.linger_until_ns = core::mono_ns() + kLingerNs;
+  }
+}
+
+void HttpServer::Impl::update_interest(Conn& c) {
+  uint32_t want = 0;
+  if (c.mode == Conn::Mode::kLinger) {
+    want = EPOLLIN;
+  } else {
+    const bool backlog = c.out.size() - c.out_off >= kMaxOutputBacklog;
+    if (!c.close_after_write && !c.peer_eof && !backlog && c.in.size() < kMaxInputBytes &&
+        !c.refused) {
+      want |= EPOLLIN;
+    }
+    if (c.out_off < c.out.size()) want |= EPOLLOUT;
+  }
+  if (want == c.events) return;
+  epoll_event ev{};
+  ev.data.u64 = c.id;
+  ev.events = want;
+  TH_CHECK(epoll_ctl(epoll_fd.get(), EPOLL_CTL_MOD, c.fd.get(), &ev) == 0, "socket is registered");
+  c.events = want;
+}
+
+void HttpServer::Impl::close_conn(Conn& c) {
+  epoll_ctl(epoll_fd.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+  if (c.refused) {
+    --refused;
+  } else {
+    --active;
+    n_open.store(active, std::memory_order_relaxed);
+  }
+  conns.erase(c.id);  // destroys c and closes the socket
+}
+
+void HttpServer::Impl::sweep(int64_t now) {
+  const int64_t idle_ns = idle_timeout.count() * 1'000'000;
+  std::vector<Conn*> expired;
+  for (auto& [id, c] : conns) {
+    const bool lingering = c->mode == Conn::Mode::kLinger;
+    if ((lingering && now >= c->linger_until_ns) ||
+        (!lingering && now - c->last_active_ns >= idle_ns)) {
+      expired.push_back(c.get());
+    }
+  }
+  for (Conn* c : expired) {
+    if (c->mode == Conn::Mode::kHttp) n_idle_closed.fetch_add(1, std::memory_order_relaxed);
+    close_conn(*c);
+  }
+  if (listen_paused) {
+    epoll_event ev{};
+    ev.data.u64 = kListenId;
+    ev.events = EPOLLIN;
+    epoll_ctl(epoll_fd.get(), EPOLL_CTL_MOD, listen_fd.get(), &ev);
+    listen_paused = false;
+  }
+}
+
+HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+void HttpServer::route(std::string method, std::string pattern, HttpHandler handler) {
+  TH_BUG(!impl_->started.load(), "routes are added before start()");
+  if (impl_->started.load()) return;
+  Impl::Route r;
+  r.method = std::move(method);
+  for (const auto seg : split_path(pattern)) {
+    r.segments.emplace_back(seg);
+    if (!(seg.size() >= 2 && seg.front() == '{' && seg.back() == '}')) ++r.literals;
+  }
+  r.pattern = std::move(pattern);
+  r.handler = std::move(handler);
+  impl_->routes.push_back(std::move(r));
+}
+
+void HttpServer::set_idle_timeout(std::chrono::milliseconds timeout) {
+  TH_BUG(!impl_->started.load(), "the idle timeout is set before start()");
+  if (!impl_->started.load()) impl_->idle_timeout = std::max(timeout, std::chrono::milliseconds(1));
+}
+
+Result<void> HttpServer::start(const Endpoint& listen, uint32_t max_connections) {
+  Impl& s = *impl_;
+  if (s.started.load()) return make_error("http: the server is already started");
+  std::string host = listen.host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                            std::to_string(listen.port);
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port_text = std::to_string(listen.port);
+  const int gai =
+      getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &res);
+  if (gai != 0) {
+    return make_error("http.listen: cannot resolve " + where + ": " + gai_strerror(gai) +
+                      " (use an IP address such as 127.0.0.1 or [::1])");
+  }
+  std::string last_error = "no address";
+  Fd fd;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    Fd cand(
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+    if (cand.get() < 0) {
+      last_error = errno_text(errno);
+      continue;
+    }
+    const int one = 1;
+    setsockopt(cand.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(cand.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(cand.get(), 511) != 0) {
+      last_error = errno_text(errno);
+      continue;
+    }
+    fd = std::move(cand);
+    break;
+  }
+  freeaddrinfo(res);
+  if (fd.get() < 0) {
+    return make_error("http.listen: cannot listen on " + where + ": " + last_error +
+                      " (choose a free port, or 0 for any)");
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  TH_CHECK(getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) == 0,
+           "getsockname on a bound socket");
+  s.port.store(bound.ss_family == AF_INET6
+                   ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
+                   : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port));
+
+  s.epoll_fd = Fd(epoll_create1(EPOLL_CLOEXEC));
+  s.wake_fd = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (s.epoll_fd.get() < 0 || s.wake_fd.get() < 0) {
+    return make_error("http: cannot create epoll/eventfd: " + errno_text(errno));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeId;
+  TH_CHECK(epoll_ctl(s.epoll_fd.get(), EPOLL_CTL_ADD, s.wake_fd.get(), &ev) == 0, "add eventfd");
+  ev.data.u64 = kListenId;
+  TH_CHECK(epoll_ctl(s.epoll_fd.get(), EPOLL_CTL_ADD, fd.get(), &ev) == 0, "add listener");
+  s.listen_fd = std::move(fd);
+  s.max_connections = std::max<uint32_t>(max_connections, 1);
+  s.stopping.store(false);
+  s.started.store(true);
+  s.thread = std::thread([&s] { s.run(); });
+  return {};
+}
+
+uint16_t HttpServer::port() const noexcept {
+  return impl_->port.load();
+}
+
+void HttpServer::stop() noexcept {
+  Impl& s = *impl_;
+  if (!s.thread.joinable()) return;
+  s.stopping.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t r = ::write(s.wake_fd.get(), &one, sizeof one);
+  s.thread.join();
+  s.listen_fd.reset();
+  s.wake_fd.reset();
+  s.epoll_fd.reset();
+}
+
+HttpServerStats HttpServer::stats() const noexcept {
+  const Impl& s = *impl_;
+  HttpServerStats st;
+  st.connections_accepted = s.n_accepted.load(std::memory_order_relaxed);
+  st.connections_refused = s.n_refused.load(std::memory_order_relaxed);
+  st.connections_open = s.n_open.load(std::memory_order_relaxed);
+  st.responses = s.n_requests.load(std::memory_order_relaxed);
+  st.bad_requests = s.n_bad.load(std::memory_order_relaxed);
+  st.handler_errors = s.n_handler_errors.load(std::memory_order_relaxed);
+  st.idle_closed = s.n_idle_closed.load(std::memory_order_relaxed);
+  return st;
+}
+
+void HttpServer::collect(PromWriter& w) const {
+  const HttpServerStats st = stats();
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  w.counter("tianhe_http_connections_accepted_total", "HTTP connections taken into service.", {},
+            d(st.connections_accepted));
+  w.counter("tianhe_http_connections_refused_total",
+            "HTTP connections refused with 503 because max_connections was reached.", {},
+            d(st.connections_refused));
+  w.gauge("tianhe_http_connections_open", "HTTP connections open now.", {}, d(st.connections_open));
+  w.counter("tianhe_http_responses_total", "HTTP responses sent, any status.", {}, d(st.responses));
+  w.counter("tianhe_http_bad_requests_total",
+            "HTTP requests refused as malformed or too large (400, 411, 413).", {},
+            d(st.bad_requests));
+  w.counter("tianhe_http_handler_errors_total", "HTTP handlers that threw (answered 500).", {},
+            d(st.handler_errors));
+  w.counter("tianhe_http_idle_closed_connections_total",
+            "HTTP connections closed after the idle timeout.", {}, d(st.idle_closed));
+}
+
+}  // namespace tianhe::control

@@ -1,0 +1,212 @@
+#include "control/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace tianhe::control {
+namespace {
+
+ModelSpec env_model() {
+  ModelSpec m;
+  m.name = "env_sensor";
+  m.metrics.push_back(
+      {.name = "temperature", .unit = "Cel", .min = -40, .max = 85, .required = true});
+  m.metrics.push_back({.name = "humidity", .min = 0, .max = 100, .required = true});
+  m.metrics.push_back({.name = "battery_mv", .type = core::ValueType::kInt64});
+  m.metrics.push_back({.name = "door_open", .type = core::ValueType::kBool});
+  return m;
+}
+
+GatewayConfig base_config() {
+  GatewayConfig c;
+  c.models.push_back(env_model());
+  ModelSpec meter;
+  meter.name = "meter";
+  meter.allow_unknown_metrics = true;
+  meter.metrics.push_back({.name = "kwh", .type = core::ValueType::kInt64, .required = true});
+  c.models.push_back(meter);
+  return c;
+}
+
+std::shared_ptr<const Registry> build_ok(const GatewayConfig& c) {
+  auto r = Registry::build(c);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return r.ok() ? *r : nullptr;
+}
+
+TEST(Model, CompilesMetrics) {
+  auto reg = build_ok(base_config());
+  ASSERT_EQ(reg->model_count(), 2u);
+  const Model& env = reg->model(0);
+  EXPECT_EQ(env.name(), "env_sensor");
+  EXPECT_FALSE(env.allow_unknown_metrics());
+  EXPECT_EQ(env.find("temperature"), 0);
+  EXPECT_EQ(env.find("humidity"), 1);
+  EXPECT_EQ(env.find("door_open"), 3);
+  EXPECT_EQ(env.find("door"), -1);
+  EXPECT_EQ(env.find("door_opened"), -1);
+  EXPECT_EQ(env.find(""), -1);
+  EXPECT_EQ(env.required_mask(), 0b11u);
+  EXPECT_EQ(env.metrics()[0].min, -40);
+  EXPECT_EQ(env.metrics()[0].max, 85);
+  EXPECT_EQ(env.metrics()[0].unit, "Cel");
+  // Unset bounds become the widest range.
+  EXPECT_EQ(env.metrics()[2].min, -1e308);
+  EXPECT_EQ(env.metrics()[2].max, 1e308);
+  EXPECT_EQ(env.metrics()[2].type, core::ValueType::kInt64);
+  EXPECT_TRUE(reg->model(1).allow_unknown_metrics());
+  EXPECT_EQ(reg->model(1).required_mask(), 1u);
+}
+
+TEST(Model, SixtyFourMetricsUseTheWholeMask) {
+  std::vector<ModelMetric> metrics(64);
+  for (int i = 0; i < 64; ++i) {
+    metrics[i].name = "m" + std::to_string(i);
+    metrics[i].required = true;
+  }
+  Model m("wide", metrics, false);
+  EXPECT_EQ(m.required_mask(), ~uint64_t{0});
+  EXPECT_EQ(m.find("m63"), 63);
+  EXPECT_EQ(m.find("m64"), -1);
+}
+
+TEST(Registry, LookupsHitAndMiss) {
+  GatewayConfig c = base_config();
+  c.devices.push_back({.first_id = 1, .count = 1000, .tenant = "demo", .model = "env_sensor"});
+  c.devices.push_back({.first_id = 5000, .count = 1, .tenant = "acme", .model = "meter"});
+  c.devices.push_back(
+      {.first_id = UINT64_MAX - 9, .count = 10, .tenant = "demo", .model = "meter"});
+  auto reg = build_ok(c);
+  EXPECT_EQ(reg->device_count(), 1011u);
+  for (uint64_t id = 1; id <= 1000; ++id) {
+    const DeviceEntry* e = reg->find(id);
+    ASSERT_NE(e, nullptr) << id;
+    EXPECT_EQ(e->id, id);
+    EXPECT_EQ(e->model, 0u);
+    EXPECT_EQ(reg->tenant_name(e->tenant), "demo");
+  }
+  const DeviceEntry* m = reg->find(5000);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->model, 1u);
+  EXPECT_EQ(reg->tenant_name(m->tenant), "acme");
+  EXPECT_NE(reg->find(UINT64_MAX), nullptr);
+  EXPECT_NE(reg->find(UINT64_MAX - 9), nullptr);
+  EXPECT_EQ(reg->find(UINT64_MAX - 10), nullptr);
+  EXPECT_EQ(reg->find(0), nullptr);
+  EXPECT_EQ(reg->find(1001), nullptr);
+  EXPECT_EQ(reg->find(4999), nullptr);
+  EXPECT_EQ(reg->find(5001), nullptr);
+  for (uint64_t id = 1'000'000; id < 1'010'000; ++id) EXPECT_EQ(reg->find(id), nullptr);
+}
+
+TEST(Registry, TenantsAreInterned) {
+  GatewayConfig c = base_config();
+  c.registry.default_tenant = "demo";
+  c.devices.push_back({.first_id = 1, .count = 2, .tenant = "acme", .model = "meter"});
+  c.devices.push_back({.first_id = 10, .count = 2, .tenant = "demo", .model = "meter"});
+  c.devices.push_back({.first_id = 20, .count = 2, .tenant = "acme", .model = "meter"});
+  auto reg = build_ok(c);
+  EXPECT_EQ(reg->tenant_name(reg->default_tenant()), "demo");
+  EXPECT_EQ(reg->find(1)->tenant, reg->find(21)->tenant);
+  EXPECT_NE(reg->find(1)->tenant, reg->find(10)->tenant);
+  EXPECT_EQ(reg->find(10)->tenant, reg->default_tenant());
+}
+
+TEST(Registry, UnknownDevicePolicy) {
+  GatewayConfig c = base_config();
+  auto reg = build_ok(c);
+  EXPECT_EQ(reg->unknown_devices(), UnknownDevicePolicy::kReject);
+  EXPECT_EQ(reg->tenant_name(reg->default_tenant()), "default");
+  EXPECT_EQ(reg->device_count(), 0u);
+  EXPECT_EQ(reg->find(1), nullptr);
+
+  c.registry = {.unknown_devices = UnknownDevicePolicy::kAutoRegister,
+                .default_model = "meter",
+                .default_tenant = "fleet"};
+  reg = build_ok(c);
+  EXPECT_EQ(reg->unknown_devices(), UnknownDevicePolicy::kAutoRegister);
+  EXPECT_EQ(reg->model(reg->default_model()).name(), "meter");
+  EXPECT_EQ(reg->tenant_name(reg->default_tenant()), "fleet");
+
+  c.registry.default_model = "";
+  auto bad = Registry::build(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("registry.default_model: missing"), std::string::npos);
+  c.registry.default_model = "nope";
+  bad = Registry::build(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("registry.default_model: \"nope\" is not a model"),
+            std::string::npos);
+}
+
+// Registry::build is also reached with configs not made by parse_config (tests, the API later):
+// it re-checks what it relies on.
+TEST(Registry, RejectsInconsistentConfigs) {
+  GatewayConfig c = base_config();
+  c.devices.push_back({.first_id = 1, .count = 10, .model = "env_sensor"});
+  c.devices.push_back({.first_id = 5, .count = 1, .model = "env_sensor"});
+  auto r = Registry::build(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "devices[1]: device 5 is declared twice; make the ranges disjoint");
+  c.devices = {{.first_id = 1, .model = "ghost"}};
+  r = Registry::build(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "devices[0].model: \"ghost\" is not a model");
+  c.devices = {{.first_id = 0, .model = "meter"}};
+  EXPECT_FALSE(Registry::build(c).ok());
+  c.devices = {{.first_id = UINT64_MAX, .count = 2, .model = "meter"}};
+  EXPECT_FALSE(Registry::build(c).ok());
+}
+
+TEST(Registry, HalfAMillionDevices) {
+  GatewayConfig c = base_config();
+  c.devices.push_back({.first_id = 1, .count = 500'000, .tenant = "demo", .model = "env_sensor"});
+  auto t0 = std::chrono::steady_clock::now();
+  auto reg = build_ok(c);
+  auto built = std::chrono::steady_clock::now() - t0;
+  ASSERT_NE(reg, nullptr);
+  EXPECT_EQ(reg->device_count(), 500'000u);
+  for (uint64_t id = 1; id <= 500'000; ++id) {
+    const DeviceEntry* e = reg->find(id);
+    if (e == nullptr || e->id != id) {
+      ADD_FAILURE() << "device " << id << " not found";
+      break;
+    }
+  }
+  for (uint64_t id = 500'001; id <= 1'000'000; ++id) {
+    if (reg->find(id) != nullptr) {
+      ADD_FAILURE() << "device " << id << " found";
+      break;
+    }
+  }
+  double per_device = static_cast<double>(reg->table_bytes()) / reg->device_count();
+  std::printf("500k devices: build %.1f ms, %.1f table bytes per device\n",
+              std::chrono::duration<double, std::milli>(built).count(), per_device);
+  EXPECT_LT(per_device, 40.0);        // 2^20 slots of 16 bytes at load 0.48
+  EXPECT_GE(per_device, 16.0 / 0.7);  // load factor at most 0.7
+  // Generous bound: this also runs under sanitizers; release builds take a few ms.
+  EXPECT_LT(built, std::chrono::seconds(5));
+}
+
+TEST(Registry, LoadFactorStaysBounded) {
+  for (uint64_t n : {1ull, 15ull, 16ull, 700ull, 701ull, 1000ull, 65536ull, 100'000ull}) {
+    GatewayConfig c = base_config();
+    c.devices.push_back({.first_id = 1000, .count = n, .model = "meter"});
+    auto reg = build_ok(c);
+    size_t slots = reg->table_bytes() / sizeof(DeviceEntry);
+    EXPECT_EQ(slots & (slots - 1), 0u) << "power of two";
+    EXPECT_LE(static_cast<double>(n) / slots, 0.7) << n;
+    EXPECT_GT(static_cast<double>(n) / slots, n >= 16 ? 0.3 : 0.0) << n;
+    EXPECT_NE(reg->find(1000 + n - 1), nullptr);
+    EXPECT_EQ(reg->find(1000 + n), nullptr);
+  }
+}
+
+TEST(Registry, DeviceEntryIsSixteenBytes) {
+  static_assert(sizeof(DeviceEntry) == 16);
+}
+
+}  // namespace
+}  // namespace tianhe::control

@@ -1,0 +1,208 @@
+// Pure pieces of the shard log: record framing, segment headers and names, directory helpers.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "core/crc32c.h"
+#include "log/segment_files.h"
+#include "log/shard_log.h"
+
+namespace tianhe::log {
+
+Result<Durability> parse_durability(std::string_view s) {
+  if (s == "sync") return Durability::kSync;
+  if (s == "batch") return Durability::kBatch;
+  if (s == "none") return Durability::kNone;
+  return make_error("log.durability: \"" + std::string(s) +
+                    "\" is not a durability mode: use \"sync\", \"batch\" or \"none\"");
+}
+
+std::string_view durability_name(Durability d) noexcept {
+  switch (d) {
+    case Durability::kSync: return "sync";
+    case Durability::kBatch: return "batch";
+    case Durability::kNone: return "none";
+  }
+  return "unknown";
+}
+
+FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_bytes,
+                        std::span<const uint8_t>& payload, size_t& frame_bytes) noexcept {
+  // The length is checked before anything else so a garbage length is rejected without waiting
+  // for (or reading) up to 4 GiB of bytes that will never come.
+  if (bytes.size() < 4) return FrameStatus::kNeedMore;
+  const uint32_t len = detail::load_le32(bytes.data());
+  if (len > max_record_bytes) return FrameStatus::kMalformed;
+  if (bytes.size() < kRecordHeaderBytes) return FrameStatus::kNeedMore;
+  const size_t total = kRecordHeaderBytes + static_cast<size_t>(len);
+  if (bytes.size() < total) return FrameStatus::kNeedMore;
+  uint32_t crc = core::crc32c(bytes.data(), 4);
+  crc = core::crc32c(bytes.data() + kRecordHeaderBytes, len, crc);
+  if (crc != detail::load_le32(bytes.data() + 4)) return FrameStatus::kMalformed;
+  payload = bytes.subspan(kRecordHeaderBytes, len);
+  frame_bytes = total;
+  return FrameStatus::kComplete;
+}
+
+void write_frame_header(std::span<const uint8_t> payload, uint8_t* out) noexcept {
+  detail::store_le32(out, static_cast<uint32_t>(payload.size()));
+  uint32_t crc = core::crc32c(out, 4);
+  crc = core::crc32c(payload.data(), payload.size(), crc);
+  detail::store_le32(out + 4, crc);
+}
+
+std::vector<uint32_t> list_shards(const std::string& dir) {
+  std::vector<uint32_t> shards;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return shards;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    constexpr std::string_view kPrefix = "shard-";
+    if (name.size() <= kPrefix.size() || name.substr(0, kPrefix.size()) != kPrefix) continue;
+    std::string_view digits = name.substr(kPrefix.size());
+    uint32_t n = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec != std::errc() || ptr != digits.data() + digits.size()) continue;
+    if (std::to_string(n) != digits) continue;  // "shard-007" is not ours
+    struct stat st {};
+    if (::stat((dir + "/" + std::string(name)).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    shards.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(shards.begin(), shards.end());
+  return shards;
+}
+
+namespace detail {
+
+std::string shard_dir(const std::string& dir, uint32_t shard) {
+  return dir + "/shard-" + std::to_string(shard);
+}
+
+std::string segment_name(uint64_t start) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020llu.seg", static_cast<unsigned long long>(start));
+  return buf;
+}
+
+std::string segment_path(const std::string& shard_dir, uint64_t start) {
+  return shard_dir + "/" + segment_name(start);
+}
+
+bool parse_segment_name(std::string_view name, uint64_t& start) noexcept {
+  if (name.size() != 24 || name.substr(20) != ".seg") return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 20; ++i) {
+    const char c = name[i];
+    if (c < '0' || c > '9') return false;
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  start = v;
+  return true;
+}
+
+Result<std::vector<uint64_t>> list_segments(const std::string& shard_dir) {
+  DIR* d = ::opendir(shard_dir.c_str());
+  if (d == nullptr) {
+    return make_error("cannot list log directory " + shard_dir + ": " + errno_text(errno));
+  }
+  std::vector<uint64_t> starts;
+  while (dirent* e = ::readdir(d)) {
+    uint64_t start = 0;
+    if (parse_segment_name(e->d_name, start)) starts.push_back(start);
+  }
+  ::closedir(d);
+  std::sort(starts.begin(), starts.end());
+  return starts;
+}
+
+void write_segment_header(uint8_t* out) noexcept {
+  std::memcpy(out, kSegmentMagic.data(), kSegmentMagic.size());
+  store_le32(out + 8, kSegmentVersion);
+  store_le32(out + 12, 0);
+}
+
+HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept {
+  if (bytes.size() < kSegmentHeaderBytes) return HeaderStatus::kShort;
+  if (std::memcmp(bytes.data(), kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
+    return HeaderStatus::kBadMagic;
+  }
+  if (load_le32(bytes.data() + 8) != kSegmentVersion) return HeaderStatus::kBadVersion;
+  return HeaderStatus::kOk;
+}
+
+std::string header_error(HeaderStatus status, const std::string& path) {
+  switch (status) {
+    case HeaderStatus::kOk: return path + ": header is valid";
+    case HeaderStatus::kShort: return path + ": segment header is truncated";
+    case HeaderStatus::kBadMagic:
+      return path + ": not a log segment (bad magic): move the file out of the log directory";
+    case HeaderStatus::kBadVersion:
+      return path + ": unsupported segment version: written by a newer release";
+  }
+  return path + ": bad header";
+}
+
+int fsync_dir(const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+int make_dirs(const std::string& path, bool* created) noexcept {
+  if (created != nullptr) *created = false;
+  if (path.empty()) return ENOENT;
+  std::string partial;
+  partial.reserve(path.size());
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    partial = path.substr(0, next);
+    pos = next + 1;
+    if (partial.empty()) continue;  // leading '/'
+    if (::mkdir(partial.c_str(), 0755) == 0) {
+      if (next == path.size() && created != nullptr) *created = true;
+    } else if (errno != EEXIST) {
+      return errno;
+    }
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno;
+  return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+std::string errno_text(int err) {
+  char buf[128];
+  // GNU strerror_r returns the message (maybe not in buf).
+  const char* msg = ::strerror_r(err, buf, sizeof buf);
+  return msg;
+}
+
+ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept {
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, buf + done, size - done, static_cast<off_t>(pos + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+}  // namespace detail
+}  // namespace tianhe::log

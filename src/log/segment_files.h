@@ -1,0 +1,72 @@
+// Internal helpers of the shard log: segment file names, listing, headers, fsync of directories.
+// Used by the writer (shard_log.cpp) and the reader (log_reader.cpp); not part of the interface.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+namespace tianhe::log::detail {
+
+/// Reads a little-endian u32 from p[0..4).
+inline uint32_t load_le32(const uint8_t* p) noexcept {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+         static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
+
+/// Writes `v` little-endian to p[0..4).
+inline void store_le32(uint8_t* p, uint32_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+  p[2] = static_cast<uint8_t>(v >> 16);
+  p[3] = static_cast<uint8_t>(v >> 24);
+}
+
+/// The directory of shard `shard` under the log root `dir` ("dir/shard-N").
+std::string shard_dir(const std::string& dir, uint32_t shard);
+
+/// The file name of the segment whose first byte is at offset `start` ("<20 digits>.seg").
+std::string segment_name(uint64_t start);
+
+/// The path of a segment inside a shard directory.
+std::string segment_path(const std::string& shard_dir, uint64_t start);
+
+/// Parses a segment file name; false when `name` is not exactly "<20 digits>.seg".
+bool parse_segment_name(std::string_view name, uint64_t& start) noexcept;
+
+/// Start offsets of the segments in `shard_dir`, ascending. Errors name the directory.
+Result<std::vector<uint64_t>> list_segments(const std::string& shard_dir);
+
+/// Writes the segment header (kSegmentHeaderBytes) to out.
+void write_segment_header(uint8_t* out) noexcept;
+
+/// Outcome of checking a segment header.
+enum class HeaderStatus : uint8_t { kOk, kShort, kBadMagic, kBadVersion };
+
+/// Checks the segment header at the start of `bytes`.
+HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept;
+
+/// A sentence describing a header problem, naming `path`.
+std::string header_error(HeaderStatus status, const std::string& path);
+
+/// fsyncs the directory at `path`; returns 0 or the errno.
+int fsync_dir(const std::string& path) noexcept;
+
+/// Creates `path` and its missing parents (mode 0755); returns 0 or the errno. Sets *created when
+/// the last component did not exist before.
+int make_dirs(const std::string& path, bool* created) noexcept;
+
+/// "strerror(err)" as a std::string.
+std::string errno_text(int err);
+
+/// pread() that retries on EINTR and short reads; returns bytes read (short only at EOF) or -1.
+ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept;
+
+}  // namespace tianhe::log::detail

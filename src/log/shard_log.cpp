@@ -1,0 +1,567 @@
+// The shard-log writer: recovery at open, append with rollover, the group-commit thread,
+// consumer cursors and retention. Format and rules: README.md in this folder.
+#include "log/shard_log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/assert.h"
+#include "core/clock.h"
+#include "core/crc32c.h"
+#include "log/segment_files.h"
+
+namespace tianhe::log {
+namespace {
+
+using detail::errno_text;
+
+constexpr size_t kScanBlockBytes = 1u << 20;
+constexpr uint32_t kMaxConsumers = 64;
+
+/// Adds `ns` to a log2-microsecond histogram (bucket i counts values < 2^i us).
+void observe(std::atomic<uint64_t>* buckets, std::atomic<uint64_t>& sum, int64_t ns) noexcept {
+  const uint64_t v = ns > 0 ? static_cast<uint64_t>(ns) : 0;
+  const int b = std::min<int>(static_cast<int>(std::bit_width(v / 1000)), LogStats::kBuckets - 1);
+  buckets[b].fetch_add(1, std::memory_order_relaxed);
+  sum.fetch_add(v, std::memory_order_relaxed);
+}
+
+/// Raises `a` to at least `v` (two threads publish durable offsets).
+void store_max(std::atomic<uint64_t>& a, uint64_t v) noexcept {
+  uint64_t cur = a.load(std::memory_order_relaxed);
+  while (cur < v &&
+         !a.compare_exchange_weak(cur, v, std::memory_order_release, std::memory_order_relaxed)) {
+  }
+}
+
+/// A full disk (or a file-size limit) versus any other write error.
+AppendStatus status_for_errno(int err) noexcept {
+  return (err == ENOSPC || err == EDQUOT || err == EFBIG) ? AppendStatus::kNoSpace
+                                                          : AppendStatus::kIoError;
+}
+
+/// Owns a file descriptor.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+/// Verifies the CRC of a record too large for the configured limit by streaming it from the
+/// file, so that lowering max_record_bytes never makes recovery cut valid records.
+bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t* buf,
+                     size_t buf_size) noexcept {
+  uint8_t len_bytes[4];
+  detail::store_le32(len_bytes, len);
+  uint32_t crc = core::crc32c(len_bytes, 4);
+  uint64_t left = len;
+  uint64_t at = pos + kRecordHeaderBytes;
+  while (left > 0) {
+    const size_t want_now = static_cast<size_t>(std::min<uint64_t>(left, buf_size));
+    const ssize_t n = detail::pread_full(fd, buf, want_now, at);
+    if (n != static_cast<ssize_t>(want_now)) return false;
+    crc = core::crc32c(buf, want_now, crc);
+    left -= want_now;
+    at += want_now;
+  }
+  return crc == want;
+}
+
+/// Scans the last segment from its header, validating every frame, and cuts a torn or corrupt
+/// tail. Returns the valid length of the file (bytes, header included).
+Result<uint64_t> recover_segment(int fd, const std::string& path, const std::string& dir,
+                                 uint32_t max_record_bytes, LogStats& stats) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return make_error("cannot stat " + path + ": " + errno_text(errno));
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size < kSegmentHeaderBytes) {
+    // A crash while the segment was being created: write its header again.
+    uint8_t header[kSegmentHeaderBytes];
+    detail::write_segment_header(header);
+    if (::ftruncate(fd, 0) != 0 ||
+        ::pwrite(fd, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header) ||
+        ::fdatasync(fd) != 0) {
+      return make_error("cannot rewrite the torn header of " + path + ": " + errno_text(errno));
+    }
+    stats.torn_bytes_truncated.fetch_add(size, std::memory_order_relaxed);
+    return static_cast<uint64_t>(kSegmentHeaderBytes);
+  }
+  std::vector<uint8_t> buf(std::max<size_t>(kScanBlockBytes, size_t{max_record_bytes} + 8));
+  if (detail::pread_full(fd, buf.data(), kSegmentHeaderBytes, 0) !=
+      static_cast<ssize_t>(kSegmentHeaderBytes)) {
+    return make_error("cannot read " + path + ": " + errno_text(errno));
+  }
+  const auto hs = detail::check_segment_header({buf.data(), kSegmentHeaderBytes});
+  if (hs != detail::HeaderStatus::kOk) return make_error(detail::header_error(hs, path));
+
+  uint64_t pos = kSegmentHeaderBytes;  // file position of the next frame
+  uint64_t win_start = pos;            // file position of buf[0]
+  size_t win_len = 0;
+  while (pos < size) {
+    const size_t skip = static_cast<size_t>(pos - win_start);
+    std::span<const uint8_t> rest(buf.data() + skip, win_len - skip);
+    std::span<const uint8_t> payload;
+    size_t frame = 0;
+    const FrameStatus fs = parse_frame(rest, max_record_bytes, payload, frame);
+    if (fs == FrameStatus::kComplete) {
+      pos += frame;
+      continue;
+    }
+    if (fs == FrameStatus::kMalformed) {
+      const uint32_t len = detail::load_le32(rest.data());
+      if (len > max_record_bytes && rest.size() >= kRecordHeaderBytes &&
+          pos + kRecordHeaderBytes + len <= size &&
+          streamed_crc_ok(fd, pos, len, detail::load_le32(rest.data() + 4), buf.data(),
+                          buf.size())) {
+        return make_error(path + ": holds a record of " + std::to_string(len) +
+                          " bytes, more than log.max_record_bytes (" +
+                          std::to_string(max_record_bytes) + "): raise log.max_record_bytes");
+      }
+      break;
+    }
+    // kNeedMore: read the rest of this frame (or the next block) unless the file ends first.
+    const uint64_t need = rest.size() >= kRecordHeaderBytes
+                              ? kRecordHeaderBytes + detail::load_le32(rest.data())
+                              : kRecordHeaderBytes;
+    if (pos + need > size) break;  // torn: the file ends inside this frame
+    std::memmove(buf.data(), rest.data(), rest.size());
+    win_start = pos;
+    win_len = rest.size();
+    const size_t want =
+        static_cast<size_t>(std::min<uint64_t>(buf.size() - win_len, size - (win_start + win_len)));
+    const ssize_t n = detail::pread_full(fd, buf.data() + win_len, want, win_start + win_len);
+    if (n < 0) return make_error("cannot read " + path + ": " + errno_text(errno));
+    if (n == 0) break;
+    win_len += static_cast<size_t>(n);
+  }
+  if (pos < size) {
+    if (::ftruncate(fd, static_cast<off_t>(pos)) != 0) {
+      return make_error("cannot cut the torn tail of " + path + ": " + errno_text(errno));
+    }
+    stats.torn_bytes_truncated.fetch_add(size - pos, std::memory_order_relaxed);
+  }
+  // Sync even when nothing was cut: after a process crash under durability "none" the tail may
+  // still be only in the page cache, and durable_offset() starts at the end.
+  if (::fdatasync(fd) != 0) return make_error("cannot sync " + path + ": " + errno_text(errno));
+  if (pos < size) {
+    if (int err = detail::fsync_dir(dir); err != 0) {
+      return make_error("cannot sync directory " + dir + ": " + errno_text(err));
+    }
+  }
+  return pos;
+}
+
+class ShardLogImpl final : public ShardLog {
+ public:
+  ShardLogImpl(const LogConfig& config, std::string dir, LogStats* stats)
+      : config_(config), dir_(std::move(dir)), stats_(stats != nullptr ? stats : &own_stats_) {}
+
+  ~ShardLogImpl() override { close(); }
+
+  /// The counters in use (the caller's, or the log's own when none was given).
+  LogStats& stats() noexcept { return *stats_; }
+
+  /// Takes over the recovered active segment and starts the group-commit thread.
+  void start(std::deque<uint64_t> segments, int fd, uint64_t seg_size) {
+    segments_ = std::move(segments);
+    fd_ = fd;
+    seg_start_ = segments_.back();
+    seg_size_ = seg_size;
+    const uint64_t end = seg_start_ + seg_size;
+    end_.store(end, std::memory_order_relaxed);
+    durable_.store(end, std::memory_order_release);
+    written_ = end;
+    sync_fd_ = fd;
+    if (config_.durability == Durability::kBatch) {
+      sync_thread_ = std::thread([this] { sync_loop(); });
+    }
+  }
+
+  AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
+    const int64_t t0 = core::mono_ns();
+    if (payload.size() > config_.max_record_bytes) return AppendStatus::kTooLarge;
+    if (closed_ || failed_.load(std::memory_order_acquire)) return fail(AppendStatus::kIoError);
+    const uint64_t frame = kRecordHeaderBytes + payload.size();
+    if (consumer_count_.load(std::memory_order_acquire) > 0) {
+      const uint64_t end = end_.load(std::memory_order_relaxed);
+      const uint64_t low = min_consumer();
+      const uint64_t backlog = end > low ? end - low : 0;
+      if (backlog + frame > config_.max_backlog_bytes) {
+        stats_->backlog_full.fetch_add(1, std::memory_order_relaxed);
+        return AppendStatus::kBacklogFull;
+      }
+    }
+    if (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes) {
+      if (AppendStatus s = roll(); s != AppendStatus::kOk) return fail(s);
+    }
+
+    uint8_t header[kRecordHeaderBytes];
+    write_frame_header(payload, header);
+    iovec iov[2] = {{header, kRecordHeaderBytes},
+                    {const_cast<uint8_t*>(payload.data()), payload.size()}};
+    if (AppendStatus s = write_frame(iov, frame); s != AppendStatus::kOk) return fail(s);
+
+    const uint64_t end = seg_start_ + seg_size_;
+    end_.store(end, std::memory_order_release);
+    switch (config_.durability) {
+      case Durability::kSync: {
+        const int64_t s0 = core::mono_ns();
+        if (::fdatasync(fd_) != 0) {
+          // The record may or may not be on disk: take it back so "nothing written unless kOk"
+          // holds, and stop (an fdatasync error cannot be retried safely).
+          seg_size_ -= frame;
+          (void)::ftruncate(fd_, static_cast<off_t>(seg_size_));
+          end_.store(end - frame, std::memory_order_release);
+          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+          failed_.store(true, std::memory_order_release);
+          return fail(AppendStatus::kIoError);
+        }
+        observe(stats_->sync_us_buckets, stats_->sync_ns_sum, core::mono_ns() - s0);
+        stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+        store_max(durable_, end);
+        break;
+      }
+      case Durability::kBatch: {
+        {
+          std::lock_guard lock(mu_);
+          written_ = end;
+        }
+        cv_.notify_one();
+        break;
+      }
+      case Durability::kNone: store_max(durable_, end); break;
+    }
+    stats_->records_appended.fetch_add(1, std::memory_order_relaxed);
+    stats_->bytes_appended.fetch_add(payload.size(), std::memory_order_relaxed);
+    observe(stats_->append_us_buckets, stats_->append_ns_sum, core::mono_ns() - t0);
+    if (end_offset != nullptr) *end_offset = end;
+    return AppendStatus::kOk;
+  }
+
+  uint64_t durable_offset() const noexcept override {
+    return durable_.load(std::memory_order_acquire);
+  }
+
+  uint64_t end_offset() const noexcept override { return end_.load(std::memory_order_relaxed); }
+
+  void set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept override {
+    if (consumer >= consumer_count_.load(std::memory_order_acquire)) {
+      TH_BUG(false, "set_consumer_offset: unknown consumer index");
+      return;
+    }
+    consumers_[consumer].store(offset, std::memory_order_release);
+    delete_consumed_segments();
+  }
+
+  uint32_t add_consumer(uint64_t start_offset) override {
+    std::lock_guard lock(consumers_mu_);
+    const uint32_t n = consumer_count_.load(std::memory_order_relaxed);
+    TH_CHECK(n < kMaxConsumers, "add_consumer: more than 64 consumers of one shard log");
+    consumers_[n].store(start_offset, std::memory_order_relaxed);
+    consumer_count_.store(n + 1, std::memory_order_release);
+    return n;
+  }
+
+  uint64_t backlog_bytes() const noexcept override {
+    if (consumer_count_.load(std::memory_order_acquire) == 0) return 0;
+    const uint64_t end = end_.load(std::memory_order_acquire);
+    const uint64_t low = min_consumer();
+    return end > low ? end - low : 0;
+  }
+
+  void close() noexcept override {
+    if (closed_) return;
+    closed_ = true;
+    if (sync_thread_.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+      }
+      cv_.notify_one();
+      sync_thread_.join();
+    }
+    if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
+    if (fd_ >= 0) {
+      if (!failed_.load(std::memory_order_acquire)) {
+        if (::fdatasync(fd_) == 0) {
+          stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+          store_max(durable_, end_.load(std::memory_order_relaxed));
+        } else {
+          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      ::close(std::exchange(fd_, -1));
+    }
+  }
+
+ private:
+  AppendStatus fail(AppendStatus s) noexcept {
+    stats_->append_errors.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  uint64_t min_consumer() const noexcept {
+    const uint32_t n = consumer_count_.load(std::memory_order_acquire);
+    uint64_t low = UINT64_MAX;
+    for (uint32_t i = 0; i < n; ++i) {
+      low = std::min(low, consumers_[i].load(std::memory_order_acquire));
+    }
+    return low;
+  }
+
+  /// Writes one frame at the end of the active segment; on any failure the file is cut back so
+  /// that the log is exactly as before.
+  AppendStatus write_frame(iovec* iov, uint64_t frame) noexcept {
+    uint64_t done = 0;
+    int iovcnt = 2;
+    while (done < frame) {
+      const ssize_t n = ::pwritev(fd_, iov, iovcnt, static_cast<off_t>(seg_size_ + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        // n == 0 cannot make progress; treat it like a full disk.
+        const int err = n < 0 ? errno : ENOSPC;
+        if (::ftruncate(fd_, static_cast<off_t>(seg_size_)) != 0) {
+          // The tail may hold a partial frame that we cannot remove: recovery will cut it, but
+          // appending after it would bury it inside the stream.
+          failed_.store(true, std::memory_order_release);
+        }
+        return status_for_errno(err);
+      }
+      done += static_cast<uint64_t>(n);
+      // Advance the iovecs past what was written (short write: usually the disk filling up).
+      auto left = static_cast<size_t>(n);
+      while (iovcnt > 0 && left >= iov[0].iov_len) {
+        left -= iov[0].iov_len;
+        ++iov;
+        --iovcnt;
+      }
+      if (iovcnt > 0) {
+        iov[0].iov_base = static_cast<uint8_t*>(iov[0].iov_base) + left;
+        iov[0].iov_len -= left;
+      }
+    }
+    seg_size_ += frame;
+    return AppendStatus::kOk;
+  }
+
+  /// Closes the active segment and starts the next one. The old segment is synced first and
+  /// the directory after creating the new file, so recovery may trust every segment but the
+  /// last and no offset of the new segment can become durable before its name is.
+  AppendStatus roll() noexcept {
+    const uint64_t start = seg_start_ + seg_size_;
+    const int64_t s0 = core::mono_ns();
+    if (::fdatasync(fd_) != 0) {
+      stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+      failed_.store(true, std::memory_order_release);
+      return AppendStatus::kIoError;
+    }
+    observe(stats_->sync_us_buckets, stats_->sync_ns_sum, core::mono_ns() - s0);
+    stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+    store_max(durable_, start);
+
+    const std::string path = detail::segment_path(dir_, start);
+    Fd next(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (next.fd < 0) return status_for_errno(errno);
+    uint8_t header[kSegmentHeaderBytes];
+    detail::write_segment_header(header);
+    const ssize_t n = ::pwrite(next.fd, header, sizeof header, 0);
+    if (n != static_cast<ssize_t>(sizeof header)) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::unlink(path.c_str());
+      return status_for_errno(err);
+    }
+    if (detail::fsync_dir(dir_) != 0) {
+      ::unlink(path.c_str());
+      stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+      failed_.store(true, std::memory_order_release);
+      return AppendStatus::kIoError;
+    }
+    {
+      std::lock_guard lock(segments_mu_);
+      segments_.push_back(start);
+    }
+    const int old = fd_;
+    fd_ = next.release();
+    seg_start_ = start;
+    seg_size_ = kSegmentHeaderBytes;
+    end_.store(start + kSegmentHeaderBytes, std::memory_order_release);
+    bool close_old = true;
+    {
+      std::lock_guard lock(mu_);
+      sync_fd_ = fd_;
+      // The sync thread may be inside fdatasync(old) right now: it closes it when done.
+      if (syncing_fd_ == old) {
+        retired_fd_ = old;
+        close_old = false;
+      }
+    }
+    if (close_old) ::close(old);
+    return AppendStatus::kOk;
+  }
+
+  /// The group-commit loop (durability batch): syncs whenever data was written since the last
+  /// sync; one fdatasync covers every append made while the previous one ran.
+  void sync_loop() noexcept {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (written_ > durable_.load(std::memory_order_relaxed) &&
+          !failed_.load(std::memory_order_relaxed)) {
+        const int fd = sync_fd_;
+        const uint64_t target = written_;
+        syncing_fd_ = fd;
+        lock.unlock();
+        const int64_t s0 = core::mono_ns();
+        const int rc = ::fdatasync(fd);
+        const int64_t s1 = core::mono_ns();
+        lock.lock();
+        syncing_fd_ = -1;
+        if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
+        if (rc == 0) {
+          observe(stats_->sync_us_buckets, stats_->sync_ns_sum, s1 - s0);
+          stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+          store_max(durable_, target);
+        } else {
+          // Linux may drop the dirty pages after a failed writeback, so a retry could succeed
+          // without the data: stop accepting appends instead (reopen recovers).
+          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+          failed_.store(true, std::memory_order_release);
+        }
+        continue;
+      }
+      if (stop_) return;
+      // Woken by append; the timeout only bounds the delay should a wake-up ever be missed.
+      cv_.wait_for(lock, config_.flush_interval);
+    }
+  }
+
+  /// Deletes whole segments that end at or below every consumer's offset (never the active one).
+  void delete_consumed_segments() noexcept {
+    const uint64_t low = min_consumer();
+    std::lock_guard lock(segments_mu_);
+    while (segments_.size() >= 2 && segments_[1] <= low) {
+      const std::string path = detail::segment_path(dir_, segments_.front());
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return;  // retried on the next call
+      segments_.pop_front();
+      stats_->segments_deleted.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  const LogConfig config_;
+  const std::string dir_;
+  LogStats own_stats_;
+  LogStats* const stats_;
+
+  // Owner thread.
+  int fd_ = -1;
+  uint64_t seg_start_ = 0;
+  uint64_t seg_size_ = 0;  // bytes in the active segment file, header included
+  bool closed_ = false;
+  std::atomic<uint64_t> end_{0};
+  std::atomic<uint64_t> durable_{0};
+  std::atomic<bool> failed_{false};
+
+  // Group commit, guarded by mu_ (never held during fdatasync).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int sync_fd_ = -1;      // the active segment as the sync thread sees it
+  uint64_t written_ = 0;  // end offset written to sync_fd_
+  int syncing_fd_ = -1;   // the fd inside fdatasync right now
+  int retired_fd_ = -1;   // an old segment fd to close after that fdatasync
+  bool stop_ = false;
+  std::thread sync_thread_;
+
+  // Consumers: slots [0, consumer_count_) are live.
+  std::mutex consumers_mu_;
+  std::array<std::atomic<uint64_t>, kMaxConsumers> consumers_{};
+  std::atomic<uint32_t> consumer_count_{0};
+
+  // Segment start offsets, ascending; back() is the active one.
+  std::mutex segments_mu_;
+  std::deque<uint64_t> segments_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32_t shard,
+                                                 LogStats* stats) {
+  if (config.dir.empty()) return make_error("log.dir: empty: set the log directory");
+  if (config.segment_bytes < kSegmentHeaderBytes + kRecordHeaderBytes) {
+    return make_error("log.segment_bytes: " + std::to_string(config.segment_bytes) +
+                      " is too small: use at least 1 MiB");
+  }
+  if (config.max_record_bytes == 0) return make_error("log.max_record_bytes: must be above 0");
+  const std::string dir = detail::shard_dir(config.dir, shard);
+  bool created = false;
+  if (int err = detail::make_dirs(dir, &created); err != 0) {
+    return make_error("cannot create log directory " + dir + ": " + errno_text(err));
+  }
+  if (created) {
+    if (int err = detail::fsync_dir(config.dir); err != 0) {
+      return make_error("cannot sync directory " + config.dir + ": " + errno_text(err));
+    }
+  }
+  auto listed = detail::list_segments(dir);
+  if (!listed.ok()) return listed.error();
+  std::deque<uint64_t> segments(listed->begin(), listed->end());
+  auto impl = std::make_unique<ShardLogImpl>(config, dir, stats);
+
+  if (segments.empty()) {
+    // A new log: its first segment starts at offset 0.
+    const std::string path = detail::segment_path(dir, 0);
+    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    uint8_t header[kSegmentHeaderBytes];
+    detail::write_segment_header(header);
+    if (fd.fd < 0 || ::pwrite(fd.fd, header, sizeof header, 0) != sizeof header ||
+        ::fdatasync(fd.fd) != 0) {
+      return make_error("cannot create log segment " + path + ": " + errno_text(errno));
+    }
+    if (int err = detail::fsync_dir(dir); err != 0) {
+      return make_error("cannot sync directory " + dir + ": " + errno_text(err));
+    }
+    segments.push_back(0);
+  }
+
+  // Every segment but the last was synced before the next was created: check only that their
+  // sizes join up, so a reader can cross from one to the next.
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const std::string path = detail::segment_path(dir, segments[i]);
+    struct stat sst {};
+    if (::stat(path.c_str(), &sst) != 0) {
+      return make_error("cannot stat " + path + ": " + errno_text(errno));
+    }
+    if (static_cast<uint64_t>(sst.st_size) != segments[i + 1] - segments[i]) {
+      return make_error(
+          path + ": size " + std::to_string(sst.st_size) + " does not reach the next segment (" +
+          detail::segment_name(segments[i + 1]) +
+          "): the log directory was modified; restore it or move the later segments away");
+    }
+  }
+
+  const std::string last = detail::segment_path(dir, segments.back());
+  Fd fd(::open(last.c_str(), O_RDWR | O_CLOEXEC));
+  if (fd.fd < 0) return make_error("cannot open " + last + ": " + errno_text(errno));
+  auto valid = recover_segment(fd.fd, last, dir, config.max_record_bytes, impl->stats());
+  if (!valid.ok()) return valid.error();
+  impl->start(std::move(segments), fd.release(), *valid);
+  return std::unique_ptr<ShardLog>(std::move(impl));
+}
+
+}  // namespace tianhe::log

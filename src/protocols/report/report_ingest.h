@@ -1,0 +1,57 @@
+// The report protocol on one shard: its SO_REUSEPORT UDP socket, batched receive, parsing,
+// hand-off to the shard's validate-and-append, and acks released after the covering log sync.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "control/config.h"
+#include "core/report.h"
+#include "core/result.h"
+#include "protocols/report/report_encoder.h"
+#include "protocols/report/report_parser.h"
+#include "runtime/ack_queue.h"
+#include "runtime/ingest_stats.h"
+#include "runtime/shard.h"
+#include "transports/udp_socket.h"
+
+namespace tianhe::protocols::report {
+
+/// One shard's report-protocol endpoint. Lives on (and is called only by) its shard thread.
+class ReportIngest final : public runtime::Ingest {
+ public:
+  /// Binds the shard's socket to config.listen with SO_REUSEPORT (every shard binds the same
+  /// address; the kernel spreads senders across them). `stats` outlives the ingest.
+  static Result<std::unique_ptr<ReportIngest>> create(const control::ReportProtocolConfig& config,
+                                                      runtime::IngestStats* stats);
+
+  int fd() const noexcept override { return socket_.fd(); }
+  uint32_t poll_input(runtime::Shard& shard) noexcept override;
+  bool release_acks(uint64_t durable_offset) noexcept override;
+  bool can_receive() const noexcept override;
+  /// The UDP port bound (useful with port 0).
+  uint16_t port() const noexcept { return socket_.local_port(); }
+
+ private:
+  ReportIngest(const control::ReportProtocolConfig& config, transports::UdpSocket socket,
+               runtime::IngestStats* stats);
+  void flush(runtime::Shard& shard, uint32_t first, uint32_t last, int64_t received_mono) noexcept;
+  void queue_acks(uint32_t datagram, uint32_t first, uint32_t last,
+                  const runtime::AppendOutcome& outcome, int64_t received_mono) noexcept;
+
+  ParserLimits limits_;
+  transports::UdpSocket socket_;
+  transports::DatagramBatch rx_;
+  core::ReportBatch batch_;
+  std::vector<uint8_t> status_;         ///< per report: pipeline::RejectReason
+  std::vector<uint32_t> first_report_;  ///< per datagram: index of its first report
+  std::vector<uint8_t> datagram_ok_;    ///< per datagram: parsed
+  std::vector<AckEntry> ack_entries_;   ///< scratch for one ack datagram
+  runtime::AckQueue acks_;
+  std::vector<mmsghdr> send_msgs_;
+  std::vector<iovec> send_iovs_;
+  runtime::IngestStats* stats_;
+  uint32_t recv_batch_;
+};
+
+}  // namespace tianhe::protocols::report

@@ -1,0 +1,49 @@
+// Single-writer counters and histograms: written by one thread (a shard) with plain relaxed
+// stores (no locked instructions on the hot path), read by any thread at scrape time.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+
+namespace tianhe::runtime {
+
+/// A counter written by exactly one thread.
+class Counter {
+ public:
+  /// Adds `n`; owner thread only.
+  void add(uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  /// Sets the value (gauges); owner thread only.
+  void set(uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
+  /// Reads the value; any thread.
+  uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+/// A histogram of durations with log2 microsecond buckets: bucket i counts values < 2^i us
+/// (bucket 0: < 1 us); the last bucket counts the rest. Written by one thread.
+class Log2Histogram {
+ public:
+  static constexpr int kBuckets = 24;
+  /// Records a duration in nanoseconds; owner thread only.
+  void observe_ns(int64_t ns) noexcept {
+    uint64_t us = ns > 0 ? static_cast<uint64_t>(ns) / 1000 : 0;
+    int b = us == 0 ? 0 : std::bit_width(us);  // us < 2^b
+    if (b >= kBuckets) b = kBuckets - 1;
+    buckets_[b].add();
+    sum_ns_.add(ns > 0 ? static_cast<uint64_t>(ns) : 0);
+  }
+  /// Bucket i's count; any thread.
+  uint64_t bucket(int i) const noexcept { return buckets_[i].get(); }
+  uint64_t sum_ns() const noexcept { return sum_ns_.get(); }
+
+ private:
+  Counter buckets_[kBuckets];
+  Counter sum_ns_;
+};
+
+}  // namespace tianhe::runtime

@@ -1,0 +1,132 @@
+#include "runtime/shard.h"
+
+#include <poll.h>
+#include <pthread.h>
+
+#include <cstdio>
+
+#include "core/assert.h"
+#include "core/clock.h"
+#include "core/report_codec.h"
+#include "runtime/alloc_counter.h"
+
+namespace tianhe::runtime {
+
+Shard::Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
+             std::shared_ptr<const control::Registry> registry)
+    : index_(index), log_(std::move(log)), validator_(std::move(registry)) {}
+
+Shard::~Shard() { stop(); }
+
+void Shard::start() {
+  // The encode buffer is sized once: a recv batch encodes into one record. 4 MiB holds the
+  // largest batch the parsers can produce (recv_batch datagrams of bounded reports).
+  record_.resize(4u << 20);
+  thread_ = std::thread([this] { run(); });
+  char name[16];
+  std::snprintf(name, sizeof name, "shard-%u", index_);
+  pthread_setname_np(thread_.native_handle(), name);
+}
+
+void Shard::stop() noexcept {
+  if (thread_.joinable()) {
+    stop_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+  if (log_) log_->close();
+}
+
+AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uint8_t> status,
+                                         IngestStats& stats) noexcept {
+  // Encode every valid report into one record: header first, count patched at the end.
+  std::span<uint8_t> out(record_);
+  size_t used = 3;
+  uint16_t accepted = 0;
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    core::Report& r = batch[i];
+    bool auto_registered = false;
+    auto reason = validator_.validate(batch, r, auto_registered);
+    if (reason == pipeline::RejectReason::kNone) {
+      size_t n = core::encode_report(batch, r, out.subspan(used));
+      if (n == 0 || accepted == UINT16_MAX) {
+        // Cannot happen with the parsers' bounds; count it rather than lose it silently.
+        TH_BUG(false, "report does not fit the log record buffer");
+        reason = pipeline::RejectReason::kOutOfRange;
+      } else {
+        used += n;
+        ++accepted;
+        if (auto_registered) stats.reports_auto_registered.add();
+      }
+    }
+    status[i] = static_cast<uint8_t>(reason);
+    if (reason != pipeline::RejectReason::kNone) {
+      stats.reports_rejected[static_cast<int>(reason)].add();
+    }
+  }
+  AppendOutcome outcome;
+  if (accepted == 0) {
+    outcome.ok = true;
+    outcome.durable_at = 0;
+    return outcome;
+  }
+  core::encode_payload_header(accepted, out);
+  uint64_t end = 0;
+  const log::AppendStatus s = log_->append(out.first(used), &end);
+  if (s == log::AppendStatus::kOk) {
+    outcome.ok = true;
+    outcome.durable_at = end;
+    stats.reports_accepted.add(accepted);
+    return outcome;
+  }
+  outcome.busy = s == log::AppendStatus::kBacklogFull ? BusyReason::kBacklogFull
+                 : s == log::AppendStatus::kNoSpace   ? BusyReason::kDiskFull
+                                                      : BusyReason::kIoError;
+  stats.reports_busy[static_cast<int>(outcome.busy)].add(accepted);
+  return outcome;
+}
+
+void Shard::run() noexcept {
+  std::vector<pollfd> fds(ingests_.size());
+  for (size_t i = 0; i < ingests_.size(); ++i) fds[i] = pollfd{ingests_[i]->fd(), POLLIN, 0};
+  while (!stop_.load(std::memory_order_relaxed)) {
+    stats_.loop_iterations.add();
+    uint32_t handled = 0;
+    for (auto& ingest : ingests_) {
+      if (ingest->can_receive()) handled += ingest->poll_input(*this);
+    }
+    bool pending = false;
+    const uint64_t durable = log_->durable_offset();
+    for (auto& ingest : ingests_) pending |= ingest->release_acks(durable);
+    stats_.heap_allocations.set(thread_allocations());
+    if (handled > 0) continue;
+    // Idle: wait for input, or (acks pending) only briefly, since the group commit that will
+    // release them does not wake this thread.
+    stats_.idle_waits.add();
+    bool any_receiving = false;
+    for (size_t i = 0; i < ingests_.size(); ++i) {
+      fds[i].events = ingests_[i]->can_receive() ? POLLIN : 0;
+      any_receiving |= fds[i].events != 0;
+    }
+    const timespec short_wait{0, 100'000};  // 100 us
+    const timespec idle_wait{0, 50'000'000};  // 50 ms: bounds the stop() latency
+    if (any_receiving || !pending) {
+      ppoll(fds.data(), fds.size(), pending ? &short_wait : &idle_wait, nullptr);
+    } else {
+      ppoll(nullptr, 0, &short_wait, nullptr);
+    }
+  }
+  // Drain: release whatever became durable so acknowledged work is not left unanswered.
+  const int64_t deadline = core::mono_ns() + 200'000'000;
+  bool pending = true;
+  while (pending && core::mono_ns() < deadline) {
+    pending = false;
+    const uint64_t durable = log_->durable_offset();
+    for (auto& ingest : ingests_) pending |= ingest->release_acks(durable);
+    if (pending) {
+      const timespec w{0, 200'000};
+      ppoll(nullptr, 0, &w, nullptr);
+    }
+  }
+}
+
+}  // namespace tianhe::runtime

@@ -1,0 +1,89 @@
+// A shard: one thread that owns its sockets (one per protocol, SO_REUSEPORT), its slice of the
+// log and its pending acks. Shards share nothing on the hot path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/report.h"
+#include "log/shard_log.h"
+#include "pipeline/validator.h"
+#include "runtime/counter.h"
+#include "runtime/ingest_stats.h"
+
+namespace tianhe::runtime {
+
+/// Result of appending the accepted reports of a batch to the shard log.
+struct AppendOutcome {
+  bool ok = false;
+  uint64_t durable_at = 0;  ///< when ok: acks may go once the log is durable up to here
+  BusyReason busy = BusyReason::kIoError;  ///< when !ok
+};
+
+class Shard;
+
+/// A protocol's presence on one shard (e.g. the report protocol's UDP socket). Owned and called
+/// only by its shard thread.
+class Ingest {
+ public:
+  virtual ~Ingest() = default;
+  /// The descriptor the shard waits on for input.
+  virtual int fd() const noexcept = 0;
+  /// Receives and processes one batch without blocking; returns the datagrams handled (0: none).
+  virtual uint32_t poll_input(Shard& shard) noexcept = 0;
+  /// Sends what became durable; returns true while acks are still pending.
+  virtual bool release_acks(uint64_t durable_offset) noexcept = 0;
+  /// False when the ingest must not receive now (its ack queue is full).
+  virtual bool can_receive() const noexcept = 0;
+};
+
+/// Shard-wide counters (log-side).
+struct ShardStats {
+  Counter heap_allocations;  ///< operator new calls on the shard thread (see alloc_counter.h)
+  Counter loop_iterations;
+  Counter idle_waits;
+};
+
+/// One shard thread. Built on the main thread, then start() runs it until stop().
+class Shard {
+ public:
+  Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
+        std::shared_ptr<const control::Registry> registry);
+  ~Shard();
+
+  /// Adds a protocol ingest (before start()).
+  void add_ingest(std::unique_ptr<Ingest> ingest) { ingests_.push_back(std::move(ingest)); }
+  /// Starts the thread.
+  void start();
+  /// Asks the thread to stop, joins it, closes the log (final sync).
+  void stop() noexcept;
+
+  uint32_t index() const noexcept { return index_; }
+  log::ShardLog& log() noexcept { return *log_; }
+  const pipeline::Validator& validator() const noexcept { return validator_; }
+  const ShardStats& stats() const noexcept { return stats_; }
+
+  /// Validates `batch` (sets each report's status in `status`: RejectReason as uint8_t) and
+  /// appends the accepted reports to the log as one record. Shard thread only.
+  AppendOutcome validate_and_append(core::ReportBatch& batch, std::span<uint8_t> status,
+                                    IngestStats& stats) noexcept;
+
+ private:
+  void run() noexcept;
+
+  uint32_t index_;
+  std::unique_ptr<log::ShardLog> log_;
+  pipeline::Validator validator_;
+  std::vector<std::unique_ptr<Ingest>> ingests_;
+  std::vector<uint8_t> record_;  ///< encode buffer, max_record_bytes
+  ShardStats stats_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace tianhe::runtime

@@ -1,0 +1,126 @@
+// The store's write side: one writer per store directory appends decoded reports to the open
+// time chunk, commits them in the same transaction as the shard-log cursors they came from,
+// drops duplicates (per-device sequence windows) and seals chunks; a background thread indexes
+// sealed chunks and folds them into the catalog's `latest` table.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "core/report.h"
+#include "core/result.h"
+#include "sinks/store/seq_window_table.h"
+#include "sinks/store/sqlite_db.h"
+
+namespace tianhe::sinks::store {
+
+/// Settings of a StoreWriter (built from control::StoreConfig by the sink).
+struct StoreWriterOptions {
+  std::string dir;                            ///< store directory (created if missing)
+  uint64_t chunk_reports = 4u << 20;          ///< seal the open chunk after this many reports
+  std::chrono::seconds chunk_duration{3600};  ///< ... or once it is this old (and not empty)
+  std::chrono::seconds retention{0};          ///< delete chunks sealed longer ago; 0 = keep
+  bool index_open_chunk = true;  ///< keep the (device_id, time_ns) index on the open chunk too
+  bool background_seal = true;   ///< index sealed chunks on a thread (false: inside seal())
+  int64_t cache_bytes = 256ll << 20;  ///< SQLite page cache of the open chunk's connection
+};
+
+/// Where one shard's log has been consumed up to.
+struct ShardCursor {
+  uint32_t shard = 0;
+  uint64_t offset = 0;
+};
+
+/// Outcome of one write().
+struct WriteResult {
+  uint64_t written = 0;     ///< rows inserted
+  uint64_t duplicates = 0;  ///< reports dropped as already stored
+  uint64_t reboots = 0;     ///< devices whose sequence restarted (stored, window reset)
+  bool sealed = false;      ///< the open chunk was sealed after this commit
+};
+
+/// Counters of a writer (read from any thread).
+struct StoreWriterStats {
+  std::atomic<uint64_t> chunks_sealed{0};
+  std::atomic<uint64_t> chunks_indexed{0};
+  std::atomic<uint64_t> chunks_deleted{0};  ///< by retention
+  std::atomic<uint64_t> seal_errors{0};
+  std::atomic<uint64_t> index_ns_total{0};  ///< time spent indexing sealed chunks
+};
+
+/// Writes one store directory. Lives on the sink thread (every method but stats() from that
+/// thread); owns a background thread for sealed chunks. Only one writer per directory.
+class StoreWriter {
+ public:
+  /// Opens or creates the store: finishes any sealed chunk left unindexed, reopens the open
+  /// chunk, reads the committed cursors and rebuilds the duplicate windows.
+  static Result<std::unique_ptr<StoreWriter>> open(const StoreWriterOptions& options);
+  /// Waits for background work and closes the files.
+  ~StoreWriter();
+  StoreWriter(const StoreWriter&) = delete;
+  StoreWriter& operator=(const StoreWriter&) = delete;
+
+  /// Committed cursor of every shard seen so far (shard -> offset).
+  const std::map<uint32_t, uint64_t>& cursors() const noexcept { return cursors_; }
+  /// Stores `reports` (raw_metrics must be set) minus duplicates and moves `cursors` forward,
+  /// in one transaction. `durable`: fsync the commit (and everything before it). Seals the open
+  /// chunk afterwards when it is full or old. After an error the writer must be reopened.
+  Result<WriteResult> write(std::span<const core::Report> reports,
+                            std::span<const ShardCursor> cursors, bool durable);
+  /// Seals the open chunk now (when it holds any report) and starts the next one.
+  Result<void> seal();
+  /// Blocks until every sealed chunk has been indexed.
+  void wait_idle();
+  /// Reports in the open chunk.
+  uint64_t open_chunk_reports() const noexcept { return open_reports_; }
+  /// Id of the open chunk.
+  int64_t open_chunk_id() const noexcept { return open_id_; }
+  /// Devices known (latest table and open chunk).
+  size_t devices() const noexcept { return windows_.size(); }
+  /// Counters.
+  const StoreWriterStats& stats() const noexcept { return stats_; }
+
+ private:
+  explicit StoreWriter(StoreWriterOptions options);
+  Result<void> init();
+  Result<void> open_chunk(int64_t id, bool fresh);
+  Result<void> rebuild_windows();
+  Result<void> seal_open_chunk();
+  Result<void> index_chunk(int64_t id);
+  Result<void> apply_retention();
+  void background_loop();
+
+  StoreWriterOptions opt_;
+  Db catalog_;
+  Db chunk_;
+  Stmt insert_;
+  Stmt put_cursor_;
+  Stmt put_devices_;
+  int64_t open_id_ = 0;
+  uint64_t open_reports_ = 0;
+  int64_t open_min_time_ = 0;
+  int64_t open_max_time_ = 0;
+  int64_t open_created_ns_ = 0;
+  bool broken_ = false;
+  std::map<uint32_t, uint64_t> cursors_;
+  SeqWindowTable windows_;
+  StoreWriterStats stats_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<int64_t> pending_;  ///< sealed chunks waiting for their index
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::thread background_;
+};
+
+}  // namespace tianhe::sinks::store

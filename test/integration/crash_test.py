@@ -1,0 +1,67 @@
+"""Crash test: a fleet sends ack-requested reports while the gateway is killed with SIGKILL at
+random moments and restarted (at least 20 times). At the end every acknowledged (device, seq) is
+in the store, and none is there twice."""
+import collections
+import os
+import random
+import subprocess
+import time
+
+from harness import BIN, Checks, Gateway, free_port, run, tmpdir, wait_for, write_config
+
+DEVICES = 200
+KILLS = 22
+
+c = Checks()
+work = tmpdir("crash")
+port = free_port()
+cfg = os.path.join(work, "tianhe.toml")
+write_config(cfg, os.path.join(work, "data"), devices=DEVICES, report_port=port)
+gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
+
+acked_file = os.path.join(work, "acked.txt")
+sim = subprocess.Popen([BIN, "simulate", "--target", f"127.0.0.1:{port}", "--devices", str(DEVICES),
+                        "--rate", "3000", "--duration", "40", "--ack", "--sockets", "4",
+                        "--acked-out", acked_file, "--drain", "3", "--quiet", "--json"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+rng = random.Random(int(os.environ.get("TIANHE_CRASH_SEED", "20261122")))
+kills = 0
+while kills < KILLS and sim.poll() is None:
+    time.sleep(rng.uniform(0.2, 0.9))
+    gw.kill9()
+    kills += 1
+    time.sleep(rng.uniform(0.0, 0.2))
+    gw.start()
+print(f"killed the gateway {kills} times")
+out, _ = sim.communicate(timeout=120)
+print(out.strip().splitlines()[-1] if out.strip() else "(no simulator output)")
+c.check(kills >= 20, f"gateway killed with SIGKILL {kills} times (>= 20)")
+
+# Let the store catch up with everything the log holds, then stop cleanly.
+def caught_up():
+    m = gw.metrics()
+    lag = sum(v for (n, l), v in m.items() if n == "tianhe_sink_lag_bytes" and l)
+    return lag == 0
+wait_for(caught_up, 60, "store to catch up")
+c.check(gw.stop() == 0, "gateway stops cleanly after the last restart")
+
+acked = [tuple(map(int, line.split())) for line in open(acked_file)]
+c.check(len(acked) > 1000, f"the fleet got acks ({len(acked)})")
+q = run(["query", "--data-dir", os.path.join(work, "data"), "--device", f"1-{DEVICES}",
+         "--limit", "10000000", "--format", "csv"])
+c.check(q.returncode == 0, "query of every device succeeds" + ("" if q.returncode == 0 else ": " + q.stderr))
+stored = collections.Counter()
+for line in q.stdout.splitlines()[1:]:
+    if not line:
+        continue
+    d, s = line.split(",", 2)[:2]
+    stored[(int(d), int(s))] += 1
+missing = [p for p in acked if p not in stored]
+dups = [p for p, n in stored.items() if n > 1]
+c.check(not missing, f"every acknowledged report is stored ({len(missing)} missing of {len(acked)})")
+c.check(not dups, f"no report is stored twice ({len(dups)} duplicates among {len(stored)})")
+if missing:
+    print("first missing:", missing[:10])
+if dups:
+    print("first duplicates:", dups[:10])
+c.finish()

@@ -1,0 +1,182 @@
+"""Shared helpers for the integration tests: start and stop gateways we own (by PID), free
+loopback ports, HTTP GET, metrics parsing, waiting on conditions with deadlines."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BIN = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "build/dev/src/app/tianhe"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODEL = """
+[[models]]
+name = "env_sensor"
+[[models.metrics]]
+name = "temperature"
+type = "double"
+min = -40
+max = 85
+required = true
+[[models.metrics]]
+name = "humidity"
+type = "double"
+min = 0
+max = 100
+[[models.metrics]]
+name = "pressure"
+type = "double"
+[[models.metrics]]
+name = "battery_mv"
+type = "int64"
+[[models.metrics]]
+name = "door_open"
+type = "bool"
+"""
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_config(path, data_dir, devices=1000, extra="", report_port=0, http_port=0,
+                 store_dir=None):
+    store = f'dir = "{store_dir}"\n' if store_dir else ""
+    with open(path, "w") as f:
+        f.write(f"""[gateway]
+data_dir = "{data_dir}"
+shards = 2
+[protocols.report]
+listen = "127.0.0.1:{report_port}"
+[http]
+listen = "127.0.0.1:{http_port}"
+[sinks.store]
+enabled = true
+{store}{extra}
+{MODEL}
+[[devices]]
+id = 1
+count = {devices}
+tenant = "test"
+model = "env_sensor"
+""")
+
+
+class Gateway:
+    """A `tianhe serve` process we started; stopped by its PID only."""
+
+    def __init__(self, config, log_path):
+        self.config = config
+        self.log_path = log_path
+        self.proc = None
+        self.report_port = None
+        self.http_port = None
+
+    def start(self, timeout=60):
+        ready = self.config + ".ready"
+        if os.path.exists(ready):
+            os.unlink(ready)
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([BIN, "serve", "--config", self.config, "--ready-file", ready],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}; see {self.log_path}:\n"
+                                   + open(self.log_path).read()[-3000:])
+            if os.path.exists(ready):
+                parts = open(ready).read().split()
+                self.report_port, self.http_port = int(parts[0]), int(parts[1])
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("gateway did not become ready")
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else 0
+        return rc
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as r:
+            return r.read().decode()
+
+    def metrics(self):
+        return parse_metrics(self.get("/metrics"))
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value}, plus sums by name under (name, None)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, labels = head, frozenset()
+        if "{" in head:
+            name, rest = head.split("{", 1)
+            labels = frozenset(tuple(kv.split("=", 1)) for kv in rest.rstrip("}").split(",") if kv)
+        v = float(value)
+        out[(name, labels)] = v
+        out[(name, None)] = out.get((name, None), 0) + v
+    return out
+
+
+def metric(m, name, **labels):
+    if not labels:
+        return m.get((name, None), 0)
+    want = {(k, f'"{v}"') for k, v in labels.items()}
+    return sum(v for (n, l), v in m.items() if n == name and l is not None and want <= l)
+
+
+def wait_for(cond, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run(args, **kw):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, **kw)
+
+
+def tmpdir(prefix):
+    return tempfile.mkdtemp(prefix=f"tianhe-{prefix}-")
+
+
+class Checks:
+    """Counts checks and prints the closing 'N passed, N failed' line."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+            print(f"ok   {what}")
+        else:
+            self.failed += 1
+            print(f"FAIL {what}")
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        sys.exit(1 if self.failed else 0)
