@@ -248,9 +248,8 @@ void Gateway::register_collectors() {
             static_cast<double>(registry_->table_bytes()));
     w.gauge("tianhe_shards", "Shards (threads) serving the data plane.", {},
             static_cast<double>(shards_.size()));
-    w.counter("tianhe_bugs_total", "Internal invariant violations detected (should stay 0).", {},
-              static_cast<double>(core::bug_counter().load()));
     if (store_) store_->collect(w);
+    if (http_) http_->collect(w);
   });
 }
 

@@ -891,16 +891,15 @@ Result<void> HttpServer::start(const Endpoint& listen, uint32_t max_connections)
   }
   std::string last_error = "no address";
   Fd fd;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    Fd cand(
-        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    Fd cand(::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
     if (cand.get() < 0) {
       last_error = errno_text(errno);
       continue;
     }
     const int one = 1;
     setsockopt(cand.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(cand.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(cand.get(), 511) != 0) {
+    if (::bind(cand.get(), a->ai_addr, a->ai_addrlen) != 0 || ::listen(cand.get(), 511) != 0) {
       last_error = errno_text(errno);
       continue;
     }

@@ -1,6 +1,7 @@
 #include "protocols/report/report_ingest.h"
 
 #include <cerrno>
+#include <cstring>
 
 #include "core/clock.h"
 #include "pipeline/validator.h"
@@ -12,6 +13,9 @@ namespace {
 constexpr uint32_t kAckQueueEntries = 16384;
 constexpr uint32_t kAckArenaBytes = 8u << 20;
 constexpr uint32_t kMaxAcksPerSend = 256;
+// Entries per coalesced Ack datagram (about 1.3 KB: fits a 1500-byte MTU). A single datagram
+// with more reports still gets all its acks in one Ack datagram.
+constexpr uint32_t kMaxAckEntriesCoalesced = 64;
 static_assert(kDropReasonCount <= runtime::IngestStats::kMaxDropReasons);
 static_assert(static_cast<size_t>(pipeline::RejectReason::kCount) <=
               runtime::IngestStats::kMaxRejectReasons);
@@ -55,7 +59,7 @@ ReportIngest::ReportIngest(const control::ReportProtocolConfig& config,
       status_(size_t{config.recv_batch} * ParserLimits{}.max_reports),
       first_report_(config.recv_batch + 1),
       datagram_ok_(config.recv_batch),
-      ack_entries_(ParserLimits{}.max_reports),
+      ack_entries_(ParserLimits{}.max_reports + kMaxAckEntriesCoalesced),
       acks_(kAckQueueEntries, kAckArenaBytes),
       send_msgs_(kMaxAcksPerSend),
       send_iovs_(kMaxAcksPerSend),
@@ -119,42 +123,59 @@ void ReportIngest::flush(runtime::Shard& shard, uint32_t first, uint32_t last,
   stats_->reports_received.add(batch_.size());
   const runtime::AppendOutcome outcome = shard.validate_and_append(batch_, status_, *stats_);
   stats_->batch_latency.observe_ns(core::mono_ns() - received_mono);
+  // Acks for consecutive datagrams from one sender share an Ack datagram (the protocol's Ack
+  // carries a list of entries): an edge gateway or a NAT in front of many devices gets one
+  // datagram back per batch instead of one per report.
+  AckGroup group;
   for (uint32_t i = first; i < last; ++i) {
-    if (datagram_ok_[i]) {
-      queue_acks(i, first_report_[i], first_report_[i + 1], outcome, received_mono);
+    if (!datagram_ok_[i]) continue;
+    const uint32_t n = first_report_[i + 1] - first_report_[i];
+    if (group.entries > 0 &&
+        (!same_peer(group.datagram, i) || group.entries + n > kMaxAckEntriesCoalesced)) {
+      emit_acks(group, outcome, received_mono);
+      group = AckGroup{};
     }
+    if (group.entries == 0) group.datagram = i;
+    add_acks(group, first_report_[i], first_report_[i + 1], outcome);
   }
+  emit_acks(group, outcome, received_mono);
 }
 
-void ReportIngest::queue_acks(uint32_t datagram, uint32_t first, uint32_t last,
-                              const runtime::AppendOutcome& outcome,
-                              int64_t received_mono) noexcept {
-  uint32_t count = 0, ok = 0, rejected = 0, busy = 0;
-  size_t bytes = 0;
+bool ReportIngest::same_peer(uint32_t a, uint32_t b) const noexcept {
+  return rx_.peer_len(a) == rx_.peer_len(b) &&
+         std::memcmp(&rx_.peer(a), &rx_.peer(b), rx_.peer_len(a)) == 0;
+}
+
+void ReportIngest::add_acks(AckGroup& g, uint32_t first, uint32_t last,
+                            const runtime::AppendOutcome& outcome) noexcept {
   for (uint32_t j = first; j < last; ++j) {
     const core::Report& r = batch_[j];
     if (!r.ack_requested) continue;
-    AckEntry& e = ack_entries_[count++];
+    AckEntry& e = ack_entries_[g.entries++];
     e.device_id = r.device_id;
     e.seq = r.seq;
     const auto reason = static_cast<pipeline::RejectReason>(status_[j]);
     if (reason != pipeline::RejectReason::kNone) {
       e.status = AckStatus::kRejected;
       e.reason = pipeline::reject_reason_name(reason);
-      ++rejected;
+      ++g.rejected;
     } else if (!outcome.ok) {
       e.status = AckStatus::kBusy;
       e.reason = busy_reason_name(outcome.busy);
-      ++busy;
+      ++g.busy;
     } else {
       e.status = AckStatus::kOk;
       e.reason = {};
-      ++ok;
+      ++g.ok;
     }
-    bytes += max_ack_entry_bytes(e.reason.size());
+    g.bytes += max_ack_entry_bytes(e.reason.size());
   }
-  if (count == 0) return;
-  bytes += 16;
+}
+
+void ReportIngest::emit_acks(const AckGroup& g, const runtime::AppendOutcome& outcome,
+                             int64_t received_mono) noexcept {
+  if (g.entries == 0) return;
+  const size_t bytes = g.bytes + 16;
   uint8_t* out = acks_.reserve(static_cast<uint32_t>(bytes));
   if (out == nullptr) {
     // Dropping an ack never loses data: the report is in the log; the device retries and the
@@ -162,16 +183,16 @@ void ReportIngest::queue_acks(uint32_t datagram, uint32_t first, uint32_t last,
     stats_->ack_queue_full.add();
     return;
   }
-  const size_t size = encode_ack(std::span<const AckEntry>(ack_entries_.data(), count),
+  const size_t size = encode_ack(std::span<const AckEntry>(ack_entries_.data(), g.entries),
                                  std::span<uint8_t>(out, bytes));
   if (size == 0) {
     stats_->ack_send_errors.add();
     return;
   }
   // An ack that carries an OK waits for the covering sync; REJECTED/BUSY-only acks go at once.
-  const uint64_t durable_at = ok > 0 ? outcome.durable_at : 0;
-  acks_.commit(static_cast<uint32_t>(size), durable_at, received_mono, &rx_.peer(datagram),
-               rx_.peer_len(datagram), pack_counts(ok, rejected, busy));
+  const uint64_t durable_at = g.ok > 0 ? outcome.durable_at : 0;
+  acks_.commit(static_cast<uint32_t>(size), durable_at, received_mono, &rx_.peer(g.datagram),
+               rx_.peer_len(g.datagram), pack_counts(g.ok, g.rejected, g.busy));
 }
 
 bool ReportIngest::release_acks(uint64_t durable_offset) noexcept {

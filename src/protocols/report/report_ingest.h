@@ -36,8 +36,18 @@ class ReportIngest final : public runtime::Ingest {
   ReportIngest(const control::ReportProtocolConfig& config, transports::UdpSocket socket,
                runtime::IngestStats* stats);
   void flush(runtime::Shard& shard, uint32_t first, uint32_t last, int64_t received_mono) noexcept;
-  void queue_acks(uint32_t datagram, uint32_t first, uint32_t last,
-                  const runtime::AppendOutcome& outcome, int64_t received_mono) noexcept;
+  /// Ack entries gathered for one Ack datagram (one sender).
+  struct AckGroup {
+    uint32_t datagram = 0;  ///< a datagram of the sender (its address is the destination)
+    uint32_t entries = 0;
+    uint32_t ok = 0, rejected = 0, busy = 0;
+    size_t bytes = 0;
+  };
+  bool same_peer(uint32_t a, uint32_t b) const noexcept;
+  void add_acks(AckGroup& g, uint32_t first, uint32_t last,
+                const runtime::AppendOutcome& outcome) noexcept;
+  void emit_acks(const AckGroup& g, const runtime::AppendOutcome& outcome,
+                 int64_t received_mono) noexcept;
 
   ParserLimits limits_;
   transports::UdpSocket socket_;

@@ -70,6 +70,74 @@ std::vector<std::pair<int64_t, int64_t>> ranges_after(uint64_t after) {
   return out;
 }
 
+/// Searches a chunk without the (device_id, time_ns) index through its runs: each commit
+/// inserted its rows sorted by (device_id as unsigned, time_ns) with consecutive rowids.
+class RunSearch {
+ public:
+  /// Prepares the probes; fails when the chunk has no runs table.
+  static Result<RunSearch> open(Db& db) {
+    RunSearch rs;
+    auto runs = db.prepare("SELECT first_rowid, last_rowid FROM runs ORDER BY first_rowid");
+    if (!runs) return runs.error();
+    int rc;
+    while ((rc = runs->step()) == SQLITE_ROW) rs.runs_.emplace_back(runs->i64(0), runs->i64(1));
+    if (rc != SQLITE_DONE) return db.error("read runs");
+    auto probe = db.prepare("SELECT device_id, time_ns FROM rows WHERE rowid = ?");
+    if (!probe) return probe.error();
+    rs.probe_ = std::move(probe.value());
+    return rs;
+  }
+  /// The run ranges [first, last].
+  const std::vector<std::pair<int64_t, int64_t>>& runs() const { return runs_; }
+  /// First rowid in [lo, hi] whose key is greater than (device, t) (or equal when `or_equal`);
+  /// hi + 1 when none.
+  int64_t bound(int64_t lo, int64_t hi, uint64_t device, int64_t t, bool or_equal) {
+    int64_t a = lo, b = hi + 1;
+    while (a < b) {
+      int64_t mid = a + (b - a) / 2;
+      probe_.reset();
+      probe_.bind(1, mid);
+      bool before = true;  // key(mid) sorts before the bound
+      if (probe_.step() == SQLITE_ROW) {
+        uint64_t d = probe_.u64(0);
+        int64_t tm = probe_.i64(1);
+        before = d != device ? d < device : (or_equal ? tm < t : tm <= t);
+      }
+      if (before) a = mid + 1;
+      else b = mid;
+    }
+    return a;
+  }
+
+ private:
+  std::vector<std::pair<int64_t, int64_t>> runs_;
+  Stmt probe_;
+};
+
+Result<bool> has_index(Db& db) {
+  auto n = db.query_i64(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'rows_device_time'", 0);
+  if (!n) return n.error();
+  return n.value() > 0;
+}
+
+/// Rows [lo, hi) of a chunk, ascending or descending, at most `limit`.
+Result<void> fetch_range(Db& db, int64_t lo, int64_t hi, bool desc, uint32_t limit,
+                         std::vector<StoredReport>& out) {
+  if (lo >= hi) return {};
+  auto st = db.prepare("SELECT " + std::string(kColumns) +
+                       " FROM rows WHERE rowid >= ? AND rowid < ? ORDER BY rowid " +
+                       (desc ? "DESC" : "ASC") + " LIMIT ?");
+  if (!st) return st.error();
+  st->bind(1, lo);
+  st->bind(2, hi);
+  st->bind(3, limit);
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) out.push_back(row_of(st.value()));
+  if (rc != SQLITE_DONE) return db.error("fetch rows");
+  return {};
+}
+
 }  // namespace
 
 std::string metrics_json(std::span<const uint8_t> raw_metrics) {
@@ -180,6 +248,20 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
     auto db = chunk_db(c.id);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
+    auto indexed = has_index(*db.value());
+    if (!indexed) return indexed.error();
+    if (!indexed.value()) {
+      auto rs = RunSearch::open(*db.value());
+      if (!rs) return rs.error();
+      for (auto [first, last] : rs->runs()) {
+        int64_t lo = rs->bound(first, last, q.device_id, q.from_ns, true);
+        int64_t hi = rs->bound(lo, last, q.device_id, q.to_ns, false);
+        if (auto e = fetch_range(*db.value(), lo, hi, q.newest_first, q.limit, out); !e) {
+          return e.error();
+        }
+      }
+      continue;
+    }
     auto st = db.value()->prepare(sql);
     if (!st) return st.error();
     st->bind_u64(1, q.device_id);
@@ -220,6 +302,22 @@ Result<std::optional<StoredReport>> StoreReader::latest(uint64_t device_id) {
     auto db = chunk_db(c.id);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
+    auto indexed = has_index(*db.value());
+    if (!indexed) return indexed.error();
+    if (!indexed.value()) {
+      auto rs = RunSearch::open(*db.value());
+      if (!rs) return rs.error();
+      std::vector<StoredReport> found;
+      for (auto [first, last] : rs->runs()) {
+        int64_t hi = rs->bound(first, last, device_id, INT64_MAX, false);
+        if (auto e = fetch_range(*db.value(), hi - 1, hi, false, 1, found); !e) return e.error();
+        if (!found.empty() && found.back().device_id != device_id) found.pop_back();
+      }
+      for (auto& r : found) {
+        if (!best || newer(r, *best)) best = std::move(r);
+      }
+      continue;
+    }
     auto st = db.value()->prepare("SELECT " + std::string(kColumns) +
                                   " FROM rows WHERE device_id = ? ORDER BY time_ns DESC LIMIT 1");
     if (!st) return st.error();
@@ -335,6 +433,17 @@ Result<uint64_t> StoreReader::count_device(uint64_t device_id, int64_t from_ns, 
     auto db = chunk_db(c.id);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
+    auto indexed = has_index(*db.value());
+    if (!indexed) return indexed.error();
+    if (!indexed.value()) {
+      auto rs = RunSearch::open(*db.value());
+      if (!rs) return rs.error();
+      for (auto [first, last] : rs->runs()) {
+        int64_t lo = rs->bound(first, last, device_id, from_ns, true);
+        total += static_cast<uint64_t>(rs->bound(lo, last, device_id, to_ns, false) - lo);
+      }
+      continue;
+    }
     auto st = db.value()->prepare(
         "SELECT count(*) FROM rows WHERE device_id = ? AND time_ns BETWEEN ? AND ?");
     if (!st) return st.error();

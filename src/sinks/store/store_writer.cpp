@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS rows(
   received_ns INTEGER NOT NULL, tenant INTEGER NOT NULL, protocol INTEGER NOT NULL,
   metrics BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(shard INTEGER PRIMARY KEY, offset INTEGER NOT NULL);
+-- One row per commit: rows first_rowid..last_rowid are sorted by (device_id, time_ns), so a
+-- reader can binary-search each run of the open chunk instead of scanning it.
+CREATE TABLE IF NOT EXISTS runs(first_rowid INTEGER PRIMARY KEY, last_rowid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);
 )sql";
 
@@ -146,6 +149,7 @@ Result<void> StoreWriter::init() {
 
 Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   insert_ = Stmt();
+  put_run_ = Stmt();
   put_cursor_ = Stmt();
   put_devices_ = Stmt();
   chunk_ = Db();
@@ -168,6 +172,9 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   auto pc = chunk_.prepare("INSERT OR REPLACE INTO cursors(shard, offset) VALUES(?, ?)");
   if (!pc) return pc.error();
   put_cursor_ = std::move(pc.value());
+  auto pr = chunk_.prepare("INSERT INTO runs(first_rowid, last_rowid) VALUES(?, ?)");
+  if (!pr) return pr.error();
+  put_run_ = std::move(pr.value());
   auto pd = chunk_.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('devices', ?)");
   if (!pd) return pd.error();
   put_devices_ = std::move(pd.value());
@@ -235,13 +242,30 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
   // Any failure below leaves the duplicate windows ahead of the database: the caller reopens.
   broken_ = true;
   if (auto r = chunk_.exec("BEGIN"); !r) return r.error();
-  for (const core::Report& rep : reports) {
+  // Duplicates are judged in arrival order; the survivors are then inserted sorted by
+  // (device, time) so that the B-tree inserts of one batch walk the index in order (hot pages)
+  // and one device's rows of a batch sit together on disk.
+  order_.clear();
+  for (uint32_t i = 0; i < reports.size(); ++i) {
+    const core::Report& rep = reports[i];
     SeqVerdict v = windows_.check(rep.device_id, rep.seq, rep.device_time_ns);
     if (v == SeqVerdict::kDuplicate) {
       ++res.duplicates;
       continue;
     }
     if (v == SeqVerdict::kReboot) ++res.reboots;
+    order_.push_back(i);
+  }
+  {
+    std::stable_sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
+      const core::Report& x = reports[a];
+      const core::Report& y = reports[b];
+      return x.device_id != y.device_id ? x.device_id < y.device_id
+                                        : x.device_time_ns < y.device_time_ns;
+    });
+  }
+  for (uint32_t i : order_) {
+    const core::Report& rep = reports[i];
     insert_.reset();
     insert_.bind_u64(1, rep.device_id);
     insert_.bind(2, rep.seq);
@@ -258,6 +282,17 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
     ++res.written;
     open_min_time_ = std::min(open_min_time_, rep.device_time_ns);
     open_max_time_ = std::max(open_max_time_, rep.device_time_ns);
+  }
+  if (res.written > 0) {
+    int64_t last = sqlite3_last_insert_rowid(chunk_.get());
+    put_run_.reset();
+    put_run_.bind(1, last - static_cast<int64_t>(res.written) + 1);
+    put_run_.bind(2, last);
+    if (put_run_.step() != SQLITE_DONE) {
+      auto e = chunk_.error("write run");
+      (void)chunk_.exec("ROLLBACK");
+      return e;
+    }
   }
   for (const ShardCursor& c : cursors) {
     put_cursor_.reset();
@@ -400,7 +435,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
     // The per-device newest rows are computed here, outside the catalog's write lock, which
     // the writer needs when it seals the next chunk.
     if (auto r = db->exec("PRAGMA cache_size=-262144; " + std::string(kCreateIndex) +
-                          "; DROP TABLE IF EXISTS chunk_latest;"
+                          "; DROP TABLE IF EXISTS chunk_latest; DROP TABLE IF EXISTS runs;"
                           "CREATE TABLE chunk_latest AS SELECT device_id, seq, tenant, "
                           "max(time_ns) AS time_ns, received_ns, protocol, metrics "
                           "FROM rows GROUP BY device_id ORDER BY device_id;"

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/report.h"
 #include "core/result.h"
@@ -29,7 +30,9 @@ struct StoreWriterOptions {
   uint64_t chunk_reports = 4u << 20;          ///< seal the open chunk after this many reports
   std::chrono::seconds chunk_duration{3600};  ///< ... or once it is this old (and not empty)
   std::chrono::seconds retention{0};          ///< delete chunks sealed longer ago; 0 = keep
-  bool index_open_chunk = true;  ///< keep the (device_id, time_ns) index on the open chunk too
+  /// Keep the (device_id, time_ns) index on the open chunk too (measured slower: see
+  /// docs/store.md); off, the open chunk is searched through its sorted per-commit runs.
+  bool index_open_chunk = false;
   bool background_seal = true;   ///< index sealed chunks on a thread (false: inside seal())
   int64_t cache_bytes = 256ll << 20;  ///< SQLite page cache of the open chunk's connection
 };
@@ -103,6 +106,7 @@ class StoreWriter {
   Db catalog_;
   Db chunk_;
   Stmt insert_;
+  Stmt put_run_;
   Stmt put_cursor_;
   Stmt put_devices_;
   int64_t open_id_ = 0;
@@ -113,6 +117,7 @@ class StoreWriter {
   bool broken_ = false;
   std::map<uint32_t, uint64_t> cursors_;
   SeqWindowTable windows_;
+  std::vector<uint32_t> order_;  ///< reports of the current write() to insert, in order
   StoreWriterStats stats_;
 
   std::mutex mu_;
