@@ -142,9 +142,10 @@ constexpr Field<G> kLogFields[] = {
     {.key = "max_record_bytes",
      .kind = Kind::kSize,
      .default_text = "\"4MiB\"",
-     .doc = "Largest log record (one batch of reports); larger appends are refused.",
+     .doc = "Largest log record (one batch of reports); larger appends are refused. Shards "
+            "write records of at most 1 MiB.",
      .set = [](G& c, const P& p) { c.log.max_record_bytes = static_cast<uint32_t>(p.i); },
-     .min = 4 * kKiB,
+     .min = kMiB,
      .max = kGiB},
 };
 

@@ -129,7 +129,7 @@ durability = "sync"
 flush_interval = "500us"
 segment_bytes = "128MiB"
 max_backlog_bytes = "1GiB"
-max_record_bytes = 65536
+max_record_bytes = 2097152
 [protocols.report]
 enabled = false
 listen = "0.0.0.0:9000"
@@ -187,7 +187,7 @@ model = "meter"
   EXPECT_EQ(c.log.flush_interval, microseconds(500));
   EXPECT_EQ(c.log.segment_bytes, 128ull << 20);
   EXPECT_EQ(c.log.max_backlog_bytes, 1ull << 30);
-  EXPECT_EQ(c.log.max_record_bytes, 65536u);
+  EXPECT_EQ(c.log.max_record_bytes, 2097152u);
   EXPECT_FALSE(c.report.enabled);
   EXPECT_EQ(c.report.listen.host, "0.0.0.0");
   EXPECT_EQ(c.report.listen.port, 9000);

@@ -32,7 +32,7 @@ class AckQueue {
   /// Room for `max_entries` acks and `arena_bytes` of ack payload.
   AckQueue(uint32_t max_entries, uint32_t arena_bytes)
       : entries_(std::make_unique<PendingAck[]>(max_entries)),
-        arena_(std::make_unique<uint8_t[]>(arena_bytes)),
+        arena_(std::make_unique_for_overwrite<uint8_t[]>(arena_bytes)),
         max_entries_(max_entries),
         arena_bytes_(arena_bytes) {}
 

@@ -21,7 +21,8 @@ Shard::~Shard() { stop(); }
 void Shard::start() {
   // The encode buffer is sized once: a recv batch encodes into one record. 4 MiB holds the
   // largest batch the parsers can produce (recv_batch datagrams of bounded reports).
-  record_.resize(4u << 20);
+  record_bytes_ = kRecordBytes;
+  record_ = std::make_unique_for_overwrite<uint8_t[]>(record_bytes_);
   thread_ = std::thread([this] { run(); });
   char name[16];
   std::snprintf(name, sizeof name, "shard-%u", index_);
@@ -38,22 +39,45 @@ void Shard::stop() noexcept {
 
 AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uint8_t> status,
                                          IngestStats& stats) noexcept {
-  // Encode every valid report into one record: header first, count patched at the end.
-  std::span<uint8_t> out(record_);
+  // Valid reports are encoded into log records of at most kRecordBytes (one record per receive
+  // batch in practice); each record is one append. The header's count is written last.
+  std::span<uint8_t> out(record_.get(), record_bytes_);
+  AppendOutcome outcome;
+  outcome.ok = true;
   size_t used = 3;
-  uint16_t accepted = 0;
+  uint16_t in_record = 0;
+  uint32_t accepted = 0;
+  auto append_record = [&]() noexcept {
+    if (in_record == 0) return;
+    core::encode_payload_header(in_record, out);
+    uint64_t end = 0;
+    const log::AppendStatus s = log_->append(out.first(used), &end);
+    if (s == log::AppendStatus::kOk) {
+      outcome.durable_at = end;
+    } else if (outcome.ok) {
+      outcome.ok = false;
+      outcome.busy = s == log::AppendStatus::kBacklogFull ? BusyReason::kBacklogFull
+                     : s == log::AppendStatus::kNoSpace   ? BusyReason::kDiskFull
+                                                          : BusyReason::kIoError;
+    }
+    used = 3;
+    in_record = 0;
+  };
   for (uint32_t i = 0; i < batch.size(); ++i) {
     core::Report& r = batch[i];
     bool auto_registered = false;
     auto reason = validator_.validate(batch, r, auto_registered);
     if (reason == pipeline::RejectReason::kNone) {
-      size_t n = core::encode_report(batch, r, out.subspan(used));
-      if (n == 0 || accepted == UINT16_MAX) {
-        // Cannot happen with the parsers' bounds; count it rather than lose it silently.
-        TH_BUG(false, "report does not fit the log record buffer");
+      const size_t need = core::encoded_report_size(batch, r);
+      if (used + need > out.size() || in_record == UINT16_MAX) append_record();
+      const size_t n = core::encode_report(batch, r, out.subspan(used));
+      if (n == 0) {
+        // A single report larger than a record cannot come from a bounded datagram.
+        TH_BUG(false, "report larger than a log record");
         reason = pipeline::RejectReason::kOutOfRange;
       } else {
         used += n;
+        ++in_record;
         ++accepted;
         if (auto_registered) stats.reports_auto_registered.add();
       }
@@ -63,25 +87,14 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
       stats.reports_rejected[static_cast<int>(reason)].add();
     }
   }
-  AppendOutcome outcome;
-  if (accepted == 0) {
-    outcome.ok = true;
-    outcome.durable_at = 0;
-    return outcome;
-  }
-  core::encode_payload_header(accepted, out);
-  uint64_t end = 0;
-  const log::AppendStatus s = log_->append(out.first(used), &end);
-  if (s == log::AppendStatus::kOk) {
-    outcome.ok = true;
-    outcome.durable_at = end;
+  append_record();
+  // If any append failed, the whole batch is answered BUSY: a report in an earlier record may
+  // still be stored, and its retry is dropped as a duplicate by the sinks (at least once).
+  if (outcome.ok) {
     stats.reports_accepted.add(accepted);
-    return outcome;
+  } else {
+    stats.reports_busy[static_cast<int>(outcome.busy)].add(accepted);
   }
-  outcome.busy = s == log::AppendStatus::kBacklogFull ? BusyReason::kBacklogFull
-                 : s == log::AppendStatus::kNoSpace   ? BusyReason::kDiskFull
-                                                      : BusyReason::kIoError;
-  stats.reports_busy[static_cast<int>(outcome.busy)].add(accepted);
   return outcome;
 }
 

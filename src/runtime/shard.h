@@ -27,6 +27,9 @@ struct AppendOutcome {
 
 class Shard;
 
+/// Largest log record a shard writes (config log.max_record_bytes is at least this).
+inline constexpr size_t kRecordBytes = 1u << 20;
+
 /// A protocol's presence on one shard (e.g. the report protocol's UDP socket). Owned and called
 /// only by its shard thread.
 class Ingest {
@@ -80,7 +83,8 @@ class Shard {
   std::unique_ptr<log::ShardLog> log_;
   pipeline::Validator validator_;
   std::vector<std::unique_ptr<Ingest>> ingests_;
-  std::vector<uint8_t> record_;  ///< encode buffer, max_record_bytes
+  std::unique_ptr<uint8_t[]> record_;  ///< encode buffer for one log record
+  size_t record_bytes_ = 0;
   ShardStats stats_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

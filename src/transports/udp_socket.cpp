@@ -137,7 +137,7 @@ bool enable_drop_counter(int fd) noexcept {
 DatagramBatch::DatagramBatch(uint32_t capacity, uint32_t max_datagram_bytes)
     : capacity_(capacity),
       max_bytes_(max_datagram_bytes),
-      buffers_(std::make_unique<uint8_t[]>(size_t{capacity} * max_datagram_bytes)),
+      buffers_(std::make_unique_for_overwrite<uint8_t[]>(size_t{capacity} * max_datagram_bytes)),
       hdrs_(std::make_unique<mmsghdr[]>(capacity)),
       iovs_(std::make_unique<iovec[]>(capacity)),
       addrs_(std::make_unique<sockaddr_storage[]>(capacity)),

@@ -1,5 +1,6 @@
 #include "protocols/report/report_ingest.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -35,6 +36,17 @@ std::string_view busy_reason_name(runtime::BusyReason r) {
   return "busy";
 }
 
+// Batch capacity: room for a typical receive batch; a fuller one is flushed part-way
+// (ParseStatus::kBatchFull). The largest single datagram (max_reports reports of
+// max_metrics_per_report metrics) always fits an empty batch.
+uint32_t batch_reports(const control::ReportProtocolConfig& c) {
+  return std::max<uint32_t>(ParserLimits{}.max_reports, c.recv_batch * 16);
+}
+uint32_t batch_metrics(const control::ReportProtocolConfig& c) {
+  return std::max<uint32_t>(ParserLimits{}.max_reports * ParserLimits{}.max_metrics_per_report,
+                            batch_reports(c) * 8);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ReportIngest>> ReportIngest::create(
@@ -54,9 +66,8 @@ ReportIngest::ReportIngest(const control::ReportProtocolConfig& config,
                            transports::UdpSocket socket, runtime::IngestStats* stats)
     : socket_(std::move(socket)),
       rx_(config.recv_batch, config.max_datagram_bytes),
-      batch_(config.recv_batch * ParserLimits{}.max_reports,
-             config.recv_batch * ParserLimits{}.max_reports * 8),
-      status_(size_t{config.recv_batch} * ParserLimits{}.max_reports),
+      batch_(batch_reports(config), batch_metrics(config)),
+      status_(batch_reports(config)),
       first_report_(config.recv_batch + 1),
       datagram_ok_(config.recv_batch),
       ack_entries_(ParserLimits{}.max_reports + kMaxAckEntriesCoalesced),

@@ -22,8 +22,7 @@ SeqWindowTable::SeqWindowTable(size_t expected_devices) {
   slots_ = std::make_unique<Entry[]>(capacity_);
 }
 
-SeqWindowTable::Entry& SeqWindowTable::find_or_insert(uint64_t device_id,
-                                                      bool& inserted) noexcept {
+SeqWindowTable::Entry& SeqWindowTable::find_or_insert(uint64_t device_id, bool& inserted) noexcept {
   // Keep the load factor at or below 0.7 so that linear probes stay short.
   if ((size_ + 1) * 10 > capacity_ * 7) grow();
   size_t mask = capacity_ - 1;

@@ -12,7 +12,9 @@ Stmt& Stmt::operator=(Stmt&& o) noexcept {
   return *this;
 }
 
-Stmt::~Stmt() { sqlite3_finalize(s_); }
+Stmt::~Stmt() {
+  sqlite3_finalize(s_);
+}
 
 void Stmt::reset() noexcept {
   sqlite3_reset(s_);
@@ -42,7 +44,9 @@ Db& Db::operator=(Db&& o) noexcept {
   return *this;
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  sqlite3_close_v2(db_);
+}
 
 Result<Db> Db::open(const std::string& path, bool create) {
   Db db;
@@ -71,8 +75,7 @@ Result<void> Db::exec(std::string_view sql) {
 
 Result<Stmt> Db::prepare(std::string_view sql) {
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) !=
-      SQLITE_OK) {
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) != SQLITE_OK) {
     return error("prepare '" + std::string(sql.substr(0, 80)) + "'");
   }
   return Stmt(s);

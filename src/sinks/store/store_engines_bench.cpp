@@ -9,7 +9,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 #include <sys/resource.h>
-
 #include <time.h>
 
 #include <algorithm>
@@ -229,8 +228,7 @@ int run_rocksdb(Workload& w, const std::string& dir, Figures& f) {
   return 0;
 }
 
-int run_chunked(Workload& w, const std::string& dir, bool open_index, uint64_t chunk,
-                Figures& f) {
+int run_chunked(Workload& w, const std::string& dir, bool open_index, uint64_t chunk, Figures& f) {
   store::StoreWriterOptions o;
   o.dir = dir + "/store";
   o.chunk_reports = chunk;
@@ -302,10 +300,14 @@ int main(int argc, char** argv) {
   Workload w(n, d);
   Figures f;
   int rc = 2;
-  if (engine == "sqlite-index") rc = run_sqlite_index(w, dir, f);
-  else if (engine == "rocksdb") rc = run_rocksdb(w, dir, f);
-  else if (engine == "chunked") rc = run_chunked(w, dir, false, chunk, f);
-  else if (engine == "chunked-openidx") rc = run_chunked(w, dir, true, chunk, f);
+  if (engine == "sqlite-index")
+    rc = run_sqlite_index(w, dir, f);
+  else if (engine == "rocksdb")
+    rc = run_rocksdb(w, dir, f);
+  else if (engine == "chunked")
+    rc = run_chunked(w, dir, false, chunk, f);
+  else if (engine == "chunked-openidx")
+    rc = run_chunked(w, dir, true, chunk, f);
   if (rc != 0) return rc;
   f.bytes = dir_bytes(dir);
   double mrows = static_cast<double>(n) / 1e6;

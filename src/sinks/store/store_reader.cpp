@@ -30,8 +30,7 @@ StoredReport row_of(const Stmt& st) {
 }
 
 bool newer(const StoredReport& a, const StoredReport& b) {
-  return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns
-                                              : a.seq > b.seq;
+  return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns : a.seq > b.seq;
 }
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -103,8 +102,10 @@ class RunSearch {
         int64_t tm = probe_.i64(1);
         before = d != device ? d < device : (or_equal ? tm < t : tm <= t);
       }
-      if (before) a = mid + 1;
-      else b = mid;
+      if (before)
+        a = mid + 1;
+      else
+        b = mid;
     }
     return a;
   }
@@ -185,7 +186,7 @@ StoreReader::~StoreReader() = default;
 
 Result<std::unique_ptr<StoreReader>> StoreReader::open(const std::string& dir) {
   std::string cat = dir + "/catalog.db";
-  struct stat st{};
+  struct stat st {};
   if (::stat(cat.c_str(), &st) != 0) {
     return make_error(dir + ": no store here: start `tianhe serve` first or pass --data-dir");
   }
@@ -204,15 +205,14 @@ Result<std::vector<StoreReader::Chunk>> StoreReader::list_chunks() {
   std::vector<Chunk> out;
   int rc;
   while ((rc = st->step()) == SQLITE_ROW) {
-    out.push_back(Chunk{st->i64(0), static_cast<ChunkState>(st->i64(1)), st->i64(2), st->i64(3),
-                        st->i64(4)});
+    out.push_back(
+        Chunk{st->i64(0), static_cast<ChunkState>(st->i64(1)), st->i64(2), st->i64(3), st->i64(4)});
   }
   if (rc != SQLITE_DONE) return catalog_->error("list chunks");
   // Forget connections to chunks deleted by retention.
   for (auto it = chunks_.begin(); it != chunks_.end();) {
-    bool listed = std::any_of(out.begin(), out.end(), [&](const Chunk& c) {
-      return c.id == it->first;
-    });
+    bool listed =
+        std::any_of(out.begin(), out.end(), [&](const Chunk& c) { return c.id == it->first; });
     it = listed ? std::next(it) : chunks_.erase(it);
   }
   return out;
@@ -222,7 +222,7 @@ Result<Db*> StoreReader::chunk_db(int64_t id) {
   auto it = chunks_.find(id);
   if (it != chunks_.end()) return it->second.get();
   std::string path = dir_ + "/" + chunk_file_name(id);
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return static_cast<Db*>(nullptr);  // not created yet
   auto db = Db::open(path, false);
   if (!db) return db.error();
@@ -286,8 +286,8 @@ Result<std::optional<StoredReport>> StoreReader::latest(uint64_t device_id) {
   auto chunks = list_chunks();
   std::optional<StoredReport> best;
   {
-    auto st = catalog_->prepare("SELECT " + std::string(kColumns) +
-                                " FROM latest WHERE device_id = ?");
+    auto st =
+        catalog_->prepare("SELECT " + std::string(kColumns) + " FROM latest WHERE device_id = ?");
     if (!st) {
       (void)catalog_->exec("COMMIT");
       return st.error();

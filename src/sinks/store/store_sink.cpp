@@ -29,19 +29,17 @@ struct StoreSink::Shard {
   uint32_t index = 0;
   uint32_t consumer = 0;
   std::unique_ptr<log::LogReader> reader;
-  uint64_t read_offset = 0;                  ///< sink thread: next record to read
-  int64_t read_received_ns = 0;              ///< sink thread: newest received_ns read
-  std::atomic<uint64_t> committed{0};        ///< in the store
-  std::atomic<uint64_t> durable{0};          ///< in the store and on disk
-  std::atomic<int64_t> floor_ns{0};          ///< no unconsumed report is older than this
+  uint64_t read_offset = 0;            ///< sink thread: next record to read
+  int64_t read_received_ns = 0;        ///< sink thread: newest received_ns read
+  std::atomic<uint64_t> committed{0};  ///< in the store
+  std::atomic<uint64_t> durable{0};    ///< in the store and on disk
+  std::atomic<int64_t> floor_ns{0};    ///< no unconsumed report is older than this
   bool corrupt = false;
 };
 
 StoreSink::StoreSink(const control::StoreConfig& config, const log::LogConfig& log_config,
                      std::vector<log::ShardLog*> logs)
-    : config_(config),
-      log_config_(log_config),
-      scratch_(65535, 1u << 18) {
+    : config_(config), log_config_(log_config), scratch_(65535, 1u << 18) {
   if (config_.batch_reports == 0) config_.batch_reports = 65536;
   for (uint32_t i = 0; i < logs.size(); ++i) {
     auto s = std::make_unique<Shard>();
@@ -51,7 +49,9 @@ StoreSink::StoreSink(const control::StoreConfig& config, const log::LogConfig& l
   }
 }
 
-StoreSink::~StoreSink() { stop(); }
+StoreSink::~StoreSink() {
+  stop();
+}
 
 Result<std::unique_ptr<StoreSink>> StoreSink::start(const control::StoreConfig& config,
                                                     const log::LogConfig& log_config,
@@ -137,9 +137,8 @@ bool StoreSink::read_batch() {
       if (cs == core::CodecStatus::kBatchFull) {
         // Larger than any normal receive batch: size a batch from the record itself (a metric
         // takes at least 3 bytes, a report at least 31).
-        big = std::make_unique<core::ReportBatch>(
-            static_cast<uint32_t>(payload.size() / 31 + 1),
-            static_cast<uint32_t>(payload.size() / 3 + 1));
+        big = std::make_unique<core::ReportBatch>(static_cast<uint32_t>(payload.size() / 31 + 1),
+                                                  static_cast<uint32_t>(payload.size() / 3 + 1));
         batch = big.get();
         cs = core::decode_payload(payload, *batch);
       }
@@ -293,8 +292,8 @@ void StoreSink::collect(control::PromWriter& w) const {
   w.counter("tianhe_sink_store_reports_written_total", "Reports stored by the embedded store.",
             none, get(stats_.reports_written));
   w.counter("tianhe_sink_store_duplicates_dropped_total",
-            "Reports dropped because the device had already delivered that sequence number.",
-            none, get(stats_.duplicates_dropped));
+            "Reports dropped because the device had already delivered that sequence number.", none,
+            get(stats_.duplicates_dropped));
   w.counter("tianhe_sink_store_reboots_total",
             "Devices whose sequence numbers restarted (window reset).", none, get(stats_.reboots));
   w.counter("tianhe_sink_store_malformed_records_total",

@@ -26,10 +26,10 @@ namespace tianhe::sinks::store {
 struct StoreSinkStats {
   std::atomic<uint64_t> reports_written{0};
   std::atomic<uint64_t> duplicates_dropped{0};
-  std::atomic<uint64_t> reboots{0};             ///< device sequence restarts detected
-  std::atomic<uint64_t> malformed_records{0};   ///< log records that did not decode (skipped)
-  std::atomic<uint64_t> batches{0};             ///< committed transactions
-  std::atomic<uint64_t> errors{0};              ///< failed commits and unreadable logs
+  std::atomic<uint64_t> reboots{0};            ///< device sequence restarts detected
+  std::atomic<uint64_t> malformed_records{0};  ///< log records that did not decode (skipped)
+  std::atomic<uint64_t> batches{0};            ///< committed transactions
+  std::atomic<uint64_t> errors{0};             ///< failed commits and unreadable logs
   std::atomic<uint64_t> chunks_sealed{0};
   /// Commit latency, log2 buckets of microseconds (bucket i counts values < 2^i us).
   static constexpr int kBuckets = 24;
@@ -84,10 +84,10 @@ class StoreSink {
   std::atomic<int64_t> open_chunk_reports_{0};
 
   core::ReportBatch scratch_;
-  std::vector<core::Report> pending_;          ///< decoded reports of the batch being built
-  std::vector<uint8_t> arena_;                 ///< their metrics bytes
-  std::vector<size_t> metric_offsets_;         ///< where each pending report's metrics start
-  size_t rr_ = 0;                              ///< round-robin start shard
+  std::vector<core::Report> pending_;   ///< decoded reports of the batch being built
+  std::vector<uint8_t> arena_;          ///< their metrics bytes
+  std::vector<size_t> metric_offsets_;  ///< where each pending report's metrics start
+  size_t rr_ = 0;                       ///< round-robin start shard
   int64_t last_durable_ns_ = 0;
   bool dirty_since_durable_ = false;
 

@@ -1,3 +1,5 @@
+#include "sinks/store/store.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -6,7 +8,6 @@
 #include <thread>
 
 #include "sinks/store/seq_window_table.h"
-#include "sinks/store/store.h"
 #include "sinks/store/store_test_util.h"
 #include "sinks/store/store_writer.h"
 
@@ -223,8 +224,11 @@ TEST(StoreWriter, SealsChunksAndQueriesSpanThem) {
   ASSERT_TRUE(h.ok()) << h.error().message;
   ASSERT_EQ(h->size(), 25u);
   for (uint32_t s = 0; s < 25; ++s) EXPECT_EQ((*h)[s].seq, s);
-  h = r->history({.device_id = 11, .from_ns = kT0 + 3 * kSec, .to_ns = kT0 + 21 * kSec,
-                  .limit = 5, .newest_first = true});
+  h = r->history({.device_id = 11,
+                  .from_ns = kT0 + 3 * kSec,
+                  .to_ns = kT0 + 21 * kSec,
+                  .limit = 5,
+                  .newest_first = true});
   ASSERT_TRUE(h.ok());
   ASSERT_EQ(h->size(), 5u);
   EXPECT_EQ((*h)[0].seq, 21u);

@@ -55,7 +55,7 @@ std::string path_of(const std::string& dir, int64_t id) {
 }
 
 bool file_exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -85,7 +85,8 @@ Result<std::unique_ptr<StoreWriter>> StoreWriter::open(const StoreWriterOptions&
   if (ec) return make_error(options.dir + ": cannot create the store directory: " + ec.message());
   std::unique_ptr<StoreWriter> w(new StoreWriter(options));
   if (auto r = w->init(); !r) return r.error();
-  if (w->opt_.background_seal) w->background_ = std::thread([p = w.get()] { p->background_loop(); });
+  if (w->opt_.background_seal)
+    w->background_ = std::thread([p = w.get()] { p->background_loop(); });
   return w;
 }
 
@@ -103,8 +104,10 @@ Result<void> StoreWriter::init() {
     auto st = catalog_.prepare("SELECT id, state FROM chunks WHERE state < 2 ORDER BY id");
     if (!st) return st.error();
     while (st->step() == SQLITE_ROW) {
-      if (st->i64(1) == static_cast<int64_t>(ChunkState::kSealed)) sealed.push_back(st->i64(0));
-      else open_id = st->i64(0);
+      if (st->i64(1) == static_cast<int64_t>(ChunkState::kSealed))
+        sealed.push_back(st->i64(0));
+      else
+        open_id = st->i64(0);
     }
   }
   for (int64_t id : sealed) {
@@ -160,9 +163,10 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   if (opt_.index_open_chunk) {
     if (auto r = chunk_.exec(kCreateIndex); !r) return r;
   }
-  std::string pragmas = "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4096; "
-                        "PRAGMA cache_size=-" +
-                        std::to_string(std::max<int64_t>(opt_.cache_bytes >> 10, 2048)) + ";";
+  std::string pragmas =
+      "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4096; "
+      "PRAGMA cache_size=-" +
+      std::to_string(std::max<int64_t>(opt_.cache_bytes >> 10, 2048)) + ";";
   if (auto r = chunk_.exec(pragmas); !r) return r;
   auto ins = chunk_.prepare(
       "INSERT INTO rows(device_id, seq, time_ns, received_ns, tenant, protocol, metrics) "
@@ -473,9 +477,8 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
 
 Result<void> StoreWriter::apply_retention() {
   if (opt_.retention.count() <= 0) return {};
-  int64_t cutoff =
-      core::wall_ns() -
-      std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.retention).count();
+  int64_t cutoff = core::wall_ns() -
+                   std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.retention).count();
   auto cat = Db::open(opt_.dir + "/catalog.db", false);
   if (!cat) return cat.error();
   std::vector<int64_t> ids;

@@ -33,7 +33,7 @@ struct StoreWriterOptions {
   /// Keep the (device_id, time_ns) index on the open chunk too (measured slower: see
   /// docs/store.md); off, the open chunk is searched through its sorted per-commit runs.
   bool index_open_chunk = false;
-  bool background_seal = true;   ///< index sealed chunks on a thread (false: inside seal())
+  bool background_seal = true;        ///< index sealed chunks on a thread (false: inside seal())
   int64_t cache_bytes = 256ll << 20;  ///< SQLite page cache of the open chunk's connection
 };
 
