@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "core/crc32c.h"
 #include "log/segment_files.h"
@@ -150,6 +152,50 @@ std::string header_error(HeaderStatus status, const std::string& path) {
       return path + ": unsupported segment version: written by a newer release";
   }
   return path + ": bad header";
+}
+
+std::string spare_path(const std::string& shard_dir) {
+  return shard_dir + "/" + std::string(kSpareSegmentName);
+}
+
+int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,
+                        const std::atomic<bool>* cancel) noexcept {
+  constexpr size_t kChunkBytes = 1u << 20;
+  static const std::vector<uint8_t> zeros(kChunkBytes, 0);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  const auto fail = [&](int err) noexcept {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return -err;
+  };
+  bytes = std::max<uint64_t>(bytes, kSegmentHeaderBytes);
+  // Refuse early when the file cannot fit: on a nearly full disk every retry would otherwise write
+  // up to a whole segment before failing. (f_blocks == 0: the filesystem reports no figures.)
+  struct statvfs vfs {};
+  if (::fstatvfs(fd, &vfs) == 0 && vfs.f_blocks != 0 &&
+      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < bytes) {
+    return fail(ENOSPC);
+  }
+  uint8_t header[kSegmentHeaderBytes];
+  write_segment_header(header);
+  if (::pwrite(fd, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
+    return fail(errno != 0 ? errno : ENOSPC);
+  }
+  // Real zeros, not fallocate/ftruncate: unwritten extents or holes would turn every later
+  // overwrite into a metadata change that fdatasync must commit through the journal.
+  uint64_t pos = kSegmentHeaderBytes;
+  while (pos < bytes) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return fail(ECANCELED);
+    const auto want = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, bytes - pos));
+    const ssize_t n = ::pwrite(fd, zeros.data(), want, static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail(n < 0 ? errno : ENOSPC);
+    pos += static_cast<uint64_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail(errno);
+  if (int err = fsync_dir(shard_dir); err != 0) return fail(err);
+  return fd;
 }
 
 int fsync_dir(const std::string& path) noexcept {

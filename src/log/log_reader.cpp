@@ -36,15 +36,20 @@ class LogReaderImpl final : public LogReader {
   ReadStatus next(uint64_t limit, std::span<const uint8_t>& payload) noexcept override {
     if (corrupt_) return ReadStatus::kCorrupt;
     for (;;) {
-      if (offset_ + kRecordHeaderBytes > limit) return ReadStatus::kEnd;
+      if (offset_ + kRecordHeaderBytes > limit) return end();
       const size_t skip = static_cast<size_t>(offset_ - win_start_);
       std::span<const uint8_t> rest(buf_.data() + skip, win_len_ - skip);
       size_t need = kRecordHeaderBytes;
       if (rest.size() >= kRecordHeaderBytes) {
+        if (detail::all_zero(rest.data(), kRecordHeaderBytes)) {
+          // The zero-filled tail of a preallocated segment: its records end here.
+          if (ReadStatus s = cross(); s != ReadStatus::kRecord) return s;
+          continue;
+        }
         const uint32_t len = detail::load_le32(rest.data());
         if (len > max_record_bytes_) return corrupt();
         need = kRecordHeaderBytes + len;
-        if (offset_ + need > limit) return ReadStatus::kEnd;
+        if (offset_ + need > limit) return end();
         if (rest.size() >= need) {
           size_t frame = 0;
           if (parse_frame(rest, max_record_bytes_, payload, frame) != FrameStatus::kComplete) {
@@ -57,20 +62,19 @@ class LogReaderImpl final : public LogReader {
       // The frame (or its header) lies below `limit` but is not in the buffer yet.
       switch (fill(need, limit)) {
         case Fill::kOk: continue;
-        case Fill::kError: return ReadStatus::kEnd;
+        case Fill::kError: return end();
         case Fill::kEof: break;
       }
-      if (win_len_ - static_cast<size_t>(offset_ - win_start_) == 0) {
-        // The segment ends exactly here: the records continue in the segment named offset_.
-        switch (open_next()) {
-          case Next::kOpened: continue;
-          case Next::kMissing: return ReadStatus::kEnd;
-          case Next::kBad: return corrupt();
-        }
+      const size_t left = win_len_ - static_cast<size_t>(offset_ - win_start_);
+      if (detail::all_zero(buf_.data() + (offset_ - win_start_), left)) {
+        // The file ends here (an exact-size segment) or within a few zeros of a preallocated
+        // one: the records continue in the segment named offset_.
+        if (ReadStatus s = cross(); s != ReadStatus::kRecord) return s;
+        continue;
       }
       // The segment ends inside a frame that should be complete: if a later segment exists the
       // frame never will be.
-      return later_segment_exists() ? corrupt() : ReadStatus::kEnd;
+      return later_segment_exists() ? corrupt() : end();
     }
   }
 
@@ -83,6 +87,27 @@ class LogReaderImpl final : public LogReader {
   ReadStatus corrupt() noexcept {
     corrupt_ = true;
     return ReadStatus::kCorrupt;
+  }
+
+  /// No complete record yet. Buffered bytes from offset_ on are dropped: if they were read past
+  /// the writer's end (a limit beyond it), they may be zeros that are about to be overwritten.
+  ReadStatus end() noexcept {
+    win_start_ = offset_;
+    win_len_ = 0;
+    return ReadStatus::kEnd;
+  }
+
+  /// At the end of the current segment's records: moves to the segment named offset_. Returns
+  /// kRecord when it did (read on), else what next() returns.
+  ReadStatus cross() noexcept {
+    switch (open_next()) {
+      case Next::kOpened: return ReadStatus::kRecord;
+      case Next::kBad: return corrupt();
+      case Next::kMissing: break;
+    }
+    // Not there (yet): the writer has not rolled over. If a later segment exists the log has a
+    // gap that will never fill.
+    return later_segment_exists() ? corrupt() : end();
   }
 
   /// Makes at least `need` bytes from offset_ available in buf_, reading in large blocks but

@@ -1,6 +1,8 @@
 // Fuzz target: segment bytes from disk are untrusted. parse_frame must stay in bounds, and
-// recovery plus LogReader over the same bytes as a segment file must never crash, must keep
-// exactly the valid prefix of frames and read it back unchanged.
+// recovery plus LogReader over the same bytes as a segment file (exact-size, or followed by a
+// zero-filled preallocated tail) must never crash, must keep exactly the valid prefix of frames,
+// clear (zero) everything after it and read it back unchanged; an append after recovery must be
+// read back too.
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -46,6 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     detail::write_segment_header(seg.data());
   }
   if (size > 0) seg.insert(seg.end(), data, data + size);
+  // Every third input also as a preallocated segment: the same bytes, then zeros.
+  if (size % 3 == 1) seg.resize(seg.size() + 1000, 0);
 
   // 1. The frames of the segment's body, as the writer would have left them.
   std::vector<std::vector<uint8_t>> frames;
@@ -78,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.dir = root;
   config.durability = Durability::kNone;
   config.max_record_bytes = kMaxRecord;
+  config.segment_bytes = 64 * 1024;
   LogStats stats;
   auto log = ShardLog::open(config, 0, &stats);
   if (!log.ok()) {
@@ -88,7 +94,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!header_ok && seg.size() >= kSegmentHeaderBytes) __builtin_trap();
   const uint64_t end = (*log)->end_offset();
   if (header_ok && end != valid) __builtin_trap();
-  if (header_ok && stats.torn_bytes_truncated.load() != seg.size() - valid) __builtin_trap();
+  // Torn: from the end of the valid prefix to the last non-zero byte after it.
+  size_t dirty_end = seg.size();
+  while (dirty_end > valid && seg[dirty_end - 1] == 0) --dirty_end;
+  if (header_ok && stats.torn_bytes_truncated.load() != dirty_end - valid) __builtin_trap();
+  if (header_ok) {
+    std::ifstream in(detail::segment_path(root + "/shard-0", 0), std::ios::binary);
+    std::vector<char> after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (after.size() != seg.size()) __builtin_trap();  // cleared in place, never cut
+    for (size_t i = valid; i < after.size(); ++i) {
+      if (after[i] != 0) __builtin_trap();
+    }
+  }
   auto reader = LogReader::open(config, 0, 0);
   if (!reader.ok()) __builtin_trap();
   std::span<const uint8_t> payload;
@@ -103,5 +120,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ++n;
   }
   if (s != ReadStatus::kEnd || (header_ok && n != frames.size())) __builtin_trap();
+  // Appending writes over the cleared tail (or rolls over); the same reader reads it next.
+  const uint8_t rec[3] = {1, 2, 3};
+  uint64_t rec_end = 0;
+  if ((*log)->append(rec, &rec_end) != AppendStatus::kOk) __builtin_trap();
+  if ((*reader)->next(UINT64_MAX, payload) != ReadStatus::kRecord || payload.size() != 3 ||
+      payload[2] != 3 || (*reader)->offset() != rec_end) {
+    __builtin_trap();
+  }
+  if ((*reader)->next(UINT64_MAX, payload) != ReadStatus::kEnd) __builtin_trap();
   return 0;
 }

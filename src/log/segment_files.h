@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -27,6 +28,14 @@ inline void store_le32(uint8_t* p, uint32_t v) noexcept {
   p[1] = static_cast<uint8_t>(v >> 8);
   p[2] = static_cast<uint8_t>(v >> 16);
   p[3] = static_cast<uint8_t>(v >> 24);
+}
+
+/// True when bytes[0..size) are all zero (a segment's zero-filled, not yet written tail).
+inline bool all_zero(const uint8_t* bytes, size_t size) noexcept {
+  for (size_t i = 0; i < size; ++i) {
+    if (bytes[i] != 0) return false;
+  }
+  return true;
 }
 
 /// The directory of shard `shard` under the log root `dir` ("dir/shard-N").
@@ -55,6 +64,16 @@ HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept;
 
 /// A sentence describing a header problem, naming `path`.
 std::string header_error(HeaderStatus status, const std::string& path);
+
+/// The path of the spare segment (prepared ahead of the next rollover) in a shard directory.
+std::string spare_path(const std::string& shard_dir);
+
+/// Creates the segment file `path` at `bytes` bytes: the header, then zeros written for real (so
+/// that later overwrites need no allocation or size change), fsyncs it and the directory
+/// `shard_dir`. Stops early when *cancel becomes true (may be null). On failure removes the
+/// partial file and returns -errno (ECANCELED when cancelled); else returns the open fd.
+int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,
+                        const std::atomic<bool>* cancel) noexcept;
 
 /// fsyncs the directory at `path`; returns 0 or the errno.
 int fsync_dir(const std::string& path) noexcept;

@@ -65,6 +65,34 @@ struct Fd {
   int release() noexcept { return std::exchange(fd, -1); }
 };
 
+/// Writes `len` zero bytes at `pos`; false on any error.
+bool write_zeros(int fd, uint64_t pos, uint64_t len) noexcept {
+  static constexpr size_t kZeroBytes = 64 * 1024;
+  static const uint8_t zeros[kZeroBytes] = {};
+  while (len > 0) {
+    const auto want = static_cast<size_t>(std::min<uint64_t>(len, kZeroBytes));
+    const ssize_t n = ::pwrite(fd, zeros, want, static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    pos += static_cast<uint64_t>(n);
+    len -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+/// One past the last non-zero byte of bytes[0..size), or 0 when they are all zero.
+size_t nonzero_end(const uint8_t* bytes, size_t size) noexcept {
+  size_t i = size;
+  while (i >= 8) {
+    uint64_t word = 0;
+    std::memcpy(&word, bytes + i - 8, 8);
+    if (word != 0) break;
+    i -= 8;
+  }
+  while (i > 0 && bytes[i - 1] == 0) --i;
+  return i;
+}
+
 /// Verifies the CRC of a record too large for the configured limit by streaming it from the
 /// file, so that lowering max_record_bytes never makes recovery cut valid records.
 bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t* buf,
@@ -85,10 +113,18 @@ bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t*
   return crc == want;
 }
 
-/// Scans the last segment from its header, validating every frame, and cuts a torn or corrupt
-/// tail. Returns the valid length of the file (bytes, header included).
-Result<uint64_t> recover_segment(int fd, const std::string& path, const std::string& dir,
-                                 uint32_t max_record_bytes, LogStats& stats) {
+/// What recovery found in the last segment.
+struct Recovered {
+  uint64_t end = 0;         ///< file position just past the last valid record
+  uint64_t file_bytes = 0;  ///< size of the file (preallocated: larger than `end`)
+};
+
+/// Scans the last segment from its header, validating every frame. The records end at the first
+/// frame that is not valid: an all-zero header in a preallocated segment, or the end of the file.
+/// Any non-zero byte after that point is a torn or never-synced write: it is overwritten with
+/// zeros (so that it can never be mistaken for records later) and counted.
+Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_record_bytes,
+                                  LogStats& stats) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return make_error("cannot stat " + path + ": " + errno_text(errno));
   const auto size = static_cast<uint64_t>(st.st_size);
@@ -102,7 +138,7 @@ Result<uint64_t> recover_segment(int fd, const std::string& path, const std::str
       return make_error("cannot rewrite the torn header of " + path + ": " + errno_text(errno));
     }
     stats.torn_bytes_truncated.fetch_add(size, std::memory_order_relaxed);
-    return static_cast<uint64_t>(kSegmentHeaderBytes);
+    return Recovered{kSegmentHeaderBytes, kSegmentHeaderBytes};
   }
   std::vector<uint8_t> buf(std::max<size_t>(kScanBlockBytes, size_t{max_record_bytes} + 8));
   if (detail::pread_full(fd, buf.data(), kSegmentHeaderBytes, 0) !=
@@ -152,21 +188,28 @@ Result<uint64_t> recover_segment(int fd, const std::string& path, const std::str
     if (n == 0) break;
     win_len += static_cast<size_t>(n);
   }
-  if (pos < size) {
-    if (::ftruncate(fd, static_cast<off_t>(pos)) != 0) {
-      return make_error("cannot cut the torn tail of " + path + ": " + errno_text(errno));
-    }
-    stats.torn_bytes_truncated.fetch_add(size - pos, std::memory_order_relaxed);
+  // Find the end of the non-zero bytes after the last valid record.
+  uint64_t dirty_end = pos;
+  for (uint64_t at = pos; at < size;) {
+    const auto want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - at));
+    const ssize_t n = detail::pread_full(fd, buf.data(), want, at);
+    if (n < 0) return make_error("cannot read " + path + ": " + errno_text(errno));
+    if (n == 0) break;
+    const size_t nz = nonzero_end(buf.data(), static_cast<size_t>(n));
+    if (nz > 0) dirty_end = at + nz;
+    at += static_cast<uint64_t>(n);
   }
-  // Sync even when nothing was cut: after a process crash under durability "none" the tail may
+  if (dirty_end > pos) {
+    // Zeroed rather than cut: the file keeps its preallocated blocks.
+    if (!write_zeros(fd, pos, dirty_end - pos)) {
+      return make_error("cannot clear the torn tail of " + path + ": " + errno_text(errno));
+    }
+    stats.torn_bytes_truncated.fetch_add(dirty_end - pos, std::memory_order_relaxed);
+  }
+  // Sync even when nothing was cleared: after a process crash under durability "none" the tail may
   // still be only in the page cache, and durable_offset() starts at the end.
   if (::fdatasync(fd) != 0) return make_error("cannot sync " + path + ": " + errno_text(errno));
-  if (pos < size) {
-    if (int err = detail::fsync_dir(dir); err != 0) {
-      return make_error("cannot sync directory " + dir + ": " + errno_text(err));
-    }
-  }
-  return pos;
+  return Recovered{pos, size};
 }
 
 class ShardLogImpl final : public ShardLog {
@@ -179,12 +222,14 @@ class ShardLogImpl final : public ShardLog {
   /// The counters in use (the caller's, or the log's own when none was given).
   LogStats& stats() noexcept { return *stats_; }
 
-  /// Takes over the recovered active segment and starts the group-commit thread.
-  void start(std::deque<uint64_t> segments, int fd, uint64_t seg_size) {
+  /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
+  /// preparation of the next segment file.
+  void start(std::deque<uint64_t> segments, int fd, uint64_t seg_size, uint64_t file_bytes) {
     segments_ = std::move(segments);
     fd_ = fd;
     seg_start_ = segments_.back();
     seg_size_ = seg_size;
+    file_bytes_ = std::max(file_bytes, seg_size);
     const uint64_t end = seg_start_ + seg_size;
     end_.store(end, std::memory_order_relaxed);
     durable_.store(end, std::memory_order_release);
@@ -193,6 +238,8 @@ class ShardLogImpl final : public ShardLog {
     if (config_.durability == Durability::kBatch) {
       sync_thread_ = std::thread([this] { sync_loop(); });
     }
+    prep_thread_ = std::thread([this] { prepare_loop(); });
+    request_spare();
   }
 
   AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
@@ -217,6 +264,7 @@ class ShardLogImpl final : public ShardLog {
     write_frame_header(payload, header);
     iovec iov[2] = {{header, kRecordHeaderBytes},
                     {const_cast<uint8_t*>(payload.data()), payload.size()}};
+    const uint64_t file_before = file_bytes_;
     if (AppendStatus s = write_frame(iov, frame); s != AppendStatus::kOk) return fail(s);
 
     const uint64_t end = seg_start_ + seg_size_;
@@ -228,7 +276,8 @@ class ShardLogImpl final : public ShardLog {
           // The record may or may not be on disk: take it back so "nothing written unless kOk"
           // holds, and stop (an fdatasync error cannot be retried safely).
           seg_size_ -= frame;
-          (void)::ftruncate(fd_, static_cast<off_t>(seg_size_));
+          file_bytes_ = file_before;
+          (void)undo_write(seg_size_, frame, frame);
           end_.store(end - frame, std::memory_order_release);
           stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
           failed_.store(true, std::memory_order_release);
@@ -298,6 +347,20 @@ class ShardLogImpl final : public ShardLog {
       cv_.notify_one();
       sync_thread_.join();
     }
+    if (prep_thread_.joinable()) {
+      {
+        std::lock_guard lock(prep_mu_);
+        prep_stop_ = true;
+      }
+      prep_cancel_.store(true, std::memory_order_relaxed);
+      prep_cv_.notify_all();
+      prep_thread_.join();
+    }
+    if (spare_fd_ >= 0) {
+      // A prepared spare is not part of the log; the next open would delete it anyway.
+      ::close(std::exchange(spare_fd_, -1));
+      ::unlink(detail::spare_path(dir_).c_str());
+    }
     if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
     if (fd_ >= 0) {
       if (!failed_.load(std::memory_order_acquire)) {
@@ -327,19 +390,21 @@ class ShardLogImpl final : public ShardLog {
     return low;
   }
 
-  /// Writes one frame at the end of the active segment; on any failure the file is cut back so
-  /// that the log is exactly as before.
+  /// Writes one frame at the end of the active segment: in place over its zeros (or past the end
+  /// of the file for a record larger than the preallocation). On any failure the bytes are put
+  /// back as they were, so that the log is exactly as before.
   AppendStatus write_frame(iovec* iov, uint64_t frame) noexcept {
+    const uint64_t pos = seg_size_;
     uint64_t done = 0;
     int iovcnt = 2;
     while (done < frame) {
-      const ssize_t n = ::pwritev(fd_, iov, iovcnt, static_cast<off_t>(seg_size_ + done));
+      const ssize_t n = ::pwritev(fd_, iov, iovcnt, static_cast<off_t>(pos + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         // n == 0 cannot make progress; treat it like a full disk.
         const int err = n < 0 ? errno : ENOSPC;
-        if (::ftruncate(fd_, static_cast<off_t>(seg_size_)) != 0) {
-          // The tail may hold a partial frame that we cannot remove: recovery will cut it, but
+        if (!undo_write(pos, done, frame)) {
+          // The tail may hold a partial frame that we cannot remove: recovery will clear it, but
           // appending after it would bury it inside the stream.
           failed_.store(true, std::memory_order_release);
         }
@@ -359,14 +424,94 @@ class ShardLogImpl final : public ShardLog {
       }
     }
     seg_size_ += frame;
+    file_bytes_ = std::max(file_bytes_, seg_size_);
     return AppendStatus::kOk;
   }
 
-  /// Closes the active segment and starts the next one. The old segment is synced first and
-  /// the directory after creating the new file, so recovery may trust every segment but the
-  /// last and no offset of the new segment can become durable before its name is.
+  /// Takes back a write of `attempted` bytes at `pos` of which `written` may have reached the
+  /// file: zeros again inside the file as it was (file_bytes_), nothing past its end.
+  bool undo_write(uint64_t pos, uint64_t written, uint64_t attempted) noexcept {
+    bool ok = true;
+    if (pos + attempted > file_bytes_) {
+      ok = ::ftruncate(fd_, static_cast<off_t>(file_bytes_)) == 0;
+    }
+    const uint64_t zero_end = std::min(pos + written, file_bytes_);
+    if (zero_end > pos) ok = write_zeros(fd_, pos, zero_end - pos) && ok;
+    return ok;
+  }
+
+  /// Asks the preparer thread for a spare segment unless one is ready or under way. Owner thread.
+  void request_spare() noexcept {
+    {
+      std::lock_guard lock(prep_mu_);
+      if (spare_state_ != SpareState::kNone || prep_stop_) return;
+      spare_state_ = SpareState::kPreparing;
+    }
+    prep_cv_.notify_all();
+  }
+
+  /// The preparer loop: creates the spare segment file (header, zeros, fsync) whenever asked, so
+  /// that a rollover only renames it.
+  void prepare_loop() noexcept {
+    const std::string path = detail::spare_path(dir_);
+    std::unique_lock lock(prep_mu_);
+    for (;;) {
+      prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
+      if (prep_stop_) return;
+      lock.unlock();
+      const int fd =
+          detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_);
+      lock.lock();
+      if (fd >= 0) {
+        spare_fd_ = fd;
+        spare_state_ = SpareState::kReady;
+        prep_error_ = 0;
+        stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        spare_state_ = SpareState::kNone;
+        prep_error_ = -fd;
+        if (-fd != ECANCELED) stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      prep_cv_.notify_all();
+    }
+  }
+
+  /// The spare segment for a rollover (an fd of spare.tmp at full size), or -errno. Waits for the
+  /// preparer when it is at work; creates the spare here when the preparer is idle without one
+  /// (its last attempt failed: e.g. the disk was full and may have room again).
+  int take_spare() noexcept {
+    std::unique_lock lock(prep_mu_);
+    if (spare_state_ == SpareState::kPreparing) {
+      stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
+      prep_cv_.wait(lock, [this] { return spare_state_ != SpareState::kPreparing; });
+      if (spare_state_ != SpareState::kReady) return -(prep_error_ != 0 ? prep_error_ : EIO);
+    }
+    if (spare_state_ == SpareState::kReady) {
+      spare_state_ = SpareState::kNone;
+      return std::exchange(spare_fd_, -1);
+    }
+    // Idle, so the preparer does not touch the spare file while this thread creates it.
+    lock.unlock();
+    stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
+    const int fd = detail::create_segment_file(dir_, detail::spare_path(dir_),
+                                               config_.segment_bytes, nullptr);
+    if (fd >= 0) {
+      stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    return fd;
+  }
+
+  /// Closes the active segment and starts the next one from the spare. The old segment is synced
+  /// before the spare is renamed to the next name (the old segment's logical end) and the
+  /// directory synced, so recovery may trust every segment but the last and no offset of the new
+  /// segment can become durable before its name is.
   AppendStatus roll() noexcept {
     const uint64_t start = seg_start_ + seg_size_;
+    const int spare = take_spare();
+    if (spare < 0) return status_for_errno(-spare);  // nothing changed: a later append retries
+    Fd next(spare);
     const int64_t s0 = core::mono_ns();
     if (::fdatasync(fd_) != 0) {
       stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
@@ -377,15 +522,12 @@ class ShardLogImpl final : public ShardLog {
     stats_->syncs.fetch_add(1, std::memory_order_relaxed);
     store_max(durable_, start);
 
+    const std::string spare_file = detail::spare_path(dir_);
     const std::string path = detail::segment_path(dir_, start);
-    Fd next(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (next.fd < 0) return status_for_errno(errno);
-    uint8_t header[kSegmentHeaderBytes];
-    detail::write_segment_header(header);
-    const ssize_t n = ::pwrite(next.fd, header, sizeof header, 0);
-    if (n != static_cast<ssize_t>(sizeof header)) {
-      const int err = n < 0 ? errno : ENOSPC;
-      ::unlink(path.c_str());
+    if (::rename(spare_file.c_str(), path.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(spare_file.c_str());
+      request_spare();
       return status_for_errno(err);
     }
     if (detail::fsync_dir(dir_) != 0) {
@@ -394,6 +536,9 @@ class ShardLogImpl final : public ShardLog {
       failed_.store(true, std::memory_order_release);
       return AppendStatus::kIoError;
     }
+    struct stat st {};
+    const uint64_t next_bytes =
+        ::fstat(next.fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : config_.segment_bytes;
     {
       std::lock_guard lock(segments_mu_);
       segments_.push_back(start);
@@ -402,6 +547,7 @@ class ShardLogImpl final : public ShardLog {
     fd_ = next.release();
     seg_start_ = start;
     seg_size_ = kSegmentHeaderBytes;
+    file_bytes_ = next_bytes;
     end_.store(start + kSegmentHeaderBytes, std::memory_order_release);
     bool close_old = true;
     {
@@ -414,6 +560,7 @@ class ShardLogImpl final : public ShardLog {
       }
     }
     if (close_old) ::close(old);
+    request_spare();
     return AppendStatus::kOk;
   }
 
@@ -472,7 +619,8 @@ class ShardLogImpl final : public ShardLog {
   // Owner thread.
   int fd_ = -1;
   uint64_t seg_start_ = 0;
-  uint64_t seg_size_ = 0;  // bytes in the active segment file, header included
+  uint64_t seg_size_ = 0;    // bytes of records in the active segment, header included
+  uint64_t file_bytes_ = 0;  // size of the active segment file (zeros past seg_size_)
   bool closed_ = false;
   std::atomic<uint64_t> end_{0};
   std::atomic<uint64_t> durable_{0};
@@ -487,6 +635,18 @@ class ShardLogImpl final : public ShardLog {
   int retired_fd_ = -1;   // an old segment fd to close after that fdatasync
   bool stop_ = false;
   std::thread sync_thread_;
+
+  // The spare segment, guarded by prep_mu_. The preparer thread creates it while spare_state_ is
+  // kPreparing; the owner thread takes it when kReady, or creates it itself when kNone.
+  enum class SpareState : uint8_t { kNone, kPreparing, kReady };
+  std::mutex prep_mu_;
+  std::condition_variable prep_cv_;
+  SpareState spare_state_ = SpareState::kNone;
+  int spare_fd_ = -1;
+  int prep_error_ = 0;  // errno of the preparer's last failed attempt
+  bool prep_stop_ = false;
+  std::atomic<bool> prep_cancel_{false};  // makes a creation under way stop at close()
+  std::thread prep_thread_;
 
   // Consumers: slots [0, consumer_count_) are live.
   std::mutex consumers_mu_;
@@ -518,20 +678,30 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
       return make_error("cannot sync directory " + config.dir + ": " + errno_text(err));
     }
   }
+  // A spare left by an earlier run is not part of the log (it may be half written): drop it.
+  const std::string spare = detail::spare_path(dir);
+  if (::unlink(spare.c_str()) != 0 && errno != ENOENT) {
+    return make_error("cannot remove " + spare + ": " + errno_text(errno));
+  }
   auto listed = detail::list_segments(dir);
   if (!listed.ok()) return listed.error();
   std::deque<uint64_t> segments(listed->begin(), listed->end());
   auto impl = std::make_unique<ShardLogImpl>(config, dir, stats);
 
   if (segments.empty()) {
-    // A new log: its first segment starts at offset 0.
+    // A new log: its first segment starts at offset 0. Made complete under the spare's name and
+    // renamed, so that a crash never leaves a partial segment.
     const std::string path = detail::segment_path(dir, 0);
-    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    uint8_t header[kSegmentHeaderBytes];
-    detail::write_segment_header(header);
-    if (fd.fd < 0 || ::pwrite(fd.fd, header, sizeof header, 0) != sizeof header ||
-        ::fdatasync(fd.fd) != 0) {
-      return make_error("cannot create log segment " + path + ": " + errno_text(errno));
+    Fd fd(detail::create_segment_file(dir, spare, config.segment_bytes, nullptr));
+    if (fd.fd < 0) {
+      impl->stats().segment_create_errors.fetch_add(1, std::memory_order_relaxed);
+      return make_error("cannot create log segment " + path + " (" +
+                        std::to_string(config.segment_bytes) +
+                        " bytes, log.segment_bytes): " + errno_text(-fd.release()));
+    }
+    impl->stats().segments_created.fetch_add(1, std::memory_order_relaxed);
+    if (::rename(spare.c_str(), path.c_str()) != 0) {
+      return make_error("cannot rename " + spare + " to " + path + ": " + errno_text(errno));
     }
     if (int err = detail::fsync_dir(dir); err != 0) {
       return make_error("cannot sync directory " + dir + ": " + errno_text(err));
@@ -539,28 +709,38 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
     segments.push_back(0);
   }
 
-  // Every segment but the last was synced before the next was created: check only that their
-  // sizes join up, so a reader can cross from one to the next.
+  // Every segment but the last was synced before the next was created: check only that each
+  // reaches the next one's name and, when preallocated, that its records end there (zeros).
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
     const std::string path = detail::segment_path(dir, segments[i]);
+    const uint64_t length = segments[i + 1] - segments[i];
+    Fd sfd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat sst {};
-    if (::stat(path.c_str(), &sst) != 0) {
-      return make_error("cannot stat " + path + ": " + errno_text(errno));
+    if (sfd.fd < 0 || ::fstat(sfd.fd, &sst) != 0) {
+      return make_error("cannot open " + path + ": " + errno_text(errno));
     }
-    if (static_cast<uint64_t>(sst.st_size) != segments[i + 1] - segments[i]) {
-      return make_error(
-          path + ": size " + std::to_string(sst.st_size) + " does not reach the next segment (" +
-          detail::segment_name(segments[i + 1]) +
-          "): the log directory was modified; restore it or move the later segments away");
+    const auto size = static_cast<uint64_t>(sst.st_size);
+    uint8_t marker[kRecordHeaderBytes] = {};
+    const size_t marker_bytes =
+        size > length ? static_cast<size_t>(std::min<uint64_t>(size - length, sizeof marker)) : 0;
+    const bool ends_there =
+        size >= length &&
+        detail::pread_full(sfd.fd, marker, marker_bytes, length) ==
+            static_cast<ssize_t>(marker_bytes) &&
+        detail::all_zero(marker, marker_bytes);
+    if (!ends_there) {
+      return make_error(path + ": size " + std::to_string(size) + " does not end at the next segment (" +
+                        detail::segment_name(segments[i + 1]) +
+                        "): the log directory was modified; restore it or move the later segments away");
     }
   }
 
   const std::string last = detail::segment_path(dir, segments.back());
   Fd fd(::open(last.c_str(), O_RDWR | O_CLOEXEC));
   if (fd.fd < 0) return make_error("cannot open " + last + ": " + errno_text(errno));
-  auto valid = recover_segment(fd.fd, last, dir, config.max_record_bytes, impl->stats());
-  if (!valid.ok()) return valid.error();
-  impl->start(std::move(segments), fd.release(), *valid);
+  auto rec = recover_segment(fd.fd, last, config.max_record_bytes, impl->stats());
+  if (!rec.ok()) return rec.error();
+  impl->start(std::move(segments), fd.release(), rec->end, rec->file_bytes);
   return std::unique_ptr<ShardLog>(std::move(impl));
 }
 

@@ -34,7 +34,8 @@ struct LogConfig {
   std::string dir;  ///< root directory; shard N lives in dir/shard-N/
   Durability durability = Durability::kBatch;
   std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit
-  uint64_t segment_bytes = 64ull << 20;            ///< a segment rolls over past this size
+  uint64_t segment_bytes = 64ull << 20;  ///< segment files are preallocated (zero-filled) to this
+                                         ///< size; a segment rolls over before exceeding it
   uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused
   uint32_t max_record_bytes = 4u << 20;     ///< largest record payload accepted
 };
@@ -57,7 +58,11 @@ struct LogStats {
   std::atomic<uint64_t> syncs{0};             ///< successful fdatasync calls on segments
   std::atomic<uint64_t> sync_errors{0};  ///< failed fdatasync/fsync: the log then refuses appends
   std::atomic<uint64_t> segments_deleted{0};      ///< segments removed below every consumer
-  std::atomic<uint64_t> torn_bytes_truncated{0};  ///< cut at recovery
+  std::atomic<uint64_t> torn_bytes_truncated{0};  ///< torn tail bytes zeroed or cut at recovery
+  std::atomic<uint64_t> segments_created{0};      ///< segment files zero-filled and synced
+  std::atomic<uint64_t> segment_create_errors{0};  ///< failed segment creations (e.g. ENOSPC)
+  /// Rollovers that found no spare segment ready and waited for (or made) one on the append path.
+  std::atomic<uint64_t> segment_create_stalls{0};
   /// Latency histograms, log2 buckets of microseconds: bucket i counts values < 2^i us
   /// (the last bucket counts the rest). Sum in nanoseconds.
   static constexpr int kBuckets = 24;
@@ -73,9 +78,10 @@ struct LogStats {
 /// (a segment file is named after the offset of its first byte).
 class ShardLog {
  public:
-  /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (cuts a torn or
-  /// corrupt tail at the last valid record, counted in torn_bytes_truncated) and starts the
-  /// group-commit thread when durability is batch. Errors name the path and the cause.
+  /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (zeroes a torn or
+  /// corrupt tail after the last valid record, counted in torn_bytes_truncated), starts the
+  /// group-commit thread when durability is batch and the thread that prepares the next segment
+  /// file. Errors name the path and the cause.
   static Result<std::unique_ptr<ShardLog>> open(const LogConfig& config, uint32_t shard,
                                                 LogStats* stats);
   virtual ~ShardLog() = default;
@@ -125,6 +131,10 @@ class LogReader {
   virtual uint64_t offset() const noexcept = 0;
 };
 
+/// The name of the segment prepared ahead of the next rollover, inside the shard directory (not
+/// part of the log: deleted at open).
+inline constexpr std::string_view kSpareSegmentName = "spare.tmp";
+
 /// Every segment file starts with this header; offsets count its bytes too, so the first record
 /// of the segment named S starts at S + kSegmentHeaderBytes.
 /// header := "THLOG001" | u32 version (LE) | u32 reserved (0)
@@ -136,6 +146,8 @@ inline constexpr uint32_t kSegmentVersion = 1;
 
 /// Record framing (pure; exposed for the fuzzer and tests).
 /// record := u32 payload_len | u32 crc32c(payload_len bytes LE ++ payload) | payload
+/// Segment files are preallocated with zeros: a segment's records end at the first all-zero frame
+/// header (never a valid frame: the CRC of a zero length is not 0) or at the end of the file.
 inline constexpr size_t kRecordHeaderBytes = 8;
 
 /// Outcome of parsing one frame.

@@ -18,7 +18,7 @@ if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", disk]).retu
 try:
     cfg = os.path.join(work, "tianhe.toml")
     write_config(cfg, os.path.join(work, "data"), devices=1000,
-                 extra=f'[log]\ndir = "{disk}/log"\nsegment_bytes = "1MiB"\n')
+                 extra=f'[log]\ndir = "{disk}/log"\nsegment_bytes = "64KiB"\n')
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
 
     def simulate(seconds, seed):

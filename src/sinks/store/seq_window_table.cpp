@@ -72,6 +72,14 @@ SeqVerdict SeqWindowTable::check(uint64_t device_id, uint32_t seq,
     e.last_time_ns = device_time_ns;
     return SeqVerdict::kNew;
   }
+  // Not ahead, yet newer than anything seen from the device: a retransmission carries its
+  // original (older or equal) device time, so this is a device that restarted its numbering.
+  if (device_time_ns > e.last_time_ns) {
+    e.last_seq = seq;
+    e.bitmap = 1;
+    e.last_time_ns = device_time_ns;
+    return SeqVerdict::kReboot;
+  }
   uint32_t behind = static_cast<uint32_t>(-static_cast<int64_t>(ahead));
   if (behind < kWindow) {
     uint64_t bit = uint64_t{1} << behind;
@@ -79,14 +87,7 @@ SeqVerdict SeqWindowTable::check(uint64_t device_id, uint32_t seq,
     e.bitmap |= bit;
     return SeqVerdict::kNew;
   }
-  // Far behind the window: a restarted device counts from 0 again with a clock that moved on;
-  // a retransmission of an old report carries its old device time.
-  if (device_time_ns > e.last_time_ns) {
-    e.last_seq = seq;
-    e.bitmap = 1;
-    e.last_time_ns = device_time_ns;
-    return SeqVerdict::kReboot;
-  }
+  // Far behind the window and not newer: an old retransmission.
   return SeqVerdict::kDuplicate;
 }
 

@@ -11,7 +11,7 @@ namespace tianhe::sinks::store {
 enum class SeqVerdict : uint8_t {
   kNew,        ///< not seen before: store it
   kDuplicate,  ///< seen (or older than the window with no newer device time): drop it
-  kReboot,     ///< far behind the window but with a newer device time: the device restarted
+  kReboot,     ///< not ahead, but newer device time than any seen: the device restarted
                ///< its sequence; the window was reset and the report is stored
 };
 
@@ -44,7 +44,9 @@ class SeqWindowTable {
     uint32_t last_seq;
     uint32_t used;
   };
+  /// The entry of a device, inserted empty when new (`inserted` tells).
   Entry& find_or_insert(uint64_t device_id, bool& inserted) noexcept;
+  /// Doubles the capacity and rehashes.
   void grow();
 
   std::unique_ptr<Entry[]> slots_;

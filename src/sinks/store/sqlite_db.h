@@ -23,6 +23,7 @@ class Stmt {
   Stmt(Stmt&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
   /// Move assignment (finalises the current statement).
   Stmt& operator=(Stmt&& o) noexcept;
+  /// Not copyable.
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   ~Stmt();
@@ -60,6 +61,7 @@ class Db {
   Db(Db&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }
   /// Move assignment (closes the current connection).
   Db& operator=(Db&& o) noexcept;
+  /// Not copyable.
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
   ~Db();

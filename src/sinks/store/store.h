@@ -36,7 +36,9 @@ struct StoredReport {
 /// A device's history over a device-time range [from_ns, to_ns], both inclusive.
 struct HistoryQuery {
   uint64_t device_id = 0;
+  /// Inclusive lower bound of device time.
   int64_t from_ns = std::numeric_limits<int64_t>::min();
+  /// Inclusive upper bound of device time.
   int64_t to_ns = std::numeric_limits<int64_t>::max();
   uint32_t limit = 1000;
   bool newest_first = false;
@@ -89,8 +91,11 @@ class StoreReader {
     int64_t max_time_ns;
     int64_t reports;
   };
+  /// Use open().
   explicit StoreReader(std::string dir);
+  /// The catalog's chunks by id; drops connections to deleted chunks.
   Result<std::vector<Chunk>> list_chunks();
+  /// A cached connection to chunk `id`, or nullptr when its file does not exist.
   Result<Db*> chunk_db(int64_t id);
 
   std::string dir_;

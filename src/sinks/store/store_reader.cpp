@@ -363,11 +363,46 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   (void)catalog_->exec("COMMIT");
   if (!r) return r.error();
   if (!chunks) return chunks.error();
+  // Devices past the latest table's page cannot be among the first `limit`.
+  const uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
   for (const Chunk& c : chunks.value()) {
     if (c.state == ChunkState::kIndexed) continue;
     auto db = chunk_db(c.id);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
+    auto indexed = has_index(*db.value());
+    if (!indexed) return indexed.error();
+    if (!indexed.value()) {
+      // Each run is sorted by device: read its rows from the first device above `after` up to
+      // `upto`, stopping after `limit` distinct devices. Paging through every device reads each
+      // row of the chunk about once.
+      auto rs = RunSearch::open(*db.value());
+      if (!rs) return rs.error();
+      if (after_device_id == UINT64_MAX) break;
+      for (auto [first, last] : rs->runs()) {
+        int64_t lo = rs->bound(first, last, after_device_id + 1, INT64_MIN, true);
+        int64_t hi = upto == UINT64_MAX ? last + 1 : rs->bound(lo, last, upto, INT64_MAX, false);
+        if (lo >= hi) continue;
+        auto st = db.value()->prepare("SELECT " + std::string(kColumns) +
+                                      " FROM rows WHERE rowid >= ? AND rowid < ? ORDER BY rowid");
+        if (!st) return st.error();
+        st->bind(1, lo);
+        st->bind(2, hi);
+        uint32_t distinct = 0;
+        uint64_t prev = 0;
+        int rc;
+        while ((rc = st->step()) == SQLITE_ROW) {
+          uint64_t d = st->u64(0);
+          if (distinct == 0 || d != prev) {
+            if (++distinct > limit) break;
+            prev = d;
+          }
+          merged.push_back(row_of(st.value()));
+        }
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db.value()->error("latest_all");
+      }
+      continue;
+    }
     auto e = collect(*db.value(),
                      "SELECT device_id, seq, tenant, max(time_ns), received_ns, protocol, metrics "
                      "FROM rows WHERE device_id BETWEEN ? AND ? GROUP BY device_id "

@@ -48,6 +48,7 @@ class StoreSink {
                                                   std::vector<log::ShardLog*> logs);
   /// Stops (see stop()).
   ~StoreSink();
+  /// Not copyable.
   StoreSink(const StoreSink&) = delete;
   StoreSink& operator=(const StoreSink&) = delete;
 
@@ -69,11 +70,17 @@ class StoreSink {
   struct Shard;
   StoreSink(const control::StoreConfig& config, const log::LogConfig& log_config,
             std::vector<log::ShardLog*> logs);
+  /// Opens the writer and a log reader per shard at the committed cursors.
   Result<void> open_store();
+  /// The sink thread's loop.
   void run();
+  /// Reads up to batch_reports reports from the logs; true when any record was read.
   bool read_batch();
+  /// Writes the batch and the cursors in one transaction.
   Result<void> commit(bool durable);
+  /// Tells each log the cursor known to be on disk.
   void publish_durable();
+  /// Reopens the store after a failed commit, with back-off.
   void recover_after_error();
 
   control::StoreConfig config_;

@@ -73,9 +73,20 @@ TEST(SeqWindowTable, NewDuplicateLateAndReboot) {
 TEST(SeqWindowTable, SerialArithmeticAcrossWrap) {
   SeqWindowTable t(4);
   EXPECT_EQ(t.check(7, 0xFFFFFFFEu, 1), SeqVerdict::kNew);
-  EXPECT_EQ(t.check(7, 1, 2), SeqVerdict::kNew);  // wrapped forward
-  EXPECT_EQ(t.check(7, 0xFFFFFFFFu, 3), SeqVerdict::kNew);
+  EXPECT_EQ(t.check(7, 1, 4), SeqVerdict::kNew);            // wrapped forward
+  EXPECT_EQ(t.check(7, 0xFFFFFFFFu, 2), SeqVerdict::kNew);  // late, sent before seq 1
   EXPECT_EQ(t.check(7, 0xFFFFFFFEu, 1), SeqVerdict::kDuplicate);
+}
+
+TEST(SeqWindowTable, RestartInsideTheWindowWithANewerClockIsAReboot) {
+  SeqWindowTable t(4);
+  EXPECT_EQ(t.check(9, 0, 100), SeqVerdict::kNew);
+  EXPECT_EQ(t.check(9, 1, 200), SeqVerdict::kNew);
+  EXPECT_EQ(t.check(9, 2, 300), SeqVerdict::kNew);
+  EXPECT_EQ(t.check(9, 1, 200), SeqVerdict::kDuplicate);  // a retransmission: same time
+  EXPECT_EQ(t.check(9, 0, 1000), SeqVerdict::kReboot);    // numbering restarted, clock moved on
+  EXPECT_EQ(t.check(9, 1, 1100), SeqVerdict::kNew);
+  EXPECT_EQ(t.check(9, 0, 1000), SeqVerdict::kDuplicate);
 }
 
 TEST(SeqWindowTable, SeedMarksEverythingAtOrBelowAsSeen) {

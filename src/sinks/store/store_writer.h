@@ -69,6 +69,7 @@ class StoreWriter {
   static Result<std::unique_ptr<StoreWriter>> open(const StoreWriterOptions& options);
   /// Waits for background work and closes the files.
   ~StoreWriter();
+  /// Not copyable.
   StoreWriter(const StoreWriter&) = delete;
   StoreWriter& operator=(const StoreWriter&) = delete;
 
@@ -93,13 +94,21 @@ class StoreWriter {
   const StoreWriterStats& stats() const noexcept { return stats_; }
 
  private:
+  /// Use open().
   explicit StoreWriter(StoreWriterOptions options);
+  /// Catalog, pending seals, cursors, open chunk, duplicate windows.
   Result<void> init();
+  /// Opens (creating) chunk `id` for inserts; `fresh` copies cursors into it.
   Result<void> open_chunk(int64_t id, bool fresh);
+  /// Seeds the windows from `latest` and replays the open chunk.
   Result<void> rebuild_windows();
+  /// Syncs the open chunk, starts the next and marks the old one sealed.
   Result<void> seal_open_chunk();
+  /// Builds a sealed chunk's index and folds its newest rows into `latest`.
   Result<void> index_chunk(int64_t id);
+  /// Deletes indexed chunks sealed before the retention period.
   Result<void> apply_retention();
+  /// The background thread: indexes sealed chunks in order.
   void background_loop();
 
   StoreWriterOptions opt_;
