@@ -17,7 +17,8 @@ int run_file(const std::filesystem::path& p) {
     std::fprintf(stderr, "replay: cannot read %s\n", p.c_str());
     return 1;
   }
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   // Copy into an exact-size heap buffer so ASan catches any read past the end.
   auto* buf = new uint8_t[bytes.size() + 1];
   std::copy(bytes.begin(), bytes.end(), buf);

@@ -55,9 +55,12 @@ Result<uint64_t> Args::u64(const std::string& name, uint64_t fallback) const {
     return make_error("--" + name + ": '" + s + "' is not a non-negative number");
   }
   std::string suffix(end);
-  if (suffix == "k" || suffix == "K") v *= 1e3;
-  else if (suffix == "m" || suffix == "M") v *= 1e6;
-  else if (suffix == "g" || suffix == "G") v *= 1e9;
+  if (suffix == "k" || suffix == "K")
+    v *= 1e3;
+  else if (suffix == "m" || suffix == "M")
+    v *= 1e6;
+  else if (suffix == "g" || suffix == "G")
+    v *= 1e9;
   else if (!suffix.empty()) {
     return make_error("--" + name + ": '" + s + "' has an unknown suffix; use k, M or G");
   }

@@ -15,12 +15,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "app/args.h"
 #include "app/commands.h"
@@ -115,7 +114,8 @@ std::string http_get(uint16_t port, const std::string& path) {
 }
 
 /// Sum of every sample of `name` whose label text contains `filter`.
-double metric_sum(const std::string& text, const std::string& name, const std::string& filter = "") {
+double metric_sum(const std::string& text, const std::string& name,
+                  const std::string& filter = "") {
   double sum = 0;
   std::istringstream in(text);
   std::string line;
@@ -154,7 +154,8 @@ std::string bench_config(const std::string& dir, uint64_t devices) {
     << "[[models.metrics]]\nname = \"pressure\"\ntype = \"double\"\nmin = 300\nmax = 1100\n"
     << "[[models.metrics]]\nname = \"battery_mv\"\ntype = \"int64\"\nmin = 0\nmax = 5000\n"
     << "[[models.metrics]]\nname = \"door_open\"\ntype = \"bool\"\n"
-    << "[[devices]]\nid = 1\ncount = " << devices << "\ntenant = \"bench\"\nmodel = \"env_sensor\"\n";
+    << "[[devices]]\nid = 1\ncount = " << devices
+    << "\ntenant = \"bench\"\nmodel = \"env_sensor\"\n";
   return c.str();
 }
 
@@ -266,9 +267,11 @@ Options:
   }
   auto args = Args::parse(argc, argv, 2, {"json", "keep"},
                           {"duration", "lag-duration", "devices", "work-dir"});
-  if (!args.ok()) return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
+  if (!args.ok())
+    return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
   const double duration = parse_seconds(args->str("duration", "10"), "--duration").value();
-  const double lag_duration = parse_seconds(args->str("lag-duration", "60"), "--lag-duration").value();
+  const double lag_duration =
+      parse_seconds(args->str("lag-duration", "60"), "--lag-duration").value();
   const uint64_t devices = args->u64("devices", 500'000).value();
   const bool json_only = args->has("json");
   std::string work = args->str("work-dir");
@@ -335,8 +338,8 @@ Options:
 
   say("[4/5] ack latency at half the single-report rate ...");
   const std::string before = http_get(gw.http_port, "/metrics");
-  auto half = run_simulator(
-      sim(gw.report_port, devices, single->acked_rate / 2, duration, 1, true));
+  auto half =
+      run_simulator(sim(gw.report_port, devices, single->acked_rate / 2, duration, 1, true));
   if (!half.ok()) return 1;
   const std::string after = http_get(gw.http_port, "/metrics");
   const double allocs = metric_sum(after, "tianhe_shard_heap_allocations_total") -
@@ -359,8 +362,7 @@ Options:
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   });
-  auto lag = run_simulator(
-      sim(gw.report_port, devices, single->acked_rate, lag_duration, 1, true));
+  auto lag = run_simulator(sim(gw.report_port, devices, single->acked_rate, lag_duration, 1, true));
   sampling = false;
   sampler.join();
   const uint64_t rss_end = rss_bytes(gw.child.pid);
@@ -387,7 +389,8 @@ Options:
   row("single-report: ratio to raw ceiling (target >= 0.6)", num(single->acked_rate / raw_rate, 2));
   row("batched x32: acked reports/s (target >= 1,000,000)", num(batched->acked_rate));
   row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
-  row("ack latency p50 / p999 at half rate, ms", num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
+  row("ack latency p50 / p999 at half rate, ms",
+      num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
   row("store lag max over the lag phase, s (target <= 1)", num(max_lag, 2));
   row("gateway RSS idle / registered device, bytes (target <= 256)",
       num(static_cast<double>(rss_idle) / devices, 1));

@@ -8,9 +8,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "app/args.h"
 #include "app/gateway.h"
@@ -25,7 +24,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
 
 int usage_error(const std::string& cmd, const std::string& message) {
   std::fprintf(stderr, "tianhe %s: %s\n", cmd.c_str(), message.c_str());
@@ -43,11 +44,11 @@ bool wants_help(int argc, char** argv) {
 /// --data-dir, re-deriving the log and store directories that default to live under it.
 Result<control::GatewayConfig> load(const Args& args) {
   std::string path = args.str("config");
-  Result<control::GatewayConfig> cfg = path.empty()
-                                           ? (std::filesystem::exists("tianhe.toml")
-                                                  ? control::load_config("tianhe.toml")
-                                                  : control::parse_config("", "<defaults>"))
-                                           : control::load_config(path);
+  Result<control::GatewayConfig> cfg =
+      path.empty()
+          ? (std::filesystem::exists("tianhe.toml") ? control::load_config("tianhe.toml")
+                                                    : control::parse_config("", "<defaults>"))
+          : control::load_config(path);
   if (!cfg.ok()) return cfg;
   if (args.has("data-dir")) {
     const std::string old = cfg->data_dir, dir = args.str("data-dir");
@@ -116,8 +117,9 @@ Example:
       std::string(log::durability_name(cfg->log.durability)).c_str(),
       cfg->report.listen.host.c_str(), g.report_port(), cfg->http.listen.host.c_str(),
       g.http_port(), cfg->data_dir.c_str());
-  std::printf("try:  tianhe simulate --target %s:%u --devices 1000 --rate 2000 --duration 5 --ack\n",
-              cfg->report.listen.host.c_str(), g.report_port());
+  std::printf(
+      "try:  tianhe simulate --target %s:%u --devices 1000 --rate 2000 --duration 5 --ack\n",
+      cfg->report.listen.host.c_str(), g.report_port());
   std::fflush(stdout);
   if (args->has("ready-file")) {
     const std::string f = args->str("ready-file"), tmp = f + ".tmp";
@@ -157,10 +159,9 @@ Example:
   tianhe simulate --target 127.0.0.1:7700 --devices 500000 --rate 100000 --duration 30 --ack)");
     return 0;
   }
-  auto args = Args::parse(
-      argc, argv, 2, {"ack", "json", "quiet"},
-      {"target", "devices", "rate", "duration", "batch", "sockets", "invalid-every", "acked-out",
-       "drain", "seed", "first-device"});
+  auto args = Args::parse(argc, argv, 2, {"ack", "json", "quiet"},
+                          {"target", "devices", "rate", "duration", "batch", "sockets",
+                           "invalid-every", "acked-out", "drain", "seed", "first-device"});
   if (!args.ok()) return usage_error("simulate", args.error().message);
   SimulatorOptions o;
   auto target = split_target(args->str("target", "127.0.0.1:7700"));
@@ -237,9 +238,9 @@ Examples:
   tianhe query --count)");
     return 0;
   }
-  auto args = Args::parse(argc, argv, 2, {"latest", "all", "count"},
-                          {"data-dir", "config", "device", "from", "to", "limit", "order",
-                           "format", "after"});
+  auto args = Args::parse(
+      argc, argv, 2, {"latest", "all", "count"},
+      {"data-dir", "config", "device", "from", "to", "limit", "order", "format", "after"});
   if (!args.ok()) return usage_error("query", args.error().message);
   std::string dir;
   if (args->has("config") || !args->has("data-dir")) {
@@ -266,7 +267,8 @@ Examples:
     range_last = std::strtoull(device_text.c_str() + dash + 1, nullptr, 10);
     device_text = device_text.substr(0, dash);
   }
-  auto device = Result<uint64_t>(device_text.empty() ? 0 : std::strtoull(device_text.c_str(), nullptr, 10));
+  auto device =
+      Result<uint64_t>(device_text.empty() ? 0 : std::strtoull(device_text.c_str(), nullptr, 10));
   auto after = args->u64("after", 0);
   if (!limit.ok()) return usage_error("query", limit.error().message);
   if (!device.ok()) return usage_error("query", device.error().message);
@@ -288,10 +290,11 @@ Examples:
     if (*device != 0) {
       auto n = (*reader)->count_device(*device, from, to);
       if (!n.ok()) return std::fprintf(stderr, "tianhe query: %s\n", n.error().message.c_str()), 1;
-      if (format == "json") std::printf("{\"device_id\":%llu,\"reports\":%llu}\n",
-                                        static_cast<unsigned long long>(*device),
-                                        static_cast<unsigned long long>(*n));
-      else std::printf("%llu\n", static_cast<unsigned long long>(*n));
+      if (format == "json")
+        std::printf("{\"device_id\":%llu,\"reports\":%llu}\n",
+                    static_cast<unsigned long long>(*device), static_cast<unsigned long long>(*n));
+      else
+        std::printf("%llu\n", static_cast<unsigned long long>(*n));
       return 0;
     }
     auto c = (*reader)->counts();
@@ -304,17 +307,15 @@ Examples:
                               .dump()
                               .c_str());
     } else if (format == "csv") {
-      std::printf("reports,devices,chunks,bytes\n%llu,%llu,%llu,%llu\n",
-                  static_cast<unsigned long long>(c->reports),
-                  static_cast<unsigned long long>(c->devices),
-                  static_cast<unsigned long long>(c->chunks),
-                  static_cast<unsigned long long>(c->bytes));
+      std::printf(
+          "reports,devices,chunks,bytes\n%llu,%llu,%llu,%llu\n",
+          static_cast<unsigned long long>(c->reports), static_cast<unsigned long long>(c->devices),
+          static_cast<unsigned long long>(c->chunks), static_cast<unsigned long long>(c->bytes));
     } else {
-      std::printf("reports  %llu\ndevices  %llu\nchunks   %llu\nbytes    %llu\n",
-                  static_cast<unsigned long long>(c->reports),
-                  static_cast<unsigned long long>(c->devices),
-                  static_cast<unsigned long long>(c->chunks),
-                  static_cast<unsigned long long>(c->bytes));
+      std::printf(
+          "reports  %llu\ndevices  %llu\nchunks   %llu\nbytes    %llu\n",
+          static_cast<unsigned long long>(c->reports), static_cast<unsigned long long>(c->devices),
+          static_cast<unsigned long long>(c->chunks), static_cast<unsigned long long>(c->bytes));
     }
     return 0;
   }
@@ -352,13 +353,14 @@ Examples:
   if (format == "json") {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& r : rows) {
-      arr.push_back({{"device_id", r.device_id},
-                     {"seq", r.seq},
-                     {"time", format_time(r.device_time_ns)},
-                     {"time_ns", r.device_time_ns},
-                     {"received_ns", r.received_ns},
-                     {"protocol", std::string(core::protocol_name(r.protocol))},
-                     {"metrics", nlohmann::json::parse(sinks::store::metrics_json(r.raw_metrics))}});
+      arr.push_back(
+          {{"device_id", r.device_id},
+           {"seq", r.seq},
+           {"time", format_time(r.device_time_ns)},
+           {"time_ns", r.device_time_ns},
+           {"received_ns", r.received_ns},
+           {"protocol", std::string(core::protocol_name(r.protocol))},
+           {"metrics", nlohmann::json::parse(sinks::store::metrics_json(r.raw_metrics))}});
     }
     std::printf("%s\n", arr.dump(2).c_str());
   } else if (format == "csv") {
@@ -443,17 +445,14 @@ Options:
   nlohmann::json devices = nlohmann::json::array();
   uint64_t total = 0;
   for (const auto& d : cfg->devices) {
-    devices.push_back({{"first_id", d.first_id},
-                       {"count", d.count},
-                       {"tenant", d.tenant},
-                       {"model", d.model}});
+    devices.push_back(
+        {{"first_id", d.first_id}, {"count", d.count}, {"tenant", d.tenant}, {"model", d.model}});
     total += d.count;
   }
   if (args->has("json")) {
-    std::printf("%s\n",
-                nlohmann::json{{"models", models}, {"devices", devices}, {"total", total}}
-                    .dump(2)
-                    .c_str());
+    std::printf(
+        "%s\n",
+        nlohmann::json{{"models", models}, {"devices", devices}, {"total", total}}.dump(2).c_str());
     return 0;
   }
   for (const auto& m : models) {

@@ -1,8 +1,7 @@
 #include "app/gateway.h"
 
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "app/args.h"
 #include "core/assert.h"
@@ -60,9 +59,8 @@ void collect_ingest(PromWriter& w, const runtime::IngestStats& s, std::string_vi
     w.counter("tianhe_datagrams_dropped_total",
               "Datagrams dropped before any report was read, by reason.",
               {{"protocol", p},
-               {"reason",
-                std::string(protocols::report::drop_reason_name(
-                    static_cast<protocols::report::DropReason>(r)))}},
+               {"reason", std::string(protocols::report::drop_reason_name(
+                              static_cast<protocols::report::DropReason>(r)))}},
               s.datagrams_dropped[r].get());
   }
   w.counter("tianhe_reports_received_total", "Reports read from well-formed datagrams.", pl,
@@ -73,8 +71,8 @@ void collect_ingest(PromWriter& w, const runtime::IngestStats& s, std::string_vi
     w.counter("tianhe_reports_rejected_total",
               "Reports not accepted, by reason (model violations, or the log pushing back).",
               {{"protocol", p},
-               {"reason", std::string(pipeline::reject_reason_name(
-                              static_cast<pipeline::RejectReason>(r)))}},
+               {"reason",
+                std::string(pipeline::reject_reason_name(static_cast<pipeline::RejectReason>(r)))}},
               s.reports_rejected[r].get());
   }
   for (int r = 0; r < static_cast<int>(runtime::BusyReason::kCount); ++r) {
@@ -102,8 +100,8 @@ void collect_ingest(PromWriter& w, const runtime::IngestStats& s, std::string_vi
             "Datagrams the kernel dropped because a socket's receive buffer was full.", pl,
             s.kernel_drops.get());
   const Labels sl{{"protocol", p}, {"shard", std::to_string(shard)}};
-  w.gauge("tianhe_udp_receive_buffer_bytes", "Receive buffer granted by the kernel per socket.",
-          sl, s.recv_buffer_bytes.get());
+  w.gauge("tianhe_udp_receive_buffer_bytes", "Receive buffer granted by the kernel per socket.", sl,
+          s.recv_buffer_bytes.get());
   w.gauge("tianhe_queue_depth", "Items waiting in a bounded queue.",
           {{"queue", "pending_acks"}, {"protocol", p}, {"shard", std::to_string(shard)}},
           s.pending_acks.get());
@@ -131,18 +129,27 @@ void collect_log(PromWriter& w, const log::LogStats& s, const log::ShardLog& l, 
             sl, s.segments_deleted.load());
   w.counter("tianhe_log_torn_bytes_truncated_total", "Bytes cut from a torn tail at recovery.", sl,
             s.torn_bytes_truncated.load());
+  w.counter("tianhe_log_segments_created_total", "Preallocated segments created.", sl,
+            s.segments_created.load());
+  w.counter("tianhe_log_segment_create_stalls_total",
+            "Rollovers that had to wait for the next segment to be prepared.", sl,
+            s.segment_create_stalls.load());
+  w.counter("tianhe_log_segment_create_errors_total",
+            "Segments that could not be created (e.g. disk full).", sl,
+            s.segment_create_errors.load());
+  w.counter("tianhe_log_sync_errors_total",
+            "Failed fdatasync calls (the log then refuses appends until reopened).", sl,
+            s.sync_errors.load());
   w.gauge("tianhe_log_backlog_bytes", "Bytes between the slowest sink and the end of the log.", sl,
           static_cast<double>(l.backlog_bytes()));
   w.gauge("tianhe_log_durable_offset_bytes", "Offset up to which the log is durable.", sl,
           static_cast<double>(l.durable_offset()));
-  control::write_log2_us_histogram(w, "tianhe_log_append_latency_seconds",
-                                   "Latency of one log append (write).", {},
-                                   buckets_of(s.append_us_buckets, log::LogStats::kBuckets),
-                                   s.append_ns_sum.load() / 1e9);
-  control::write_log2_us_histogram(w, "tianhe_log_fsync_latency_seconds",
-                                   "Latency of one fdatasync of the log.", {},
-                                   buckets_of(s.sync_us_buckets, log::LogStats::kBuckets),
-                                   s.sync_ns_sum.load() / 1e9);
+  control::write_log2_us_histogram(
+      w, "tianhe_log_append_latency_seconds", "Latency of one log append (write).", {},
+      buckets_of(s.append_us_buckets, log::LogStats::kBuckets), s.append_ns_sum.load() / 1e9);
+  control::write_log2_us_histogram(
+      w, "tianhe_log_fsync_latency_seconds", "Latency of one fdatasync of the log.", {},
+      buckets_of(s.sync_us_buckets, log::LogStats::kBuckets), s.sync_ns_sum.load() / 1e9);
 }
 
 Json report_json(const sinks::store::StoredReport& r, const control::Registry& registry) {
@@ -217,7 +224,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
   return g;
 }
 
-Gateway::~Gateway() { stop(); }
+Gateway::~Gateway() {
+  stop();
+}
 
 void Gateway::stop() noexcept {
   if (stopped_) return;
@@ -228,7 +237,9 @@ void Gateway::stop() noexcept {
   shards_.clear();  // closes the logs with a final sync
 }
 
-uint16_t Gateway::http_port() const noexcept { return http_ ? http_->port() : 0; }
+uint16_t Gateway::http_port() const noexcept {
+  return http_ ? http_->port() : 0;
+}
 
 void Gateway::register_collectors() {
   metrics_.add([this](PromWriter& w) {
@@ -350,8 +361,8 @@ Result<void> Gateway::start_http() {
       if (!r->has_value()) {
         return control::HttpResponse::error(404, "no report stored for this device yet");
       }
-      return control::HttpResponse{200, "application/json",
-                                   report_json(**r, *registry_).dump(), {}};
+      return control::HttpResponse{
+          200, "application/json", report_json(**r, *registry_).dump(), {}};
     });
     http_->route("GET", "/api/v1/stats", [this](const control::HttpRequest&) {
       auto c = reader_->counts();

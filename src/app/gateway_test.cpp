@@ -132,9 +132,10 @@ TEST_F(GatewayTest, AcceptsAcksStoresAndServesReports) {
   EXPECT_EQ(counts->reports, sum->acked_ok);  // rejected reports are never stored
 
   const std::string metrics = (*gw)->metrics_text();
-  EXPECT_NE(metrics.find("tianhe_reports_rejected_total{protocol=\"report\",reason=\"out_of_range\"} " +
-                         std::to_string(sum->rejected)),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.find("tianhe_reports_rejected_total{protocol=\"report\",reason=\"out_of_range\"} " +
+                   std::to_string(sum->rejected)),
+      std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("tianhe_reports_accepted_total{protocol=\"report\"} " +
                          std::to_string(sum->acked_ok)),
@@ -164,9 +165,9 @@ TEST_F(GatewayTest, MalformedAndUnknownDatagramsAreCountedNeverStored) {
     ASSERT_EQ(sendto(fd, p, n, 0, reinterpret_cast<sockaddr*>(&a), sizeof a),
               static_cast<ssize_t>(n));
   };
-  send("", 0);                    // zero-length
-  send("\x12\x05\x09", 3);        // truncated
-  send("\xff\xff\xff\xff", 4);    // garbage
+  send("", 0);                  // zero-length
+  send("\x12\x05\x09", 3);      // truncated
+  send("\xff\xff\xff\xff", 4);  // garbage
   // A well-formed report from an unregistered device.
   uint8_t buf[256];
   protocols::report::EnvelopeEncoder enc(buf);

@@ -8,11 +8,10 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "core/clock.h"
 #include "protocols/report/report_encoder.h"
@@ -74,13 +73,19 @@ struct Fleet {
 }  // namespace
 
 std::string SimulatorSummary::json() const {
-  nlohmann::json j{{"sent", sent},           {"datagrams", datagrams},
-                   {"ack_requested", ack_requested}, {"acked", acked_ok},
-                   {"rejected", rejected},   {"busy", busy},
-                   {"lost", lost},           {"send_errors", send_errors},
-                   {"elapsed_s", elapsed_s}, {"rate", rate},
-                   {"acked_rate", acked_rate}, {"ack_latency_ms", {{"p50", p50_ms}, {"p99", p99_ms},
-                                                                  {"p999", p999_ms}, {"max", max_ms}}}};
+  nlohmann::json j{
+      {"sent", sent},
+      {"datagrams", datagrams},
+      {"ack_requested", ack_requested},
+      {"acked", acked_ok},
+      {"rejected", rejected},
+      {"busy", busy},
+      {"lost", lost},
+      {"send_errors", send_errors},
+      {"elapsed_s", elapsed_s},
+      {"rate", rate},
+      {"acked_rate", acked_rate},
+      {"ack_latency_ms", {{"p50", p50_ms}, {"p99", p99_ms}, {"p999", p999_ms}, {"max", max_ms}}}};
   return j.dump();
 }
 
@@ -95,8 +100,8 @@ std::string SimulatorSummary::text() const {
                 static_cast<unsigned long long>(sent), static_cast<unsigned long long>(datagrams),
                 elapsed_s, rate, static_cast<unsigned long long>(acked_ok), acked_rate,
                 static_cast<unsigned long long>(rejected), static_cast<unsigned long long>(busy),
-                static_cast<unsigned long long>(lost),
-                static_cast<unsigned long long>(send_errors), p50_ms, p99_ms, p999_ms, max_ms);
+                static_cast<unsigned long long>(lost), static_cast<unsigned long long>(send_errors),
+                p50_ms, p99_ms, p999_ms, max_ms);
   return buf;
 }
 
@@ -109,9 +114,9 @@ Result<SimulatorSummary> run_simulator(const SimulatorOptions& o, const std::ato
   std::vector<transports::UdpSocket> socks;
   for (uint32_t i = 0; i < nsock; ++i) {
     auto s = transports::UdpSocket::open_for(
-        *target, transports::UdpOptions{.reuse_port = false,
-                                        .recv_buffer_bytes = 4u << 20,
-                                        .send_buffer_bytes = 4u << 20});
+        *target,
+        transports::UdpOptions{
+            .reuse_port = false, .recv_buffer_bytes = 4u << 20, .send_buffer_bytes = 4u << 20});
     if (!s.ok()) return s.error();
     // connect() fixes the peer so the kernel skips the route lookup per datagram.
     if (::connect(s->fd(), reinterpret_cast<const sockaddr*>(&target->addr), target->len) != 0) {

@@ -33,17 +33,17 @@ struct SimulatorOptions {
 
 /// What the fleet saw.
 struct SimulatorSummary {
-  uint64_t sent = 0;           ///< reports sent
+  uint64_t sent = 0;  ///< reports sent
   uint64_t datagrams = 0;
   uint64_t ack_requested = 0;
   uint64_t acked_ok = 0;
   uint64_t rejected = 0;
   uint64_t busy = 0;
-  uint64_t lost = 0;           ///< ack requested, never answered
-  uint64_t send_errors = 0;    ///< sendmmsg refused (e.g. buffer full): not sent, not counted
+  uint64_t lost = 0;         ///< ack requested, never answered
+  uint64_t send_errors = 0;  ///< sendmmsg refused (e.g. buffer full): not sent, not counted
   double elapsed_s = 0;
-  double rate = 0;             ///< reports sent per second
-  double acked_rate = 0;       ///< OK acks per second
+  double rate = 0;                                         ///< reports sent per second
+  double acked_rate = 0;                                   ///< OK acks per second
   double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;  ///< ack latency
   /// JSON object with every field.
   std::string json() const;

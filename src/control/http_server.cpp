@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -488,6 +489,7 @@ struct HttpServer::Impl {
 };
 
 void HttpServer::Impl::run() {
+  pthread_setname_np(pthread_self(), "http");
   std::array<epoll_event, 64> events{};
   int64_t next_sweep = core::mono_ns();
   const int64_t sweep_every_ns =

@@ -18,20 +18,20 @@ void report_bug(const char* file, int line, const char* what, const char* why) n
 
 }  // namespace tianhe::core
 
-#define TH_CHECK(cond, why)                                              \
-  do {                                                                   \
-    if (!(cond)) [[unlikely]]                                            \
-      ::tianhe::core::fatal(__FILE__, __LINE__, #cond, why);             \
+#define TH_CHECK(cond, why)                                  \
+  do {                                                       \
+    if (!(cond)) [[unlikely]]                                \
+      ::tianhe::core::fatal(__FILE__, __LINE__, #cond, why); \
   } while (0)
 
 #ifdef NDEBUG
 #define TH_ASSERT(cond, why) \
   do {                       \
   } while (0)
-#define TH_BUG(cond, why)                                                \
-  do {                                                                   \
-    if (!(cond)) [[unlikely]]                                            \
-      ::tianhe::core::report_bug(__FILE__, __LINE__, #cond, why);        \
+#define TH_BUG(cond, why)                                         \
+  do {                                                            \
+    if (!(cond)) [[unlikely]]                                     \
+      ::tianhe::core::report_bug(__FILE__, __LINE__, #cond, why); \
   } while (0)
 #else
 #define TH_ASSERT(cond, why) TH_CHECK(cond, why)

@@ -15,7 +15,9 @@ class Writer {
     return true;
   }
   template <typename T>
-  bool put(T v) noexcept { return put(&v, sizeof v); }
+  bool put(T v) noexcept {
+    return put(&v, sizeof v);
+  }
   uint8_t* pos() const noexcept { return p_; }
   bool ok() const noexcept { return ok_; }
 

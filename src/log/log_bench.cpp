@@ -35,7 +35,9 @@ struct BenchDir {
 void report_percentiles(benchmark::State& state, std::vector<double>& us) {
   if (us.empty()) return;
   std::sort(us.begin(), us.end());
-  const auto at = [&](size_t per_mille) { return us[std::min(us.size() - 1, us.size() * per_mille / 1000)]; };
+  const auto at = [&](size_t per_mille) {
+    return us[std::min(us.size() - 1, us.size() * per_mille / 1000)];
+  };
   state.counters["p50_us"] = at(500);
   state.counters["p99_us"] = at(990);
   state.counters["p999_us"] = at(999);

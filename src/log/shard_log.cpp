@@ -459,8 +459,7 @@ class ShardLogImpl final : public ShardLog {
       prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
       if (prep_stop_) return;
       lock.unlock();
-      const int fd =
-          detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_);
+      const int fd = detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_);
       lock.lock();
       if (fd >= 0) {
         spare_fd_ = fd;
@@ -493,8 +492,8 @@ class ShardLogImpl final : public ShardLog {
     // Idle, so the preparer does not touch the spare file while this thread creates it.
     lock.unlock();
     stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
-    const int fd = detail::create_segment_file(dir_, detail::spare_path(dir_),
-                                               config_.segment_bytes, nullptr);
+    const int fd =
+        detail::create_segment_file(dir_, detail::spare_path(dir_), config_.segment_bytes, nullptr);
     if (fd >= 0) {
       stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -723,15 +722,15 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
     uint8_t marker[kRecordHeaderBytes] = {};
     const size_t marker_bytes =
         size > length ? static_cast<size_t>(std::min<uint64_t>(size - length, sizeof marker)) : 0;
-    const bool ends_there =
-        size >= length &&
-        detail::pread_full(sfd.fd, marker, marker_bytes, length) ==
-            static_cast<ssize_t>(marker_bytes) &&
-        detail::all_zero(marker, marker_bytes);
+    const bool ends_there = size >= length &&
+                            detail::pread_full(sfd.fd, marker, marker_bytes, length) ==
+                                static_cast<ssize_t>(marker_bytes) &&
+                            detail::all_zero(marker, marker_bytes);
     if (!ends_there) {
-      return make_error(path + ": size " + std::to_string(size) + " does not end at the next segment (" +
-                        detail::segment_name(segments[i + 1]) +
-                        "): the log directory was modified; restore it or move the later segments away");
+      return make_error(
+          path + ": size " + std::to_string(size) + " does not end at the next segment (" +
+          detail::segment_name(segments[i + 1]) +
+          "): the log directory was modified; restore it or move the later segments away");
     }
   }
 

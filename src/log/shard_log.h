@@ -57,9 +57,9 @@ struct LogStats {
   std::atomic<uint64_t> backlog_full{0};      ///< appends refused with kBacklogFull
   std::atomic<uint64_t> syncs{0};             ///< successful fdatasync calls on segments
   std::atomic<uint64_t> sync_errors{0};  ///< failed fdatasync/fsync: the log then refuses appends
-  std::atomic<uint64_t> segments_deleted{0};      ///< segments removed below every consumer
-  std::atomic<uint64_t> torn_bytes_truncated{0};  ///< torn tail bytes zeroed or cut at recovery
-  std::atomic<uint64_t> segments_created{0};      ///< segment files zero-filled and synced
+  std::atomic<uint64_t> segments_deleted{0};       ///< segments removed below every consumer
+  std::atomic<uint64_t> torn_bytes_truncated{0};   ///< torn tail bytes zeroed or cut at recovery
+  std::atomic<uint64_t> segments_created{0};       ///< segment files zero-filled and synced
   std::atomic<uint64_t> segment_create_errors{0};  ///< failed segment creations (e.g. ENOSPC)
   /// Rollovers that found no spare segment ready and waited for (or made) one on the append path.
   std::atomic<uint64_t> segment_create_stalls{0};

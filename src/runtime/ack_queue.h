@@ -17,9 +17,9 @@ namespace tianhe::runtime {
 
 /// One parked ack datagram.
 struct PendingAck {
-  uint64_t durable_at = 0;   ///< send once the log's durable offset >= this
+  uint64_t durable_at = 0;       ///< send once the log's durable offset >= this
   int64_t received_mono_ns = 0;  ///< when the report arrived (ack latency)
-  uint32_t data_offset = 0;  ///< bytes in the queue's arena
+  uint32_t data_offset = 0;      ///< bytes in the queue's arena
   uint32_t size = 0;
   uint32_t tag = 0;  ///< the protocol's own annotation (e.g. entry counts by status)
   socklen_t peer_len = 0;

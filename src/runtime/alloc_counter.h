@@ -11,6 +11,8 @@ namespace tianhe::runtime {
 inline thread_local uint64_t tls_allocations = 0;
 
 /// operator new calls made so far by the calling thread (0 when counting is not linked in).
-inline uint64_t thread_allocations() noexcept { return tls_allocations; }
+inline uint64_t thread_allocations() noexcept {
+  return tls_allocations;
+}
 
 }  // namespace tianhe::runtime

@@ -21,9 +21,9 @@ struct IngestStats {
 
   Counter datagrams_received;
   Counter bytes_received;
-  Counter datagrams_dropped[kMaxDropReasons];  ///< by the protocol's parse drop reason
-  Counter reports_received;                    ///< reports parsed from valid datagrams
-  Counter reports_accepted;                    ///< appended to the log
+  Counter datagrams_dropped[kMaxDropReasons];   ///< by the protocol's parse drop reason
+  Counter reports_received;                     ///< reports parsed from valid datagrams
+  Counter reports_accepted;                     ///< appended to the log
   Counter reports_rejected[kMaxRejectReasons];  ///< by pipeline::RejectReason
   Counter reports_busy[static_cast<int>(BusyReason::kCount)];
   Counter reports_auto_registered;
@@ -31,12 +31,12 @@ struct IngestStats {
   Counter acks_sent[static_cast<int>(AckKind::kCount)];  ///< ack entries, by status
   Counter ack_datagrams_sent;
   Counter ack_send_errors;
-  Counter ack_queue_full;  ///< times receiving paused because the ack queue was full
-  Counter pending_acks;    ///< gauge
-  Counter kernel_drops;    ///< gauge: the socket's SO_RXQ_OVFL count
+  Counter ack_queue_full;     ///< times receiving paused because the ack queue was full
+  Counter pending_acks;       ///< gauge
+  Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count
   Counter recv_buffer_bytes;  ///< gauge: receive buffer granted by the kernel
   Counter recv_batches;
-  Log2Histogram ack_latency;  ///< receive to ack sent
+  Log2Histogram ack_latency;    ///< receive to ack sent
   Log2Histogram batch_latency;  ///< receive to log append done
 };
 

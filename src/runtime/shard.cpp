@@ -16,7 +16,9 @@ Shard::Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
              std::shared_ptr<const control::Registry> registry)
     : index_(index), log_(std::move(log)), validator_(std::move(registry)) {}
 
-Shard::~Shard() { stop(); }
+Shard::~Shard() {
+  stop();
+}
 
 void Shard::start() {
   // The encode buffer is sized once: a recv batch encodes into one record. 4 MiB holds the
@@ -120,7 +122,7 @@ void Shard::run() noexcept {
       fds[i].events = ingests_[i]->can_receive() ? POLLIN : 0;
       any_receiving |= fds[i].events != 0;
     }
-    const timespec short_wait{0, 100'000};  // 100 us
+    const timespec short_wait{0, 100'000};    // 100 us
     const timespec idle_wait{0, 50'000'000};  // 50 ms: bounds the stop() latency
     if (any_receiving || !pending) {
       ppoll(fds.data(), fds.size(), pending ? &short_wait : &idle_wait, nullptr);

@@ -1,5 +1,7 @@
 #include "sinks/store/store_sink.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdio>
@@ -225,6 +227,7 @@ void StoreSink::recover_after_error() {
 }
 
 void StoreSink::run() {
+  pthread_setname_np(pthread_self(), "store-sink");
   for (;;) {
     bool stopping;
     {

@@ -1,5 +1,6 @@
 #include "sinks/store/store_writer.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -405,6 +406,7 @@ void StoreWriter::wait_idle() {
 }
 
 void StoreWriter::background_loop() {
+  pthread_setname_np(pthread_self(), "store-seal");
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
