@@ -72,8 +72,11 @@ std::string spare_path(const std::string& shard_dir);
 /// that later overwrites need no allocation or size change), fsyncs it and the directory
 /// `shard_dir`. Stops early when *cancel becomes true (may be null). On failure removes the
 /// partial file and returns -errno (ECANCELED when cancelled); else returns the open fd.
+/// While *urgent is false (may be null: always urgent), the zeros are written at a paced rate so
+/// that their writeback does not queue ahead of the active segment's fdatasync.
 int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,
-                        const std::atomic<bool>* cancel) noexcept;
+                        const std::atomic<bool>* cancel,
+                        const std::atomic<bool>* urgent = nullptr) noexcept;
 
 /// fsyncs the directory at `path`; returns 0 or the errno.
 int fsync_dir(const std::string& path) noexcept;

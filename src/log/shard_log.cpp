@@ -256,6 +256,7 @@ class ShardLogImpl final : public ShardLog {
         return AppendStatus::kBacklogFull;
       }
     }
+    if (seg_size_ > config_.segment_bytes / 2) prep_urgent_.store(true, std::memory_order_relaxed);
     if (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes) {
       if (AppendStatus s = roll(); s != AppendStatus::kOk) return fail(s);
     }
@@ -446,6 +447,7 @@ class ShardLogImpl final : public ShardLog {
       std::lock_guard lock(prep_mu_);
       if (spare_state_ != SpareState::kNone || prep_stop_) return;
       spare_state_ = SpareState::kPreparing;
+      prep_urgent_.store(false, std::memory_order_relaxed);
     }
     prep_cv_.notify_all();
   }
@@ -459,7 +461,8 @@ class ShardLogImpl final : public ShardLog {
       prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
       if (prep_stop_) return;
       lock.unlock();
-      const int fd = detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_);
+      const int fd = detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_,
+                                                 &prep_urgent_);
       lock.lock();
       if (fd >= 0) {
         spare_fd_ = fd;
@@ -646,6 +649,7 @@ class ShardLogImpl final : public ShardLog {
   bool prep_stop_ = false;
   std::atomic<bool> prep_cancel_{false};  // makes a creation under way stop at close()
   std::thread prep_thread_;
+  std::atomic<bool> prep_urgent_{false};  ///< the active segment is half full: stop pacing
 
   // Consumers: slots [0, consumer_count_) are live.
   std::mutex consumers_mu_;
