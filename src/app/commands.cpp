@@ -110,13 +110,18 @@ Example:
   Gateway& g = **gw;
   std::printf(
       "tianhe serving: %u shards, %zu devices registered, durability %s\n"
-      "  reports  udp://%s:%u   (protobuf, see proto/tianhe/v1/report.proto)\n"
+      "  reports  udp://%s:%u   (protobuf, see proto/tianhe/v1/report.proto; receive buffer "
+      "%.1f MiB per socket%s)\n"
       "  http     http://%s:%u  (/metrics, /api/v1/devices/{id}/reports, /api/v1/stats)\n"
       "  data     %s\n",
       g.shard_count(), g.registry().device_count(),
       std::string(log::durability_name(cfg->log.durability)).c_str(),
-      cfg->report.listen.host.c_str(), g.report_port(), cfg->http.listen.host.c_str(),
-      g.http_port(), cfg->data_dir.c_str());
+      cfg->report.listen.host.c_str(), g.report_port(),
+      static_cast<double>(g.report_recv_buffer_bytes()) / (1 << 20),
+      g.report_recv_buffer_bytes() < cfg->report.recv_buffer_bytes
+          ? ", less than requested: raise net.core.rmem_max or run privileged"
+          : "",
+      cfg->http.listen.host.c_str(), g.http_port(), cfg->data_dir.c_str());
   std::printf(
       "try:  tianhe simulate --target %s:%u --devices 1000 --rate 2000 --duration 5 --ack\n",
       cfg->report.listen.host.c_str(), g.report_port());

@@ -40,6 +40,10 @@ class Gateway {
   uint16_t report_port() const noexcept { return report_port_; }
   uint16_t http_port() const noexcept;
   uint32_t shard_count() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  /// The receive buffer the kernel granted the report protocol's sockets (bytes; 0 if off).
+  uint64_t report_recv_buffer_bytes() const noexcept {
+    return report_stats_.empty() ? 0 : report_stats_[0]->recv_buffer_bytes.get();
+  }
   /// The /metrics text.
   std::string metrics_text() const { return metrics_.render(); }
   const control::GatewayConfig& config() const noexcept { return config_; }
