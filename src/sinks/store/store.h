@@ -2,8 +2,11 @@
 // one directory (see docs/store.md). This header is the query side; store_writer.h writes and
 // store_sink.h feeds the writer from the shard logs.
 //
-//   <dir>/catalog.db      chunks (id, state, time range, row count), latest report per device
-//   <dir>/chunk-<id>.db   rows of one time chunk, the shard cursors committed with them
+//   <dir>/catalog.db             chunks (id, state, time range, report count), latest report
+//                                per device
+//   <dir>/chunk-<id>.db          packed blocks of one time chunk (one sorted run per commit),
+//                                the shard cursors committed with them
+//   <dir>/chunk-<id>.merged.db   the same chunk once sealed: its runs merged into one
 #pragma once
 
 #include <cstdint>
@@ -95,12 +98,13 @@ class StoreReader {
   explicit StoreReader(std::string dir);
   /// The catalog's chunks by id; drops connections to deleted chunks.
   Result<std::vector<Chunk>> list_chunks();
-  /// A cached connection to chunk `id`, or nullptr when its file does not exist.
-  Result<Db*> chunk_db(int64_t id);
+  /// A cached connection to the file holding chunk `c` (the merged file once indexed), or
+  /// nullptr when that file does not exist.
+  Result<Db*> chunk_db(const Chunk& c);
 
   std::string dir_;
   std::unique_ptr<Db> catalog_;
-  std::map<int64_t, std::unique_ptr<Db>> chunks_;
+  std::map<std::string, std::unique_ptr<Db>> chunks_;  ///< by file name
 };
 
 }  // namespace tianhe::sinks::store

@@ -1,9 +1,13 @@
 // Compares storage engines for the embedded store (the figures in docs/store.md):
 //   sqlite-index     one SQLite table with a (device_id, time_ns) index kept on every insert
 //   rocksdb          RocksDB, WAL off, key = device BE | time BE | seq BE
-//   chunked          the store: time-chunked SQLite, index built when a chunk is sealed
-//   chunked-openidx  the store with the index kept on the open chunk as well
+//   generate         the workload generator alone (its CPU is in every figure)
+//   blocks           the store: time-chunked SQLite, packed blocks of reports (one row per
+//                    block), each sealed chunk's runs merged into one
+// (The per-row chunked layout that `blocks` replaced is measured by this program as built from
+// the revision before it: engine `chunked`; see docs/store.md.)
 // Usage: store_engines_bench <engine> <dir> [reports=2000000] [devices=500000] [chunk=4194304]
+//        [block_reports=256]
 // Prints one JSON line: insert rate, CPU seconds per million reports, history p50/p99 over
 // 1000 random devices, time to list the latest report of every device.
 #include <rocksdb/db.h>
@@ -85,10 +89,19 @@ struct Figures {
   uint64_t rows_found = 0;
 };
 
+/// Bytes on disk, without the per-commit chunk files that a merged file replaced (the store
+/// deletes those a few seconds later, once no reader can still be opening them).
 uint64_t dir_bytes(const std::string& dir) {
   uint64_t n = 0;
   for (auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) n += e.file_size();
+    if (!e.is_regular_file()) continue;
+    std::string p = e.path().string();
+    auto at = p.rfind(".db");
+    if (at != std::string::npos && p.find(".merged.db") == std::string::npos &&
+        std::filesystem::exists(p.substr(0, at) + ".merged.db")) {
+      continue;
+    }
+    n += e.file_size();
   }
   return n;
 }
@@ -228,11 +241,24 @@ int run_rocksdb(Workload& w, const std::string& dir, Figures& f) {
   return 0;
 }
 
-int run_chunked(Workload& w, const std::string& dir, bool open_index, uint64_t chunk, Figures& f) {
+/// The workload generator alone: its CPU is part of every engine's figure above.
+int run_generate(Workload& w, Figures& f) {
+  std::vector<core::Report> batch;
+  double c0 = cpu_seconds();
+  int64_t t0 = core::mono_ns();
+  for (uint64_t i = 0; i < w.reports; i += kBatch) {
+    w.fill(i, std::min<uint64_t>(kBatch, w.reports - i), batch);
+  }
+  f.insert_s = static_cast<double>(core::mono_ns() - t0) / 1e9;
+  f.insert_cpu = cpu_seconds() - c0;
+  return 0;
+}
+
+int run_blocks(Workload& w, const std::string& dir, uint32_t block, uint64_t chunk, Figures& f) {
   store::StoreWriterOptions o;
   o.dir = dir + "/store";
   o.chunk_reports = chunk;
-  o.index_open_chunk = open_index;
+  o.block_reports = block;
   auto wr = store::StoreWriter::open(o);
   if (!wr) return std::fprintf(stderr, "%s\n", wr.error().message.c_str()), 1;
   std::vector<core::Report> batch;
@@ -286,8 +312,8 @@ double pct(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: %s sqlite-index|rocksdb|chunked|chunked-openidx <dir> [reports] "
-                 "[devices] [chunk_reports]\n",
+                 "usage: %s sqlite-index|rocksdb|blocks|generate <dir> [reports] [devices] "
+                 "[chunk_reports] [block_reports]\n",
                  argv[0]);
     return 2;
   }
@@ -295,6 +321,7 @@ int main(int argc, char** argv) {
   uint64_t n = argc > 3 ? std::stoull(argv[3]) : 2'000'000;
   uint64_t d = argc > 4 ? std::stoull(argv[4]) : 500'000;
   uint64_t chunk = argc > 5 ? std::stoull(argv[5]) : 4u << 20;
+  auto block = static_cast<uint32_t>(argc > 6 ? std::stoul(argv[6]) : 256);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   Workload w(n, d);
@@ -304,10 +331,10 @@ int main(int argc, char** argv) {
     rc = run_sqlite_index(w, dir, f);
   else if (engine == "rocksdb")
     rc = run_rocksdb(w, dir, f);
-  else if (engine == "chunked")
-    rc = run_chunked(w, dir, false, chunk, f);
-  else if (engine == "chunked-openidx")
-    rc = run_chunked(w, dir, true, chunk, f);
+  else if (engine == "generate")
+    rc = run_generate(w, f);
+  else if (engine == "blocks")
+    rc = run_blocks(w, dir, block, chunk, f);
   if (rc != 0) return rc;
   f.bytes = dir_bytes(dir);
   double mrows = static_cast<double>(n) / 1e6;

@@ -9,6 +9,7 @@
 #include "core/report_codec.h"
 #include "sinks/store/sqlite_db.h"
 #include "sinks/store/store.h"
+#include "sinks/store/store_block.h"
 
 namespace tianhe::sinks::store {
 namespace {
@@ -69,73 +70,23 @@ std::vector<std::pair<int64_t, int64_t>> ranges_after(uint64_t after) {
   return out;
 }
 
-/// Searches a chunk without the (device_id, time_ns) index through its runs: each commit
-/// inserted its rows sorted by (device_id as unsigned, time_ns) with consecutive rowids.
-class RunSearch {
- public:
-  /// Prepares the probes; fails when the chunk has no runs table.
-  static Result<RunSearch> open(Db& db) {
-    RunSearch rs;
-    auto runs = db.prepare("SELECT first_rowid, last_rowid FROM runs ORDER BY first_rowid");
-    if (!runs) return runs.error();
-    int rc;
-    while ((rc = runs->step()) == SQLITE_ROW) rs.runs_.emplace_back(runs->i64(0), runs->i64(1));
-    if (rc != SQLITE_DONE) return db.error("read runs");
-    auto probe = db.prepare("SELECT device_id, time_ns FROM rows WHERE rowid = ?");
-    if (!probe) return probe.error();
-    rs.probe_ = std::move(probe.value());
-    return rs;
-  }
-  /// The run ranges [first, last].
-  const std::vector<std::pair<int64_t, int64_t>>& runs() const { return runs_; }
-  /// First rowid in [lo, hi] whose key is greater than (device, t) (or equal when `or_equal`);
-  /// hi + 1 when none.
-  int64_t bound(int64_t lo, int64_t hi, uint64_t device, int64_t t, bool or_equal) {
-    int64_t a = lo, b = hi + 1;
-    while (a < b) {
-      int64_t mid = a + (b - a) / 2;
-      probe_.reset();
-      probe_.bind(1, mid);
-      bool before = true;  // key(mid) sorts before the bound
-      if (probe_.step() == SQLITE_ROW) {
-        uint64_t d = probe_.u64(0);
-        int64_t tm = probe_.i64(1);
-        before = d != device ? d < device : (or_equal ? tm < t : tm <= t);
-      }
-      if (before)
-        a = mid + 1;
-      else
-        b = mid;
+/// Calls `fn(block, reports)` for every block of `run` that may hold `device` (at most a few:
+/// the run is sorted by device, and one device's reports may straddle blocks), skipping blocks
+/// of that device alone whose time range misses [from_ns, to_ns]. `fn` returns false to stop.
+template <typename Fn>
+Result<void> for_device_blocks(BlockSearch& bs, const BlockRun& run, uint64_t device,
+                               int64_t from_ns, int64_t to_ns, std::vector<PackedReport>& reps,
+                               Fn&& fn) {
+  for (int64_t id = bs.lower_bound(run, device); id <= run.last_block; ++id) {
+    BlockInfo bi;
+    if (!bs.info(id, bi) || bi.first_device > device) break;
+    if (bi.first_device == device && bi.last_device == device &&
+        (bi.max_time_ns < from_ns || bi.min_time_ns > to_ns)) {
+      continue;
     }
-    return a;
+    if (auto e = bs.decode(id, reps); !e) return e;
+    if (!fn(bi, reps)) break;
   }
-
- private:
-  std::vector<std::pair<int64_t, int64_t>> runs_;
-  Stmt probe_;
-};
-
-Result<bool> has_index(Db& db) {
-  auto n = db.query_i64(
-      "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'rows_device_time'", 0);
-  if (!n) return n.error();
-  return n.value() > 0;
-}
-
-/// Rows [lo, hi) of a chunk, ascending or descending, at most `limit`.
-Result<void> fetch_range(Db& db, int64_t lo, int64_t hi, bool desc, uint32_t limit,
-                         std::vector<StoredReport>& out) {
-  if (lo >= hi) return {};
-  auto st = db.prepare("SELECT " + std::string(kColumns) +
-                       " FROM rows WHERE rowid >= ? AND rowid < ? ORDER BY rowid " +
-                       (desc ? "DESC" : "ASC") + " LIMIT ?");
-  if (!st) return st.error();
-  st->bind(1, lo);
-  st->bind(2, hi);
-  st->bind(3, limit);
-  int rc;
-  while ((rc = st->step()) == SQLITE_ROW) out.push_back(row_of(st.value()));
-  if (rc != SQLITE_DONE) return db.error("fetch rows");
   return {};
 }
 
@@ -209,19 +160,24 @@ Result<std::vector<StoreReader::Chunk>> StoreReader::list_chunks() {
         Chunk{st->i64(0), static_cast<ChunkState>(st->i64(1)), st->i64(2), st->i64(3), st->i64(4)});
   }
   if (rc != SQLITE_DONE) return catalog_->error("list chunks");
-  // Forget connections to chunks deleted by retention.
+  // Forget connections to files the catalog no longer names (retention, merged chunks).
+  auto file_of = [](const Chunk& c) {
+    return c.state == ChunkState::kIndexed ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
+  };
   for (auto it = chunks_.begin(); it != chunks_.end();) {
-    bool listed =
-        std::any_of(out.begin(), out.end(), [&](const Chunk& c) { return c.id == it->first; });
+    bool listed = std::any_of(out.begin(), out.end(),
+                              [&](const Chunk& c) { return file_of(c) == it->first; });
     it = listed ? std::next(it) : chunks_.erase(it);
   }
   return out;
 }
 
-Result<Db*> StoreReader::chunk_db(int64_t id) {
-  auto it = chunks_.find(id);
+Result<Db*> StoreReader::chunk_db(const Chunk& c) {
+  std::string name =
+      c.state == ChunkState::kIndexed ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
+  auto it = chunks_.find(name);
   if (it != chunks_.end()) return it->second.get();
-  std::string path = dir_ + "/" + chunk_file_name(id);
+  std::string path = dir_ + "/" + name;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return static_cast<Db*>(nullptr);  // not created yet
   auto db = Db::open(path, false);
@@ -229,7 +185,7 @@ Result<Db*> StoreReader::chunk_db(int64_t id) {
   if (auto e = db->exec("PRAGMA query_only=1"); !e) return e.error();
   auto p = std::make_unique<Db>(std::move(db.value()));
   Db* raw = p.get();
-  chunks_.emplace(id, std::move(p));
+  chunks_.emplace(std::move(name), std::move(p));
   return raw;
 }
 
@@ -238,39 +194,37 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
   if (!chunks) return chunks.error();
   std::vector<StoredReport> out;
   if (q.limit == 0 || q.from_ns > q.to_ns) return out;
-  std::string sql = "SELECT " + std::string(kColumns) +
-                    " FROM rows WHERE device_id = ? AND time_ns BETWEEN ? AND ? ORDER BY time_ns " +
-                    (q.newest_first ? "DESC" : "ASC") + " LIMIT ?";
+  std::vector<PackedReport> reps;
+  std::vector<StoredReport> found;
   for (const Chunk& c : chunks.value()) {
     if (c.state != ChunkState::kOpen && (c.max_time_ns < q.from_ns || c.min_time_ns > q.to_ns)) {
       continue;
     }
-    auto db = chunk_db(c.id);
+    auto db = chunk_db(c);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
-    auto indexed = has_index(*db.value());
-    if (!indexed) return indexed.error();
-    if (!indexed.value()) {
-      auto rs = RunSearch::open(*db.value());
-      if (!rs) return rs.error();
-      for (auto [first, last] : rs->runs()) {
-        int64_t lo = rs->bound(first, last, q.device_id, q.from_ns, true);
-        int64_t hi = rs->bound(lo, last, q.device_id, q.to_ns, false);
-        if (auto e = fetch_range(*db.value(), lo, hi, q.newest_first, q.limit, out); !e) {
-          return e.error();
-        }
-      }
-      continue;
+    auto bs = BlockSearch::open(*db.value());
+    if (!bs) return bs.error();
+    for (const BlockRun& run : bs->runs()) {
+      // A run holds the device's reports in time order: the first (or last) `limit` in range.
+      found.clear();
+      auto e =
+          for_device_blocks(bs.value(), run, q.device_id, q.from_ns, q.to_ns, reps,
+                            [&](const BlockInfo&, const std::vector<PackedReport>& rs) {
+                              for (const PackedReport& p : rs) {
+                                if (p.device_id != q.device_id || p.device_time_ns < q.from_ns ||
+                                    p.device_time_ns > q.to_ns) {
+                                  continue;
+                                }
+                                found.push_back(to_stored(p));
+                                if (!q.newest_first && found.size() >= q.limit) return false;
+                              }
+                              return true;
+                            });
+      if (!e) return e.error();
+      size_t skip = found.size() > q.limit ? found.size() - q.limit : 0;
+      for (size_t i = skip; i < found.size(); ++i) out.push_back(std::move(found[i]));
     }
-    auto st = db.value()->prepare(sql);
-    if (!st) return st.error();
-    st->bind_u64(1, q.device_id);
-    st->bind(2, q.from_ns);
-    st->bind(3, q.to_ns);
-    st->bind(4, q.limit);
-    int rc;
-    while ((rc = st->step()) == SQLITE_ROW) out.push_back(row_of(st.value()));
-    if (rc != SQLITE_DONE) return db.value()->error("history");
   }
   auto order = [&](const StoredReport& a, const StoredReport& b) {
     return q.newest_first ? newer(a, b) : newer(b, a);
@@ -297,34 +251,25 @@ Result<std::optional<StoredReport>> StoreReader::latest(uint64_t device_id) {
   }
   (void)catalog_->exec("COMMIT");
   if (!chunks) return chunks.error();
+  std::vector<PackedReport> reps;
   for (const Chunk& c : chunks.value()) {
     if (c.state == ChunkState::kIndexed) continue;
-    auto db = chunk_db(c.id);
+    auto db = chunk_db(c);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
-    auto indexed = has_index(*db.value());
-    if (!indexed) return indexed.error();
-    if (!indexed.value()) {
-      auto rs = RunSearch::open(*db.value());
-      if (!rs) return rs.error();
-      std::vector<StoredReport> found;
-      for (auto [first, last] : rs->runs()) {
-        int64_t hi = rs->bound(first, last, device_id, INT64_MAX, false);
-        if (auto e = fetch_range(*db.value(), hi - 1, hi, false, 1, found); !e) return e.error();
-        if (!found.empty() && found.back().device_id != device_id) found.pop_back();
-      }
-      for (auto& r : found) {
-        if (!best || newer(r, *best)) best = std::move(r);
-      }
-      continue;
-    }
-    auto st = db.value()->prepare("SELECT " + std::string(kColumns) +
-                                  " FROM rows WHERE device_id = ? ORDER BY time_ns DESC LIMIT 1");
-    if (!st) return st.error();
-    st->bind_u64(1, device_id);
-    if (st->step() == SQLITE_ROW) {
-      StoredReport r = row_of(st.value());
-      if (!best || newer(r, *best)) best = std::move(r);
+    auto bs = BlockSearch::open(*db.value());
+    if (!bs) return bs.error();
+    for (const BlockRun& run : bs->runs()) {
+      auto e = for_device_blocks(bs.value(), run, device_id, INT64_MIN, INT64_MAX, reps,
+                                 [&](const BlockInfo&, const std::vector<PackedReport>& rs) {
+                                   for (const PackedReport& p : rs) {
+                                     if (p.device_id != device_id) continue;
+                                     StoredReport r = to_stored(p);
+                                     if (!best || newer(r, *best)) best = std::move(r);
+                                   }
+                                   return true;
+                                 });
+      if (!e) return e.error();
     }
   }
   return best;
@@ -365,49 +310,44 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   if (!chunks) return chunks.error();
   // Devices past the latest table's page cannot be among the first `limit`.
   const uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
+  std::vector<PackedReport> reps;
   for (const Chunk& c : chunks.value()) {
     if (c.state == ChunkState::kIndexed) continue;
-    auto db = chunk_db(c.id);
+    if (after_device_id == UINT64_MAX) break;
+    auto db = chunk_db(c);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
-    auto indexed = has_index(*db.value());
-    if (!indexed) return indexed.error();
-    if (!indexed.value()) {
-      // Each run is sorted by device: read its rows from the first device above `after` up to
-      // `upto`, stopping after `limit` distinct devices. Paging through every device reads each
-      // row of the chunk about once.
-      auto rs = RunSearch::open(*db.value());
-      if (!rs) return rs.error();
-      if (after_device_id == UINT64_MAX) break;
-      for (auto [first, last] : rs->runs()) {
-        int64_t lo = rs->bound(first, last, after_device_id + 1, INT64_MIN, true);
-        int64_t hi = upto == UINT64_MAX ? last + 1 : rs->bound(lo, last, upto, INT64_MAX, false);
-        if (lo >= hi) continue;
-        auto st = db.value()->prepare("SELECT " + std::string(kColumns) +
-                                      " FROM rows WHERE rowid >= ? AND rowid < ? ORDER BY rowid");
-        if (!st) return st.error();
-        st->bind(1, lo);
-        st->bind(2, hi);
-        uint32_t distinct = 0;
-        uint64_t prev = 0;
-        int rc;
-        while ((rc = st->step()) == SQLITE_ROW) {
-          uint64_t d = st->u64(0);
-          if (distinct == 0 || d != prev) {
-            if (++distinct > limit) break;
-            prev = d;
+    // Each run is sorted by device: read its blocks from the first device above `after` up to
+    // `upto`, stopping after `limit` distinct devices. Paging through every device reads each
+    // block of the chunk about once.
+    auto bs = BlockSearch::open(*db.value());
+    if (!bs) return bs.error();
+    for (const BlockRun& run : bs->runs()) {
+      uint32_t distinct = 0;
+      uint64_t prev = 0;
+      bool done = false;
+      for (int64_t id = bs->lower_bound(run, after_device_id + 1); id <= run.last_block && !done;
+           ++id) {
+        BlockInfo bi;
+        if (!bs->info(id, bi) || bi.first_device > upto) break;
+        if (auto e = bs->decode(id, reps); !e) return e.error();
+        for (const PackedReport& p : reps) {
+          if (p.device_id <= after_device_id) continue;
+          if (p.device_id > upto) {
+            done = true;
+            break;
           }
-          merged.push_back(row_of(st.value()));
+          if (distinct == 0 || p.device_id != prev) {
+            if (++distinct > limit) {
+              done = true;
+              break;
+            }
+            prev = p.device_id;
+          }
+          merged.push_back(to_stored(p));
         }
-        if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db.value()->error("latest_all");
       }
-      continue;
     }
-    auto e = collect(*db.value(),
-                     "SELECT device_id, seq, tenant, max(time_ns), received_ns, protocol, metrics "
-                     "FROM rows WHERE device_id BETWEEN ? AND ? GROUP BY device_id "
-                     "ORDER BY device_id LIMIT ?");
-    if (!e) return e.error();
   }
   // Unsigned device order, newest first within a device; keep one per device.
   std::sort(merged.begin(), merged.end(), [](const StoredReport& a, const StoredReport& b) {
@@ -437,11 +377,11 @@ Result<StoreCounts> StoreReader::counts() {
       c.reports += static_cast<uint64_t>(ch.reports);
       continue;
     }
-    auto db = chunk_db(ch.id);
+    auto db = chunk_db(ch);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
-    // Rows are only appended, so the largest rowid is the row count.
-    auto n = db.value()->query_i64("SELECT max(rowid) FROM rows", 0);
+    // Every commit records its report count with its run.
+    auto n = db.value()->query_i64("SELECT sum(reports) FROM runs", 0);
     if (!n) return n.error();
     c.reports += static_cast<uint64_t>(n.value());
     // The writer keeps the number of devices it knows (latest table and open chunk) here.
@@ -461,32 +401,34 @@ Result<uint64_t> StoreReader::count_device(uint64_t device_id, int64_t from_ns, 
   auto chunks = list_chunks();
   if (!chunks) return chunks.error();
   uint64_t total = 0;
+  if (from_ns > to_ns) return total;
+  std::vector<PackedReport> reps;
   for (const Chunk& c : chunks.value()) {
     if (c.state != ChunkState::kOpen && (c.max_time_ns < from_ns || c.min_time_ns > to_ns)) {
       continue;
     }
-    auto db = chunk_db(c.id);
+    auto db = chunk_db(c);
     if (!db) return db.error();
     if (db.value() == nullptr) continue;
-    auto indexed = has_index(*db.value());
-    if (!indexed) return indexed.error();
-    if (!indexed.value()) {
-      auto rs = RunSearch::open(*db.value());
-      if (!rs) return rs.error();
-      for (auto [first, last] : rs->runs()) {
-        int64_t lo = rs->bound(first, last, device_id, from_ns, true);
-        total += static_cast<uint64_t>(rs->bound(lo, last, device_id, to_ns, false) - lo);
+    auto bs = BlockSearch::open(*db.value());
+    if (!bs) return bs.error();
+    for (const BlockRun& run : bs->runs()) {
+      for (int64_t id = bs->lower_bound(run, device_id); id <= run.last_block; ++id) {
+        BlockInfo bi;
+        if (!bs->info(id, bi) || bi.first_device > device_id) break;
+        bool only = bi.first_device == device_id && bi.last_device == device_id;
+        if (only && (bi.max_time_ns < from_ns || bi.min_time_ns > to_ns)) continue;
+        if (only && bi.min_time_ns >= from_ns && bi.max_time_ns <= to_ns) {
+          total += bi.count;  // the whole block counts: no need to decode it
+          continue;
+        }
+        if (auto e = bs->decode(id, reps); !e) return e.error();
+        for (const PackedReport& p : reps) {
+          if (p.device_id == device_id && p.device_time_ns >= from_ns && p.device_time_ns <= to_ns)
+            ++total;
+        }
       }
-      continue;
     }
-    auto st = db.value()->prepare(
-        "SELECT count(*) FROM rows WHERE device_id = ? AND time_ns BETWEEN ? AND ?");
-    if (!st) return st.error();
-    st->bind_u64(1, device_id);
-    st->bind(2, from_ns);
-    st->bind(3, to_ns);
-    if (st->step() != SQLITE_ROW) return db.value()->error("count");
-    total += static_cast<uint64_t>(st->i64(0));
   }
   return total;
 }

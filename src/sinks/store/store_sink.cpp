@@ -1,7 +1,6 @@
 #include "sinks/store/store_sink.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -230,9 +229,6 @@ void StoreSink::recover_after_error() {
 
 void StoreSink::run() {
   pthread_setname_np(pthread_self(), "store-sink");
-  // Ingest (shards, group commit) comes first: the sink only lags under overload, and its lag
-  // is bounded by the log's backlog limit.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
   for (;;) {
     bool stopping;
     {

@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
+#include <random>
 #include <thread>
 
 #include "sinks/store/seq_window_table.h"
+#include "sinks/store/store_block.h"
 #include "sinks/store/store_test_util.h"
 #include "sinks/store/store_writer.h"
 
@@ -307,6 +311,256 @@ TEST(StoreWriter, LatestAllPagesInUnsignedDeviceOrder) {
   ASSERT_TRUE(l.ok());
   ASSERT_TRUE(l->has_value());
   EXPECT_EQ((*l)->device_id, big + 1);
+}
+
+TEST(BlockCodec, RoundTripsExtremes) {
+  BlockEncoder enc;
+  std::vector<uint8_t> m1 = {1, 2, 3}, m2;
+  enc.clear();
+  enc.add(5, 0xFFFFFFFFu, 7, INT64_MIN, INT64_MAX, 5, m1);
+  enc.add(5, 1, 0, INT64_MAX, INT64_MIN, 1, m2);
+  enc.add(UINT64_MAX, 2, 3, -1, 0, 2, m1);
+  std::vector<uint8_t> bytes(enc.bytes().begin(), enc.bytes().end());
+  EXPECT_EQ(enc.info().first_device, 5u);
+  EXPECT_EQ(enc.info().last_device, UINT64_MAX);
+  EXPECT_EQ(enc.info().min_time_ns, INT64_MIN);
+  EXPECT_EQ(enc.info().max_time_ns, INT64_MAX);
+  std::vector<PackedReport> out;
+  ASSERT_TRUE(decode_block(bytes, out));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].seq, 0xFFFFFFFFu);
+  EXPECT_EQ(out[0].device_time_ns, INT64_MIN);
+  EXPECT_EQ(out[0].received_ns, INT64_MAX);
+  EXPECT_EQ(out[1].device_time_ns, INT64_MAX);
+  EXPECT_EQ(out[1].received_ns, INT64_MIN);
+  EXPECT_TRUE(out[1].metrics.empty());
+  EXPECT_EQ(out[2].device_id, UINT64_MAX);
+  EXPECT_EQ(out[2].tenant, 3u);
+  EXPECT_EQ(std::vector<uint8_t>(out[2].metrics.begin(), out[2].metrics.end()), m1);
+  // Truncated or padded bytes are rejected, never read past the end.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(decode_block(std::span<const uint8_t>(bytes.data(), n), out)) << n;
+  }
+  bytes.push_back(0);
+  EXPECT_FALSE(decode_block(bytes, out));
+}
+
+TEST(StoreWriter, DeviceStraddlingBlocksAndChunks) {
+  TempDir tmp;
+  auto o = options(tmp.path());
+  o.block_reports = 4;  // device 20's 10 reports of a commit span 3-4 blocks
+  auto w = open_writer(o);
+  ASSERT_TRUE(w);
+  auto commit = [&](uint32_t first_seq) {
+    std::vector<Spec> specs;
+    for (uint32_t s = first_seq; s < first_seq + 10; ++s) {
+      specs.push_back({20, s, kT0 + s * kSec});
+      if (s % 3 == 0) specs.push_back({19, s, kT0 + s * kSec});
+      if (s % 4 == 0) specs.push_back({21, s, kT0 + s * kSec});
+    }
+    auto e = encode(specs);
+    auto res = w->write(e.reports(), {}, false);
+    ASSERT_TRUE(res.ok()) << res.error().message;
+  };
+  commit(0);
+  commit(10);
+  ASSERT_TRUE(w->seal().ok());  // seqs 0..19 merged into one sealed run
+  commit(20);
+  commit(30);  // the open chunk: two runs
+  auto r = open_reader(o.dir);
+  ASSERT_TRUE(r);
+  auto h = r->history({.device_id = 20});
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  ASSERT_EQ(h->size(), 40u);
+  for (uint32_t s = 0; s < 40; ++s) EXPECT_EQ((*h)[s].seq, s);
+  // A range cutting inside blocks, in both chunks.
+  h = r->history({.device_id = 20, .from_ns = kT0 + 5 * kSec, .to_ns = kT0 + 33 * kSec});
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->size(), 29u);
+  EXPECT_EQ(h->front().seq, 5u);
+  EXPECT_EQ(h->back().seq, 33u);
+  // limit and newest_first across blocks and chunks.
+  h = r->history({.device_id = 20,
+                  .from_ns = kT0 + 5 * kSec,
+                  .to_ns = kT0 + 33 * kSec,
+                  .limit = 16,
+                  .newest_first = true});
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->size(), 16u);
+  for (uint32_t i = 0; i < 16; ++i) EXPECT_EQ((*h)[i].seq, 33 - i);
+  h = r->history({.device_id = 20, .from_ns = kT0 + 7 * kSec, .limit = 6});
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->size(), 6u);
+  EXPECT_EQ(h->front().seq, 7u);
+  EXPECT_EQ(h->back().seq, 12u);
+  auto n = r->count_device(20, kT0 + 5 * kSec, kT0 + 33 * kSec);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 29u);
+  n = r->count_device(21, INT64_MIN, INT64_MAX);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 10u);
+  auto l = r->latest(20);
+  ASSERT_TRUE(l.ok());
+  ASSERT_TRUE(l->has_value());
+  EXPECT_EQ((*l)->seq, 39u);
+  auto page = r->latest_all(0, 2);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].device_id, 19u);
+  EXPECT_EQ((*page)[0].seq, 39u);
+  EXPECT_EQ((*page)[1].seq, 39u);
+  auto c = r->counts();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->reports, 40u + 14u + 10u);
+}
+
+/// A brute-force model of the store: every stored report.
+struct Model {
+  std::vector<StoredReport> all;
+
+  static bool older(const StoredReport& a, const StoredReport& b) {
+    return a.device_time_ns != b.device_time_ns ? a.device_time_ns < b.device_time_ns
+                                                : a.seq < b.seq;
+  }
+  std::vector<StoredReport> history(const HistoryQuery& q) const {
+    std::vector<StoredReport> out;
+    for (const auto& r : all) {
+      if (r.device_id == q.device_id && r.device_time_ns >= q.from_ns &&
+          r.device_time_ns <= q.to_ns)
+        out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(), older);
+    if (q.newest_first) std::reverse(out.begin(), out.end());
+    if (out.size() > q.limit) out.resize(q.limit);
+    return out;
+  }
+  std::map<uint64_t, StoredReport> latest() const {
+    std::map<uint64_t, StoredReport> out;
+    for (const auto& r : all) {
+      auto it = out.find(r.device_id);
+      if (it == out.end() || older(it->second, r)) out[r.device_id] = r;
+    }
+    return out;
+  }
+};
+
+void expect_same(const std::vector<StoredReport>& got, const std::vector<StoredReport>& want,
+                 const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].device_id, want[i].device_id) << what << " #" << i;
+    EXPECT_EQ(got[i].seq, want[i].seq) << what << " #" << i;
+    EXPECT_EQ(got[i].device_time_ns, want[i].device_time_ns) << what << " #" << i;
+    EXPECT_EQ(got[i].received_ns, want[i].received_ns) << what << " #" << i;
+    EXPECT_EQ(got[i].raw_metrics, want[i].raw_metrics) << what << " #" << i;
+  }
+}
+
+void check_against_model(StoreReader& r, const Model& m, std::mt19937_64& rng,
+                         const std::vector<uint64_t>& devices, const std::string& stage) {
+  for (int q = 0; q < 60; ++q) {
+    HistoryQuery hq;
+    hq.device_id = devices[rng() % devices.size()];
+    if (q % 3 != 0) {
+      int64_t a = kT0 + static_cast<int64_t>(rng() % 4000) * kSec / 10;
+      int64_t b = kT0 + static_cast<int64_t>(rng() % 4000) * kSec / 10;
+      hq.from_ns = std::min(a, b);
+      hq.to_ns = std::max(a, b);
+    }
+    hq.limit = q % 4 == 0 ? 1000 : static_cast<uint32_t>(1 + rng() % 20);
+    hq.newest_first = (q % 2) == 1;
+    auto h = r.history(hq);
+    ASSERT_TRUE(h.ok()) << h.error().message;
+    expect_same(h.value(), m.history(hq),
+                stage + " history dev " + std::to_string(hq.device_id) + " from " +
+                    std::to_string(hq.from_ns) + " to " + std::to_string(hq.to_ns) + " limit " +
+                    std::to_string(hq.limit) + (hq.newest_first ? " desc" : " asc"));
+    auto n = r.count_device(hq.device_id, hq.from_ns, hq.to_ns);
+    ASSERT_TRUE(n.ok());
+    HistoryQuery all = hq;
+    all.limit = UINT32_MAX;
+    EXPECT_EQ(n.value(), m.history(all).size()) << stage;
+  }
+  auto want = m.latest();
+  for (uint64_t d : devices) {
+    auto l = r.latest(d);
+    ASSERT_TRUE(l.ok());
+    auto it = want.find(d);
+    ASSERT_EQ(l->has_value(), it != want.end()) << stage;
+    if (it != want.end()) {
+      expect_same({**l}, {it->second}, stage + " latest " + std::to_string(d));
+    }
+  }
+  std::vector<StoredReport> paged;
+  uint64_t after = 0;
+  for (;;) {
+    auto page = r.latest_all(after, 7);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    if (page->empty()) break;
+    for (auto& x : *page) paged.push_back(x);
+    after = page->back().device_id;
+  }
+  std::vector<StoredReport> want_all;
+  for (auto& [d, x] : want) want_all.push_back(x);  // device 0 is never used
+  expect_same(paged, want_all, stage + " latest_all");
+  auto c = r.counts();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->reports, m.all.size()) << stage;
+  EXPECT_EQ(c->devices, want.size()) << stage;
+}
+
+TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
+  TempDir tmp;
+  auto o = options(tmp.path());
+  o.block_reports = 5;
+  o.chunk_reports = 400;
+  auto w = open_writer(o);
+  ASSERT_TRUE(w);
+  auto r = open_reader(o.dir);
+  ASSERT_TRUE(r);
+  std::mt19937_64 rng(1234);
+  std::vector<uint64_t> devices;
+  for (int i = 0; i < 40; ++i) devices.push_back(1 + rng() % 1000);
+  devices.push_back(0x8000000000000000ull);  // sorts above every other id as unsigned
+  devices.push_back(UINT64_MAX);
+  std::map<uint64_t, uint32_t> next_seq;
+  Model m;
+  for (int batch = 0; batch < 30; ++batch) {
+    std::vector<Spec> specs;
+    size_t n = 1 + rng() % 60;
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t d = devices[rng() % devices.size()];
+      uint32_t s = next_seq[d]++;
+      // Times out of order within a device, unique per device (seqs only grow, so none of
+      // these is judged a duplicate or a reboot).
+      int64_t t = kT0 + static_cast<int64_t>(rng() % 4000) * kSec / 10 + s;
+      specs.push_back({d, s, t, static_cast<double>(rng() % 1000)});
+    }
+    auto e = encode(specs);
+    auto res = w->write(e.reports(), {}, false);
+    ASSERT_TRUE(res.ok()) << res.error().message;
+    for (size_t i = 0; i < n; ++i) {
+      StoredReport sr;
+      const core::Report& rep = (*e.batch)[static_cast<uint32_t>(i)];
+      sr.device_id = rep.device_id;
+      sr.seq = rep.seq;
+      sr.tenant = rep.tenant;
+      sr.device_time_ns = rep.device_time_ns;
+      sr.received_ns = rep.received_ns;
+      sr.protocol = rep.protocol;
+      sr.raw_metrics.assign(rep.raw_metrics.begin(), rep.raw_metrics.end());
+      m.all.push_back(std::move(sr));
+    }
+    if (batch % 7 == 6) check_against_model(*r, m, rng, devices, "batch " + std::to_string(batch));
+  }
+  EXPECT_GE(w->stats().chunks_sealed.load(), 2u);
+  check_against_model(*r, m, rng, devices, "final");
+  ASSERT_TRUE(w->seal().ok());
+  check_against_model(*r, m, rng, devices, "all sealed");
+  w.reset();
+  w = open_writer(o);
+  ASSERT_TRUE(w);
+  check_against_model(*r, m, rng, devices, "reopened");
 }
 
 TEST(StoreWriter, BackgroundSealAndRetention) {

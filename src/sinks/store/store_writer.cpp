@@ -1,5 +1,6 @@
 #include "sinks/store/store_writer.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,7 +24,7 @@ PRAGMA journal_mode=WAL;
 PRAGMA synchronous=FULL;
 CREATE TABLE IF NOT EXISTS chunks(
   id INTEGER PRIMARY KEY,
-  state INTEGER NOT NULL,            -- 0 open, 1 sealed, 2 indexed
+  state INTEGER NOT NULL,            -- 0 open, 1 sealed, 2 indexed (merged file)
   min_time_ns INTEGER, max_time_ns INTEGER,
   reports INTEGER NOT NULL DEFAULT 0,
   created_ns INTEGER NOT NULL,
@@ -33,27 +34,53 @@ CREATE TABLE IF NOT EXISTS latest(
   time_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL, protocol INTEGER NOT NULL,
   metrics BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
-INSERT OR IGNORE INTO meta VALUES('schema_version', 1);
+-- Chunks whose per-commit file was replaced by the merged one: that file is deleted once no
+-- reader can still be about to open it (kRetireDelay after retired_ns).
+CREATE TABLE IF NOT EXISTS retired(id INTEGER PRIMARY KEY, retired_ns INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES('schema_version', 2);
 )sql";
 
 constexpr std::string_view kChunkSchema = R"sql(
-PRAGMA journal_mode=WAL;
-CREATE TABLE IF NOT EXISTS rows(
-  device_id INTEGER NOT NULL, seq INTEGER NOT NULL, time_ns INTEGER NOT NULL,
-  received_ns INTEGER NOT NULL, tenant INTEGER NOT NULL, protocol INTEGER NOT NULL,
-  metrics BLOB NOT NULL);
+-- One row per block of up to block_reports reports (store_block.h), sorted by (device, time)
+-- within the block; the directory is apart from the bytes so that a search reads small rows.
+CREATE TABLE IF NOT EXISTS blocks(
+  id INTEGER PRIMARY KEY, first_device INTEGER NOT NULL, last_device INTEGER NOT NULL,
+  min_time_ns INTEGER NOT NULL, max_time_ns INTEGER NOT NULL, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS block_data(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(shard INTEGER PRIMARY KEY, offset INTEGER NOT NULL);
--- One row per commit: rows first_rowid..last_rowid are sorted by (device_id, time_ns), so a
--- reader can binary-search each run of the open chunk instead of scanning it.
-CREATE TABLE IF NOT EXISTS runs(first_rowid INTEGER PRIMARY KEY, last_rowid INTEGER NOT NULL);
+-- One row per commit: blocks first_block..last_block are sorted by (device_id, time_ns), so a
+-- reader binary-searches each run. Sealing merges the runs into one.
+CREATE TABLE IF NOT EXISTS runs(
+  first_block INTEGER PRIMARY KEY, last_block INTEGER NOT NULL, reports INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);
 )sql";
 
-constexpr std::string_view kCreateIndex =
-    "CREATE INDEX IF NOT EXISTS rows_device_time ON rows(device_id, time_ns)";
+/// Layout version in the catalog's meta: 1 was one SQLite row per report.
+constexpr int64_t kSchemaVersion = 2;
+
+/// A reader lists a chunk and opens its file within one query (milliseconds); a replaced file
+/// is kept this long after the catalog stops naming it.
+constexpr int64_t kRetireDelayNs = 30'000'000'000;
 
 std::string path_of(const std::string& dir, int64_t id) {
   return dir + "/" + chunk_file_name(id);
+}
+
+std::string merged_path_of(const std::string& dir, int64_t id) {
+  return dir + "/" + merged_chunk_file_name(id);
+}
+
+void unlink_db(const std::string& p) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) ::unlink((p + suffix).c_str());
+}
+
+/// Writes a file's data to the device (the merged file is written without a journal).
+bool fsync_file(const std::string& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
 }
 
 bool file_exists(const std::string& path) {
@@ -97,8 +124,15 @@ Result<void> StoreWriter::init() {
   if (!cat) return cat.error();
   catalog_ = std::move(cat.value());
   if (auto r = catalog_.exec(kCatalogSchema); !r) return r;
+  auto version = catalog_.query_i64("SELECT value FROM meta WHERE key = 'schema_version'", 0);
+  if (!version) return version.error();
+  if (version.value() != kSchemaVersion) {
+    return make_error(opt_.dir + ": store layout version " + std::to_string(version.value()) +
+                      ", this build reads version " + std::to_string(kSchemaVersion) +
+                      ": move the directory away or set another sinks.store.dir");
+  }
 
-  // Sealed chunks left unindexed by a crash or stop: finish them before anything reads the
+  // Sealed chunks left unmerged by a crash or stop: finish them before anything reads the
   // latest table (the duplicate windows are rebuilt from it).
   std::vector<int64_t> sealed;
   int64_t open_id = 0;
@@ -129,10 +163,12 @@ Result<void> StoreWriter::init() {
   // Cursors: the newest commit of each shard, wherever it lives (each chunk starts with a copy
   // of the cursors, so the open chunk normally holds them all).
   {
-    auto st = catalog_.prepare("SELECT id FROM chunks ORDER BY id");
+    auto st = catalog_.prepare("SELECT id, state FROM chunks ORDER BY id");
     if (!st) return st.error();
     while (st->step() == SQLITE_ROW) {
-      std::string p = path_of(opt_.dir, st->i64(0));
+      std::string p = st->i64(1) == static_cast<int64_t>(ChunkState::kIndexed)
+                          ? merged_path_of(opt_.dir, st->i64(0))
+                          : path_of(opt_.dir, st->i64(0));
       if (!file_exists(p)) continue;
       auto db = Db::open(p, false);
       if (!db) return db.error();
@@ -153,7 +189,8 @@ Result<void> StoreWriter::init() {
 }
 
 Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
-  insert_ = Stmt();
+  put_block_ = Stmt();
+  put_block_data_ = Stmt();
   put_run_ = Stmt();
   put_cursor_ = Stmt();
   put_devices_ = Stmt();
@@ -161,24 +198,27 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   auto db = Db::open(path_of(opt_.dir, id), true);
   if (!db) return db.error();
   chunk_ = std::move(db.value());
-  if (auto r = chunk_.exec(kChunkSchema); !r) return r;
-  if (opt_.index_open_chunk) {
-    if (auto r = chunk_.exec(kCreateIndex); !r) return r;
-  }
+  if (auto r = chunk_.exec("PRAGMA journal_mode=WAL;" + std::string(kChunkSchema)); !r) return r;
   std::string pragmas =
       "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4096; "
       "PRAGMA cache_size=-" +
       std::to_string(std::max<int64_t>(opt_.cache_bytes >> 10, 2048)) + ";";
   if (auto r = chunk_.exec(pragmas); !r) return r;
-  auto ins = chunk_.prepare(
-      "INSERT INTO rows(device_id, seq, time_ns, received_ns, tenant, protocol, metrics) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?)");
-  if (!ins) return ins.error();
-  insert_ = std::move(ins.value());
+  auto pb = chunk_.prepare(
+      "INSERT INTO blocks(id, first_device, last_device, min_time_ns, max_time_ns, count) "
+      "VALUES(?, ?, ?, ?, ?, ?)");
+  if (!pb) return pb.error();
+  put_block_ = std::move(pb.value());
+  auto pbd = chunk_.prepare("INSERT INTO block_data(id, data) VALUES(?, ?)");
+  if (!pbd) return pbd.error();
+  put_block_data_ = std::move(pbd.value());
+  auto next = chunk_.query_i64("SELECT max(id) FROM blocks", 0);
+  if (!next) return next.error();
+  next_block_id_ = next.value() + 1;
   auto pc = chunk_.prepare("INSERT OR REPLACE INTO cursors(shard, offset) VALUES(?, ?)");
   if (!pc) return pc.error();
   put_cursor_ = std::move(pc.value());
-  auto pr = chunk_.prepare("INSERT INTO runs(first_rowid, last_rowid) VALUES(?, ?)");
+  auto pr = chunk_.prepare("INSERT INTO runs(first_block, last_block, reports) VALUES(?, ?, ?)");
   if (!pr) return pr.error();
   put_run_ = std::move(pr.value());
   auto pd = chunk_.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('devices', ?)");
@@ -223,16 +263,19 @@ Result<void> StoreWriter::rebuild_windows() {
     }
     if (rc != SQLITE_DONE) return catalog_.error("read latest");
   }
-  // Replay the open chunk in arrival (rowid) order.
-  auto st = chunk_.prepare("SELECT device_id, seq, time_ns FROM rows ORDER BY rowid");
+  // Replay the open chunk in commit order (each commit sorted by device, then time).
+  auto st = chunk_.prepare("SELECT data FROM block_data ORDER BY id");
   if (!st) return st.error();
+  std::vector<PackedReport> reps;
   int rc;
   while ((rc = st->step()) == SQLITE_ROW) {
-    int64_t t = st->i64(2);
-    windows_.check(st->u64(0), static_cast<uint32_t>(st->i64(1)), t);
-    ++open_reports_;
-    open_min_time_ = std::min(open_min_time_, t);
-    open_max_time_ = std::max(open_max_time_, t);
+    if (!decode_block(st->blob(0), reps)) return make_error(chunk_.path() + ": corrupt block");
+    for (const PackedReport& p : reps) {
+      windows_.check(p.device_id, p.seq, p.device_time_ns);
+      ++open_reports_;
+      open_min_time_ = std::min(open_min_time_, p.device_time_ns);
+      open_max_time_ = std::max(open_max_time_, p.device_time_ns);
+    }
   }
   if (rc != SQLITE_DONE) return chunk_.error("scan open chunk");
   return {};
@@ -248,9 +291,8 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
   // Any failure below leaves the duplicate windows ahead of the database: the caller reopens.
   broken_ = true;
   if (auto r = chunk_.exec("BEGIN"); !r) return r.error();
-  // Duplicates are judged in arrival order; the survivors are then inserted sorted by
-  // (device, time) so that the B-tree inserts of one batch walk the index in order (hot pages)
-  // and one device's rows of a batch sit together on disk.
+  // Duplicates are judged in arrival order; the survivors are then packed sorted by
+  // (device, time) into blocks: the commit becomes one sorted run that readers binary-search.
   order_.clear();
   for (uint32_t i = 0; i < reports.size(); ++i) {
     const core::Report& rep = reports[i];
@@ -270,33 +312,49 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
                                         : x.device_time_ns < y.device_time_ns;
     });
   }
-  for (uint32_t i : order_) {
-    const core::Report& rep = reports[i];
-    insert_.reset();
-    insert_.bind_u64(1, rep.device_id);
-    insert_.bind(2, rep.seq);
-    insert_.bind(3, rep.device_time_ns);
-    insert_.bind(4, rep.received_ns);
-    insert_.bind(5, rep.tenant);
-    insert_.bind(6, static_cast<int64_t>(rep.protocol));
-    insert_.bind_blob(7, rep.raw_metrics);
-    if (insert_.step() != SQLITE_DONE) {
-      auto e = chunk_.error("insert");
+  const int64_t first_block = next_block_id_;
+  const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
+  for (size_t at = 0; at < order_.size(); at += per_block) {
+    encoder_.clear();
+    const size_t end = std::min(order_.size(), at + per_block);
+    for (size_t k = at; k < end; ++k) {
+      const core::Report& rep = reports[order_[k]];
+      encoder_.add(rep.device_id, rep.seq, rep.tenant, rep.device_time_ns, rep.received_ns,
+                   static_cast<uint8_t>(rep.protocol), rep.raw_metrics);
+    }
+    const BlockInfo& bi = encoder_.info();
+    put_block_.reset();
+    put_block_.bind(1, next_block_id_);
+    put_block_.bind_u64(2, bi.first_device);
+    put_block_.bind_u64(3, bi.last_device);
+    put_block_.bind(4, bi.min_time_ns);
+    put_block_.bind(5, bi.max_time_ns);
+    put_block_.bind(6, bi.count);
+    put_block_data_.reset();
+    put_block_data_.bind(1, next_block_id_);
+    put_block_data_.bind_blob(2, encoder_.bytes());
+    if (put_block_.step() != SQLITE_DONE || put_block_data_.step() != SQLITE_DONE) {
+      auto e = chunk_.error("insert block");
+      put_block_data_.reset();
       (void)chunk_.exec("ROLLBACK");
+      next_block_id_ = first_block;
       return e;
     }
-    ++res.written;
-    open_min_time_ = std::min(open_min_time_, rep.device_time_ns);
-    open_max_time_ = std::max(open_max_time_, rep.device_time_ns);
+    put_block_data_.reset();  // releases the bound bytes
+    ++next_block_id_;
+    res.written += bi.count;
+    open_min_time_ = std::min(open_min_time_, bi.min_time_ns);
+    open_max_time_ = std::max(open_max_time_, bi.max_time_ns);
   }
   if (res.written > 0) {
-    int64_t last = sqlite3_last_insert_rowid(chunk_.get());
     put_run_.reset();
-    put_run_.bind(1, last - static_cast<int64_t>(res.written) + 1);
-    put_run_.bind(2, last);
+    put_run_.bind(1, first_block);
+    put_run_.bind(2, next_block_id_ - 1);
+    put_run_.bind(3, static_cast<int64_t>(res.written));
     if (put_run_.step() != SQLITE_DONE) {
       auto e = chunk_.error("write run");
       (void)chunk_.exec("ROLLBACK");
+      next_block_id_ = first_block;
       return e;
     }
   }
@@ -363,7 +421,7 @@ Result<void> StoreWriter::seal() {
 
 Result<void> StoreWriter::seal_open_chunk() {
   // Make the chunk's last commit durable before the next chunk's commits can be: a later
-  // durable cursor must never point past rows that are only in the page cache.
+  // durable cursor must never point past reports that are only in the page cache.
   if (auto r = chunk_.exec(
           "PRAGMA synchronous=FULL; BEGIN; UPDATE meta SET value = value WHERE key = 'devices'; "
           "COMMIT; PRAGMA synchronous=NORMAL");
@@ -408,8 +466,7 @@ void StoreWriter::wait_idle() {
 
 void StoreWriter::background_loop() {
   pthread_setname_np(pthread_self(), "store-seal");
-  // Ingest (shards, group commit) comes first: the sink only lags under overload, and its lag
-  // is bounded by the log's backlog limit.
+  // Sealing (merging a chunk's runs) is background work: ingest and the sink come first.
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
   std::unique_lock lock(mu_);
   for (;;) {
@@ -432,48 +489,227 @@ void StoreWriter::background_loop() {
   }
 }
 
+namespace {
+
+/// The newest report of one device in a chunk; metrics in MergeOutput::arena.
+struct LatestEntry {
+  PackedReport report;  ///< metrics span unused: see offset/length
+  size_t metrics_at = 0;
+  size_t metrics_len = 0;
+};
+
+/// One run being read in a k-way merge: its current decoded block.
+struct RunCursor {
+  int64_t next_block = 0;
+  int64_t last_block = 0;
+  std::vector<uint8_t> bytes;
+  std::vector<PackedReport> reports;
+  size_t pos = 0;
+};
+
+bool key_less(const PackedReport& a, const PackedReport& b) {
+  if (a.device_id != b.device_id) return a.device_id < b.device_id;
+  if (a.device_time_ns != b.device_time_ns) return a.device_time_ns < b.device_time_ns;
+  return a.seq < b.seq;
+}
+
+}  // namespace
+
 Result<void> StoreWriter::index_chunk(int64_t id) {
   int64_t t0 = core::mono_ns();
   std::string path = path_of(opt_.dir, id);
   // Own connections: this may run on the background thread while the writer commits.
   auto cat = Db::open(opt_.dir + "/catalog.db", false);
   if (!cat) return cat.error();
-  if (file_exists(path)) {
-    auto db = Db::open(path, false);
-    if (!db) return db.error();
-    // Sorting once is far cheaper than keeping the index in order on every insert.
-    // The per-device newest rows are computed here, outside the catalog's write lock, which
-    // the writer needs when it seals the next chunk.
-    if (auto r = db->exec("PRAGMA cache_size=-262144; " + std::string(kCreateIndex) +
-                          "; DROP TABLE IF EXISTS chunk_latest; DROP TABLE IF EXISTS runs;"
-                          "CREATE TABLE chunk_latest AS SELECT device_id, seq, tenant, "
-                          "max(time_ns) AS time_ns, received_ns, protocol, metrics "
-                          "FROM rows GROUP BY device_id ORDER BY device_id;"
-                          "PRAGMA wal_checkpoint(TRUNCATE)");
-        !r) {
-      return r;
-    }
-    if (auto r = cat->exec("ATTACH DATABASE '" + path + "' AS c"); !r) return r;
-    // The newest report of each device in this chunk, folded into `latest` in device order.
-    auto r = cat->exec(
-        "BEGIN IMMEDIATE;"
-        "INSERT INTO latest(device_id, seq, tenant, time_ns, received_ns, protocol, metrics) "
-        "SELECT device_id, seq, tenant, time_ns, received_ns, protocol, metrics "
-        "FROM c.chunk_latest WHERE true "
-        "ON CONFLICT(device_id) DO UPDATE SET seq = excluded.seq, tenant = excluded.tenant, "
-        "time_ns = excluded.time_ns, received_ns = excluded.received_ns, "
-        "protocol = excluded.protocol, metrics = excluded.metrics "
-        "WHERE excluded.time_ns > latest.time_ns OR "
-        "(excluded.time_ns = latest.time_ns AND excluded.seq >= latest.seq);"
-        "UPDATE chunks SET state = 2 WHERE id = " +
-        std::to_string(id) + "; COMMIT; DETACH DATABASE c;");
-    if (!r) {
-      (void)cat->exec("ROLLBACK; DETACH DATABASE c;");
-      return r;
-    }
-  } else {
+  if (!file_exists(path)) {
     // The file is gone (deleted by hand): forget the chunk.
     if (auto r = cat->exec("DELETE FROM chunks WHERE id = " + std::to_string(id)); !r) return r;
+    stats_.chunks_indexed.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  auto db = Db::open(path, false);
+  if (!db) return db.error();
+  if (auto r = db->exec("PRAGMA cache_size=-65536"); !r) return r;
+  std::vector<BlockRun> runs;
+  {
+    auto st = db->prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+    if (!st) return st.error();
+    while (st->step() == SQLITE_ROW) runs.push_back({st->i64(0), st->i64(1), st->i64(2)});
+  }
+  auto fetch = db->prepare("SELECT data FROM block_data WHERE id = ?");
+  if (!fetch) return fetch.error();
+
+  // The merged chunk goes to a new file, written once without a journal (a crash before the
+  // catalog names it leaves a partial file that the next attempt replaces), so the sealed data
+  // is written once instead of WAL + checkpoint + freeing the old pages. 64 KiB pages hold a
+  // whole block without overflow chains.
+  const std::string merged_path = merged_path_of(opt_.dir, id);
+  unlink_db(merged_path);
+  auto out = Db::open(merged_path, true);
+  if (!out) return out.error();
+  if (auto r = out->exec("PRAGMA page_size=65536; PRAGMA journal_mode=OFF; "
+                         "PRAGMA synchronous=OFF; PRAGMA cache_size=-16384;" +
+                         std::string(kChunkSchema) + "BEGIN");
+      !r) {
+    return r;
+  }
+  auto put_block = out->prepare(
+      "INSERT INTO blocks(id, first_device, last_device, min_time_ns, max_time_ns, count) "
+      "VALUES(?, ?, ?, ?, ?, ?)");
+  if (!put_block) return put_block.error();
+  auto put_data = out->prepare("INSERT INTO block_data(id, data) VALUES(?, ?)");
+  if (!put_data) return put_data.error();
+
+  // A k-way merge of the runs by (device, time, seq).
+  std::vector<RunCursor> cursors(runs.size());
+  auto load = [&](RunCursor& c) -> Result<bool> {
+    while (c.next_block <= c.last_block) {
+      fetch->reset();
+      fetch->bind(1, c.next_block++);
+      if (fetch->step() != SQLITE_ROW) return db->error("read block");
+      auto b = fetch->blob(0);
+      c.bytes.assign(b.begin(), b.end());
+      fetch->reset();
+      if (!decode_block(c.bytes, c.reports)) return make_error(path + ": corrupt block");
+      c.pos = 0;
+      if (!c.reports.empty()) return true;
+    }
+    return false;
+  };
+  auto later = [&](size_t x, size_t y) {
+    return key_less(cursors[y].reports[cursors[y].pos], cursors[x].reports[cursors[x].pos]);
+  };
+  std::vector<size_t> heap;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    cursors[i].next_block = runs[i].first_block;
+    cursors[i].last_block = runs[i].last_block;
+    auto more = load(cursors[i]);
+    if (!more) return more.error();
+    if (more.value()) heap.push_back(i);
+  }
+  std::make_heap(heap.begin(), heap.end(), later);
+
+  int64_t next_id = 1;
+  int64_t total = 0;
+  BlockEncoder enc;
+  auto flush = [&]() -> Result<void> {
+    if (enc.count() == 0) return {};
+    const BlockInfo& bi = enc.info();
+    put_block->reset();
+    put_block->bind(1, next_id);
+    put_block->bind_u64(2, bi.first_device);
+    put_block->bind_u64(3, bi.last_device);
+    put_block->bind(4, bi.min_time_ns);
+    put_block->bind(5, bi.max_time_ns);
+    put_block->bind(6, bi.count);
+    put_data->reset();
+    put_data->bind(1, next_id);
+    put_data->bind_blob(2, enc.bytes());
+    bool ok = put_block->step() == SQLITE_DONE && put_data->step() == SQLITE_DONE;
+    put_data->reset();
+    if (!ok) return out->error("write merged block");
+    ++next_id;
+    enc.clear();
+    return {};
+  };
+  std::vector<LatestEntry> latest;
+  std::vector<uint8_t> arena;
+  const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    RunCursor& c = cursors[heap.back()];
+    const PackedReport& p = c.reports[c.pos];
+    ++total;
+    enc.add(p);
+    if (enc.count() == per_block) {
+      if (auto r = flush(); !r) return r;
+    }
+    // Sorted by (device, time, seq): the last report of a device is its newest.
+    if (latest.empty() || latest.back().report.device_id != p.device_id) {
+      latest.push_back({});
+    } else {
+      arena.resize(latest.back().metrics_at);
+    }
+    LatestEntry& e = latest.back();
+    e.report = p;
+    e.metrics_at = arena.size();
+    e.metrics_len = p.metrics.size();
+    arena.insert(arena.end(), p.metrics.begin(), p.metrics.end());
+    if (++c.pos == c.reports.size()) {
+      auto more = load(c);
+      if (!more) return more.error();
+      if (!more.value()) {
+        heap.pop_back();
+        continue;
+      }
+    }
+    std::push_heap(heap.begin(), heap.end(), later);
+  }
+  if (auto r = flush(); !r) return r;
+  {
+    auto ins = out->prepare("INSERT INTO runs(first_block, last_block, reports) VALUES(?, ?, ?)");
+    if (!ins) return ins.error();
+    ins->bind(1, 1);
+    ins->bind(2, next_id - 1);
+    ins->bind(3, total);
+    if (next_id > 1 && ins->step() != SQLITE_DONE) return out->error("write merged run");
+    // The cursors travel with the data, as in every chunk file.
+    auto cur = db->prepare("SELECT shard, offset FROM cursors");
+    if (!cur) return cur.error();
+    auto put = out->prepare("INSERT INTO cursors(shard, offset) VALUES(?, ?)");
+    if (!put) return put.error();
+    while (cur->step() == SQLITE_ROW) {
+      put->reset();
+      put->bind(1, cur->i64(0));
+      put->bind(2, cur->i64(1));
+      if (put->step() != SQLITE_DONE) return out->error("write cursor");
+    }
+  }
+  fetch = Stmt();
+  put_block = Stmt();
+  put_data = Stmt();
+  if (auto r = out->exec("COMMIT"); !r) return r;
+  *out = Db();
+  // Durable before the catalog names it: the per-commit file is deleted after that.
+  if (!fsync_file(merged_path)) return make_error(merged_path + ": fsync: " + std::strerror(errno));
+
+  // The newest report of each device in this chunk, folded into `latest` in device order.
+  if (auto r = cat->exec("BEGIN IMMEDIATE"); !r) return r;
+  auto up = cat->prepare(
+      "INSERT INTO latest(device_id, seq, tenant, time_ns, received_ns, protocol, metrics) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?) "
+      "ON CONFLICT(device_id) DO UPDATE SET seq = excluded.seq, tenant = excluded.tenant, "
+      "time_ns = excluded.time_ns, received_ns = excluded.received_ns, "
+      "protocol = excluded.protocol, metrics = excluded.metrics "
+      "WHERE excluded.time_ns > latest.time_ns OR "
+      "(excluded.time_ns = latest.time_ns AND excluded.seq >= latest.seq)");
+  if (!up) {
+    (void)cat->exec("ROLLBACK");
+    return up.error();
+  }
+  for (const LatestEntry& e : latest) {
+    up->reset();
+    up->bind_u64(1, e.report.device_id);
+    up->bind(2, e.report.seq);
+    up->bind(3, e.report.tenant);
+    up->bind(4, e.report.device_time_ns);
+    up->bind(5, e.report.received_ns);
+    up->bind(6, e.report.protocol);
+    up->bind_blob(7, std::span<const uint8_t>(arena).subspan(e.metrics_at, e.metrics_len));
+    if (up->step() != SQLITE_DONE) {
+      auto err = cat->error("update latest");
+      up->reset();
+      (void)cat->exec("ROLLBACK");
+      return err;
+    }
+  }
+  up = Stmt();
+  if (auto r = cat->exec("UPDATE chunks SET state = 2 WHERE id = " + std::to_string(id) +
+                         "; INSERT OR REPLACE INTO retired(id, retired_ns) VALUES(" +
+                         std::to_string(id) + ", " + std::to_string(core::wall_ns()) + "); COMMIT");
+      !r) {
+    (void)cat->exec("ROLLBACK");
+    return r;
   }
   stats_.chunks_indexed.fetch_add(1, std::memory_order_relaxed);
   stats_.index_ns_total.fetch_add(static_cast<uint64_t>(core::mono_ns() - t0),
@@ -482,11 +718,23 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
 }
 
 Result<void> StoreWriter::apply_retention() {
+  auto cat = Db::open(opt_.dir + "/catalog.db", false);
+  if (!cat) return cat.error();
+  // Per-commit files replaced by a merged one, once no reader can still be opening them.
+  std::vector<int64_t> retired;
+  {
+    auto st = cat->prepare("SELECT id FROM retired WHERE retired_ns < ?");
+    if (!st) return st.error();
+    st->bind(1, core::wall_ns() - kRetireDelayNs);
+    while (st->step() == SQLITE_ROW) retired.push_back(st->i64(0));
+  }
+  for (int64_t id : retired) {
+    unlink_db(path_of(opt_.dir, id));
+    if (auto r = cat->exec("DELETE FROM retired WHERE id = " + std::to_string(id)); !r) return r;
+  }
   if (opt_.retention.count() <= 0) return {};
   int64_t cutoff = core::wall_ns() -
                    std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.retention).count();
-  auto cat = Db::open(opt_.dir + "/catalog.db", false);
-  if (!cat) return cat.error();
   std::vector<int64_t> ids;
   {
     auto st = cat->prepare("SELECT id FROM chunks WHERE state = 2 AND sealed_ns < ?");
@@ -496,9 +744,13 @@ Result<void> StoreWriter::apply_retention() {
   }
   for (int64_t id : ids) {
     // Catalog first: a reader never looks for a file the catalog still lists as gone.
-    if (auto r = cat->exec("DELETE FROM chunks WHERE id = " + std::to_string(id)); !r) return r;
-    std::string p = path_of(opt_.dir, id);
-    for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((p + suffix).c_str());
+    if (auto r = cat->exec("DELETE FROM chunks WHERE id = " + std::to_string(id) +
+                           "; DELETE FROM retired WHERE id = " + std::to_string(id));
+        !r) {
+      return r;
+    }
+    unlink_db(path_of(opt_.dir, id));
+    unlink_db(merged_path_of(opt_.dir, id));
     stats_.chunks_deleted.fetch_add(1, std::memory_order_relaxed);
   }
   return {};

@@ -1,7 +1,8 @@
 // The store's write side: one writer per store directory appends decoded reports to the open
 // time chunk, commits them in the same transaction as the shard-log cursors they came from,
-// drops duplicates (per-device sequence windows) and seals chunks; a background thread indexes
-// sealed chunks and folds them into the catalog's `latest` table.
+// drops duplicates (per-device sequence windows) and seals chunks; a background thread merges
+// each sealed chunk's runs of blocks into one sorted run and folds the chunk into the catalog's
+// `latest` table.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "core/result.h"
 #include "sinks/store/seq_window_table.h"
 #include "sinks/store/sqlite_db.h"
+#include "sinks/store/store_block.h"
 
 namespace tianhe::sinks::store {
 
@@ -30,10 +32,9 @@ struct StoreWriterOptions {
   uint64_t chunk_reports = 4u << 20;          ///< seal the open chunk after this many reports
   std::chrono::seconds chunk_duration{3600};  ///< ... or once it is this old (and not empty)
   std::chrono::seconds retention{0};          ///< delete chunks sealed longer ago; 0 = keep
-  /// Keep the (device_id, time_ns) index on the open chunk too (measured slower: see
-  /// docs/store.md); off, the open chunk is searched through its sorted per-commit runs.
-  bool index_open_chunk = false;
-  bool background_seal = true;        ///< index sealed chunks on a thread (false: inside seal())
+  /// Reports packed into one stored block (one SQLite row); see docs/store.md.
+  uint32_t block_reports = kDefaultBlockReports;
+  bool background_seal = true;        ///< merge sealed chunks on a thread (false: inside seal())
   int64_t cache_bytes = 256ll << 20;  ///< SQLite page cache of the open chunk's connection
 };
 
@@ -45,7 +46,7 @@ struct ShardCursor {
 
 /// Outcome of one write().
 struct WriteResult {
-  uint64_t written = 0;     ///< rows inserted
+  uint64_t written = 0;     ///< reports stored
   uint64_t duplicates = 0;  ///< reports dropped as already stored
   uint64_t reboots = 0;     ///< devices whose sequence restarted (stored, window reset)
   bool sealed = false;      ///< the open chunk was sealed after this commit
@@ -57,14 +58,14 @@ struct StoreWriterStats {
   std::atomic<uint64_t> chunks_indexed{0};
   std::atomic<uint64_t> chunks_deleted{0};  ///< by retention
   std::atomic<uint64_t> seal_errors{0};
-  std::atomic<uint64_t> index_ns_total{0};  ///< time spent indexing sealed chunks
+  std::atomic<uint64_t> index_ns_total{0};  ///< time spent merging sealed chunks
 };
 
 /// Writes one store directory. Lives on the sink thread (every method but stats() from that
 /// thread); owns a background thread for sealed chunks. Only one writer per directory.
 class StoreWriter {
  public:
-  /// Opens or creates the store: finishes any sealed chunk left unindexed, reopens the open
+  /// Opens or creates the store: merges any sealed chunk left unmerged, reopens the open
   /// chunk, reads the committed cursors and rebuilds the duplicate windows.
   static Result<std::unique_ptr<StoreWriter>> open(const StoreWriterOptions& options);
   /// Waits for background work and closes the files.
@@ -82,7 +83,7 @@ class StoreWriter {
                             std::span<const ShardCursor> cursors, bool durable);
   /// Seals the open chunk now (when it holds any report) and starts the next one.
   Result<void> seal();
-  /// Blocks until every sealed chunk has been indexed.
+  /// Blocks until every sealed chunk has been merged (state indexed).
   void wait_idle();
   /// Reports in the open chunk.
   uint64_t open_chunk_reports() const noexcept { return open_reports_; }
@@ -104,21 +105,25 @@ class StoreWriter {
   Result<void> rebuild_windows();
   /// Syncs the open chunk, starts the next and marks the old one sealed.
   Result<void> seal_open_chunk();
-  /// Builds a sealed chunk's index and folds its newest rows into `latest`.
+  /// Merges a sealed chunk's runs into one sorted run of blocks and folds each device's newest
+  /// report into `latest`.
   Result<void> index_chunk(int64_t id);
   /// Deletes indexed chunks sealed before the retention period.
   Result<void> apply_retention();
-  /// The background thread: indexes sealed chunks in order.
+  /// The background thread: merges sealed chunks in order.
   void background_loop();
 
   StoreWriterOptions opt_;
   Db catalog_;
   Db chunk_;
-  Stmt insert_;
+  Stmt put_block_;
+  Stmt put_block_data_;
   Stmt put_run_;
   Stmt put_cursor_;
   Stmt put_devices_;
   int64_t open_id_ = 0;
+  int64_t next_block_id_ = 1;  ///< id of the open chunk's next block
+  BlockEncoder encoder_;
   uint64_t open_reports_ = 0;
   int64_t open_min_time_ = 0;
   int64_t open_max_time_ = 0;
@@ -126,12 +131,12 @@ class StoreWriter {
   bool broken_ = false;
   std::map<uint32_t, uint64_t> cursors_;
   SeqWindowTable windows_;
-  std::vector<uint32_t> order_;  ///< reports of the current write() to insert, in order
+  std::vector<uint32_t> order_;  ///< reports of the current write() to store, in order
   StoreWriterStats stats_;
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<int64_t> pending_;  ///< sealed chunks waiting for their index
+  std::deque<int64_t> pending_;  ///< sealed chunks waiting for their merge
   bool busy_ = false;
   bool stopping_ = false;
   std::thread background_;

@@ -1,0 +1,234 @@
+#include "sinks/store/store_block.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+namespace tianhe::sinks::store {
+namespace {
+
+void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+uint64_t zigzag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+
+int64_t unzigzag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+/// Bounded reader over a block's bytes.
+struct Cursor {
+  const uint8_t* p;
+  const uint8_t* end;
+  bool ok = true;
+
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p == end) break;
+      uint8_t b = *p++;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    ok = false;
+    return 0;
+  }
+  uint64_t u64() {
+    if (end - p < 8) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+    p += 8;
+    return v;
+  }
+  uint8_t u8() {
+    if (p == end) {
+      ok = false;
+      return 0;
+    }
+    return *p++;
+  }
+};
+
+}  // namespace
+
+std::string merged_chunk_file_name(int64_t id) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "chunk-%06lld.merged.db", static_cast<long long>(id));
+  return buf;
+}
+
+StoredReport to_stored(const PackedReport& p) {
+  StoredReport r;
+  r.device_id = p.device_id;
+  r.seq = p.seq;
+  r.tenant = p.tenant;
+  r.device_time_ns = p.device_time_ns;
+  r.received_ns = p.received_ns;
+  r.protocol = static_cast<core::Protocol>(p.protocol);
+  r.raw_metrics.assign(p.metrics.begin(), p.metrics.end());
+  return r;
+}
+
+void BlockEncoder::clear() noexcept {
+  body_.clear();
+  info_ = BlockInfo{};
+}
+
+void BlockEncoder::add(uint64_t device_id, uint32_t seq, uint32_t tenant, int64_t device_time_ns,
+                       int64_t received_ns, uint8_t protocol, std::span<const uint8_t> metrics) {
+  if (info_.count == 0) {
+    info_.first_device = device_id;
+    first_time_ = device_time_ns;
+    info_.min_time_ns = device_time_ns;
+    info_.max_time_ns = device_time_ns;
+    prev_device_ = device_id;
+    prev_time_ = device_time_ns;
+  }
+  put_varint(body_, device_id - prev_device_);
+  // Wrapping arithmetic: deltas of arbitrary int64 times round-trip through uint64.
+  put_varint(body_, zigzag(static_cast<int64_t>(static_cast<uint64_t>(device_time_ns) -
+                                                static_cast<uint64_t>(prev_time_))));
+  put_varint(body_, seq);
+  put_varint(body_, tenant);
+  put_varint(body_, zigzag(static_cast<int64_t>(static_cast<uint64_t>(received_ns) -
+                                                static_cast<uint64_t>(device_time_ns))));
+  body_.push_back(protocol);
+  put_varint(body_, metrics.size());
+  body_.insert(body_.end(), metrics.begin(), metrics.end());
+  prev_device_ = device_id;
+  prev_time_ = device_time_ns;
+  info_.last_device = device_id;
+  info_.min_time_ns = std::min(info_.min_time_ns, device_time_ns);
+  info_.max_time_ns = std::max(info_.max_time_ns, device_time_ns);
+  ++info_.count;
+}
+
+std::span<const uint8_t> BlockEncoder::bytes() {
+  out_.clear();
+  put_varint(out_, info_.count);
+  put_u64(out_, info_.first_device);
+  put_u64(out_, static_cast<uint64_t>(first_time_));
+  out_.insert(out_.end(), body_.begin(), body_.end());
+  return out_;
+}
+
+bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out) {
+  out.clear();
+  Cursor c{data.data(), data.data() + data.size()};
+  uint64_t count = c.varint();
+  uint64_t device = c.u64();
+  auto time = static_cast<int64_t>(c.u64());
+  // Each report takes at least 8 bytes: a count beyond that is corrupt.
+  if (!c.ok || count > data.size() / 8 + 1) return false;
+  out.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    PackedReport r;
+    device += c.varint();
+    time = static_cast<int64_t>(static_cast<uint64_t>(time) +
+                                static_cast<uint64_t>(unzigzag(c.varint())));
+    r.device_id = device;
+    r.device_time_ns = time;
+    r.seq = static_cast<uint32_t>(c.varint());
+    r.tenant = static_cast<uint32_t>(c.varint());
+    r.received_ns = static_cast<int64_t>(static_cast<uint64_t>(time) +
+                                         static_cast<uint64_t>(unzigzag(c.varint())));
+    r.protocol = c.u8();
+    uint64_t len = c.varint();
+    if (!c.ok || len > static_cast<uint64_t>(c.end - c.p)) return false;
+    r.metrics = {c.p, static_cast<size_t>(len)};
+    c.p += len;
+    out.push_back(r);
+  }
+  return c.ok && c.p == c.end;
+}
+
+Result<BlockSearch> BlockSearch::open(Db& db) {
+  BlockSearch bs;
+  if (auto r = db.exec("BEGIN"); !r) return r.error();
+  bs.db_ = &db;  // from here the destructor ends the transaction
+  auto runs = db.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+  if (!runs) return runs.error();
+  int rc;
+  while ((rc = runs->step()) == SQLITE_ROW) {
+    bs.runs_.push_back({runs->i64(0), runs->i64(1), runs->i64(2)});
+  }
+  if (rc != SQLITE_DONE) return db.error("read runs");
+  auto probe = db.prepare(
+      "SELECT first_device, last_device, min_time_ns, max_time_ns, count FROM blocks WHERE id = ?");
+  if (!probe) return probe.error();
+  bs.probe_ = std::move(probe.value());
+  auto fetch = db.prepare("SELECT data FROM block_data WHERE id = ?");
+  if (!fetch) return fetch.error();
+  bs.fetch_ = std::move(fetch.value());
+  return bs;
+}
+
+BlockSearch::BlockSearch(BlockSearch&& o) noexcept
+    : db_(std::exchange(o.db_, nullptr)),
+      runs_(std::move(o.runs_)),
+      probe_(std::move(o.probe_)),
+      fetch_(std::move(o.fetch_)),
+      buf_(std::move(o.buf_)) {}
+
+BlockSearch::~BlockSearch() {
+  probe_ = Stmt();
+  fetch_ = Stmt();
+  if (db_ != nullptr) (void)db_->exec("COMMIT");
+}
+
+int64_t BlockSearch::lower_bound(const BlockRun& run, uint64_t device) {
+  int64_t a = run.first_block, b = run.last_block + 1;
+  while (a < b) {
+    int64_t mid = a + (b - a) / 2;
+    BlockInfo bi;
+    // A missing entry cannot happen inside a run's range; treat it as "after".
+    if (info(mid, bi) && bi.last_device < device)
+      a = mid + 1;
+    else
+      b = mid;
+  }
+  return a;
+}
+
+bool BlockSearch::info(int64_t id, BlockInfo& out) {
+  probe_.reset();
+  probe_.bind(1, id);
+  if (probe_.step() != SQLITE_ROW) return false;
+  out.id = id;
+  out.first_device = probe_.u64(0);
+  out.last_device = probe_.u64(1);
+  out.min_time_ns = probe_.i64(2);
+  out.max_time_ns = probe_.i64(3);
+  out.count = static_cast<uint32_t>(probe_.i64(4));
+  return true;
+}
+
+Result<void> BlockSearch::decode(int64_t id, std::vector<PackedReport>& out) {
+  fetch_.reset();
+  fetch_.bind(1, id);
+  if (fetch_.step() != SQLITE_ROW) return db_->error("read block " + std::to_string(id));
+  auto b = fetch_.blob(0);
+  buf_.assign(b.begin(), b.end());
+  fetch_.reset();
+  if (!decode_block(buf_, out)) {
+    return make_error(db_->path() + ": block " + std::to_string(id) + " is corrupt");
+  }
+  return {};
+}
+
+}  // namespace tianhe::sinks::store

@@ -1,0 +1,125 @@
+// Packed blocks: the store writes reports in blocks of up to a few hundred, one SQLite row per
+// block, instead of one row per report (see docs/store.md). A block holds reports sorted by
+// (device id as unsigned, device time); its directory entry (first and last device, time range,
+// count) lives in a small table that readers binary-search.
+//
+//   block   := varint count, u64 first_device (LE), i64 first report's time (LE), report*count
+//   report  := varint device delta, zigzag varint time delta (from the previous report),
+//              varint seq, varint tenant, zigzag varint (received - time), u8 protocol,
+//              varint metrics_len, metrics[metrics_len] (core/report_codec.h metrics section)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/result.h"
+#include "sinks/store/sqlite_db.h"
+#include "sinks/store/store.h"
+
+namespace tianhe::sinks::store {
+
+/// File name of chunk `id` once sealed and merged ("chunk-000042.merged.db"); the catalog's
+/// state `indexed` means this file holds the chunk.
+std::string merged_chunk_file_name(int64_t id);
+
+/// Reports per block unless configured otherwise (measured in docs/store.md).
+inline constexpr uint32_t kDefaultBlockReports = 256;
+
+/// One report decoded from a block; `metrics` points into the block's bytes.
+struct PackedReport {
+  uint64_t device_id = 0;
+  uint32_t seq = 0;
+  uint32_t tenant = 0;
+  int64_t device_time_ns = 0;
+  int64_t received_ns = 0;
+  uint8_t protocol = 0;
+  std::span<const uint8_t> metrics;
+};
+
+/// Copies a decoded report out of its block.
+StoredReport to_stored(const PackedReport& p);
+
+/// The directory entry of one block (a row of the `blocks` table).
+struct BlockInfo {
+  int64_t id = 0;
+  uint64_t first_device = 0;
+  uint64_t last_device = 0;
+  int64_t min_time_ns = 0;
+  int64_t max_time_ns = 0;
+  uint32_t count = 0;
+};
+
+/// Builds one block from reports added in (device, time) order. Reused: clear() keeps storage.
+class BlockEncoder {
+ public:
+  /// Starts an empty block.
+  void clear() noexcept;
+  /// Appends a report (must not sort before the previous one).
+  void add(uint64_t device_id, uint32_t seq, uint32_t tenant, int64_t device_time_ns,
+           int64_t received_ns, uint8_t protocol, std::span<const uint8_t> metrics);
+  /// Appends a decoded report.
+  void add(const PackedReport& p) {
+    add(p.device_id, p.seq, p.tenant, p.device_time_ns, p.received_ns, p.protocol, p.metrics);
+  }
+  /// Reports added.
+  uint32_t count() const noexcept { return info_.count; }
+  /// The block's bytes (header included); valid until the next add() or clear().
+  std::span<const uint8_t> bytes();
+  /// The directory entry (id left 0).
+  const BlockInfo& info() const noexcept { return info_; }
+
+ private:
+  std::vector<uint8_t> body_;
+  std::vector<uint8_t> out_;
+  BlockInfo info_;
+  uint64_t prev_device_ = 0;
+  int64_t prev_time_ = 0;
+  int64_t first_time_ = 0;
+};
+
+/// Decodes a whole block into `out` (cleared first); false when the bytes are malformed.
+bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out);
+
+/// One commit's blocks: ids [first_block, last_block], sorted by (device, time).
+struct BlockRun {
+  int64_t first_block = 0;
+  int64_t last_block = 0;
+  int64_t reports = 0;
+};
+
+/// Reads one chunk's blocks: its runs, the directory binary search and block decoding. Holds a
+/// read transaction on the chunk from open() to destruction, so the runs and blocks it sees
+/// belong to one committed state (a seal merge may replace them meanwhile). One thread.
+class BlockSearch {
+ public:
+  /// Starts the read transaction and loads the runs.
+  static Result<BlockSearch> open(Db& db);
+  BlockSearch(BlockSearch&& o) noexcept;
+  /// Not copyable or assignable.
+  BlockSearch(const BlockSearch&) = delete;
+  BlockSearch& operator=(const BlockSearch&) = delete;
+  BlockSearch& operator=(BlockSearch&&) = delete;
+  /// Ends the read transaction.
+  ~BlockSearch();
+
+  /// The chunk's runs in commit order.
+  const std::vector<BlockRun>& runs() const noexcept { return runs_; }
+  /// First block of `run` whose last device is >= `device` (unsigned); last_block + 1 if none.
+  int64_t lower_bound(const BlockRun& run, uint64_t device);
+  /// The directory entry of block `id`; false when there is none.
+  bool info(int64_t id, BlockInfo& out);
+  /// Decodes block `id` into `out`; the reports point into a buffer reused by the next call.
+  Result<void> decode(int64_t id, std::vector<PackedReport>& out);
+
+ private:
+  BlockSearch() = default;
+
+  Db* db_ = nullptr;
+  std::vector<BlockRun> runs_;
+  Stmt probe_;
+  Stmt fetch_;
+  std::vector<uint8_t> buf_;
+};
+
+}  // namespace tianhe::sinks::store
