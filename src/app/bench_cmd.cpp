@@ -381,7 +381,10 @@ Options:
   sampling = false;
   sampler.join();
   const uint64_t rss_end = rss_bytes(gw.child.pid);
-  result["store_lag"] = {{"rate", lag.ok() ? lag->acked_rate : 0}, {"max_lag_s", max_lag}};
+  result["store_lag"] = {{"target_rate", single->acked_rate},
+                         {"sent_rate", lag.ok() ? lag->rate : 0},
+                         {"rate", lag.ok() ? lag->acked_rate : 0},
+                         {"max_lag_s", max_lag}};
   result["memory"]["rss_end_bytes"] = rss_end;
   gw.child.terminate();
   if (remove_work) fs::remove_all(work);
@@ -407,6 +410,8 @@ Options:
   row("ack latency p50 / p999 at half rate, ms",
       num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
   row("store lag max over the lag phase, s (target <= 1)", num(max_lag, 2));
+  row("  lag phase: reports/s sent / acked",
+      lag.ok() ? num(lag->rate) + " / " + num(lag->acked_rate) : std::string("-"));
   row("store drain after the batched phase, s", num(drain_s, 1));
   row("gateway RSS idle / registered device, bytes (target <= 256)",
       num(static_cast<double>(rss_idle) / devices, 1));
