@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "app/simulator.h"
@@ -23,39 +25,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kModel = R"(
+constexpr const char* kEndpoints = R"(
 [protocols.report]
 listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
-[[models]]
-name = "env_sensor"
-[[models.metrics]]
-name = "temperature"
-type = "double"
-min = -40
-max = 85
-required = true
-[[models.metrics]]
-name = "humidity"
-type = "double"
-min = 0
-max = 100
-[[models.metrics]]
-name = "pressure"
-type = "double"
-[[models.metrics]]
-name = "battery_mv"
-type = "int64"
-[[models.metrics]]
-name = "door_open"
-type = "bool"
 [[devices]]
 id = 1
 count = 1000
 tenant = "t1"
 model = "env_sensor"
 )";
+
+/// The simulator's model, shared with the integration tests.
+std::string model_toml() {
+  std::ifstream in(std::string(TH_SOURCE_DIR) + "/test/fixtures/env_sensor_model.toml");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 class GatewayTest : public ::testing::Test {
  protected:
@@ -64,7 +50,8 @@ class GatewayTest : public ::testing::Test {
            ("tianhe-gw-test-" + std::to_string(getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
-    std::string toml = "[gateway]\ndata_dir = \"" + dir_.string() + "\"\nshards = 2\n" + kModel;
+    std::string toml =
+        "[gateway]\ndata_dir = \"" + dir_.string() + "\"\nshards = 2\n" + kEndpoints + model_toml();
     auto cfg = control::parse_config(toml);
     ASSERT_TRUE(cfg.ok()) << cfg.error().message;
     cfg_ = *cfg;

@@ -12,30 +12,7 @@ import urllib.request
 BIN = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "build/dev/src/app/tianhe"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODEL = """
-[[models]]
-name = "env_sensor"
-[[models.metrics]]
-name = "temperature"
-type = "double"
-min = -40
-max = 85
-required = true
-[[models.metrics]]
-name = "humidity"
-type = "double"
-min = 0
-max = 100
-[[models.metrics]]
-name = "pressure"
-type = "double"
-[[models.metrics]]
-name = "battery_mv"
-type = "int64"
-[[models.metrics]]
-name = "door_open"
-type = "bool"
-"""
+MODEL = open(os.path.join(REPO, "test", "fixtures", "env_sensor_model.toml")).read()
 
 
 def free_port(kind=socket.SOCK_DGRAM):
