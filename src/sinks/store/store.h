@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -22,6 +23,8 @@
 #include "core/result.h"
 
 namespace tianhe::sinks::store {
+
+class BlockSearch;
 
 class Db;
 
@@ -101,6 +104,10 @@ class StoreReader {
   /// A cached connection to the file holding chunk `c` (the merged file once indexed), or
   /// nullptr when that file does not exist.
   Result<Db*> chunk_db(const Chunk& c);
+  /// Calls `fn` with a block search over every chunk whose device-time range meets
+  /// [from_ns, to_ns] (the open chunk always), oldest first; stops at the first error.
+  Result<void> for_each_chunk_in_range(int64_t from_ns, int64_t to_ns,
+                                       const std::function<Result<void>(BlockSearch&)>& fn);
 
   std::string dir_;
   std::unique_ptr<Db> catalog_;

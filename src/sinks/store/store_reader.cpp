@@ -189,15 +189,12 @@ Result<Db*> StoreReader::chunk_db(const Chunk& c) {
   return raw;
 }
 
-Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
+Result<void> StoreReader::for_each_chunk_in_range(
+    int64_t from_ns, int64_t to_ns, const std::function<Result<void>(BlockSearch&)>& fn) {
   auto chunks = list_chunks();
   if (!chunks) return chunks.error();
-  std::vector<StoredReport> out;
-  if (q.limit == 0 || q.from_ns > q.to_ns) return out;
-  std::vector<PackedReport> reps;
-  std::vector<StoredReport> found;
   for (const Chunk& c : chunks.value()) {
-    if (c.state != ChunkState::kOpen && (c.max_time_ns < q.from_ns || c.min_time_ns > q.to_ns)) {
+    if (c.state != ChunkState::kOpen && (c.max_time_ns < from_ns || c.min_time_ns > to_ns)) {
       continue;
     }
     auto db = chunk_db(c);
@@ -205,11 +202,22 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
     if (db.value() == nullptr) continue;
     auto bs = BlockSearch::open(*db.value());
     if (!bs) return bs.error();
-    for (const BlockRun& run : bs->runs()) {
+    if (auto e = fn(bs.value()); !e) return e;
+  }
+  return {};
+}
+
+Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
+  std::vector<StoredReport> out;
+  if (q.limit == 0 || q.from_ns > q.to_ns) return out;
+  std::vector<PackedReport> reps;
+  std::vector<StoredReport> found;
+  auto searched = for_each_chunk_in_range(q.from_ns, q.to_ns, [&](BlockSearch& bs) -> Result<void> {
+    for (const BlockRun& run : bs.runs()) {
       // A run holds the device's reports in time order: the first (or last) `limit` in range.
       found.clear();
       auto e =
-          for_device_blocks(bs.value(), run, q.device_id, q.from_ns, q.to_ns, reps,
+          for_device_blocks(bs, run, q.device_id, q.from_ns, q.to_ns, reps,
                             [&](const BlockInfo&, const std::vector<PackedReport>& rs) {
                               for (const PackedReport& p : rs) {
                                 if (p.device_id != q.device_id || p.device_time_ns < q.from_ns ||
@@ -225,7 +233,9 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
       size_t skip = found.size() > q.limit ? found.size() - q.limit : 0;
       for (size_t i = skip; i < found.size(); ++i) out.push_back(std::move(found[i]));
     }
-  }
+    return {};
+  });
+  if (!searched) return searched.error();
   auto order = [&](const StoredReport& a, const StoredReport& b) {
     return q.newest_first ? newer(a, b) : newer(b, a);
   };
@@ -398,38 +408,30 @@ Result<StoreCounts> StoreReader::counts() {
 }
 
 Result<uint64_t> StoreReader::count_device(uint64_t device_id, int64_t from_ns, int64_t to_ns) {
-  auto chunks = list_chunks();
-  if (!chunks) return chunks.error();
   uint64_t total = 0;
   if (from_ns > to_ns) return total;
   std::vector<PackedReport> reps;
-  for (const Chunk& c : chunks.value()) {
-    if (c.state != ChunkState::kOpen && (c.max_time_ns < from_ns || c.min_time_ns > to_ns)) {
-      continue;
-    }
-    auto db = chunk_db(c);
-    if (!db) return db.error();
-    if (db.value() == nullptr) continue;
-    auto bs = BlockSearch::open(*db.value());
-    if (!bs) return bs.error();
-    for (const BlockRun& run : bs->runs()) {
-      for (int64_t id = bs->lower_bound(run, device_id); id <= run.last_block; ++id) {
+  auto searched = for_each_chunk_in_range(from_ns, to_ns, [&](BlockSearch& bs) -> Result<void> {
+    for (const BlockRun& run : bs.runs()) {
+      for (int64_t id = bs.lower_bound(run, device_id); id <= run.last_block; ++id) {
         BlockInfo bi;
-        if (!bs->info(id, bi) || bi.first_device > device_id) break;
+        if (!bs.info(id, bi) || bi.first_device > device_id) break;
         bool only = bi.first_device == device_id && bi.last_device == device_id;
         if (only && (bi.max_time_ns < from_ns || bi.min_time_ns > to_ns)) continue;
         if (only && bi.min_time_ns >= from_ns && bi.max_time_ns <= to_ns) {
           total += bi.count;  // the whole block counts: no need to decode it
           continue;
         }
-        if (auto e = bs->decode(id, reps); !e) return e.error();
+        if (auto e = bs.decode(id, reps); !e) return e;
         for (const PackedReport& p : reps) {
           if (p.device_id == device_id && p.device_time_ns >= from_ns && p.device_time_ns <= to_ns)
             ++total;
         }
       }
     }
-  }
+    return {};
+  });
+  if (!searched) return searched.error();
   return total;
 }
 
