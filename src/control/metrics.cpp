@@ -149,20 +149,22 @@ PromWriter::Family* PromWriter::family(std::string_view name, std::string_view h
   return same_type ? it->second.get() : nullptr;
 }
 
-void PromWriter::counter(std::string_view name, std::string_view help, const Labels& labels,
-                         double value) {
-  Family* f = family(name, help, "counter");
+void PromWriter::scalar(std::string_view type, std::string_view name, std::string_view help,
+                        const Labels& labels, double value) {
+  Family* f = family(name, help, type);
   Labels key;
   if (f == nullptr || !canonical_labels(labels, key)) return;
   f->samples[std::move(key)].value += value;
 }
 
+void PromWriter::counter(std::string_view name, std::string_view help, const Labels& labels,
+                         double value) {
+  scalar("counter", name, help, labels, value);
+}
+
 void PromWriter::gauge(std::string_view name, std::string_view help, const Labels& labels,
                        double value) {
-  Family* f = family(name, help, "gauge");
-  Labels key;
-  if (f == nullptr || !canonical_labels(labels, key)) return;
-  f->samples[std::move(key)].value += value;
+  scalar("gauge", name, help, labels, value);
 }
 
 void PromWriter::histogram(std::string_view name, std::string_view help, const Labels& labels,

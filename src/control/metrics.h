@@ -40,6 +40,9 @@ class PromWriter {
   /// Families by name (sorted: the rendered order).
   std::map<std::string, std::shared_ptr<Family>, std::less<>> families_;
   /// The family `name`, created on first use; nullptr (after TH_BUG) on a type clash.
+  /// Adds a counter or gauge sample (`type`) to its family.
+  void scalar(std::string_view type, std::string_view name, std::string_view help,
+              const Labels& labels, double value);
   Family* family(std::string_view name, std::string_view help, std::string_view type);
 };
 
