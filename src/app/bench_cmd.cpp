@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -139,10 +140,123 @@ uint64_t rss_bytes(pid_t pid) {
   return 0;
 }
 
-std::string bench_config(const std::string& dir, uint64_t devices) {
+/// Counts of a log2 latency histogram: (upper bound in seconds, observations in that bucket).
+using Buckets = std::vector<std::pair<double, double>>;
+
+/// The per-bucket observations of histogram `name` in `after` minus those in `before`.
+Buckets histogram_delta(const std::string& before, const std::string& after,
+                        const std::string& name) {
+  auto cumulative = [&](const std::string& text) {
+    Buckets out;
+    std::istringstream in(text);
+    std::string line;
+    const std::string prefix = name + "_bucket{le=\"";
+    while (std::getline(in, line)) {
+      if (line.rfind(prefix, 0) != 0) continue;
+      const std::string le =
+          line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+      const double bound = le == "+Inf" ? 1e300 : std::strtod(le.c_str(), nullptr);
+      out.emplace_back(bound, std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr));
+    }
+    return out;
+  };
+  Buckets b = cumulative(before), a = cumulative(after);
+  Buckets out;
+  double prev = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double cum = a[i].second - (i < b.size() ? b[i].second : 0);
+    out.emplace_back(a[i].first, cum - prev);
+    prev = cum;
+  }
+  return out;
+}
+
+/// Summary of fdatasync latencies: quantiles, the longest, and the share of the wall time spent
+/// in calls longer than 2 ms (when acknowledgements wait on the disk).
+struct SyncSummary {
+  double count = 0;
+  double over_2ms = 0;
+  double p99_ms = 0, p999_ms = 0, max_ms = 0;
+  double share_over_2ms = 0;  ///< of `seconds` of wall time
+  Json json() const {
+    return {{"count", count},   {"over_2ms", over_2ms},
+            {"p99_ms", p99_ms}, {"p999_ms", p999_ms},
+            {"max_ms", max_ms}, {"share_of_time_over_2ms", share_over_2ms}};
+  }
+};
+
+/// From histogram buckets (upper bounds; a bucket's time is taken at its upper bound, so the share
+/// is an upper estimate).
+SyncSummary summarize(const Buckets& buckets, double seconds) {
+  SyncSummary s;
+  for (const auto& [bound, n] : buckets) s.count += n;
+  double seen = 0, slow_s = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const auto& [bound, n] = buckets[i];
+    const double upper = bound < 1e300 ? bound : (i > 0 ? buckets[i - 1].first * 2 : 1);
+    seen += n;
+    if (s.p99_ms == 0 && seen >= 0.99 * s.count) s.p99_ms = upper * 1e3;
+    if (s.p999_ms == 0 && seen >= 0.999 * s.count) s.p999_ms = upper * 1e3;
+    if (n > 0) s.max_ms = upper * 1e3;
+    if (i > 0 && buckets[i - 1].first >= 0.002) {
+      s.over_2ms += n;
+      slow_s += n * upper;
+    }
+  }
+  s.share_over_2ms = seconds > 0 ? std::min(1.0, slow_s / seconds) : 0;
+  return s;
+}
+
+/// The disk's own flush latency, measured the way the log syncs: 200-byte overwrites of a
+/// preallocated, synced file, each followed by fdatasync, for `seconds`.
+SyncSummary probe_fdatasync(const std::string& dir, double seconds) {
+  const std::string path = dir + "/fdatasync-probe";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  SyncSummary out;
+  if (fd < 0) return out;
+  constexpr size_t kFileBytes = 16u << 20;
+  std::vector<char> zeros(1u << 20, 0);
+  for (size_t off = 0; off < kFileBytes; off += zeros.size()) {
+    if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(off)) < 0) break;
+  }
+  ::fsync(fd);
+  std::vector<double> lat;
+  char rec[200];
+  std::memset(rec, 0x5a, sizeof rec);
+  size_t off = 0;
+  const int64_t end = core::mono_ns() + static_cast<int64_t>(seconds * 1e9);
+  double slow_s = 0;
+  while (core::mono_ns() < end) {
+    const int64_t t0 = core::mono_ns();
+    if (::pwrite(fd, rec, sizeof rec, static_cast<off_t>(off)) < 0 || ::fdatasync(fd) != 0) break;
+    const double d = static_cast<double>(core::mono_ns() - t0) / 1e9;
+    lat.push_back(d);
+    if (d > 0.002) {
+      ++out.over_2ms;
+      slow_s += d;
+    }
+    off = (off + sizeof rec) % (kFileBytes - sizeof rec);
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  if (lat.empty()) return out;
+  std::sort(lat.begin(), lat.end());
+  auto q = [&](double p) {
+    return lat[static_cast<size_t>(p * static_cast<double>(lat.size() - 1))] * 1e3;
+  };
+  out.count = static_cast<double>(lat.size());
+  out.p99_ms = q(0.99);
+  out.p999_ms = q(0.999);
+  out.max_ms = lat.back() * 1e3;
+  out.share_over_2ms = slow_s / seconds;
+  return out;
+}
+
+std::string bench_config(const std::string& dir, uint64_t devices,
+                         const std::string& durability = "batch") {
   std::ostringstream c;
   c << "[gateway]\ndata_dir = \"" << dir << "\"\nshards = \"auto\"\n"
-    << "[log]\ndurability = \"batch\"\n"
+    << "[log]\ndurability = \"" << durability << "\"\n"
     << "[protocols.report]\nlisten = \"127.0.0.1:0\"\n"
     << "[http]\nlisten = \"127.0.0.1:0\"\n"
     << "[sinks.store]\nenabled = true\n"
@@ -166,11 +280,11 @@ struct Gw {
 };
 
 Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& name,
-                           uint64_t devices) {
+                           uint64_t devices, const std::string& durability = "batch") {
   const std::string dir = work + "/" + name;
   fs::create_directories(dir);
   const std::string cfg = dir + "/tianhe.toml";
-  std::ofstream(cfg) << bench_config(dir + "/data", devices);
+  std::ofstream(cfg) << bench_config(dir + "/data", devices, durability);
   const std::string ready = dir + "/ready";
   auto pid = spawn({"tianhe", "serve", "--config", cfg, "--ready-file", ready}, dir + "/serve.log");
   if (!pid.ok()) return pid.error();
@@ -253,11 +367,14 @@ int cmd_bench(int argc, char** argv) {
 
 Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender), the gateway with
 single-report datagrams (acks on, durability batch, store on), batched datagrams (32 reports),
-ack latency at half the single-report rate, store lag at the single-report rate, memory per
-registered device and heap allocations per report. Prints a table, or JSON with --json.
+the disk's own fdatasync latency (a bare probe), ack latency at half the single-report rate,
+store lag at the single-report rate, ack latency again with durability none (the same path
+without waiting for the disk), memory per registered device and heap allocations per report.
+Prints a table, or JSON with --json.
 
 Options:
-  --duration S        seconds per throughput phase (default 10)
+  --duration S        seconds per throughput phase and of the disk probe (default 10)
+  --latency-duration S  seconds of the ack-latency phase (default 30)
   --lag-duration S    seconds of the store-lag phase (default 60)
   --devices N         registered and simulated devices (default 500000)
   --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
@@ -266,12 +383,14 @@ Options:
     }
   }
   auto args = Args::parse(argc, argv, 2, {"json", "keep"},
-                          {"duration", "lag-duration", "devices", "work-dir"});
+                          {"duration", "latency-duration", "lag-duration", "devices", "work-dir"});
   if (!args.ok())
     return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
   const double duration = parse_seconds(args->str("duration", "10"), "--duration").value();
   const double lag_duration =
       parse_seconds(args->str("lag-duration", "60"), "--lag-duration").value();
+  const double latency_duration =
+      parse_seconds(args->str("latency-duration", "30"), "--latency-duration").value();
   const uint64_t devices = args->u64("devices", 500'000).value();
   const bool json_only = args->has("json");
   std::string work = args->str("work-dir");
@@ -294,7 +413,7 @@ Options:
   result["devices"] = devices;
 
   // 1. Raw ceiling.
-  say("[1/5] raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
+  say("[1/7] raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
       std::to_string(static_cast<int>(duration)) + " s ...");
   double raw_rate = 0;
   {
@@ -325,13 +444,13 @@ Options:
   result["memory"] = {{"rss_idle_bytes", rss_idle},
                       {"bytes_per_registered_device", static_cast<double>(rss_idle) / devices}};
 
-  say("[2/5] gateway, single-report datagrams, acks on, durability batch, store on ...");
+  say("[2/7] gateway, single-report datagrams, acks on, durability batch, store on ...");
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
   if (!single.ok()) return 1;
   result["single"] = Json::parse(single->json());
   result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
-  say("[3/5] gateway, batched datagrams (32 reports each), acks on ...");
+  say("[3/7] gateway, batched datagrams (32 reports each), acks on ...");
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
   if (!batched.ok()) return 1;
   result["batched"] = Json::parse(batched->json());
@@ -350,23 +469,32 @@ Options:
   result["batched"]["store_drain_s"] = drain_s;
   say("      store drained the batched backlog in " + std::to_string(drain_s) + " s");
 
-  say("[4/5] ack latency at half the single-report rate ...");
+  say("[4/7] the disk's own fdatasync latency: a bare probe for " +
+      std::to_string(static_cast<int>(duration)) + " s ...");
+  const SyncSummary disk = probe_fdatasync(work, duration);
+  result["disk_probe"] = disk.json();
+
+  say("[5/7] ack latency at half the single-report rate for " +
+      std::to_string(static_cast<int>(latency_duration)) + " s ...");
   const std::string before = http_get(gw.http_port, "/metrics");
-  auto half =
-      run_simulator(sim(gw.report_port, devices, single->acked_rate / 2, duration, 1, true));
+  auto half = run_simulator(
+      sim(gw.report_port, devices, single->acked_rate / 2, latency_duration, 1, true));
   if (!half.ok()) return 1;
   const std::string after = http_get(gw.http_port, "/metrics");
+  const SyncSummary log_syncs = summarize(
+      histogram_delta(before, after, "tianhe_log_fsync_latency_seconds"), half->elapsed_s);
   const double allocs = metric_sum(after, "tianhe_shard_heap_allocations_total") -
                         metric_sum(before, "tianhe_shard_heap_allocations_total");
   const double accepted = metric_sum(after, "tianhe_reports_accepted_total") -
                           metric_sum(before, "tianhe_reports_accepted_total");
   result["latency"] = Json::parse(half->json());
+  result["latency"]["log_fdatasync"] = log_syncs.json();
   result["allocations"] = {{"shard_heap_allocations", allocs},
                            {"reports", accepted},
                            {"per_report", accepted > 0 ? allocs / accepted : 0}};
 
   wait_caught_up(300);
-  say("[5/5] store lag at the single-report rate for " +
+  say("[6/7] store lag at the single-report rate for " +
       std::to_string(static_cast<int>(lag_duration)) + " s ...");
   std::atomic<bool> sampling{true};
   double max_lag = 0;
@@ -387,6 +515,22 @@ Options:
                          {"max_lag_s", max_lag}};
   result["memory"]["rss_end_bytes"] = rss_end;
   gw.child.terminate();
+
+  // The same latency phase on a gateway that acknowledges after write(2), not after fdatasync:
+  // what the software path costs, without the disk.
+  say("[7/7] ack latency at half rate, durability none (no disk wait), " +
+      std::to_string(static_cast<int>(duration)) + " s ...");
+  Result<SimulatorSummary> half_none = make_error("not run");
+  {
+    Gw none;
+    if (auto r = start_gateway(none, work, "gateway-none", devices, "none"); !r.ok()) {
+      std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    half_none =
+        run_simulator(sim(none.report_port, devices, single->acked_rate / 2, duration, 1, true));
+    if (half_none.ok()) result["latency_durability_none"] = Json::parse(half_none->json());
+  }
   if (remove_work) fs::remove_all(work);
 
   if (json_only) {
@@ -409,6 +553,17 @@ Options:
   row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
   row("ack latency p50 / p999 at half rate, ms",
       num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
+  row("  log fdatasync in that phase: p99 / max, ms (bucket bounds)",
+      num(log_syncs.p99_ms, 3) + " / " + num(log_syncs.max_ms, 0));
+  row("  share of that phase inside fdatasyncs > 2 ms",
+      num(100 * log_syncs.share_over_2ms, 2) + " %");
+  row("  bare disk probe: fdatasync p99 / max, ms",
+      num(disk.p99_ms, 3) + " / " + num(disk.max_ms, 0));
+  row("  bare disk probe: share of time inside fdatasyncs > 2 ms",
+      num(100 * disk.share_over_2ms, 2) + " %");
+  row("  same rate, durability none: ack p99 / p999, ms",
+      half_none.ok() ? num(half_none->p99_ms, 3) + " / " + num(half_none->p999_ms, 3)
+                     : std::string("-"));
   row("store lag max over the lag phase, s (target <= 1)", num(max_lag, 2));
   row("  lag phase: reports/s sent / acked",
       lag.ok() ? num(lag->rate) + " / " + num(lag->acked_rate) : std::string("-"));

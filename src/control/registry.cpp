@@ -9,16 +9,6 @@
 namespace tianhe::control {
 namespace {
 
-// Murmur3's 64-bit finalizer: sequential ids (the common case: ranges) spread over all slots.
-inline uint64_t mix(uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
-
 // Slots for `n` devices: a power of two keeping the load factor at or below 0.7 (linear probing
 // stays short), at least 16 so an empty registry still has a valid mask.
 size_t capacity_for(size_t n) {
@@ -113,7 +103,7 @@ Result<std::shared_ptr<const Registry>> Registry::build(const GatewayConfig& con
     }
     uint32_t tenant = intern(d.tenant);
     for (uint64_t id = d.first_id, end = d.first_id + d.count; id != end; ++id) {
-      uint64_t s = mix(id) & mask;
+      uint64_t s = Registry::mix(id) & mask;
       while (slots[s].id != 0) {
         if (slots[s].id == id) {
           return make_error(path + ": device " + std::to_string(id) +

@@ -90,9 +90,17 @@ std::string shard_dir(const std::string& dir, uint32_t shard) {
 }
 
 std::string segment_name(uint64_t start) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%020llu.seg", static_cast<unsigned long long>(start));
+  char buf[kSegmentNameBytes];
+  format_segment_name(start, buf);
   return buf;
+}
+
+void format_segment_name(uint64_t start, char (&out)[kSegmentNameBytes]) noexcept {
+  for (int i = 19; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + start % 10);
+    start /= 10;
+  }
+  std::memcpy(out + 20, ".seg", 5);
 }
 
 std::string segment_path(const std::string& shard_dir, uint64_t start) {
@@ -157,6 +165,10 @@ std::string header_error(HeaderStatus status, const std::string& path) {
 
 std::string spare_path(const std::string& shard_dir) {
   return shard_dir + "/" + std::string(kSpareSegmentName);
+}
+
+std::string ready_spare_path(const std::string& shard_dir) {
+  return shard_dir + "/" + std::string(kReadySpareName);
 }
 
 int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,

@@ -152,9 +152,14 @@ bool zeros_from(const fs::path& path, uint64_t pos) {
   return std::all_of(rest.begin(), rest.end(), [](uint8_t b) { return b == 0; });
 }
 
-/// The spare segment file of shard 0.
+/// The spare segment file of shard 0 while it is written.
 fs::path spare_file(const std::string& dir) {
   return detail::spare_path(detail::shard_dir(dir, 0));
+}
+
+/// The prepared (complete, synced) spare segment of shard 0.
+fs::path ready_spare_file(const std::string& dir) {
+  return detail::ready_spare_path(detail::shard_dir(dir, 0));
 }
 
 TEST(LogFrame, RoundTripAndBounds) {
@@ -363,7 +368,7 @@ TEST(ShardLog, OldExactSizeSegmentsStayReadableAndWritable) {
   log->close();
   log.reset();
   // Cut every segment to the end of its records, as the format without preallocation left them.
-  fs::remove(spare_file(tmp.path()));
+  fs::remove(ready_spare_file(tmp.path()));
   const auto files = segment_files(tmp.path());
   ASSERT_GT(files.size(), 3u);
   for (size_t i = 0; i < files.size(); ++i) {
@@ -436,11 +441,12 @@ TEST(ShardLog, SpareSegmentIsPreparedAheadAndRenamedAtRollover) {
   ASSERT_NE(log, nullptr);
   // Segment 0 at open, then the spare in the background.
   ASSERT_TRUE(wait_for([&] { return stats.segments_created.load() == 2; }));
-  ASSERT_EQ(fs::file_size(spare_file(tmp.path())), c.segment_bytes);
+  EXPECT_FALSE(fs::exists(spare_file(tmp.path())));
+  ASSERT_EQ(fs::file_size(ready_spare_file(tmp.path())), c.segment_bytes);
   {
-    const auto header = read_bytes(spare_file(tmp.path()), 0, kSegmentHeaderBytes);
+    const auto header = read_bytes(ready_spare_file(tmp.path()), 0, kSegmentHeaderBytes);
     EXPECT_EQ(detail::check_segment_header(header), detail::HeaderStatus::kOk);
-    EXPECT_TRUE(zeros_from(spare_file(tmp.path()), kSegmentHeaderBytes));
+    EXPECT_TRUE(zeros_from(ready_spare_file(tmp.path()), kSegmentHeaderBytes));
   }
   // Fill segment 0 up to a rollover, waiting for each spare before the next rollover.
   uint32_t n = 0;
@@ -456,7 +462,7 @@ TEST(ShardLog, SpareSegmentIsPreparedAheadAndRenamedAtRollover) {
     EXPECT_EQ(files.back().filename().string(), detail::segment_name(prev_end));
     EXPECT_EQ(fs::file_size(files.back()), c.segment_bytes);
     ASSERT_TRUE(wait_for([&] { return stats.segments_created.load() == 2 + rolls; }));
-    EXPECT_TRUE(fs::exists(spare_file(tmp.path())));
+    EXPECT_TRUE(fs::exists(ready_spare_file(tmp.path())));
   }
   EXPECT_EQ(stats.segment_create_stalls.load(), 0u);
   EXPECT_EQ(stats.segment_create_errors.load(), 0u);
@@ -468,6 +474,53 @@ TEST(ShardLog, SpareSegmentIsPreparedAheadAndRenamedAtRollover) {
   log->close();
   EXPECT_FALSE(fs::exists(spare_file(tmp.path())));
   EXPECT_EQ(read_all(c, 0, UINT64_MAX, 0), n);
+}
+
+TEST(ShardLog, ReadySpareIsReusedAfterRestartUnlessItsSizeChanged) {
+  TempDir tmp;
+  LogConfig c = small_config(tmp.path(), Durability::kBatch);
+  LogStats stats;
+  auto log = open_log(c, &stats);
+  ASSERT_TRUE(wait_for([&] { return stats.segments_created.load() == 2; }));
+  append_n(*log, 0, 10);
+  log->close();
+  log.reset();
+  ASSERT_TRUE(fs::exists(ready_spare_file(tmp.path())));
+
+  // Reopened with the same segment size: the ready spare is taken as it is, and the next
+  // rollover renames it (no segment is written at open).
+  LogStats again;
+  log = open_log(c, &again);
+  ASSERT_NE(log, nullptr);
+  const size_t files_before = segment_files(tmp.path()).size();
+  uint32_t n = 10;
+  while (segment_files(tmp.path()).size() == files_before) append_n(*log, n++, 1);
+  EXPECT_EQ(again.segment_create_stalls.load(), 0u);
+  ASSERT_TRUE(wait_for([&] { return again.segments_created.load() == 1; }));  // the next spare
+  log->close();
+  log.reset();
+  EXPECT_EQ(read_all(c, 0, UINT64_MAX, 0), n);
+
+  // Reopened with another segment size: the old spare is replaced by one of the new size.
+  c.segment_bytes *= 2;
+  LogStats resized;
+  log = open_log(c, &resized);
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(wait_for([&] { return resized.segments_created.load() == 1; }));
+  EXPECT_EQ(fs::file_size(ready_spare_file(tmp.path())), c.segment_bytes);
+  log->close();
+
+  // A file that is not a segment under the ready name is replaced too.
+  {
+    std::ofstream out(ready_spare_file(tmp.path()), std::ios::binary | std::ios::trunc);
+    out << std::string(c.segment_bytes, 'x');
+  }
+  LogStats foreign;
+  log = open_log(c, &foreign);
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(wait_for([&] { return foreign.segments_created.load() == 1; }));
+  EXPECT_TRUE(zeros_from(ready_spare_file(tmp.path()), kSegmentHeaderBytes));
+  EXPECT_EQ(read_all(c, 0, log->end_offset(), 0), n);
 }
 
 TEST(ShardLog, ReaderCrossesPreallocatedSegmentsBehindTheWriter) {

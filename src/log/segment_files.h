@@ -44,6 +44,12 @@ std::string shard_dir(const std::string& dir, uint32_t shard);
 /// The file name of the segment whose first byte is at offset `start` ("<20 digits>.seg").
 std::string segment_name(uint64_t start);
 
+/// Bytes of a segment name and its terminating NUL.
+inline constexpr size_t kSegmentNameBytes = 25;
+
+/// Writes segment_name(start) and a NUL to `out` without allocating.
+void format_segment_name(uint64_t start, char (&out)[kSegmentNameBytes]) noexcept;
+
 /// The path of a segment inside a shard directory.
 std::string segment_path(const std::string& shard_dir, uint64_t start);
 
@@ -65,8 +71,11 @@ HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept;
 /// A sentence describing a header problem, naming `path`.
 std::string header_error(HeaderStatus status, const std::string& path);
 
-/// The path of the spare segment (prepared ahead of the next rollover) in a shard directory.
+/// The path of the spare segment while it is prepared (spare.tmp) in a shard directory.
 std::string spare_path(const std::string& shard_dir);
+
+/// The path of the prepared, synced spare segment (spare.ready) in a shard directory.
+std::string ready_spare_path(const std::string& shard_dir);
 
 /// Creates the segment file `path` at `bytes` bytes: the header, then zeros written for real (so
 /// that later overwrites need no allocation or size change), fsyncs it and the directory

@@ -3,6 +3,7 @@
 #include "log/shard_log.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -12,8 +13,8 @@
 #include <bit>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -214,18 +215,31 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
 
 class ShardLogImpl final : public ShardLog {
  public:
-  ShardLogImpl(const LogConfig& config, std::string dir, LogStats* stats)
-      : config_(config), dir_(std::move(dir)), stats_(stats != nullptr ? stats : &own_stats_) {}
+  ShardLogImpl(const LogConfig& config, uint32_t shard, std::string dir, int dir_fd,
+               LogStats* stats)
+      : config_(config),
+        shard_(shard),
+        dir_(std::move(dir)),
+        dir_fd_(dir_fd),
+        stats_(stats != nullptr ? stats : &own_stats_) {
+    // Segments are listed here until consumers delete them: the reservation covers the default
+    // backlog limit (8 GiB of 64 MiB segments), so a rollover does not allocate in steady state.
+    segments_.reserve(256);
+  }
 
-  ~ShardLogImpl() override { close(); }
+  ~ShardLogImpl() override {
+    close();
+    if (dir_fd_ >= 0) ::close(dir_fd_);
+  }
 
   /// The counters in use (the caller's, or the log's own when none was given).
   LogStats& stats() noexcept { return *stats_; }
 
   /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
   /// preparation of the next segment file.
-  void start(std::deque<uint64_t> segments, int fd, uint64_t seg_size, uint64_t file_bytes) {
-    segments_ = std::move(segments);
+  void start(const std::vector<uint64_t>& segments, int fd, uint64_t seg_size,
+             uint64_t file_bytes) {
+    segments_.assign(segments.begin(), segments.end());
     fd_ = fd;
     seg_start_ = segments_.back();
     seg_size_ = seg_size;
@@ -237,9 +251,18 @@ class ShardLogImpl final : public ShardLog {
     sync_fd_ = fd;
     if (config_.durability == Durability::kBatch) {
       sync_thread_ = std::thread([this] { sync_loop(); });
+      name_thread(sync_thread_, "log-sync");
     }
     prep_thread_ = std::thread([this] { prepare_loop(); });
+    name_thread(prep_thread_, "log-prep");
     request_spare();
+  }
+
+  /// Takes over a ready spare left by an earlier run (complete and synced), before start().
+  void adopt_spare(int fd) noexcept {
+    std::lock_guard lock(prep_mu_);
+    spare_fd_ = fd;
+    spare_state_ = SpareState::kReady;
   }
 
   AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
@@ -357,11 +380,8 @@ class ShardLogImpl final : public ShardLog {
       prep_cv_.notify_all();
       prep_thread_.join();
     }
-    if (spare_fd_ >= 0) {
-      // A prepared spare is not part of the log; the next open would delete it anyway.
-      ::close(std::exchange(spare_fd_, -1));
-      ::unlink(detail::spare_path(dir_).c_str());
-    }
+    // A ready spare stays for the next open (complete and synced, it saves writing a segment).
+    if (spare_fd_ >= 0) ::close(std::exchange(spare_fd_, -1));
     if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
     if (fd_ >= 0) {
       if (!failed_.load(std::memory_order_acquire)) {
@@ -455,14 +475,12 @@ class ShardLogImpl final : public ShardLog {
   /// The preparer loop: creates the spare segment file (header, zeros, fsync) whenever asked, so
   /// that a rollover only renames it.
   void prepare_loop() noexcept {
-    const std::string path = detail::spare_path(dir_);
     std::unique_lock lock(prep_mu_);
     for (;;) {
       prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
       if (prep_stop_) return;
       lock.unlock();
-      const int fd = detail::create_segment_file(dir_, path, config_.segment_bytes, &prep_cancel_,
-                                                 &prep_urgent_);
+      const int fd = make_ready_spare(&prep_cancel_, &prep_urgent_);
       lock.lock();
       if (fd >= 0) {
         spare_fd_ = fd;
@@ -495,14 +513,40 @@ class ShardLogImpl final : public ShardLog {
     // Idle, so the preparer does not touch the spare file while this thread creates it.
     lock.unlock();
     stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
-    const int fd =
-        detail::create_segment_file(dir_, detail::spare_path(dir_), config_.segment_bytes, nullptr);
+    const int fd = make_ready_spare(nullptr, nullptr);
     if (fd >= 0) {
       stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
     } else {
       stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
     }
     return fd;
+  }
+
+  /// Creates the spare as spare.tmp (header, zeros, synced), then renames it to spare.ready and
+  /// syncs the directory: a ready spare survives a restart, a half-written one never passes for
+  /// it. Returns its fd or -errno. Preparer thread, or the owner when the preparer is idle.
+  int make_ready_spare(const std::atomic<bool>* cancel, const std::atomic<bool>* urgent) noexcept {
+    const int fd = detail::create_segment_file(dir_, detail::spare_path(dir_),
+                                               config_.segment_bytes, cancel, urgent);
+    if (fd < 0) return fd;
+    // Both names are literals (NUL-terminated views).
+    const char* tmp = kSpareSegmentName.data();
+    const char* ready = kReadySpareName.data();
+    if (::renameat(dir_fd_, tmp, dir_fd_, ready) != 0 || ::fsync(dir_fd_) != 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlinkat(dir_fd_, tmp, 0);
+      ::unlinkat(dir_fd_, ready, 0);
+      return -err;
+    }
+    return fd;
+  }
+
+  /// Names a log thread "<what>-<shard>" (shown by top -H, perf and /proc).
+  void name_thread(std::thread& t, const char* what) const noexcept {
+    char name[16];
+    std::snprintf(name, sizeof name, "%s-%u", what, shard_);
+    pthread_setname_np(t.native_handle(), name);
   }
 
   /// Closes the active segment and starts the next one from the spare. The old segment is synced
@@ -524,16 +568,17 @@ class ShardLogImpl final : public ShardLog {
     stats_->syncs.fetch_add(1, std::memory_order_relaxed);
     store_max(durable_, start);
 
-    const std::string spare_file = detail::spare_path(dir_);
-    const std::string path = detail::segment_path(dir_, start);
-    if (::rename(spare_file.c_str(), path.c_str()) != 0) {
+    // Names on the stack and the directory's fd: a rollover allocates nothing.
+    char name[detail::kSegmentNameBytes];
+    detail::format_segment_name(start, name);
+    if (::renameat(dir_fd_, kReadySpareName.data(), dir_fd_, name) != 0) {
       const int err = errno;
-      ::unlink(spare_file.c_str());
+      ::unlinkat(dir_fd_, kReadySpareName.data(), 0);
       request_spare();
       return status_for_errno(err);
     }
-    if (detail::fsync_dir(dir_) != 0) {
-      ::unlink(path.c_str());
+    if (::fsync(dir_fd_) != 0) {
+      ::unlinkat(dir_fd_, name, 0);
       stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
       failed_.store(true, std::memory_order_release);
       return AppendStatus::kIoError;
@@ -605,16 +650,21 @@ class ShardLogImpl final : public ShardLog {
   void delete_consumed_segments() noexcept {
     const uint64_t low = min_consumer();
     std::lock_guard lock(segments_mu_);
-    while (segments_.size() >= 2 && segments_[1] <= low) {
-      const std::string path = detail::segment_path(dir_, segments_.front());
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return;  // retried on the next call
-      segments_.pop_front();
+    size_t gone = 0;
+    while (segments_.size() - gone >= 2 && segments_[gone + 1] <= low) {
+      char name[detail::kSegmentNameBytes];
+      detail::format_segment_name(segments_[gone], name);
+      if (::unlinkat(dir_fd_, name, 0) != 0 && errno != ENOENT) break;  // retried next call
+      ++gone;
       stats_->segments_deleted.fetch_add(1, std::memory_order_relaxed);
     }
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(gone));
   }
 
   const LogConfig config_;
+  const uint32_t shard_;
   const std::string dir_;
+  const int dir_fd_;  // the shard directory, for renames, unlinks and syncs without paths
   LogStats own_stats_;
   LogStats* const stats_;
 
@@ -658,7 +708,7 @@ class ShardLogImpl final : public ShardLog {
 
   // Segment start offsets, ascending; back() is the active one.
   std::mutex segments_mu_;
-  std::deque<uint64_t> segments_;
+  std::vector<uint64_t> segments_;
 };
 
 }  // namespace
@@ -681,30 +731,59 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
       return make_error("cannot sync directory " + config.dir + ": " + errno_text(err));
     }
   }
-  // A spare left by an earlier run is not part of the log (it may be half written): drop it.
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.fd < 0)
+    return make_error("cannot open log directory " + dir + ": " + errno_text(errno));
+  // A spare.tmp left by an earlier run may be half written: it is not part of the log.
   const std::string spare = detail::spare_path(dir);
   if (::unlink(spare.c_str()) != 0 && errno != ENOENT) {
     return make_error("cannot remove " + spare + ": " + errno_text(errno));
   }
+  // A spare.ready is complete and synced (renamed only then): keep it unless the configured
+  // segment size changed or it is not ours.
+  const std::string ready = detail::ready_spare_path(dir);
+  Fd ready_fd(::open(ready.c_str(), O_RDWR | O_CLOEXEC));
+  if (ready_fd.fd >= 0) {
+    struct stat rst {};
+    uint8_t header[kSegmentHeaderBytes];
+    const bool usable =
+        ::fstat(ready_fd.fd, &rst) == 0 &&
+        static_cast<uint64_t>(rst.st_size) == std::max(config.segment_bytes, kSegmentHeaderBytes) &&
+        detail::pread_full(ready_fd.fd, header, sizeof header, 0) ==
+            static_cast<ssize_t>(sizeof header) &&
+        detail::check_segment_header(header) == detail::HeaderStatus::kOk;
+    if (!usable) {
+      ::close(ready_fd.release());
+      if (::unlink(ready.c_str()) != 0 && errno != ENOENT) {
+        return make_error("cannot remove " + ready + ": " + errno_text(errno));
+      }
+    }
+  }
   auto listed = detail::list_segments(dir);
   if (!listed.ok()) return listed.error();
-  std::deque<uint64_t> segments(listed->begin(), listed->end());
-  auto impl = std::make_unique<ShardLogImpl>(config, dir, stats);
+  std::vector<uint64_t> segments = std::move(*listed);
+  auto impl = std::make_unique<ShardLogImpl>(config, shard, dir, dir_fd.release(), stats);
 
   if (segments.empty()) {
-    // A new log: its first segment starts at offset 0. Made complete under the spare's name and
+    // A new log: its first segment starts at offset 0. Made complete under a spare's name and
     // renamed, so that a crash never leaves a partial segment.
     const std::string path = detail::segment_path(dir, 0);
-    Fd fd(detail::create_segment_file(dir, spare, config.segment_bytes, nullptr));
-    if (fd.fd < 0) {
-      impl->stats().segment_create_errors.fetch_add(1, std::memory_order_relaxed);
-      return make_error("cannot create log segment " + path + " (" +
-                        std::to_string(config.segment_bytes) +
-                        " bytes, log.segment_bytes): " + errno_text(-fd.release()));
+    const std::string* from = &ready;
+    if (ready_fd.fd >= 0) {
+      ::close(ready_fd.release());
+    } else {
+      from = &spare;
+      Fd fd(detail::create_segment_file(dir, spare, config.segment_bytes, nullptr));
+      if (fd.fd < 0) {
+        impl->stats().segment_create_errors.fetch_add(1, std::memory_order_relaxed);
+        return make_error("cannot create log segment " + path + " (" +
+                          std::to_string(config.segment_bytes) +
+                          " bytes, log.segment_bytes): " + errno_text(-fd.release()));
+      }
+      impl->stats().segments_created.fetch_add(1, std::memory_order_relaxed);
     }
-    impl->stats().segments_created.fetch_add(1, std::memory_order_relaxed);
-    if (::rename(spare.c_str(), path.c_str()) != 0) {
-      return make_error("cannot rename " + spare + " to " + path + ": " + errno_text(errno));
+    if (::rename(from->c_str(), path.c_str()) != 0) {
+      return make_error("cannot rename " + *from + " to " + path + ": " + errno_text(errno));
     }
     if (int err = detail::fsync_dir(dir); err != 0) {
       return make_error("cannot sync directory " + dir + ": " + errno_text(err));
@@ -743,7 +822,8 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   if (fd.fd < 0) return make_error("cannot open " + last + ": " + errno_text(errno));
   auto rec = recover_segment(fd.fd, last, config.max_record_bytes, impl->stats());
   if (!rec.ok()) return rec.error();
-  impl->start(std::move(segments), fd.release(), rec->end, rec->file_bytes);
+  if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
+  impl->start(segments, fd.release(), rec->end, rec->file_bytes);
   return std::unique_ptr<ShardLog>(std::move(impl));
 }
 

@@ -131,9 +131,12 @@ class LogReader {
   virtual uint64_t offset() const noexcept = 0;
 };
 
-/// The name of the segment prepared ahead of the next rollover, inside the shard directory (not
-/// part of the log: deleted at open).
+/// The name of the segment being prepared ahead of the next rollover, inside the shard directory
+/// (not part of the log: a leftover is deleted at open).
 inline constexpr std::string_view kSpareSegmentName = "spare.tmp";
+/// The name of the prepared spare once it is complete and synced; the next rollover renames it to
+/// the new segment's name. Kept across restarts (reused at open when its size still matches).
+inline constexpr std::string_view kReadySpareName = "spare.ready";
 
 /// Every segment file starts with this header; offsets count its bytes too, so the first record
 /// of the segment named S starts at S + kSegmentHeaderBytes.

@@ -41,6 +41,8 @@ class Validator {
   RejectReason validate(core::ReportBatch& batch, core::Report& r,
                         bool& auto_registered) const noexcept;
 
+  /// Starts loading what validate() will read first for `device_id` (see Registry::prefetch).
+  void prefetch(uint64_t device_id) const noexcept { registry_->prefetch(device_id); }
   /// The registry in use.
   const control::Registry& registry() const noexcept { return *registry_; }
 

@@ -30,6 +30,17 @@ try:
 
     first = simulate(1, 1)
     c.check(first["acked"] > 0 and first["busy"] == 0, f"acks before the disk fills: {first}")
+    # Let the store consume those reports and the log delete the segments it no longer needs:
+    # space freed by a late deletion would let ingest go on after the disk is filled.
+    logdir = os.path.join(disk, "log")
+
+    def segments_in_use():
+        return sum(1 for d in os.listdir(logdir) for f in os.listdir(os.path.join(logdir, d))
+                   if f.endswith(".seg"))
+
+    wait_for(lambda: metric(gw.metrics(), "tianhe_sink_lag_bytes") == 0, 60, "store to catch up")
+    wait_for(lambda: segments_in_use() == len(os.listdir(logdir)), 30,
+             "consumed segments to be deleted")
     # Fill the disk.
     filler = os.path.join(disk, "filler")
     with open(filler, "wb") as f:
