@@ -174,6 +174,7 @@ std::string ready_spare_path(const std::string& shard_dir) {
 int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,
                         const std::atomic<bool>* cancel, const std::atomic<bool>* urgent) noexcept {
   constexpr size_t kChunkBytes = 1u << 20;
+  constexpr size_t kPacedChunkBytes = 256u << 10;
   static const std::vector<uint8_t> zeros(kChunkBytes, 0);
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return -errno;
@@ -200,7 +201,11 @@ int create_segment_file(const std::string& shard_dir, const std::string& path, u
   uint64_t pos = kSegmentHeaderBytes;
   while (pos < bytes) {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) return fail(ECANCELED);
-    const auto want = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, bytes - pos));
+    // Paced, the zeros go out in small pieces: a log fdatasync issued meanwhile queues behind
+    // at most one of them (about 0.2 ms of device time) instead of a whole MiB.
+    const bool paced = urgent != nullptr && !urgent->load(std::memory_order_relaxed);
+    const size_t chunk = paced ? kPacedChunkBytes : kChunkBytes;
+    const auto want = static_cast<size_t>(std::min<uint64_t>(chunk, bytes - pos));
     const ssize_t n = ::pwrite(fd, zeros.data(), want, static_cast<off_t>(pos));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return fail(n < 0 ? errno : ENOSPC);
@@ -213,10 +218,10 @@ int create_segment_file(const std::string& shard_dir, const std::string& path, u
       return fail(errno);
     }
     pos += static_cast<uint64_t>(n);
-    if (urgent != nullptr && !urgent->load(std::memory_order_relaxed)) {
-      // Paced: about 32 MiB/s, 2 s for a 64 MiB segment (far ahead of need at gateway rates; the
+    if (paced) {
+      // About 25 MiB/s, 2.6 s for a 64 MiB segment (far ahead of need at gateway rates; the
       // writer marks it urgent once its segment is half full).
-      const timespec pause{0, 30'000'000};
+      const timespec pause{0, 10'000'000};
       ::nanosleep(&pause, nullptr);
     }
   }

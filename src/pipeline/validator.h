@@ -42,7 +42,9 @@ class Validator {
                         bool& auto_registered) const noexcept;
 
   /// Starts loading what validate() will read first for `device_id` (see Registry::prefetch).
-  void prefetch(uint64_t device_id) const noexcept { registry_->prefetch(device_id); }
+  [[gnu::always_inline]] void prefetch(uint64_t device_id) const noexcept {
+    registry_->prefetch(device_id);
+  }
   /// The registry in use.
   const control::Registry& registry() const noexcept { return *registry_; }
 

@@ -3,19 +3,6 @@
 #include <bit>
 
 namespace tianhe::sinks::store {
-namespace {
-
-uint64_t mix(uint64_t x) noexcept {
-  // splitmix64 finaliser: device ids are often sequential; spread them over the table.
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-}  // namespace
 
 SeqWindowTable::SeqWindowTable(size_t expected_devices) {
   capacity_ = std::bit_ceil(expected_devices * 2 < 16 ? size_t{16} : expected_devices * 2);

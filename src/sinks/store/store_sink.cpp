@@ -1,7 +1,6 @@
 #include "sinks/store/store_sink.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,8 +17,6 @@ namespace {
 // A commit is made durable (fsync) at least this often; only durable cursors let the log
 // delete segments.
 constexpr int64_t kDurableIntervalNs = 200'000'000;
-// The store-sink thread's nice value (see run()).
-constexpr int kSinkNice = 10;
 // Wait when every shard is caught up (bounded latency, no busy spin).
 constexpr auto kIdleWait = std::chrono::milliseconds(5);
 
@@ -232,10 +229,6 @@ void StoreSink::recover_after_error() {
 
 void StoreSink::run() {
   pthread_setname_np(pthread_self(), "store-sink");
-  // Below the shard threads when the cores are contended: ingest and acks come first, the sink
-  // catches up from the durable log afterwards (its lag is bounded by log.max_backlog_bytes).
-  // When the cores are not saturated the nice value changes nothing.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kSinkNice);
   for (;;) {
     bool stopping;
     {

@@ -131,6 +131,13 @@ class StoreWriter {
   bool broken_ = false;
   std::map<uint32_t, uint64_t> cursors_;
   SeqWindowTable windows_;
+  /// A report's sort key in a commit: (device, device time, arrival index).
+  struct SortKey {
+    uint64_t device_id;
+    int64_t time_ns;
+    uint32_t index;
+  };
+  std::vector<SortKey> keys_;    ///< the surviving reports of the current write(), then sorted
   std::vector<uint32_t> order_;  ///< reports of the current write() to store, in order
   StoreWriterStats stats_;
 
