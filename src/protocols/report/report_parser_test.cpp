@@ -468,6 +468,18 @@ TEST(Utf8, FollowsRfc3629) {
   EXPECT_FALSE(is_valid_utf8("\xF5\x80\x80\x80"));
   EXPECT_FALSE(is_valid_utf8("\xE2\x82"));      // truncated
   EXPECT_FALSE(is_valid_utf8("\xE2\x28\xA1"));  // bad continuation
+  // Longer text, checked eight ASCII bytes at a time: errors after, inside and across words.
+  EXPECT_TRUE(is_valid_utf8("temperature_celsius_average"));
+  EXPECT_TRUE(
+      is_valid_utf8("abcdefg\xE2\x82\xAC"
+                    "abcdefgh"));  // € across a word boundary
+  EXPECT_FALSE(is_valid_utf8("abcdefghijklmnop\x80"));
+  EXPECT_FALSE(
+      is_valid_utf8("abcdefgh\xC3"
+                    "abcdefgh"));
+  EXPECT_FALSE(
+      is_valid_utf8("abcdefg\xED\xA0\x80"
+                    "abcdefgh"));
 }
 
 TEST(DropReasonName, IsUniqueSnakeCase) {
