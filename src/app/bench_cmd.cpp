@@ -555,11 +555,11 @@ Options:
       num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
   row("  log fdatasync in that phase: p99 / max, ms (bucket bounds)",
       num(log_syncs.p99_ms, 3) + " / " + num(log_syncs.max_ms, 0));
-  row("  share of that phase inside fdatasyncs > 2 ms",
+  row("  share of that phase in fdatasyncs > 2 ms (upper bound)",
       num(100 * log_syncs.share_over_2ms, 2) + " %");
   row("  bare disk probe: fdatasync p99 / max, ms",
       num(disk.p99_ms, 3) + " / " + num(disk.max_ms, 0));
-  row("  bare disk probe: share of time inside fdatasyncs > 2 ms",
+  row("  bare disk probe: share of time in fdatasyncs > 2 ms",
       num(100 * disk.share_over_2ms, 2) + " %");
   row("  same rate, durability none: ack p99 / p999, ms",
       half_none.ok() ? num(half_none->p99_ms, 3) + " / " + num(half_none->p999_ms, 3)

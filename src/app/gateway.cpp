@@ -387,6 +387,8 @@ Result<void> Gateway::start_http() {
         "<li><a href=\"/debug/shards\">/debug/shards</a></li></ul>";
     return r;
   });
+  http_->set_idle_timeout(config_.http.idle_timeout);
+  http_->set_request_timeout(config_.http.request_timeout);
   return http_->start(config_.http.listen, config_.http.max_connections);
 }
 

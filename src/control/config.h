@@ -71,9 +71,11 @@ struct ReportProtocolConfig {
 
 /// `[http]`: API, /metrics, /debug.
 struct HttpConfig {
-  bool enabled = true;                 ///< serve the API, /metrics and /debug
-  Endpoint listen{"127.0.0.1", 8080};  ///< TCP address
-  uint32_t max_connections = 256;      ///< further connections are refused
+  bool enabled = true;                                ///< serve the API, /metrics and /debug
+  Endpoint listen{"127.0.0.1", 8080};                 ///< TCP address
+  uint32_t max_connections = 256;                     ///< further connections are refused
+  std::chrono::milliseconds idle_timeout{60'000};     ///< close connections quiet this long
+  std::chrono::milliseconds request_timeout{10'000};  ///< 408 when a request takes longer
 };
 
 /// `[sinks.store]`: the embedded store (default sink).

@@ -13,6 +13,7 @@ namespace {
 
 using std::chrono::duration_cast;
 using std::chrono::microseconds;
+using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
 
@@ -210,6 +211,27 @@ constexpr Field<G> kHttpFields[] = {
      .set = [](G& c, const P& p) { c.http.max_connections = static_cast<uint32_t>(p.i); },
      .min = 1,
      .max = 65536},
+    {.key = "idle_timeout",
+     .kind = Kind::kDuration,
+     .default_text = "\"60s\"",
+     .doc = "A connection with no traffic for this long is closed.",
+     .set = [](G& c,
+               const P& p) { c.http.idle_timeout = duration_cast<milliseconds>(nanoseconds(p.i)); },
+     .min = 10 * kMs,
+     .max = kDay,
+     .unit_ns = kMs},
+    {.key = "request_timeout",
+     .kind = Kind::kDuration,
+     .default_text = "\"10s\"",
+     .doc = "A request not received whole this long after its first byte is answered 408 and its "
+            "connection closed (a client trickling bytes never reaches the idle timeout).",
+     .set =
+         [](G& c, const P& p) {
+           c.http.request_timeout = duration_cast<milliseconds>(nanoseconds(p.i));
+         },
+     .min = 10 * kMs,
+     .max = kDay,
+     .unit_ns = kMs},
 };
 
 constexpr Field<G> kStoreFields[] = {

@@ -430,6 +430,7 @@ struct HttpServer::Impl {
     std::string out;
     size_t out_off = 0;
     int64_t last_active_ns = 0;
+    int64_t request_started_ns = 0;  // first byte of the request now arriving; 0: none pending
     int64_t linger_until_ns = 0;
     bool close_after_write = false;  // Connection: close, HTTP/1.0, or an error response
     bool peer_eof = false;           // the client shut its write side
@@ -447,6 +448,7 @@ struct HttpServer::Impl {
 
   std::vector<Route> routes;
   std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds request_timeout{10'000};
   uint32_t max_connections = 256;
 
   Fd listen_fd;
@@ -473,6 +475,7 @@ struct HttpServer::Impl {
   std::atomic<uint64_t> n_bad{0};
   std::atomic<uint64_t> n_handler_errors{0};
   std::atomic<uint64_t> n_idle_closed{0};
+  std::atomic<uint64_t> n_request_timeouts{0};
 
   void run();
   void accept_all();
@@ -492,8 +495,8 @@ void HttpServer::Impl::run() {
   pthread_setname_np(pthread_self(), "http");
   std::array<epoll_event, 64> events{};
   int64_t next_sweep = core::mono_ns();
-  const int64_t sweep_every_ns =
-      std::clamp<int64_t>(idle_timeout.count() * 1'000'000 / 4, 5'000'000, 1'000'000'000);
+  const int64_t sweep_every_ns = std::clamp<int64_t>(
+      std::min(idle_timeout, request_timeout).count() * 1'000'000 / 4, 5'000'000, 1'000'000'000);
   while (!stopping.load(std::memory_order_acquire)) {
     const int64_t now0 = core::mono_ns();
     const int timeout_ms =
@@ -615,6 +618,7 @@ void HttpServer::Impl::on_readable(Conn& c) {
   if (n == 0) {
     c.peer_eof = true;
   } else {
+    if (c.in.empty()) c.request_started_ns = c.last_active_ns;
     c.in.append(read_buf.data(), static_cast<size_t>(n));
   }
 }
@@ -648,6 +652,8 @@ bool HttpServer::Impl::process(Conn& c) {
       case HttpParseStatus::kComplete: break;
     }
     c.in.erase(0, consumed);
+    // Pipelined bytes already here start the next request's clock now.
+    c.request_started_ns = c.in.empty() ? 0 : core::mono_ns();
     const HttpResponse resp = dispatch(req);
     queue_response(c, resp, req.method == "HEAD", req.keep_alive);
   }
@@ -823,13 +829,29 @@ void HttpServer::Impl::close_conn(Conn& c) {
 
 void HttpServer::Impl::sweep(int64_t now) {
   const int64_t idle_ns = idle_timeout.count() * 1'000'000;
+  const int64_t request_ns = request_timeout.count() * 1'000'000;
   std::vector<Conn*> expired;
+  std::vector<Conn*> too_slow;
   for (auto& [id, c] : conns) {
     const bool lingering = c->mode == Conn::Mode::kLinger;
     if ((lingering && now >= c->linger_until_ns) ||
         (!lingering && now - c->last_active_ns >= idle_ns)) {
       expired.push_back(c.get());
+    } else if (!lingering && !c->close_after_write && c->request_started_ns != 0 &&
+               now - c->request_started_ns >= request_ns) {
+      too_slow.push_back(c.get());
     }
+  }
+  // RFC 9110 §15.5.9: 408, then close; the partial request is dropped.
+  for (Conn* c : too_slow) {
+    n_request_timeouts.fetch_add(1, std::memory_order_relaxed);
+    c->in.clear();
+    c->request_started_ns = 0;
+    queue_error(*c, 408, "the request did not arrive in time; send it whole and retry");
+    c->close_after_write = true;
+    const uint64_t id = c->id;
+    flush(*c);  // may close c
+    if (conns.count(id) != 0) update_interest(*c);
   }
   for (Conn* c : expired) {
     if (c->mode == Conn::Mode::kHttp) n_idle_closed.fetch_add(1, std::memory_order_relaxed);
@@ -862,6 +884,13 @@ void HttpServer::route(std::string method, std::string pattern, HttpHandler hand
   r.pattern = std::move(pattern);
   r.handler = std::move(handler);
   impl_->routes.push_back(std::move(r));
+}
+
+void HttpServer::set_request_timeout(std::chrono::milliseconds timeout) {
+  TH_BUG(!impl_->started.load(), "the request timeout is set before start()");
+  if (!impl_->started.load()) {
+    impl_->request_timeout = std::max(timeout, std::chrono::milliseconds(1));
+  }
 }
 
 void HttpServer::set_idle_timeout(std::chrono::milliseconds timeout) {
@@ -966,6 +995,7 @@ HttpServerStats HttpServer::stats() const noexcept {
   st.bad_requests = s.n_bad.load(std::memory_order_relaxed);
   st.handler_errors = s.n_handler_errors.load(std::memory_order_relaxed);
   st.idle_closed = s.n_idle_closed.load(std::memory_order_relaxed);
+  st.request_timeouts = s.n_request_timeouts.load(std::memory_order_relaxed);
   return st;
 }
 
@@ -986,6 +1016,10 @@ void HttpServer::collect(PromWriter& w) const {
             d(st.handler_errors));
   w.counter("tianhe_http_idle_closed_connections_total",
             "HTTP connections closed after the idle timeout.", {}, d(st.idle_closed));
+  w.counter("tianhe_http_request_timeouts_total",
+            "HTTP requests answered 408 because they did not arrive whole within the request "
+            "timeout.",
+            {}, d(st.request_timeouts));
 }
 
 }  // namespace tianhe::control

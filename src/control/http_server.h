@@ -83,6 +83,7 @@ struct HttpServerStats {
   uint64_t bad_requests = 0;          ///< 400, 411, 413 (unparsable requests)
   uint64_t handler_errors = 0;        ///< handlers that threw (answered 500)
   uint64_t idle_closed = 0;           ///< connections closed after the idle timeout
+  uint64_t request_timeouts = 0;      ///< 408: a request not complete within the request timeout
 };
 
 /// The server: one thread, epoll, non-blocking sockets. Routes are added before start();
@@ -103,6 +104,9 @@ class HttpServer {
   void route(std::string method, std::string pattern, HttpHandler handler);
   /// Closes connections without traffic for this long (default 60 s); before start().
   void set_idle_timeout(std::chrono::milliseconds timeout);
+  /// Answers 408 and closes when a request has not fully arrived this long after its first
+  /// byte (default 10 s): a client trickling bytes never hits the idle timeout. Before start().
+  void set_request_timeout(std::chrono::milliseconds timeout);
   /// Binds (port 0 picks a free port) and starts the server thread.
   Result<void> start(const Endpoint& listen, uint32_t max_connections = 256);
   /// The port actually bound.

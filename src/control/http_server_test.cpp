@@ -501,6 +501,36 @@ TEST_F(HttpServerTest, IdleConnectionsAreClosed) {
   EXPECT_TRUE(partial.wait_closed());
 }
 
+TEST_F(HttpServerTest, ARequestTricklingInPastTheRequestTimeoutGets408) {
+  server_.set_idle_timeout(5s);
+  server_.set_request_timeout(300ms);
+  start();
+  // A byte every 50 ms keeps the connection active, but the request never completes.
+  Client slow(server_.port());
+  ASSERT_TRUE(slow.send("GET /echo/x HTTP/1.1\r\n"));
+  bool sent = true;
+  for (int i = 0; i < 20 && sent; ++i) {
+    std::this_thread::sleep_for(50ms);
+    sent = slow.send("X");  // fails once the server has answered and closed
+  }
+  auto r = slow.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 408);
+  EXPECT_TRUE(slow.wait_closed());
+  EXPECT_EQ(server_.stats().request_timeouts, 1u);
+  EXPECT_EQ(server_.stats().idle_closed, 0u);
+  // Complete requests on a kept-alive connection never count against it.
+  Client steady(server_.port());
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(steady.send("GET /echo/x HTTP/1.1\r\n\r\n"));
+    auto ok = steady.read();
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200);
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(server_.stats().request_timeouts, 1u);
+}
+
 TEST_F(HttpServerTest, StopClosesOpenConnections) {
   start();
   Client idle(server_.port());

@@ -291,7 +291,7 @@ uint64_t process_rss_bytes() noexcept {
 }
 
 void write_process_metrics(PromWriter& w) {
-  w.gauge("tianhe_process_resident_memory_bytes", "Resident memory size in bytes.", {},
+  w.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {},
           static_cast<double>(process_rss_bytes()));
 
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -307,16 +307,16 @@ void write_process_metrics(PromWriter& w) {
     if (f.size() >= 20) {
       const double utime = std::strtod(f[11].c_str(), nullptr);
       const double stime = std::strtod(f[12].c_str(), nullptr);
-      w.counter("tianhe_process_cpu_seconds_total", "User and system CPU time spent in seconds.",
-                {}, (utime + stime) / ticks);
-      w.gauge("tianhe_process_threads", "Number of OS threads in the process.", {},
+      w.counter("process_cpu_seconds_total", "User and system CPU time spent in seconds.", {},
+                (utime + stime) / ticks);
+      w.gauge("process_threads", "Number of OS threads in the process.", {},
               std::strtod(f[17].c_str(), nullptr));
       const std::string proc_stat = read_file("/proc/stat");
       const size_t bt = proc_stat.find("\nbtime ");
       if (bt != std::string::npos) {
         const double boot = std::strtod(proc_stat.c_str() + bt + 7, nullptr);
         const double start = std::strtod(f[19].c_str(), nullptr) / ticks;
-        w.gauge("tianhe_process_start_time_seconds",
+        w.gauge("process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.", {}, boot + start);
       }
     }
@@ -329,12 +329,12 @@ void write_process_metrics(PromWriter& w) {
     }
     closedir(d);
     // The directory stream itself holds one descriptor.
-    w.gauge("tianhe_process_open_fds", "Number of open file descriptors.", {},
+    w.gauge("process_open_fds", "Number of open file descriptors.", {},
             static_cast<double>(n > 0 ? n - 1 : 0));
   }
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
-    w.gauge("tianhe_process_max_fds", "Maximum number of open file descriptors.", {},
+    w.gauge("process_max_fds", "Maximum number of open file descriptors.", {},
             static_cast<double>(lim.rlim_cur));
   }
   w.counter("tianhe_bugs_total", "Internal invariant violations (TH_BUG) seen in release builds.",

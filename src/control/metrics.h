@@ -70,7 +70,7 @@ void write_log2_us_histogram(PromWriter& w, std::string_view name, std::string_v
 /// Resident set size of this process in bytes (from /proc/self/statm), 0 if unknown.
 uint64_t process_rss_bytes() noexcept;
 
-/// Writes the process metrics (tianhe_process_*: RSS, CPU seconds, open and max fds, start
+/// Writes the process metrics (process_*: RSS, CPU seconds, open and max fds, start
 /// time, threads) and tianhe_bugs_total. MetricsRegistry::render calls it on every scrape.
 void write_process_metrics(PromWriter& w);
 

@@ -179,14 +179,16 @@ TEST(MetricsRegistry, RunsCollectorsAndAddsProcessMetrics) {
   EXPECT_EQ(calls, 1);
   EXPECT_NE(text.find("tianhe_test_events_total{shard=\"0\"} 7\n"), std::string::npos) << text;
   for (const char* name :
-       {"tianhe_process_resident_memory_bytes ", "tianhe_process_cpu_seconds_total ",
-        "tianhe_process_open_fds ", "tianhe_process_start_time_seconds ", "tianhe_bugs_total "}) {
+       {"process_resident_memory_bytes ", "process_cpu_seconds_total ", "process_open_fds ",
+        "process_start_time_seconds ", "tianhe_bugs_total "}) {
     EXPECT_NE(text.find(std::string("\n") + name), std::string::npos) << name << "\n" << text;
   }
   EXPECT_GT(process_rss_bytes(), 1024u * 1024u);
   // Start time is in the past and after 2020.
-  const size_t at = text.find("\ntianhe_process_start_time_seconds ");
-  const double start = std::strtod(text.c_str() + at + 35, nullptr);
+  const std::string start_name = "\nprocess_start_time_seconds ";
+  const size_t at = text.find(start_name);
+  ASSERT_NE(at, std::string::npos);
+  const double start = std::strtod(text.c_str() + at + start_name.size(), nullptr);
   EXPECT_GT(start, 1.5e9);
   EXPECT_LE(start, static_cast<double>(time(nullptr)) + 1);
 }

@@ -19,7 +19,7 @@ for name in ["tianhe_datagrams_received_total", "tianhe_reports_accepted_total",
              "tianhe_reports_rejected_total", "tianhe_reports_acked_total",
              "tianhe_log_append_latency_seconds_bucket", "tianhe_log_fsync_latency_seconds_bucket",
              "tianhe_sink_lag_bytes", "tianhe_sink_lag_seconds", "tianhe_queue_depth",
-             "tianhe_process_resident_memory_bytes", "tianhe_udp_receive_drops_total",
+             "process_resident_memory_bytes", "tianhe_udp_receive_drops_total",
              "tianhe_ack_latency_seconds_bucket"]:
     c.check(name in text, f"/metrics has {name}")
 m = gw.metrics()
