@@ -125,12 +125,17 @@ void collect_log(PromWriter& w, const log::LogStats& s, const log::ShardLog& l, 
   w.counter("tianhe_log_backlog_full_total", "Appends refused because the backlog limit was hit.",
             sl, s.backlog_full.load());
   w.counter("tianhe_log_fsyncs_total", "fdatasync calls (group commits).", sl, s.syncs.load());
-  w.counter("tianhe_log_segments_deleted_total", "Segments deleted after every sink consumed them.",
+  w.counter("tianhe_log_segments_deleted_total",
+            "Segments removed from the log after every sink consumed them (deleted or recycled).",
             sl, s.segments_deleted.load());
-  w.counter("tianhe_log_torn_bytes_truncated_total", "Bytes cut from a torn tail at recovery.", sl,
+  w.counter("tianhe_log_torn_bytes_truncated_total",
+            "Bytes of a torn tail zeroed at recovery (segments of format version 1).", sl,
             s.torn_bytes_truncated.load());
-  w.counter("tianhe_log_segments_created_total", "Preallocated segments created.", sl,
+  w.counter("tianhe_log_segments_created_total", "Segment files created (zero-filled).", sl,
             s.segments_created.load());
+  w.counter("tianhe_log_segments_recycled_total",
+            "Spare segments made by renaming a consumed segment (nothing written).", sl,
+            s.segments_recycled.load());
   w.counter("tianhe_log_segment_create_stalls_total",
             "Rollovers that had to wait for the next segment to be prepared.", sl,
             s.segment_create_stalls.load());

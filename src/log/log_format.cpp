@@ -36,8 +36,16 @@ std::string_view durability_name(Durability d) noexcept {
   return "unknown";
 }
 
+uint32_t frame_seed(uint64_t segment_start, uint32_t version) noexcept {
+  if (version < 2) return 0;
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(segment_start >> (8 * i));
+  return core::crc32c(le, sizeof le);
+}
+
 FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_bytes,
-                        std::span<const uint8_t>& payload, size_t& frame_bytes) noexcept {
+                        std::span<const uint8_t>& payload, size_t& frame_bytes,
+                        uint32_t seed) noexcept {
   // The length is checked before anything else so a garbage length is rejected without waiting
   // for (or reading) up to 4 GiB of bytes that will never come.
   if (bytes.size() < 4) return FrameStatus::kNeedMore;
@@ -46,7 +54,7 @@ FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_byte
   if (bytes.size() < kRecordHeaderBytes) return FrameStatus::kNeedMore;
   const size_t total = kRecordHeaderBytes + static_cast<size_t>(len);
   if (bytes.size() < total) return FrameStatus::kNeedMore;
-  uint32_t crc = core::crc32c(bytes.data(), 4);
+  uint32_t crc = core::crc32c(bytes.data(), 4, seed);
   crc = core::crc32c(bytes.data() + kRecordHeaderBytes, len, crc);
   if (crc != detail::load_le32(bytes.data() + 4)) return FrameStatus::kMalformed;
   payload = bytes.subspan(kRecordHeaderBytes, len);
@@ -54,9 +62,9 @@ FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_byte
   return FrameStatus::kComplete;
 }
 
-void write_frame_header(std::span<const uint8_t> payload, uint8_t* out) noexcept {
+void write_frame_header(std::span<const uint8_t> payload, uint8_t* out, uint32_t seed) noexcept {
   detail::store_le32(out, static_cast<uint32_t>(payload.size()));
-  uint32_t crc = core::crc32c(out, 4);
+  uint32_t crc = core::crc32c(out, 4, seed);
   crc = core::crc32c(payload.data(), payload.size(), crc);
   detail::store_le32(out + 4, crc);
 }
@@ -147,8 +155,13 @@ HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept {
   if (std::memcmp(bytes.data(), kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
     return HeaderStatus::kBadMagic;
   }
-  if (load_le32(bytes.data() + 8) != kSegmentVersion) return HeaderStatus::kBadVersion;
+  const uint32_t version = load_le32(bytes.data() + 8);
+  if (version < kMinSegmentVersion || version > kSegmentVersion) return HeaderStatus::kBadVersion;
   return HeaderStatus::kOk;
+}
+
+uint32_t header_version(std::span<const uint8_t> bytes) noexcept {
+  return bytes.size() >= kSegmentHeaderBytes ? load_le32(bytes.data() + 8) : 0;
 }
 
 std::string header_error(HeaderStatus status, const std::string& path) {
@@ -169,6 +182,10 @@ std::string spare_path(const std::string& shard_dir) {
 
 std::string ready_spare_path(const std::string& shard_dir) {
   return shard_dir + "/" + std::string(kReadySpareName);
+}
+
+std::string recycled_spare_path(const std::string& shard_dir) {
+  return shard_dir + "/" + std::string(kRecycledSpareName);
 }
 
 int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,

@@ -24,9 +24,10 @@ class LogReaderImpl final : public LogReader {
   }
 
   /// Positions the reader at `offset` inside the segment starting at `start` (already opened).
-  void start(int fd, uint64_t start, uint64_t offset) {
+  void start(int fd, uint64_t start, uint64_t offset, uint32_t version) {
     fd_ = fd;
     seg_start_ = start;
+    seed_ = frame_seed(start, version);
     offset_ = std::max(offset, start + kSegmentHeaderBytes);
     win_start_ = offset_;
     buf_.resize(std::min<size_t>(kReadBlockBytes, size_t{max_record_bytes_} + kRecordHeaderBytes));
@@ -47,13 +48,23 @@ class LogReaderImpl final : public LogReader {
           continue;
         }
         const uint32_t len = detail::load_le32(rest.data());
-        if (len > max_record_bytes_) return corrupt();
+        if (len > max_record_bytes_) {
+          if (ReadStatus s = not_a_record(ReadStatus::kCorrupt); s != ReadStatus::kRecord) return s;
+          continue;
+        }
         need = kRecordHeaderBytes + len;
-        if (offset_ + need > limit) return end();
+        if (offset_ + need > limit) {
+          if (ReadStatus s = not_a_record(ReadStatus::kEnd); s != ReadStatus::kRecord) return s;
+          continue;
+        }
         if (rest.size() >= need) {
           size_t frame = 0;
-          if (parse_frame(rest, max_record_bytes_, payload, frame) != FrameStatus::kComplete) {
-            return corrupt();
+          if (parse_frame(rest, max_record_bytes_, payload, frame, seed_) !=
+              FrameStatus::kComplete) {
+            if (ReadStatus s = not_a_record(ReadStatus::kCorrupt); s != ReadStatus::kRecord) {
+              return s;
+            }
+            continue;
           }
           offset_ += frame;
           return ReadStatus::kRecord;
@@ -72,8 +83,14 @@ class LogReaderImpl final : public LogReader {
         if (ReadStatus s = cross(); s != ReadStatus::kRecord) return s;
         continue;
       }
-      // The segment ends inside a frame that should be complete: if a later segment exists the
-      // frame never will be.
+      // The file ends inside a frame. If the next segment starts here, this one's records ended
+      // (what follows is a recycled file's old contents); otherwise the frame should be complete:
+      // if a later segment exists it never will be.
+      switch (open_next()) {
+        case Next::kOpened: continue;
+        case Next::kBad: return corrupt();
+        case Next::kMissing: break;
+      }
       return later_segment_exists() ? corrupt() : end();
     }
   }
@@ -108,6 +125,20 @@ class LogReaderImpl final : public LogReader {
     // Not there (yet): the writer has not rolled over. If a later segment exists the log has a
     // gap that will never fill.
     return later_segment_exists() ? corrupt() : end();
+  }
+
+  /// The frame at offset_ is not a record (bad length or CRC, or it would end past `limit`). If
+  /// the next segment starts here, this segment's records ended: the bytes are what its file held
+  /// before (a recycled segment) or a tail abandoned at recovery. Otherwise `otherwise`: kCorrupt
+  /// for a frame that should be complete, kEnd for one the writer may still be writing. Returns
+  /// kRecord after moving to the next segment (read on). Checked only off the common path.
+  ReadStatus not_a_record(ReadStatus otherwise) noexcept {
+    switch (open_next()) {
+      case Next::kOpened: return ReadStatus::kRecord;
+      case Next::kBad: return corrupt();
+      case Next::kMissing: break;
+    }
+    return otherwise == ReadStatus::kCorrupt ? corrupt() : end();
   }
 
   /// Makes at least `need` bytes from offset_ available in buf_, reading in large blocks but
@@ -153,6 +184,7 @@ class LogReaderImpl final : public LogReader {
     ::close(fd_);
     fd_ = fd;
     seg_start_ = offset_;
+    seed_ = frame_seed(seg_start_, detail::header_version({header, sizeof header}));
     offset_ += kSegmentHeaderBytes;
     win_start_ = offset_;
     win_len_ = 0;
@@ -170,6 +202,7 @@ class LogReaderImpl final : public LogReader {
   const uint32_t max_record_bytes_;
   int fd_ = -1;
   uint64_t seg_start_ = 0;
+  uint32_t seed_ = 0;  // CRC seed of this segment's records (its version and start)
   uint64_t offset_ = 0;
   std::vector<uint8_t> buf_;  // file bytes [win_start_, win_start_ + win_len_) of this segment
   uint64_t win_start_ = 0;
@@ -203,7 +236,7 @@ Result<std::unique_ptr<LogReader>> LogReader::open(const LogConfig& config, uint
     return make_error(detail::header_error(hs, path));
   }
   auto reader = std::make_unique<LogReaderImpl>(dir, config.max_record_bytes);
-  reader->start(fd, start, offset);
+  reader->start(fd, start, offset, detail::header_version({header, sizeof header}));
   return std::unique_ptr<LogReader>(std::move(reader));
 }
 

@@ -56,13 +56,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::vector<uint8_t>> frames;
   size_t valid = kSegmentHeaderBytes;
   const bool header_ok = detail::check_segment_header(seg) == detail::HeaderStatus::kOk;
+  const uint32_t version = header_ok ? detail::header_version(seg) : 0;
+  const uint32_t seed = frame_seed(0, version);  // the segment starts at offset 0
   if (header_ok) {
     std::span<const uint8_t> rest(seg);
     rest = rest.subspan(kSegmentHeaderBytes);
     for (;;) {
       std::span<const uint8_t> payload;
       size_t frame = 0;
-      if (parse_frame(rest, kMaxRecord, payload, frame) != FrameStatus::kComplete) break;
+      if (parse_frame(rest, kMaxRecord, payload, frame, seed) != FrameStatus::kComplete) break;
       if (frame < kRecordHeaderBytes || frame > rest.size()) __builtin_trap();
       frames.emplace_back(payload.begin(), payload.end());
       rest = rest.subspan(frame);
@@ -93,12 +95,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!header_ok && seg.size() >= kSegmentHeaderBytes) __builtin_trap();
   const uint64_t end = (*log)->end_offset();
-  if (header_ok && end != valid) __builtin_trap();
   // Torn: from the end of the valid prefix to the last non-zero byte after it.
   size_t dirty_end = seg.size();
   while (dirty_end > valid && seg[dirty_end - 1] == 0) --dirty_end;
-  if (header_ok && stats.torn_bytes_truncated.load() != dirty_end - valid) __builtin_trap();
-  if (header_ok) {
+  // Version 2 leaves such bytes and ends the segment there: the next one starts at `valid`.
+  const bool ended = header_ok && version >= 2 && dirty_end > valid;
+  if (header_ok && end != (ended ? valid + kSegmentHeaderBytes : valid)) __builtin_trap();
+  if (ended && !std::filesystem::exists(detail::segment_path(root + "/shard-0", valid))) {
+    __builtin_trap();
+  }
+  const size_t cleared = ended ? 0 : dirty_end - valid;
+  if (header_ok && stats.torn_bytes_truncated.load() != cleared) __builtin_trap();
+  if (header_ok && !ended) {
     std::ifstream in(detail::segment_path(root + "/shard-0", 0), std::ios::binary);
     std::vector<char> after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (after.size() != seg.size()) __builtin_trap();  // cleared in place, never cut

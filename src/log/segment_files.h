@@ -68,6 +68,9 @@ enum class HeaderStatus : uint8_t { kOk, kShort, kBadMagic, kBadVersion };
 /// Checks the segment header at the start of `bytes`.
 HeaderStatus check_segment_header(std::span<const uint8_t> bytes) noexcept;
 
+/// The format version in a header that check_segment_header() accepted.
+uint32_t header_version(std::span<const uint8_t> bytes) noexcept;
+
 /// A sentence describing a header problem, naming `path`.
 std::string header_error(HeaderStatus status, const std::string& path);
 
@@ -76,6 +79,9 @@ std::string spare_path(const std::string& shard_dir);
 
 /// The path of the prepared, synced spare segment (spare.ready) in a shard directory.
 std::string ready_spare_path(const std::string& shard_dir);
+
+/// The path of a passed segment kept for reuse (spare.recycled) in a shard directory.
+std::string recycled_spare_path(const std::string& shard_dir);
 
 /// Creates the segment file `path` at `bytes` bytes: the header, then zeros written for real (so
 /// that later overwrites need no allocation or size change), fsyncs it and the directory

@@ -12,6 +12,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -97,10 +98,10 @@ size_t nonzero_end(const uint8_t* bytes, size_t size) noexcept {
 /// Verifies the CRC of a record too large for the configured limit by streaming it from the
 /// file, so that lowering max_record_bytes never makes recovery cut valid records.
 bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t* buf,
-                     size_t buf_size) noexcept {
+                     size_t buf_size, uint32_t seed) noexcept {
   uint8_t len_bytes[4];
   detail::store_le32(len_bytes, len);
-  uint32_t crc = core::crc32c(len_bytes, 4);
+  uint32_t crc = core::crc32c(len_bytes, 4, seed);
   uint64_t left = len;
   uint64_t at = pos + kRecordHeaderBytes;
   while (left > 0) {
@@ -116,16 +117,22 @@ bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t*
 
 /// What recovery found in the last segment.
 struct Recovered {
-  uint64_t end = 0;         ///< file position just past the last valid record
-  uint64_t file_bytes = 0;  ///< size of the file (preallocated: larger than `end`)
+  uint64_t end = 0;                    ///< file position just past the last valid record
+  uint64_t file_bytes = 0;             ///< size of the file (preallocated: larger than `end`)
+  uint32_t version = kSegmentVersion;  ///< the segment's format version
+  /// Version 2: bytes after `end` are not zeros (a torn write, or what a recycled file held
+  /// before). The segment takes no more records: the next append starts a new segment at `end`.
+  bool ended = false;
 };
 
-/// Scans the last segment from its header, validating every frame. The records end at the first
-/// frame that is not valid: an all-zero header in a preallocated segment, or the end of the file.
-/// Any non-zero byte after that point is a torn or never-synced write: it is overwritten with
-/// zeros (so that it can never be mistaken for records later) and counted.
-Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_record_bytes,
-                                  LogStats& stats) {
+/// Scans the last segment (starting at offset `start`) from its header, validating every frame.
+/// The records end at the first frame that is not valid: an all-zero header in a preallocated
+/// segment, a bad frame, or the end of the file. Non-zero bytes after that point are a torn or
+/// never-synced write, or (version 2) the old contents of a recycled file. Version 2 leaves them
+/// and ends the segment there (Recovered::ended). Version 1 overwrites them with zeros (so that
+/// they can never be mistaken for records later) and counts them.
+Result<Recovered> recover_segment(int fd, const std::string& path, uint64_t start,
+                                  uint32_t max_record_bytes, LogStats& stats) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return make_error("cannot stat " + path + ": " + errno_text(errno));
   const auto size = static_cast<uint64_t>(st.st_size);
@@ -148,6 +155,8 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
   }
   const auto hs = detail::check_segment_header({buf.data(), kSegmentHeaderBytes});
   if (hs != detail::HeaderStatus::kOk) return make_error(detail::header_error(hs, path));
+  const uint32_t version = detail::header_version({buf.data(), kSegmentHeaderBytes});
+  const uint32_t seed = frame_seed(start, version);
 
   uint64_t pos = kSegmentHeaderBytes;  // file position of the next frame
   uint64_t win_start = pos;            // file position of buf[0]
@@ -157,7 +166,7 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
     std::span<const uint8_t> rest(buf.data() + skip, win_len - skip);
     std::span<const uint8_t> payload;
     size_t frame = 0;
-    const FrameStatus fs = parse_frame(rest, max_record_bytes, payload, frame);
+    const FrameStatus fs = parse_frame(rest, max_record_bytes, payload, frame, seed);
     if (fs == FrameStatus::kComplete) {
       pos += frame;
       continue;
@@ -166,8 +175,8 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
       const uint32_t len = detail::load_le32(rest.data());
       if (len > max_record_bytes && rest.size() >= kRecordHeaderBytes &&
           pos + kRecordHeaderBytes + len <= size &&
-          streamed_crc_ok(fd, pos, len, detail::load_le32(rest.data() + 4), buf.data(),
-                          buf.size())) {
+          streamed_crc_ok(fd, pos, len, detail::load_le32(rest.data() + 4), buf.data(), buf.size(),
+                          seed)) {
         return make_error(path + ": holds a record of " + std::to_string(len) +
                           " bytes, more than log.max_record_bytes (" +
                           std::to_string(max_record_bytes) + "): raise log.max_record_bytes");
@@ -189,9 +198,10 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
     if (n == 0) break;
     win_len += static_cast<size_t>(n);
   }
-  // Find the end of the non-zero bytes after the last valid record.
+  // Find the end of the non-zero bytes after the last valid record (version 2: whether there is
+  // any).
   uint64_t dirty_end = pos;
-  for (uint64_t at = pos; at < size;) {
+  for (uint64_t at = pos; at < size && !(version >= 2 && dirty_end > pos);) {
     const auto want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - at));
     const ssize_t n = detail::pread_full(fd, buf.data(), want, at);
     if (n < 0) return make_error("cannot read " + path + ": " + errno_text(errno));
@@ -200,7 +210,8 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
     if (nz > 0) dirty_end = at + nz;
     at += static_cast<uint64_t>(n);
   }
-  if (dirty_end > pos) {
+  const bool ended = version >= 2 && dirty_end > pos;
+  if (dirty_end > pos && !ended) {
     // Zeroed rather than cut: the file keeps its preallocated blocks.
     if (!write_zeros(fd, pos, dirty_end - pos)) {
       return make_error("cannot clear the torn tail of " + path + ": " + errno_text(errno));
@@ -210,7 +221,7 @@ Result<Recovered> recover_segment(int fd, const std::string& path, uint32_t max_
   // Sync even when nothing was cleared: after a process crash under durability "none" the tail may
   // still be only in the page cache, and durable_offset() starts at the end.
   if (::fdatasync(fd) != 0) return make_error("cannot sync " + path + ": " + errno_text(errno));
-  return Recovered{pos, size};
+  return Recovered{pos, size, version, ended};
 }
 
 class ShardLogImpl final : public ShardLog {
@@ -237,9 +248,12 @@ class ShardLogImpl final : public ShardLog {
 
   /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
   /// preparation of the next segment file.
-  void start(const std::vector<uint64_t>& segments, int fd, uint64_t seg_size,
-             uint64_t file_bytes) {
+  void start(const std::vector<uint64_t>& segments, int fd, const Recovered& rec) {
+    const uint64_t seg_size = rec.end;
+    const uint64_t file_bytes = rec.file_bytes;
     segments_.assign(segments.begin(), segments.end());
+    seg_seed_ = frame_seed(segments_.back(), rec.version);
+    roll_pending_ = rec.ended;
     fd_ = fd;
     seg_start_ = segments_.back();
     seg_size_ = seg_size;
@@ -265,6 +279,15 @@ class ShardLogImpl final : public ShardLog {
     spare_state_ = SpareState::kReady;
   }
 
+  /// Starts the next segment now (open, for a segment recovery ended). Before any append.
+  AppendStatus roll_now() noexcept { return roll(); }
+
+  /// Notes a recycled spare left by an earlier run (spare.recycled), before start().
+  void adopt_recycled() noexcept {
+    std::lock_guard lock(prep_mu_);
+    recycled_available_ = true;
+  }
+
   AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
     const int64_t t0 = core::mono_ns();
     if (payload.size() > config_.max_record_bytes) return AppendStatus::kTooLarge;
@@ -280,12 +303,13 @@ class ShardLogImpl final : public ShardLog {
       }
     }
     if (seg_size_ > config_.segment_bytes / 2) prep_urgent_.store(true, std::memory_order_relaxed);
-    if (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes) {
+    if (roll_pending_ ||
+        (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes)) {
       if (AppendStatus s = roll(); s != AppendStatus::kOk) return fail(s);
     }
 
     uint8_t header[kRecordHeaderBytes];
-    write_frame_header(payload, header);
+    write_frame_header(payload, header, seg_seed_);
     iovec iov[2] = {{header, kRecordHeaderBytes},
                     {const_cast<uint8_t*>(payload.data()), payload.size()}};
     const uint64_t file_before = file_bytes_;
@@ -478,15 +502,24 @@ class ShardLogImpl final : public ShardLog {
     std::unique_lock lock(prep_mu_);
     for (;;) {
       prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
+      // Prefer a passed segment to writing a new one. With consumers keeping up, the segment
+      // before the active one is passed shortly after a rollover; wait for it until the active
+      // segment is half full (or a rollover needs the spare now), then write a new one.
+      while (!prep_stop_ && !recycled_available_ &&
+             consumer_count_.load(std::memory_order_acquire) > 0 &&
+             !prep_urgent_.load(std::memory_order_relaxed)) {
+        prep_cv_.wait_for(lock, std::chrono::milliseconds(20));
+      }
       if (prep_stop_) return;
       lock.unlock();
-      const int fd = make_ready_spare(&prep_cancel_, &prep_urgent_);
+      bool recycled = false;
+      const int fd = make_ready_spare(&prep_cancel_, &prep_urgent_, &recycled);
       lock.lock();
       if (fd >= 0) {
         spare_fd_ = fd;
         spare_state_ = SpareState::kReady;
         prep_error_ = 0;
-        stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
+        if (!recycled) stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
       } else {
         spare_state_ = SpareState::kNone;
         prep_error_ = -fd;
@@ -503,6 +536,8 @@ class ShardLogImpl final : public ShardLog {
     std::unique_lock lock(prep_mu_);
     if (spare_state_ == SpareState::kPreparing) {
       stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
+      prep_urgent_.store(true, std::memory_order_relaxed);  // no more waiting for a passed one
+      prep_cv_.notify_all();
       prep_cv_.wait(lock, [this] { return spare_state_ != SpareState::kPreparing; });
       if (spare_state_ != SpareState::kReady) return -(prep_error_ != 0 ? prep_error_ : EIO);
     }
@@ -513,9 +548,10 @@ class ShardLogImpl final : public ShardLog {
     // Idle, so the preparer does not touch the spare file while this thread creates it.
     lock.unlock();
     stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
-    const int fd = make_ready_spare(nullptr, nullptr);
+    bool recycled = false;
+    const int fd = make_ready_spare(nullptr, nullptr, &recycled);
     if (fd >= 0) {
-      stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
+      if (!recycled) stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
     } else {
       stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
     }
@@ -525,7 +561,13 @@ class ShardLogImpl final : public ShardLog {
   /// Creates the spare as spare.tmp (header, zeros, synced), then renames it to spare.ready and
   /// syncs the directory: a ready spare survives a restart, a half-written one never passes for
   /// it. Returns its fd or -errno. Preparer thread, or the owner when the preparer is idle.
-  int make_ready_spare(const std::atomic<bool>* cancel, const std::atomic<bool>* urgent) noexcept {
+  /// Sets *recycled when the spare is a passed segment renamed (nothing written).
+  int make_ready_spare(const std::atomic<bool>* cancel, const std::atomic<bool>* urgent,
+                       bool* recycled) noexcept {
+    if (const int fd = reuse_recycled(); fd >= 0) {
+      *recycled = true;
+      return fd;
+    }
     const int fd = detail::create_segment_file(dir_, detail::spare_path(dir_),
                                                config_.segment_bytes, cancel, urgent);
     if (fd < 0) return fd;
@@ -539,6 +581,31 @@ class ShardLogImpl final : public ShardLog {
       ::unlinkat(dir_fd_, ready, 0);
       return -err;
     }
+    return fd;
+  }
+
+  /// Turns spare.recycled (a passed segment, full size, current version) into spare.ready: a
+  /// rename, no writes. Its old records stay in place; their CRCs are seeded with the offset
+  /// the file had before, so none of them can pass for a record of the segment it becomes.
+  /// Returns the fd, or -1 when there is none (or it cannot be used: it is then removed).
+  int reuse_recycled() noexcept {
+    {
+      std::lock_guard lock(prep_mu_);
+      if (!std::exchange(recycled_available_, false)) return -1;
+    }
+    const char* from = kRecycledSpareName.data();
+    const char* to = kReadySpareName.data();
+    if (::renameat(dir_fd_, from, dir_fd_, to) != 0) {
+      ::unlinkat(dir_fd_, from, 0);
+      return -1;
+    }
+    const int fd = ::openat(dir_fd_, to, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || ::fsync(dir_fd_) != 0) {
+      if (fd >= 0) ::close(fd);
+      ::unlinkat(dir_fd_, to, 0);
+      return -1;
+    }
+    stats_->segments_recycled.fetch_add(1, std::memory_order_relaxed);
     return fd;
   }
 
@@ -593,6 +660,8 @@ class ShardLogImpl final : public ShardLog {
     const int old = fd_;
     fd_ = next.release();
     seg_start_ = start;
+    seg_seed_ = frame_seed(start, kSegmentVersion);  // spares are always of the current version
+    roll_pending_ = false;
     seg_size_ = kSegmentHeaderBytes;
     file_bytes_ = next_bytes;
     end_.store(start + kSegmentHeaderBytes, std::memory_order_release);
@@ -654,11 +723,41 @@ class ShardLogImpl final : public ShardLog {
     while (segments_.size() - gone >= 2 && segments_[gone + 1] <= low) {
       char name[detail::kSegmentNameBytes];
       detail::format_segment_name(segments_[gone], name);
-      if (::unlinkat(dir_fd_, name, 0) != 0 && errno != ENOENT) break;  // retried next call
+      if (!recycle(name) && ::unlinkat(dir_fd_, name, 0) != 0 && errno != ENOENT) {
+        break;  // retried next call
+      }
       ++gone;
       stats_->segments_deleted.fetch_add(1, std::memory_order_relaxed);
     }
     segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(gone));
+  }
+
+  /// Keeps the passed segment `name` as spare.recycled when none is kept yet and it can become a
+  /// spare (full size, current version); true when it did. Caller holds segments_mu_.
+  bool recycle(const char* name) noexcept {
+    {
+      std::lock_guard lock(prep_mu_);
+      if (recycled_available_ || prep_stop_) return false;
+    }
+    const int fd = ::openat(dir_fd_, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st {};
+    uint8_t header[kSegmentHeaderBytes];
+    const bool fits =
+        ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == config_.segment_bytes &&
+        detail::pread_full(fd, header, sizeof header, 0) == static_cast<ssize_t>(sizeof header) &&
+        detail::check_segment_header(header) == detail::HeaderStatus::kOk &&
+        detail::header_version(header) == kSegmentVersion;
+    ::close(fd);
+    // No directory sync: if the rename is lost in a crash, the segment is listed again below
+    // every consumer and passed again.
+    if (!fits || ::renameat(dir_fd_, name, dir_fd_, kRecycledSpareName.data()) != 0) return false;
+    {
+      std::lock_guard lock(prep_mu_);
+      recycled_available_ = true;
+    }
+    prep_cv_.notify_all();  // the preparer may be waiting for it
+    return true;
   }
 
   const LogConfig config_;
@@ -671,8 +770,10 @@ class ShardLogImpl final : public ShardLog {
   // Owner thread.
   int fd_ = -1;
   uint64_t seg_start_ = 0;
-  uint64_t seg_size_ = 0;    // bytes of records in the active segment, header included
-  uint64_t file_bytes_ = 0;  // size of the active segment file (zeros past seg_size_)
+  uint64_t seg_size_ = 0;      // bytes of records in the active segment, header included
+  uint64_t file_bytes_ = 0;    // size of the active segment file (zeros past seg_size_)
+  uint32_t seg_seed_ = 0;      // CRC seed of the active segment's records
+  bool roll_pending_ = false;  // the active segment takes no more records (recovery ended it)
   bool closed_ = false;
   std::atomic<uint64_t> end_{0};
   std::atomic<uint64_t> durable_{0};
@@ -695,7 +796,8 @@ class ShardLogImpl final : public ShardLog {
   std::condition_variable prep_cv_;
   SpareState spare_state_ = SpareState::kNone;
   int spare_fd_ = -1;
-  int prep_error_ = 0;  // errno of the preparer's last failed attempt
+  int prep_error_ = 0;               // errno of the preparer's last failed attempt
+  bool recycled_available_ = false;  // spare.recycled exists and may become the next spare
   bool prep_stop_ = false;
   std::atomic<bool> prep_cancel_{false};  // makes a creation under way stop at close()
   std::thread prep_thread_;
@@ -739,24 +841,33 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   if (::unlink(spare.c_str()) != 0 && errno != ENOENT) {
     return make_error("cannot remove " + spare + ": " + errno_text(errno));
   }
-  // A spare.ready is complete and synced (renamed only then): keep it unless the configured
-  // segment size changed or it is not ours.
-  const std::string ready = detail::ready_spare_path(dir);
-  Fd ready_fd(::open(ready.c_str(), O_RDWR | O_CLOEXEC));
-  if (ready_fd.fd >= 0) {
+  // A spare.ready is complete and synced (renamed only then), a spare.recycled a passed segment:
+  // keep each unless the configured segment size changed or it is not of the current version.
+  const auto usable_spare = [&](int fd) {
     struct stat rst {};
     uint8_t header[kSegmentHeaderBytes];
-    const bool usable =
-        ::fstat(ready_fd.fd, &rst) == 0 &&
-        static_cast<uint64_t>(rst.st_size) == std::max(config.segment_bytes, kSegmentHeaderBytes) &&
-        detail::pread_full(ready_fd.fd, header, sizeof header, 0) ==
-            static_cast<ssize_t>(sizeof header) &&
-        detail::check_segment_header(header) == detail::HeaderStatus::kOk;
-    if (!usable) {
-      ::close(ready_fd.release());
-      if (::unlink(ready.c_str()) != 0 && errno != ENOENT) {
-        return make_error("cannot remove " + ready + ": " + errno_text(errno));
-      }
+    return ::fstat(fd, &rst) == 0 &&
+           static_cast<uint64_t>(rst.st_size) ==
+               std::max(config.segment_bytes, kSegmentHeaderBytes) &&
+           detail::pread_full(fd, header, sizeof header, 0) ==
+               static_cast<ssize_t>(sizeof header) &&
+           detail::check_segment_header(header) == detail::HeaderStatus::kOk &&
+           detail::header_version(header) == kSegmentVersion;
+  };
+  const std::string ready = detail::ready_spare_path(dir);
+  Fd ready_fd(::open(ready.c_str(), O_RDWR | O_CLOEXEC));
+  if (ready_fd.fd >= 0 && !usable_spare(ready_fd.fd)) {
+    ::close(ready_fd.release());
+    if (::unlink(ready.c_str()) != 0 && errno != ENOENT) {
+      return make_error("cannot remove " + ready + ": " + errno_text(errno));
+    }
+  }
+  const std::string recycled = detail::recycled_spare_path(dir);
+  bool have_recycled = false;
+  if (Fd rfd(::open(recycled.c_str(), O_RDONLY | O_CLOEXEC)); rfd.fd >= 0) {
+    have_recycled = usable_spare(rfd.fd);
+    if (!have_recycled && ::unlink(recycled.c_str()) != 0 && errno != ENOENT) {
+      return make_error("cannot remove " + recycled + ": " + errno_text(errno));
     }
   }
   auto listed = detail::list_segments(dir);
@@ -792,7 +903,8 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   }
 
   // Every segment but the last was synced before the next was created: check only that each
-  // reaches the next one's name and, when preallocated, that its records end there (zeros).
+  // reaches the next one's name and, for version 1, that its records end there (zeros; in
+  // version 2 the bytes there may be a recycled file's old contents or an abandoned tail).
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
     const std::string path = detail::segment_path(dir, segments[i]);
     const uint64_t length = segments[i + 1] - segments[i];
@@ -802,9 +914,15 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
       return make_error("cannot open " + path + ": " + errno_text(errno));
     }
     const auto size = static_cast<uint64_t>(sst.st_size);
+    uint8_t header[kSegmentHeaderBytes] = {};
+    const bool v2 = detail::pread_full(sfd.fd, header, sizeof header, 0) ==
+                        static_cast<ssize_t>(sizeof header) &&
+                    detail::check_segment_header(header) == detail::HeaderStatus::kOk &&
+                    detail::header_version(header) >= 2;
     uint8_t marker[kRecordHeaderBytes] = {};
     const size_t marker_bytes =
-        size > length ? static_cast<size_t>(std::min<uint64_t>(size - length, sizeof marker)) : 0;
+        size > length && !v2 ? static_cast<size_t>(std::min<uint64_t>(size - length, sizeof marker))
+                             : 0;
     const bool ends_there = size >= length &&
                             detail::pread_full(sfd.fd, marker, marker_bytes, length) ==
                                 static_cast<ssize_t>(marker_bytes) &&
@@ -820,10 +938,15 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   const std::string last = detail::segment_path(dir, segments.back());
   Fd fd(::open(last.c_str(), O_RDWR | O_CLOEXEC));
   if (fd.fd < 0) return make_error("cannot open " + last + ": " + errno_text(errno));
-  auto rec = recover_segment(fd.fd, last, config.max_record_bytes, impl->stats());
+  auto rec = recover_segment(fd.fd, last, segments.back(), config.max_record_bytes, impl->stats());
   if (!rec.ok()) return rec.error();
   if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
-  impl->start(segments, fd.release(), rec->end, rec->file_bytes);
+  if (have_recycled) impl->adopt_recycled();
+  impl->start(segments, fd.release(), *rec);
+  // A segment recovery ended early is closed now, so that the directory says where its records
+  // end (the next segment's name) before anyone reads it. If that fails (a full disk), the
+  // first append tries again.
+  if (rec->ended) (void)impl->roll_now();
   return std::unique_ptr<ShardLog>(std::move(impl));
 }
 

@@ -57,9 +57,12 @@ struct LogStats {
   std::atomic<uint64_t> backlog_full{0};      ///< appends refused with kBacklogFull
   std::atomic<uint64_t> syncs{0};             ///< successful fdatasync calls on segments
   std::atomic<uint64_t> sync_errors{0};  ///< failed fdatasync/fsync: the log then refuses appends
-  std::atomic<uint64_t> segments_deleted{0};       ///< segments removed below every consumer
-  std::atomic<uint64_t> torn_bytes_truncated{0};   ///< torn tail bytes zeroed or cut at recovery
-  std::atomic<uint64_t> segments_created{0};       ///< segment files zero-filled and synced
+  std::atomic<uint64_t> segments_deleted{
+      0};  ///< segments removed below every consumer (or recycled)
+  std::atomic<uint64_t> torn_bytes_truncated{
+      0};                                      ///< torn tail bytes zeroed at recovery (version 1)
+  std::atomic<uint64_t> segments_created{0};   ///< segment files zero-filled and synced
+  std::atomic<uint64_t> segments_recycled{0};  ///< spares made from a passed segment (no writes)
   std::atomic<uint64_t> segment_create_errors{0};  ///< failed segment creations (e.g. ENOSPC)
   /// Rollovers that found no spare segment ready and waited for (or made) one on the append path.
   std::atomic<uint64_t> segment_create_stalls{0};
@@ -78,10 +81,11 @@ struct LogStats {
 /// (a segment file is named after the offset of its first byte).
 class ShardLog {
  public:
-  /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (zeroes a torn or
-  /// corrupt tail after the last valid record, counted in torn_bytes_truncated), starts the
-  /// group-commit thread when durability is batch and the thread that prepares the next segment
-  /// file. Errors name the path and the cause.
+  /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (a torn or corrupt
+  /// tail after the last valid record ends it there and the next segment starts at that offset;
+  /// version-1 segments have the tail zeroed instead, counted in torn_bytes_truncated), starts
+  /// the group-commit thread when durability is batch and the thread that prepares the next
+  /// segment file. Errors name the path and the cause.
   static Result<std::unique_ptr<ShardLog>> open(const LogConfig& config, uint32_t shard,
                                                 LogStats* stats);
   virtual ~ShardLog() = default;
@@ -137,6 +141,9 @@ inline constexpr std::string_view kSpareSegmentName = "spare.tmp";
 /// The name of the prepared spare once it is complete and synced; the next rollover renames it to
 /// the new segment's name. Kept across restarts (reused at open when its size still matches).
 inline constexpr std::string_view kReadySpareName = "spare.ready";
+/// A segment every consumer has passed, kept to become the next spare instead of writing a new
+/// one (its old records cannot pass for new ones: see kSegmentVersion). At most one per shard.
+inline constexpr std::string_view kRecycledSpareName = "spare.recycled";
 
 /// Every segment file starts with this header; offsets count its bytes too, so the first record
 /// of the segment named S starts at S + kSegmentHeaderBytes.
@@ -144,14 +151,25 @@ inline constexpr std::string_view kReadySpareName = "spare.ready";
 inline constexpr size_t kSegmentHeaderBytes = 16;
 /// The magic bytes that open every segment file.
 inline constexpr std::string_view kSegmentMagic = "THLOG001";
-/// The segment format version written and accepted.
-inline constexpr uint32_t kSegmentVersion = 1;
+/// The segment format version written. Version 2 seeds each record's CRC with the segment's
+/// start offset, so the records a recycled segment file still holds from its earlier life never
+/// pass for records of its new one. Version 1 (no seed) is still read and appended to.
+inline constexpr uint32_t kSegmentVersion = 2;
+/// The oldest segment format version accepted.
+inline constexpr uint32_t kMinSegmentVersion = 1;
 
 /// Record framing (pure; exposed for the fuzzer and tests).
-/// record := u32 payload_len | u32 crc32c(payload_len bytes LE ++ payload) | payload
-/// Segment files are preallocated with zeros: a segment's records end at the first all-zero frame
-/// header (never a valid frame: the CRC of a zero length is not 0) or at the end of the file.
+/// record := u32 payload_len | u32 crc | payload
+///   version 2: crc = crc32c(segment start offset as u64 LE ++ payload_len LE ++ payload)
+///   version 1: crc = crc32c(payload_len LE ++ payload)
+/// A segment's records end at the first frame that is not valid (in a new segment file, an
+/// all-zero header: its tail is preallocated zeros), at the end of the file, or where the next
+/// segment starts.
 inline constexpr size_t kRecordHeaderBytes = 8;
+
+/// The CRC seed of the records of a segment of `version` starting at offset `segment_start`
+/// (0 for version 1). Pass it to parse_frame() and write_frame_header().
+uint32_t frame_seed(uint64_t segment_start, uint32_t version) noexcept;
 
 /// Outcome of parsing one frame.
 enum class FrameStatus : uint8_t { kComplete, kNeedMore, kMalformed };
@@ -159,10 +177,11 @@ enum class FrameStatus : uint8_t { kComplete, kNeedMore, kMalformed };
 /// Parses one record frame at the start of `bytes`. On kComplete sets `payload` and `frame_bytes`.
 /// kNeedMore: `bytes` ends inside the frame. kMalformed: bad length or CRC.
 FrameStatus parse_frame(std::span<const uint8_t> bytes, uint32_t max_record_bytes,
-                        std::span<const uint8_t>& payload, size_t& frame_bytes) noexcept;
+                        std::span<const uint8_t>& payload, size_t& frame_bytes,
+                        uint32_t seed = 0) noexcept;
 
 /// Writes the frame header for `payload` into out[0..8).
-void write_frame_header(std::span<const uint8_t> payload, uint8_t* out) noexcept;
+void write_frame_header(std::span<const uint8_t> payload, uint8_t* out, uint32_t seed = 0) noexcept;
 
 /// Lists the shard directories present under `dir` (shard numbers, ascending).
 std::vector<uint32_t> list_shards(const std::string& dir);

@@ -244,6 +244,8 @@ void StoreSink::run() {
       if (auto r = commit(stopping || due); !r) {
         stats_.errors.fetch_add(1, std::memory_order_relaxed);
         std::fprintf(stderr, "sink.store: commit failed: %s\n", r.error().message.c_str());
+        // Stopping: give up; the log keeps what was not committed and the next start replays it.
+        if (stopping) return;
         recover_after_error();
         continue;
       }
