@@ -502,14 +502,10 @@ class ShardLogImpl final : public ShardLog {
     std::unique_lock lock(prep_mu_);
     for (;;) {
       prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
-      // Prefer a passed segment to writing a new one. With consumers keeping up, the segment
-      // before the active one is passed shortly after a rollover; wait for it until the active
-      // segment is half full (or a rollover needs the spare now), then write a new one.
-      while (!prep_stop_ && !recycled_available_ &&
-             consumer_count_.load(std::memory_order_acquire) > 0 &&
-             !prep_urgent_.load(std::memory_order_relaxed)) {
-        prep_cv_.wait_for(lock, std::chrono::milliseconds(20));
-      }
+      // A passed segment is preferred to writing a new one, but not waited for: a new one is
+      // written at a paced rate now, while a wait would end in an unpaced burst when the active
+      // segment is half full. With consumers less than a segment behind, the segment two before
+      // the active one is waiting here by then (the steady state writes nothing).
       if (prep_stop_) return;
       lock.unlock();
       bool recycled = false;
@@ -752,11 +748,8 @@ class ShardLogImpl final : public ShardLog {
     // No directory sync: if the rename is lost in a crash, the segment is listed again below
     // every consumer and passed again.
     if (!fits || ::renameat(dir_fd_, name, dir_fd_, kRecycledSpareName.data()) != 0) return false;
-    {
-      std::lock_guard lock(prep_mu_);
-      recycled_available_ = true;
-    }
-    prep_cv_.notify_all();  // the preparer may be waiting for it
+    std::lock_guard lock(prep_mu_);
+    recycled_available_ = true;
     return true;
   }
 
