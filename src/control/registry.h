@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "control/config.h"
+#include "core/hash.h"
 #include "core/result.h"
 
 namespace tianhe::control {
@@ -68,16 +69,8 @@ class Registry {
   [[gnu::always_inline]] void prefetch(uint64_t device_id) const noexcept {
     if (!slots_.empty()) __builtin_prefetch(&slots_[mix(device_id) & mask_]);
   }
-  /// The hash that places a device id in the table: Murmur3's 64-bit finalizer, so sequential ids
-  /// (the common case: ranges) spread over all slots.
-  static uint64_t mix(uint64_t x) noexcept {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-  }
+  /// The hash that places a device id in the table.
+  static uint64_t mix(uint64_t x) noexcept { return core::mix64(x); }
   /// Model by index (DeviceEntry::model, default_model()).
   const Model& model(uint32_t index) const noexcept { return models_[index]; }
   /// Number of models.

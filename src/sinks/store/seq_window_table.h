@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/hash.h"
+
 namespace tianhe::sinks::store {
 
 /// Verdict on one (device, seq) pair.
@@ -37,16 +39,8 @@ class SeqWindowTable {
   [[gnu::always_inline]] void prefetch(uint64_t device_id) const noexcept {
     __builtin_prefetch(&slots_[mix(device_id) & (capacity_ - 1)]);
   }
-  /// The hash that places a device in the table: the splitmix64 finaliser, so sequential ids
-  /// spread over the table.
-  static uint64_t mix(uint64_t x) noexcept {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-  }
+  /// The hash that places a device in the table.
+  static uint64_t mix(uint64_t x) noexcept { return core::mix64(x); }
   /// Number of devices held.
   size_t size() const noexcept { return size_; }
   /// Bytes of memory held by the table.
