@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -663,7 +664,35 @@ TEST(ShardLog, SyncAndNoneDurabilityPublishAtOnce) {
     auto ends = append_n(*log, 0, 5);
     EXPECT_EQ(log->durable_offset(), ends.back()) << durability_name(d);
     EXPECT_EQ(stats.syncs.load() - syncs_at_open, d == Durability::kSync ? 5u : 0u);
+    EXPECT_EQ(log->durable_event_fd(), -1) << "nothing happens in the background to signal";
   }
+}
+
+TEST(ShardLog, GroupCommitSignalsTheOwnerWhenRecordsBecomeDurable) {
+  TempDir tmp;
+  auto log = open_log(small_config(tmp.path(), Durability::kBatch), nullptr);
+  ASSERT_NE(log, nullptr);
+  const int efd = log->durable_event_fd();
+  ASSERT_GE(efd, 0);
+  uint64_t drained = 0;
+  while (::read(efd, &drained, sizeof drained) > 0) {
+  }
+  // Each round: append, then sleep in poll() as a shard with pending acks does; the wake-up
+  // must come with the record durable, never before.
+  for (uint32_t round = 0; round < 20; ++round) {
+    auto ends = append_n(*log, round, 1);
+    bool durable = false;
+    for (int attempt = 0; attempt < 100 && !durable; ++attempt) {
+      pollfd p{efd, POLLIN, 0};
+      ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "no signal within 10 s, round " << round;
+      uint64_t signals = 0;
+      ASSERT_EQ(::read(efd, &signals, sizeof signals), static_cast<ssize_t>(sizeof signals));
+      EXPECT_GE(signals, 1u);
+      durable = log->durable_offset() >= ends.back();
+    }
+    EXPECT_TRUE(durable) << "round " << round;
+  }
+  log->close();
 }
 
 TEST(ShardLog, GroupCommitMakesEveryAppendDurable) {

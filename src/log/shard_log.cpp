@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -241,6 +242,7 @@ class ShardLogImpl final : public ShardLog {
   ~ShardLogImpl() override {
     close();
     if (dir_fd_ >= 0) ::close(dir_fd_);
+    if (durable_event_fd_ >= 0) ::close(durable_event_fd_);
   }
 
   /// The counters in use (the caller's, or the log's own when none was given).
@@ -271,6 +273,15 @@ class ShardLogImpl final : public ShardLog {
     name_thread(prep_thread_, "log-prep");
     request_spare();
   }
+
+  /// Creates the eventfd the group-commit thread signals (batch), before start().
+  Result<void> open_durable_event() {
+    durable_event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (durable_event_fd_ < 0) return make_error("cannot create an eventfd: " + errno_text(errno));
+    return {};
+  }
+
+  int durable_event_fd() const noexcept override { return durable_event_fd_; }
 
   /// Takes over a ready spare left by an earlier run (complete and synced), before start().
   void adopt_spare(int fd) noexcept {
@@ -697,6 +708,9 @@ class ShardLogImpl final : public ShardLog {
           observe(stats_->sync_us_buckets, stats_->sync_ns_sum, s1 - s0);
           stats_->syncs.fetch_add(1, std::memory_order_relaxed);
           store_max(durable_, target);
+          // Wake the owner if it sleeps with acks waiting (the counter just grows otherwise).
+          const uint64_t one = 1;
+          [[maybe_unused]] const ssize_t w = ::write(durable_event_fd_, &one, sizeof one);
         } else {
           // Linux may drop the dirty pages after a failed writeback, so a retry could succeed
           // without the data: stop accepting appends instead (reopen recovers).
@@ -781,6 +795,7 @@ class ShardLogImpl final : public ShardLog {
   int retired_fd_ = -1;   // an old segment fd to close after that fdatasync
   bool stop_ = false;
   std::thread sync_thread_;
+  int durable_event_fd_ = -1;  // signalled after each sync that advanced durable_ (batch only)
 
   // The spare segment, guarded by prep_mu_. The preparer thread creates it while spare_state_ is
   // kPreparing; the owner thread takes it when kReady, or creates it itself when kNone.
@@ -935,6 +950,9 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   if (!rec.ok()) return rec.error();
   if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
   if (have_recycled) impl->adopt_recycled();
+  if (config.durability == Durability::kBatch) {
+    if (auto r = impl->open_durable_event(); !r) return r.error();
+  }
   impl->start(segments, fd.release(), *rec);
   // A segment recovery ended early is closed now, so that the directory says where its records
   // end (the next segment's name) before anyone reads it. If that fails (a full disk), the

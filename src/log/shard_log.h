@@ -99,6 +99,11 @@ class ShardLog {
   virtual uint64_t durable_offset() const noexcept = 0;
   /// Offset just past the last appended record. Owner thread.
   virtual uint64_t end_offset() const noexcept = 0;
+  /// A non-blocking eventfd that becomes readable each time the group-commit thread advances
+  /// durable_offset() (durability batch), so that the owner can sleep in poll() until acks may
+  /// go out; read it to clear. -1 when durable_offset() advances only inside append() (sync,
+  /// none). Owned by the log; valid until it is destroyed.
+  virtual int durable_event_fd() const noexcept = 0;
   /// Sinks report how far they have safely consumed (their persisted cursor); the log deletes
   /// segments entirely below the minimum of all registered consumers and computes backlog from
   /// it. Any thread.

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -110,33 +111,43 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
 }
 
 void Shard::run() noexcept {
-  std::vector<pollfd> fds(ingests_.size());
-  for (size_t i = 0; i < ingests_.size(); ++i) fds[i] = pollfd{ingests_[i]->fd(), POLLIN, 0};
+  // One pollfd per ingest, then the log's durable eventfd (batch; -1, ignored by poll, else).
+  const int durable_fd = log_->durable_event_fd();
+  std::vector<pollfd> fds(ingests_.size() + 1);
+  for (size_t i = 0; i < ingests_.size(); ++i) fds[i] = pollfd{ingests_[i]->fd(), 0, 0};
+  fds.back() = pollfd{durable_fd, 0, 0};
+  std::vector<AckWait> waits(ingests_.size(), AckWait::kNothing);
   while (!stop_.load(std::memory_order_relaxed)) {
     stats_.loop_iterations.add();
     uint32_t handled = 0;
     for (auto& ingest : ingests_) {
       if (ingest->can_receive()) handled += ingest->poll_input(*this);
     }
-    bool pending = false;
     const uint64_t durable = log_->durable_offset();
-    for (auto& ingest : ingests_) pending |= ingest->release_acks(durable);
+    bool wait_durable = false;
+    for (size_t i = 0; i < ingests_.size(); ++i) {
+      waits[i] = ingests_[i]->release_acks(durable);
+      wait_durable |= waits[i] == AckWait::kDurability;
+    }
     stats_.heap_allocations.set(thread_allocations());
     if (handled > 0) continue;
-    // Idle: wait for input, or (acks pending) only briefly, since the group commit that will
-    // release them does not wake this thread.
+    // Idle: sleep until input arrives, a socket that has acks due takes them again, or the
+    // group commit advances the durable offset (it signals the eventfd after every sync).
     stats_.idle_waits.add();
-    bool any_receiving = false;
     for (size_t i = 0; i < ingests_.size(); ++i) {
-      fds[i].events = ingests_[i]->can_receive() ? POLLIN : 0;
-      any_receiving |= fds[i].events != 0;
+      fds[i].events = static_cast<short>((ingests_[i]->can_receive() ? POLLIN : 0) |
+                                         (waits[i] == AckWait::kSocket ? POLLOUT : 0));
     }
+    fds.back().events = wait_durable ? POLLIN : 0;
+    // Without the eventfd (sync, none: the offset advances inside append) nothing would signal
+    // a wait for durability: look again shortly. Otherwise the timeout only bounds stop().
     const timespec short_wait{0, 100'000};    // 100 us
-    const timespec idle_wait{0, 50'000'000};  // 50 ms: bounds the stop() latency
-    if (any_receiving || !pending) {
-      ppoll(fds.data(), fds.size(), pending ? &short_wait : &idle_wait, nullptr);
-    } else {
-      ppoll(nullptr, 0, &short_wait, nullptr);
+    const timespec idle_wait{0, 50'000'000};  // 50 ms
+    const bool unsignalled = wait_durable && durable_fd < 0;
+    ppoll(fds.data(), fds.size(), unsignalled ? &short_wait : &idle_wait, nullptr);
+    if (fds.back().revents & POLLIN) {
+      uint64_t signals = 0;
+      [[maybe_unused]] const ssize_t r = ::read(durable_fd, &signals, sizeof signals);
     }
   }
   // Drain: release whatever became durable so acknowledged work is not left unanswered.
@@ -145,7 +156,7 @@ void Shard::run() noexcept {
   while (pending && core::mono_ns() < deadline) {
     pending = false;
     const uint64_t durable = log_->durable_offset();
-    for (auto& ingest : ingests_) pending |= ingest->release_acks(durable);
+    for (auto& ingest : ingests_) pending |= ingest->release_acks(durable) != AckWait::kNothing;
     if (pending) {
       const timespec w{0, 200'000};
       ppoll(nullptr, 0, &w, nullptr);

@@ -27,6 +27,13 @@ struct AppendOutcome {
 
 class Shard;
 
+/// What an ingest's pending acks wait for, after release_acks().
+enum class AckWait : uint8_t {
+  kNothing,     ///< no ack pending
+  kDurability,  ///< the oldest pending ack waits for the log's durable offset to advance
+  kSocket,      ///< acks are due but the socket's send buffer is full
+};
+
 /// Largest log record a shard writes (config log.max_record_bytes is at least this).
 inline constexpr size_t kRecordBytes = 1u << 20;
 
@@ -39,8 +46,8 @@ class Ingest {
   virtual int fd() const noexcept = 0;
   /// Receives and processes one batch without blocking; returns the datagrams handled (0: none).
   virtual uint32_t poll_input(Shard& shard) noexcept = 0;
-  /// Sends what became durable; returns true while acks are still pending.
-  virtual bool release_acks(uint64_t durable_offset) noexcept = 0;
+  /// Sends what became durable; says what the acks still pending wait for.
+  virtual AckWait release_acks(uint64_t durable_offset) noexcept = 0;
   /// False when the ingest must not receive now (its ack queue is full).
   virtual bool can_receive() const noexcept = 0;
 };

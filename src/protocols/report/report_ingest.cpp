@@ -206,7 +206,8 @@ void ReportIngest::emit_acks(const AckGroup& g, const runtime::AppendOutcome& ou
                rx_.peer_len(g.datagram), pack_counts(g.ok, g.rejected, g.busy));
 }
 
-bool ReportIngest::release_acks(uint64_t durable_offset) noexcept {
+runtime::AckWait ReportIngest::release_acks(uint64_t durable_offset) noexcept {
+  bool socket_full = false;
   while (!acks_.empty()) {
     uint32_t n = 0;
     while (n < acks_.size() && n < kMaxAcksPerSend && acks_.at(n).durable_at <= durable_offset) {
@@ -224,7 +225,10 @@ bool ReportIngest::release_acks(uint64_t durable_offset) noexcept {
     }
     if (n == 0) break;
     int sent = transports::send_batch(socket_.fd(), send_msgs_.data(), n);
-    if (sent == -EAGAIN || sent == -EWOULDBLOCK || sent == -ENOBUFS) break;  // retry later
+    if (sent == -EAGAIN || sent == -EWOULDBLOCK || sent == -ENOBUFS) {
+      socket_full = true;  // retry when the socket has room
+      break;
+    }
     if (sent <= 0) {
       // The first ack cannot be sent (e.g. unreachable peer): drop it, count it, go on.
       stats_->ack_send_errors.add();
@@ -243,7 +247,8 @@ bool ReportIngest::release_acks(uint64_t durable_offset) noexcept {
     acks_.pop(static_cast<uint32_t>(sent));
   }
   stats_->pending_acks.set(acks_.size());
-  return !acks_.empty();
+  if (acks_.empty()) return runtime::AckWait::kNothing;
+  return socket_full ? runtime::AckWait::kSocket : runtime::AckWait::kDurability;
 }
 
 }  // namespace tianhe::protocols::report

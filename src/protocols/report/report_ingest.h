@@ -27,7 +27,7 @@ class ReportIngest final : public runtime::Ingest {
 
   int fd() const noexcept override { return socket_.fd(); }
   uint32_t poll_input(runtime::Shard& shard) noexcept override;
-  bool release_acks(uint64_t durable_offset) noexcept override;
+  runtime::AckWait release_acks(uint64_t durable_offset) noexcept override;
   bool can_receive() const noexcept override;
   /// The UDP port bound (useful with port 0).
   uint16_t port() const noexcept { return socket_.local_port(); }
