@@ -56,5 +56,9 @@ format:
 format-check:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror
 
+## make tidy: clang-tidy with the checks of .clang-tidy (make test runs it too)
+tidy: build-dev
+	@bash scripts/tidy.sh
+
 clean:
 	rm -rf build

@@ -3,7 +3,7 @@
 #   1. the dev build (ASan+UBSan): unit tests, fuzz-corpus replays, benchmark smoke runs and
 #      integration tests (real gateway processes on loopback ports chosen at run time);
 #   2. the concurrent parts again under ThreadSanitizer;
-#   3. the format check.
+#   3. the format check and clang-tidy (.clang-tidy: bugprone, performance, naming).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
@@ -52,6 +52,14 @@ if git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror 2>/tmp/tia
 else
   echo "format check: files need clang-format (run 'make format'):"
   grep -oE '^[^:]+\.(cpp|h)' /tmp/tianhe-format.log | sort -u | head -20
+  status=1
+  failed=$((failed + 1))
+fi
+
+echo "== clang-tidy"
+if bash scripts/tidy.sh; then
+  passed=$((passed + 1))
+else
   status=1
   failed=$((failed + 1))
 fi

@@ -66,6 +66,7 @@ Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log
       dup2(fd, 2);
     }
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv("/proc/self/exe", argv.data());

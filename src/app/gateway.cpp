@@ -30,7 +30,7 @@ const char* busy_reason_label(int i) {
 }
 
 const char* ack_status_label(int i) {
-  static const char* kNames[] = {"ok", "rejected", "busy"};
+  static constexpr const char* kNames[] = {"ok", "rejected", "busy"};
   return kNames[i];
 }
 
@@ -202,6 +202,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
   }
   if (config.store.enabled) {
     std::vector<log::ShardLog*> raw;
+    raw.reserve(logs.size());
     for (auto& l : logs) raw.push_back(l.get());
     auto sink = sinks::store::StoreSink::start(config.store, config.log, raw);
     if (!sink.ok()) return make_error("sinks.store: " + sink.error().message);

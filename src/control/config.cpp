@@ -482,7 +482,7 @@ Result<void> Parser::cross_check(const toml::table& root, GatewayConfig& c) cons
 }  // namespace
 
 Result<Endpoint> parse_endpoint(std::string_view text, std::string_view key) {
-  auto fail = [&](std::string problem) {
+  auto fail = [&](const std::string& problem) {
     return make_error(std::string(key) + ": " + in_quotes(text) + " " + problem +
                       "; use host:port, e.g. \"127.0.0.1:7700\" or \"[::1]:7700\"");
   };

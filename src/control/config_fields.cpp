@@ -475,6 +475,7 @@ std::string format_scaled(int64_t v, std::span<const Unit> units) {
   for (const Unit& u : units) {
     if (v % u.factor == 0 && (best == nullptr || u.factor > best->factor)) best = &u;
   }
+  if (best == nullptr) return std::to_string(v);  // a table without a unit of factor 1
   return std::to_string(v / best->factor) + std::string(best->suffix);
 }
 

@@ -448,6 +448,7 @@ TEST_F(HttpServerTest, ManyConcurrentConnections) {
 TEST_F(HttpServerTest, ClientThreadsInParallel) {
   start();
   std::vector<std::thread> threads;
+  threads.reserve(8);
   std::atomic<int> ok{0};
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {

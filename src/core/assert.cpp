@@ -20,7 +20,7 @@ void report_bug(const char* file, int line, const char* what, const char* why) n
   // Rate limit: the first 10 hits, then every 1000th.
   if (n < 10 || n % 1000 == 0) {
     std::fprintf(stderr, "tianhe: bug: %s:%d: %s (%s) [hit %llu]\n", file, line, what, why,
-                 static_cast<unsigned long long>(n + 1));
+                 static_cast<unsigned long long>(n) + 1);
   }
 }
 

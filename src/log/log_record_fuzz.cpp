@@ -74,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // 2. Recovery and a reader over the same bytes.
   namespace fs = std::filesystem;
-  const std::string root = scratch();
+  const std::string& root = scratch();
   fs::remove_all(root + "/shard-0");
   fs::create_directories(root + "/shard-0");
   {

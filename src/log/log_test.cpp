@@ -864,7 +864,7 @@ class TinyDisk {
 
 /// Fills the free space of the filesystem holding `path` with a file; returns it.
 fs::path fill_disk(const std::string& dir) {
-  const fs::path filler = fs::path(dir) / "filler";
+  fs::path filler = fs::path(dir) / "filler";
   std::ofstream out(filler, std::ios::binary);
   const std::string block(4096, 'f');
   while (out.write(block.data(), static_cast<std::streamsize>(block.size()))) out.flush();

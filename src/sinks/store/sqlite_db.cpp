@@ -23,7 +23,7 @@ void Stmt::reset() noexcept {
 
 void Stmt::bind_blob(int i, std::span<const uint8_t> b) noexcept {
   // A zero-length blob must still be a blob (not NULL): the column is NOT NULL.
-  static const uint8_t kEmpty = 0;
+  static constexpr uint8_t kEmpty = 0;
   sqlite3_bind_blob(s_, i, b.empty() ? &kEmpty : b.data(), static_cast<int>(b.size()),
                     SQLITE_STATIC);
 }

@@ -501,6 +501,7 @@ void check_against_model(StoreReader& r, const Model& m, std::mt19937_64& rng,
     after = page->back().device_id;
   }
   std::vector<StoredReport> want_all;
+  want_all.reserve(want.size());
   for (auto& [d, x] : want) want_all.push_back(x);  // device 0 is never used
   expect_same(paged, want_all, stage + " latest_all");
   auto c = r.counts();
@@ -520,6 +521,7 @@ TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
   ASSERT_TRUE(r);
   std::mt19937_64 rng(1234);
   std::vector<uint64_t> devices;
+  devices.reserve(41);
   for (int i = 0; i < 40; ++i) devices.push_back(1 + rng() % 1000);
   devices.push_back(0x8000000000000000ull);  // sorts above every other id as unsigned
   devices.push_back(UINT64_MAX);
