@@ -116,8 +116,9 @@ constexpr Field<G> kLogFields[] = {
     {.key = "flush_interval",
      .kind = Kind::kDuration,
      .default_text = "\"1ms\"",
-     .doc = "Longest wait before a group commit (durability \"batch\"); one fdatasync covers "
-            "every append of the interval.",
+     .doc = "Longest wait before a group commit (durability \"batch\"). An append wakes the "
+            "commit at once; one fdatasync covers every append made while the previous one ran, "
+            "and this bounds the wait should a wake-up be missed.",
      .set =
          [](G& c, const P& p) {
            c.log.flush_interval = duration_cast<microseconds>(nanoseconds(p.i));

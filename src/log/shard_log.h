@@ -33,7 +33,8 @@ std::string_view durability_name(Durability d) noexcept;
 struct LogConfig {
   std::string dir;  ///< root directory; shard N lives in dir/shard-N/
   Durability durability = Durability::kBatch;
-  std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit
+  std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit (an
+                                                   ///< append normally starts one at once)
   uint64_t segment_bytes = 64ull << 20;  ///< segment files are preallocated (zero-filled) to this
                                          ///< size; a segment rolls over before exceeding it
   uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused
