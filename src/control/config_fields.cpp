@@ -126,6 +126,15 @@ constexpr Field<G> kLogFields[] = {
      .min = 10 * kUs,
      .max = 10 * kSec,
      .unit_ns = kUs},
+    {.key = "recycle_segments",
+     .kind = Kind::kInt,
+     .default_text = "4",
+     .doc = "Passed segments each shard keeps to become later spares (renamed, nothing "
+            "written), so that a burst after a quiet time writes no zeros; others are "
+            "deleted. Holds up to this many segment_bytes of disk per shard.",
+     .set = [](G& c, const P& p) { c.log.recycle_segments = static_cast<uint32_t>(p.i); },
+     .min = 0,
+     .max = log::kMaxRecycledSegments},
     {.key = "segment_bytes",
      .kind = Kind::kSize,
      .default_text = "\"64MiB\"",

@@ -184,8 +184,18 @@ std::string ready_spare_path(const std::string& shard_dir) {
   return shard_dir + "/" + std::string(kReadySpareName);
 }
 
-std::string recycled_spare_path(const std::string& shard_dir) {
-  return shard_dir + "/" + std::string(kRecycledSpareName);
+const char* recycled_spare_name(uint32_t slot, char* out) noexcept {
+  if (slot == 0) {
+    std::snprintf(out, kRecycledNameBytes, "%s", kRecycledSpareName.data());
+  } else {
+    std::snprintf(out, kRecycledNameBytes, "%s.%u", kRecycledSpareName.data(), slot);
+  }
+  return out;
+}
+
+std::string recycled_spare_path(const std::string& shard_dir, uint32_t slot) {
+  char name[kRecycledNameBytes];
+  return shard_dir + "/" + recycled_spare_name(slot, name);
 }
 
 int create_segment_file(const std::string& shard_dir, const std::string& path, uint64_t bytes,

@@ -806,6 +806,55 @@ TEST(ShardLog, PassedSegmentsAreRecycledAndTheirOldRecordsNeverReappear) {
   EXPECT_LE(segment_files(tmp.path()).size(), 3u);
 }
 
+TEST(ShardLog, UpToRecycleSegmentsPassedSegmentsAreKeptAndReused) {
+  TempDir tmp;
+  LogConfig c = small_config(tmp.path(), Durability::kBatch);
+  c.recycle_segments = 3;
+  LogStats stats;
+  auto log = open_log(c, &stats);
+  ASSERT_NE(log, nullptr);
+  const std::string shard = tmp.path() + "/shard-0";
+  auto slot_exists = [&](uint32_t slot) {
+    return std::filesystem::exists(detail::recycled_spare_path(shard, slot));
+  };
+  auto kept = [&] {
+    uint32_t n = 0;
+    for (uint32_t slot = 0; slot < kMaxRecycledSegments; ++slot) n += slot_exists(slot);
+    return n;
+  };
+  const uint32_t consumer = log->add_consumer(log->end_offset());
+  auto ends = append_n(*log, 0, 200);  // about ten segments
+  ASSERT_TRUE(wait_for([&] { return log->durable_offset() == ends.back(); }));
+  ASSERT_GT(segment_files(tmp.path()).size(), 6u);
+  // Every segment but the active one is passed: three are kept (the preparer may already have
+  // taken one as its next spare), the others deleted, and no slot past the third is used.
+  log->set_consumer_offset(consumer, ends.back());
+  EXPECT_EQ(segment_files(tmp.path()).size(), 1u);
+  EXPECT_GE(kept(), 2u);
+  EXPECT_LE(kept(), 3u);
+  EXPECT_FALSE(slot_exists(3));
+  // The next rollovers take their spares from the kept segments instead of writing new files.
+  const uint64_t created = stats.segments_created.load();
+  const uint64_t recycled = stats.segments_recycled.load();
+  ends = append_n(*log, 200, 50);  // two to three rollovers
+  ASSERT_TRUE(wait_for([&] { return log->durable_offset() == ends.back(); }));
+  EXPECT_GE(stats.segments_recycled.load() - recycled, 2u);
+  EXPECT_LE(stats.segments_created.load() - created, 1u);
+  // A restart keeps the slots still configured and deletes the others.
+  log->set_consumer_offset(consumer, ends.back());
+  ASSERT_GE(kept(), 1u);
+  log->close();
+  log.reset();
+  c.recycle_segments = 1;
+  log = open_log(c, &stats);
+  ASSERT_NE(log, nullptr);
+  for (uint32_t slot = 1; slot < kMaxRecycledSegments; ++slot) {
+    EXPECT_FALSE(slot_exists(slot)) << "slot " << slot;
+  }
+  EXPECT_GE(log->end_offset(), ends.back());
+  log->close();
+}
+
 TEST(ShardLog, BacklogLimitPushesBack) {
   TempDir tmp;
   LogConfig c = small_config(tmp.path());

@@ -80,8 +80,13 @@ std::string spare_path(const std::string& shard_dir);
 /// The path of the prepared, synced spare segment (spare.ready) in a shard directory.
 std::string ready_spare_path(const std::string& shard_dir);
 
-/// The path of a passed segment kept for reuse (spare.recycled) in a shard directory.
-std::string recycled_spare_path(const std::string& shard_dir);
+/// The name of recycled-segment slot `slot` ("spare.recycled", "spare.recycled.1", ...), written
+/// into `out` (at least kRecycledNameBytes); returns it.
+inline constexpr size_t kRecycledNameBytes = 32;
+const char* recycled_spare_name(uint32_t slot, char* out) noexcept;
+
+/// The path of recycled-segment slot `slot` in a shard directory.
+std::string recycled_spare_path(const std::string& shard_dir, uint32_t slot = 0);
 
 /// Creates the segment file `path` at `bytes` bytes: the header, then zeros written for real (so
 /// that later overwrites need no allocation or size change), fsyncs it and the directory

@@ -293,10 +293,10 @@ class ShardLogImpl final : public ShardLog {
   /// Starts the next segment now (open, for a segment recovery ended). Before any append.
   AppendStatus roll_now() noexcept { return roll(); }
 
-  /// Notes a recycled spare left by an earlier run (spare.recycled), before start().
-  void adopt_recycled() noexcept {
+  /// Notes a recycled segment left by an earlier run in slot `slot`, before start().
+  void adopt_recycled(uint32_t slot) noexcept {
     std::lock_guard lock(prep_mu_);
-    recycled_available_ = true;
+    recycled_slots_ |= 1u << slot;
   }
 
   AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
@@ -591,16 +591,20 @@ class ShardLogImpl final : public ShardLog {
     return fd;
   }
 
-  /// Turns spare.recycled (a passed segment, full size, current version) into spare.ready: a
-  /// rename, no writes. Its old records stay in place; their CRCs are seeded with the offset
+  /// Turns a recycled segment (a passed segment, full size, current version) into spare.ready:
+  /// a rename, no writes. Its old records stay in place; their CRCs are seeded with the offset
   /// the file had before, so none of them can pass for a record of the segment it becomes.
   /// Returns the fd, or -1 when there is none (or it cannot be used: it is then removed).
   int reuse_recycled() noexcept {
+    uint32_t slot = 0;
     {
       std::lock_guard lock(prep_mu_);
-      if (!std::exchange(recycled_available_, false)) return -1;
+      if (recycled_slots_ == 0) return -1;
+      slot = static_cast<uint32_t>(std::countr_zero(recycled_slots_));
+      recycled_slots_ &= ~(1u << slot);
     }
-    const char* from = kRecycledSpareName.data();
+    char name[detail::kRecycledNameBytes];
+    const char* from = detail::recycled_spare_name(slot, name);
     const char* to = kReadySpareName.data();
     if (::renameat(dir_fd_, from, dir_fd_, to) != 0) {
       ::unlinkat(dir_fd_, from, 0);
@@ -742,12 +746,18 @@ class ShardLogImpl final : public ShardLog {
     segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(gone));
   }
 
-  /// Keeps the passed segment `name` as spare.recycled when none is kept yet and it can become a
-  /// spare (full size, current version); true when it did. Caller holds segments_mu_.
+  /// Keeps the passed segment `name` in a free recycled slot (of config_.recycle_segments) when
+  /// one is free and the file can become a spare (full size, current version); true when it
+  /// did. Caller holds segments_mu_ (so no other recycle() picks the same free slot; the
+  /// preparer only frees slots).
   bool recycle(const char* name) noexcept {
+    uint32_t slot = 0;
     {
       std::lock_guard lock(prep_mu_);
-      if (recycled_available_ || prep_stop_) return false;
+      if (prep_stop_) return false;
+      const uint32_t slots = std::min(config_.recycle_segments, kMaxRecycledSegments);
+      while (slot < slots && (recycled_slots_ & (1u << slot)) != 0) ++slot;
+      if (slot == slots) return false;
     }
     const int fd = ::openat(dir_fd_, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
@@ -761,9 +771,12 @@ class ShardLogImpl final : public ShardLog {
     ::close(fd);
     // No directory sync: if the rename is lost in a crash, the segment is listed again below
     // every consumer and passed again.
-    if (!fits || ::renameat(dir_fd_, name, dir_fd_, kRecycledSpareName.data()) != 0) return false;
+    char to[detail::kRecycledNameBytes];
+    if (!fits || ::renameat(dir_fd_, name, dir_fd_, detail::recycled_spare_name(slot, to)) != 0) {
+      return false;
+    }
     std::lock_guard lock(prep_mu_);
-    recycled_available_ = true;
+    recycled_slots_ |= 1u << slot;
     return true;
   }
 
@@ -804,8 +817,8 @@ class ShardLogImpl final : public ShardLog {
   std::condition_variable prep_cv_;
   SpareState spare_state_ = SpareState::kNone;
   int spare_fd_ = -1;
-  int prep_error_ = 0;               // errno of the preparer's last failed attempt
-  bool recycled_available_ = false;  // spare.recycled exists and may become the next spare
+  int prep_error_ = 0;           // errno of the preparer's last failed attempt
+  uint32_t recycled_slots_ = 0;  // bit N: recycled slot N holds a passed segment (prep_mu_)
   bool prep_stop_ = false;
   std::atomic<bool> prep_cancel_{false};  // makes a creation under way stop at close()
   std::thread prep_thread_;
@@ -870,11 +883,15 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
       return make_error("cannot remove " + ready + ": " + errno_text(errno));
     }
   }
-  const std::string recycled = detail::recycled_spare_path(dir);
-  bool have_recycled = false;
-  if (Fd rfd(::open(recycled.c_str(), O_RDONLY | O_CLOEXEC)); rfd.fd >= 0) {
-    have_recycled = usable_spare(rfd.fd);
-    if (!have_recycled && ::unlink(recycled.c_str()) != 0 && errno != ENOENT) {
+  // Recycled segments in the slots still configured are kept when usable; others are deleted.
+  uint32_t recycled_slots = 0;
+  for (uint32_t slot = 0; slot < kMaxRecycledSegments; ++slot) {
+    const std::string recycled = detail::recycled_spare_path(dir, slot);
+    Fd rfd(::open(recycled.c_str(), O_RDONLY | O_CLOEXEC));
+    if (rfd.fd < 0) continue;
+    if (slot < config.recycle_segments && usable_spare(rfd.fd)) {
+      recycled_slots |= 1u << slot;
+    } else if (::unlink(recycled.c_str()) != 0 && errno != ENOENT) {
       return make_error("cannot remove " + recycled + ": " + errno_text(errno));
     }
   }
@@ -949,7 +966,9 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   auto rec = recover_segment(fd.fd, last, segments.back(), config.max_record_bytes, impl->stats());
   if (!rec.ok()) return rec.error();
   if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
-  if (have_recycled) impl->adopt_recycled();
+  for (uint32_t slot = 0; slot < kMaxRecycledSegments; ++slot) {
+    if (recycled_slots & (1u << slot)) impl->adopt_recycled(slot);
+  }
   if (config.durability == Durability::kBatch) {
     if (auto r = impl->open_durable_event(); !r) return r.error();
   }

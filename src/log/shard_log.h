@@ -39,6 +39,9 @@ struct LogConfig {
                                          ///< size; a segment rolls over before exceeding it
   uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused
   uint32_t max_record_bytes = 4u << 20;     ///< largest record payload accepted
+  /// Passed segments kept per shard to become later spares (renamed, nothing written), like a
+  /// minimum WAL size; others are deleted. At most kMaxRecycledSegments.
+  uint32_t recycle_segments = 4;
 };
 
 /// Outcome of an append (hot path; never throws).
@@ -147,9 +150,12 @@ inline constexpr std::string_view kSpareSegmentName = "spare.tmp";
 /// The name of the prepared spare once it is complete and synced; the next rollover renames it to
 /// the new segment's name. Kept across restarts (reused at open when its size still matches).
 inline constexpr std::string_view kReadySpareName = "spare.ready";
-/// A segment every consumer has passed, kept to become the next spare instead of writing a new
-/// one (its old records cannot pass for new ones: see kSegmentVersion). At most one per shard.
+/// A segment every consumer has passed, kept to become a later spare instead of writing a new
+/// one (its old records cannot pass for new ones: see kSegmentVersion). Slot 0 has this name,
+/// slot N > 0 "spare.recycled.N"; LogConfig::recycle_segments slots per shard.
 inline constexpr std::string_view kRecycledSpareName = "spare.recycled";
+/// Most recycled-segment slots a shard can keep (the range of log.recycle_segments).
+inline constexpr uint32_t kMaxRecycledSegments = 32;
 
 /// Every segment file starts with this header; offsets count its bytes too, so the first record
 /// of the segment named S starts at S + kSegmentHeaderBytes.
