@@ -293,10 +293,10 @@ class ShardLogImpl final : public ShardLog {
   /// Starts the next segment now (open, for a segment recovery ended). Before any append.
   AppendStatus roll_now() noexcept { return roll(); }
 
-  /// Notes a recycled segment left by an earlier run in slot `slot`, before start().
-  void adopt_recycled(uint32_t slot) noexcept {
+  /// Notes the recycled segments left by an earlier run (bit N: slot N), before start().
+  void adopt_recycled(uint32_t slots) noexcept {
     std::lock_guard lock(prep_mu_);
-    recycled_slots_ |= 1u << slot;
+    recycled_slots_ = slots;
   }
 
   AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
@@ -966,9 +966,7 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   auto rec = recover_segment(fd.fd, last, segments.back(), config.max_record_bytes, impl->stats());
   if (!rec.ok()) return rec.error();
   if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
-  for (uint32_t slot = 0; slot < kMaxRecycledSegments; ++slot) {
-    if (recycled_slots & (1u << slot)) impl->adopt_recycled(slot);
-  }
+  impl->adopt_recycled(recycled_slots);
   if (config.durability == Durability::kBatch) {
     if (auto r = impl->open_durable_event(); !r) return r.error();
   }
