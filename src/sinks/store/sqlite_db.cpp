@@ -48,11 +48,11 @@ Db::~Db() {
   sqlite3_close_v2(db_);
 }
 
-Result<Db> Db::open(const std::string& path, bool create) {
+Result<Db> Db::open(const std::string& path, bool create, const char* vfs) {
   Db db;
   db.path_ = path;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path.c_str(), &db.db_, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db.db_, flags, vfs);
   if (rc != SQLITE_OK) {
     std::string msg = db.db_ ? sqlite3_errmsg(db.db_) : sqlite3_errstr(rc);
     return make_error(path + ": cannot open: " + msg);

@@ -67,8 +67,9 @@ class Db {
   ~Db();
 
   /// Opens `path`; `create` allows creating the file. Sets a busy timeout so that the gateway
-  /// and a reader process can share the file.
-  static Result<Db> open(const std::string& path, bool create);
+  /// and a reader process can share the file. `vfs`: a registered VFS name (nullptr: the
+  /// default), e.g. paced_vfs_name() for the writer's files.
+  static Result<Db> open(const std::string& path, bool create, const char* vfs = nullptr);
   /// Runs one or more statements without results.
   Result<void> exec(std::string_view sql);
   /// Prepares one statement.

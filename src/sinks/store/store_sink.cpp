@@ -10,6 +10,7 @@
 #include "control/metrics.h"
 #include "core/clock.h"
 #include "core/report_codec.h"
+#include "sinks/store/paced_vfs.h"
 
 namespace tianhe::sinks::store {
 namespace {
@@ -75,6 +76,8 @@ Result<void> StoreSink::open_store() {
   o.chunk_reports = config_.chunk_reports;
   o.chunk_duration = config_.chunk_duration;
   o.retention = config_.retention;
+  o.unmerged_chunks = &unmerged_chunks_;
+  unmerged_chunks_.store(0);  // a reopened writer merges what an earlier one left before it opens
   auto w = StoreWriter::open(o);
   if (!w) return w.error();
   writer_ = std::move(w.value());
@@ -311,8 +314,15 @@ void StoreSink::collect(control::PromWriter& w) const {
             none, get(stats_.errors));
   w.counter("tianhe_sink_store_chunks_sealed_total", "Time chunks sealed.", none,
             get(stats_.chunks_sealed));
+  w.counter("tianhe_sink_store_writeback_kicks_total",
+            "Writebacks the store started early (every 128 KiB written to a file) so that its "
+            "data reaches the disk in small pieces and does not stall the log's flushes.",
+            none, static_cast<double>(paced_vfs_kicks()));
   w.gauge("tianhe_sink_store_open_chunk_reports", "Reports in the open time chunk.", none,
           static_cast<double>(open_chunk_reports_.load(std::memory_order_relaxed)));
+  w.gauge("tianhe_sink_store_unmerged_chunks",
+          "Sealed chunks whose merge into one sorted run has not finished (background work).", none,
+          static_cast<double>(unmerged_chunks_.load(std::memory_order_relaxed)));
   w.gauge("tianhe_sink_lag_bytes", "Durable log bytes the sink has not committed yet.", sink,
           static_cast<double>(lag_bytes()));
   w.gauge("tianhe_sink_lag_seconds", "Age of the oldest report the sink has not committed yet.",

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "core/clock.h"
+#include "sinks/store/paced_vfs.h"
 #include "sinks/store/store.h"
 
 namespace tianhe::sinks::store {
@@ -120,7 +121,7 @@ Result<std::unique_ptr<StoreWriter>> StoreWriter::open(const StoreWriterOptions&
 }
 
 Result<void> StoreWriter::init() {
-  auto cat = Db::open(opt_.dir + "/catalog.db", true);
+  auto cat = Db::open(opt_.dir + "/catalog.db", true, paced_vfs_name());
   if (!cat) return cat.error();
   catalog_ = std::move(cat.value());
   if (auto r = catalog_.exec(kCatalogSchema); !r) return r;
@@ -170,7 +171,7 @@ Result<void> StoreWriter::init() {
                           ? merged_path_of(opt_.dir, st->i64(0))
                           : path_of(opt_.dir, st->i64(0));
       if (!file_exists(p)) continue;
-      auto db = Db::open(p, false);
+      auto db = Db::open(p, false, paced_vfs_name());
       if (!db) return db.error();
       auto cur = db->prepare("SELECT shard, offset FROM cursors");
       if (!cur) continue;  // a chunk file created but never initialised
@@ -195,7 +196,7 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   put_cursor_ = Stmt();
   put_devices_ = Stmt();
   chunk_ = Db();
-  auto db = Db::open(path_of(opt_.dir, id), true);
+  auto db = Db::open(path_of(opt_.dir, id), true, paced_vfs_name());
   if (!db) return db.error();
   chunk_ = std::move(db.value());
   if (auto r = chunk_.exec("PRAGMA journal_mode=WAL;" + std::string(kChunkSchema)); !r) return r;
@@ -422,6 +423,7 @@ Result<void> StoreWriter::seal() {
       std::lock_guard lock(mu_);
       pending_.push_back(open_id_ - 1);
     }
+    if (opt_.unmerged_chunks != nullptr) opt_.unmerged_chunks->fetch_add(1);
     cv_.notify_all();
     return {};
   }
@@ -493,6 +495,7 @@ void StoreWriter::background_loop() {
       std::fprintf(stderr, "sink.store: %s (retried at the next start)\n",
                    r.error().message.c_str());
     }
+    if (opt_.unmerged_chunks != nullptr) opt_.unmerged_chunks->fetch_sub(1);
     lock.lock();
     busy_ = false;
     cv_.notify_all();
@@ -529,7 +532,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
   int64_t t0 = core::mono_ns();
   std::string path = path_of(opt_.dir, id);
   // Own connections: this may run on the background thread while the writer commits.
-  auto cat = Db::open(opt_.dir + "/catalog.db", false);
+  auto cat = Db::open(opt_.dir + "/catalog.db", false, paced_vfs_name());
   if (!cat) return cat.error();
   if (!file_exists(path)) {
     // The file is gone (deleted by hand): forget the chunk.
@@ -537,7 +540,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
     stats_.chunks_indexed.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
-  auto db = Db::open(path, false);
+  auto db = Db::open(path, false, paced_vfs_name());
   if (!db) return db.error();
   if (auto r = db->exec("PRAGMA cache_size=-65536"); !r) return r;
   std::vector<BlockRun> runs;
@@ -555,7 +558,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
   // whole block without overflow chains.
   const std::string merged_path = merged_path_of(opt_.dir, id);
   unlink_db(merged_path);
-  auto out = Db::open(merged_path, true);
+  auto out = Db::open(merged_path, true, paced_vfs_name());
   if (!out) return out.error();
   if (auto r = out->exec("PRAGMA page_size=65536; PRAGMA journal_mode=OFF; "
                          "PRAGMA synchronous=OFF; PRAGMA cache_size=-16384;" +
@@ -728,7 +731,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
 }
 
 Result<void> StoreWriter::apply_retention() {
-  auto cat = Db::open(opt_.dir + "/catalog.db", false);
+  auto cat = Db::open(opt_.dir + "/catalog.db", false, paced_vfs_name());
   if (!cat) return cat.error();
   // Per-commit files replaced by a merged one, once no reader can still be opening them.
   std::vector<int64_t> retired;

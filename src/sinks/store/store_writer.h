@@ -36,6 +36,9 @@ struct StoreWriterOptions {
   uint32_t block_reports = kDefaultBlockReports;
   bool background_seal = true;        ///< merge sealed chunks on a thread (false: inside seal())
   int64_t cache_bytes = 256ll << 20;  ///< SQLite page cache of the open chunk's connection
+  /// When set, kept equal to the number of sealed chunks whose merge has not finished (read by
+  /// metrics on any thread; it outlives the writer).
+  std::atomic<int64_t>* unmerged_chunks = nullptr;
 };
 
 /// Where one shard's log has been consumed up to.
