@@ -149,6 +149,7 @@ class StoreWriter {
   std::deque<int64_t> pending_;  ///< sealed chunks waiting for their merge
   bool busy_ = false;
   bool stopping_ = false;
+  std::atomic<bool> hurry_{false};  ///< closing: remove files at once (not paced)
   std::thread background_;
 };
 
