@@ -263,6 +263,19 @@ constexpr Field<G> kStoreFields[] = {
      .set = [](G& c, const P& p) { c.store.batch_reports = static_cast<uint32_t>(p.i); },
      .min = 1,
      .max = 1 << 24},
+    {.key = "commit_interval",
+     .kind = Kind::kDuration,
+     .default_text = "\"100ms\"",
+     .doc = "Unless batch_reports are waiting, a store transaction starts at most this often, "
+            "taking what arrived meanwhile: fewer, larger transactions and sorted runs (cheaper "
+            "sealing and queries) for up to this much more store lag. \"0\": write at once.",
+     .set =
+         [](G& c, const P& p) {
+           c.store.commit_interval = duration_cast<milliseconds>(nanoseconds(p.i));
+         },
+     .min = 0,
+     .max = 10 * kSec,
+     .unit_ns = kMs},
     {.key = "chunk_reports",
      .kind = Kind::kInt,
      .default_text = "4194304",

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -89,7 +90,8 @@ class StoreSink {
   std::vector<std::unique_ptr<Shard>> shards_;
   StoreSinkStats stats_;
   std::atomic<int64_t> open_chunk_reports_{0};
-  std::atomic<int64_t> unmerged_chunks_{0};  ///< sealed chunks still being merged
+  std::atomic<int64_t> unmerged_chunks_{0};              ///< sealed chunks still being merged
+  std::chrono::steady_clock::time_point next_commit_{};  ///< sink thread: next read not before
 
   core::ReportBatch scratch_;
   std::vector<core::Report> pending_;   ///< decoded reports of the batch being built
