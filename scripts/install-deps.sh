@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   g++ clang clang-format clang-tidy libclang-rt-14-dev cmake ninja-build make pkg-config
   # libraries
-  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3 libtomlplusplus-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3 libzstd-dev libtomlplusplus-dev
   nlohmann-json3-dev protobuf-compiler libprotobuf-dev librocksdb-dev liblmdb-dev
   # test peers and tools: promtool (prometheus), curl, python with protobuf
   prometheus curl python3 python3-protobuf procps iproute2

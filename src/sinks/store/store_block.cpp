@@ -1,5 +1,7 @@
 #include "sinks/store/store_block.h"
 
+#include <zstd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -118,13 +120,63 @@ void BlockEncoder::add(uint64_t device_id, uint32_t seq, uint32_t tenant, int64_
   ++info_.count;
 }
 
-std::span<const uint8_t> BlockEncoder::bytes() {
+// The marker bytes of a compressed block (a raw block starts with its count, never 0).
+constexpr uint8_t kPackedMarker = 0x00;
+constexpr uint8_t kCodecZstd = 0x01;
+
+struct BlockEncoder::ZstdContext {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+};
+
+void BlockEncoder::ZstdContextFree::operator()(ZstdContext* c) const noexcept {
+  ZSTD_freeCCtx(c->cctx);
+  delete c;
+}
+
+std::span<const uint8_t> BlockEncoder::raw_bytes() {
   out_.clear();
   put_varint(out_, info_.count);
   put_u64(out_, info_.first_device);
   put_u64(out_, static_cast<uint64_t>(first_time_));
   out_.insert(out_.end(), body_.begin(), body_.end());
   return out_;
+}
+
+std::span<const uint8_t> BlockEncoder::bytes() {
+  std::span<const uint8_t> raw = raw_bytes();
+  if (raw.size() > kMaxCompressedBlockBytes) return raw;
+  if (!zstd_) zstd_.reset(new ZstdContext);
+  if (zstd_->cctx == nullptr) return raw;  // out of memory: stored uncompressed
+  packed_.resize(2 + ZSTD_compressBound(raw.size()));
+  packed_[0] = kPackedMarker;
+  packed_[1] = kCodecZstd;
+  const size_t n = ZSTD_compressCCtx(zstd_->cctx, packed_.data() + 2, packed_.size() - 2,
+                                     raw.data(), raw.size(), kBlockZstdLevel);
+  if (ZSTD_isError(n) || n + 2 >= raw.size()) return raw;
+  packed_.resize(n + 2);
+  return packed_;
+}
+
+bool unpack_block(std::span<const uint8_t> stored, std::vector<uint8_t>& raw) {
+  if (stored.empty()) return false;
+  if (stored[0] != kPackedMarker) {
+    raw.assign(stored.begin(), stored.end());
+    return true;
+  }
+  if (stored.size() < 2 || stored[1] != kCodecZstd) return false;
+  const std::span<const uint8_t> frame = stored.subspan(2);
+  const unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size == 0 ||
+      size > kMaxCompressedBlockBytes) {
+    return false;
+  }
+  raw.resize(static_cast<size_t>(size));
+  thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(),
+                                                                         &ZSTD_freeDCtx);
+  if (!dctx) return false;
+  const size_t n =
+      ZSTD_decompressDCtx(dctx.get(), raw.data(), raw.size(), frame.data(), frame.size());
+  return !ZSTD_isError(n) && n == size;
 }
 
 bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out) {
@@ -222,10 +274,9 @@ Result<void> BlockSearch::decode(int64_t id, std::vector<PackedReport>& out) {
   fetch_.reset();
   fetch_.bind(1, id);
   if (fetch_.step() != SQLITE_ROW) return db_->error("read block " + std::to_string(id));
-  auto b = fetch_.blob(0);
-  buf_.assign(b.begin(), b.end());
+  const bool unpacked = unpack_block(fetch_.blob(0), buf_);
   fetch_.reset();
-  if (!decode_block(buf_, out)) {
+  if (!unpacked || !decode_block(buf_, out)) {
     return make_error(db_->path() + ": block " + std::to_string(id) + " is corrupt");
   }
   return {};

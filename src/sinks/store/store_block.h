@@ -3,13 +3,17 @@
 // (device id as unsigned, device time); its directory entry (first and last device, time range,
 // count) lives in a small table that readers binary-search.
 //
-//   block   := varint count, u64 first_device (LE), i64 first report's time (LE), report*count
+//   stored  := 0x00 0x01 zstd_frame (the raw block compressed; its frame records the size)
+//            | block                   (uncompressed: older stores, or when zstd did not shrink it)
+//   block   := varint count (>= 1), u64 first_device (LE), i64 first report's time (LE),
+//              report*count
 //   report  := varint device delta, zigzag varint time delta (from the previous report),
 //              varint seq, varint tenant, zigzag varint (received - time), u8 protocol,
 //              varint metrics_len, metrics[metrics_len] (core/report_codec.h metrics section)
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -25,6 +29,10 @@ std::string merged_chunk_file_name(int64_t id);
 
 /// Reports per block unless configured otherwise (measured in docs/store.md).
 inline constexpr uint32_t kDefaultBlockReports = 256;
+/// zstd level of stored blocks (1: the fastest of the standard levels; docs/store.md).
+inline constexpr int kBlockZstdLevel = 1;
+/// Largest raw block a compressed one may expand to; larger blocks are stored uncompressed.
+inline constexpr size_t kMaxCompressedBlockBytes = 64u << 20;
 
 /// One report decoded from a block; `metrics` points into the block's bytes.
 struct PackedReport {
@@ -64,22 +72,37 @@ class BlockEncoder {
   }
   /// Reports added.
   uint32_t count() const noexcept { return info_.count; }
-  /// The block's bytes (header included); valid until the next add() or clear().
+  /// The block as stored (compressed unless that does not shrink it); valid until the next
+  /// add(), clear() or bytes().
   std::span<const uint8_t> bytes();
+  /// The raw (uncompressed) block; valid until the next add(), clear() or bytes().
+  std::span<const uint8_t> raw_bytes();
   /// The directory entry (id left 0).
   const BlockInfo& info() const noexcept { return info_; }
 
  private:
+  struct ZstdContext;
+  struct ZstdContextFree {
+    void operator()(ZstdContext* c) const noexcept;
+  };
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;
+  std::vector<uint8_t> packed_;
+  std::unique_ptr<ZstdContext, ZstdContextFree> zstd_;
   BlockInfo info_;
   uint64_t prev_device_ = 0;
   int64_t prev_time_ = 0;
   int64_t first_time_ = 0;
 };
 
-/// Decodes a whole block into `out` (cleared first); false when the bytes are malformed.
+/// Decodes a whole raw block into `out` (cleared first); false when the bytes are malformed.
+/// A stored block goes through unpack_block() first.
 bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out);
+
+/// Puts the raw block of a stored one into `raw` (decompressed, or copied when it is not
+/// compressed); false when a compressed block is malformed or claims more than
+/// kMaxCompressedBlockBytes.
+bool unpack_block(std::span<const uint8_t> stored, std::vector<uint8_t>& raw);
 
 /// One commit's blocks: ids [first_block, last_block], sorted by (device, time).
 struct BlockRun {

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -320,7 +322,7 @@ TEST(BlockCodec, RoundTripsExtremes) {
   enc.add(5, 0xFFFFFFFFu, 7, INT64_MIN, INT64_MAX, 5, m1);
   enc.add(5, 1, 0, INT64_MAX, INT64_MIN, 1, m2);
   enc.add(UINT64_MAX, 2, 3, -1, 0, 2, m1);
-  std::vector<uint8_t> bytes(enc.bytes().begin(), enc.bytes().end());
+  std::vector<uint8_t> bytes(enc.raw_bytes().begin(), enc.raw_bytes().end());
   EXPECT_EQ(enc.info().first_device, 5u);
   EXPECT_EQ(enc.info().last_device, UINT64_MAX);
   EXPECT_EQ(enc.info().min_time_ns, INT64_MIN);
@@ -343,6 +345,70 @@ TEST(BlockCodec, RoundTripsExtremes) {
   }
   bytes.push_back(0);
   EXPECT_FALSE(decode_block(bytes, out));
+}
+
+TEST(BlockCodec, StoredBlocksAreCompressedAndUnpackToTheRawBlock) {
+  // Realistic metrics: the same names in every report, as the report codec writes them.
+  BlockEncoder enc;
+  std::vector<uint8_t> metrics;
+  for (const char* name : {"temperature", "humidity", "pressure", "battery_mv", "door_open"}) {
+    metrics.push_back(static_cast<uint8_t>(std::strlen(name)));
+    metrics.insert(metrics.end(), name, name + std::strlen(name));
+    metrics.push_back(1);
+    for (int i = 0; i < 8; ++i) metrics.push_back(static_cast<uint8_t>(i * 37));
+  }
+  enc.clear();
+  for (uint32_t i = 0; i < kDefaultBlockReports; ++i) {
+    metrics.back() = static_cast<uint8_t>(i);
+    enc.add(1000 + i * 7, i, 1, kT0 + i * kSec, kT0 + i * kSec + 5, 1, metrics);
+  }
+  const std::vector<uint8_t> raw(enc.raw_bytes().begin(), enc.raw_bytes().end());
+  const std::vector<uint8_t> stored(enc.bytes().begin(), enc.bytes().end());
+  ASSERT_GE(stored.size(), 2u);
+  EXPECT_EQ(stored[0], 0x00);  // compressed
+  EXPECT_EQ(stored[1], 0x01);  // zstd
+  EXPECT_LT(stored.size() * 2, raw.size()) << stored.size() << " of " << raw.size();
+  std::vector<uint8_t> unpacked;
+  ASSERT_TRUE(unpack_block(stored, unpacked));
+  EXPECT_EQ(unpacked, raw);
+  std::vector<PackedReport> out;
+  ASSERT_TRUE(decode_block(unpacked, out));
+  ASSERT_EQ(out.size(), kDefaultBlockReports);
+  EXPECT_EQ(out[255].device_id, 1000u + 255 * 7);
+  EXPECT_EQ(out[255].metrics.back(), 255);
+  // A raw block (older stores, or one zstd did not shrink) unpacks as itself.
+  ASSERT_TRUE(unpack_block(raw, unpacked));
+  EXPECT_EQ(unpacked, raw);
+}
+
+TEST(BlockCodec, MalformedCompressedBlocksAreRejected) {
+  BlockEncoder enc;
+  std::vector<uint8_t> metrics(60, 7);
+  enc.clear();
+  for (uint32_t i = 0; i < 64; ++i) enc.add(i, i, 1, kT0 + i, kT0 + i, 1, metrics);
+  const std::vector<uint8_t> stored(enc.bytes().begin(), enc.bytes().end());
+  ASSERT_EQ(stored[0], 0x00);
+  std::vector<uint8_t> raw;
+  std::vector<PackedReport> out;
+  // Every truncation fails to unpack or to decode; none reads past the end.
+  for (size_t n = 0; n < stored.size(); ++n) {
+    const std::span<const uint8_t> cut(stored.data(), n);
+    EXPECT_FALSE(unpack_block(cut, raw) && decode_block(raw, out)) << n;
+  }
+  // An unknown codec.
+  std::vector<uint8_t> other = stored;
+  other[1] = 0x7f;
+  EXPECT_FALSE(unpack_block(other, raw));
+  // A frame that would expand beyond the bound is refused before any allocation.
+  std::vector<uint8_t> zeros(kMaxCompressedBlockBytes + 1, 0);
+  std::vector<uint8_t> big(2 + ZSTD_compressBound(zeros.size()));
+  big[0] = 0x00;
+  big[1] = 0x01;
+  const size_t n = ZSTD_compress(big.data() + 2, big.size() - 2, zeros.data(), zeros.size(), 1);
+  ASSERT_FALSE(ZSTD_isError(n));
+  big.resize(n + 2);
+  EXPECT_FALSE(unpack_block(big, raw));
+  EXPECT_LT(raw.capacity(), zeros.size());
 }
 
 TEST(StoreWriter, DeviceStraddlingBlocksAndChunks) {

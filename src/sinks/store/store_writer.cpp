@@ -297,9 +297,12 @@ Result<void> StoreWriter::rebuild_windows() {
   auto st = chunk_.prepare("SELECT data FROM block_data ORDER BY id");
   if (!st) return st.error();
   std::vector<PackedReport> reps;
+  std::vector<uint8_t> raw;
   int rc;
   while ((rc = st->step()) == SQLITE_ROW) {
-    if (!decode_block(st->blob(0), reps)) return make_error(chunk_.path() + ": corrupt block");
+    if (!unpack_block(st->blob(0), raw) || !decode_block(raw, reps)) {
+      return make_error(chunk_.path() + ": corrupt block");
+    }
     for (const PackedReport& p : reps) {
       windows_.check(p.device_id, p.seq, p.device_time_ns);
       ++open_reports_;
@@ -609,10 +612,11 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
       fetch->reset();
       fetch->bind(1, c.next_block++);
       if (fetch->step() != SQLITE_ROW) return db->error("read block");
-      auto b = fetch->blob(0);
-      c.bytes.assign(b.begin(), b.end());
+      const bool unpacked = unpack_block(fetch->blob(0), c.bytes);
       fetch->reset();
-      if (!decode_block(c.bytes, c.reports)) return make_error(path + ": corrupt block");
+      if (!unpacked || !decode_block(c.bytes, c.reports)) {
+        return make_error(path + ": corrupt block");
+      }
       c.pos = 0;
       if (!c.reports.empty()) return true;
     }
