@@ -265,7 +265,7 @@ constexpr Field<G> kStoreFields[] = {
      .max = 1 << 24},
     {.key = "commit_interval",
      .kind = Kind::kDuration,
-     .default_text = "\"100ms\"",
+     .default_text = "\"20ms\"",
      .doc = "Unless batch_reports are waiting, a store transaction starts at most this often, "
             "taking what arrived meanwhile: fewer, larger transactions and sorted runs (cheaper "
             "sealing and queries) for up to this much more store lag. \"0\": write at once.",
