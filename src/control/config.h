@@ -80,9 +80,9 @@ struct HttpConfig {
 
 /// `[sinks.store]`: the embedded store (default sink).
 struct StoreConfig {
-  bool enabled = true;                             ///< deliver reports to the store
-  std::string dir;                                 ///< default: <data_dir>/store
-  uint32_t batch_reports = 65536;                  ///< reports per store transaction at most
+  bool enabled = true;                            ///< deliver reports to the store
+  std::string dir;                                ///< default: <data_dir>/store
+  uint32_t batch_reports = 65536;                 ///< reports per store transaction at most
   std::chrono::milliseconds commit_interval{20};  ///< a transaction waits this long to fill
   uint64_t chunk_reports = 4u << 20;          ///< a time chunk is sealed after this many reports
   std::chrono::seconds chunk_duration{3600};  ///< ... or after this long
