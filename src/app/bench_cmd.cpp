@@ -369,8 +369,9 @@ int cmd_bench(int argc, char** argv) {
 Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender), the disk's own
 fdatasync latency (a bare probe, before any gateway runs), the gateway with single-report
 datagrams (acks on, durability batch, store on), batched datagrams (32 reports), ack latency at
-half the single-report rate (after the store has caught up and merged), store lag at the single-report rate, ack latency again with durability none (the same path
-without waiting for the disk), memory per registered device and heap allocations per report.
+half the single-report rate (after the store has caught up and merged), store lag at the
+single-report rate, ack latency again with durability none (the same path without waiting for
+the disk), memory per registered device and heap allocations per report.
 Prints a table, or JSON with --json.
 
 Options:

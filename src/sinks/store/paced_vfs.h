@@ -22,7 +22,7 @@ namespace tianhe::sinks::store {
 inline constexpr int64_t kPacedBytesPerSync = 128 * 1024;
 
 /// Registers the paced VFS once (thread-safe) and returns its name for sqlite3_open_v2, or
-/// nullptr (the default VFS) where sync_file_range is not available or registration failed.
+/// nullptr (the default VFS) when SQLite has no default VFS to wrap or registration failed.
 const char* paced_vfs_name() noexcept;
 
 /// Writeback kicks made by the paced VFS since start (all files).

@@ -124,13 +124,8 @@ void BlockEncoder::add(uint64_t device_id, uint32_t seq, uint32_t tenant, int64_
 constexpr uint8_t kPackedMarker = 0x00;
 constexpr uint8_t kCodecZstd = 0x01;
 
-struct BlockEncoder::ZstdContext {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-};
-
-void BlockEncoder::ZstdContextFree::operator()(ZstdContext* c) const noexcept {
-  ZSTD_freeCCtx(c->cctx);
-  delete c;
+void BlockEncoder::ZstdFree::operator()(ZSTD_CCtx* c) const noexcept {
+  ZSTD_freeCCtx(c);
 }
 
 std::span<const uint8_t> BlockEncoder::raw_bytes() {
@@ -145,12 +140,12 @@ std::span<const uint8_t> BlockEncoder::raw_bytes() {
 std::span<const uint8_t> BlockEncoder::bytes() {
   std::span<const uint8_t> raw = raw_bytes();
   if (raw.size() > kMaxCompressedBlockBytes) return raw;
-  if (!zstd_) zstd_.reset(new ZstdContext);
-  if (zstd_->cctx == nullptr) return raw;  // out of memory: stored uncompressed
+  if (!zstd_) zstd_.reset(ZSTD_createCCtx());
+  if (!zstd_) return raw;  // out of memory: stored uncompressed
   packed_.resize(2 + ZSTD_compressBound(raw.size()));
   packed_[0] = kPackedMarker;
   packed_[1] = kCodecZstd;
-  const size_t n = ZSTD_compressCCtx(zstd_->cctx, packed_.data() + 2, packed_.size() - 2,
+  const size_t n = ZSTD_compressCCtx(zstd_.get(), packed_.data() + 2, packed_.size() - 2,
                                      raw.data(), raw.size(), kBlockZstdLevel);
   if (ZSTD_isError(n) || n + 2 >= raw.size()) return raw;
   packed_.resize(n + 2);

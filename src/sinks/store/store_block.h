@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "core/result.h"
+
+struct ZSTD_CCtx_s;  // zstd's compression context (zstd.h: typedef struct ZSTD_CCtx_s ZSTD_CCtx)
 #include "sinks/store/sqlite_db.h"
 #include "sinks/store/store.h"
 
@@ -82,14 +84,13 @@ class BlockEncoder {
   const BlockInfo& info() const noexcept { return info_; }
 
  private:
-  struct ZstdContext;
-  struct ZstdContextFree {
-    void operator()(ZstdContext* c) const noexcept;
+  struct ZstdFree {
+    void operator()(ZSTD_CCtx_s* c) const noexcept;
   };
   std::vector<uint8_t> body_;
   std::vector<uint8_t> out_;
   std::vector<uint8_t> packed_;
-  std::unique_ptr<ZstdContext, ZstdContextFree> zstd_;
+  std::unique_ptr<ZSTD_CCtx_s, ZstdFree> zstd_;  ///< created at the first bytes()
   BlockInfo info_;
   uint64_t prev_device_ = 0;
   int64_t prev_time_ = 0;

@@ -239,7 +239,7 @@ void StoreSink::run() {
       stopping = stopping_;
     }
     if (!writer_) return;  // reopen failed while stopping
-    next_commit_ = std::chrono::steady_clock::now() + config_.commit_interval;
+    const auto next_read = std::chrono::steady_clock::now() + config_.commit_interval;
     bool read_any = read_batch();
     bool moved = false;
     for (auto& sh : shards_) moved |= sh->read_offset != sh->committed.load();
@@ -260,7 +260,7 @@ void StoreSink::run() {
       // Less than a full batch was waiting: let the next one gather for commit_interval, so
       // that a steady stream makes a few large transactions (and sorted runs) per second.
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_commit_, [&] { return stopping_; });
+      cv_.wait_until(lock, next_read, [&] { return stopping_; });
       continue;
     }
     if (!read_any) {

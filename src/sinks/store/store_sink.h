@@ -90,8 +90,7 @@ class StoreSink {
   std::vector<std::unique_ptr<Shard>> shards_;
   StoreSinkStats stats_;
   std::atomic<int64_t> open_chunk_reports_{0};
-  std::atomic<int64_t> unmerged_chunks_{0};              ///< sealed chunks still being merged
-  std::chrono::steady_clock::time_point next_commit_{};  ///< sink thread: next read not before
+  std::atomic<int64_t> unmerged_chunks_{0};  ///< sealed chunks still being merged
 
   core::ReportBatch scratch_;
   std::vector<core::Report> pending_;   ///< decoded reports of the batch being built
