@@ -172,12 +172,12 @@ Buckets histogram_delta(const std::string& before, const std::string& after,
   return out;
 }
 
-/// Summary of fdatasync latencies: quantiles, the longest, and the share of the wall time spent
-/// in calls longer than 2 ms (when acknowledgements wait on the disk).
+/// Summary of fdatasync (or other) latencies: quantiles, the longest, and the share of the wall
+/// time spent in calls longer than 2 ms (when acknowledgements wait on the disk).
 struct SyncSummary {
   double count = 0;
   double over_2ms = 0;
-  double p99_ms = 0, p999_ms = 0, max_ms = 0;
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
   double share_over_2ms = 0;  ///< of `seconds` of wall time
   Json json() const {
     return {{"count", count},   {"over_2ms", over_2ms},
@@ -196,6 +196,7 @@ SyncSummary summarize(const Buckets& buckets, double seconds) {
     const auto& [bound, n] = buckets[i];
     const double upper = bound < 1e300 ? bound : (i > 0 ? buckets[i - 1].first * 2 : 1);
     seen += n;
+    if (s.p50_ms == 0 && seen >= 0.5 * s.count) s.p50_ms = upper * 1e3;
     if (s.p99_ms == 0 && seen >= 0.99 * s.count) s.p99_ms = upper * 1e3;
     if (s.p999_ms == 0 && seen >= 0.999 * s.count) s.p999_ms = upper * 1e3;
     if (n > 0) s.max_ms = upper * 1e3;
@@ -246,6 +247,7 @@ SyncSummary probe_fdatasync(const std::string& dir, double seconds) {
     return lat[static_cast<size_t>(p * static_cast<double>(lat.size() - 1))] * 1e3;
   };
   out.count = static_cast<double>(lat.size());
+  out.p50_ms = q(0.5);
   out.p99_ms = q(0.99);
   out.p999_ms = q(0.999);
   out.max_ms = lat.back() * 1e3;
@@ -492,12 +494,17 @@ Options:
   const std::string after = http_get(gw.http_port, "/metrics");
   const SyncSummary log_syncs = summarize(
       histogram_delta(before, after, "tianhe_log_fsync_latency_seconds"), half->elapsed_s);
+  // The gateway's own view: from the receive to the ack's send, per ack datagram.
+  const SyncSummary inside =
+      summarize(histogram_delta(before, after, "tianhe_ack_latency_seconds"), half->elapsed_s);
   const double allocs = metric_sum(after, "tianhe_shard_heap_allocations_total") -
                         metric_sum(before, "tianhe_shard_heap_allocations_total");
   const double accepted = metric_sum(after, "tianhe_reports_accepted_total") -
                           metric_sum(before, "tianhe_reports_accepted_total");
   result["latency"] = Json::parse(half->json());
   result["latency"]["log_fdatasync"] = log_syncs.json();
+  result["latency"]["gateway_receive_to_ack_ms"] = {
+      {"p50", inside.p50_ms}, {"p99", inside.p99_ms}, {"p999", inside.p999_ms}};
   result["allocations"] = {{"shard_heap_allocations", allocs},
                            {"reports", accepted},
                            {"per_report", accepted > 0 ? allocs / accepted : 0}};
@@ -562,6 +569,10 @@ Options:
   row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
   row("ack latency p50 / p999 at half rate, ms",
       num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
+  row("  the same, read by the fleet's thread: p99 / p999, ms",
+      num(half->read_p99_ms, 3) + " / " + num(half->read_p999_ms, 3));
+  row("  inside the gateway, receive to ack sent: p50 / p99, ms",
+      num(inside.p50_ms, 3) + " / " + num(inside.p99_ms, 3));
   row("  log fdatasync in that phase: p99 / max, ms (bucket bounds)",
       num(log_syncs.p99_ms, 3) + " / " + num(log_syncs.max_ms, 0));
   row("  share of that phase in fdatasyncs > 2 ms (upper bound)",

@@ -55,6 +55,10 @@ void collect_ingest(PromWriter& w, const runtime::IngestStats& s, std::string_vi
             s.datagrams_received.get());
   w.counter("tianhe_received_bytes_total", "Bytes received in datagrams.", pl,
             s.bytes_received.get());
+  w.counter("tianhe_receive_batches_total",
+            "Receive calls (recvmmsg) that returned datagrams: datagrams / batches is the batch "
+            "size (see gateway.receive_window).",
+            pl, s.recv_batches.get());
   for (size_t r = 0; r < protocols::report::kDropReasonCount; ++r) {
     w.counter("tianhe_datagrams_dropped_total",
               "Datagrams dropped before any report was read, by reason.",
@@ -209,7 +213,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
     g->store_ = std::move(sink.value());
   }
   for (uint32_t i = 0; i < shards; ++i) {
-    auto shard = std::make_unique<runtime::Shard>(i, std::move(logs[i]), g->registry_);
+    auto shard = std::make_unique<runtime::Shard>(
+        i, std::move(logs[i]), g->registry_,
+        runtime::ShardOptions{.receive_window = config.receive_window});
     g->report_stats_.push_back(std::make_unique<runtime::IngestStats>());
     if (config.report.enabled) {
       control::ReportProtocolConfig rc = config.report;
@@ -258,6 +264,12 @@ void Gateway::register_collectors() {
                 shards_[i]->stats().heap_allocations.get());
       w.counter("tianhe_shard_loop_iterations_total", "Event-loop iterations of the shard.", sl,
                 shards_[i]->stats().loop_iterations.get());
+      w.counter("tianhe_shard_idle_waits_total",
+                "Times the shard slept until input, an ack's sync or room to send arrived.", sl,
+                shards_[i]->stats().idle_waits.get());
+      w.counter("tianhe_shard_receive_windows_total",
+                "Waits of gateway.receive_window before a receive (receive coalescing).", sl,
+                shards_[i]->stats().receive_windows.get());
     }
     w.gauge("tianhe_registry_devices", "Devices registered.", {},
             static_cast<double>(registry_->device_count()));

@@ -182,6 +182,50 @@ TEST_F(GatewayTest, MalformedAndUnknownDatagramsAreCountedNeverStored) {
   EXPECT_EQ((*reader)->counts()->reports, 0u);
 }
 
+/// The sum of a metric's samples over every label set (e.g. both shards).
+double metric_total(const std::string& text, const std::string& name) {
+  double total = 0;
+  size_t at = 0;
+  while ((at = text.find(name, at)) != std::string::npos) {
+    const bool line_start = at == 0 || text[at - 1] == '\n';
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end - at);
+    at = end;
+    if (!line_start || (line[name.size()] != '{' && line[name.size()] != ' ')) continue;
+    total += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+TEST_F(GatewayTest, ReceiveWindowBatchesBurstsAndLosesNoAck) {
+  // A long window, so that every burst after the first datagrams waits in the socket: the
+  // acks still all come back, each once, and the receives take several datagrams each.
+  cfg_.receive_window = std::chrono::milliseconds(5);
+  auto gw = Gateway::start(cfg_);
+  ASSERT_TRUE(gw.ok()) << gw.error().message;
+  SimulatorOptions o;
+  o.port = (*gw)->report_port();
+  o.devices = 1000;
+  o.rate = 50000;  // bursts of about 10 datagrams (the fleet sends every 200 us)
+  o.duration_s = 0.4;
+  o.ack = true;
+  o.progress = false;
+  o.sockets = 2;
+  auto sum = run_simulator(o);
+  ASSERT_TRUE(sum.ok()) << sum.error().message;
+  ASSERT_GT(sum->sent, 1000u);
+  EXPECT_EQ(sum->lost, 0u);
+  EXPECT_EQ(sum->acked_ok, sum->sent);
+  const std::string t = (*gw)->metrics_text();
+  const double datagrams = metric_total(t, "tianhe_datagrams_received_total");
+  const double batches = metric_total(t, "tianhe_receive_batches_total");
+  EXPECT_EQ(datagrams, static_cast<double>(sum->datagrams));
+  EXPECT_GT(metric_total(t, "tianhe_shard_receive_windows_total"), 0) << t;
+  EXPECT_GT(batches, 0);
+  EXPECT_LT(batches * 2, datagrams) << "receives should take several datagrams each";
+  (*gw)->stop();
+}
+
 TEST_F(GatewayTest, RestartKeepsEverythingAcknowledged) {
   uint64_t acked = 0;
   for (int round = 0; round < 2; ++round) {

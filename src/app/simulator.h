@@ -42,9 +42,14 @@ struct SimulatorSummary {
   uint64_t lost = 0;         ///< ack requested, never answered
   uint64_t send_errors = 0;  ///< sendmmsg refused (e.g. buffer full): not sent, not counted
   double elapsed_s = 0;
-  double rate = 0;                                         ///< reports sent per second
-  double acked_rate = 0;                                   ///< OK acks per second
-  double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;  ///< ack latency
+  double rate = 0;        ///< reports sent per second
+  double acked_rate = 0;  ///< OK acks per second
+  /// Ack latency: from the send to the ack's arrival at the device's socket (the kernel's
+  /// receive timestamp), whenever the fleet's receiving thread got to read it.
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
+  /// The same to the moment the fleet's receiving thread read the ack: adds the fleet's own
+  /// scheduling delay (it shares the cores with the gateway in benchmarks).
+  double read_p50_ms = 0, read_p99_ms = 0, read_p999_ms = 0, read_max_ms = 0;
   /// JSON object with every field.
   std::string json() const;
   /// Human-readable table.

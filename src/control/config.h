@@ -91,16 +91,17 @@ struct StoreConfig {
 
 /// `[gateway]` and everything: the whole validated configuration (immutable once built).
 struct GatewayConfig {
-  std::string source;                ///< file it came from ("<string>" in tests)
-  std::string data_dir = "./data";   ///< relative paths resolve against the working directory
-  uint32_t shards = 0;               ///< 0 = "auto": one per core
-  log::LogConfig log;                ///< log.dir default: <data_dir>/log
-  ReportProtocolConfig report;       ///< `[protocols.report]`
-  HttpConfig http;                   ///< `[http]`
-  StoreConfig store;                 ///< `[sinks.store]`
-  RegistryConfig registry;           ///< `[registry]`
-  std::vector<ModelSpec> models;     ///< `[[models]]`, names unique
-  std::vector<DeviceRange> devices;  ///< `[[devices]]`, disjoint ranges
+  std::string source;               ///< file it came from ("<string>" in tests)
+  std::string data_dir = "./data";  ///< relative paths resolve against the working directory
+  uint32_t shards = 0;              ///< 0 = "auto": one per core
+  std::chrono::microseconds receive_window{200};  ///< see runtime::ShardOptions
+  log::LogConfig log;                             ///< log.dir default: <data_dir>/log
+  ReportProtocolConfig report;                    ///< `[protocols.report]`
+  HttpConfig http;                                ///< `[http]`
+  StoreConfig store;                              ///< `[sinks.store]`
+  RegistryConfig registry;                        ///< `[registry]`
+  std::vector<ModelSpec> models;                  ///< `[[models]]`, names unique
+  std::vector<DeviceRange> devices;               ///< `[[devices]]`, disjoint ranges
 };
 
 /// Parses and validates TOML text. `origin` names the source in errors.

@@ -35,6 +35,9 @@ struct LogConfig {
   Durability durability = Durability::kBatch;
   std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit (an
                                                    ///< append normally starts one at once)
+  /// Scheduler time slice the group-commit thread asks for (core::request_time_slice); 0 keeps
+  /// the kernel's default.
+  std::chrono::microseconds sync_time_slice{100};
   uint64_t segment_bytes = 64ull << 20;  ///< segment files are preallocated (zero-filled) to this
                                          ///< size; a segment rolls over before exceeding it
   uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused

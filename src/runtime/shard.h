@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -46,6 +47,9 @@ class Ingest {
   virtual int fd() const noexcept = 0;
   /// Receives and processes one batch without blocking; returns the datagrams handled (0: none).
   virtual uint32_t poll_input(Shard& shard) noexcept = 0;
+  /// The most datagrams one poll_input() takes: a receive that returned this many may have left
+  /// more in the socket.
+  virtual uint32_t receive_batch() const noexcept = 0;
   /// Sends what became durable; says what the acks still pending wait for.
   virtual AckWait release_acks(uint64_t durable_offset) noexcept = 0;
   /// False when the ingest must not receive now (its ack queue is full).
@@ -57,13 +61,23 @@ struct ShardStats {
   Counter heap_allocations;  ///< operator new calls on the shard thread (see alloc_counter.h)
   Counter loop_iterations;
   Counter idle_waits;
+  Counter receive_windows;  ///< waits of ShardOptions::receive_window
+};
+
+/// How a shard's loop receives.
+struct ShardOptions {
+  /// Receive coalescing: after a receive that found more than one datagram but left the socket
+  /// empty, wait this long before receiving again, so that the next batch is larger (fewer
+  /// system calls and wake-ups per report) at the cost of at most this much latency. A receive
+  /// of one datagram (light load) is never followed by a wait. Zero: no wait.
+  std::chrono::microseconds receive_window{200};
 };
 
 /// One shard thread. Built on the main thread, then start() runs it until stop().
 class Shard {
  public:
   Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
-        std::shared_ptr<const control::Registry> registry);
+        std::shared_ptr<const control::Registry> registry, ShardOptions options = {});
   ~Shard();
 
   /// Adds a protocol ingest (before start()).
@@ -87,6 +101,7 @@ class Shard {
   void run() noexcept;
 
   uint32_t index_;
+  ShardOptions options_;
   std::unique_ptr<log::ShardLog> log_;
   pipeline::Validator validator_;
   std::vector<std::unique_ptr<Ingest>> ingests_;

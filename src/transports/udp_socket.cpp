@@ -7,11 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace tianhe::transports {
 namespace {
 
-constexpr size_t kControlBytes = CMSG_SPACE(sizeof(uint32_t));
+constexpr size_t kControlBytes = CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(timespec));
 
 std::string errno_text(int e) {
   return std::strerror(e);
@@ -138,6 +139,11 @@ bool enable_drop_counter(int fd) noexcept {
   return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) == 0;
 }
 
+bool enable_receive_timestamps(int fd) noexcept {
+  int one = 1;
+  return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) == 0;
+}
+
 DatagramBatch::DatagramBatch(uint32_t capacity, uint32_t max_datagram_bytes)
     : capacity_(capacity),
       max_bytes_(max_datagram_bytes),
@@ -145,7 +151,8 @@ DatagramBatch::DatagramBatch(uint32_t capacity, uint32_t max_datagram_bytes)
       hdrs_(std::make_unique<mmsghdr[]>(capacity)),
       iovs_(std::make_unique<iovec[]>(capacity)),
       addrs_(std::make_unique<sockaddr_storage[]>(capacity)),
-      controls_(std::make_unique<uint8_t[]>(capacity * kControlBytes)) {}
+      controls_(std::make_unique<uint8_t[]>(capacity * kControlBytes)),
+      arrivals_(std::make_unique<int64_t[]>(capacity)) {}
 
 DatagramBatch::~DatagramBatch() = default;
 
@@ -168,12 +175,24 @@ int DatagramBatch::receive(int fd) noexcept {
     return -errno;
   }
   count_ = static_cast<uint32_t>(n);
-  if (n > 0) {
-    // SO_RXQ_OVFL: the cumulative drop count rides on each datagram; the last one is newest.
-    msghdr& h = hdrs_[n - 1].msg_hdr;
+  if (n == 0) return 0;
+  // SO_RXQ_OVFL: the cumulative drop count rides on each datagram; the last one is newest.
+  // Any control message but the drop count is the arrival time (SO_TIMESTAMPNS): the first
+  // datagram tells whether this socket has them, and only then are the others looked at.
+  bool timestamps = false;
+  for (int i = n - 1; i >= 0; --i) {
+    arrivals_[i] = 0;
+    if (i < n - 1 && !timestamps) continue;
+    msghdr& h = hdrs_[i].msg_hdr;
     for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+      if (c->cmsg_level != SOL_SOCKET) continue;
+      if (c->cmsg_type == SO_RXQ_OVFL && i == n - 1) {
         std::memcpy(&kernel_drops_, CMSG_DATA(c), sizeof(uint32_t));
+      } else if (c->cmsg_type == SCM_TIMESTAMPNS) {
+        timespec ts{};
+        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        arrivals_[i] = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        timestamps = true;
       }
     }
   }

@@ -80,6 +80,9 @@ class DatagramBatch {
   socklen_t peer_len(uint32_t i) const noexcept { return hdrs_[i].msg_hdr.msg_namelen; }
   /// The kernel's cumulative count of datagrams dropped on this socket (SO_RXQ_OVFL).
   uint32_t kernel_drops() const noexcept { return kernel_drops_; }
+  /// When datagram i reached the socket (CLOCK_REALTIME, ns), on a socket with
+  /// enable_receive_timestamps(); 0 otherwise.
+  int64_t arrival_wall_ns(uint32_t i) const noexcept { return arrivals_[i]; }
 
  private:
   uint32_t capacity_;
@@ -91,10 +94,14 @@ class DatagramBatch {
   std::unique_ptr<iovec[]> iovs_;
   std::unique_ptr<sockaddr_storage[]> addrs_;
   std::unique_ptr<uint8_t[]> controls_;
+  std::unique_ptr<int64_t[]> arrivals_;
 };
 
 /// Enables SO_RXQ_OVFL on `fd` so DatagramBatch can report kernel drops.
 bool enable_drop_counter(int fd) noexcept;
+/// Enables SO_TIMESTAMPNS on `fd`: DatagramBatch then reports when each datagram arrived,
+/// independent of when the receiving thread got to run (load generators measure with it).
+bool enable_receive_timestamps(int fd) noexcept;
 
 /// Sends up to `count` datagrams with one sendmmsg; returns how many were sent or -errno.
 int send_batch(int fd, mmsghdr* msgs, uint32_t count) noexcept;

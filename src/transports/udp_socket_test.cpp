@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <ctime>
 #include <string>
 
 namespace tianhe::transports {
@@ -52,6 +53,45 @@ TEST(UdpSocket, BatchReceiveKeepsBytesAndPeers) {
     got += batch.size();
   }
   EXPECT_EQ(seen, "datagram-0;datagram-1;datagram-2;datagram-3;datagram-4;");
+  EXPECT_EQ(batch.kernel_drops(), 0u);
+}
+
+TEST(UdpSocket, ArrivalTimesOnlyWhereEnabled) {
+  auto rx = UdpSocket::bind(loopback(0), UdpOptions{});
+  ASSERT_TRUE(rx.ok());
+  ASSERT_TRUE(enable_drop_counter(rx->fd()));  // both control messages on one datagram
+  auto to = loopback(rx->local_port());
+  auto tx = UdpSocket::open_for(to, UdpOptions{.reuse_port = false, .nonblocking = false});
+  ASSERT_TRUE(tx.ok());
+  auto send = [&] {
+    ASSERT_EQ(::sendto(tx->fd(), "x", 1, 0, reinterpret_cast<const sockaddr*>(&to.addr), to.len),
+              1);
+  };
+  DatagramBatch batch(8, 64);
+  send();
+  ASSERT_EQ(wait_readable(rx->fd()), 1);
+  ASSERT_EQ(batch.receive(rx->fd()), 1);
+  EXPECT_EQ(batch.arrival_wall_ns(0), 0);  // not asked for
+
+  ASSERT_TRUE(enable_receive_timestamps(rx->fd()));
+  timespec before{};
+  clock_gettime(CLOCK_REALTIME, &before);
+  send();
+  send();
+  send();
+  uint32_t got = 0;
+  while (got < 3) {
+    ASSERT_EQ(wait_readable(rx->fd()), 1);
+    ASSERT_GT(batch.receive(rx->fd()), 0);
+    timespec after{};
+    clock_gettime(CLOCK_REALTIME, &after);
+    for (uint32_t i = 0; i < batch.size(); ++i) {
+      // Stamped when it reached the socket: between the first send and this receive.
+      EXPECT_GE(batch.arrival_wall_ns(i), before.tv_sec * 1'000'000'000LL + before.tv_nsec);
+      EXPECT_LE(batch.arrival_wall_ns(i), after.tv_sec * 1'000'000'000LL + after.tv_nsec);
+    }
+    got += batch.size();
+  }
   EXPECT_EQ(batch.kernel_drops(), 0u);
 }
 

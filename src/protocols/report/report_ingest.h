@@ -27,6 +27,7 @@ class ReportIngest final : public runtime::Ingest {
 
   int fd() const noexcept override { return socket_.fd(); }
   uint32_t poll_input(runtime::Shard& shard) noexcept override;
+  uint32_t receive_batch() const noexcept override { return recv_batch_; }
   runtime::AckWait release_acks(uint64_t durable_offset) noexcept override;
   bool can_receive() const noexcept override;
   /// The UDP port bound (useful with port 0).
