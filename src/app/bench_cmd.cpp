@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -147,19 +148,21 @@ using Buckets = std::vector<std::pair<double, double>>;
 /// The per-bucket observations of histogram `name` in `after` minus those in `before`.
 Buckets histogram_delta(const std::string& before, const std::string& after,
                         const std::string& name) {
+  // Buckets of every label set (e.g. per protocol) are summed by bound.
   auto cumulative = [&](const std::string& text) {
-    Buckets out;
+    std::map<double, double> sums;
     std::istringstream in(text);
     std::string line;
-    const std::string prefix = name + "_bucket{le=\"";
+    const std::string prefix = name + "_bucket{";
     while (std::getline(in, line)) {
       if (line.rfind(prefix, 0) != 0) continue;
-      const std::string le =
-          line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+      const size_t at = line.find("le=\"", prefix.size());
+      if (at == std::string::npos) continue;
+      const std::string le = line.substr(at + 4, line.find('"', at + 4) - (at + 4));
       const double bound = le == "+Inf" ? 1e300 : std::strtod(le.c_str(), nullptr);
-      out.emplace_back(bound, std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr));
+      sums[bound] += std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
     }
-    return out;
+    return Buckets(sums.begin(), sums.end());
   };
   Buckets b = cumulative(before), a = cumulative(after);
   Buckets out;
