@@ -26,6 +26,7 @@
 #include "app/args.h"
 #include "app/commands.h"
 #include "app/simulator.h"
+#include "control/metrics.h"
 #include "core/clock.h"
 #include "transports/udp_socket.h"
 
@@ -114,23 +115,6 @@ std::string http_get(uint16_t port, const std::string& path) {
   close(fd);
   auto body = out.find("\r\n\r\n");
   return body == std::string::npos ? "" : out.substr(body + 4);
-}
-
-/// Sum of every sample of `name` whose label text contains `filter`.
-double metric_sum(const std::string& text, const std::string& name,
-                  const std::string& filter = "") {
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) != 0) continue;
-    char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;
-    if (!filter.empty() && line.find(filter) == std::string::npos) continue;
-    auto sp = line.rfind(' ');
-    sum += std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return sum;
 }
 
 uint64_t rss_bytes(pid_t pid) {
@@ -476,8 +460,8 @@ Options:
     const int64_t t0 = core::mono_ns();
     while ((core::mono_ns() - t0) / 1e9 < timeout_s) {
       const std::string m = http_get(gw.http_port, "/metrics");
-      if (metric_sum(m, "tianhe_sink_lag_bytes") == 0 &&
-          metric_sum(m, "tianhe_sink_store_unmerged_chunks") == 0) {
+      if (control::sum_samples(m, "tianhe_sink_lag_bytes") == 0 &&
+          control::sum_samples(m, "tianhe_sink_store_unmerged_chunks") == 0) {
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -500,10 +484,10 @@ Options:
   // The gateway's own view: from the receive to the ack's send, per ack datagram.
   const SyncSummary inside =
       summarize(histogram_delta(before, after, "tianhe_ack_latency_seconds"), half->elapsed_s);
-  const double allocs = metric_sum(after, "tianhe_shard_heap_allocations_total") -
-                        metric_sum(before, "tianhe_shard_heap_allocations_total");
-  const double accepted = metric_sum(after, "tianhe_reports_accepted_total") -
-                          metric_sum(before, "tianhe_reports_accepted_total");
+  const double allocs = control::sum_samples(after, "tianhe_shard_heap_allocations_total") -
+                        control::sum_samples(before, "tianhe_shard_heap_allocations_total");
+  const double accepted = control::sum_samples(after, "tianhe_reports_accepted_total") -
+                          control::sum_samples(before, "tianhe_reports_accepted_total");
   result["latency"] = Json::parse(half->json());
   result["latency"]["log_fdatasync"] = log_syncs.json();
   result["latency"]["gateway_receive_to_ack_ms"] = {
@@ -520,7 +504,7 @@ Options:
   std::thread sampler([&] {
     while (sampling) {
       std::string m = http_get(gw.http_port, "/metrics");
-      max_lag = std::max(max_lag, metric_sum(m, "tianhe_sink_lag_seconds", "store"));
+      max_lag = std::max(max_lag, control::sum_samples(m, "tianhe_sink_lag_seconds", "store"));
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   });

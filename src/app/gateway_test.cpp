@@ -15,6 +15,7 @@
 
 #include "app/simulator.h"
 #include "control/config.h"
+#include "control/metrics.h"
 #include "core/clock.h"
 #include "protocols/report/report_encoder.h"
 #include "sinks/store/store.h"
@@ -182,21 +183,6 @@ TEST_F(GatewayTest, MalformedAndUnknownDatagramsAreCountedNeverStored) {
   EXPECT_EQ((*reader)->counts()->reports, 0u);
 }
 
-/// The sum of a metric's samples over every label set (e.g. both shards).
-double metric_total(const std::string& text, const std::string& name) {
-  double total = 0;
-  size_t at = 0;
-  while ((at = text.find(name, at)) != std::string::npos) {
-    const bool line_start = at == 0 || text[at - 1] == '\n';
-    const size_t end = text.find('\n', at);
-    const std::string line = text.substr(at, end - at);
-    at = end;
-    if (!line_start || (line[name.size()] != '{' && line[name.size()] != ' ')) continue;
-    total += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return total;
-}
-
 TEST_F(GatewayTest, ReceiveWindowBatchesBurstsAndLosesNoAck) {
   // A long window, so that every burst after the first datagrams waits in the socket: the
   // acks still all come back, each once, and the receives take several datagrams each.
@@ -217,10 +203,10 @@ TEST_F(GatewayTest, ReceiveWindowBatchesBurstsAndLosesNoAck) {
   EXPECT_EQ(sum->lost, 0u);
   EXPECT_EQ(sum->acked_ok, sum->sent);
   const std::string t = (*gw)->metrics_text();
-  const double datagrams = metric_total(t, "tianhe_datagrams_received_total");
-  const double batches = metric_total(t, "tianhe_receive_batches_total");
+  const double datagrams = control::sum_samples(t, "tianhe_datagrams_received_total");
+  const double batches = control::sum_samples(t, "tianhe_receive_batches_total");
   EXPECT_EQ(datagrams, static_cast<double>(sum->datagrams));
-  EXPECT_GT(metric_total(t, "tianhe_shard_receive_windows_total"), 0) << t;
+  EXPECT_GT(control::sum_samples(t, "tianhe_shard_receive_windows_total"), 0) << t;
   EXPECT_GT(batches, 0);
   EXPECT_LT(batches * 2, datagrams) << "receives should take several datagrams each";
   (*gw)->stop();

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -339,6 +340,22 @@ void write_process_metrics(PromWriter& w) {
   }
   w.counter("tianhe_bugs_total", "Internal invariant violations (TH_BUG) seen in release builds.",
             {}, static_cast<double>(core::bug_counter().load(std::memory_order_relaxed)));
+}
+
+double sum_samples(std::string_view text, std::string_view name, std::string_view filter) {
+  double sum = 0;
+  while (!text.empty()) {
+    const size_t eol = text.find('\n');
+    const std::string_view line = text.substr(0, eol);
+    text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
+    if (line.size() <= name.size() || line.substr(0, name.size()) != name) continue;
+    const char next = line[name.size()];
+    if (next != '{' && next != ' ') continue;
+    if (!filter.empty() && line.find(filter) == std::string_view::npos) continue;
+    const std::string value(line.substr(line.rfind(' ') + 1));
+    sum += std::strtod(value.c_str(), nullptr);
+  }
+  return sum;
 }
 
 }  // namespace tianhe::control

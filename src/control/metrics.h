@@ -74,6 +74,11 @@ uint64_t process_rss_bytes() noexcept;
 /// time, threads) and tianhe_bugs_total. MetricsRegistry::render calls it on every scrape.
 void write_process_metrics(PromWriter& w);
 
+/// Sum of every sample of metric `name` in exposition text `text` (all its label sets) whose
+/// label text contains `filter` (empty: every sample). For benchmarks and tests that read
+/// /metrics back.
+double sum_samples(std::string_view text, std::string_view name, std::string_view filter = {});
+
 /// Formats a sample value as the exposition format spells it: integers without exponent,
 /// other values shortest round-trip, "NaN", "+Inf", "-Inf".
 std::string format_prom_value(double value);

@@ -260,3 +260,23 @@ TEST(MetricsRegistry, RealisticScrapePassesPromtool) {
 
 }  // namespace
 }  // namespace tianhe::control
+
+namespace tianhe::control {
+namespace {
+
+TEST(SumSamplesTest, SumsEveryLabelSetOfOneNameOnly) {
+  const std::string text =
+      "# TYPE a_total counter\n"
+      "a_total{shard=\"0\"} 2\n"
+      "a_total{shard=\"1\"} 3.5\n"
+      "a_total_extra 100\n"
+      "b_total 7\n"
+      "a_total 1";
+  EXPECT_EQ(sum_samples(text, "a_total"), 6.5);
+  EXPECT_EQ(sum_samples(text, "a_total", "shard=\"1\""), 3.5);
+  EXPECT_EQ(sum_samples(text, "b_total"), 7);
+  EXPECT_EQ(sum_samples(text, "c_total"), 0);
+}
+
+}  // namespace
+}  // namespace tianhe::control

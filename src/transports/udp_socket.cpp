@@ -175,28 +175,29 @@ int DatagramBatch::receive(int fd) noexcept {
     return -errno;
   }
   count_ = static_cast<uint32_t>(n);
-  if (n == 0) return 0;
-  // SO_RXQ_OVFL: the cumulative drop count rides on each datagram; the last one is newest.
-  // Any control message but the drop count is the arrival time (SO_TIMESTAMPNS): the first
-  // datagram tells whether this socket has them, and only then are the others looked at.
-  bool timestamps = false;
-  for (int i = n - 1; i >= 0; --i) {
-    arrivals_[i] = 0;
-    if (i < n - 1 && !timestamps) continue;
-    msghdr& h = hdrs_[i].msg_hdr;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
-      if (c->cmsg_level != SOL_SOCKET) continue;
-      if (c->cmsg_type == SO_RXQ_OVFL && i == n - 1) {
-        std::memcpy(&kernel_drops_, CMSG_DATA(c), sizeof(uint32_t));
-      } else if (c->cmsg_type == SCM_TIMESTAMPNS) {
-        timespec ts{};
-        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-        arrivals_[i] = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-        timestamps = true;
-      }
+  // The last datagram's control messages: the newest cumulative drop count (SO_RXQ_OVFL),
+  // and whether this socket stamps arrivals (SO_TIMESTAMPNS). Only then are the others read.
+  has_arrivals_ = n > 0 && read_controls(static_cast<uint32_t>(n - 1), true);
+  for (int i = 0; has_arrivals_ && i < n - 1; ++i) read_controls(static_cast<uint32_t>(i), false);
+  return n;
+}
+
+bool DatagramBatch::read_controls(uint32_t i, bool drops) noexcept {
+  msghdr& h = hdrs_[i].msg_hdr;
+  arrivals_[i] = 0;
+  bool stamped = false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SO_RXQ_OVFL && drops) {
+      std::memcpy(&kernel_drops_, CMSG_DATA(c), sizeof(uint32_t));
+    } else if (c->cmsg_type == SCM_TIMESTAMPNS) {
+      timespec ts{};
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      arrivals_[i] = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+      stamped = true;
     }
   }
-  return n;
+  return stamped;
 }
 
 std::span<const uint8_t> DatagramBatch::data(uint32_t i) const noexcept {

@@ -82,7 +82,7 @@ class DatagramBatch {
   uint32_t kernel_drops() const noexcept { return kernel_drops_; }
   /// When datagram i reached the socket (CLOCK_REALTIME, ns), on a socket with
   /// enable_receive_timestamps(); 0 otherwise.
-  int64_t arrival_wall_ns(uint32_t i) const noexcept { return arrivals_[i]; }
+  int64_t arrival_wall_ns(uint32_t i) const noexcept { return has_arrivals_ ? arrivals_[i] : 0; }
 
  private:
   uint32_t capacity_;
@@ -95,6 +95,11 @@ class DatagramBatch {
   std::unique_ptr<sockaddr_storage[]> addrs_;
   std::unique_ptr<uint8_t[]> controls_;
   std::unique_ptr<int64_t[]> arrivals_;
+  bool has_arrivals_ = false;  // the last receive's datagrams carry arrival times
+
+  /// Reads datagram i's control messages (the drop count too when `drops`); true when it
+  /// carried an arrival time.
+  bool read_controls(uint32_t i, bool drops) noexcept;
 };
 
 /// Enables SO_RXQ_OVFL on `fd` so DatagramBatch can report kernel drops.
