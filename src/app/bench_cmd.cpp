@@ -242,10 +242,10 @@ SyncSummary probe_fdatasync(const std::string& dir, double seconds) {
   return out;
 }
 
-std::string bench_config(const std::string& dir, uint64_t devices,
+std::string bench_config(const std::string& dir, uint64_t devices, uint32_t shards,
                          const std::string& durability = "batch") {
   std::ostringstream c;
-  c << "[gateway]\ndata_dir = \"" << dir << "\"\nshards = \"auto\"\n"
+  c << "[gateway]\ndata_dir = \"" << dir << "\"\nshards = " << shards << "\n"
     << "[log]\ndurability = \"" << durability << "\"\n"
     << "[protocols.report]\nlisten = \"127.0.0.1:0\"\n"
     << "[http]\nlisten = \"127.0.0.1:0\"\n"
@@ -270,11 +270,12 @@ struct Gw {
 };
 
 Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& name,
-                           uint64_t devices, const std::string& durability = "batch") {
+                           uint64_t devices, uint32_t shards,
+                           const std::string& durability = "batch") {
   const std::string dir = work + "/" + name;
   fs::create_directories(dir);
   const std::string cfg = dir + "/tianhe.toml";
-  std::ofstream(cfg) << bench_config(dir + "/data", devices, durability);
+  std::ofstream(cfg) << bench_config(dir + "/data", devices, shards, durability);
   const std::string ready = dir + "/ready";
   auto pid = spawn({"tianhe", "serve", "--config", cfg, "--ready-file", ready}, dir + "/serve.log");
   if (!pid.ok()) return pid.error();
@@ -360,21 +361,28 @@ fdatasync latency (a bare probe, before any gateway runs), the gateway with sing
 datagrams (acks on, durability batch, store on), batched datagrams (32 reports), ack latency at
 half the single-report rate (after the store has caught up and merged), store lag at the
 single-report rate, ack latency again with durability none (the same path without waiting for
-the disk), memory per registered device and heap allocations per report.
+the disk), memory per registered device and heap allocations per report; last, when --shards is
+below the core count, the single-report phase again with one shard per core, for comparison.
 Prints a table, or JSON with --json.
+
+The load generator runs on the same machine and needs a core of its own, so by default the
+gateway gets one shard fewer than there are cores (at least one), and the bare receiver of the
+raw phase listens on as many sockets.
 
 Options:
   --duration S        seconds per throughput phase and of the disk probe (default 10)
   --latency-duration S  seconds of the ack-latency phase (default 30)
   --lag-duration S    seconds of the store-lag phase (default 60)
   --devices N         registered and simulated devices (default 500000)
+  --shards N          the gateway's shards and the bare receiver's sockets (default: cores - 1,
+                      at least 1)
   --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
   --json              JSON only)");
       return 0;
     }
   }
   auto args = Args::parse(argc, argv, 2, {"json", "keep"},
-                          {"duration", "latency-duration", "lag-duration", "devices", "work-dir"});
+                          {"duration", "latency-duration", "lag-duration", "devices", "shards", "work-dir"});
   if (!args.ok())
     return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
   const double duration = parse_seconds(args->str("duration", "10"), "--duration").value();
@@ -383,6 +391,15 @@ Options:
   const double latency_duration =
       parse_seconds(args->str("latency-duration", "30"), "--latency-duration").value();
   const uint64_t devices = args->u64("devices", 500'000).value();
+  const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
+  auto shards_arg = args->u64("shards", std::max(1u, cores - 1));
+  if (!shards_arg.ok() || *shards_arg == 0 || *shards_arg > 256) {
+    std::fprintf(stderr, "tianhe bench: --shards: expected a number from 1 to 256\n");
+    return 2;
+  }
+  const auto shards = static_cast<uint32_t>(*shards_arg);
+  const bool compare_per_core = shards != cores;
+  const std::string of = "/" + std::to_string(compare_per_core ? 8 : 7) + "] ";
   const bool json_only = args->has("json");
   std::string work = args->str("work-dir");
   bool remove_work = false;
@@ -400,17 +417,19 @@ Options:
     }
   };
   Json result;
-  result["machine"] = {{"cores", std::thread::hardware_concurrency()}};
+  result["machine"] = {{"cores", cores}};
+  result["shards"] = shards;
   result["devices"] = devices;
 
   // 1. Raw ceiling.
-  say("[1/7] raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
+  say("[1" + of + "raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
       std::to_string(static_cast<int>(duration)) + " s ...");
   double raw_rate = 0;
   {
     Child rx;
     const std::string ready = work + "/raw.ready", stats = work + "/raw.stats";
-    auto pid = spawn({"tianhe", "bench-receiver", "--ready-file", ready, "--stats-file", stats},
+    auto pid = spawn({"tianhe", "bench-receiver", "--shards", std::to_string(shards), "--ready-file",
+                      ready, "--stats-file", stats},
                      work + "/raw.log");
     if (!pid.ok()) return 1;
     rx.pid = *pid;
@@ -426,14 +445,14 @@ Options:
 
   // 2. The disk alone, before any gateway writes to it (a gateway's background work, such as
   // merging sealed store chunks, would be measured too).
-  say("[2/7] the disk's own fdatasync latency: a bare probe for " +
+  say("[2" + of + "the disk's own fdatasync latency: a bare probe for " +
       std::to_string(static_cast<int>(duration)) + " s ...");
   const SyncSummary disk = probe_fdatasync(work, duration);
   result["disk_probe"] = disk.json();
 
   // 3..6: one gateway, 500k registered devices.
   Gw gw;
-  if (auto r = start_gateway(gw, work, "gateway", devices); !r.ok()) {
+  if (auto r = start_gateway(gw, work, "gateway", devices, shards); !r.ok()) {
     std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
     return 1;
   }
@@ -442,13 +461,13 @@ Options:
   result["memory"] = {{"rss_idle_bytes", rss_idle},
                       {"bytes_per_registered_device", static_cast<double>(rss_idle) / devices}};
 
-  say("[3/7] gateway, single-report datagrams, acks on, durability batch, store on ...");
+  say("[3" + of + "gateway, single-report datagrams, acks on, durability batch, store on ...");
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
   if (!single.ok()) return 1;
   result["single"] = Json::parse(single->json());
   result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
-  say("[4/7] gateway, batched datagrams (32 reports each), acks on ...");
+  say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
   if (!batched.ok()) return 1;
   result["batched"] = Json::parse(batched->json());
@@ -472,7 +491,7 @@ Options:
   result["batched"]["store_drain_s"] = drain_s;
   say("      store drained (and merged) the batched backlog in " + std::to_string(drain_s) + " s");
 
-  say("[5/7] ack latency at half the single-report rate for " +
+  say("[5" + of + "ack latency at half the single-report rate for " +
       std::to_string(static_cast<int>(latency_duration)) + " s ...");
   const std::string before = http_get(gw.http_port, "/metrics");
   auto half = run_simulator(
@@ -497,7 +516,7 @@ Options:
                            {"per_report", accepted > 0 ? allocs / accepted : 0}};
 
   wait_caught_up(300);
-  say("[6/7] store lag at the single-report rate for " +
+  say("[6" + of + "store lag at the single-report rate for " +
       std::to_string(static_cast<int>(lag_duration)) + " s ...");
   std::atomic<bool> sampling{true};
   double max_lag = 0;
@@ -521,18 +540,36 @@ Options:
 
   // The same latency phase on a gateway that acknowledges after write(2), not after fdatasync:
   // what the software path costs, without the disk.
-  say("[7/7] ack latency at half rate, durability none (no disk wait), " +
+  say("[7" + of + "ack latency at half rate, durability none (no disk wait), " +
       std::to_string(static_cast<int>(duration)) + " s ...");
   Result<SimulatorSummary> half_none = make_error("not run");
   {
     Gw none;
-    if (auto r = start_gateway(none, work, "gateway-none", devices, "none"); !r.ok()) {
+    if (auto r = start_gateway(none, work, "gateway-none", devices, shards, "none"); !r.ok()) {
       std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
       return 1;
     }
     half_none =
         run_simulator(sim(none.report_port, devices, single->acked_rate / 2, duration, 1, true));
     if (half_none.ok()) result["latency_durability_none"] = Json::parse(half_none->json());
+  }
+  // The default configuration's shard count (one per core), under the same single-report load:
+  // what giving the gateway the sender's core as well does on this machine.
+  Result<SimulatorSummary> per_core = make_error("not run");
+  if (compare_per_core) {
+    say("[8" + of + "gateway with one shard per core (" + std::to_string(cores) +
+        "), single-report datagrams, " + std::to_string(static_cast<int>(duration)) + " s ...");
+    Gw all;
+    if (auto r = start_gateway(all, work, "gateway-per-core", devices, cores); !r.ok()) {
+      std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    per_core = run_simulator(sim(all.report_port, devices, 0, duration, 1, true));
+    if (per_core.ok()) {
+      result["single_per_core"] = Json::parse(per_core->json());
+      result["single_per_core"]["shards"] = cores;
+      result["single_per_core"]["ratio_to_raw"] = per_core->acked_rate / raw_rate;
+    }
   }
   if (remove_work) fs::remove_all(work);
 
@@ -549,9 +586,15 @@ Options:
     std::snprintf(b, sizeof b, "%.*f", prec, v);
     return std::string(b);
   };
+  row("gateway shards (bare receiver sockets) / machine cores",
+      std::to_string(shards) + " / " + std::to_string(cores));
   row("raw loopback ceiling (datagrams/s received)", num(raw_rate));
   row("single-report: acked reports/s", num(single->acked_rate));
   row("single-report: ratio to raw ceiling (target >= 0.6)", num(single->acked_rate / raw_rate, 2));
+  if (per_core.ok()) {
+    row("  with one shard per core (" + std::to_string(cores) + "): acked reports/s, ratio",
+        num(per_core->acked_rate) + ", " + num(per_core->acked_rate / raw_rate, 2));
+  }
   row("batched x32: acked reports/s (target >= 1,000,000)", num(batched->acked_rate));
   row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
   row("ack latency p50 / p999 at half rate, ms",

@@ -113,6 +113,11 @@ void collect_ingest(PromWriter& w, const runtime::IngestStats& s, std::string_vi
                                    "Time from receiving a report to sending its ack.", pl,
                                    buckets_of(s.ack_latency), s.ack_latency.sum_ns() / 1e9);
   control::write_log2_us_histogram(
+      w, "tianhe_receive_queue_delay_seconds",
+      "Time the oldest datagram of each receive waited in the socket's buffer (arrival to read): "
+      "input waiting for its shard.",
+      pl, buckets_of(s.receive_queue_delay), s.receive_queue_delay.sum_ns() / 1e9);
+  control::write_log2_us_histogram(
       w, "tianhe_ingest_batch_latency_seconds",
       "Time from receiving a batch to its reports being appended to the log.", pl,
       buckets_of(s.batch_latency), s.batch_latency.sum_ns() / 1e9);
@@ -143,6 +148,9 @@ void collect_log(PromWriter& w, const log::LogStats& s, const log::ShardLog& l, 
   w.counter("tianhe_log_segment_create_stalls_total",
             "Rollovers that had to wait for the next segment to be prepared.", sl,
             s.segment_create_stalls.load());
+  w.counter("tianhe_log_writeback_kicks_total",
+            "Background writebacks started (durability none: one per MiB written).", sl,
+            s.writeback_kicks.load());
   w.counter("tianhe_log_segment_create_errors_total",
             "Segments that could not be created (e.g. disk full).", sl,
             s.segment_create_errors.load());

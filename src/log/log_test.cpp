@@ -668,6 +668,33 @@ TEST(ShardLog, SyncAndNoneDurabilityPublishAtOnce) {
   }
 }
 
+TEST(ShardLog, NoneDurabilityWritesBackInTheBackground) {
+  // Without background writeback a whole segment stayed dirty until the rollover's fdatasync
+  // wrote it on the owner's thread; now the writeback starts every MiB written.
+  TempDir tmp;
+  LogStats stats;
+  LogConfig c = small_config(tmp.path(), Durability::kNone);
+  c.segment_bytes = 4u << 20;
+  auto log = open_log(c, &stats);
+  ASSERT_NE(log, nullptr);
+  const uint32_t n = 3 * 1024;  // 3 MiB of 1 KiB records: at least two writebacks
+  std::vector<uint64_t> ends;
+  for (uint32_t i = 0; i < n; ++i) {
+    auto p = make_payload(i, 1024);
+    uint64_t end = 0;
+    ASSERT_EQ(log->append(p, &end), AppendStatus::kOk);
+    ends.push_back(end);
+  }
+  EXPECT_EQ(log->durable_offset(), ends.back());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (stats.writeback_kicks.load() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GE(stats.writeback_kicks.load(), 2u);
+  log->close();
+  EXPECT_EQ(read_all(c, 0, ends.back(), 0), n);
+}
+
 TEST(ShardLog, GroupCommitSignalsTheOwnerWhenRecordsBecomeDurable) {
   TempDir tmp;
   auto log = open_log(small_config(tmp.path(), Durability::kBatch), nullptr);

@@ -269,6 +269,10 @@ class ShardLogImpl final : public ShardLog {
     if (config_.durability == Durability::kBatch) {
       sync_thread_ = std::thread([this] { sync_loop(); });
       name_thread(sync_thread_, "log-sync");
+    } else if (config_.durability == Durability::kNone) {
+      writeback_kicked_ = end;
+      sync_thread_ = std::thread([this] { writeback_loop(); });
+      name_thread(sync_thread_, "log-sync");
     }
     prep_thread_ = std::thread([this] { prepare_loop(); });
     name_thread(prep_thread_, "log-prep");
@@ -356,7 +360,20 @@ class ShardLogImpl final : public ShardLog {
         cv_.notify_one();
         break;
       }
-      case Durability::kNone: store_max(durable_, end); break;
+      case Durability::kNone: {
+        store_max(durable_, end);
+        // Written-back in the background piece by piece, so that a rollover's fdatasync (on
+        // this thread) finds little left to write instead of a whole segment.
+        if (end - writeback_kicked_ >= kNoneWritebackBytes) {
+          writeback_kicked_ = end;
+          {
+            std::lock_guard lock(mu_);
+            written_ = end;
+          }
+          cv_.notify_one();
+        }
+        break;
+      }
     }
     stats_->records_appended.fetch_add(1, std::memory_order_relaxed);
     stats_->bytes_appended.fetch_add(payload.size(), std::memory_order_relaxed);
@@ -733,6 +750,33 @@ class ShardLogImpl final : public ShardLog {
     }
   }
 
+  /// The writeback loop (durability none): starts the kernel's writeback of the active segment
+  /// whenever the owner has written kNoneWritebackBytes more, without waiting for it and without
+  /// a flush. Nothing waits on it: acks in this mode follow write(2). Without it a segment's
+  /// whole 64 MiB stayed dirty until the rollover's fdatasync wrote it at once, on the shard
+  /// thread (30-65 ms during which nothing was received).
+  void writeback_loop() noexcept {
+    std::unique_lock lock(mu_);
+    uint64_t kicked = written_;
+    for (;;) {
+      if (written_ != kicked) {
+        const int fd = sync_fd_;
+        kicked = written_;
+        syncing_fd_ = fd;
+        lock.unlock();
+        // SYNC_FILE_RANGE_WRITE alone starts writeback of the dirty pages and returns.
+        [[maybe_unused]] const int rc = ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        lock.lock();
+        syncing_fd_ = -1;
+        if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
+        stats_->writeback_kicks.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (stop_) return;
+      cv_.wait(lock);
+    }
+  }
+
   /// Deletes whole segments that end at or below every consumer's offset (never the active one).
   void delete_consumed_segments() noexcept {
     const uint64_t low = min_consumer();
@@ -813,6 +857,9 @@ class ShardLogImpl final : public ShardLog {
   bool stop_ = false;
   std::thread sync_thread_;
   int durable_event_fd_ = -1;  // signalled after each sync that advanced durable_ (batch only)
+  /// Durability none: bytes written between two background writeback starts.
+  static constexpr uint64_t kNoneWritebackBytes = 1u << 20;
+  uint64_t writeback_kicked_ = 0;  // end offset at the last writeback start (owner thread)
 
   // The spare segment, guarded by prep_mu_. The preparer thread creates it while spare_state_ is
   // kPreparing; the owner thread takes it when kReady, or creates it itself when kNone.

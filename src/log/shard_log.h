@@ -73,6 +73,8 @@ struct LogStats {
   std::atomic<uint64_t> segment_create_errors{0};  ///< failed segment creations (e.g. ENOSPC)
   /// Rollovers that found no spare segment ready and waited for (or made) one on the append path.
   std::atomic<uint64_t> segment_create_stalls{0};
+  /// Background writebacks started (durability none: one per kNoneWritebackBytes written).
+  std::atomic<uint64_t> writeback_kicks{0};
   /// Latency histograms, log2 buckets of microseconds: bucket i counts values < 2^i us
   /// (the last bucket counts the rest). Sum in nanoseconds.
   static constexpr int kBuckets = 24;
@@ -84,7 +86,7 @@ struct LogStats {
 
 /// One shard's log writer. Owned by its shard thread: append() and end_offset() are called from
 /// that thread only; the group-commit thread it starts (durability batch) runs fdatasync and
-/// publishes durable_offset(). Offsets are byte positions in the shard's endless stream of records
+/// publishes durable_offset() (durability none: it only starts the writeback of what was written). Offsets are byte positions in the shard's endless stream of records
 /// (a segment file is named after the offset of its first byte).
 class ShardLog {
  public:

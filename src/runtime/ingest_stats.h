@@ -38,6 +38,7 @@ struct IngestStats {
   Counter recv_batches;
   Log2Histogram ack_latency;    ///< receive to ack sent
   Log2Histogram batch_latency;  ///< receive to log append done
+  Log2Histogram receive_queue_delay;  ///< arrival in the socket to read, oldest of each batch
 };
 
 }  // namespace tianhe::runtime

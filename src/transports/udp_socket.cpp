@@ -178,7 +178,15 @@ int DatagramBatch::receive(int fd) noexcept {
   // The last datagram's control messages: the newest cumulative drop count (SO_RXQ_OVFL),
   // and whether this socket stamps arrivals (SO_TIMESTAMPNS). Only then are the others read.
   has_arrivals_ = n > 0 && read_controls(static_cast<uint32_t>(n - 1), true);
-  for (int i = 0; has_arrivals_ && i < n - 1; ++i) read_controls(static_cast<uint32_t>(i), false);
+  if (has_arrivals_ && n > 1) {
+    if (first_arrival_only_) {
+      read_controls(0, false);
+      for (int i = 1; i < n - 1; ++i) arrivals_[i] = 0;
+      arrivals_[n - 1] = 0;
+    } else {
+      for (int i = 0; i < n - 1; ++i) read_controls(static_cast<uint32_t>(i), false);
+    }
+  }
   return n;
 }
 

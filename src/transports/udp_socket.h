@@ -81,8 +81,11 @@ class DatagramBatch {
   /// The kernel's cumulative count of datagrams dropped on this socket (SO_RXQ_OVFL).
   uint32_t kernel_drops() const noexcept { return kernel_drops_; }
   /// When datagram i reached the socket (CLOCK_REALTIME, ns), on a socket with
-  /// enable_receive_timestamps(); 0 otherwise.
+  /// enable_receive_timestamps(); 0 otherwise, and for i > 0 after set_first_arrival_only().
   int64_t arrival_wall_ns(uint32_t i) const noexcept { return has_arrivals_ ? arrivals_[i] : 0; }
+  /// Reads only the first (oldest) datagram's arrival time of each receive: enough to know how
+  /// long the batch waited in the socket, without a pass over every datagram's controls.
+  void set_first_arrival_only(bool first_only) noexcept { first_arrival_only_ = first_only; }
 
  private:
   uint32_t capacity_;
@@ -96,6 +99,7 @@ class DatagramBatch {
   std::unique_ptr<uint8_t[]> controls_;
   std::unique_ptr<int64_t[]> arrivals_;
   bool has_arrivals_ = false;  // the last receive's datagrams carry arrival times
+  bool first_arrival_only_ = false;
 
   /// Reads datagram i's control messages (the drop count too when `drops`); true when it
   /// carried an arrival time.

@@ -93,6 +93,21 @@ TEST(UdpSocket, ArrivalTimesOnlyWhereEnabled) {
     got += batch.size();
   }
   EXPECT_EQ(batch.kernel_drops(), 0u);
+
+  // First-arrival mode: the oldest datagram's time only, the others read as 0.
+  batch.set_first_arrival_only(true);
+  clock_gettime(CLOCK_REALTIME, &before);
+  send();
+  send();
+  send();
+  got = 0;
+  while (got < 3) {
+    ASSERT_EQ(wait_readable(rx->fd()), 1);
+    ASSERT_GT(batch.receive(rx->fd()), 0);
+    EXPECT_GE(batch.arrival_wall_ns(0), before.tv_sec * 1'000'000'000LL + before.tv_nsec);
+    for (uint32_t i = 1; i < batch.size(); ++i) EXPECT_EQ(batch.arrival_wall_ns(i), 0);
+    got += batch.size();
+  }
 }
 
 TEST(UdpSocket, OversizedDatagramIsFlaggedTruncated) {

@@ -59,6 +59,8 @@ Result<std::unique_ptr<ReportIngest>> ReportIngest::create(
                                     .send_buffer_bytes = config.send_buffer_bytes});
   if (!socket.ok()) return make_error("protocols.report.listen: " + socket.error().message);
   transports::enable_drop_counter(socket->fd());
+  // The oldest datagram's arrival time per receive: how long input waited for the shard.
+  transports::enable_receive_timestamps(socket->fd());
   return std::unique_ptr<ReportIngest>(new ReportIngest(config, std::move(*socket), stats));
 }
 
@@ -77,6 +79,7 @@ ReportIngest::ReportIngest(const control::ReportProtocolConfig& config,
       stats_(stats),
       recv_batch_(config.recv_batch) {
   limits_.max_datagram_bytes = config.max_datagram_bytes;
+  rx_.set_first_arrival_only(true);
   stats_->recv_buffer_bytes.set(socket_.recv_buffer_bytes());
 }
 
@@ -92,6 +95,9 @@ uint32_t ReportIngest::poll_input(runtime::Shard& shard) noexcept {
   const int64_t now_wall = core::wall_ns();
   const int64_t now_mono = core::mono_ns();
   stats_->recv_batches.add();
+  if (const int64_t arrived = rx_.arrival_wall_ns(0); arrived != 0) {
+    stats_->receive_queue_delay.observe_ns(std::max<int64_t>(0, now_wall - arrived));
+  }
   stats_->kernel_drops.set(rx_.kernel_drops());
   batch_.clear();
   uint32_t first_datagram = 0;  // first datagram of the batch being built
