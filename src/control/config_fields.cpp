@@ -86,7 +86,8 @@ constexpr Field<G> kGatewayFields[] = {
      .kind = Kind::kIntOrAuto,
      .default_text = "\"auto\"",
      .doc = "Number of shards (threads, each with its own sockets and log); \"auto\" = one per "
-            "core.",
+            "core. Where other busy processes share the cores, fewer can carry more (measured in "
+            "docs/performance.md).",
      .set = [](G& c, const P& p) { c.shards = static_cast<uint32_t>(p.i); },
      .min = 1,
      .max = 256},

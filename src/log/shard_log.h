@@ -86,8 +86,9 @@ struct LogStats {
 
 /// One shard's log writer. Owned by its shard thread: append() and end_offset() are called from
 /// that thread only; the group-commit thread it starts (durability batch) runs fdatasync and
-/// publishes durable_offset() (durability none: it only starts the writeback of what was written). Offsets are byte positions in the shard's endless stream of records
-/// (a segment file is named after the offset of its first byte).
+/// publishes durable_offset() (durability none: it only starts the writeback of what was written).
+/// Offsets are byte positions in the shard's endless stream of records (a segment file is named
+/// after the offset of its first byte).
 class ShardLog {
  public:
   /// Opens (creating if needed) dir/shard-<shard>/, recovers the last segment (a torn or corrupt

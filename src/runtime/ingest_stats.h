@@ -36,8 +36,8 @@ struct IngestStats {
   Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count
   Counter recv_buffer_bytes;  ///< gauge: receive buffer granted by the kernel
   Counter recv_batches;
-  Log2Histogram ack_latency;    ///< receive to ack sent
-  Log2Histogram batch_latency;  ///< receive to log append done
+  Log2Histogram ack_latency;          ///< receive to ack sent
+  Log2Histogram batch_latency;        ///< receive to log append done
   Log2Histogram receive_queue_delay;  ///< arrival in the socket to read, oldest of each batch
 };
 
