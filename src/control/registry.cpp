@@ -1,23 +1,11 @@
 #include "control/registry.h"
 
 #include <algorithm>
-#include <bit>
 #include <string>
 
 #include "core/assert.h"
 
 namespace tianhe::control {
-namespace {
-
-// Slots for `n` devices: a power of two keeping the load factor at or below 0.7 (linear probing
-// stays short), at least 16 so an empty registry still has a valid mask.
-size_t capacity_for(size_t n) {
-  size_t want = n + n * 3 / 7 + 1;  // n / 0.7, rounded up
-  return std::bit_ceil(std::max<size_t>(16, want));
-}
-
-}  // namespace
-
 Model::Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics)
     : name_(std::move(name)), metrics_(std::move(metrics)), allow_unknown_(allow_unknown_metrics) {
   TH_CHECK(metrics_.size() <= 64, "required_mask_ has one bit per metric");
@@ -87,48 +75,72 @@ Result<std::shared_ptr<const Registry>> Registry::build(const GatewayConfig& con
         "registry.default_model: missing; unknown_devices = \"auto_register\" needs one");
   }
 
+  // Each declared range as it is, with the index it has in the config (for errors); sorted by
+  // first id, then checked to be disjoint and merged where adjacent ranges share model and
+  // tenant.
+  struct Declared {
+    DeviceEntry entry;
+    size_t index;
+  };
+  std::vector<Declared> declared;
+  declared.reserve(config.devices.size());
   size_t total = 0;
-  for (const DeviceRange& d : config.devices) total += d.count;
-  reg->slots_.assign(capacity_for(total), DeviceEntry{});
-  reg->mask_ = reg->slots_.size() - 1;
-  DeviceEntry* slots = reg->slots_.data();
-  const uint64_t mask = reg->mask_;
   for (size_t i = 0; i < config.devices.size(); ++i) {
     const DeviceRange& d = config.devices[i];
-    std::string path = "devices[" + std::to_string(i) + "]";
-    int64_t m = model_index(d.model);
+    const std::string path = "devices[" + std::to_string(i) + "]";
+    const int64_t m = model_index(d.model);
     if (m < 0) return make_error(path + ".model: \"" + d.model + "\" is not a model");
     if (d.first_id == 0 || d.count == 0 || d.first_id + d.count - 1 < d.first_id) {
       return make_error(path + ": ids must be 1 or more and the range must not wrap around");
     }
-    uint32_t tenant = intern(d.tenant);
-    for (uint64_t id = d.first_id, end = d.first_id + d.count; id != end; ++id) {
-      uint64_t s = Registry::mix(id) & mask;
-      while (slots[s].id != 0) {
-        if (slots[s].id == id) {
-          return make_error(path + ": device " + std::to_string(id) +
-                            " is declared twice; make the ranges disjoint");
-        }
-        s = (s + 1) & mask;
-      }
-      slots[s] = DeviceEntry{.id = id, .model = static_cast<uint32_t>(m), .tenant = tenant};
+    declared.push_back({DeviceEntry{.first_id = d.first_id,
+                                    .last_id = d.first_id + (d.count - 1),
+                                    .model = static_cast<uint32_t>(m),
+                                    .tenant = intern(d.tenant)},
+                        i});
+    total += d.count;
+  }
+  std::sort(declared.begin(), declared.end(), [](const Declared& a, const Declared& b) {
+    return a.entry.first_id < b.entry.first_id;
+  });
+  reg->ranges_.reserve(declared.size());
+  const Declared* widest = nullptr;  // the range reaching furthest so far
+  for (const Declared& d : declared) {
+    if (widest != nullptr && d.entry.first_id <= widest->entry.last_id) {
+      const size_t later = std::max(d.index, widest->index);
+      return make_error("devices[" + std::to_string(later) + "]: device " +
+                        std::to_string(d.entry.first_id) +
+                        " is declared twice; make the ranges disjoint");
     }
+    if (widest == nullptr || d.entry.last_id > widest->entry.last_id) widest = &d;
+    if (!reg->ranges_.empty()) {
+      DeviceEntry& last = reg->ranges_.back();
+      if (last.last_id + 1 == d.entry.first_id && last.model == d.entry.model &&
+          last.tenant == d.entry.tenant) {
+        last.last_id = d.entry.last_id;
+        continue;
+      }
+    }
+    reg->ranges_.push_back(d.entry);
   }
   reg->device_count_ = total;
   return std::shared_ptr<const Registry>(std::move(reg));
 }
 
 const DeviceEntry* Registry::find(uint64_t device_id) const noexcept {
-  if (device_id == 0 || slots_.empty()) return nullptr;  // 0 marks empty slots
-  const DeviceEntry* slots = slots_.data();
-  uint64_t s = mix(device_id) & mask_;
-  // Terminates: the load factor is at most 0.7, so an empty slot always exists.
-  while (true) {
-    const DeviceEntry& e = slots[s];
-    if (e.id == device_id) return &e;
-    if (e.id == 0) return nullptr;
-    s = (s + 1) & mask_;
+  const DeviceEntry* r = ranges_.data();
+  size_t n = ranges_.size();
+  if (n == 0) return nullptr;
+  // The last range whose first id is at or below device_id: a binary search without branches
+  // on the data (the ranges are few and stay in the cache).
+  size_t lo = 0;
+  while (n > 1) {
+    const size_t half = n / 2;
+    lo = r[lo + half].first_id <= device_id ? lo + half : lo;
+    n -= half;
   }
+  const DeviceEntry& e = r[lo];
+  return device_id >= e.first_id && device_id <= e.last_id ? &e : nullptr;
 }
 
 }  // namespace tianhe::control

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "control/config.h"
-#include "core/hash.h"
 #include "core/result.h"
 
 namespace tianhe::control {
@@ -47,11 +46,15 @@ class Model {
   uint64_t required_mask_ = 0;
 };
 
-/// A registered device: 16 bytes in the registry's open-addressing table.
+/// A range of registered devices, ids first_id..last_id, sharing a model and a tenant: how
+/// [[devices]] declares them (an id and a count). The registry keeps the ranges, not one entry
+/// per device: a lookup is a binary search over a few cache-resident entries, where a table of
+/// one entry per device (16 MiB for 500,000) cost a cache and TLB miss per report.
 struct DeviceEntry {
-  uint64_t id = 0;      ///< 0 marks an empty slot (device id 0 is not allowed)
-  uint32_t model = 0;   ///< index for Registry::model()
-  uint32_t tenant = 0;  ///< index for Registry::tenant_name()
+  uint64_t first_id = 0;  ///< the range's first device id (ids start at 1)
+  uint64_t last_id = 0;   ///< its last device id (inclusive)
+  uint32_t model = 0;     ///< index for Registry::model()
+  uint32_t tenant = 0;    ///< index for Registry::tenant_name()
 };
 
 /// The immutable registry snapshot.
@@ -60,17 +63,8 @@ class Registry {
   /// Builds from a validated config (models, device ranges, registry policy).
   static Result<std::shared_ptr<const Registry>> build(const GatewayConfig& config);
 
-  /// The device, or nullptr when unknown. Lock-free, allocation-free.
+  /// The range holding the device, or nullptr when it is unknown. Lock-free, allocation-free.
   const DeviceEntry* find(uint64_t device_id) const noexcept;
-  /// Starts loading the slot where find(device_id) looks first into the cache. The table is far
-  /// larger than the cache and devices arrive in random order, so a lookup is a cache (and TLB)
-  /// miss; a batch prefetches a few reports ahead of the one it validates. Always inlined: GCC
-  /// deems an out-of-line function holding only a prefetch free of effects and drops its calls.
-  [[gnu::always_inline]] void prefetch(uint64_t device_id) const noexcept {
-    if (!slots_.empty()) __builtin_prefetch(&slots_[mix(device_id) & mask_]);
-  }
-  /// The hash that places a device id in the table.
-  static uint64_t mix(uint64_t x) noexcept { return core::mix64(x); }
   /// Model by index (DeviceEntry::model, default_model()).
   const Model& model(uint32_t index) const noexcept { return models_[index]; }
   /// Number of models.
@@ -84,13 +78,14 @@ class Registry {
   uint32_t default_model() const noexcept { return default_model_; }
   uint32_t default_tenant() const noexcept { return default_tenant_; }
   /// Heap bytes held by the device table (for the memory-per-device figure).
-  size_t table_bytes() const noexcept { return slots_.size() * sizeof(DeviceEntry); }
+  size_t table_bytes() const noexcept { return ranges_.size() * sizeof(DeviceEntry); }
+  /// Number of ranges the devices are held in (adjacent ranges of one model and tenant merge).
+  size_t range_count() const noexcept { return ranges_.size(); }
 
  private:
   std::vector<Model> models_;
   std::vector<std::string> tenants_;
-  std::vector<DeviceEntry> slots_;  ///< power-of-two open-addressing table
-  uint64_t mask_ = 0;
+  std::vector<DeviceEntry> ranges_;  ///< sorted by first_id, disjoint
   size_t device_count_ = 0;
   UnknownDevicePolicy unknown_ = UnknownDevicePolicy::kReject;
   uint32_t default_model_ = 0;

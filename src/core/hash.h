@@ -1,4 +1,5 @@
-// A 64-bit integer hash for open-addressing tables keyed by device id.
+// A 64-bit integer hash for open-addressing tables keyed by device id (the store's duplicate
+// windows).
 #pragma once
 
 #include <cstdint>

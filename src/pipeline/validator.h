@@ -41,10 +41,6 @@ class Validator {
   RejectReason validate(core::ReportBatch& batch, core::Report& r,
                         bool& auto_registered) const noexcept;
 
-  /// Starts loading what validate() will read first for `device_id` (see Registry::prefetch).
-  [[gnu::always_inline]] void prefetch(uint64_t device_id) const noexcept {
-    registry_->prefetch(device_id);
-  }
   /// The registry in use.
   const control::Registry& registry() const noexcept { return *registry_; }
 

@@ -67,15 +67,8 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
     used = 3;
     in_record = 0;
   };
-  // Registry lookups are cache misses (a large table, devices in random order): keep a few in
-  // flight ahead of the report being validated.
-  constexpr uint32_t kPrefetchAhead = 8;
   const uint32_t count = batch.size();
-  for (uint32_t i = 0; i < std::min(count, kPrefetchAhead); ++i) {
-    validator_.prefetch(batch[i].device_id);
-  }
   for (uint32_t i = 0; i < count; ++i) {
-    if (i + kPrefetchAhead < count) validator_.prefetch(batch[i + kPrefetchAhead].device_id);
     core::Report& r = batch[i];
     bool auto_registered = false;
     auto reason = validator_.validate(batch, r, auto_registered);
