@@ -20,11 +20,15 @@ for name in ["tianhe_datagrams_received_total", "tianhe_reports_accepted_total",
              "tianhe_log_append_latency_seconds_bucket", "tianhe_log_fsync_latency_seconds_bucket",
              "tianhe_sink_lag_bytes", "tianhe_sink_lag_seconds", "tianhe_queue_depth",
              "process_resident_memory_bytes", "tianhe_udp_receive_drops_total",
-             "tianhe_ack_latency_seconds_bucket"]:
+             "tianhe_ack_latency_seconds_bucket", "tianhe_receive_queue_delay_seconds_bucket"]:
     c.check(name in text, f"/metrics has {name}")
 m = gw.metrics()
 c.check(metric(m, "tianhe_reports_rejected_total", reason="out_of_range") > 0,
         "rejections counted with their reason")
+# Every receive that returned datagrams timed how long its oldest one waited in the socket.
+batches = metric(m, "tianhe_receive_batches_total")
+c.check(batches > 0 and metric(m, "tianhe_receive_queue_delay_seconds_count") == batches,
+        "one receive-queue delay per receive batch")
 promtool = shutil.which("promtool")
 c.check(promtool is not None, "promtool is installed")
 if promtool:
