@@ -242,6 +242,69 @@ SyncSummary probe_fdatasync(const std::string& dir, double seconds) {
   return out;
 }
 
+/// How long the machine takes the CPU away from a thread that wants it: one thread per core
+/// reads the monotonic clock in a tight loop for `seconds`; a gap between two reads longer than
+/// 200 µs is time the thread did not run (on a VM, mostly the host running something else on
+/// that vCPU; the guest's steal counter may not see it). No gateway runs meanwhile, so this is
+/// the floor under the ack latency: an ack due while its shard's vCPU is away waits that long.
+struct StallSummary {
+  double seconds = 0;         ///< probed per thread
+  double gaps = 0;            ///< gaps > 200 µs, all threads
+  double over_2ms = 0;        ///< of them, longer than 2 ms
+  double share_lost = 0;      ///< of each thread's time, in gaps > 200 µs (mean over threads)
+  double share_over_2ms = 0;  ///< of each thread's time, in gaps > 2 ms (mean over threads)
+  double max_ms = 0;
+  Json json() const {
+    return {{"seconds", seconds},
+            {"gaps_over_200us", gaps},
+            {"gaps_over_2ms", over_2ms},
+            {"share_of_time_lost", share_lost},
+            {"share_of_time_in_gaps_over_2ms", share_over_2ms},
+            {"max_ms", max_ms}};
+  }
+};
+
+StallSummary probe_cpu_stalls(uint32_t threads, double seconds) {
+  struct Local {
+    double gaps = 0, over_2ms = 0, lost_ns = 0, lost_2ms_ns = 0, max_ns = 0;
+  };
+  std::vector<Local> locals(threads);
+  std::vector<std::thread> pool;
+  const int64_t end = core::mono_ns() + static_cast<int64_t>(seconds * 1e9);
+  for (uint32_t t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      Local l;
+      int64_t last = core::mono_ns();
+      while (last < end) {
+        const int64_t now = core::mono_ns();
+        const auto gap = static_cast<double>(now - last);
+        if (gap > 200e3) {
+          ++l.gaps;
+          l.lost_ns += gap;
+          l.max_ns = std::max(l.max_ns, gap);
+          if (gap > 2e6) {
+            ++l.over_2ms;
+            l.lost_2ms_ns += gap;
+          }
+        }
+        last = now;
+      }
+      locals[t] = l;
+    });
+  }
+  for (auto& th : pool) th.join();
+  StallSummary s;
+  s.seconds = seconds;
+  for (const Local& l : locals) {
+    s.gaps += l.gaps;
+    s.over_2ms += l.over_2ms;
+    s.share_lost += l.lost_ns / (seconds * 1e9) / threads;
+    s.share_over_2ms += l.lost_2ms_ns / (seconds * 1e9) / threads;
+    s.max_ms = std::max(s.max_ms, l.max_ns / 1e6);
+  }
+  return s;
+}
+
 std::string bench_config(const std::string& dir, uint64_t devices, uint32_t shards,
                          const std::string& durability = "batch") {
   std::ostringstream c;
@@ -357,7 +420,8 @@ int cmd_bench(int argc, char** argv) {
       std::puts(R"(tianhe bench — end-to-end benchmark on this machine
 
 Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender), the disk's own
-fdatasync latency (a bare probe, before any gateway runs), the gateway with single-report
+fdatasync latency and the CPU's own stalls (bare probes, before any gateway runs: a spinning
+thread per core shows how often and how long the machine takes a core away), the gateway with single-report
 datagrams (acks on, durability batch, store on), batched datagrams (32 reports), ack latency at
 half the single-report rate (after the store has caught up and merged), store lag at the
 single-report rate, ack latency again with durability none (the same path without waiting for
@@ -370,7 +434,8 @@ gateway gets one shard fewer than there are cores (at least one), and the bare r
 raw phase listens on as many sockets.
 
 Options:
-  --duration S        seconds per throughput phase and of the disk probe (default 10)
+  --duration S        seconds per throughput phase and of the disk probe (default 10; the CPU
+                      probe runs half as long, at least 3 s)
   --latency-duration S  seconds of the ack-latency phase (default 30)
   --lag-duration S    seconds of the store-lag phase (default 60)
   --devices N         registered and simulated devices (default 500000)
@@ -450,6 +515,11 @@ Options:
       std::to_string(static_cast<int>(duration)) + " s ...");
   const SyncSummary disk = probe_fdatasync(work, duration);
   result["disk_probe"] = disk.json();
+  const double stall_s = std::max(3.0, duration / 2);
+  say("      and the CPU's own stalls: a spinning thread per core for " +
+      std::to_string(static_cast<int>(stall_s)) + " s ...");
+  const StallSummary stalls = probe_cpu_stalls(cores, stall_s);
+  result["cpu_stall_probe"] = stalls.json();
 
   // 3..6: one gateway, 500k registered devices.
   Gw gw;
@@ -628,6 +698,10 @@ Options:
       num(disk.p99_ms, 3) + " / " + num(disk.max_ms, 0));
   row("  bare disk probe: share of time in fdatasyncs > 2 ms",
       num(100 * disk.share_over_2ms, 2) + " %");
+  row("  bare CPU probe: stalls > 2 ms per s and core / longest, ms",
+      num(stalls.over_2ms / stalls.seconds / cores, 2) + " / " + num(stalls.max_ms, 1));
+  row("  bare CPU probe: share of time in stalls > 2 ms",
+      num(100 * stalls.share_over_2ms, 2) + " %");
   row("  same rate, durability none: ack p99 / p999, ms",
       half_none.ok() ? num(half_none->p99_ms, 3) + " / " + num(half_none->p999_ms, 3)
                      : std::string("-"));

@@ -104,6 +104,9 @@ class StoreReader {
   /// A cached connection to the file holding chunk `c` (the merged file once indexed), or
   /// nullptr when that file does not exist.
   Result<Db*> chunk_db(const Chunk& c);
+  /// A block search over chunk `c` (one read transaction), or nothing when its file does not
+  /// exist yet.
+  Result<std::optional<BlockSearch>> search_chunk(const Chunk& c);
   /// Calls `fn` with a block search over every chunk whose device-time range meets
   /// [from_ns, to_ns] (the open chunk always), oldest first; stops at the first error.
   Result<void> for_each_chunk_in_range(int64_t from_ns, int64_t to_ns,

@@ -7,9 +7,13 @@
 // (The per-row chunked layout that `blocks` replaced is measured by this program as built from
 // the revision before it: engine `chunked`; see docs/store.md.)
 // Usage: store_engines_bench <engine> <dir> [reports=2000000] [devices=500000] [chunk=4194304]
-//        [block_reports=256]
+//        [block_reports=256] [cold]
 // Prints one JSON line: insert rate, CPU seconds per million reports, history p50/p99 over
-// 1000 random devices, time to list the latest report of every device.
+// 1000 random devices, time to list the latest report of every device; for `blocks`, also the
+// other questions the store answers (a device's history over 10 s, its newest 10 reports, its
+// latest report, its count over a range, the store's totals), each p50/p99 over random devices,
+// and with `cold` (root: drops the page cache first) the first histories read from the disk.
+// docs/store.md has the figures at 100 M reports: `make bench-store`.
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 #include <sys/resource.h>
@@ -87,6 +91,8 @@ struct Figures {
   double latest_all_s = 0;
   uint64_t bytes = 0;
   uint64_t rows_found = 0;
+  /// Further figures of one engine, printed as extra JSON fields in this order.
+  std::vector<std::pair<std::string, double>> extra;
 };
 
 /// Bytes on disk, without the per-commit chunk files that a merged file replaced (the store
@@ -104,6 +110,12 @@ uint64_t dir_bytes(const std::string& dir) {
     n += e.file_size();
   }
   return n;
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 void be64(uint64_t v, char* out) {
@@ -254,7 +266,135 @@ int run_generate(Workload& w, Figures& f) {
   return 0;
 }
 
-int run_blocks(Workload& w, const std::string& dir, uint32_t block, uint64_t chunk, Figures& f) {
+/// Drops the kernel's page cache (root only) so that the next queries read from the disk.
+bool drop_page_cache() {
+  ::sync();
+  FILE* f = std::fopen("/proc/sys/vm/drop_caches", "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs("3\n", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+/// Times `n` calls of `fn(i)` (microseconds each) and adds their p50 and p99 to `f.extra`.
+template <typename Fn>
+int time_queries(const char* name, int n, Figures& f, Fn&& fn) {
+  std::vector<double> us;
+  for (int i = 0; i < n; ++i) {
+    const int64_t st = core::mono_ns();
+    if (int rc = fn(i); rc != 0) return rc;
+    us.push_back(static_cast<double>(core::mono_ns() - st) / 1e3);
+  }
+  f.extra.emplace_back(std::string(name) + "_p50_us", pct(us, 0.5));
+  f.extra.emplace_back(std::string(name) + "_p99_us", pct(us, 0.99));
+  return 0;
+}
+
+/// The questions the store must answer, asked of a store written by `run_blocks` and closed:
+/// one device's history over half the time span (limit 1000) and over 10 s of fleet time, its
+/// newest 10 reports, its latest report, its report count over half the span, the store's
+/// totals, and the latest report of every device (paged, 10,000 a page). With `cold`, a first
+/// round of device histories and latest reports is asked right after dropping the page cache.
+int query_blocks(Workload& w, const std::string& store_dir, bool cold, Figures& f) {
+  std::mt19937_64 rng(7);
+  auto device = [&] { return 1'000'000 + rng() % w.devices; };
+  const int64_t from = w.time_of(w.reports / 4), to = w.time_of(w.reports * 3 / 4);
+  const int64_t span = w.time_of(w.reports - 1) - w.time_of(0);
+  auto fail = [](const tianhe::Error& e) {
+    return std::fprintf(stderr, "%s\n", e.message.c_str()), 1;
+  };
+  if (cold) {
+    if (!drop_page_cache()) {
+      std::fprintf(stderr, "cannot drop the page cache (needs root): cold figures skipped\n");
+    } else {
+      auto rd = store::StoreReader::open(store_dir);
+      if (!rd) return fail(rd.error());
+      int rc = time_queries("cold_history", 200, f, [&](int) {
+        auto h = rd.value()->history(store::HistoryQuery{device(), from, to, 1000, false});
+        return h ? 0 : fail(h.error());
+      });
+      if (rc == 0) {
+        rc = time_queries("cold_latest", 200, f, [&](int) {
+          auto l = rd.value()->latest(device());
+          return l ? 0 : fail(l.error());
+        });
+      }
+      if (rc != 0) return rc;
+    }
+  }
+  int64_t st = core::mono_ns();
+  auto rd = store::StoreReader::open(store_dir);
+  if (!rd) return fail(rd.error());
+  f.extra.emplace_back("open_ms", static_cast<double>(core::mono_ns() - st) / 1e6);
+  for (int q = 0; q < 1000; ++q) {
+    st = core::mono_ns();
+    auto h = rd.value()->history(store::HistoryQuery{device(), from, to, 1000, false});
+    if (!h) return fail(h.error());
+    f.rows_found += h->size();
+    f.history_us.push_back(static_cast<double>(core::mono_ns() - st) / 1e3);
+  }
+  uint64_t narrow_rows = 0;
+  int rc = time_queries("history_10s", 1000, f, [&](int) {
+    const int64_t at = w.time_of(0) + static_cast<int64_t>(rng() % static_cast<uint64_t>(span));
+    auto h =
+        rd.value()->history(store::HistoryQuery{device(), at, at + 10'000'000'000, 1000, false});
+    if (!h) return fail(h.error());
+    narrow_rows += h->size();
+    return 0;
+  });
+  if (rc == 0) {
+    rc = time_queries("newest_10", 1000, f, [&](int) {
+      store::HistoryQuery q{device(), INT64_MIN, INT64_MAX, 10, true};
+      auto h = rd.value()->history(q);
+      return h ? 0 : fail(h.error());
+    });
+  }
+  uint64_t latest_found = 0;
+  if (rc == 0) {
+    rc = time_queries("latest", 1000, f, [&](int) {
+      auto l = rd.value()->latest(device());
+      if (!l) return fail(l.error());
+      latest_found += l->has_value() ? 1 : 0;
+      return 0;
+    });
+  }
+  if (rc == 0) {
+    rc = time_queries("count_device", 200, f, [&](int) {
+      auto c = rd.value()->count_device(device(), from, to);
+      return c ? 0 : fail(c.error());
+    });
+  }
+  if (rc != 0) return rc;
+  st = core::mono_ns();
+  auto counts = rd.value()->counts();
+  if (!counts) return fail(counts.error());
+  f.extra.emplace_back("counts_ms", static_cast<double>(core::mono_ns() - st) / 1e6);
+  f.extra.emplace_back("counted_reports", static_cast<double>(counts->reports));
+  f.extra.emplace_back("counted_devices", static_cast<double>(counts->devices));
+  f.extra.emplace_back("chunks", static_cast<double>(counts->chunks));
+  f.extra.emplace_back("history_10s_rows_avg", static_cast<double>(narrow_rows) / 1000);
+  f.extra.emplace_back("latest_found_of_1000", static_cast<double>(latest_found));
+  st = core::mono_ns();
+  uint64_t after = 0, n = 0;
+  for (;;) {
+    auto page = rd.value()->latest_all(after, 10000);
+    if (!page) return fail(page.error());
+    if (page->empty()) break;
+    n += page->size();
+    after = page->back().device_id;
+  }
+  f.latest_all_s = static_cast<double>(core::mono_ns() - st) / 1e9;
+  f.extra.emplace_back("latest_all_devices", static_cast<double>(n));
+  if (counts->reports != w.reports) {
+    std::fprintf(stderr, "the store counts %llu reports, %llu were written\n",
+                 static_cast<unsigned long long>(counts->reports),
+                 static_cast<unsigned long long>(w.reports));
+    return 1;
+  }
+  return 0;
+}
+
+int run_blocks(Workload& w, const std::string& dir, uint32_t block, uint64_t chunk, bool cold,
+               uint64_t commit, Figures& f) {
   store::StoreWriterOptions o;
   o.dir = dir + "/store";
   o.chunk_reports = chunk;
@@ -265,10 +405,10 @@ int run_blocks(Workload& w, const std::string& dir, uint32_t block, uint64_t chu
   double c0 = cpu_seconds();
   int64_t t0 = core::mono_ns();
   uint64_t offset = 0;
-  for (uint64_t i = 0; i < w.reports; i += kBatch) {
-    w.fill(i, std::min<uint64_t>(kBatch, w.reports - i), batch);
+  for (uint64_t i = 0; i < w.reports; i += commit) {
+    w.fill(i, std::min<uint64_t>(commit, w.reports - i), batch);
     store::ShardCursor c[] = {{0, offset += 4096}, {1, offset}};
-    auto r = wr.value()->write(batch, c, (i / kBatch) % 4 == 0);
+    auto r = wr.value()->write(batch, c, (i / commit) % 4 == 0);
     if (!r) return std::fprintf(stderr, "%s\n", r.error().message.c_str()), 1;
   }
   f.insert_s = static_cast<double>(core::mono_ns() - t0) / 1e9;
@@ -277,43 +417,15 @@ int run_blocks(Workload& w, const std::string& dir, uint32_t block, uint64_t chu
   wr.value()->wait_idle();
   f.seal_s = static_cast<double>(core::mono_ns() - t1) / 1e9;
   f.seal_cpu = cpu_seconds() - c0 - f.insert_cpu;
-  auto rd = store::StoreReader::open(o.dir);
-  std::mt19937_64 rng(7);
-  int64_t from = w.time_of(w.reports / 4), to = w.time_of(w.reports * 3 / 4);
-  for (int q = 0; q < 1000; ++q) {
-    int64_t st = core::mono_ns();
-    store::HistoryQuery hq{1'000'000 + rng() % w.devices, from, to, 1000, false};
-    auto h = rd.value()->history(hq);
-    if (!h) return std::fprintf(stderr, "%s\n", h.error().message.c_str()), 1;
-    f.rows_found += h->size();
-    f.history_us.push_back(static_cast<double>(core::mono_ns() - st) / 1e3);
-  }
-  int64_t st = core::mono_ns();
-  uint64_t after = 0, n = 0;
-  for (;;) {
-    auto page = rd.value()->latest_all(after, 10000);
-    if (!page || page->empty()) break;
-    n += page->size();
-    after = page->back().device_id;
-  }
-  f.latest_all_s = static_cast<double>(core::mono_ns() - st) / 1e9;
-  std::fprintf(stderr, "latest_all listed %llu devices\n", static_cast<unsigned long long>(n));
-  return 0;
+  wr.value().reset();  // closed, as after a restart: the reader sees what is on disk
+  return query_blocks(w, o.dir, cold, f);
 }
 
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: %s sqlite-index|rocksdb|blocks|generate <dir> [reports] [devices] "
-                 "[chunk_reports] [block_reports]\n",
+                 "[chunk_reports] [block_reports] [cold] [commit=N]\n",
                  argv[0]);
     return 2;
   }
@@ -322,8 +434,27 @@ int main(int argc, char** argv) {
   uint64_t d = argc > 4 ? std::stoull(argv[4]) : 500'000;
   uint64_t chunk = argc > 5 ? std::stoull(argv[5]) : 4u << 20;
   auto block = static_cast<uint32_t>(argc > 6 ? std::stoul(argv[6]) : 256);
+  // Flags after the numbers: "cold" (also time queries on a dropped page cache) and
+  // "commit=N" (reports per write, one run each; the gateway's store sink commits every 20 ms).
+  bool cold = false;
+  uint64_t commit = kBatch;
+  for (int i = 7; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "cold") {
+      cold = true;
+    } else if (a.rfind("commit=", 0) == 0 && std::stoull(a.substr(7)) > 0) {
+      commit = std::stoull(a.substr(7));
+    } else {
+      std::fprintf(stderr, "%s: unknown flag %s (expected cold or commit=N)\n", argv[0], a.c_str());
+      return 2;
+    }
+  }
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  if (d == 0 || n < d) {
+    std::fprintf(stderr, "%s: need at least one device and as many reports as devices\n", argv[0]);
+    return 2;
+  }
   Workload w(n, d);
   Figures f;
   int rc = 2;
@@ -334,7 +465,7 @@ int main(int argc, char** argv) {
   else if (engine == "generate")
     rc = run_generate(w, f);
   else if (engine == "blocks")
-    rc = run_blocks(w, dir, block, chunk, f);
+    rc = run_blocks(w, dir, block, chunk, cold, commit, f);
   if (rc != 0) return rc;
   f.bytes = dir_bytes(dir);
   double mrows = static_cast<double>(n) / 1e6;
@@ -343,12 +474,25 @@ int main(int argc, char** argv) {
       "\"insert_cpu_s_per_m\":%.3f,\"insert_cores\":%.2f,\"after_insert_s\":%.2f,"
       "\"after_insert_cpu_s\":%.2f,\"total_cpu_s_per_m\":%.3f,\"history_p50_us\":%.0f,"
       "\"history_p99_us\":%.0f,\"history_rows\":%llu,\"latest_all_s\":%.2f,\"bytes_per_report\":"
-      "%.0f}\n",
+      "%.0f",
       engine.c_str(), static_cast<unsigned long long>(n), static_cast<unsigned long long>(d),
       static_cast<double>(n) / f.insert_s, f.insert_cpu / mrows, f.insert_cpu / f.insert_s,
       f.seal_s, f.seal_cpu, (f.insert_cpu + f.seal_cpu) / mrows, pct(f.history_us, 0.5),
       pct(f.history_us, 0.99), static_cast<unsigned long long>(f.rows_found), f.latest_all_s,
       static_cast<double>(f.bytes) / static_cast<double>(n));
+  for (const auto& [name, value] : f.extra) std::printf(",\"%s\":%.6g", name.c_str(), value);
+  std::printf("}\n");
   std::filesystem::remove_all(dir);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s (check the numbers given)\n", argv[0], e.what());
+    return 2;
+  }
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "core/report_codec.h"
 #include "sinks/store/sqlite_db.h"
@@ -189,6 +190,15 @@ Result<Db*> StoreReader::chunk_db(const Chunk& c) {
   return raw;
 }
 
+Result<std::optional<BlockSearch>> StoreReader::search_chunk(const Chunk& c) {
+  auto db = chunk_db(c);
+  if (!db) return db.error();
+  if (db.value() == nullptr) return std::optional<BlockSearch>();
+  auto bs = BlockSearch::open(*db.value());
+  if (!bs) return bs.error();
+  return std::optional<BlockSearch>(std::move(bs.value()));
+}
+
 Result<void> StoreReader::for_each_chunk_in_range(
     int64_t from_ns, int64_t to_ns, const std::function<Result<void>(BlockSearch&)>& fn) {
   auto chunks = list_chunks();
@@ -197,12 +207,10 @@ Result<void> StoreReader::for_each_chunk_in_range(
     if (c.state != ChunkState::kOpen && (c.max_time_ns < from_ns || c.min_time_ns > to_ns)) {
       continue;
     }
-    auto db = chunk_db(c);
-    if (!db) return db.error();
-    if (db.value() == nullptr) continue;
-    auto bs = BlockSearch::open(*db.value());
+    auto bs = search_chunk(c);
     if (!bs) return bs.error();
-    if (auto e = fn(bs.value()); !e) return e;
+    if (!bs->has_value()) continue;
+    if (auto e = fn(**bs); !e) return e;
   }
   return {};
 }
@@ -210,9 +218,39 @@ Result<void> StoreReader::for_each_chunk_in_range(
 Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
   std::vector<StoredReport> out;
   if (q.limit == 0 || q.from_ns > q.to_ns) return out;
+  auto chunks = list_chunks();
+  if (!chunks) return chunks.error();
+  // Visit the open chunks first (their time range is not known until sealed), then the sealed
+  // ones from the end the query reads from, so that once `limit` reports are found every chunk
+  // wholly behind the limit-th of them is skipped: the newest 10 of a device's 100M-report
+  // history read the newest chunks alone.
+  std::vector<Chunk> order;
+  for (const Chunk& c : chunks.value()) {
+    if (c.state == ChunkState::kOpen || (c.max_time_ns >= q.from_ns && c.min_time_ns <= q.to_ns)) {
+      order.push_back(c);
+    }
+  }
+  const auto open_end = std::stable_partition(
+      order.begin(), order.end(), [](const Chunk& c) { return c.state == ChunkState::kOpen; });
+  std::stable_sort(open_end, order.end(), [&](const Chunk& a, const Chunk& b) {
+    return q.newest_first ? a.max_time_ns > b.max_time_ns : a.min_time_ns < b.min_time_ns;
+  });
+  auto ahead = [&](const StoredReport& a, const StoredReport& b) {
+    return q.newest_first ? newer(a, b) : newer(b, a);
+  };
   std::vector<PackedReport> reps;
   std::vector<StoredReport> found;
-  auto searched = for_each_chunk_in_range(q.from_ns, q.to_ns, [&](BlockSearch& bs) -> Result<void> {
+  for (const Chunk& c : order) {
+    if (c.state != ChunkState::kOpen && out.size() >= q.limit) {
+      // `out` holds the best `limit` so far, best first: a chunk strictly behind its last one
+      // has nothing to add (equal times may differ by seq, so they are read).
+      const int64_t edge = out.back().device_time_ns;
+      if (q.newest_first ? c.max_time_ns < edge : c.min_time_ns > edge) continue;
+    }
+    auto found_bs = search_chunk(c);
+    if (!found_bs) return found_bs.error();
+    if (!found_bs->has_value()) continue;
+    BlockSearch& bs = **found_bs;
     for (const BlockRun& run : bs.runs()) {
       // A run holds the device's reports in time order: the first (or last) `limit` in range.
       found.clear();
@@ -233,14 +271,9 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
       size_t skip = found.size() > q.limit ? found.size() - q.limit : 0;
       for (size_t i = skip; i < found.size(); ++i) out.push_back(std::move(found[i]));
     }
-    return {};
-  });
-  if (!searched) return searched.error();
-  auto order = [&](const StoredReport& a, const StoredReport& b) {
-    return q.newest_first ? newer(a, b) : newer(b, a);
-  };
-  std::stable_sort(out.begin(), out.end(), order);
-  if (out.size() > q.limit) out.resize(q.limit);
+    std::stable_sort(out.begin(), out.end(), ahead);
+    if (out.size() > q.limit) out.resize(q.limit);
+  }
   return out;
 }
 
@@ -264,13 +297,12 @@ Result<std::optional<StoredReport>> StoreReader::latest(uint64_t device_id) {
   std::vector<PackedReport> reps;
   for (const Chunk& c : chunks.value()) {
     if (c.state == ChunkState::kIndexed) continue;
-    auto db = chunk_db(c);
-    if (!db) return db.error();
-    if (db.value() == nullptr) continue;
-    auto bs = BlockSearch::open(*db.value());
-    if (!bs) return bs.error();
-    for (const BlockRun& run : bs->runs()) {
-      auto e = for_device_blocks(bs.value(), run, device_id, INT64_MIN, INT64_MAX, reps,
+    auto found = search_chunk(c);
+    if (!found) return found.error();
+    if (!found->has_value()) continue;
+    BlockSearch& bs = **found;
+    for (const BlockRun& run : bs.runs()) {
+      auto e = for_device_blocks(bs, run, device_id, INT64_MIN, INT64_MAX, reps,
                                  [&](const BlockInfo&, const std::vector<PackedReport>& rs) {
                                    for (const PackedReport& p : rs) {
                                      if (p.device_id != device_id) continue;
@@ -320,44 +352,66 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   if (!chunks) return chunks.error();
   // Devices past the latest table's page cannot be among the first `limit`.
   const uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
-  std::vector<PackedReport> reps;
+  if (after_device_id == UINT64_MAX) chunks->clear();
+  // The runs of the unmerged chunks are read together in device order, block by block, always
+  // the block that starts lowest next: every device below that start (the frontier) has all
+  // its reports in hand. Reading stops once `limit` distinct devices lie below the frontier, so
+  // a page decodes about the blocks that overlap it in each run, however many small runs the
+  // open chunk holds.
+  std::vector<BlockSearch> searches;
+  searches.reserve(chunks->size());
   for (const Chunk& c : chunks.value()) {
     if (c.state == ChunkState::kIndexed) continue;
-    if (after_device_id == UINT64_MAX) break;
-    auto db = chunk_db(c);
-    if (!db) return db.error();
-    if (db.value() == nullptr) continue;
-    // Each run is sorted by device: read its blocks from the first device above `after` up to
-    // `upto`, stopping after `limit` distinct devices. Paging through every device reads each
-    // block of the chunk about once.
-    auto bs = BlockSearch::open(*db.value());
-    if (!bs) return bs.error();
-    for (const BlockRun& run : bs->runs()) {
-      uint32_t distinct = 0;
-      uint64_t prev = 0;
-      bool done = false;
-      for (int64_t id = bs->lower_bound(run, after_device_id + 1); id <= run.last_block && !done;
-           ++id) {
-        BlockInfo bi;
-        if (!bs->info(id, bi) || bi.first_device > upto) break;
-        if (auto e = bs->decode(id, reps); !e) return e.error();
-        for (const PackedReport& p : reps) {
-          if (p.device_id <= after_device_id) continue;
-          if (p.device_id > upto) {
-            done = true;
-            break;
-          }
-          if (distinct == 0 || p.device_id != prev) {
-            if (++distinct > limit) {
-              done = true;
-              break;
-            }
-            prev = p.device_id;
-          }
-          merged.push_back(to_stored(p));
-        }
-      }
+    auto found = search_chunk(c);
+    if (!found) return found.error();
+    if (found->has_value()) searches.push_back(std::move(**found));
+  }
+  struct Cursor {
+    BlockSearch* bs;
+    int64_t id, last;
+    BlockInfo next;  ///< the directory entry of block `id`
+  };
+  std::vector<Cursor> cursors;
+  auto advance = [&](Cursor& c) {
+    for (; c.id <= c.last; ++c.id) {
+      if (!c.bs->info(c.id, c.next) || c.next.first_device > upto) break;
+      if (c.next.last_device > after_device_id) return true;
     }
+    c.id = c.last + 1;
+    return false;
+  };
+  for (BlockSearch& bs : searches) {
+    for (const BlockRun& run : bs.runs()) {
+      Cursor c{&bs, bs.lower_bound(run, after_device_id + 1), run.last_block, {}};
+      if (advance(c)) cursors.push_back(c);
+    }
+  }
+  std::set<uint64_t> seen;  // distinct devices in hand
+  for (const StoredReport& m : merged) seen.insert(m.device_id);
+  uint64_t below = 0;     // of them, below the frontier
+  uint64_t frontier = 0;  // devices below it are complete (after_device_id + 1 at the start)
+  const uint64_t start = after_device_id + 1;
+  frontier = start;
+  std::vector<PackedReport> reps;
+  for (;;) {
+    auto lowest = std::min_element(
+        cursors.begin(), cursors.end(),
+        [](const Cursor& a, const Cursor& b) { return a.next.first_device < b.next.first_device; });
+    const uint64_t next_frontier =
+        lowest == cursors.end() ? UINT64_MAX : std::max(start, lowest->next.first_device);
+    for (auto it = seen.lower_bound(frontier); it != seen.end() && *it < next_frontier; ++it) {
+      ++below;
+    }
+    frontier = next_frontier;
+    if (below >= limit || lowest == cursors.end()) break;
+    if (auto e = lowest->bs->decode(lowest->id, reps); !e) return e.error();
+    for (const PackedReport& p : reps) {
+      if (p.device_id <= after_device_id || p.device_id > upto) continue;
+      seen.insert(p.device_id);
+      merged.push_back(to_stored(p));
+    }
+    ++lowest->id;
+    if (!advance(*lowest)) cursors.erase(lowest);
   }
   // Unsigned device order, newest first within a device; keep one per device.
   std::sort(merged.begin(), merged.end(), [](const StoredReport& a, const StoredReport& b) {

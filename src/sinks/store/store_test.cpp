@@ -576,11 +576,16 @@ void check_against_model(StoreReader& r, const Model& m, std::mt19937_64& rng,
   EXPECT_EQ(c->devices, want.size()) << stage;
 }
 
-TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
+/// Writes 30 random batches, checking every query against the model along the way. With
+/// `time_ordered`, device times grow from batch to batch (as from a live fleet), so sealed chunks
+/// cover successive time ranges and history's chunk pruning is exercised; times still repeat at
+/// batch edges, where only the seq orders two reports. Otherwise times are spread over the whole
+/// range in every batch and every chunk overlaps every other.
+void model_test(bool time_ordered) {
   TempDir tmp;
   auto o = options(tmp.path());
   o.block_reports = 5;
-  o.chunk_reports = 400;
+  o.chunk_reports = time_ordered ? 40 : 400;
   auto w = open_writer(o);
   ASSERT_TRUE(w);
   auto r = open_reader(o.dir);
@@ -599,9 +604,11 @@ TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
     for (size_t i = 0; i < n; ++i) {
       uint64_t d = devices[rng() % devices.size()];
       uint32_t s = next_seq[d]++;
-      // Times out of order within a device, unique per device (seqs only grow, so none of
-      // these is judged a duplicate or a reboot).
-      int64_t t = kT0 + static_cast<int64_t>(rng() % 4000) * kSec / 10 + s;
+      // Times out of order within a device (seqs only grow, so none of these is judged a
+      // duplicate or a reboot).
+      int64_t t = time_ordered ? kT0 + batch * 13 * kSec +
+                                     static_cast<int64_t>(rng() % 4) * 6500 * kSec / 1000
+                               : kT0 + static_cast<int64_t>(rng() % 4000) * kSec / 10 + s;
       specs.push_back({d, s, t, static_cast<double>(rng() % 1000)});
     }
     auto e = encode(specs);
@@ -622,6 +629,10 @@ TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
     if (batch % 7 == 6) check_against_model(*r, m, rng, devices, "batch " + std::to_string(batch));
   }
   EXPECT_GE(w->stats().chunks_sealed.load(), 2u);
+  // Small commits: the open chunk's runs merge (time-ordered chunks fill before eight runs).
+  if (!time_ordered) {
+    EXPECT_GT(w->stats().runs_merged.load(), 0u);
+  }
   check_against_model(*r, m, rng, devices, "final");
   ASSERT_TRUE(w->seal().ok());
   check_against_model(*r, m, rng, devices, "all sealed");
@@ -629,6 +640,14 @@ TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
   w = open_writer(o);
   ASSERT_TRUE(w);
   check_against_model(*r, m, rng, devices, "reopened");
+}
+
+TEST(StoreWriter, BlocksAndSealMergeMatchABruteForceModel) {
+  model_test(false);
+}
+
+TEST(StoreWriter, TimeOrderedChunksMatchABruteForceModel) {
+  model_test(true);
 }
 
 TEST(StoreWriter, BackgroundSealAndRetention) {
@@ -709,6 +728,76 @@ TEST(StoreWriter, ReaderInAnotherConnectionSeesCommittedRowsWhileWriting) {
   auto c = r->counts();
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->reports, 4000u);
+}
+
+TEST(StoreWriter, TinyCommitsMergeIntoFewRuns) {
+  // 200 commits of one report each, as a trickle with a short commit interval makes: the open
+  // chunk keeps a few runs, every report stays readable, and a reopened writer goes on merging.
+  TempDir tmp;
+  auto o = options(tmp.path());
+  auto w = open_writer(o);
+  ASSERT_TRUE(w);
+  Model m;
+  std::vector<uint64_t> devices = {3, 9, 27, 81};
+  auto commit = [&](uint32_t seq) {
+    const uint64_t d = devices[seq % devices.size()];
+    auto e = encode({{d, seq, kT0 + static_cast<int64_t>(seq) * kSec, static_cast<double>(seq)}});
+    auto res = w->write(e.reports(), {}, false);
+    ASSERT_TRUE(res.ok()) << res.error().message;
+    StoredReport sr;
+    sr.device_id = d;
+    sr.seq = seq;
+    sr.device_time_ns = kT0 + static_cast<int64_t>(seq) * kSec;
+    m.all.push_back(sr);
+  };
+  for (uint32_t seq = 0; seq < 100; ++seq) commit(seq);
+  // Twelve merges of eight single-report runs, and one of eight of those: runs of 64, 8 (x4)
+  // and 1 (x4) are left.
+  EXPECT_EQ(w->stats().runs_merged.load(), 13u * 8);
+  w.reset();
+  w = open_writer(o);
+  ASSERT_TRUE(w);
+  for (uint32_t seq = 100; seq < 200; ++seq) commit(seq);
+  auto r = open_reader(o.dir);
+  ASSERT_TRUE(r);
+  auto c = r->counts();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->reports, 200u);
+  for (uint64_t d : devices) {
+    auto h = r->history({.device_id = d});
+    ASSERT_TRUE(h.ok()) << h.error().message;
+    auto want = m.history({.device_id = d});
+    ASSERT_EQ(h->size(), want.size());
+    for (size_t i = 0; i < h->size(); ++i) EXPECT_EQ((*h)[i].seq, want[i].seq) << d;
+    auto l = r->latest(d);
+    ASSERT_TRUE(l.ok());
+    ASSERT_TRUE(l->has_value());
+    EXPECT_EQ((*l)->seq, want.back().seq);
+  }
+}
+
+TEST(StoreReader, HistoryReadsEveryChunkThatTiesTheLimitEdge) {
+  // Two sealed chunks whose whole time range is one instant: the second holds the newer report
+  // (higher seq). Once the first chunk fills the limit, the second may not be skipped.
+  TempDir tmp;
+  auto w = open_writer(options(tmp.path()));
+  ASSERT_TRUE(w);
+  for (uint32_t seq = 1; seq <= 2; ++seq) {
+    auto e = encode({{7, seq, kT0, static_cast<double>(seq)}});
+    ASSERT_TRUE(w->write(e.reports(), {}, false).ok());
+    ASSERT_TRUE(w->seal().ok());
+  }
+  auto r = open_reader(options(tmp.path()).dir);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(w->stats().chunks_sealed.load(), 2u);
+  auto newest = r->history(HistoryQuery{.device_id = 7, .limit = 1, .newest_first = true});
+  ASSERT_TRUE(newest.ok()) << newest.error().message;
+  ASSERT_EQ(newest->size(), 1u);
+  EXPECT_EQ(newest->front().seq, 2u);
+  auto oldest = r->history(HistoryQuery{.device_id = 7, .limit = 1});
+  ASSERT_TRUE(oldest.ok()) << oldest.error().message;
+  ASSERT_EQ(oldest->size(), 1u);
+  EXPECT_EQ(oldest->front().seq, 1u);
 }
 
 }  // namespace

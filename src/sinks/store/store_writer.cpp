@@ -254,6 +254,16 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   auto pd = chunk_.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('devices', ?)");
   if (!pd) return pd.error();
   put_devices_ = std::move(pd.value());
+  open_runs_.clear();
+  {
+    auto st =
+        chunk_.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+    if (!st) return st.error();
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW)
+      open_runs_.push_back({st->i64(0), st->i64(1), st->i64(2)});
+    if (rc != SQLITE_DONE) return chunk_.error("read runs");
+  }
   open_id_ = id;
   open_reports_ = 0;
   open_min_time_ = std::numeric_limits<int64_t>::max();
@@ -366,25 +376,11 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
                    static_cast<uint8_t>(rep.protocol), rep.raw_metrics);
     }
     const BlockInfo& bi = encoder_.info();
-    put_block_.reset();
-    put_block_.bind(1, next_block_id_);
-    put_block_.bind_u64(2, bi.first_device);
-    put_block_.bind_u64(3, bi.last_device);
-    put_block_.bind(4, bi.min_time_ns);
-    put_block_.bind(5, bi.max_time_ns);
-    put_block_.bind(6, bi.count);
-    put_block_data_.reset();
-    put_block_data_.bind(1, next_block_id_);
-    put_block_data_.bind_blob(2, encoder_.bytes());
-    if (put_block_.step() != SQLITE_DONE || put_block_data_.step() != SQLITE_DONE) {
-      auto e = chunk_.error("insert block");
-      put_block_data_.reset();
+    if (auto e = insert_block(encoder_); !e) {
       (void)chunk_.exec("ROLLBACK");
       next_block_id_ = first_block;
-      return e;
+      return e.error();
     }
-    put_block_data_.reset();  // releases the bound bytes
-    ++next_block_id_;
     res.written += bi.count;
     open_min_time_ = std::min(open_min_time_, bi.min_time_ns);
     open_max_time_ = std::max(open_max_time_, bi.max_time_ns);
@@ -399,6 +395,11 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
       (void)chunk_.exec("ROLLBACK");
       next_block_id_ = first_block;
       return e;
+    }
+    open_runs_.push_back({first_block, next_block_id_ - 1, static_cast<int64_t>(res.written)});
+    if (auto e = merge_small_runs(); !e) {
+      (void)chunk_.exec("ROLLBACK");
+      return e.error();
     }
   }
   for (const ShardCursor& c : cursors) {
@@ -558,60 +559,20 @@ bool key_less(const PackedReport& a, const PackedReport& b) {
   return a.seq < b.seq;
 }
 
-}  // namespace
-
-Result<void> StoreWriter::index_chunk(int64_t id) {
-  int64_t t0 = core::mono_ns();
-  std::string path = path_of(opt_.dir, id);
-  // Own connections: this may run on the background thread while the writer commits.
-  auto cat = Db::open(opt_.dir + "/catalog.db", false, paced_vfs_name());
-  if (!cat) return cat.error();
-  if (!file_exists(path)) {
-    // The file is gone (deleted by hand): forget the chunk.
-    if (auto r = cat->exec("DELETE FROM chunks WHERE id = " + std::to_string(id)); !r) return r;
-    stats_.chunks_indexed.fetch_add(1, std::memory_order_relaxed);
-    return {};
-  }
-  auto db = Db::open(path, false, paced_vfs_name());
-  if (!db) return db.error();
-  if (auto r = db->exec("PRAGMA cache_size=-65536"); !r) return r;
-  std::vector<BlockRun> runs;
-  {
-    auto st = db->prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
-    if (!st) return st.error();
-    while (st->step() == SQLITE_ROW) runs.push_back({st->i64(0), st->i64(1), st->i64(2)});
-  }
-  auto fetch = db->prepare("SELECT data FROM block_data WHERE id = ?");
+/// Reads `runs` of chunk `db` (named `path` in errors) in one k-way merge by (device, time,
+/// seq), calling `emit(report)` for each report in that order; the report's metrics are valid
+/// during the call. Holds one decoded block per run.
+template <typename Emit>
+Result<void> merge_runs(Db& db, const std::vector<BlockRun>& runs, const std::string& path,
+                        Emit&& emit) {
+  auto fetch = db.prepare("SELECT data FROM block_data WHERE id = ?");
   if (!fetch) return fetch.error();
-
-  // The merged chunk goes to a new file, written once without a journal (a crash before the
-  // catalog names it leaves a partial file that the next attempt replaces), so the sealed data
-  // is written once instead of WAL + checkpoint + freeing the old pages. 64 KiB pages hold a
-  // whole block without overflow chains.
-  const std::string merged_path = merged_path_of(opt_.dir, id);
-  unlink_db(merged_path, &hurry_);
-  auto out = Db::open(merged_path, true, paced_vfs_name());
-  if (!out) return out.error();
-  if (auto r = out->exec("PRAGMA page_size=65536; PRAGMA journal_mode=OFF; "
-                         "PRAGMA synchronous=OFF; PRAGMA cache_size=-16384;" +
-                         std::string(kChunkSchema) + "BEGIN");
-      !r) {
-    return r;
-  }
-  auto put_block = out->prepare(
-      "INSERT INTO blocks(id, first_device, last_device, min_time_ns, max_time_ns, count) "
-      "VALUES(?, ?, ?, ?, ?, ?)");
-  if (!put_block) return put_block.error();
-  auto put_data = out->prepare("INSERT INTO block_data(id, data) VALUES(?, ?)");
-  if (!put_data) return put_data.error();
-
-  // A k-way merge of the runs by (device, time, seq).
   std::vector<RunCursor> cursors(runs.size());
   auto load = [&](RunCursor& c) -> Result<bool> {
     while (c.next_block <= c.last_block) {
       fetch->reset();
       fetch->bind(1, c.next_block++);
-      if (fetch->step() != SQLITE_ROW) return db->error("read block");
+      if (fetch->step() != SQLITE_ROW) return db.error("read block");
       const bool unpacked = unpack_block(fetch->blob(0), c.bytes);
       fetch->reset();
       if (!unpacked || !decode_block(c.bytes, c.reports)) {
@@ -634,6 +595,152 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
     if (more.value()) heap.push_back(i);
   }
   std::make_heap(heap.begin(), heap.end(), later);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    RunCursor& c = cursors[heap.back()];
+    if (auto r = emit(c.reports[c.pos]); !r) return r;
+    if (++c.pos == c.reports.size()) {
+      auto more = load(c);
+      if (!more) return more.error();
+      if (!more.value()) {
+        heap.pop_back();
+        continue;
+      }
+    }
+    std::push_heap(heap.begin(), heap.end(), later);
+  }
+  return {};
+}
+
+/// Runs of the open chunk are merged kRunFanIn at a time while they are smaller than
+/// kSmallRunReports and of one size class (a power of kRunFanIn): a trickle of tiny commits
+/// (50 a second at the default commit_interval) leaves tens of runs instead of 180,000 in an
+/// hour-long chunk, and every reader binary-searches each run. Each report is rewritten at most
+/// about log8(kSmallRunReports) = 4 times, and runs of 4,096 reports or more (a busy gateway's
+/// commits) never.
+constexpr size_t kRunFanIn = 8;
+constexpr int64_t kSmallRunReports = 4096;
+
+int size_class(int64_t reports) {
+  int c = 0;
+  for (int64_t n = reports; n >= static_cast<int64_t>(kRunFanIn); n /= kRunFanIn) ++c;
+  return c;
+}
+
+}  // namespace
+
+Result<void> StoreWriter::insert_block(BlockEncoder& enc) {
+  const BlockInfo& bi = enc.info();
+  put_block_.reset();
+  put_block_.bind(1, next_block_id_);
+  put_block_.bind_u64(2, bi.first_device);
+  put_block_.bind_u64(3, bi.last_device);
+  put_block_.bind(4, bi.min_time_ns);
+  put_block_.bind(5, bi.max_time_ns);
+  put_block_.bind(6, bi.count);
+  put_block_data_.reset();
+  put_block_data_.bind(1, next_block_id_);
+  put_block_data_.bind_blob(2, enc.bytes());
+  const bool ok = put_block_.step() == SQLITE_DONE && put_block_data_.step() == SQLITE_DONE;
+  put_block_data_.reset();  // releases the bound bytes
+  if (!ok) return chunk_.error("insert block");
+  ++next_block_id_;
+  return {};
+}
+
+Result<void> StoreWriter::merge_small_runs() {
+  while (open_runs_.size() >= kRunFanIn) {
+    const auto tail = open_runs_.end() - static_cast<std::ptrdiff_t>(kRunFanIn);
+    const int cls = size_class(tail->reports);
+    if (tail->reports >= kSmallRunReports ||
+        !std::all_of(tail, open_runs_.end(),
+                     [&](const BlockRun& r) { return size_class(r.reports) == cls; })) {
+      break;
+    }
+    const std::vector<BlockRun> runs(tail, open_runs_.end());
+    const int64_t first = next_block_id_;
+    const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
+    int64_t total = 0;
+    encoder_.clear();
+    auto merged = merge_runs(chunk_, runs, chunk_.path(), [&](const PackedReport& p) {
+      encoder_.add(p);
+      ++total;
+      if (encoder_.count() < per_block) return Result<void>{};
+      auto r = insert_block(encoder_);
+      encoder_.clear();
+      return r;
+    });
+    if (!merged) return merged;
+    if (encoder_.count() > 0) {
+      if (auto r = insert_block(encoder_); !r) return r;
+      encoder_.clear();
+    }
+    // The merged runs are the chunk's last: their blocks are the ids from the first one up
+    // (gaps are blocks of runs merged before).
+    std::string range = " BETWEEN ";
+    range += std::to_string(runs.front().first_block);
+    range += " AND ";
+    range += std::to_string(runs.back().last_block);
+    std::string sql = "DELETE FROM blocks WHERE id";
+    sql += range;
+    sql += "; DELETE FROM block_data WHERE id";
+    sql += range;
+    sql += "; DELETE FROM runs WHERE first_block";
+    sql += range;
+    if (auto r = chunk_.exec(sql); !r) return r;
+    put_run_.reset();
+    put_run_.bind(1, first);
+    put_run_.bind(2, next_block_id_ - 1);
+    put_run_.bind(3, total);
+    if (put_run_.step() != SQLITE_DONE) return chunk_.error("write merged run");
+    open_runs_.erase(tail, open_runs_.end());
+    open_runs_.push_back({first, next_block_id_ - 1, total});
+    stats_.runs_merged.fetch_add(kRunFanIn, std::memory_order_relaxed);
+  }
+  return {};
+}
+
+Result<void> StoreWriter::index_chunk(int64_t id) {
+  int64_t t0 = core::mono_ns();
+  std::string path = path_of(opt_.dir, id);
+  // Own connections: this may run on the background thread while the writer commits.
+  auto cat = Db::open(opt_.dir + "/catalog.db", false, paced_vfs_name());
+  if (!cat) return cat.error();
+  if (!file_exists(path)) {
+    // The file is gone (deleted by hand): forget the chunk.
+    if (auto r = cat->exec("DELETE FROM chunks WHERE id = " + std::to_string(id)); !r) return r;
+    stats_.chunks_indexed.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  auto db = Db::open(path, false, paced_vfs_name());
+  if (!db) return db.error();
+  if (auto r = db->exec("PRAGMA cache_size=-65536"); !r) return r;
+  std::vector<BlockRun> runs;
+  {
+    auto st = db->prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+    if (!st) return st.error();
+    while (st->step() == SQLITE_ROW) runs.push_back({st->i64(0), st->i64(1), st->i64(2)});
+  }
+  // The merged chunk goes to a new file, written once without a journal (a crash before the
+  // catalog names it leaves a partial file that the next attempt replaces), so the sealed data
+  // is written once instead of WAL + checkpoint + freeing the old pages. 64 KiB pages hold a
+  // whole block without overflow chains.
+  const std::string merged_path = merged_path_of(opt_.dir, id);
+  unlink_db(merged_path, &hurry_);
+  auto out = Db::open(merged_path, true, paced_vfs_name());
+  if (!out) return out.error();
+  if (auto r = out->exec("PRAGMA page_size=65536; PRAGMA journal_mode=OFF; "
+                         "PRAGMA synchronous=OFF; PRAGMA cache_size=-16384;" +
+                         std::string(kChunkSchema) + "BEGIN");
+      !r) {
+    return r;
+  }
+  auto put_block = out->prepare(
+      "INSERT INTO blocks(id, first_device, last_device, min_time_ns, max_time_ns, count) "
+      "VALUES(?, ?, ?, ?, ?, ?)");
+  if (!put_block) return put_block.error();
+  auto put_data = out->prepare("INSERT INTO block_data(id, data) VALUES(?, ?)");
+  if (!put_data) return put_data.error();
 
   int64_t next_id = 1;
   int64_t total = 0;
@@ -661,10 +768,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
   std::vector<LatestEntry> latest;
   std::vector<uint8_t> arena;
   const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), later);
-    RunCursor& c = cursors[heap.back()];
-    const PackedReport& p = c.reports[c.pos];
+  auto merged = merge_runs(db.value(), runs, path, [&](const PackedReport& p) -> Result<void> {
     ++total;
     enc.add(p);
     if (enc.count() == per_block) {
@@ -681,16 +785,9 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
     e.metrics_at = arena.size();
     e.metrics_len = p.metrics.size();
     arena.insert(arena.end(), p.metrics.begin(), p.metrics.end());
-    if (++c.pos == c.reports.size()) {
-      auto more = load(c);
-      if (!more) return more.error();
-      if (!more.value()) {
-        heap.pop_back();
-        continue;
-      }
-    }
-    std::push_heap(heap.begin(), heap.end(), later);
-  }
+    return {};
+  });
+  if (!merged) return merged;
   if (auto r = flush(); !r) return r;
   {
     auto ins = out->prepare("INSERT INTO runs(first_block, last_block, reports) VALUES(?, ?, ?)");
@@ -711,7 +808,6 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
       if (put->step() != SQLITE_DONE) return out->error("write cursor");
     }
   }
-  fetch = Stmt();
   put_block = Stmt();
   put_data = Stmt();
   if (auto r = out->exec("COMMIT"); !r) return r;

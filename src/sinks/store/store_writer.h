@@ -62,6 +62,7 @@ struct StoreWriterStats {
   std::atomic<uint64_t> chunks_deleted{0};  ///< by retention
   std::atomic<uint64_t> seal_errors{0};
   std::atomic<uint64_t> index_ns_total{0};  ///< time spent merging sealed chunks
+  std::atomic<uint64_t> runs_merged{0};     ///< small runs of the open chunk merged into larger
 };
 
 /// Writes one store directory. Lives on the sink thread (every method but stats() from that
@@ -108,6 +109,11 @@ class StoreWriter {
   Result<void> rebuild_windows();
   /// Syncs the open chunk, starts the next and marks the old one sealed.
   Result<void> seal_open_chunk();
+  /// Inserts the encoder's block as the open chunk's next block.
+  Result<void> insert_block(BlockEncoder& enc);
+  /// Inside the current transaction: while the open chunk's last kRunFanIn runs are small and of
+  /// one size class, merges them into one run (see docs/store.md, "Small runs").
+  Result<void> merge_small_runs();
   /// Merges a sealed chunk's runs into one sorted run of blocks and folds each device's newest
   /// report into `latest`.
   Result<void> index_chunk(int64_t id);
@@ -127,6 +133,7 @@ class StoreWriter {
   int64_t open_id_ = 0;
   int64_t next_block_id_ = 1;  ///< id of the open chunk's next block
   BlockEncoder encoder_;
+  std::vector<BlockRun> open_runs_;  ///< the open chunk's runs, by first block
   uint64_t open_reports_ = 0;
   int64_t open_min_time_ = 0;
   int64_t open_max_time_ = 0;
