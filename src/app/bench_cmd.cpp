@@ -421,12 +421,13 @@ int cmd_bench(int argc, char** argv) {
 
 Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender), the disk's own
 fdatasync latency and the CPU's own stalls (bare probes, before any gateway runs: a spinning
-thread per core shows how often and how long the machine takes a core away), the gateway with single-report
-datagrams (acks on, durability batch, store on), batched datagrams (32 reports), ack latency at
-half the single-report rate (after the store has caught up and merged), store lag at the
-single-report rate, ack latency again with durability none (the same path without waiting for
-the disk), memory per registered device and heap allocations per report; last, when --shards is
-below the core count, the single-report phase again with one shard per core, for comparison.
+thread per core shows how often and how long the machine takes a core away), the gateway with
+single-report datagrams (acks on, durability batch, store on), batched datagrams (32 reports),
+ack latency at half the single-report rate (after the store has caught up and merged), store lag
+at the single-report rate, ack latency again with durability none (the same path without
+waiting for the disk), memory per registered device and heap allocations per report; last,
+when --shards is below the core count, the single-report phase again with one shard per core,
+for comparison.
 Prints a table, or JSON with --json.
 
 The load generator runs on the same machine and needs a core of its own, so by default the

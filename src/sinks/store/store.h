@@ -99,6 +99,9 @@ class StoreReader {
   };
   /// Use open().
   explicit StoreReader(std::string dir);
+  /// Whether chunk `c` may hold reports timed in [from_ns, to_ns] (an open chunk's range is not
+  /// known until it is sealed).
+  static bool may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns);
   /// The catalog's chunks by id; drops connections to deleted chunks.
   Result<std::vector<Chunk>> list_chunks();
   /// A cached connection to the file holding chunk `c` (the merged file once indexed), or

@@ -204,17 +204,23 @@ bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out)
   return c.ok && c.p == c.end;
 }
 
+Result<std::vector<BlockRun>> read_runs(Db& db) {
+  auto st = db.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+  if (!st) return st.error();
+  std::vector<BlockRun> runs;
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) runs.push_back({st->i64(0), st->i64(1), st->i64(2)});
+  if (rc != SQLITE_DONE) return db.error("read runs");
+  return runs;
+}
+
 Result<BlockSearch> BlockSearch::open(Db& db) {
   BlockSearch bs;
   if (auto r = db.exec("BEGIN"); !r) return r.error();
   bs.db_ = &db;  // from here the destructor ends the transaction
-  auto runs = db.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
+  auto runs = read_runs(db);
   if (!runs) return runs.error();
-  int rc;
-  while ((rc = runs->step()) == SQLITE_ROW) {
-    bs.runs_.push_back({runs->i64(0), runs->i64(1), runs->i64(2)});
-  }
-  if (rc != SQLITE_DONE) return db.error("read runs");
+  bs.runs_ = std::move(runs.value());
   auto probe = db.prepare(
       "SELECT first_device, last_device, min_time_ns, max_time_ns, count FROM blocks WHERE id = ?");
   if (!probe) return probe.error();

@@ -113,6 +113,9 @@ struct BlockRun {
   int64_t reports = 0;
 };
 
+/// A chunk's runs, by first block.
+Result<std::vector<BlockRun>> read_runs(Db& db);
+
 /// Reads one chunk's blocks: its runs, the directory binary search and block decoding. Holds a
 /// read transaction on the chunk from open() to destruction, so the runs and blocks it sees
 /// belong to one committed state (a seal merge may replace them meanwhile). One thread.

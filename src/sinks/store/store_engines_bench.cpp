@@ -7,7 +7,7 @@
 // (The per-row chunked layout that `blocks` replaced is measured by this program as built from
 // the revision before it: engine `chunked`; see docs/store.md.)
 // Usage: store_engines_bench <engine> <dir> [reports=2000000] [devices=500000] [chunk=4194304]
-//        [block_reports=256] [cold]
+//        [block_reports=256] [cold] [commit=N]  (commit: reports per write, default 65536)
 // Prints one JSON line: insert rate, CPU seconds per million reports, history p50/p99 over
 // 1000 random devices, time to list the latest report of every device; for `blocks`, also the
 // other questions the store answers (a device's history over 10 s, its newest 10 reports, its

@@ -190,6 +190,10 @@ Result<Db*> StoreReader::chunk_db(const Chunk& c) {
   return raw;
 }
 
+bool StoreReader::may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns) {
+  return c.state == ChunkState::kOpen || (c.max_time_ns >= from_ns && c.min_time_ns <= to_ns);
+}
+
 Result<std::optional<BlockSearch>> StoreReader::search_chunk(const Chunk& c) {
   auto db = chunk_db(c);
   if (!db) return db.error();
@@ -204,9 +208,7 @@ Result<void> StoreReader::for_each_chunk_in_range(
   auto chunks = list_chunks();
   if (!chunks) return chunks.error();
   for (const Chunk& c : chunks.value()) {
-    if (c.state != ChunkState::kOpen && (c.max_time_ns < from_ns || c.min_time_ns > to_ns)) {
-      continue;
-    }
+    if (!may_hold(c, from_ns, to_ns)) continue;
     auto bs = search_chunk(c);
     if (!bs) return bs.error();
     if (!bs->has_value()) continue;
@@ -226,9 +228,7 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
   // history read the newest chunks alone.
   std::vector<Chunk> order;
   for (const Chunk& c : chunks.value()) {
-    if (c.state == ChunkState::kOpen || (c.max_time_ns >= q.from_ns && c.min_time_ns <= q.to_ns)) {
-      order.push_back(c);
-    }
+    if (may_hold(c, q.from_ns, q.to_ns)) order.push_back(c);
   }
   const auto open_end = std::stable_partition(
       order.begin(), order.end(), [](const Chunk& c) { return c.state == ChunkState::kOpen; });
@@ -388,10 +388,9 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   }
   std::set<uint64_t> seen;  // distinct devices in hand
   for (const StoredReport& m : merged) seen.insert(m.device_id);
-  uint64_t below = 0;     // of them, below the frontier
-  uint64_t frontier = 0;  // devices below it are complete (after_device_id + 1 at the start)
+  uint64_t below = 0;  // of them, below the frontier
   const uint64_t start = after_device_id + 1;
-  frontier = start;
+  uint64_t frontier = start;  // devices below it are complete
   std::vector<PackedReport> reps;
   for (;;) {
     auto lowest = std::min_element(

@@ -254,16 +254,9 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   auto pd = chunk_.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('devices', ?)");
   if (!pd) return pd.error();
   put_devices_ = std::move(pd.value());
-  open_runs_.clear();
-  {
-    auto st =
-        chunk_.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
-    if (!st) return st.error();
-    int rc;
-    while ((rc = st->step()) == SQLITE_ROW)
-      open_runs_.push_back({st->i64(0), st->i64(1), st->i64(2)});
-    if (rc != SQLITE_DONE) return chunk_.error("read runs");
-  }
+  auto runs = read_runs(chunk_);
+  if (!runs) return runs.error();
+  open_runs_ = std::move(runs.value());
   open_id_ = id;
   open_reports_ = 0;
   open_min_time_ = std::numeric_limits<int64_t>::max();
@@ -715,12 +708,9 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
   auto db = Db::open(path, false, paced_vfs_name());
   if (!db) return db.error();
   if (auto r = db->exec("PRAGMA cache_size=-65536"); !r) return r;
-  std::vector<BlockRun> runs;
-  {
-    auto st = db->prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
-    if (!st) return st.error();
-    while (st->step() == SQLITE_ROW) runs.push_back({st->i64(0), st->i64(1), st->i64(2)});
-  }
+  auto listed = read_runs(db.value());
+  if (!listed) return listed.error();
+  const std::vector<BlockRun>& runs = listed.value();
   // The merged chunk goes to a new file, written once without a journal (a crash before the
   // catalog names it leaves a partial file that the next attempt replaces), so the sealed data
   // is written once instead of WAL + checkpoint + freeing the old pages. 64 KiB pages hold a
