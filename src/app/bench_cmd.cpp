@@ -25,6 +25,7 @@
 
 #include "app/args.h"
 #include "app/commands.h"
+#include "app/disk_floor.h"
 #include "app/simulator.h"
 #include "control/metrics.h"
 #include "core/clock.h"
@@ -423,8 +424,10 @@ Runs, in one go: the raw loopback ceiling (bare recvmmsg receiver, same sender),
 fdatasync latency and the CPU's own stalls (bare probes, before any gateway runs: a spinning
 thread per core shows how often and how long the machine takes a core away), the gateway with
 single-report datagrams (acks on, durability batch, store on), batched datagrams (32 reports),
-ack latency at half the single-report rate (after the store has caught up and merged), store lag
-at the single-report rate, ack latency again with durability none (the same path without
+ack latency at half the single-report rate (after the store has caught up and merged; first,
+with the gateway idle, the disk's floor under it: a bare group-commit loop writing what the log
+would write at that rate, and the ack latency its flushes alone give), store lag at the
+single-report rate, ack latency again with durability none (the same path without
 waiting for the disk), memory per registered device and heap allocations per report; last,
 when --shards is below the core count, the single-report phase again with one shard per core,
 for comparison.
@@ -539,6 +542,16 @@ Options:
   result["single"] = Json::parse(single->json());
   result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
+  // What the log writes per report, for the disk floor of the latency phase.
+  double log_bytes_per_report = 0;
+  {
+    const std::string m = http_get(gw.http_port, "/metrics");
+    const double acc = control::sum_samples(m, "tianhe_reports_accepted_total");
+    if (acc > 0) {
+      log_bytes_per_report = control::sum_samples(m, "tianhe_log_appended_bytes_total") / acc;
+    }
+  }
+
   say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
   if (!batched.ok()) return 1;
@@ -562,6 +575,21 @@ Options:
   const double drain_s = wait_caught_up(300);
   result["batched"]["store_drain_s"] = drain_s;
   say("      store drained (and merged) the batched backlog in " + std::to_string(drain_s) + " s");
+
+  // The disk alone under the log's write rate of the latency phase, with the gateway idle
+  // (caught up): the floor under that phase's ack latency.
+  say("      the disk's floor under it: group commit at the log's write rate for " +
+      std::to_string(static_cast<int>(duration)) + " s, no load ...");
+  const DiskFloor floor =
+      probe_disk_floor(work, single->acked_rate / 2 * log_bytes_per_report, duration);
+  result["disk_floor"] = {{"log_bytes_per_report", log_bytes_per_report},
+                          {"bytes_per_s", floor.bytes_per_s},
+                          {"flushes", floor.flushes},
+                          {"ack_floor_p50_ms", floor.p50_ms},
+                          {"ack_floor_p99_ms", floor.p99_ms},
+                          {"ack_floor_p999_ms", floor.p999_ms},
+                          {"share_of_time_over_2ms", floor.share_over_2ms},
+                          {"max_flush_ms", floor.max_flush_ms}};
 
   say("[5" + of + "ack latency at half the single-report rate for " +
       std::to_string(static_cast<int>(latency_duration)) + " s ...");
@@ -695,6 +723,10 @@ Options:
       num(log_syncs.p99_ms, 3) + " / " + num(log_syncs.max_ms, 0));
   row("  share of that phase in fdatasyncs > 2 ms (upper bound)",
       num(100 * log_syncs.share_over_2ms, 2) + " %");
+  row("  disk floor at the log's " + num(floor.bytes_per_s / 1e6, 1) + " MB/s: ack p50 / p99, ms",
+      num(floor.p50_ms, 3) + " / " + num(floor.p99_ms, 3));
+  row("  disk floor: share of time in fdatasyncs > 2 ms / longest, ms",
+      num(100 * floor.share_over_2ms, 2) + " % / " + num(floor.max_flush_ms, 1));
   row("  bare disk probe: fdatasync p99 / max, ms",
       num(disk.p99_ms, 3) + " / " + num(disk.max_ms, 0));
   row("  bare disk probe: share of time in fdatasyncs > 2 ms",
