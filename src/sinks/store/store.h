@@ -25,6 +25,7 @@
 namespace tianhe::sinks::store {
 
 class BlockSearch;
+struct RunFilters;
 
 class Db;
 
@@ -117,7 +118,8 @@ class StoreReader {
 
   std::string dir_;
   std::unique_ptr<Db> catalog_;
-  std::map<std::string, std::unique_ptr<Db>> chunks_;  ///< by file name
+  std::map<std::string, std::unique_ptr<Db>> chunks_;           ///< by file name
+  std::map<std::string, std::unique_ptr<RunFilters>> filters_;  ///< runs' device filters, by file
 };
 
 }  // namespace tianhe::sinks::store

@@ -204,6 +204,71 @@ bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out)
   return c.ok && c.p == c.end;
 }
 
+namespace {
+
+constexpr uint8_t kFilterVersion = 1;
+constexpr size_t kFilterHeader = 2;
+/// Devices per 64-bit word: about 10.7 bits each.
+constexpr size_t kFilterDevicesPerWord = 6;
+
+uint64_t mix64(uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/// The word a hash selects (its high half scaled to n) and the 4 bits it sets there.
+size_t filter_word(uint64_t h, size_t n) noexcept {
+  return static_cast<size_t>(((h >> 32) * static_cast<uint64_t>(n)) >> 32);
+}
+uint64_t filter_bits(uint64_t h) noexcept {
+  return (uint64_t{1} << (h & 63)) | (uint64_t{1} << ((h >> 6) & 63)) |
+         (uint64_t{1} << ((h >> 12) & 63)) | (uint64_t{1} << ((h >> 18) & 63));
+}
+
+}  // namespace
+
+void DeviceFilterBuilder::reset(size_t reports) {
+  const size_t n = std::clamp<size_t>((reports + kFilterDevicesPerWord - 1) / kFilterDevicesPerWord,
+                                      1, size_t{1} << 31);
+  words_.assign(n, 0);
+  any_ = false;
+}
+
+void DeviceFilterBuilder::add(uint64_t device) noexcept {
+  if (any_ && device == last_) return;
+  any_ = true;
+  last_ = device;
+  const uint64_t h = mix64(device);
+  words_[filter_word(h, words_.size())] |= filter_bits(h);
+}
+
+std::span<const uint8_t> DeviceFilterBuilder::bytes() {
+  out_.assign(kFilterHeader + words_.size() * 8, 0);
+  out_[0] = kFilterVersion;
+  for (size_t i = 0; i < words_.size(); ++i) {
+    for (size_t b = 0; b < 8; ++b) {
+      out_[kFilterHeader + i * 8 + b] = static_cast<uint8_t>(words_[i] >> (8 * b));
+    }
+  }
+  return out_;
+}
+
+bool filter_may_contain(std::span<const uint8_t> filter, uint64_t device) noexcept {
+  if (filter.size() < kFilterHeader + 8 || filter[0] != kFilterVersion ||
+      (filter.size() - kFilterHeader) % 8 != 0) {
+    return true;
+  }
+  const size_t n = (filter.size() - kFilterHeader) / 8;
+  const uint64_t h = mix64(device);
+  const uint8_t* w = filter.data() + kFilterHeader + filter_word(h, n) * 8;
+  uint64_t word = 0;
+  for (size_t b = 0; b < 8; ++b) word |= uint64_t{w[b]} << (8 * b);
+  const uint64_t bits = filter_bits(h);
+  return (word & bits) == bits;
+}
+
 Result<std::vector<BlockRun>> read_runs(Db& db) {
   auto st = db.prepare("SELECT first_block, last_block, reports FROM runs ORDER BY first_block");
   if (!st) return st.error();
@@ -214,13 +279,23 @@ Result<std::vector<BlockRun>> read_runs(Db& db) {
   return runs;
 }
 
-Result<BlockSearch> BlockSearch::open(Db& db) {
+Result<BlockSearch> BlockSearch::open(Db& db, RunFilters* filters) {
   BlockSearch bs;
   if (auto r = db.exec("BEGIN"); !r) return r.error();
   bs.db_ = &db;  // from here the destructor ends the transaction
   auto runs = read_runs(db);
   if (!runs) return runs.error();
   bs.runs_ = std::move(runs.value());
+  bs.filters_ = filters;
+  if (filters != nullptr && filters->by_first_block.size() > bs.runs_.size()) {
+    // Runs merged away since: forget their filters (the map stays within the runs listed).
+    std::unordered_map<int64_t, std::vector<uint8_t>> kept;
+    for (const BlockRun& r : bs.runs_) {
+      auto it = filters->by_first_block.find(r.first_block);
+      if (it != filters->by_first_block.end()) kept.emplace(r.first_block, std::move(it->second));
+    }
+    filters->by_first_block = std::move(kept);
+  }
   auto probe = db.prepare(
       "SELECT first_device, last_device, min_time_ns, max_time_ns, count FROM blocks WHERE id = ?");
   if (!probe) return probe.error();
@@ -236,12 +311,43 @@ BlockSearch::BlockSearch(BlockSearch&& o) noexcept
       runs_(std::move(o.runs_)),
       probe_(std::move(o.probe_)),
       fetch_(std::move(o.fetch_)),
+      filters_(std::exchange(o.filters_, nullptr)),
+      filter_(std::move(o.filter_)),
       buf_(std::move(o.buf_)) {}
 
 BlockSearch::~BlockSearch() {
   probe_ = Stmt();
   fetch_ = Stmt();
+  filter_ = Stmt();
   if (db_ != nullptr) (void)db_->exec("COMMIT");
+}
+
+bool BlockSearch::may_hold_device(const BlockRun& run, uint64_t device) {
+  if (filters_ == nullptr || filters_->unsupported) return true;
+  auto it = filters_->by_first_block.find(run.first_block);
+  if (it == filters_->by_first_block.end()) {
+    if (filter_.get() == nullptr) {
+      auto st = db_->prepare("SELECT filter FROM run_filters WHERE first_block = ?");
+      if (!st) {
+        // A file written before runs had filters: search every run, as then.
+        filters_->unsupported = true;
+        return true;
+      }
+      filter_ = std::move(st.value());
+    }
+    filter_.reset();
+    filter_.bind(1, run.first_block);
+    std::vector<uint8_t> bytes;  // none for this run: kept empty, so it is searched
+    const int rc = filter_.step();
+    if (rc == SQLITE_ROW) {
+      auto b = filter_.blob(0);
+      bytes.assign(b.begin(), b.end());
+    }
+    filter_.reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return true;  // not kept: read again next time
+    it = filters_->by_first_block.emplace(run.first_block, std::move(bytes)).first;
+  }
+  return it->second.empty() || filter_may_contain(it->second, device);
 }
 
 int64_t BlockSearch::lower_bound(const BlockRun& run, uint64_t device) {

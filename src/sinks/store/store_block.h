@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "core/result.h"
@@ -106,6 +107,41 @@ bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out)
 /// kMaxCompressedBlockBytes.
 bool unpack_block(std::span<const uint8_t> stored, std::vector<uint8_t>& raw);
 
+/// The devices of one run, as a blocked Bloom filter: about 10.7 bits per report, each device
+/// setting 4 bits of one 64-bit word. A reader asks it before searching the run: "surely absent"
+/// (then the run is skipped: no directory search, no block decoded) or "maybe present" (about
+/// 1-2 % false positives with distinct devices). An open chunk written by a busy gateway holds
+/// about a thousand runs, and a device is in a few of them.
+///
+///   filter := u8 version (1), u8 0, u64 word (LE) * n (n >= 1)
+class DeviceFilterBuilder {
+ public:
+  /// Starts an empty filter sized for up to `reports` devices.
+  void reset(size_t reports);
+  /// Adds a device (a repeat of the previous one is skipped cheaply).
+  void add(uint64_t device) noexcept;
+  /// The filter as stored; valid until the next reset() or bytes().
+  std::span<const uint8_t> bytes();
+
+ private:
+  std::vector<uint64_t> words_;
+  std::vector<uint8_t> out_;
+  uint64_t last_ = 0;
+  bool any_ = false;
+};
+
+/// False when `filter` proves `device` absent; true when it may be present, or when the bytes
+/// are not a filter this version knows (empty: none was written), so that the caller searches.
+bool filter_may_contain(std::span<const uint8_t> filter, uint64_t device) noexcept;
+
+/// Device filters of one chunk file's runs, kept by a reader across queries: a run never
+/// changes once written (merged runs get new first blocks), so each is read once. An empty
+/// entry means the run has none (merged chunks, runs written before filters existed).
+struct RunFilters {
+  std::unordered_map<int64_t, std::vector<uint8_t>> by_first_block;
+  bool unsupported = false;  ///< the file has no run_filters table (written before filters)
+};
+
 /// One commit's blocks: ids [first_block, last_block], sorted by (device, time).
 struct BlockRun {
   int64_t first_block = 0;
@@ -121,8 +157,9 @@ Result<std::vector<BlockRun>> read_runs(Db& db);
 /// belong to one committed state (a seal merge may replace them meanwhile). One thread.
 class BlockSearch {
  public:
-  /// Starts the read transaction and loads the runs.
-  static Result<BlockSearch> open(Db& db);
+  /// Starts the read transaction and loads the runs. With `filters` (owned by the caller, one
+  /// per chunk file), may_hold_device() reads and keeps the runs' device filters there.
+  static Result<BlockSearch> open(Db& db, RunFilters* filters = nullptr);
   BlockSearch(BlockSearch&& o) noexcept;
   /// Not copyable or assignable.
   BlockSearch(const BlockSearch&) = delete;
@@ -133,6 +170,9 @@ class BlockSearch {
 
   /// The chunk's runs in commit order.
   const std::vector<BlockRun>& runs() const noexcept { return runs_; }
+  /// False when the run's device filter proves `device` absent from `run`; true otherwise
+  /// (also without filters, or when the filter cannot be read).
+  bool may_hold_device(const BlockRun& run, uint64_t device);
   /// First block of `run` whose last device is >= `device` (unsigned); last_block + 1 if none.
   int64_t lower_bound(const BlockRun& run, uint64_t device);
   /// The directory entry of block `id`; false when there is none.
@@ -147,6 +187,8 @@ class BlockSearch {
   std::vector<BlockRun> runs_;
   Stmt probe_;
   Stmt fetch_;
+  RunFilters* filters_ = nullptr;
+  Stmt filter_;  ///< prepared at the first filter read
   std::vector<uint8_t> buf_;
 };
 

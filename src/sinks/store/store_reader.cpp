@@ -165,10 +165,14 @@ Result<std::vector<StoreReader::Chunk>> StoreReader::list_chunks() {
   auto file_of = [](const Chunk& c) {
     return c.state == ChunkState::kIndexed ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
   };
+  auto listed = [&](const std::string& file) {
+    return std::any_of(out.begin(), out.end(), [&](const Chunk& c) { return file_of(c) == file; });
+  };
   for (auto it = chunks_.begin(); it != chunks_.end();) {
-    bool listed = std::any_of(out.begin(), out.end(),
-                              [&](const Chunk& c) { return file_of(c) == it->first; });
-    it = listed ? std::next(it) : chunks_.erase(it);
+    it = listed(it->first) ? std::next(it) : chunks_.erase(it);
+  }
+  for (auto it = filters_.begin(); it != filters_.end();) {
+    it = listed(it->first) ? std::next(it) : filters_.erase(it);
   }
   return out;
 }
@@ -198,7 +202,14 @@ Result<std::optional<BlockSearch>> StoreReader::search_chunk(const Chunk& c) {
   auto db = chunk_db(c);
   if (!db) return db.error();
   if (db.value() == nullptr) return std::optional<BlockSearch>();
-  auto bs = BlockSearch::open(*db.value());
+  // Merged chunks hold one run without a filter; the runs of unmerged ones have filters.
+  RunFilters* filters = nullptr;
+  if (c.state != ChunkState::kIndexed) {
+    auto& f = filters_[chunk_file_name(c.id)];
+    if (!f) f = std::make_unique<RunFilters>();
+    filters = f.get();
+  }
+  auto bs = BlockSearch::open(*db.value(), filters);
   if (!bs) return bs.error();
   return std::optional<BlockSearch>(std::move(bs.value()));
 }
@@ -252,6 +263,7 @@ Result<std::vector<StoredReport>> StoreReader::history(const HistoryQuery& q) {
     if (!found_bs->has_value()) continue;
     BlockSearch& bs = **found_bs;
     for (const BlockRun& run : bs.runs()) {
+      if (!bs.may_hold_device(run, q.device_id)) continue;
       // A run holds the device's reports in time order: the first (or last) `limit` in range.
       found.clear();
       auto e =
@@ -302,6 +314,7 @@ Result<std::optional<StoredReport>> StoreReader::latest(uint64_t device_id) {
     if (!found->has_value()) continue;
     BlockSearch& bs = **found;
     for (const BlockRun& run : bs.runs()) {
+      if (!bs.may_hold_device(run, device_id)) continue;
       auto e = for_device_blocks(bs, run, device_id, INT64_MIN, INT64_MAX, reps,
                                  [&](const BlockInfo&, const std::vector<PackedReport>& rs) {
                                    for (const PackedReport& p : rs) {
@@ -466,6 +479,7 @@ Result<uint64_t> StoreReader::count_device(uint64_t device_id, int64_t from_ns, 
   std::vector<PackedReport> reps;
   auto searched = for_each_chunk_in_range(from_ns, to_ns, [&](BlockSearch& bs) -> Result<void> {
     for (const BlockRun& run : bs.runs()) {
+      if (!bs.may_hold_device(run, device_id)) continue;
       for (int64_t id = bs.lower_bound(run, device_id); id <= run.last_block; ++id) {
         BlockInfo bi;
         if (!bs.info(id, bi) || bi.first_device > device_id) break;

@@ -776,6 +776,111 @@ TEST(StoreWriter, TinyCommitsMergeIntoFewRuns) {
   }
 }
 
+TEST(DeviceFilter, NoFalseNegativesAndFewFalsePositives) {
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> devices(4100);
+  for (auto& d : devices) d = rng() % 500'000;
+  std::sort(devices.begin(), devices.end());
+  DeviceFilterBuilder b;
+  b.reset(devices.size());
+  for (uint64_t d : devices) b.add(d);
+  const auto bytes = b.bytes();
+  const std::vector<uint8_t> f(bytes.begin(), bytes.end());
+  for (uint64_t d : devices) ASSERT_TRUE(filter_may_contain(f, d)) << d;
+  int false_positives = 0;
+  constexpr int kProbes = 100'000;
+  for (int i = 0; i < kProbes; ++i) {
+    const uint64_t d = 1'000'000 + rng() % 1'000'000;  // never added
+    false_positives += filter_may_contain(f, d) ? 1 : 0;
+  }
+  EXPECT_LT(false_positives, kProbes * 3 / 100);
+  EXPECT_GT(false_positives, 0);  // a Bloom filter, not a set: some must pass
+  // The extremes of the id space, and a one-device filter.
+  b.reset(1);
+  b.add(UINT64_MAX);
+  const auto one = b.bytes();
+  EXPECT_TRUE(filter_may_contain(one, UINT64_MAX));
+  // Bytes that are no filter of this version mean "search".
+  EXPECT_TRUE(filter_may_contain({}, 5));
+  std::vector<uint8_t> other(f);
+  other[0] = 2;
+  EXPECT_TRUE(filter_may_contain(other, 1'500'000));
+  std::vector<uint8_t> torn(f.begin(), f.end() - 3);
+  EXPECT_TRUE(filter_may_contain(torn, 1'500'000));
+}
+
+TEST(StoreWriter, RunsWithoutFiltersFromAnOlderVersionStayReadable) {
+  // An open chunk written before runs had device filters: it has no run_filters table.
+  // Readers search those runs as before; a writer reopening the chunk adds the table and
+  // writes filters for new runs only.
+  TempDir tmp;
+  auto o = options(tmp.path());
+  Model m;
+  uint32_t seq = 0;
+  auto commit = [&](StoreWriter& w) {
+    std::vector<Spec> batch;
+    for (uint64_t d = 1; d <= 40; ++d) {
+      const int64_t t = kT0 + static_cast<int64_t>(seq) * kSec;
+      batch.push_back({d * 1000, seq, t, static_cast<double>(seq)});
+      StoredReport sr;
+      sr.device_id = d * 1000;
+      sr.seq = seq;
+      sr.device_time_ns = t;
+      m.all.push_back(sr);
+      ++seq;
+    }
+    auto e = encode(batch);
+    auto res = w.write(e.reports(), {}, false);
+    ASSERT_TRUE(res.ok()) << res.error().message;
+  };
+  auto w = open_writer(o);
+  ASSERT_TRUE(w);
+  for (int i = 0; i < 3; ++i) commit(*w);
+  w.reset();
+  std::string chunk;
+  for (const auto& e : std::filesystem::directory_iterator(o.dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("chunk-", 0) == 0 && name.size() > 3 && name.ends_with(".db") &&
+        name.find("merged") == std::string::npos) {
+      chunk = e.path().string();
+    }
+  }
+  ASSERT_FALSE(chunk.empty());
+  {
+    auto db = Db::open(chunk, false);
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    ASSERT_TRUE(db->exec("DROP TABLE run_filters").ok());
+  }
+  auto check = [&](StoreReader& r) {
+    for (uint64_t d = 1; d <= 40; ++d) {
+      auto h = r.history({.device_id = d * 1000});
+      ASSERT_TRUE(h.ok()) << h.error().message;
+      auto want = m.history({.device_id = d * 1000});
+      ASSERT_EQ(h->size(), want.size()) << d;
+      auto l = r.latest(d * 1000);
+      ASSERT_TRUE(l.ok() && l->has_value()) << d;
+      EXPECT_EQ((*l)->seq, want.back().seq);
+      auto n = r.count_device(d * 1000, INT64_MIN, INT64_MAX);
+      ASSERT_TRUE(n.ok());
+      EXPECT_EQ(n.value(), want.size());
+    }
+    // A device in no run.
+    auto none = r.latest(999);
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none->has_value());
+  };
+  auto old_reader = open_reader(o.dir);
+  ASSERT_TRUE(old_reader);
+  check(*old_reader);
+  w = open_writer(o);
+  ASSERT_TRUE(w);
+  for (int i = 0; i < 3; ++i) commit(*w);
+  check(*old_reader);  // it saw the file without filters, and searches every run
+  auto new_reader = open_reader(o.dir);
+  ASSERT_TRUE(new_reader);
+  check(*new_reader);
+}
+
 TEST(StoreReader, HistoryReadsEveryChunkThatTiesTheLimitEdge) {
   // Two sealed chunks whose whole time range is one instant: the second holds the newer report
   // (higher seq). Once the first chunk fills the limit, the second may not be skipped.

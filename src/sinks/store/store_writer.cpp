@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS cursors(shard INTEGER PRIMARY KEY, offset INTEGER NOT
 -- reader binary-searches each run. Sealing merges the runs into one.
 CREATE TABLE IF NOT EXISTS runs(
   first_block INTEGER PRIMARY KEY, last_block INTEGER NOT NULL, reports INTEGER NOT NULL);
+-- The devices of each run of an open chunk (store_block.h, DeviceFilterBuilder), apart from
+-- `runs` so that listing the runs reads small rows. None in merged chunks, nor for runs written
+-- before filters existed (their chunk files gain the table when a writer reopens them).
+CREATE TABLE IF NOT EXISTS run_filters(first_block INTEGER PRIMARY KEY, filter BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);
 )sql";
 
@@ -222,6 +226,7 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   put_block_ = Stmt();
   put_block_data_ = Stmt();
   put_run_ = Stmt();
+  put_run_filter_ = Stmt();
   put_cursor_ = Stmt();
   put_devices_ = Stmt();
   chunk_ = Db();
@@ -251,6 +256,9 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   auto pr = chunk_.prepare("INSERT INTO runs(first_block, last_block, reports) VALUES(?, ?, ?)");
   if (!pr) return pr.error();
   put_run_ = std::move(pr.value());
+  auto pf = chunk_.prepare("INSERT INTO run_filters(first_block, filter) VALUES(?, ?)");
+  if (!pf) return pf.error();
+  put_run_filter_ = std::move(pf.value());
   auto pd = chunk_.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('devices', ?)");
   if (!pd) return pd.error();
   put_devices_ = std::move(pd.value());
@@ -355,6 +363,7 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
   for (size_t k = 0; k < keys_.size(); ++k) order_[k] = keys_[k].index;
   const int64_t first_block = next_block_id_;
   const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
+  filter_.reset(order_.size());
   for (size_t at = 0; at < order_.size(); at += per_block) {
     encoder_.clear();
     const size_t end = std::min(order_.size(), at + per_block);
@@ -365,6 +374,7 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
         __builtin_prefetch(reports[order_[k + kAhead]].raw_metrics.data());
       }
       const core::Report& rep = reports[order_[k]];
+      filter_.add(rep.device_id);
       encoder_.add(rep.device_id, rep.seq, rep.tenant, rep.device_time_ns, rep.received_ns,
                    static_cast<uint8_t>(rep.protocol), rep.raw_metrics);
     }
@@ -383,7 +393,7 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
     put_run_.bind(1, first_block);
     put_run_.bind(2, next_block_id_ - 1);
     put_run_.bind(3, static_cast<int64_t>(res.written));
-    if (put_run_.step() != SQLITE_DONE) {
+    if (put_run_.step() != SQLITE_DONE || !put_filter(first_block, res.written)) {
       auto e = chunk_.error("write run");
       (void)chunk_.exec("ROLLBACK");
       next_block_id_ = first_block;
@@ -622,6 +632,21 @@ int size_class(int64_t reports) {
 
 }  // namespace
 
+/// Runs smaller than this get no device filter: a reader searches them (a block or two), and a
+/// trickle of tiny commits saves the filter's row. At most 2 * (kRunFanIn - 1) runs are this
+/// small at a time (they merge into larger ones).
+constexpr int64_t kMinFilteredRunReports = 64;
+
+bool StoreWriter::put_filter(int64_t first_block, int64_t reports) {
+  if (reports < kMinFilteredRunReports) return true;
+  put_run_filter_.reset();
+  put_run_filter_.bind(1, first_block);
+  put_run_filter_.bind_blob(2, filter_.bytes());
+  const bool ok = put_run_filter_.step() == SQLITE_DONE;
+  put_run_filter_.reset();  // releases the bound bytes
+  return ok;
+}
+
 Result<void> StoreWriter::insert_block(BlockEncoder& enc) {
   const BlockInfo& bi = enc.info();
   put_block_.reset();
@@ -655,7 +680,11 @@ Result<void> StoreWriter::merge_small_runs() {
     const uint32_t per_block = std::max<uint32_t>(opt_.block_reports, 1);
     int64_t total = 0;
     encoder_.clear();
+    int64_t reports = 0;
+    for (const BlockRun& r : runs) reports += r.reports;
+    filter_.reset(static_cast<size_t>(reports));
     auto merged = merge_runs(chunk_, runs, chunk_.path(), [&](const PackedReport& p) {
+      filter_.add(p.device_id);
       encoder_.add(p);
       ++total;
       if (encoder_.count() < per_block) return Result<void>{};
@@ -680,12 +709,16 @@ Result<void> StoreWriter::merge_small_runs() {
     sql += range;
     sql += "; DELETE FROM runs WHERE first_block";
     sql += range;
+    sql += "; DELETE FROM run_filters WHERE first_block";
+    sql += range;
     if (auto r = chunk_.exec(sql); !r) return r;
     put_run_.reset();
     put_run_.bind(1, first);
     put_run_.bind(2, next_block_id_ - 1);
     put_run_.bind(3, total);
-    if (put_run_.step() != SQLITE_DONE) return chunk_.error("write merged run");
+    if (put_run_.step() != SQLITE_DONE || !put_filter(first, total)) {
+      return chunk_.error("write merged run");
+    }
     open_runs_.erase(tail, open_runs_.end());
     open_runs_.push_back({first, next_block_id_ - 1, total});
     stats_.runs_merged.fetch_add(kRunFanIn, std::memory_order_relaxed);

@@ -111,6 +111,9 @@ class StoreWriter {
   Result<void> seal_open_chunk();
   /// Inserts the encoder's block as the open chunk's next block.
   Result<void> insert_block(BlockEncoder& enc);
+  /// Writes filter_ as the device filter of the run of `reports` starting at `first_block`
+  /// (none for small runs); false on a write error.
+  bool put_filter(int64_t first_block, int64_t reports);
   /// Inside the current transaction: while the open chunk's last kRunFanIn runs are small and of
   /// one size class, merges them into one run (see docs/store.md, "Small runs").
   Result<void> merge_small_runs();
@@ -128,11 +131,13 @@ class StoreWriter {
   Stmt put_block_;
   Stmt put_block_data_;
   Stmt put_run_;
+  Stmt put_run_filter_;
   Stmt put_cursor_;
   Stmt put_devices_;
   int64_t open_id_ = 0;
   int64_t next_block_id_ = 1;  ///< id of the open chunk's next block
   BlockEncoder encoder_;
+  DeviceFilterBuilder filter_;       ///< of the run being written
   std::vector<BlockRun> open_runs_;  ///< the open chunk's runs, by first block
   uint64_t open_reports_ = 0;
   int64_t open_min_time_ = 0;
