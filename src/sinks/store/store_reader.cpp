@@ -363,8 +363,22 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   (void)catalog_->exec("COMMIT");
   if (!r) return r.error();
   if (!chunks) return chunks.error();
-  // Devices past the latest table's page cannot be among the first `limit`.
-  const uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
+  // Devices past the latest table's page cannot be among the first `limit`. Nor can any past
+  // the limit-th smallest distinct device found so far (the limit-th of a subset is at or above
+  // the limit-th of the whole): `upto` falls as reports come in, so blocks and reports beyond
+  // the page are skipped however wide a run's blocks are.
+  uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
+  std::set<uint64_t> smallest;  // the up to `limit` smallest distinct devices found
+  auto found_device = [&](uint64_t d) {
+    if (smallest.size() == limit && d >= *smallest.rbegin()) return;
+    if (!smallest.insert(d).second || smallest.size() <= limit) {
+      if (smallest.size() == limit) upto = std::min(upto, *smallest.rbegin());
+      return;
+    }
+    smallest.erase(std::prev(smallest.end()));
+    upto = std::min(upto, *smallest.rbegin());
+  };
+  for (const StoredReport& m : merged) found_device(m.device_id);
   if (after_device_id == UINT64_MAX) chunks->clear();
   // The runs of the unmerged chunks are read together in device order, block by block, always
   // the block that starts lowest next: every device below that start (the frontier) has all
@@ -399,41 +413,86 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
       if (advance(c)) cursors.push_back(c);
     }
   }
-  std::set<uint64_t> seen;  // distinct devices in hand
-  for (const StoredReport& m : merged) seen.insert(m.device_id);
-  uint64_t below = 0;  // of them, below the frontier
+  // Candidates are kept flat, their metric bytes in one arena, and only the winners become
+  // StoredReports: a page of 10,000 devices may look at hundreds of thousands of reports.
+  struct Candidate {
+    uint64_t device_id;
+    int64_t device_time_ns;
+    int64_t received_ns;
+    uint32_t seq;
+    uint32_t tenant;
+    uint8_t protocol;
+    size_t metrics_at, metrics_len;
+  };
+  std::vector<Candidate> cands;
+  std::vector<uint8_t> arena;
+  auto add = [&](uint64_t device, int64_t time, int64_t received, uint32_t seq, uint32_t tenant,
+                 uint8_t protocol, std::span<const uint8_t> metrics) {
+    cands.push_back({device, time, received, seq, tenant, protocol, arena.size(), metrics.size()});
+    arena.insert(arena.end(), metrics.begin(), metrics.end());
+  };
+  // Devices in hand not yet counted as complete, as a min-heap: the frontier only rises and no
+  // block read later holds a device below it, so they leave the heap in order and a device's
+  // repeats leave together.
+  std::vector<uint64_t> pending;
+  for (const StoredReport& m : merged) {
+    add(m.device_id, m.device_time_ns, m.received_ns, m.seq, m.tenant,
+        static_cast<uint8_t>(m.protocol), m.raw_metrics);
+    pending.push_back(m.device_id);
+  }
+  std::make_heap(pending.begin(), pending.end(), std::greater<>());
+  uint64_t below = 0;  // distinct devices below the frontier
+  std::optional<uint64_t> last_counted;
   const uint64_t start = after_device_id + 1;
-  uint64_t frontier = start;  // devices below it are complete
   std::vector<PackedReport> reps;
   for (;;) {
     auto lowest = std::min_element(
         cursors.begin(), cursors.end(),
         [](const Cursor& a, const Cursor& b) { return a.next.first_device < b.next.first_device; });
-    const uint64_t next_frontier =
-        lowest == cursors.end() ? UINT64_MAX : std::max(start, lowest->next.first_device);
-    for (auto it = seen.lower_bound(frontier); it != seen.end() && *it < next_frontier; ++it) {
-      ++below;
+    if (lowest != cursors.end() && lowest->next.first_device > upto) {
+      cursors.clear();  // every block left starts past the page
+      lowest = cursors.end();
     }
-    frontier = next_frontier;
+    const uint64_t frontier =
+        lowest == cursors.end() ? UINT64_MAX : std::max(start, lowest->next.first_device);
+    while (!pending.empty() && (pending.front() < frontier || lowest == cursors.end())) {
+      const uint64_t d = pending.front();
+      std::pop_heap(pending.begin(), pending.end(), std::greater<>());
+      pending.pop_back();
+      if (last_counted != d) ++below;
+      last_counted = d;
+    }
     if (below >= limit || lowest == cursors.end()) break;
     if (auto e = lowest->bs->decode(lowest->id, reps); !e) return e.error();
     for (const PackedReport& p : reps) {
       if (p.device_id <= after_device_id || p.device_id > upto) continue;
-      seen.insert(p.device_id);
-      merged.push_back(to_stored(p));
+      found_device(p.device_id);
+      add(p.device_id, p.device_time_ns, p.received_ns, p.seq, p.tenant, p.protocol, p.metrics);
+      pending.push_back(p.device_id);
+      std::push_heap(pending.begin(), pending.end(), std::greater<>());
     }
     ++lowest->id;
     if (!advance(*lowest)) cursors.erase(lowest);
   }
   // Unsigned device order, newest first within a device; keep one per device.
-  std::sort(merged.begin(), merged.end(), [](const StoredReport& a, const StoredReport& b) {
-    return a.device_id != b.device_id ? a.device_id < b.device_id : newer(a, b);
+  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.device_id != b.device_id) return a.device_id < b.device_id;
+    return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns
+                                                : a.seq > b.seq;
   });
   std::vector<StoredReport> out;
-  for (auto& m : merged) {
-    if (!out.empty() && out.back().device_id == m.device_id) continue;
+  for (const Candidate& c : cands) {
+    if (!out.empty() && out.back().device_id == c.device_id) continue;
     if (out.size() == limit) break;
-    out.push_back(std::move(m));
+    StoredReport& w = out.emplace_back();
+    w.device_id = c.device_id;
+    w.seq = c.seq;
+    w.tenant = c.tenant;
+    w.device_time_ns = c.device_time_ns;
+    w.received_ns = c.received_ns;
+    w.protocol = static_cast<core::Protocol>(c.protocol);
+    w.raw_metrics.assign(arena.begin() + static_cast<std::ptrdiff_t>(c.metrics_at),
+                         arena.begin() + static_cast<std::ptrdiff_t>(c.metrics_at + c.metrics_len));
   }
   return out;
 }
