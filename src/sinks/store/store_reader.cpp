@@ -363,10 +363,10 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   (void)catalog_->exec("COMMIT");
   if (!r) return r.error();
   if (!chunks) return chunks.error();
-  // Devices past the latest table's page cannot be among the first `limit`. Nor can any past
-  // the limit-th smallest distinct device found so far (the limit-th of a subset is at or above
-  // the limit-th of the whole): `upto` falls as reports come in, so blocks and reports beyond
-  // the page are skipped however wide a run's blocks are.
+  // No device past the limit-th smallest distinct device found so far can be on the page (the
+  // limit-th of a subset is at or above the limit-th of the whole): `upto` starts at the
+  // latest table's page end and falls as the runs' reports come in, so the blocks and reports
+  // beyond the page are skipped however wide a run's blocks are.
   uint64_t upto = merged.size() == limit ? merged.back().device_id : UINT64_MAX;
   std::set<uint64_t> smallest;  // the up to `limit` smallest distinct devices found
   auto found_device = [&](uint64_t d) {
@@ -378,13 +378,11 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
     smallest.erase(std::prev(smallest.end()));
     upto = std::min(upto, *smallest.rbegin());
   };
-  for (const StoredReport& m : merged) found_device(m.device_id);
   if (after_device_id == UINT64_MAX) chunks->clear();
   // The runs of the unmerged chunks are read together in device order, block by block, always
-  // the block that starts lowest next: every device below that start (the frontier) has all
-  // its reports in hand. Reading stops once `limit` distinct devices lie below the frontier, so
-  // a page decodes about the blocks that overlap it in each run, however many small runs the
-  // open chunk holds.
+  // the block that starts lowest next: every device below that start has all its reports in
+  // hand. Reading stops once that start passes `upto`, so a page decodes about the blocks that
+  // overlap it in each run, however many runs the open chunk holds.
   std::vector<BlockSearch> searches;
   searches.reserve(chunks->size());
   for (const Chunk& c : chunks.value()) {
@@ -431,45 +429,24 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
     cands.push_back({device, time, received, seq, tenant, protocol, arena.size(), metrics.size()});
     arena.insert(arena.end(), metrics.begin(), metrics.end());
   };
-  // Devices in hand not yet counted as complete, as a min-heap: the frontier only rises and no
-  // block read later holds a device below it, so they leave the heap in order and a device's
-  // repeats leave together.
-  std::vector<uint64_t> pending;
   for (const StoredReport& m : merged) {
+    found_device(m.device_id);
     add(m.device_id, m.device_time_ns, m.received_ns, m.seq, m.tenant,
         static_cast<uint8_t>(m.protocol), m.raw_metrics);
-    pending.push_back(m.device_id);
   }
-  std::make_heap(pending.begin(), pending.end(), std::greater<>());
-  uint64_t below = 0;  // distinct devices below the frontier
-  std::optional<uint64_t> last_counted;
-  const uint64_t start = after_device_id + 1;
+  // Once the lowest block left starts past `upto`, every device up to it is complete, and there
+  // are `limit` of them (or the runs are exhausted): the page is in hand.
   std::vector<PackedReport> reps;
   for (;;) {
     auto lowest = std::min_element(
         cursors.begin(), cursors.end(),
         [](const Cursor& a, const Cursor& b) { return a.next.first_device < b.next.first_device; });
-    if (lowest != cursors.end() && lowest->next.first_device > upto) {
-      cursors.clear();  // every block left starts past the page
-      lowest = cursors.end();
-    }
-    const uint64_t frontier =
-        lowest == cursors.end() ? UINT64_MAX : std::max(start, lowest->next.first_device);
-    while (!pending.empty() && (pending.front() < frontier || lowest == cursors.end())) {
-      const uint64_t d = pending.front();
-      std::pop_heap(pending.begin(), pending.end(), std::greater<>());
-      pending.pop_back();
-      if (last_counted != d) ++below;
-      last_counted = d;
-    }
-    if (below >= limit || lowest == cursors.end()) break;
+    if (lowest == cursors.end() || lowest->next.first_device > upto) break;
     if (auto e = lowest->bs->decode(lowest->id, reps); !e) return e.error();
     for (const PackedReport& p : reps) {
       if (p.device_id <= after_device_id || p.device_id > upto) continue;
       found_device(p.device_id);
       add(p.device_id, p.device_time_ns, p.received_ns, p.seq, p.tenant, p.protocol, p.metrics);
-      pending.push_back(p.device_id);
-      std::push_heap(pending.begin(), pending.end(), std::greater<>());
     }
     ++lowest->id;
     if (!advance(*lowest)) cursors.erase(lowest);
