@@ -414,25 +414,20 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   // Candidates are kept flat, their metric bytes in one arena, and only the winners become
   // StoredReports: a page of 10,000 devices may look at hundreds of thousands of reports.
   struct Candidate {
-    uint64_t device_id;
-    int64_t device_time_ns;
-    int64_t received_ns;
-    uint32_t seq;
-    uint32_t tenant;
-    uint8_t protocol;
+    PackedReport r;  ///< `metrics` empty until the end: the arena may move meanwhile
     size_t metrics_at, metrics_len;
   };
   std::vector<Candidate> cands;
   std::vector<uint8_t> arena;
-  auto add = [&](uint64_t device, int64_t time, int64_t received, uint32_t seq, uint32_t tenant,
-                 uint8_t protocol, std::span<const uint8_t> metrics) {
-    cands.push_back({device, time, received, seq, tenant, protocol, arena.size(), metrics.size()});
-    arena.insert(arena.end(), metrics.begin(), metrics.end());
+  auto add = [&](const PackedReport& p) {
+    cands.push_back({p, arena.size(), p.metrics.size()});
+    cands.back().r.metrics = {};
+    arena.insert(arena.end(), p.metrics.begin(), p.metrics.end());
   };
   for (const StoredReport& m : merged) {
     found_device(m.device_id);
-    add(m.device_id, m.device_time_ns, m.received_ns, m.seq, m.tenant,
-        static_cast<uint8_t>(m.protocol), m.raw_metrics);
+    add(PackedReport{m.device_id, m.seq, m.tenant, m.device_time_ns, m.received_ns,
+                     static_cast<uint8_t>(m.protocol), m.raw_metrics});
   }
   // Once the lowest block left starts past `upto`, every device up to it is complete, and there
   // are `limit` of them (or the runs are exhausted): the page is in hand.
@@ -446,30 +441,24 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
     for (const PackedReport& p : reps) {
       if (p.device_id <= after_device_id || p.device_id > upto) continue;
       found_device(p.device_id);
-      add(p.device_id, p.device_time_ns, p.received_ns, p.seq, p.tenant, p.protocol, p.metrics);
+      add(p);
     }
     ++lowest->id;
     if (!advance(*lowest)) cursors.erase(lowest);
   }
   // Unsigned device order, newest first within a device; keep one per device.
-  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+  std::sort(cands.begin(), cands.end(), [](const Candidate& x, const Candidate& y) {
+    const PackedReport &a = x.r, &b = y.r;
     if (a.device_id != b.device_id) return a.device_id < b.device_id;
     return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns
                                                 : a.seq > b.seq;
   });
   std::vector<StoredReport> out;
-  for (const Candidate& c : cands) {
-    if (!out.empty() && out.back().device_id == c.device_id) continue;
+  for (Candidate& c : cands) {
+    if (!out.empty() && out.back().device_id == c.r.device_id) continue;
     if (out.size() == limit) break;
-    StoredReport& w = out.emplace_back();
-    w.device_id = c.device_id;
-    w.seq = c.seq;
-    w.tenant = c.tenant;
-    w.device_time_ns = c.device_time_ns;
-    w.received_ns = c.received_ns;
-    w.protocol = static_cast<core::Protocol>(c.protocol);
-    w.raw_metrics.assign(arena.begin() + static_cast<std::ptrdiff_t>(c.metrics_at),
-                         arena.begin() + static_cast<std::ptrdiff_t>(c.metrics_at + c.metrics_len));
+    c.r.metrics = {arena.data() + c.metrics_at, c.metrics_len};
+    out.push_back(to_stored(c.r));
   }
   return out;
 }
