@@ -536,10 +536,35 @@ Options:
   result["memory"] = {{"rss_idle_bytes", rss_idle},
                       {"bytes_per_registered_device", static_cast<double>(rss_idle) / devices}};
 
+  // Where a phase's lost acks went, by the gateway's own counters: datagrams the kernel dropped
+  // from the shards' full receive buffers (a batched datagram carries many reports), and acks
+  // the gateway had no room to queue (their reports are stored).
+  struct Drops {
+    double kernel = 0, acks_not_queued = 0;
+  };
+  auto drops_now = [&] {
+    const std::string m = http_get(gw.http_port, "/metrics");
+    return Drops{control::sum_samples(m, "tianhe_udp_receive_drops_total"),
+                 control::sum_samples(m, "tianhe_acks_dropped_total")};
+  };
+  auto drops_json = [](const Drops& a, const Drops& b) {
+    return Json{{"kernel_receive_drops", b.kernel - a.kernel},
+                {"acks_not_queued", b.acks_not_queued - a.acks_not_queued}};
+  };
+  auto drops_text = [](const Json& j) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.0f/%.0f", j["kernel_receive_drops"].get<double>(),
+                  j["acks_not_queued"].get<double>());
+    return std::string(b);
+  };
+
   say("[3" + of + "gateway, single-report datagrams, acks on, durability batch, store on ...");
+  Drops d0 = drops_now();
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
   if (!single.ok()) return 1;
+  Drops d1 = drops_now();
   result["single"] = Json::parse(single->json());
+  result["single"]["gateway_drops"] = drops_json(d0, d1);
   result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
   // What the log writes per report, for the disk floor of the latency phase.
@@ -553,9 +578,12 @@ Options:
   }
 
   say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
+  d0 = drops_now();
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
   if (!batched.ok()) return 1;
+  d1 = drops_now();
   result["batched"] = Json::parse(batched->json());
+  result["batched"]["gateway_drops"] = drops_json(d0, d1);
 
   // The batched phase outruns the store on purpose; let it drain (and merge the chunks it
   // sealed) before measuring latency and lag, so each phase starts from a caught-up gateway.
@@ -631,9 +659,11 @@ Options:
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   });
+  d0 = drops_now();
   auto lag = run_simulator(sim(gw.report_port, devices, single->acked_rate, lag_duration, 1, true));
   sampling = false;
   sampler.join();
+  d1 = drops_now();
   const uint64_t rss_end = rss_bytes(gw.child.pid);
   result["store_lag"] = {{"target_rate", single->acked_rate},
                          {"sent_rate", lag.ok() ? lag->rate : 0},
@@ -647,6 +677,7 @@ Options:
                ? 0.0
                : lag_samples[static_cast<size_t>(q * static_cast<double>(lag_samples.size() - 1))];
   };
+  result["store_lag"]["gateway_drops"] = drops_json(d0, d1);
   result["store_lag"]["p50_lag_s"] = lag_quantile(0.5);
   result["store_lag"]["p90_lag_s"] = lag_quantile(0.9);
   result["store_lag"]["samples_over_1s"] =
@@ -752,6 +783,10 @@ Options:
   row("lost acks (single / batched / half / lag)",
       std::to_string(single->lost) + "/" + std::to_string(batched->lost) + "/" +
           std::to_string(half->lost) + "/" + std::to_string(lag.ok() ? lag->lost : 0));
+  row("  gateway drops, datagrams/acks: single batched lag",
+      drops_text(result["single"]["gateway_drops"]) + " " +
+          drops_text(result["batched"]["gateway_drops"]) + " " +
+          drops_text(result["store_lag"]["gateway_drops"]));
   std::printf("\n%s\n", result.dump().c_str());
   return 0;
 }
