@@ -105,9 +105,15 @@ class StoreReader {
   static bool may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns);
   /// The catalog's chunks by id; drops connections to deleted chunks.
   Result<std::vector<Chunk>> list_chunks();
-  /// A cached connection to the file holding chunk `c` (the merged file once indexed), or
-  /// nullptr when that file does not exist.
-  Result<Db*> chunk_db(const Chunk& c);
+  /// A chunk file the reader keeps open: its connection and, for an unmerged chunk, the device
+  /// filters of its runs read so far (a merged chunk's one run has none).
+  struct ChunkFile {
+    std::unique_ptr<Db> db;
+    std::unique_ptr<RunFilters> filters;
+  };
+  /// The kept file holding chunk `c` (the merged file once indexed), or nullptr when that file
+  /// does not exist.
+  Result<ChunkFile*> chunk_file(const Chunk& c);
   /// A block search over chunk `c` (one read transaction), or nothing when its file does not
   /// exist yet.
   Result<std::optional<BlockSearch>> search_chunk(const Chunk& c);
@@ -118,8 +124,7 @@ class StoreReader {
 
   std::string dir_;
   std::unique_ptr<Db> catalog_;
-  std::map<std::string, std::unique_ptr<Db>> chunks_;           ///< by file name
-  std::map<std::string, std::unique_ptr<RunFilters>> filters_;  ///< runs' device filters, by file
+  std::map<std::string, ChunkFile> chunks_;  ///< by file name
 };
 
 }  // namespace tianhe::sinks::store

@@ -31,7 +31,9 @@ StoredReport row_of(const Stmt& st) {
   return r;
 }
 
-bool newer(const StoredReport& a, const StoredReport& b) {
+/// Newer by device time, then seq: for StoredReport and PackedReport alike.
+template <typename R>
+bool newer(const R& a, const R& b) {
   return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns : a.seq > b.seq;
 }
 
@@ -165,33 +167,28 @@ Result<std::vector<StoreReader::Chunk>> StoreReader::list_chunks() {
   auto file_of = [](const Chunk& c) {
     return c.state == ChunkState::kIndexed ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
   };
-  auto listed = [&](const std::string& file) {
-    return std::any_of(out.begin(), out.end(), [&](const Chunk& c) { return file_of(c) == file; });
-  };
   for (auto it = chunks_.begin(); it != chunks_.end();) {
-    it = listed(it->first) ? std::next(it) : chunks_.erase(it);
-  }
-  for (auto it = filters_.begin(); it != filters_.end();) {
-    it = listed(it->first) ? std::next(it) : filters_.erase(it);
+    bool listed = std::any_of(out.begin(), out.end(),
+                              [&](const Chunk& c) { return file_of(c) == it->first; });
+    it = listed ? std::next(it) : chunks_.erase(it);
   }
   return out;
 }
 
-Result<Db*> StoreReader::chunk_db(const Chunk& c) {
-  std::string name =
-      c.state == ChunkState::kIndexed ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
+Result<StoreReader::ChunkFile*> StoreReader::chunk_file(const Chunk& c) {
+  const bool merged = c.state == ChunkState::kIndexed;
+  std::string name = merged ? merged_chunk_file_name(c.id) : chunk_file_name(c.id);
   auto it = chunks_.find(name);
-  if (it != chunks_.end()) return it->second.get();
+  if (it != chunks_.end()) return &it->second;
   std::string path = dir_ + "/" + name;
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return static_cast<Db*>(nullptr);  // not created yet
+  if (::stat(path.c_str(), &st) != 0) return static_cast<ChunkFile*>(nullptr);  // not created yet
   auto db = Db::open(path, false);
   if (!db) return db.error();
   if (auto e = db->exec("PRAGMA query_only=1"); !e) return e.error();
-  auto p = std::make_unique<Db>(std::move(db.value()));
-  Db* raw = p.get();
-  chunks_.emplace(std::move(name), std::move(p));
-  return raw;
+  ChunkFile f{std::make_unique<Db>(std::move(db.value())),
+              merged ? nullptr : std::make_unique<RunFilters>()};
+  return &chunks_.emplace(std::move(name), std::move(f)).first->second;
 }
 
 bool StoreReader::may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns) {
@@ -199,17 +196,10 @@ bool StoreReader::may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns) {
 }
 
 Result<std::optional<BlockSearch>> StoreReader::search_chunk(const Chunk& c) {
-  auto db = chunk_db(c);
-  if (!db) return db.error();
-  if (db.value() == nullptr) return std::optional<BlockSearch>();
-  // Merged chunks hold one run without a filter; the runs of unmerged ones have filters.
-  RunFilters* filters = nullptr;
-  if (c.state != ChunkState::kIndexed) {
-    auto& f = filters_[chunk_file_name(c.id)];
-    if (!f) f = std::make_unique<RunFilters>();
-    filters = f.get();
-  }
-  auto bs = BlockSearch::open(*db.value(), filters);
+  auto f = chunk_file(c);
+  if (!f) return f.error();
+  if (f.value() == nullptr) return std::optional<BlockSearch>();
+  auto bs = BlockSearch::open(*f.value()->db, f.value()->filters.get());
   if (!bs) return bs.error();
   return std::optional<BlockSearch>(std::move(bs.value()));
 }
@@ -448,10 +438,7 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   }
   // Unsigned device order, newest first within a device; keep one per device.
   std::sort(cands.begin(), cands.end(), [](const Candidate& x, const Candidate& y) {
-    const PackedReport &a = x.r, &b = y.r;
-    if (a.device_id != b.device_id) return a.device_id < b.device_id;
-    return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns
-                                                : a.seq > b.seq;
+    return x.r.device_id != y.r.device_id ? x.r.device_id < y.r.device_id : newer(x.r, y.r);
   });
   std::vector<StoredReport> out;
   for (Candidate& c : cands) {
@@ -478,15 +465,16 @@ Result<StoreCounts> StoreReader::counts() {
       c.reports += static_cast<uint64_t>(ch.reports);
       continue;
     }
-    auto db = chunk_db(ch);
-    if (!db) return db.error();
-    if (db.value() == nullptr) continue;
+    auto f = chunk_file(ch);
+    if (!f) return f.error();
+    if (f.value() == nullptr) continue;
+    Db& db = *f.value()->db;
     // Every commit records its report count with its run.
-    auto n = db.value()->query_i64("SELECT sum(reports) FROM runs", 0);
+    auto n = db.query_i64("SELECT sum(reports) FROM runs", 0);
     if (!n) return n.error();
     c.reports += static_cast<uint64_t>(n.value());
     // The writer keeps the number of devices it knows (latest table and open chunk) here.
-    auto d = db.value()->query_i64("SELECT value FROM meta WHERE key = 'devices'", -1);
+    auto d = db.query_i64("SELECT value FROM meta WHERE key = 'devices'", -1);
     if (!d) return d.error();
     if (d.value() >= 0) c.devices = std::max(c.devices, static_cast<uint64_t>(d.value()));
   }
