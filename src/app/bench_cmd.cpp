@@ -205,11 +205,7 @@ SyncSummary probe_fdatasync(const std::string& dir, double seconds) {
   SyncSummary out;
   if (fd < 0) return out;
   constexpr size_t kFileBytes = 16u << 20;
-  std::vector<char> zeros(1u << 20, 0);
-  for (size_t off = 0; off < kFileBytes; off += zeros.size()) {
-    if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(off)) < 0) break;
-  }
-  ::fsync(fd);
+  write_zeros_and_sync(fd, kFileBytes);
   std::vector<double> lat;
   char rec[200];
   std::memset(rec, 0x5a, sizeof rec);
@@ -542,11 +538,11 @@ Options:
   struct Drops {
     double kernel = 0, acks_not_queued = 0;
   };
-  auto drops_now = [&] {
-    const std::string m = http_get(gw.http_port, "/metrics");
+  auto drops_in = [](const std::string& m) {
     return Drops{control::sum_samples(m, "tianhe_udp_receive_drops_total"),
                  control::sum_samples(m, "tianhe_acks_dropped_total")};
   };
+  auto drops_now = [&] { return drops_in(http_get(gw.http_port, "/metrics")); };
   auto drops_json = [](const Drops& a, const Drops& b) {
     return Json{{"kernel_receive_drops", b.kernel - a.kernel},
                 {"acks_not_queued", b.acks_not_queued - a.acks_not_queued}};
@@ -562,20 +558,20 @@ Options:
   Drops d0 = drops_now();
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
   if (!single.ok()) return 1;
-  Drops d1 = drops_now();
-  result["single"] = Json::parse(single->json());
-  result["single"]["gateway_drops"] = drops_json(d0, d1);
-  result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
-
-  // What the log writes per report, for the disk floor of the latency phase.
+  // Also what the log writes per report, for the disk floor of the latency phase.
   double log_bytes_per_report = 0;
+  Drops d1;
   {
     const std::string m = http_get(gw.http_port, "/metrics");
+    d1 = drops_in(m);
     const double acc = control::sum_samples(m, "tianhe_reports_accepted_total");
     if (acc > 0) {
       log_bytes_per_report = control::sum_samples(m, "tianhe_log_appended_bytes_total") / acc;
     }
   }
+  result["single"] = Json::parse(single->json());
+  result["single"]["gateway_drops"] = drops_json(d0, d1);
+  result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
   say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
   d0 = drops_now();

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <thread>
 
 #include "core/clock.h"
@@ -40,6 +39,15 @@ double ack_floor_quantile_ms(const std::vector<Flush>& flushes, double q) {
   return hi / 1e6;
 }
 
+void write_zeros_and_sync(int fd, int64_t bytes) {
+  const std::vector<char> zeros(size_t{1} << 20, 0);
+  for (int64_t off = 0; off < bytes; off += static_cast<int64_t>(zeros.size())) {
+    const auto len = static_cast<size_t>(std::min<int64_t>(bytes - off, zeros.size()));
+    if (::pwrite(fd, zeros.data(), len, off) < 0) return;
+  }
+  ::fsync(fd);
+}
+
 DiskFloor probe_disk_floor(const std::string& dir, double bytes_per_s, double seconds) {
   DiskFloor out;
   out.bytes_per_s = bytes_per_s;
@@ -48,12 +56,8 @@ DiskFloor probe_disk_floor(const std::string& dir, double bytes_per_s, double se
   if (fd < 0) return out;
   // Preallocated with real zeros and synced first, like a log segment.
   constexpr int64_t kFileBytes = int64_t{64} << 20;
-  std::vector<char> block(size_t{1} << 20, 0);
-  for (int64_t off = 0; off < kFileBytes; off += static_cast<int64_t>(block.size())) {
-    if (::pwrite(fd, block.data(), block.size(), off) < 0) break;
-  }
-  ::fsync(fd);
-  std::memset(block.data(), 0x5a, block.size());
+  write_zeros_and_sync(fd, kFileBytes);
+  const std::vector<char> block(size_t{64} << 10, 0x5a);
   std::atomic<int64_t> written{0};
   std::atomic<bool> stop{false};
   const int64_t t0 = core::mono_ns();
@@ -64,7 +68,8 @@ DiskFloor probe_disk_floor(const std::string& dir, double bytes_per_s, double se
           static_cast<int64_t>(static_cast<double>(core::mono_ns() - t0) / 1e9 * bytes_per_s);
       while (done < due) {
         const int64_t at = done % kFileBytes;
-        const int64_t len = std::min({due - done, int64_t{64} << 10, kFileBytes - at});
+        const int64_t len =
+            std::min({due - done, static_cast<int64_t>(block.size()), kFileBytes - at});
         if (::pwrite(fd, block.data(), static_cast<size_t>(len), at) < 0) return;
         done += len;
         written.store(done, std::memory_order_release);

@@ -23,6 +23,10 @@ struct Flush {
 /// flushes. `flushes` must be in order, each starting at or after the previous one's start.
 double ack_floor_quantile_ms(const std::vector<Flush>& flushes, double q);
 
+/// Fills the first `bytes` of `fd` with real zeros and syncs them, as the log preallocates a
+/// segment (an overwrite then needs no metadata in its fdatasync); stops at the first error.
+void write_zeros_and_sync(int fd, int64_t bytes);
+
 /// Measured by probe_disk_floor().
 struct DiskFloor {
   double bytes_per_s = 0;  ///< written
