@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -102,6 +103,10 @@ Example:
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);
+  // Opening recovers the logs and may finish a store merge a crash interrupted: say so first.
+  std::printf("tianhe serve: opening %s\n", cfg->data_dir.c_str());
+  std::fflush(stdout);
+  const auto opening = std::chrono::steady_clock::now();
   auto gw = Gateway::start(*cfg);
   if (!gw.ok()) {
     std::fprintf(stderr, "tianhe serve: %s\n", gw.error().message.c_str());
@@ -113,7 +118,7 @@ Example:
       "  reports  udp://%s:%u   (protobuf, see proto/tianhe/v1/report.proto; receive buffer "
       "%.1f MiB per socket%s)\n"
       "  http     http://%s:%u  (/metrics, /api/v1/devices/{id}/reports, /api/v1/stats)\n"
-      "  data     %s\n",
+      "  data     %s (recovery: %s; opened in %.1f s)\n",
       g.shard_count(), g.registry().device_count(),
       std::string(log::durability_name(cfg->log.durability)).c_str(),
       cfg->report.listen.host.c_str(), g.report_port(),
@@ -121,7 +126,9 @@ Example:
       g.report_recv_buffer_bytes() < cfg->report.recv_buffer_bytes
           ? ", less than requested: raise net.core.rmem_max or run privileged"
           : "",
-      cfg->http.listen.host.c_str(), g.http_port(), cfg->data_dir.c_str());
+      cfg->http.listen.host.c_str(), g.http_port(), cfg->data_dir.c_str(),
+      g.recovery_summary().c_str(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count());
   std::printf(
       "try:  tianhe simulate --target %s:%u --devices 1000 --rate 2000 --duration 5 --ack\n",
       cfg->report.listen.host.c_str(), g.report_port());

@@ -1,5 +1,6 @@
 #include "app/gateway.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -220,6 +221,12 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
     if (!sink.ok()) return make_error("sinks.store: " + sink.error().message);
     g->store_ = std::move(sink.value());
   }
+  // From here the store sink's thread reads the logs: an error below stops it before the logs
+  // (held by `logs` and the shards, destroyed on return) go away.
+  const auto fail = [&g](Error e) {
+    if (g->store_) g->store_->stop();
+    return e;
+  };
   for (uint32_t i = 0; i < shards; ++i) {
     auto shard = std::make_unique<runtime::Shard>(
         i, std::move(logs[i]), g->registry_,
@@ -229,8 +236,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
       control::ReportProtocolConfig rc = config.report;
       // Port 0: the first shard picks a port, the others join it (SO_REUSEPORT).
       if (i > 0) rc.listen.port = g->report_port_;
-      auto ingest = protocols::report::ReportIngest::create(rc, g->report_stats_.back().get());
-      if (!ingest.ok()) return ingest.error();
+      auto ingest =
+          protocols::report::ReportIngest::create(rc, g->report_stats_.back().get(), i > 0);
+      if (!ingest.ok()) return fail(ingest.error());
       g->report_port_ = ingest.value()->port();
       shard->add_ingest(std::move(ingest.value()));
     }
@@ -238,7 +246,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
   }
   g->register_collectors();
   if (config.http.enabled) {
-    if (auto r = g->start_http(); !r.ok()) return r.error();
+    if (auto r = g->start_http(); !r.ok()) return fail(r.error());
   }
   for (auto& s : g->shards_) s->start();
   return g;
@@ -288,6 +296,32 @@ void Gateway::register_collectors() {
     if (store_) store_->collect(w);
     if (http_) http_->collect(w);
   });
+}
+
+std::string Gateway::recovery_summary() const {
+  uint64_t torn = 0, behind = 0;
+  for (uint32_t i = 0; i < shards_.size(); ++i) {
+    torn += log_stats_[i]->torn_bytes_truncated.load(std::memory_order_relaxed);
+    behind += shards_[i]->log().backlog_bytes();
+  }
+  std::string out;
+  char part[128];
+  if (torn > 0) {
+    std::snprintf(part, sizeof part, "cut a torn log tail of %llu bytes (a crash mid-write)",
+                  static_cast<unsigned long long>(torn));
+    out = part;
+  }
+  if (store_ && behind > 0) {
+    if (behind < (1u << 20)) {
+      std::snprintf(part, sizeof part, "%sthe store is %.1f KiB of log behind, catching up",
+                    out.empty() ? "" : "; ", static_cast<double>(behind) / (1 << 10));
+    } else {
+      std::snprintf(part, sizeof part, "%sthe store is %.1f MiB of log behind, catching up",
+                    out.empty() ? "" : "; ", static_cast<double>(behind) / (1 << 20));
+    }
+    out += part;
+  }
+  return out.empty() ? "clean" : out;
 }
 
 std::string Gateway::debug_shards_json() const {

@@ -48,6 +48,9 @@ class Gateway {
   std::string metrics_text() const { return metrics_.render(); }
   const control::GatewayConfig& config() const noexcept { return config_; }
   const control::Registry& registry() const noexcept { return *registry_; }
+  /// What start found on disk, for the start-up banner: a torn log tail cut at recovery (a
+  /// crash mid-write) and how far the store is behind the logs (it catches up now); "clean".
+  std::string recovery_summary() const;
   /// The store sink, when enabled (nullptr otherwise).
   sinks::store::StoreSink* store() noexcept { return store_.get(); }
 

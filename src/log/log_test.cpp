@@ -85,6 +85,7 @@ LogConfig small_config(const std::string& dir, Durability d = Durability::kNone)
   return c;
 }
 
+/// Opens shard `shard`; a log already open on it must be destroyed first (its LOCK).
 std::unique_ptr<ShardLog> open_log(const LogConfig& c, LogStats* stats, uint32_t shard = 0) {
   auto r = ShardLog::open(c, shard, stats);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
@@ -241,6 +242,7 @@ TEST(ShardLog, RoundTripAcrossSegmentsAndReopen) {
 
   const uint64_t end = log->end_offset();
   log->close();
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(log->end_offset(), end);
@@ -285,6 +287,7 @@ TEST(ShardLog, RecoveryEndsTheSegmentAtARecordTornInTheMiddle) {
   // Record 19 reached the disk only in part: its second half is still zeros.
   const uint64_t cut = ends[18] + (ends[19] - ends[18]) / 2;
   write_bytes(seg, cut, std::vector<uint8_t>(ends[19] - cut, 0));
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   // The segment ends after record 18: the next one starts there, the torn bytes stay unread.
@@ -313,6 +316,7 @@ TEST(ShardLog, RecoveryOfAZeroPaddedSegmentCutsNothing) {
   log.reset();
   const auto seg = segment_files(tmp.path()).back();
   ASSERT_EQ(fs::file_size(seg), c.segment_bytes);
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(stats.torn_bytes_truncated.load(), 0u);
@@ -349,6 +353,7 @@ TEST(ShardLog, RecoveryNeverReadsPastGarbageEvenAValidLookingFrame) {
   const uint64_t stray_at = pos + 1000;
   ASSERT_LT(stray_at + stray.size(), size);
   write_bytes(seg, stray_at, stray);
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(log->end_offset(), ends.back() + kSegmentHeaderBytes);
@@ -362,6 +367,7 @@ TEST(ShardLog, RecoveryNeverReadsPastGarbageEvenAValidLookingFrame) {
   log->close();
   log.reset();
   // And again after another restart (the segment is trusted now).
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(read_all(c, 0, UINT64_MAX, 0, &s), 110u);
@@ -425,6 +431,7 @@ TEST(ShardLog, OldExactSizeSegmentsStayReadableAndWritable) {
   EXPECT_EQ(read_all(c, 0, log->end_offset(), 0, &s), 200u);
   EXPECT_EQ(s, ReadStatus::kEnd);
   log->close();
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(stats.torn_bytes_truncated.load(), 4u);
@@ -446,6 +453,7 @@ TEST(ShardLog, RecoveryRewritesATornSegmentHeader) {
     std::ofstream out(next, std::ios::binary);
     out << "THLO";
   }
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(stats.torn_bytes_truncated.load(), 4u);
@@ -517,6 +525,7 @@ TEST(ShardLog, ReadySpareIsReusedAfterRestartUnlessItsSizeChanged) {
   // Reopened with the same segment size: the ready spare is taken as it is, and the next
   // rollover renames it (no segment is written at open).
   LogStats again;
+  log.reset();
   log = open_log(c, &again);
   ASSERT_NE(log, nullptr);
   const size_t files_before = segment_files(tmp.path()).size();
@@ -531,6 +540,7 @@ TEST(ShardLog, ReadySpareIsReusedAfterRestartUnlessItsSizeChanged) {
   // Reopened with another segment size: the old spare is replaced by one of the new size.
   c.segment_bytes *= 2;
   LogStats resized;
+  log.reset();
   log = open_log(c, &resized);
   ASSERT_NE(log, nullptr);
   ASSERT_TRUE(wait_for([&] { return resized.segments_created.load() == 1; }));
@@ -543,6 +553,7 @@ TEST(ShardLog, ReadySpareIsReusedAfterRestartUnlessItsSizeChanged) {
     out << std::string(c.segment_bytes, 'x');
   }
   LogStats foreign;
+  log.reset();
   log = open_log(c, &foreign);
   ASSERT_NE(log, nullptr);
   ASSERT_TRUE(wait_for([&] { return foreign.segments_created.load() == 1; }));
@@ -604,6 +615,7 @@ TEST(ShardLog, ARecordLargerThanASegmentGetsAGrownSegmentOfItsOwn) {
   EXPECT_EQ(read_all(c, 0, log->end_offset(), 0), 7u);
   const uint64_t at = log->end_offset();
   log->close();
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(log->end_offset(), at);
@@ -873,6 +885,7 @@ TEST(ShardLog, UpToRecycleSegmentsPassedSegmentsAreKeptAndReused) {
   log->close();
   log.reset();
   c.recycle_segments = 1;
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   for (uint32_t slot = 1; slot < kMaxRecycledSegments; ++slot) {
@@ -994,6 +1007,7 @@ TEST(ShardLog, FullDiskLeavesTheLogIntactAndIngestResumes) {
   append_n(*log, n, 100);
   n += 100;
   log->close();
+  log.reset();
   log = open_log(c, &stats);
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(stats.torn_bytes_truncated.load(), 0u);
@@ -1050,6 +1064,30 @@ TEST(ShardLog, ConcurrentAppendGroupCommitAndReader) {
   EXPECT_EQ(read.load(), kRecords);
   EXPECT_EQ(log->durable_offset(), log->end_offset());
   EXPECT_GE(stats.syncs.load(), 1u);
+}
+
+TEST(ShardLog, ASecondWriterOnTheSameShardIsRefusedAndTouchesNothing) {
+  TempDir tmp;
+  LogConfig c = small_config(tmp.path());
+  LogStats stats;
+  auto log = open_log(c, &stats);
+  ASSERT_NE(log, nullptr);
+  append_n(*log, 0, 10);
+  // A second open would recover this shard as if its writer had crashed: cut the tail it is
+  // writing and write over it. It is refused before it reads or changes anything.
+  auto second = ShardLog::open(c, 0, nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("shard-0 (log shard 0) is in use by this process"),
+            std::string::npos)
+      << second.error().message;
+  const auto more = append_n(*log, 10, 10);
+  EXPECT_EQ(read_all(c, 0, more.back(), 0), 20u);
+  // Another shard of the same directory is free; the first reopens once its log is gone.
+  EXPECT_NE(open_log(c, nullptr, 1), nullptr);
+  log.reset();
+  log = open_log(c, &stats);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->end_offset(), more.back());
 }
 
 TEST(ListShards, FindsShardDirectoriesInOrder) {

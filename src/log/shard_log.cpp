@@ -23,6 +23,7 @@
 #include "core/assert.h"
 #include "core/clock.h"
 #include "core/crc32c.h"
+#include "core/dir_lock.h"
 #include "core/sched.h"
 #include "log/segment_files.h"
 
@@ -248,6 +249,9 @@ class ShardLogImpl final : public ShardLog {
 
   /// The counters in use (the caller's, or the log's own when none was given).
   LogStats& stats() noexcept { return *stats_; }
+
+  /// Keeps the shard directory's lock until the log is closed and destroyed.
+  void hold(core::DirLock lock) noexcept { lock_ = std::move(lock); }
 
   /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
   /// preparation of the next segment file.
@@ -829,6 +833,7 @@ class ShardLogImpl final : public ShardLog {
   }
 
   const LogConfig config_;
+  core::DirLock lock_;  ///< one writer per shard directory; released after close()
   const uint32_t shard_;
   const std::string dir_;
   const int dir_fd_;  // the shard directory, for renames, unlinks and syncs without paths
@@ -908,6 +913,10 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.fd < 0)
     return make_error("cannot open log directory " + dir + ": " + errno_text(errno));
+  // One writer per shard directory: a second one would cut the first one's records as a torn
+  // tail at recovery and then write over them.
+  auto lock = core::DirLock::acquire(dir, "log shard " + std::to_string(shard));
+  if (!lock.ok()) return lock.error();
   // A spare.tmp left by an earlier run may be half written: it is not part of the log.
   const std::string spare = detail::spare_path(dir);
   if (::unlink(spare.c_str()) != 0 && errno != ENOENT) {
@@ -950,6 +959,7 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   if (!listed.ok()) return listed.error();
   std::vector<uint64_t> segments = std::move(*listed);
   auto impl = std::make_unique<ShardLogImpl>(config, shard, dir, dir_fd.release(), stats);
+  impl->hold(std::move(lock.value()));
 
   if (segments.empty()) {
     // A new log: its first segment starts at offset 0. Made complete under a spare's name and

@@ -92,7 +92,32 @@ static Result<int> make_socket(int family, const UdpOptions& o) {
   return fd;
 }
 
+static uint16_t local_port_of(const PeerAddress& a) noexcept {
+  if (a.addr.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&a.addr)->sin_port);
+  return ntohs(reinterpret_cast<const sockaddr_in6*>(&a.addr)->sin6_port);
+}
+
+/// Whether a socket without SO_REUSEPORT can bind `local`: false (EADDRINUSE) when any socket,
+/// even one of a SO_REUSEPORT group, holds it.
+static Result<void> check_address_free(const PeerAddress& local) {
+  const int fd = ::socket(local.addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return make_error("socket(): " + errno_text(errno));
+  const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&local.addr), local.len);
+  const int e = errno;
+  ::close(fd);
+  if (rc == 0) return {};
+  return make_error("cannot bind UDP " + local.to_string() + ": " + errno_text(e) +
+                    (e == EADDRINUSE ? "; another process holds the port (sharing it would split "
+                                       "the datagrams between both): stop it or choose another "
+                                       "port"
+                                     : ""));
+}
+
 Result<UdpSocket> UdpSocket::bind(const PeerAddress& local, const UdpOptions& options) {
+  if (options.reuse_port && options.exclusive && local_port_of(local) != 0) {
+    if (auto free = check_address_free(local); !free.ok()) return free.error();
+  }
   auto fd = make_socket(local.addr.ss_family, options);
   if (!fd.ok()) return fd.error();
   UdpSocket s(*fd);

@@ -28,6 +28,10 @@ Result<PeerAddress> resolve(const std::string& host, uint16_t port);
 /// Options for opening a socket.
 struct UdpOptions {
   bool reuse_port = true;
+  /// With reuse_port: fail when sockets already hold the address (another process's group)
+  /// instead of silently joining them and taking a share of their datagrams. The first socket
+  /// of a group sets it; the ones that join the group later do not.
+  bool exclusive = false;
   uint32_t recv_buffer_bytes = 0;  ///< 0 = kernel default
   uint32_t send_buffer_bytes = 0;
   bool nonblocking = true;

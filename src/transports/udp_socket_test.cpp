@@ -135,6 +135,24 @@ TEST(UdpSocket, BindConflictNamesTheAddress) {
   EXPECT_NE(b.error().message.find("127.0.0.1:"), std::string::npos) << b.error().message;
 }
 
+TEST(UdpSocket, ExclusiveBindRefusesToJoinAnotherGroup) {
+  // A group of SO_REUSEPORT sockets, as another gateway's shards would hold the port.
+  auto a = UdpSocket::bind(loopback(0), UdpOptions{.exclusive = true});
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  const uint16_t port = a->local_port();
+  auto joined = UdpSocket::bind(loopback(port), UdpOptions{});
+  ASSERT_TRUE(joined.ok()) << joined.error().message;  // the same group joins, as shards do
+  // A new group's first socket does not silently take a share of the port's datagrams.
+  auto b = UdpSocket::bind(loopback(port), UdpOptions{.exclusive = true});
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("another process holds the port"), std::string::npos)
+      << b.error().message;
+  // Once the port is free again, the exclusive bind takes it.
+  a = UdpSocket();
+  joined = UdpSocket();
+  EXPECT_TRUE(UdpSocket::bind(loopback(port), UdpOptions{.exclusive = true}).ok());
+}
+
 TEST(UdpSocket, ResolveRejectsNames) {
   EXPECT_TRUE(resolve("::1", 1).ok());
   EXPECT_FALSE(resolve("no such host.invalid", 1).ok());

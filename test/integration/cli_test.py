@@ -49,6 +49,30 @@ r = run(["query", "--data-dir", data, "--count", "--format", "json"])
 c.check(r.returncode == 0 and json.loads(r.stdout)["reports"] == summary["acked"], f"count: {r.stdout.strip()}")
 r = run(["query", "--data-dir", data, "--device", "5", "--from", "-1h", "--to", "now", "--limit", "2"])
 c.check(r.returncode == 0 and "(2 reports)" in r.stdout, "time range and limit")
+
+# A second gateway on the same data directory, or on the same UDP port, refuses to start and
+# says why; the first one goes on serving and its data is untouched.
+r = run(["serve", "--config", cfg], timeout=60)
+c.check(r.returncode != 0 and f"in use by another process (pid {gw.proc.pid})" in r.stderr
+        and "another data_dir" in r.stderr, f"same data_dir: clear error: {r.stderr.strip()}")
+other = os.path.join(work, "other.toml")
+write_config(other, os.path.join(work, "other-data"), devices=100, report_port=gw.report_port)
+r = run(["serve", "--config", other], timeout=60)
+c.check(r.returncode != 0 and f"127.0.0.1:{gw.report_port}" in r.stderr
+        and "another process holds the port" in r.stderr, f"same UDP port: clear error: {r.stderr.strip()}")
+write_config(other, os.path.join(work, "other-data"), devices=100, http_port=gw.http_port)
+r = run(["serve", "--config", other], timeout=60)
+c.check(r.returncode == 1 and f"127.0.0.1:{gw.http_port}" in r.stderr and "Sanitizer" not in r.stderr,
+        f"same HTTP port: clear error: {r.stderr.strip()}")
+r = run(["query", "--data-dir", data, "--count", "--format", "json"])
+c.check(r.returncode == 0 and json.loads(r.stdout)["reports"] == summary["acked"],
+        f"count after the refused starts: {r.stdout.strip()}")
+r = run(["simulate", "--target", f"127.0.0.1:{gw.report_port}", "--devices", "100", "--rate",
+         "1000", "--duration", "1", "--ack", "--json", "--quiet"])
+again = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
+c.check(again.get("lost") == 0 and again.get("acked") == again.get("sent"),
+        f"the first gateway still acks every report: {again}")
+
 r = run(["query", "--data-dir", os.path.join(work, "nothing"), "--count"])
 c.check(r.returncode != 0 and "tianhe serve" in r.stderr, f"no store: clear error: {r.stderr.strip()}")
 c.check(gw.stop() == 0, "clean stop on SIGTERM")

@@ -36,6 +36,9 @@ print(f"killed the gateway {kills} times")
 out, _ = sim.communicate(timeout=120)
 print(out.strip().splitlines()[-1] if out.strip() else "(no simulator output)")
 c.check(kills >= 20, f"gateway killed with SIGKILL {kills} times (>= 20)")
+banners = [l for l in open(gw.log_path) if "(recovery: " in l]
+c.check(len(banners) == kills + 1 and any("behind, catching up" in l for l in banners),
+        f"each start says what it recovered ({len(banners)} starts; last: {banners[-1].strip() if banners else '-'})")
 
 # Let the store catch up with everything the log holds, then stop cleanly.
 def caught_up():

@@ -50,11 +50,12 @@ uint32_t batch_metrics(const control::ReportProtocolConfig& c) {
 }  // namespace
 
 Result<std::unique_ptr<ReportIngest>> ReportIngest::create(
-    const control::ReportProtocolConfig& config, runtime::IngestStats* stats) {
+    const control::ReportProtocolConfig& config, runtime::IngestStats* stats, bool join) {
   auto addr = transports::resolve(config.listen.host, config.listen.port);
   if (!addr.ok()) return make_error("protocols.report.listen: " + addr.error().message);
   auto socket = transports::UdpSocket::bind(
       *addr, transports::UdpOptions{.reuse_port = true,
+                                    .exclusive = !join,
                                     .recv_buffer_bytes = config.recv_buffer_bytes,
                                     .send_buffer_bytes = config.send_buffer_bytes});
   if (!socket.ok()) return make_error("protocols.report.listen: " + socket.error().message);

@@ -21,9 +21,11 @@ namespace tianhe::protocols::report {
 class ReportIngest final : public runtime::Ingest {
  public:
   /// Binds the shard's socket to config.listen with SO_REUSEPORT (every shard binds the same
-  /// address; the kernel spreads senders across them). `stats` outlives the ingest.
+  /// address; the kernel spreads senders across them). The first shard's socket (`join` false)
+  /// fails when another process already listens there; the others join it. `stats` outlives
+  /// the ingest.
   static Result<std::unique_ptr<ReportIngest>> create(const control::ReportProtocolConfig& config,
-                                                      runtime::IngestStats* stats);
+                                                      runtime::IngestStats* stats, bool join);
 
   int fd() const noexcept override { return socket_.fd(); }
   uint32_t poll_input(runtime::Shard& shard) noexcept override;

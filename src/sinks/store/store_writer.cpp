@@ -146,7 +146,11 @@ Result<std::unique_ptr<StoreWriter>> StoreWriter::open(const StoreWriterOptions&
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
   if (ec) return make_error(options.dir + ": cannot create the store directory: " + ec.message());
+  // One writer per directory: two would each commit chunk files the other does not know of.
+  auto lock = core::DirLock::acquire(options.dir, "store");
+  if (!lock.ok()) return lock.error();
   std::unique_ptr<StoreWriter> w(new StoreWriter(options));
+  w->lock_ = std::move(lock.value());
   if (auto r = w->init(); !r) return r.error();
   if (w->opt_.background_seal)
     w->background_ = std::thread([p = w.get()] { p->background_loop(); });

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/dir_lock.h"
 #include "core/report.h"
 #include "core/result.h"
 #include "sinks/store/seq_window_table.h"
@@ -125,6 +126,7 @@ class StoreWriter {
   /// The background thread: merges sealed chunks in order.
   void background_loop();
 
+  core::DirLock lock_;  ///< one writer per store directory; declared first, released last
   StoreWriterOptions opt_;
   Db catalog_;
   Db chunk_;
