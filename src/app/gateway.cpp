@@ -302,7 +302,9 @@ std::string Gateway::recovery_summary() const {
   uint64_t torn = 0, behind = 0;
   for (uint32_t i = 0; i < shards_.size(); ++i) {
     torn += log_stats_[i]->torn_bytes_truncated.load(std::memory_order_relaxed);
-    behind += shards_[i]->log().backlog_bytes();
+    // A fresh log's cursor (0) sits before its first segment's header: that is not a backlog.
+    const uint64_t b = shards_[i]->log().backlog_bytes();
+    if (b > log::kSegmentHeaderBytes) behind += b;
   }
   std::string out;
   char part[128];
