@@ -25,7 +25,7 @@
 namespace tianhe::sinks::store {
 
 class BlockSearch;
-struct RunFilters;
+struct RunCache;
 
 class Db;
 
@@ -105,11 +105,11 @@ class StoreReader {
   static bool may_hold(const Chunk& c, int64_t from_ns, int64_t to_ns);
   /// The catalog's chunks by id; drops connections to deleted chunks.
   Result<std::vector<Chunk>> list_chunks();
-  /// A chunk file the reader keeps open: its connection and, for an unmerged chunk, the device
-  /// filters of its runs read so far (a merged chunk's one run has none).
+  /// A chunk file the reader keeps open: its connection and, for an unmerged chunk, its runs
+  /// and the device filters read so far (a merged chunk has one run and no filters).
   struct ChunkFile {
     std::unique_ptr<Db> db;
-    std::unique_ptr<RunFilters> filters;
+    std::unique_ptr<RunCache> runs;
   };
   /// The kept file holding chunk `c` (the merged file once indexed), or nullptr when that file
   /// does not exist.

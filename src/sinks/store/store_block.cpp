@@ -279,22 +279,38 @@ Result<std::vector<BlockRun>> read_runs(Db& db) {
   return runs;
 }
 
-Result<BlockSearch> BlockSearch::open(Db& db, RunFilters* filters) {
+Result<BlockSearch> BlockSearch::open(Db& db, RunCache* cache) {
   BlockSearch bs;
   if (auto r = db.exec("BEGIN"); !r) return r.error();
   bs.db_ = &db;  // from here the destructor ends the transaction
-  auto runs = read_runs(db);
-  if (!runs) return runs.error();
-  bs.runs_ = std::move(runs.value());
-  bs.filters_ = filters;
-  if (filters != nullptr && filters->by_first_block.size() > bs.runs_.size()) {
+  bs.cache_ = cache;
+  // The pragma starts the read transaction: its value names the state this search sees.
+  int64_t version = -1;
+  if (cache != nullptr) {
+    auto v = db.query_i64("PRAGMA data_version", -1);
+    if (!v) return v.error();
+    version = v.value();
+  }
+  if (version >= 0 && version == cache->data_version) {
+    bs.runs_ = cache->runs;
+  } else {
+    auto runs = read_runs(db);
+    if (!runs) return runs.error();
+    bs.runs_ = std::move(runs.value());
+    if (cache != nullptr) {
+      cache->runs = bs.runs_;
+      cache->data_version = version;
+    }
+  }
+  if (cache != nullptr && cache->filters_by_first_block.size() > bs.runs_.size()) {
     // Runs merged away since: forget their filters (the map stays within the runs listed).
     std::unordered_map<int64_t, std::vector<uint8_t>> kept;
     for (const BlockRun& r : bs.runs_) {
-      auto it = filters->by_first_block.find(r.first_block);
-      if (it != filters->by_first_block.end()) kept.emplace(r.first_block, std::move(it->second));
+      auto it = cache->filters_by_first_block.find(r.first_block);
+      if (it != cache->filters_by_first_block.end())
+        kept.emplace(r.first_block, std::move(it->second));
     }
-    filters->by_first_block = std::move(kept);
+    cache->filters_by_first_block = std::move(kept);
   }
   auto probe = db.prepare(
       "SELECT first_device, last_device, min_time_ns, max_time_ns, count FROM blocks WHERE id = ?");
@@ -311,7 +327,7 @@ BlockSearch::BlockSearch(BlockSearch&& o) noexcept
       runs_(std::move(o.runs_)),
       probe_(std::move(o.probe_)),
       fetch_(std::move(o.fetch_)),
-      filters_(std::exchange(o.filters_, nullptr)),
+      cache_(std::exchange(o.cache_, nullptr)),
       filter_(std::move(o.filter_)),
       buf_(std::move(o.buf_)) {}
 
@@ -323,14 +339,14 @@ BlockSearch::~BlockSearch() {
 }
 
 bool BlockSearch::may_hold_device(const BlockRun& run, uint64_t device) {
-  if (filters_ == nullptr || filters_->unsupported) return true;
-  auto it = filters_->by_first_block.find(run.first_block);
-  if (it == filters_->by_first_block.end()) {
+  if (cache_ == nullptr || cache_->unsupported) return true;
+  auto it = cache_->filters_by_first_block.find(run.first_block);
+  if (it == cache_->filters_by_first_block.end()) {
     if (filter_.get() == nullptr) {
       auto st = db_->prepare("SELECT filter FROM run_filters WHERE first_block = ?");
       if (!st) {
         // A file written before runs had filters: search every run, as then.
-        filters_->unsupported = true;
+        cache_->unsupported = true;
         return true;
       }
       filter_ = std::move(st.value());
@@ -345,7 +361,7 @@ bool BlockSearch::may_hold_device(const BlockRun& run, uint64_t device) {
     }
     filter_.reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return true;  // not kept: read again next time
-    it = filters_->by_first_block.emplace(run.first_block, std::move(bytes)).first;
+    it = cache_->filters_by_first_block.emplace(run.first_block, std::move(bytes)).first;
   }
   return it->second.empty() || filter_may_contain(it->second, device);
 }

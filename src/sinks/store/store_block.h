@@ -134,19 +134,24 @@ class DeviceFilterBuilder {
 /// are not a filter this version knows (empty: none was written), so that the caller searches.
 bool filter_may_contain(std::span<const uint8_t> filter, uint64_t device) noexcept;
 
-/// Device filters of one chunk file's runs, kept by a reader across queries: a run never
-/// changes once written (merged runs get new first blocks), so each is read once. An empty
-/// entry means the run has none (merged chunks, runs written before filters existed).
-struct RunFilters {
-  std::unordered_map<int64_t, std::vector<uint8_t>> by_first_block;
-  bool unsupported = false;  ///< the file has no run_filters table (written before filters)
-};
-
 /// One commit's blocks: ids [first_block, last_block], sorted by (device, time).
 struct BlockRun {
   int64_t first_block = 0;
   int64_t last_block = 0;
   int64_t reports = 0;
+};
+
+/// What a reader keeps of one unmerged chunk file across queries.
+/// - The runs, as of a data version (SQLite's `PRAGMA data_version`, which changes whenever
+///   another connection commits): listed again only after a commit, not on every query.
+/// - The device filters of the runs looked at: a run never changes once written (merged runs
+///   get new first blocks), so each is read once. An empty entry means the run has none
+///   (runs written before filters existed).
+struct RunCache {
+  int64_t data_version = -1;  ///< the version `runs` were read at (-1: not read yet)
+  std::vector<BlockRun> runs;
+  std::unordered_map<int64_t, std::vector<uint8_t>> filters_by_first_block;
+  bool unsupported = false;  ///< the file has no run_filters table (written before filters)
 };
 
 /// A chunk's runs, by first block.
@@ -157,9 +162,10 @@ Result<std::vector<BlockRun>> read_runs(Db& db);
 /// belong to one committed state (a seal merge may replace them meanwhile). One thread.
 class BlockSearch {
  public:
-  /// Starts the read transaction and loads the runs. With `filters` (owned by the caller, one
-  /// per chunk file), may_hold_device() reads and keeps the runs' device filters there.
-  static Result<BlockSearch> open(Db& db, RunFilters* filters = nullptr);
+  /// Starts the read transaction and loads the runs. With `cache` (owned by the caller, one per
+  /// chunk file), the runs are taken from it unless the file changed since they were read, and
+  /// may_hold_device() reads and keeps the runs' device filters there.
+  static Result<BlockSearch> open(Db& db, RunCache* cache = nullptr);
   BlockSearch(BlockSearch&& o) noexcept;
   /// Not copyable or assignable.
   BlockSearch(const BlockSearch&) = delete;
@@ -187,7 +193,7 @@ class BlockSearch {
   std::vector<BlockRun> runs_;
   Stmt probe_;
   Stmt fetch_;
-  RunFilters* filters_ = nullptr;
+  RunCache* cache_ = nullptr;
   Stmt filter_;  ///< prepared at the first filter read
   std::vector<uint8_t> buf_;
 };

@@ -187,7 +187,7 @@ Result<StoreReader::ChunkFile*> StoreReader::chunk_file(const Chunk& c) {
   if (!db) return db.error();
   if (auto e = db->exec("PRAGMA query_only=1"); !e) return e.error();
   ChunkFile f{std::make_unique<Db>(std::move(db.value())),
-              merged ? nullptr : std::make_unique<RunFilters>()};
+              merged ? nullptr : std::make_unique<RunCache>()};
   return &chunks_.emplace(std::move(name), std::move(f)).first->second;
 }
 
@@ -199,7 +199,7 @@ Result<std::optional<BlockSearch>> StoreReader::search_chunk(const Chunk& c) {
   auto f = chunk_file(c);
   if (!f) return f.error();
   if (f.value() == nullptr) return std::optional<BlockSearch>();
-  auto bs = BlockSearch::open(*f.value()->db, f.value()->filters.get());
+  auto bs = BlockSearch::open(*f.value()->db, f.value()->runs.get());
   if (!bs) return bs.error();
   return std::optional<BlockSearch>(std::move(bs.value()));
 }
