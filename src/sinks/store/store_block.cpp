@@ -302,15 +302,14 @@ Result<BlockSearch> BlockSearch::open(Db& db, RunCache* cache) {
       cache->data_version = version;
     }
   }
-  if (cache != nullptr && cache->filters_by_first_block.size() > bs.runs_.size()) {
-    // Runs merged away since: forget their filters (the map stays within the runs listed).
-    std::unordered_map<int64_t, std::vector<uint8_t>> kept;
+  if (cache != nullptr && cache->by_first_block.size() > bs.runs_.size()) {
+    // Runs merged away since: forget them (the map stays within the runs listed).
+    std::unordered_map<int64_t, RunCache::Run> kept;
     for (const BlockRun& r : bs.runs_) {
-      auto it = cache->filters_by_first_block.find(r.first_block);
-      if (it != cache->filters_by_first_block.end())
-        kept.emplace(r.first_block, std::move(it->second));
+      auto it = cache->by_first_block.find(r.first_block);
+      if (it != cache->by_first_block.end()) kept.emplace(r.first_block, std::move(it->second));
     }
-    cache->filters_by_first_block = std::move(kept);
+    cache->by_first_block = std::move(kept);
   }
   auto probe = db.prepare(
       "SELECT first_device, last_device, min_time_ns, max_time_ns, count FROM blocks WHERE id = ?");
@@ -329,19 +328,26 @@ BlockSearch::BlockSearch(BlockSearch&& o) noexcept
       fetch_(std::move(o.fetch_)),
       cache_(std::exchange(o.cache_, nullptr)),
       filter_(std::move(o.filter_)),
+      dir_(std::move(o.dir_)),
       buf_(std::move(o.buf_)) {}
 
 BlockSearch::~BlockSearch() {
   probe_ = Stmt();
   fetch_ = Stmt();
   filter_ = Stmt();
+  dir_ = Stmt();
   if (db_ != nullptr) (void)db_->exec("COMMIT");
+}
+
+RunCache::Run* BlockSearch::cached(const BlockRun& run) {
+  if (cache_ == nullptr) return nullptr;
+  return &cache_->by_first_block[run.first_block];
 }
 
 bool BlockSearch::may_hold_device(const BlockRun& run, uint64_t device) {
   if (cache_ == nullptr || cache_->unsupported) return true;
-  auto it = cache_->filters_by_first_block.find(run.first_block);
-  if (it == cache_->filters_by_first_block.end()) {
+  RunCache::Run* c = cached(run);
+  if (!c->filter_read) {
     if (filter_.get() == nullptr) {
       auto st = db_->prepare("SELECT filter FROM run_filters WHERE first_block = ?");
       if (!st) {
@@ -353,26 +359,65 @@ bool BlockSearch::may_hold_device(const BlockRun& run, uint64_t device) {
     }
     filter_.reset();
     filter_.bind(1, run.first_block);
-    std::vector<uint8_t> bytes;  // none for this run: kept empty, so it is searched
     const int rc = filter_.step();
     if (rc == SQLITE_ROW) {
       auto b = filter_.blob(0);
-      bytes.assign(b.begin(), b.end());
+      c->filter.assign(b.begin(), b.end());
     }
     filter_.reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return true;  // not kept: read again next time
-    it = cache_->filters_by_first_block.emplace(run.first_block, std::move(bytes)).first;
+    c->filter_read = true;  // none for this run: kept empty, so it is searched
   }
-  return it->second.empty() || filter_may_contain(it->second, device);
+  return c->filter.empty() || filter_may_contain(c->filter, device);
+}
+
+const std::vector<BlockInfo>* BlockSearch::directory(const BlockRun& run) {
+  RunCache::Run* c = cached(run);
+  if (c == nullptr) return nullptr;
+  if (!c->blocks_read) {
+    if (dir_.get() == nullptr) {
+      auto st = db_->prepare(
+          "SELECT id, first_device, last_device, min_time_ns, max_time_ns, count FROM blocks "
+          "WHERE id BETWEEN ? AND ? ORDER BY id");
+      if (!st) return nullptr;
+      dir_ = std::move(st.value());
+    }
+    c->blocks_read = true;
+    Stmt* st = &dir_;
+    st->reset();
+    st->bind(1, run.first_block);
+    st->bind(2, run.last_block);
+    const auto want = static_cast<size_t>(run.last_block - run.first_block + 1);
+    c->blocks.reserve(want);
+    int rc;
+    while ((rc = st->step()) == SQLITE_ROW) {
+      const int64_t id = st->i64(0);
+      if (id != run.first_block + static_cast<int64_t>(c->blocks.size())) break;  // a gap
+      c->blocks.push_back(
+          {id, st->u64(1), st->u64(2), st->i64(3), st->i64(4), static_cast<uint32_t>(st->i64(5))});
+    }
+    st->reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) c->blocks_read = false;  // read again next time
+    if (c->blocks.size() != want) {  // not whole (cannot happen in a committed run)
+      c->blocks.clear();
+      c->blocks.shrink_to_fit();
+    }
+  }
+  return c->blocks.empty() ? nullptr : &c->blocks;
 }
 
 int64_t BlockSearch::lower_bound(const BlockRun& run, uint64_t device) {
+  if (const std::vector<BlockInfo>* dir = directory(run)) {
+    auto it = std::partition_point(dir->begin(), dir->end(),
+                                   [&](const BlockInfo& b) { return b.last_device < device; });
+    return run.first_block + (it - dir->begin());
+  }
   int64_t a = run.first_block, b = run.last_block + 1;
   while (a < b) {
     int64_t mid = a + (b - a) / 2;
     BlockInfo bi;
     // A missing entry cannot happen inside a run's range; treat it as "after".
-    if (info(mid, bi) && bi.last_device < device)
+    if (probe(mid, bi) && bi.last_device < device)
       a = mid + 1;
     else
       b = mid;
@@ -380,7 +425,16 @@ int64_t BlockSearch::lower_bound(const BlockRun& run, uint64_t device) {
   return a;
 }
 
-bool BlockSearch::info(int64_t id, BlockInfo& out) {
+bool BlockSearch::info(const BlockRun& run, int64_t id, BlockInfo& out) {
+  if (id < run.first_block || id > run.last_block) return false;
+  if (const std::vector<BlockInfo>* dir = directory(run)) {
+    out = (*dir)[static_cast<size_t>(id - run.first_block)];
+    return true;
+  }
+  return probe(id, out);
+}
+
+bool BlockSearch::probe(int64_t id, BlockInfo& out) {
   probe_.reset();
   probe_.bind(1, id);
   if (probe_.step() != SQLITE_ROW) return false;

@@ -144,13 +144,21 @@ struct BlockRun {
 /// What a reader keeps of one unmerged chunk file across queries.
 /// - The runs, as of a data version (SQLite's `PRAGMA data_version`, which changes whenever
 ///   another connection commits): listed again only after a commit, not on every query.
-/// - The device filters of the runs looked at: a run never changes once written (merged runs
-///   get new first blocks), so each is read once. An empty entry means the run has none
-///   (runs written before filters existed).
+/// - Per run looked at, its device filter and its block directory. A run never changes once
+///   written, and a first block is never reused in a file (new blocks take ids above every
+///   kept one; a merge writes its run above the runs it replaces), so each is read once and
+///   dropped when its run is merged away. An empty filter means the run has none (runs
+///   written before filters existed); an empty directory, that it could not be read whole.
 struct RunCache {
+  struct Run {
+    std::vector<uint8_t> filter;
+    std::vector<BlockInfo> blocks;  ///< ids first_block.. in order, once read
+    bool filter_read = false;
+    bool blocks_read = false;
+  };
   int64_t data_version = -1;  ///< the version `runs` were read at (-1: not read yet)
   std::vector<BlockRun> runs;
-  std::unordered_map<int64_t, std::vector<uint8_t>> filters_by_first_block;
+  std::unordered_map<int64_t, Run> by_first_block;  ///< node-based: entries do not move
   bool unsupported = false;  ///< the file has no run_filters table (written before filters)
 };
 
@@ -181,13 +189,21 @@ class BlockSearch {
   bool may_hold_device(const BlockRun& run, uint64_t device);
   /// First block of `run` whose last device is >= `device` (unsigned); last_block + 1 if none.
   int64_t lower_bound(const BlockRun& run, uint64_t device);
-  /// The directory entry of block `id`; false when there is none.
-  bool info(int64_t id, BlockInfo& out);
+  /// The directory entry of block `id` of `run`; false when there is none. From memory when the
+  /// search has a cache (the run's directory is read whole at its first use), else one lookup.
+  bool info(const BlockRun& run, int64_t id, BlockInfo& out);
   /// Decodes block `id` into `out`; the reports point into a buffer reused by the next call.
   Result<void> decode(int64_t id, std::vector<PackedReport>& out);
 
  private:
   BlockSearch() = default;
+  /// The cache's entry for `run` (created empty), or nullptr without a cache.
+  RunCache::Run* cached(const BlockRun& run);
+  /// The run's block directory, read into the cache at the first call; nullptr without a cache
+  /// or when it cannot be read whole (the caller then looks blocks up one by one).
+  const std::vector<BlockInfo>* directory(const BlockRun& run);
+  /// One directory lookup in the file.
+  bool probe(int64_t id, BlockInfo& out);
 
   Db* db_ = nullptr;
   std::vector<BlockRun> runs_;
@@ -195,6 +211,7 @@ class BlockSearch {
   Stmt fetch_;
   RunCache* cache_ = nullptr;
   Stmt filter_;  ///< prepared at the first filter read
+  Stmt dir_;     ///< prepared at the first directory read
   std::vector<uint8_t> buf_;
 };
 

@@ -82,7 +82,7 @@ Result<void> for_device_blocks(BlockSearch& bs, const BlockRun& run, uint64_t de
                                Fn&& fn) {
   for (int64_t id = bs.lower_bound(run, device); id <= run.last_block; ++id) {
     BlockInfo bi;
-    if (!bs.info(id, bi) || bi.first_device > device) break;
+    if (!bs.info(run, id, bi) || bi.first_device > device) break;
     if (bi.first_device == device && bi.last_device == device &&
         (bi.max_time_ns < from_ns || bi.min_time_ns > to_ns)) {
       continue;
@@ -383,13 +383,14 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   }
   struct Cursor {
     BlockSearch* bs;
+    const BlockRun* run;
     int64_t id, last;
     BlockInfo next;  ///< the directory entry of block `id`
   };
   std::vector<Cursor> cursors;
   auto advance = [&](Cursor& c) {
     for (; c.id <= c.last; ++c.id) {
-      if (!c.bs->info(c.id, c.next) || c.next.first_device > upto) break;
+      if (!c.bs->info(*c.run, c.id, c.next) || c.next.first_device > upto) break;
       if (c.next.last_device > after_device_id) return true;
     }
     c.id = c.last + 1;
@@ -397,7 +398,7 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
   };
   for (BlockSearch& bs : searches) {
     for (const BlockRun& run : bs.runs()) {
-      Cursor c{&bs, bs.lower_bound(run, after_device_id + 1), run.last_block, {}};
+      Cursor c{&bs, &run, bs.lower_bound(run, after_device_id + 1), run.last_block, {}};
       if (advance(c)) cursors.push_back(c);
     }
   }
@@ -495,7 +496,7 @@ Result<uint64_t> StoreReader::count_device(uint64_t device_id, int64_t from_ns, 
       if (!bs.may_hold_device(run, device_id)) continue;
       for (int64_t id = bs.lower_bound(run, device_id); id <= run.last_block; ++id) {
         BlockInfo bi;
-        if (!bs.info(id, bi) || bi.first_device > device_id) break;
+        if (!bs.info(run, id, bi) || bi.first_device > device_id) break;
         bool only = bi.first_device == device_id && bi.last_device == device_id;
         if (only && (bi.max_time_ns < from_ns || bi.min_time_ns > to_ns)) continue;
         if (only && bi.min_time_ns >= from_ns && bi.max_time_ns <= to_ns) {
