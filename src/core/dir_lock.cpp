@@ -70,8 +70,13 @@ Result<DirLock> DirLock::acquire(const std::string& dir, std::string_view what) 
         pid.empty() ? "another process"
                     : (pid == std::to_string(::getpid()) ? "this process (pid " + pid + ")"
                                                          : "another process (pid " + pid + ")");
-    return make_error(dir + " (" + std::string(what) + ") is in use by " + holder +
-                      ": stop that gateway first, or give this one another data_dir");
+    std::string msg = dir;
+    msg += " (";
+    msg += what;
+    msg += ") is in use by ";
+    msg += holder;
+    msg += ": stop that gateway first, or give this one another data_dir";
+    return make_error(std::move(msg));
   }
   // Record the owner for the error above; the lock itself does not depend on it.
   const std::string pid = std::to_string(::getpid()) + "\n";
