@@ -314,13 +314,10 @@ std::string Gateway::recovery_summary() const {
     out = part;
   }
   if (store_ && behind > 0) {
-    if (behind < (1u << 20)) {
-      std::snprintf(part, sizeof part, "%sthe store is %.1f KiB of log behind, catching up",
-                    out.empty() ? "" : "; ", static_cast<double>(behind) / (1 << 10));
-    } else {
-      std::snprintf(part, sizeof part, "%sthe store is %.1f MiB of log behind, catching up",
-                    out.empty() ? "" : "; ", static_cast<double>(behind) / (1 << 20));
-    }
+    const bool mib = behind >= (1u << 20);
+    std::snprintf(part, sizeof part, "%sthe store is %.1f %s of log behind, catching up",
+                  out.empty() ? "" : "; ", static_cast<double>(behind) / (mib ? 1 << 20 : 1 << 10),
+                  mib ? "MiB" : "KiB");
     out += part;
   }
   return out.empty() ? "clean" : out;

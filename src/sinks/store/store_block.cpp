@@ -383,20 +383,19 @@ const std::vector<BlockInfo>* BlockSearch::directory(const BlockRun& run) {
       dir_ = std::move(st.value());
     }
     c->blocks_read = true;
-    Stmt* st = &dir_;
-    st->reset();
-    st->bind(1, run.first_block);
-    st->bind(2, run.last_block);
+    dir_.reset();
+    dir_.bind(1, run.first_block);
+    dir_.bind(2, run.last_block);
     const auto want = static_cast<size_t>(run.last_block - run.first_block + 1);
     c->blocks.reserve(want);
     int rc;
-    while ((rc = st->step()) == SQLITE_ROW) {
-      const int64_t id = st->i64(0);
+    while ((rc = dir_.step()) == SQLITE_ROW) {
+      const int64_t id = dir_.i64(0);
       if (id != run.first_block + static_cast<int64_t>(c->blocks.size())) break;  // a gap
-      c->blocks.push_back(
-          {id, st->u64(1), st->u64(2), st->i64(3), st->i64(4), static_cast<uint32_t>(st->i64(5))});
+      c->blocks.push_back({id, dir_.u64(1), dir_.u64(2), dir_.i64(3), dir_.i64(4),
+                           static_cast<uint32_t>(dir_.i64(5))});
     }
-    st->reset();
+    dir_.reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) c->blocks_read = false;  // read again next time
     if (c->blocks.size() != want) {  // not whole (cannot happen in a committed run)
       c->blocks.clear();
