@@ -302,9 +302,7 @@ std::string Gateway::recovery_summary() const {
   uint64_t torn = 0, behind = 0;
   for (uint32_t i = 0; i < shards_.size(); ++i) {
     torn += log_stats_[i]->torn_bytes_truncated.load(std::memory_order_relaxed);
-    // A fresh log's cursor (0) sits before its first segment's header: that is not a backlog.
-    const uint64_t b = shards_[i]->log().backlog_bytes();
-    if (b > log::kSegmentHeaderBytes) behind += b;
+    behind += shards_[i]->log().backlog_bytes();
   }
   std::string out;
   char part[128];

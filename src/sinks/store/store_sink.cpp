@@ -88,10 +88,12 @@ Result<void> StoreSink::open_store() {
     auto reader = log::LogReader::open(log_config_, sh->index, cursor);
     if (!reader) return reader.error();
     sh->reader = std::move(reader.value());
-    // The reader may start past a segment header: its offset is the real first record.
+    // The reader may start past a segment header: its offset is the real first record, and
+    // nothing before it is left to consume (a fresh log's cursor 0 sits before the first
+    // segment's header, which would otherwise count as 16 bytes of lag until the first commit).
     sh->read_offset = sh->reader->offset();
-    sh->committed.store(cursor);
-    sh->durable.store(cursor);
+    sh->committed.store(sh->read_offset);
+    sh->durable.store(sh->read_offset);
     sh->floor_ns.store(now);
     sh->corrupt = false;
   }
