@@ -531,12 +531,12 @@ Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view 
 Result<GatewayConfig> load_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return make_error(path + ": cannot open (" + std::strerror(errno) +
+    return make_error(path + ": cannot open (" + errno_text(errno) +
                       "); pass the path of a TOML config file, e.g. examples/tianhe.toml");
   }
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) return make_error(path + ": cannot read (" + std::strerror(errno) + ")");
+  if (in.bad()) return make_error(path + ": cannot read (" + errno_text(errno) + ")");
   return parse_config(text.str(), path);
 }
 

@@ -331,11 +331,6 @@ class Fd {
   int fd_ = -1;
 };
 
-std::string errno_text(int err) {
-  std::array<char, 128> buf{};
-  return strerror_r(err, buf.data(), buf.size());
-}
-
 const char* reason_phrase(int status) {
   switch (status) {
     case 200: return "OK";

@@ -5,16 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <utility>
 
 namespace tianhe::core {
 
 namespace {
-
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
 
 /// The PID a lock file names ("" when it names none, such as a file from an owner that died
 /// between creating and writing it).

@@ -56,4 +56,8 @@ inline Error make_error(std::string message) {
   return Error{std::move(message)};
 }
 
+/// The system's message for an errno value ("No space left on device"), for error texts.
+/// Thread-safe.
+std::string errno_text(int err);
+
 }  // namespace tianhe

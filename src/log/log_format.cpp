@@ -288,13 +288,6 @@ int make_dirs(const std::string& path, bool* created) noexcept {
   return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
 }
 
-std::string errno_text(int err) {
-  char buf[128];
-  // GNU strerror_r returns the message (maybe not in buf).
-  const char* msg = ::strerror_r(err, buf, sizeof buf);
-  return msg;
-}
-
 ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept {
   size_t done = 0;
   while (done < size) {

@@ -226,7 +226,7 @@ Result<std::unique_ptr<LogReader>> LogReader::open(const LogConfig& config, uint
   const uint64_t start = *(std::upper_bound(segments->begin(), segments->end(), offset) - 1);
   const std::string path = detail::segment_path(dir, start);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error("cannot open " + path + ": " + detail::errno_text(errno));
+  if (fd < 0) return make_error("cannot open " + path + ": " + errno_text(errno));
   uint8_t header[kSegmentHeaderBytes];
   const ssize_t n = detail::pread_full(fd, header, sizeof header, 0);
   const auto hs = n < 0 ? detail::HeaderStatus::kShort

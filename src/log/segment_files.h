@@ -105,9 +105,6 @@ int fsync_dir(const std::string& path) noexcept;
 /// the last component did not exist before.
 int make_dirs(const std::string& path, bool* created) noexcept;
 
-/// "strerror(err)" as a std::string.
-std::string errno_text(int err);
-
 /// pread() that retries on EINTR and short reads; returns bytes read (short only at EOF) or -1.
 ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept;
 

@@ -30,8 +30,6 @@
 namespace tianhe::log {
 namespace {
 
-using detail::errno_text;
-
 constexpr size_t kScanBlockBytes = 1u << 20;
 constexpr uint32_t kMaxConsumers = 64;
 

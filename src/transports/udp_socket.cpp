@@ -14,10 +14,6 @@ namespace {
 
 constexpr size_t kControlBytes = CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(timespec));
 
-std::string errno_text(int e) {
-  return std::strerror(e);
-}
-
 }  // namespace
 
 std::string PeerAddress::to_string() const {

@@ -840,7 +840,7 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
   if (auto r = out->exec("COMMIT"); !r) return r;
   *out = Db();
   // Durable before the catalog names it: the per-commit file is deleted after that.
-  if (!fsync_file(merged_path)) return make_error(merged_path + ": fsync: " + std::strerror(errno));
+  if (!fsync_file(merged_path)) return make_error(merged_path + ": fsync: " + errno_text(errno));
 
   // The newest report of each device in this chunk, folded into `latest` in device order.
   if (auto r = cat->exec("BEGIN IMMEDIATE"); !r) return r;
