@@ -107,10 +107,10 @@ bool decode_block(std::span<const uint8_t> data, std::vector<PackedReport>& out)
 /// kMaxCompressedBlockBytes.
 bool unpack_block(std::span<const uint8_t> stored, std::vector<uint8_t>& raw);
 
-/// The devices of one run, as a blocked Bloom filter: about 10.7 bits per report, each device
+/// The devices of one run, as a blocked Bloom filter: 16 bits per report, each device
 /// setting 4 bits of one 64-bit word. A reader asks it before searching the run: "surely absent"
 /// (then the run is skipped: no directory search, no block decoded) or "maybe present" (about
-/// 1-2 % false positives with distinct devices). An open chunk written by a busy gateway holds
+/// 0.4-0.5 % false positives with distinct devices). An open chunk written by a busy gateway holds
 /// about a thousand runs, and a device is in a few of them.
 ///
 ///   filter := u8 version (1), u8 0, u64 word (LE) * n (n >= 1)

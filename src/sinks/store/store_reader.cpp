@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <unordered_map>
 
 #include "core/report_codec.h"
 #include "sinks/store/sqlite_db.h"
@@ -402,21 +403,31 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
       if (advance(c)) cursors.push_back(c);
     }
   }
-  // Candidates are kept flat, their metric bytes in one arena, and only the winners become
-  // StoredReports: a page of 10,000 devices may look at hundreds of thousands of reports.
+  // One candidate per device, the newest seen so far, its metric bytes in one arena; only the
+  // winners become StoredReports. A page of 10,000 devices may look at hundreds of thousands of
+  // reports (a device is in about 1 % of ~1,000 runs): keeping them all and sorting them cost
+  // a page tens of MB of fresh memory.
   struct Candidate {
     PackedReport r;  ///< `metrics` empty until the end: the arena may move meanwhile
     size_t metrics_at, metrics_len;
   };
   std::vector<Candidate> cands;
+  std::unordered_map<uint64_t, size_t> slot;  // device -> its candidate in cands
+  slot.reserve(std::min<size_t>(limit, size_t{1} << 16) * 2);
   std::vector<uint8_t> arena;
   auto add = [&](const PackedReport& p) {
-    cands.push_back({p, arena.size(), p.metrics.size()});
-    cands.back().r.metrics = {};
+    auto [it, fresh] = slot.try_emplace(p.device_id, cands.size());
+    if (fresh) {
+      found_device(p.device_id);
+      cands.push_back({});
+    } else if (!newer(p, cands[it->second].r)) {
+      return;
+    }
+    cands[it->second] = {p, arena.size(), p.metrics.size()};
+    cands[it->second].r.metrics = {};
     arena.insert(arena.end(), p.metrics.begin(), p.metrics.end());
   };
   for (const StoredReport& m : merged) {
-    found_device(m.device_id);
     add(PackedReport{m.device_id, m.seq, m.tenant, m.device_time_ns, m.received_ns,
                      static_cast<uint8_t>(m.protocol), m.raw_metrics});
   }
@@ -431,19 +442,16 @@ Result<std::vector<StoredReport>> StoreReader::latest_all(uint64_t after_device_
     if (auto e = lowest->bs->decode(lowest->id, reps); !e) return e.error();
     for (const PackedReport& p : reps) {
       if (p.device_id <= after_device_id || p.device_id > upto) continue;
-      found_device(p.device_id);
       add(p);
     }
     ++lowest->id;
     if (!advance(*lowest)) cursors.erase(lowest);
   }
-  // Unsigned device order, newest first within a device; keep one per device.
-  std::sort(cands.begin(), cands.end(), [](const Candidate& x, const Candidate& y) {
-    return x.r.device_id != y.r.device_id ? x.r.device_id < y.r.device_id : newer(x.r, y.r);
-  });
+  // Unsigned device order; the first `limit` devices are the page.
+  std::sort(cands.begin(), cands.end(),
+            [](const Candidate& x, const Candidate& y) { return x.r.device_id < y.r.device_id; });
   std::vector<StoredReport> out;
   for (Candidate& c : cands) {
-    if (!out.empty() && out.back().device_id == c.r.device_id) continue;
     if (out.size() == limit) break;
     c.r.metrics = {arena.data() + c.metrics_at, c.metrics_len};
     out.push_back(to_stored(c.r));

@@ -793,8 +793,8 @@ TEST(DeviceFilter, NoFalseNegativesAndFewFalsePositives) {
     const uint64_t d = 1'000'000 + rng() % 1'000'000;  // never added
     false_positives += filter_may_contain(f, d) ? 1 : 0;
   }
-  EXPECT_LT(false_positives, kProbes * 3 / 100);
-  EXPECT_GT(false_positives, 0);  // a Bloom filter, not a set: some must pass
+  EXPECT_LT(false_positives, kProbes / 100);  // 0.5 % measured
+  EXPECT_GT(false_positives, 0);              // a Bloom filter, not a set: some must pass
   // The extremes of the id space, and a one-device filter.
   b.reset(1);
   b.add(UINT64_MAX);
