@@ -21,10 +21,9 @@ namespace tianhe::sinks::store {
 namespace {
 
 using testing::encode;
+using testing::kSec;
+using testing::kT0;
 using testing::Spec;
-
-constexpr int64_t kT0 = 1'700'000'000'000'000'000;
-constexpr int64_t kSec = 1'000'000'000;
 
 class TempDir {
  public:

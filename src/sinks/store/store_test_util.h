@@ -9,6 +9,10 @@
 
 namespace tianhe::sinks::store::testing {
 
+/// A device time to start from (2023-11-14) and one second, in nanoseconds.
+inline constexpr int64_t kT0 = 1'700'000'000'000'000'000;
+inline constexpr int64_t kSec = 1'000'000'000;
+
 /// One report to encode: device, seq, device time and a temperature metric.
 struct Spec {
   uint64_t device_id;
