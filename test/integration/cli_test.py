@@ -28,6 +28,8 @@ c.check(r.returncode == 2 and "--rate" in r.stderr, "a bad option value names th
 cfg = os.path.join(work, "tianhe.toml")
 write_config(cfg, os.path.join(work, "data"), devices=100)
 gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
+banner = [l for l in open(gw.log_path) if "(recovery: " in l]
+c.check(len(banner) == 1 and "(recovery: clean;" in banner[0], f"a fresh data_dir opens clean: {banner}")
 r = run(["simulate", "--target", f"127.0.0.1:{gw.report_port}", "--devices", "100", "--rate",
          "1000", "--duration", "1", "--ack", "--json", "--quiet"])
 c.check(r.returncode == 0, "simulate --json")
