@@ -16,6 +16,7 @@
 #include "app/gateway.h"
 #include "app/simulator.h"
 #include "control/config.h"
+#include "control/config_fields.h"
 #include "control/registry.h"
 #include "core/clock.h"
 #include "sinks/store/store.h"
@@ -116,13 +117,13 @@ Example:
   std::printf(
       "tianhe serving: %u shards, %zu devices registered, durability %s\n"
       "  reports  udp://%s:%u   (protobuf, see proto/tianhe/v1/report.proto; receive buffer "
-      "%.1f MiB per socket%s)\n"
+      "%s per socket%s)\n"
       "  http     http://%s:%u  (/metrics, /api/v1/devices/{id}/reports, /api/v1/stats)\n"
       "  data     %s (recovery: %s; opened in %.1f s)\n",
       g.shard_count(), g.registry().device_count(),
       std::string(log::durability_name(cfg->log.durability)).c_str(),
       cfg->report.listen.host.c_str(), g.report_port(),
-      static_cast<double>(g.report_recv_buffer_bytes()) / (1 << 20),
+      control::config_fields::format_bytes_approx(g.report_recv_buffer_bytes()).c_str(),
       g.report_recv_buffer_bytes() < cfg->report.recv_buffer_bytes
           ? ", less than requested: raise net.core.rmem_max or run privileged"
           : "",
@@ -325,9 +326,10 @@ Examples:
           static_cast<unsigned long long>(c->chunks), static_cast<unsigned long long>(c->bytes));
     } else {
       std::printf(
-          "reports  %llu\ndevices  %llu\nchunks   %llu\nbytes    %llu\n",
+          "reports  %llu\ndevices  %llu\nchunks   %llu\nbytes    %llu (%s)\n",
           static_cast<unsigned long long>(c->reports), static_cast<unsigned long long>(c->devices),
-          static_cast<unsigned long long>(c->chunks), static_cast<unsigned long long>(c->bytes));
+          static_cast<unsigned long long>(c->chunks), static_cast<unsigned long long>(c->bytes),
+          control::config_fields::format_bytes_approx(c->bytes).c_str());
     }
     return 0;
   }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "app/args.h"
+#include "control/config_fields.h"
 #include "core/assert.h"
 #include "core/clock.h"
 #include "pipeline/validator.h"
@@ -312,11 +313,9 @@ std::string Gateway::recovery_summary() const {
     out = part;
   }
   if (store_ && behind > 0) {
-    const bool mib = behind >= (1u << 20);
-    std::snprintf(part, sizeof part, "%sthe store is %.1f %s of log behind, catching up",
-                  out.empty() ? "" : "; ", static_cast<double>(behind) / (mib ? 1 << 20 : 1 << 10),
-                  mib ? "MiB" : "KiB");
-    out += part;
+    out += out.empty() ? "" : "; ";
+    out += "the store is " + control::config_fields::format_bytes_approx(behind) +
+           " of log behind, catching up";
   }
   return out.empty() ? "clean" : out;
 }

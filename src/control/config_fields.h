@@ -75,6 +75,9 @@ const Section<DeviceRange>& device_section() noexcept;
 
 /// Formats a byte count with the largest exact binary unit ("64MiB", "1000").
 std::string format_size(int64_t bytes);
+/// Formats a byte count for people, to one decimal in the largest binary unit it reaches
+/// ("512 B", "25.2 MiB", "1.5 GiB").
+std::string format_bytes_approx(uint64_t bytes);
 /// Formats nanoseconds with the largest exact unit ("1ms", "90s").
 std::string format_duration(int64_t ns);
 /// Parses a size ("64MiB", "4096", "10MB"); "" on success, else the problem.

@@ -708,6 +708,13 @@ TEST(ConfigFields, Helpers) {
   EXPECT_EQ(config_fields::format_size(64 << 20), "64MiB");
   EXPECT_EQ(config_fields::format_size(65507), "65507");
   EXPECT_EQ(config_fields::format_size(1536), "1536");
+  EXPECT_EQ(config_fields::format_bytes_approx(0), "0 B");
+  EXPECT_EQ(config_fields::format_bytes_approx(1023), "1023 B");
+  EXPECT_EQ(config_fields::format_bytes_approx(1024), "1.0 KiB");
+  EXPECT_EQ(config_fields::format_bytes_approx(26376302), "25.2 MiB");
+  EXPECT_EQ(config_fields::format_bytes_approx((1ull << 20) - 1), "1.0 MiB");  // not "1024.0 KiB"
+  EXPECT_EQ(config_fields::format_bytes_approx(3ull << 30), "3.0 GiB");
+  EXPECT_EQ(config_fields::format_bytes_approx(UINT64_MAX), "16.0 EiB");
   EXPECT_EQ(config_fields::format_duration(1'000'000), "1ms");
   EXPECT_EQ(config_fields::format_duration(90'000'000'000), "90s");
   EXPECT_EQ(config_fields::format_duration(0), "0");
