@@ -769,8 +769,8 @@ TEST(ShardLog, ConsumersDriveSegmentDeletion) {
   const size_t files = segment_files(tmp.path()).size();
   ASSERT_GT(files, 4u);
   // Without consumers everything is kept; a consumer at 0 keeps everything too.
-  const uint32_t a = log->add_consumer(0);
-  const uint32_t b = log->add_consumer(0);
+  const uint32_t a = log->add_consumer("a", 0);
+  const uint32_t b = log->add_consumer("b", 0);
   log->set_consumer_offset(a, log->end_offset());
   EXPECT_EQ(segment_files(tmp.path()).size(), files);
   EXPECT_EQ(log->backlog_bytes(), log->end_offset());
@@ -795,12 +795,30 @@ TEST(ShardLog, ConsumersDriveSegmentDeletion) {
   EXPECT_EQ(read_all(c, ends.back(), log->end_offset(), 200), 3u);
 }
 
+TEST(ShardLog, AConsumerRegisteredAgainByNameTakesItsSlotBack) {
+  TempDir tmp;
+  LogConfig c = small_config(tmp.path());
+  LogStats stats;
+  auto log = open_log(c, &stats);
+  auto ends = append_n(*log, 0, 200);
+  const uint32_t store = log->add_consumer("store", 0);
+  EXPECT_EQ(log->backlog_bytes(), log->end_offset());
+  // The same sink, restarted in this process, resumes at its cursor: same slot, moved.
+  EXPECT_EQ(log->add_consumer("store", ends[99]), store);
+  EXPECT_EQ(log->backlog_bytes(), log->end_offset() - ends[99]);
+  log->set_consumer_offset(store, log->end_offset());
+  EXPECT_EQ(log->backlog_bytes(), 0u);
+  EXPECT_EQ(segment_files(tmp.path()).size(), 1u);  // no stale consumer pins a segment
+  // Another sink is another consumer.
+  EXPECT_NE(log->add_consumer("redis", log->end_offset()), store);
+}
+
 TEST(ShardLog, PassedSegmentsAreRecycledAndTheirOldRecordsNeverReappear) {
   TempDir tmp;
   LogConfig c = small_config(tmp.path(), Durability::kBatch);
   LogStats stats;
   auto log = open_log(c, &stats);
-  uint32_t consumer = log->add_consumer(log->end_offset());
+  uint32_t consumer = log->add_consumer("sink", log->end_offset());
   // A consumer like the store's: reads what is durable, checks every record is the next one,
   // reports its cursor, which lets the log recycle the segments behind it.
   uint32_t appended = 0, read = 0;
@@ -833,7 +851,7 @@ TEST(ShardLog, PassedSegmentsAreRecycledAndTheirOldRecordsNeverReappear) {
       log.reset();
       log = open_log(c, &stats);
       ASSERT_NE(log, nullptr);
-      consumer = log->add_consumer((*reader)->offset());
+      consumer = log->add_consumer("sink", (*reader)->offset());
       auto again = LogReader::open(c, 0, (*reader)->offset());
       ASSERT_TRUE(again.ok());
       reader = std::move(again);
@@ -861,7 +879,7 @@ TEST(ShardLog, UpToRecycleSegmentsPassedSegmentsAreKeptAndReused) {
     for (uint32_t slot = 0; slot < kMaxRecycledSegments; ++slot) n += slot_exists(slot);
     return n;
   };
-  const uint32_t consumer = log->add_consumer(log->end_offset());
+  const uint32_t consumer = log->add_consumer("sink", log->end_offset());
   auto ends = append_n(*log, 0, 200);  // about ten segments
   ASSERT_TRUE(wait_for([&] { return log->durable_offset() == ends.back(); }));
   ASSERT_GT(segment_files(tmp.path()).size(), 6u);
@@ -902,7 +920,7 @@ TEST(ShardLog, BacklogLimitPushesBack) {
   c.segment_bytes = 1 << 20;  // no rollover: a new segment's header would count as backlog too
   LogStats stats;
   auto log = open_log(c, &stats);
-  const uint32_t cons = log->add_consumer(log->end_offset());
+  const uint32_t cons = log->add_consumer("sink", log->end_offset());
   const auto p = make_payload(1, 992);  // 1000-byte frames
   uint64_t end = 0;
   for (int i = 0; i < 10; ++i) ASSERT_EQ(log->append(p, &end), AppendStatus::kOk);

@@ -399,10 +399,17 @@ class ShardLogImpl final : public ShardLog {
     delete_consumed_segments();
   }
 
-  uint32_t add_consumer(uint64_t start_offset) override {
+  uint32_t add_consumer(std::string_view name, uint64_t start_offset) override {
     std::lock_guard lock(consumers_mu_);
     const uint32_t n = consumer_count_.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < n; ++i) {
+      if (consumer_names_[i] == name) {
+        consumers_[i].store(start_offset, std::memory_order_release);
+        return i;
+      }
+    }
     TH_CHECK(n < kMaxConsumers, "add_consumer: more than 64 consumers of one shard log");
+    consumer_names_[n] = name;
     consumers_[n].store(start_offset, std::memory_order_relaxed);
     consumer_count_.store(n + 1, std::memory_order_release);
     return n;
@@ -881,6 +888,7 @@ class ShardLogImpl final : public ShardLog {
   // Consumers: slots [0, consumer_count_) are live.
   std::mutex consumers_mu_;
   std::array<std::atomic<uint64_t>, kMaxConsumers> consumers_{};
+  std::array<std::string, kMaxConsumers> consumer_names_;  ///< guarded by consumers_mu_
   std::atomic<uint32_t> consumer_count_{0};
 
   // Segment start offsets, ascending; back() is the active one.

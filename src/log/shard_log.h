@@ -118,8 +118,11 @@ class ShardLog {
   /// segments entirely below the minimum of all registered consumers and computes backlog from
   /// it. Any thread.
   virtual void set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept = 0;
-  /// Registers a consumer (sink) and its starting offset; returns its index. Before serving.
-  virtual uint32_t add_consumer(uint64_t start_offset) = 0;
+  /// Registers the consumer `name` (a sink) at `start_offset` and returns its index. A name
+  /// registered already keeps its index and moves to `start_offset`: a sink stopped and started
+  /// again in the same process takes its place back instead of leaving a stale consumer that
+  /// would pin the log at its last offset. Any thread.
+  virtual uint32_t add_consumer(std::string_view name, uint64_t start_offset) = 0;
   /// Bytes between the slowest consumer and end_offset(). Any thread.
   virtual uint64_t backlog_bytes() const noexcept = 0;
   /// Flushes and syncs everything, stops the group-commit thread.

@@ -65,7 +65,7 @@ Result<std::unique_ptr<StoreSink>> StoreSink::start(const control::StoreConfig& 
   }
   std::unique_ptr<StoreSink> s(new StoreSink(config, log_config, std::move(logs)));
   if (auto r = s->open_store(); !r) return r.error();
-  for (auto& sh : s->shards_) sh->consumer = sh->log->add_consumer(sh->committed.load());
+  for (auto& sh : s->shards_) sh->consumer = sh->log->add_consumer("store", sh->committed.load());
   s->thread_ = std::thread([p = s.get()] { p->run(); });
   return s;
 }

@@ -136,6 +136,10 @@ TEST_F(SinkTest, ConsumesEveryShardAndResumesWithoutLossOrDuplicates) {
   ASSERT_EQ(page->size(), 19u);
   EXPECT_EQ(page->front().device_id, 1u);
   EXPECT_EQ(page->back().device_id, 109u);
+  // The restarted sink took its consumer slot back: nothing from its first run pins the logs.
+  sink_->stop();
+  EXPECT_EQ(logs_[0]->backlog_bytes(), 0u);
+  EXPECT_EQ(logs_[1]->backlog_bytes(), 0u);
 }
 
 TEST_F(SinkTest, DuplicatesInTheLogAreStoredOnce) {
