@@ -94,7 +94,7 @@ struct GatewayConfig {
   std::string source;               ///< file it came from ("<string>" in tests)
   std::string data_dir = "./data";  ///< relative paths resolve against the working directory
   uint32_t shards = 0;              ///< 0 = "auto": one per core
-  std::chrono::microseconds receive_window{200};  ///< see runtime::ShardOptions
+  std::chrono::microseconds receive_window{400};  ///< see runtime::ShardOptions
   log::LogConfig log;                             ///< log.dir default: <data_dir>/log
   ReportProtocolConfig report;                    ///< `[protocols.report]`
   HttpConfig http;                                ///< `[http]`

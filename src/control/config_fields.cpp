@@ -95,7 +95,7 @@ constexpr Field<G> kGatewayFields[] = {
      .max = 256},
     {.key = "receive_window",
      .kind = Kind::kDuration,
-     .default_text = "\"200us\"",
+     .default_text = "\"400us\"",
      .doc = "Receive coalescing, like a network card's: when a shard's receive found a few "
             "datagrams (more than one, fewer than a full recv_batch), it waits this long before "
             "the next, so that what arrives meanwhile is validated, logged and acknowledged as "

@@ -70,7 +70,7 @@ struct ShardOptions {
   /// empty, wait this long before receiving again, so that the next batch is larger (fewer
   /// system calls and wake-ups per report) at the cost of at most this much latency. A receive
   /// of one datagram (light load) is never followed by a wait. Zero: no wait.
-  std::chrono::microseconds receive_window{200};
+  std::chrono::microseconds receive_window{400};
 };
 
 /// One shard thread. Built on the main thread, then start() runs it until stop().
