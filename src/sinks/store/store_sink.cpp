@@ -20,6 +20,8 @@ namespace {
 constexpr int64_t kDurableIntervalNs = 200'000'000;
 // Wait when every shard is caught up (bounded latency, no busy spin).
 constexpr auto kIdleWait = std::chrono::milliseconds(5);
+// The sink's name: its consumer of each shard log, and the `sink` label of its metrics.
+constexpr std::string_view kSinkName = "store";
 
 int log2_bucket(uint64_t us) {
   int b = us == 0 ? 0 : std::bit_width(us);
@@ -65,7 +67,7 @@ Result<std::unique_ptr<StoreSink>> StoreSink::start(const control::StoreConfig& 
   }
   std::unique_ptr<StoreSink> s(new StoreSink(config, log_config, std::move(logs)));
   if (auto r = s->open_store(); !r) return r.error();
-  for (auto& sh : s->shards_) sh->consumer = sh->log->add_consumer("store", sh->committed.load());
+  for (auto& sh : s->shards_) sh->consumer = sh->log->add_consumer(kSinkName, sh->committed.load());
   s->thread_ = std::thread([p = s.get()] { p->run(); });
   return s;
 }
@@ -305,7 +307,7 @@ bool StoreSink::caught_up() const {
 
 void StoreSink::collect(control::PromWriter& w) const {
   const control::Labels none;
-  const control::Labels sink{{"sink", "store"}};
+  const control::Labels sink{{"sink", std::string(kSinkName)}};
   auto get = [](const std::atomic<uint64_t>& a) {
     return static_cast<double>(a.load(std::memory_order_relaxed));
   };
