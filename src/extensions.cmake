@@ -1,4 +1,5 @@
-# The one list of extensions (protocols, codecs, sinks). Each line adds the folder and registers
-# the extension with the application (see cmake/tianhe.cmake: th_extension).
+# The one list of extensions (protocols, codecs, sinks): one line each. Commenting a line out
+# compiles that extension out; the rest builds and passes its tests. See docs/extending.md and
+# cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
 th_extension(sinks/store)

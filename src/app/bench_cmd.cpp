@@ -27,8 +27,8 @@
 #include "app/commands.h"
 #include "app/disk_floor.h"
 #include "app/simulator.h"
-#include "control/metrics.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "transports/udp_socket.h"
 
 namespace tianhe::app {
@@ -539,8 +539,8 @@ Options:
     double kernel = 0, acks_not_queued = 0;
   };
   auto drops_in = [](const std::string& m) {
-    return Drops{control::sum_samples(m, "tianhe_udp_receive_drops_total"),
-                 control::sum_samples(m, "tianhe_acks_dropped_total")};
+    return Drops{core::sum_samples(m, "tianhe_udp_receive_drops_total"),
+                 core::sum_samples(m, "tianhe_acks_dropped_total")};
   };
   auto drops_now = [&] { return drops_in(http_get(gw.http_port, "/metrics")); };
   auto drops_json = [](const Drops& a, const Drops& b) {
@@ -564,9 +564,9 @@ Options:
   {
     const std::string m = http_get(gw.http_port, "/metrics");
     d1 = drops_in(m);
-    const double acc = control::sum_samples(m, "tianhe_reports_accepted_total");
+    const double acc = core::sum_samples(m, "tianhe_reports_accepted_total");
     if (acc > 0) {
-      log_bytes_per_report = control::sum_samples(m, "tianhe_log_appended_bytes_total") / acc;
+      log_bytes_per_report = core::sum_samples(m, "tianhe_log_appended_bytes_total") / acc;
     }
   }
   result["single"] = Json::parse(single->json());
@@ -588,8 +588,8 @@ Options:
     const int64_t t0 = core::mono_ns();
     while ((core::mono_ns() - t0) / 1e9 < timeout_s) {
       const std::string m = http_get(gw.http_port, "/metrics");
-      if (control::sum_samples(m, "tianhe_sink_lag_bytes") == 0 &&
-          control::sum_samples(m, "tianhe_sink_store_unmerged_chunks") == 0) {
+      if (core::sum_samples(m, "tianhe_sink_lag_bytes") == 0 &&
+          core::sum_samples(m, "tianhe_sink_store_unmerged_chunks") == 0) {
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -627,10 +627,10 @@ Options:
   // The gateway's own view: from the receive to the ack's send, per ack datagram.
   const SyncSummary inside =
       summarize(histogram_delta(before, after, "tianhe_ack_latency_seconds"), half->elapsed_s);
-  const double allocs = control::sum_samples(after, "tianhe_shard_heap_allocations_total") -
-                        control::sum_samples(before, "tianhe_shard_heap_allocations_total");
-  const double accepted = control::sum_samples(after, "tianhe_reports_accepted_total") -
-                          control::sum_samples(before, "tianhe_reports_accepted_total");
+  const double allocs = core::sum_samples(after, "tianhe_shard_heap_allocations_total") -
+                        core::sum_samples(before, "tianhe_shard_heap_allocations_total");
+  const double accepted = core::sum_samples(after, "tianhe_reports_accepted_total") -
+                          core::sum_samples(before, "tianhe_reports_accepted_total");
   result["latency"] = Json::parse(half->json());
   result["latency"]["log_fdatasync"] = log_syncs.json();
   result["latency"]["gateway_receive_to_ack_ms"] = {
@@ -649,7 +649,7 @@ Options:
   std::thread sampler([&] {
     while (sampling) {
       std::string m = http_get(gw.http_port, "/metrics");
-      const double l = control::sum_samples(m, "tianhe_sink_lag_seconds", "store");
+      const double l = core::sum_samples(m, "tianhe_sink_lag_seconds", "store");
       max_lag = std::max(max_lag, l);
       lag_samples.push_back(l);
       std::this_thread::sleep_for(std::chrono::milliseconds(250));

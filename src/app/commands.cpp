@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "app/args.h"
@@ -17,9 +18,11 @@
 #include "app/simulator.h"
 #include "control/config.h"
 #include "control/config_fields.h"
-#include "control/registry.h"
 #include "core/clock.h"
+#include "pipeline/registry.h"
+#include "runtime/extensions.h"
 #include "sinks/store/store.h"
+#include "sinks/store/store_config.h"
 
 namespace tianhe::app {
 namespace {
@@ -45,20 +48,12 @@ bool wants_help(int argc, char** argv) {
 /// Loads --config (or ./tianhe.toml when present, else the built-in defaults) and applies
 /// --data-dir, re-deriving the log and store directories that default to live under it.
 Result<control::GatewayConfig> load(const Args& args) {
-  std::string path = args.str("config");
-  Result<control::GatewayConfig> cfg =
-      path.empty()
-          ? (std::filesystem::exists("tianhe.toml") ? control::load_config("tianhe.toml")
-                                                    : control::parse_config("", "<defaults>"))
-          : control::load_config(path);
-  if (!cfg.ok()) return cfg;
-  if (args.has("data-dir")) {
-    const std::string old = cfg->data_dir, dir = args.str("data-dir");
-    if (cfg->log.dir == old + "/log") cfg->log.dir = dir + "/log";
-    if (cfg->store.dir == old + "/store") cfg->store.dir = dir + "/store";
-    cfg->data_dir = dir;
+  const std::string path = args.str("config");
+  const std::string dir = args.has("data-dir") ? args.str("data-dir") : std::string();
+  if (path.empty() && !std::filesystem::exists("tianhe.toml")) {
+    return control::parse_config("", "<defaults>", runtime::builtin_extensions(), dir);
   }
-  return cfg;
+  return control::load_config(path.empty() ? "tianhe.toml" : path, dir);
 }
 
 Result<std::pair<std::string, uint16_t>> split_target(const std::string& t) {
@@ -76,9 +71,9 @@ int cmd_serve(int argc, char** argv) {
 Options:
   --config FILE     configuration (default: ./tianhe.toml if present, else built-in defaults)
   --data-dir DIR    override gateway.data_dir (log and store live under it)
-  --report-port N   override the UDP report port (0 picks a free one)
+  --PROTOCOL-port N override a protocol's listen port, e.g. --report-port (0 picks a free one)
   --http-port N     override the HTTP port (0 picks a free one)
-  --ready-file F    write "report_port http_port" to F once serving (for scripts and tests)
+  --ready-file F    write "<first protocol's port> <http port>" to F once serving (scripts, tests)
 
 Stops cleanly on SIGINT/SIGTERM: pending durable acks are sent and the log is synced.
 
@@ -86,20 +81,31 @@ Example:
   tianhe serve --config examples/tianhe.toml)");
     return 0;
   }
-  auto args = Args::parse(argc, argv, 2, {},
-                          {"config", "data-dir", "report-port", "http-port", "ready-file"});
+  const runtime::Extensions& ext = runtime::builtin_extensions();
+  std::set<std::string> keys = {"config", "data-dir", "http-port", "ready-file"};
+  for (const auto& p : ext.protocols()) {
+    if (p.set_port) keys.insert(std::string(p.name) + "-port");
+  }
+  auto args = Args::parse(argc, argv, 2, {}, keys);
   if (!args.ok()) return usage_error("serve", args.error().message);
   auto cfg = load(*args);
   if (!cfg.ok()) return usage_error("serve", cfg.error().message);
-  if (args->has("report-port")) {
-    auto p = args->u64("report-port", 0);
-    if (!p.ok() || *p > 65535) return usage_error("serve", "--report-port: use 0..65535");
-    cfg->report.listen.port = static_cast<uint16_t>(*p);
+  auto port_flag = [&](const std::string& flag) -> Result<uint16_t> {
+    auto p = args->u64(flag, 0);
+    if (!p.ok() || *p > 65535) return make_error("--" + flag + ": use 0..65535");
+    return static_cast<uint16_t>(*p);
+  };
+  for (const auto& p : ext.protocols()) {
+    const std::string flag = std::string(p.name) + "-port";
+    if (!p.set_port || !args->has(flag)) continue;
+    auto port = port_flag(flag);
+    if (!port.ok()) return usage_error("serve", port.error().message);
+    p.set_port(cfg->extensions.at("protocols." + std::string(p.name)), *port);
   }
   if (args->has("http-port")) {
-    auto p = args->u64("http-port", 0);
-    if (!p.ok() || *p > 65535) return usage_error("serve", "--http-port: use 0..65535");
-    cfg->http.listen.port = static_cast<uint16_t>(*p);
+    auto port = port_flag("http-port");
+    if (!port.ok()) return usage_error("serve", port.error().message);
+    cfg->http.listen.port = *port;
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -115,30 +121,20 @@ Example:
   }
   Gateway& g = **gw;
   std::printf(
-      "tianhe serving: %u shards, %zu devices registered, durability %s\n"
-      "  reports  udp://%s:%u   (protobuf, see proto/tianhe/v1/report.proto; receive buffer "
-      "%s per socket%s)\n"
+      "tianhe serving: %u shards, %zu devices registered, durability %s\n%s"
       "  http     http://%s:%u  (/metrics, /api/v1/devices/{id}/reports, /api/v1/stats)\n"
       "  data     %s (recovery: %s; opened in %.1f s)\n",
       g.shard_count(), g.registry().device_count(),
-      std::string(log::durability_name(cfg->log.durability)).c_str(),
-      cfg->report.listen.host.c_str(), g.report_port(),
-      control::config_fields::format_bytes_approx(g.report_recv_buffer_bytes()).c_str(),
-      g.report_recv_buffer_bytes() < cfg->report.recv_buffer_bytes
-          ? ", less than requested: raise net.core.rmem_max or run privileged"
-          : "",
+      std::string(log::durability_name(cfg->log.durability)).c_str(), g.protocols_banner().c_str(),
       cfg->http.listen.host.c_str(), g.http_port(), cfg->data_dir.c_str(),
       g.recovery_summary().c_str(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count());
-  std::printf(
-      "try:  tianhe simulate --target %s:%u --devices 1000 --rate 2000 --duration 5 --ack\n",
-      cfg->report.listen.host.c_str(), g.report_port());
   std::fflush(stdout);
   if (args->has("ready-file")) {
     const std::string f = args->str("ready-file"), tmp = f + ".tmp";
     FILE* out = std::fopen(tmp.c_str(), "w");
     if (out != nullptr) {
-      std::fprintf(out, "%u %u\n", g.report_port(), g.http_port());
+      std::fprintf(out, "%u %u\n", g.first_port(), g.http_port());
       std::fclose(out);
       std::rename(tmp.c_str(), f.c_str());
     }
@@ -259,7 +255,9 @@ Examples:
   if (args->has("config") || !args->has("data-dir")) {
     auto cfg = load(*args);
     if (!cfg.ok()) return usage_error("query", cfg.error().message);
-    dir = cfg->store.dir;
+    const auto* store = cfg->extension<sinks::store::StoreConfig>("sinks.store");
+    if (store == nullptr) return usage_error("query", "the store is compiled out of this build");
+    dir = store->dir;
   } else {
     dir = args->str("data-dir") + "/store";
   }
@@ -420,7 +418,7 @@ Exit status 0 when valid; 2 with the key path and the fix when not.)");
   const std::string path = args->str("config", "tianhe.toml");
   auto cfg = control::load_config(path);
   if (!cfg.ok()) return usage_error("check-config", cfg.error().message);
-  auto reg = control::Registry::build(*cfg);
+  auto reg = pipeline::Registry::build(cfg->registry, cfg->models, cfg->devices);
   if (!reg.ok()) return usage_error("check-config", reg.error().message);
   std::printf("%s: ok (%zu models, %zu devices, %s shards, durability %s)\n", path.c_str(),
               (*reg)->model_count(), (*reg)->device_count(),

@@ -1,5 +1,5 @@
-// The gateway: everything `tianhe serve` runs, assembled from a validated config — registry,
-// shard logs, shards with their protocol ingests, the store sink, the HTTP server.
+// The gateway: everything `tianhe serve` runs, assembled from a validated config: the registry,
+// the data plane (runtime/data_plane.h: logs, shards, protocols, sinks) and the HTTP server.
 // Built and stopped on the main thread; each part runs on its own threads.
 #pragma once
 
@@ -9,15 +9,11 @@
 
 #include "control/config.h"
 #include "control/http_server.h"
-#include "control/metrics.h"
-#include "control/registry.h"
+#include "core/metrics.h"
 #include "core/result.h"
-#include "log/shard_log.h"
-#include "runtime/ingest_stats.h"
-#include "runtime/shard.h"
+#include "runtime/data_plane.h"
 
 namespace tianhe::sinks::store {
-class StoreSink;
 class StoreReader;
 }  // namespace tianhe::sinks::store
 
@@ -32,27 +28,27 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  /// Stops the HTTP server, the shards (pending durable acks are sent), the sinks, then closes
-  /// the logs with a final sync.
+  /// Stops the HTTP server, then the data plane: the shards (pending durable acks are sent),
+  /// the sinks, then the logs with a final sync.
   void stop() noexcept;
 
-  /// The UDP port of the report protocol and the HTTP port actually bound.
-  uint16_t report_port() const noexcept { return report_port_; }
+  /// The port protocol `name` listens on (0: not running) and the HTTP port actually bound.
+  uint16_t port(std::string_view protocol) const noexcept { return data_->port(protocol); }
+  /// The port of the first running protocol (for --ready-file).
+  uint16_t first_port() const noexcept { return data_->first_port(); }
   uint16_t http_port() const noexcept;
-  uint32_t shard_count() const noexcept { return static_cast<uint32_t>(shards_.size()); }
-  /// The receive buffer the kernel granted the report protocol's sockets (bytes; 0 if off).
-  uint64_t report_recv_buffer_bytes() const noexcept {
-    return report_stats_.empty() ? 0 : report_stats_[0]->recv_buffer_bytes.get();
-  }
+  uint32_t shard_count() const noexcept { return data_->shard_count(); }
+  /// The running protocols' banner lines.
+  std::string protocols_banner() const { return data_->banner(); }
   /// The /metrics text.
   std::string metrics_text() const { return metrics_.render(); }
   const control::GatewayConfig& config() const noexcept { return config_; }
-  const control::Registry& registry() const noexcept { return *registry_; }
+  const pipeline::Registry& registry() const noexcept { return data_->registry(); }
   /// What start found on disk, for the start-up banner: a torn log tail cut at recovery (a
-  /// crash mid-write) and how far the store is behind the logs (it catches up now); "clean".
-  std::string recovery_summary() const;
-  /// The store sink, when enabled (nullptr otherwise).
-  sinks::store::StoreSink* store() noexcept { return store_.get(); }
+  /// crash mid-write) and how far the sinks are behind the logs (they catch up now); "clean".
+  std::string recovery_summary() const { return data_->recovery_summary(); }
+  /// True when every running sink has written everything durable.
+  bool sinks_caught_up() const { return data_->sinks_caught_up(); }
 
  private:
   Gateway() = default;
@@ -61,15 +57,10 @@ class Gateway {
   std::string debug_shards_json() const;
 
   control::GatewayConfig config_;
-  std::shared_ptr<const control::Registry> registry_;
-  std::vector<std::unique_ptr<log::LogStats>> log_stats_;
-  std::vector<std::unique_ptr<runtime::IngestStats>> report_stats_;
-  std::vector<std::unique_ptr<runtime::Shard>> shards_;
-  std::unique_ptr<sinks::store::StoreSink> store_;
+  std::unique_ptr<runtime::DataPlane> data_;
   std::unique_ptr<sinks::store::StoreReader> reader_;
   std::unique_ptr<control::HttpServer> http_;
-  control::MetricsRegistry metrics_;
-  uint16_t report_port_ = 0;
+  core::MetricsRegistry metrics_;
   int64_t started_ns_ = 0;
   bool stopped_ = false;
 };

@@ -15,11 +15,11 @@
 
 #include "app/simulator.h"
 #include "control/config.h"
-#include "control/metrics.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "protocols/report/report_encoder.h"
 #include "sinks/store/store.h"
-#include "sinks/store/store_sink.h"
+#include "sinks/store/store_config.h"
 
 namespace tianhe::app {
 namespace {
@@ -58,6 +58,9 @@ class GatewayTest : public ::testing::Test {
     cfg_ = *cfg;
   }
   void TearDown() override { fs::remove_all(dir_); }
+  std::string store_dir() const {
+    return cfg_.extension<sinks::store::StoreConfig>("sinks.store")->dir;
+  }
 
   static std::string http_get(uint16_t port, const std::string& path) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -92,11 +95,11 @@ class GatewayTest : public ::testing::Test {
 TEST_F(GatewayTest, AcceptsAcksStoresAndServesReports) {
   auto gw = Gateway::start(cfg_);
   ASSERT_TRUE(gw.ok()) << gw.error().message;
-  ASSERT_NE((*gw)->report_port(), 0);
+  ASSERT_NE((*gw)->port("report"), 0);
   ASSERT_NE((*gw)->http_port(), 0);
 
   SimulatorOptions o;
-  o.port = (*gw)->report_port();
+  o.port = (*gw)->port("report");
   o.devices = 1000;
   o.rate = 20000;
   o.duration_s = 0.5;
@@ -112,8 +115,8 @@ TEST_F(GatewayTest, AcceptsAcksStoresAndServesReports) {
   EXPECT_EQ(sum->rejected, sum->sent / 10);
   EXPECT_EQ(sum->acked_ok + sum->rejected, sum->sent);
 
-  ASSERT_TRUE(wait_for([&] { return (*gw)->store()->caught_up(); }));
-  auto reader = sinks::store::StoreReader::open(cfg_.store.dir);
+  ASSERT_TRUE(wait_for([&] { return (*gw)->sinks_caught_up(); }));
+  auto reader = sinks::store::StoreReader::open(store_dir());
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   auto counts = (*reader)->counts();
   ASSERT_TRUE(counts.ok());
@@ -147,7 +150,7 @@ TEST_F(GatewayTest, MalformedAndUnknownDatagramsAreCountedNeverStored) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons((*gw)->report_port());
+  a.sin_port = htons((*gw)->port("report"));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   auto send = [&](const void* p, size_t n) {
     ASSERT_EQ(sendto(fd, p, n, 0, reinterpret_cast<sockaddr*>(&a), sizeof a),
@@ -178,7 +181,7 @@ TEST_F(GatewayTest, MalformedAndUnknownDatagramsAreCountedNeverStored) {
   auto t = (*gw)->metrics_text();
   EXPECT_NE(t.find("tianhe_reports_accepted_total{protocol=\"report\"} 0"), std::string::npos);
   (*gw)->stop();
-  auto reader = sinks::store::StoreReader::open(cfg_.store.dir);
+  auto reader = sinks::store::StoreReader::open(store_dir());
   ASSERT_TRUE(reader.ok());
   EXPECT_EQ((*reader)->counts()->reports, 0u);
 }
@@ -190,7 +193,7 @@ TEST_F(GatewayTest, ReceiveWindowBatchesBurstsAndLosesNoAck) {
   auto gw = Gateway::start(cfg_);
   ASSERT_TRUE(gw.ok()) << gw.error().message;
   SimulatorOptions o;
-  o.port = (*gw)->report_port();
+  o.port = (*gw)->port("report");
   o.devices = 1000;
   o.rate = 50000;  // bursts of about 10 datagrams (the fleet sends every 200 us)
   o.duration_s = 0.4;
@@ -203,10 +206,10 @@ TEST_F(GatewayTest, ReceiveWindowBatchesBurstsAndLosesNoAck) {
   EXPECT_EQ(sum->lost, 0u);
   EXPECT_EQ(sum->acked_ok, sum->sent);
   const std::string t = (*gw)->metrics_text();
-  const double datagrams = control::sum_samples(t, "tianhe_datagrams_received_total");
-  const double batches = control::sum_samples(t, "tianhe_receive_batches_total");
+  const double datagrams = core::sum_samples(t, "tianhe_datagrams_received_total");
+  const double batches = core::sum_samples(t, "tianhe_receive_batches_total");
   EXPECT_EQ(datagrams, static_cast<double>(sum->datagrams));
-  EXPECT_GT(control::sum_samples(t, "tianhe_shard_receive_windows_total"), 0) << t;
+  EXPECT_GT(core::sum_samples(t, "tianhe_shard_receive_windows_total"), 0) << t;
   EXPECT_GT(batches, 0);
   EXPECT_LT(batches * 2, datagrams) << "receives should take several datagrams each";
   (*gw)->stop();
@@ -218,7 +221,7 @@ TEST_F(GatewayTest, RestartKeepsEverythingAcknowledged) {
     auto gw = Gateway::start(cfg_);
     ASSERT_TRUE(gw.ok()) << gw.error().message;
     SimulatorOptions o;
-    o.port = (*gw)->report_port();
+    o.port = (*gw)->port("report");
     o.devices = 500;
     o.rate = 10000;
     o.duration_s = 0.3;
@@ -235,8 +238,8 @@ TEST_F(GatewayTest, RestartKeepsEverythingAcknowledged) {
   // Restart once more: the store catches up on whatever the log still holds.
   auto gw = Gateway::start(cfg_);
   ASSERT_TRUE(gw.ok());
-  ASSERT_TRUE(wait_for([&] { return (*gw)->store()->caught_up(); }));
-  auto reader = sinks::store::StoreReader::open(cfg_.store.dir);
+  ASSERT_TRUE(wait_for([&] { return (*gw)->sinks_caught_up(); }));
+  auto reader = sinks::store::StoreReader::open(store_dir());
   ASSERT_TRUE(reader.ok());
   // Every acknowledged report of both rounds is stored, once.
   EXPECT_EQ((*reader)->counts()->reports, acked);

@@ -14,19 +14,19 @@
 #include <sstream>
 
 #include "control/config_fields.h"
+#include "runtime/extensions.h"
 
 namespace tianhe::control {
 namespace {
 
-using config_fields::Field;
+using config::FieldInfo;
+using config::SectionView;
 using config_fields::Kind;
 using config_fields::Parsed;
 using config_fields::Section;
 
 constexpr std::string_view kTopLevelKeys[] = {"gateway", "log",      "protocols", "http",
                                               "sinks",   "registry", "models",    "devices"};
-constexpr std::string_view kProtocolKeys[] = {"report"};
-constexpr std::string_view kSinkKeys[] = {"store"};
 
 std::string in_quotes(std::string_view s) {
   return "\"" + std::string(s) + "\"";
@@ -79,10 +79,38 @@ std::string join_choices(std::span<const std::string_view> choices) {
   return out;
 }
 
+// The tables of the extensions compiled in: protocols, then sinks, in registration order.
+std::vector<const config::ConfigTable*> extension_tables(const runtime::Extensions& ext) {
+  std::vector<const config::ConfigTable*> out;
+  for (const auto& p : ext.protocols()) out.push_back(&p.config);
+  for (const auto& s : ext.sinks()) out.push_back(&s.config);
+  return out;
+}
+
 // Errors: "<origin>:<line>:<column>: <key path>: <problem and fix>".
 class Parser {
  public:
-  explicit Parser(std::string_view origin) : origin_(origin) {}
+  Parser(std::string_view origin, std::string_view data_dir_override)
+      : origin_(origin), data_dir_override_(data_dir_override) {}
+
+  // The table at a dotted header ("protocols.report" lives at root["protocols"]["report"]);
+  // nullptr when absent.
+  Result<const toml::table*> table_at_header(const toml::table& root,
+                                             std::string_view header) const {
+    const toml::table* t = &root;
+    std::string_view rest = header;
+    std::string walked;
+    while (t != nullptr && !rest.empty()) {
+      size_t dot = rest.find('.');
+      std::string_view part = rest.substr(0, dot);
+      walked = join_path(walked, part);
+      auto sub = table_at(*t, part, walked);
+      if (!sub.ok()) return sub.error();
+      t = *sub;
+      rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+    }
+    return t;
+  }
 
   Error error(const toml::node* at, std::string_view path, std::string_view problem) const {
     std::string msg(origin_);
@@ -98,8 +126,7 @@ class Parser {
   }
 
   // Reads one value per its field's kind; "" on success, else the problem and the fix.
-  template <typename T>
-  static std::string read(const Field<T>& f, const toml::node& n, Parsed& out) {
+  static std::string read(const FieldInfo& f, const toml::node& n, Parsed& out) {
     switch (f.kind) {
       case Kind::kBool:
         if (!n.is_boolean()) return "expected a boolean (true or false); got " + describe(n);
@@ -190,8 +217,7 @@ class Parser {
     return "unsupported field kind";
   }
 
-  template <typename T>
-  static std::string range(const Field<T>& f, int64_t v, Parsed& out) {
+  static std::string range(const FieldInfo& f, int64_t v, Parsed& out) {
     if (v < f.min || v > f.max) {
       auto fmt = [&](int64_t x) {
         if (f.kind == Kind::kSize) return config_fields::format_size(x);
@@ -207,11 +233,10 @@ class Parser {
   }
 
   // Applies every field of `section` found in `table` to `target`; rejects unknown keys.
-  template <typename T>
-  Result<void> apply(const toml::table& table, std::string_view path, const Section<T>& section,
-                     T& target) const {
+  Result<void> apply(const toml::table& table, std::string_view path, const SectionView& section,
+                     void* target) const {
     std::vector<std::string_view> keys;
-    for (const Field<T>& f : section.fields) keys.push_back(f.key);
+    for (const FieldInfo& f : section.fields) keys.push_back(f.key);
     for (auto&& [k, v] : table) {
       std::string_view key = k.str();
       bool known = std::find(keys.begin(), keys.end(), key) != keys.end() ||
@@ -219,7 +244,8 @@ class Parser {
                        section.subtables.end();
       if (!known) return unknown_key(&v, path, key, {keys, section.subtables});
     }
-    for (const Field<T>& f : section.fields) {
+    for (size_t i = 0; i < section.fields.size(); ++i) {
+      const FieldInfo& f = section.fields[i];
       const toml::node* n = table.get(f.key);
       std::string key_path = join_path(path, f.key);
       if (n == nullptr) {
@@ -238,7 +264,7 @@ class Parser {
       std::string problem = read(f, *n, p);
       if (problem.empty() && f.check != nullptr) problem = f.check(p);
       if (!problem.empty()) return error(n, key_path, problem);
-      f.set(target, p);
+      section.set(target, i, p);
     }
     return {};
   }
@@ -292,7 +318,7 @@ class Parser {
     return out;
   }
 
-  Result<GatewayConfig> parse(const toml::table& root) const;
+  Result<GatewayConfig> parse(const toml::table& root, const runtime::Extensions& ext) const;
 
  private:
   Result<void> parse_models(const toml::table& root, GatewayConfig& c) const;
@@ -300,9 +326,10 @@ class Parser {
   Result<void> cross_check(const toml::table& root, GatewayConfig& c) const;
 
   std::string_view origin_;
+  std::string_view data_dir_override_;  ///< --data-dir: replaces gateway.data_dir
 };
 
-Result<GatewayConfig> Parser::parse(const toml::table& root) const {
+Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Extensions& ext) const {
   GatewayConfig c;
   c.source = origin_;
   for (auto&& [k, v] : root) {
@@ -312,10 +339,13 @@ Result<GatewayConfig> Parser::parse(const toml::table& root) const {
       return unknown_key(&v, "", key, {kTopLevelKeys});
     }
   }
-  // Nested section containers hold only known subtables.
+  // Nested section containers hold only the tables of extensions compiled in.
+  std::vector<std::string_view> protocol_keys, sink_keys;
+  for (const auto& p : ext.protocols()) protocol_keys.push_back(p.name);
+  for (const auto& s : ext.sinks()) sink_keys.push_back(s.name);
   for (auto [key, subkeys] :
-       {std::pair{std::string_view("protocols"), std::span<const std::string_view>(kProtocolKeys)},
-        std::pair{std::string_view("sinks"), std::span<const std::string_view>(kSinkKeys)}}) {
+       {std::pair{std::string_view("protocols"), std::span<const std::string_view>(protocol_keys)},
+        std::pair{std::string_view("sinks"), std::span<const std::string_view>(sink_keys)}}) {
     auto t = table_at(root, key, key);
     if (!t.ok()) return t.error();
     if (*t == nullptr) continue;
@@ -326,21 +356,27 @@ Result<GatewayConfig> Parser::parse(const toml::table& root) const {
     }
   }
   for (const Section<GatewayConfig>& s : config_fields::gateway_sections()) {
-    // "protocols.report" lives at root["protocols"]["report"].
-    const toml::table* t = &root;
-    std::string_view rest = s.header;
-    std::string walked;
-    while (t != nullptr && !rest.empty()) {
-      size_t dot = rest.find('.');
-      std::string_view part = rest.substr(0, dot);
-      walked = join_path(walked, part);
-      auto sub = table_at(*t, part, walked);
-      if (!sub.ok()) return sub.error();
-      t = *sub;
-      rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+    auto t = table_at_header(root, s.header);
+    if (!t.ok()) return t.error();
+    if (*t == nullptr) continue;
+    if (auto r = apply(**t, s.header, config::view(s), &c); !r.ok()) return r.error();
+  }
+  if (!data_dir_override_.empty()) c.data_dir = std::string(data_dir_override_);
+  // Each extension's table (its defaults when absent), then what derives from data_dir.
+  for (const config::ConfigTable* table : extension_tables(ext)) {
+    const SectionView& s = table->section;
+    std::any value = table->make_default();
+    auto t = table_at_header(root, s.header);
+    if (!t.ok()) return t.error();
+    if (*t != nullptr) {
+      if (auto r = apply(**t, s.header, s, table->target(value)); !r.ok()) return r.error();
     }
-    if (t == nullptr) continue;
-    if (auto r = apply(*t, s.header, s, c); !r.ok()) return r.error();
+    if (table->finish) {
+      if (std::string problem = table->finish(value, c.data_dir); !problem.empty()) {
+        return error(*t, s.header, problem);
+      }
+    }
+    c.extensions.emplace(std::string(s.header), std::move(value));
   }
   if (auto r = parse_models(root, c); !r.ok()) return r.error();
   if (auto r = parse_devices(root, c); !r.ok()) return r.error();
@@ -356,7 +392,9 @@ Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) con
     const toml::table& mt = *(*models)[i];
     std::string path = indexed("models", i);
     ModelSpec m;
-    if (auto r = apply(mt, path, config_fields::model_section(), m); !r.ok()) return r;
+    if (auto r = apply(mt, path, config::view(config_fields::model_section()), &m); !r.ok()) {
+      return r;
+    }
     if (auto [it, fresh] = seen.emplace(m.name, i); !fresh) {
       return error(mt.get("name"), path + ".name",
                    in_quotes(m.name) + " is already the name of models[" +
@@ -375,7 +413,9 @@ Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) con
       const toml::table& xt = *(*metrics)[j];
       std::string mpath = indexed(path + ".metrics", j);
       MetricSpec x;
-      if (auto r = apply(xt, mpath, config_fields::metric_section(), x); !r.ok()) return r;
+      if (auto r = apply(xt, mpath, config::view(config_fields::metric_section()), &x); !r.ok()) {
+        return r;
+      }
       if (auto [it, fresh] = names.emplace(x.name, j); !fresh) {
         return error(xt.get("name"), mpath + ".name",
                      in_quotes(x.name) + " is already the name of " + path + ".metrics[" +
@@ -410,7 +450,9 @@ Result<void> Parser::parse_devices(const toml::table& root, GatewayConfig& c) co
     const toml::table& dt = *(*devices)[i];
     std::string path = indexed("devices", i);
     DeviceRange d;
-    if (auto r = apply(dt, path, config_fields::device_section(), d); !r.ok()) return r;
+    if (auto r = apply(dt, path, config::view(config_fields::device_section()), &d); !r.ok()) {
+      return r;
+    }
     auto model = std::find_if(c.models.begin(), c.models.end(),
                               [&](const ModelSpec& m) { return m.name == d.model; });
     if (model == c.models.end()) {
@@ -460,7 +502,6 @@ Result<void> Parser::parse_devices(const toml::table& root, GatewayConfig& c) co
 Result<void> Parser::cross_check(const toml::table& root, GatewayConfig& c) const {
   // Relative paths stay relative: they resolve against the working directory at start.
   if (c.log.dir.empty()) c.log.dir = (std::filesystem::path(c.data_dir) / "log").string();
-  if (c.store.dir.empty()) c.store.dir = (std::filesystem::path(c.data_dir) / "store").string();
   const toml::node* reg = root.get("registry");
   const RegistryConfig& r = c.registry;
   if (r.unknown_devices == UnknownDevicePolicy::kAutoRegister && r.default_model.empty()) {
@@ -481,41 +522,13 @@ Result<void> Parser::cross_check(const toml::table& root, GatewayConfig& c) cons
 
 }  // namespace
 
-Result<Endpoint> parse_endpoint(std::string_view text, std::string_view key) {
-  auto fail = [&](const std::string& problem) {
-    return make_error(std::string(key) + ": " + in_quotes(text) + " " + problem +
-                      "; use host:port, e.g. \"127.0.0.1:7700\" or \"[::1]:7700\"");
-  };
-  Endpoint ep;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return fail("has no closing ]");
-    ep.host = std::string(text.substr(1, close - 1));
-    std::string_view rest = text.substr(close + 1);
-    if (rest.empty() || rest.front() != ':') return fail("has no port");
-    port = rest.substr(1);
-    if (ep.host.empty()) return fail("has an empty host");
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return fail("has no port");
-    if (text.find(':') != colon) return fail("is an IPv6 address without brackets");
-    ep.host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-    if (ep.host.empty()) return fail("has an empty host (use 0.0.0.0 for all interfaces)");
-  }
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
-    return fail("has no valid port");
-  }
-  uint32_t p = 0;
-  for (char ch : port) p = p * 10 + static_cast<uint32_t>(ch - '0');
-  if (p > 65535) return fail("has a port above 65535");
-  ep.port = static_cast<uint16_t>(p);
-  return ep;
+Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view origin) {
+  return parse_config(toml_text, origin, runtime::builtin_extensions());
 }
 
-Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view origin) {
+Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view origin,
+                                   const runtime::Extensions& extensions,
+                                   std::string_view data_dir_override) {
   toml::table root;
   try {
     root = toml::parse(toml_text, origin);
@@ -525,10 +538,10 @@ Result<GatewayConfig> parse_config(std::string_view toml_text, std::string_view 
                       std::to_string(e.source().begin.column) +
                       ": TOML syntax error: " + std::string(e.description()));
   }
-  return Parser(origin).parse(root);
+  return Parser(origin, data_dir_override).parse(root, extensions);
 }
 
-Result<GatewayConfig> load_config(const std::string& path) {
+Result<GatewayConfig> load_config(const std::string& path, std::string_view data_dir_override) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return make_error(path + ": cannot open (" + errno_text(errno) +
@@ -537,7 +550,7 @@ Result<GatewayConfig> load_config(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return make_error(path + ": cannot read (" + errno_text(errno) + ")");
-  return parse_config(text.str(), path);
+  return parse_config(text.str(), path, runtime::builtin_extensions(), data_dir_override);
 }
 
 namespace {
@@ -551,8 +564,7 @@ std::string escape_cell(std::string_view s) {
   return out;
 }
 
-template <typename T>
-std::string type_cell(const Field<T>& f) {
+std::string type_cell(const FieldInfo& f) {
   std::string t(config_fields::kind_name(f.kind));
   auto fmt = [&](int64_t x) {
     if (f.kind == Kind::kSize) return config_fields::format_size(x);
@@ -581,11 +593,10 @@ std::string type_cell(const Field<T>& f) {
   return t;
 }
 
-template <typename T>
-void render(std::string& out, const Section<T>& s, std::string_view heading) {
+void render(std::string& out, const SectionView& s, std::string_view heading) {
   out += "## `" + std::string(heading) + "`\n\n" + std::string(s.doc) + "\n\n";
   out += "| Key | Type | Default | Description |\n|---|---|---|---|\n";
-  for (const Field<T>& f : s.fields) {
+  for (const FieldInfo& f : s.fields) {
     out += "| `" + std::string(f.key) + "` | " + escape_cell(type_cell(f)) + " | " +
            (f.required ? std::string("required") : "`" + escape_cell(f.default_text) + "`") +
            " | " + escape_cell(f.doc) + " |\n";
@@ -596,13 +607,25 @@ void render(std::string& out, const Section<T>& s, std::string_view heading) {
 }  // namespace
 
 std::string config_reference_markdown() {
+  const runtime::Extensions& ext = runtime::builtin_extensions();
   std::string out;
+  // Document order: the gateway's tables, the protocols' after [log], the sinks' after [http].
   for (const Section<GatewayConfig>& s : config_fields::gateway_sections()) {
-    render(out, s, "[" + std::string(s.header) + "]");
+    render(out, config::view(s), "[" + std::string(s.header) + "]");
+    if (s.header == "log") {
+      for (const auto& p : ext.protocols()) {
+        render(out, p.config.section, "[" + std::string(p.config.section.header) + "]");
+      }
+    }
+    if (s.header == "http") {
+      for (const auto& k : ext.sinks()) {
+        render(out, k.config.section, "[" + std::string(k.config.section.header) + "]");
+      }
+    }
   }
-  render(out, config_fields::model_section(), "[[models]]");
-  render(out, config_fields::metric_section(), "[[models.metrics]]");
-  render(out, config_fields::device_section(), "[[devices]]");
+  render(out, config::view(config_fields::model_section()), "[[models]]");
+  render(out, config::view(config_fields::metric_section()), "[[models.metrics]]");
+  render(out, config::view(config_fields::device_section()), "[[devices]]");
   out +=
       "Sizes are an integer byte count or a string with a unit: `B`, `KiB`, `MiB`, `GiB`, "
       "`TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), e.g. `\"64MiB\"`.\n"

@@ -19,14 +19,13 @@ using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
 
-constexpr int64_t kKiB = 1024;
-constexpr int64_t kMiB = kKiB << 10;
-constexpr int64_t kGiB = kMiB << 10;
-constexpr int64_t kTiB = kGiB << 10;
-constexpr int64_t kUs = 1'000;
-constexpr int64_t kMs = 1'000'000;
-constexpr int64_t kSec = 1'000'000'000;
-constexpr int64_t kDay = 86'400 * kSec;
+using config::kDay;
+using config::kGiB;
+using config::kKiB;
+using config::kMiB;
+using config::kMs;
+using config::kSec;
+using config::kUs;
 
 // Tenant and model names appear in paths, metric labels and URLs: keep them plain.
 bool is_plain_name(std::string_view s, bool allow_dash) {
@@ -36,9 +35,7 @@ bool is_plain_name(std::string_view s, bool allow_dash) {
   });
 }
 
-std::string check_non_empty(const Parsed& p) {
-  return p.s.empty() ? "must not be empty; give a path such as \"./data\"" : "";
-}
+using config::check_non_empty;
 
 std::string check_model_name(const Parsed& p) {
   if (is_plain_name(p.s, false)) return "";
@@ -191,49 +188,6 @@ constexpr Field<G> kLogFields[] = {
      .max = kGiB},
 };
 
-constexpr Field<G> kReportFields[] = {
-    {.key = "enabled",
-     .kind = Kind::kBool,
-     .default_text = "true",
-     .doc = "Receive raw UDP reports.",
-     .set = [](G& c, const P& p) { c.report.enabled = p.b; }},
-    {.key = "listen",
-     .kind = Kind::kEndpoint,
-     .default_text = "\"127.0.0.1:7700\"",
-     .doc = "UDP address to bind (every shard binds it with SO_REUSEPORT); port 0 picks a free "
-            "port.",
-     .set = [](G& c, const P& p) { c.report.listen = p.ep; }},
-    {.key = "recv_buffer_bytes",
-     .kind = Kind::kSize,
-     .default_text = "\"32MiB\"",
-     .doc = "Socket receive buffer requested per socket (SO_RCVBUF, SO_RCVBUFFORCE when "
-            "privileged); the size granted is reported at start.",
-     .set = [](G& c, const P& p) { c.report.recv_buffer_bytes = static_cast<uint32_t>(p.i); },
-     .min = 4 * kKiB,
-     .max = kGiB},
-    {.key = "send_buffer_bytes",
-     .kind = Kind::kSize,
-     .default_text = "\"8MiB\"",
-     .doc = "Socket send buffer (acknowledgements) requested per socket.",
-     .set = [](G& c, const P& p) { c.report.send_buffer_bytes = static_cast<uint32_t>(p.i); },
-     .min = 4 * kKiB,
-     .max = kGiB},
-    {.key = "recv_batch",
-     .kind = Kind::kInt,
-     .default_text = "64",
-     .doc = "Datagrams read by one recvmmsg call.",
-     .set = [](G& c, const P& p) { c.report.recv_batch = static_cast<uint32_t>(p.i); },
-     .min = 1,
-     .max = 1024},
-    {.key = "max_datagram_bytes",
-     .kind = Kind::kSize,
-     .default_text = "65507",
-     .doc = "Largest datagram accepted; longer ones are counted as truncated and dropped.",
-     .set = [](G& c, const P& p) { c.report.max_datagram_bytes = static_cast<uint32_t>(p.i); },
-     .min = 64,
-     .max = 65507},
-};
-
 constexpr Field<G> kHttpFields[] = {
     {.key = "enabled",
      .kind = Kind::kBool,
@@ -275,63 +229,6 @@ constexpr Field<G> kHttpFields[] = {
      .unit_ns = kMs},
 };
 
-constexpr Field<G> kStoreFields[] = {
-    {.key = "enabled",
-     .kind = Kind::kBool,
-     .default_text = "true",
-     .doc = "Deliver reports to the embedded store (the default sink).",
-     .set = [](G& c, const P& p) { c.store.enabled = p.b; }},
-    {.key = "dir",
-     .kind = Kind::kString,
-     .default_text = "\"<data_dir>/store\"",
-     .doc = "Directory of the store's files.",
-     .set = [](G& c, const P& p) { c.store.dir = p.s; },
-     .check = check_non_empty},
-    {.key = "batch_reports",
-     .kind = Kind::kInt,
-     .default_text = "65536",
-     .doc = "Reports written per store transaction at most.",
-     .set = [](G& c, const P& p) { c.store.batch_reports = static_cast<uint32_t>(p.i); },
-     .min = 1,
-     .max = 1 << 24},
-    {.key = "commit_interval",
-     .kind = Kind::kDuration,
-     .default_text = "\"20ms\"",
-     .doc = "Unless batch_reports are waiting, a store transaction starts at most this often, "
-            "taking what arrived meanwhile: fewer, larger transactions and sorted runs (cheaper "
-            "sealing and queries) for up to this much more store lag. \"0\": write at once.",
-     .set =
-         [](G& c, const P& p) {
-           c.store.commit_interval = duration_cast<milliseconds>(nanoseconds(p.i));
-         },
-     .min = 0,
-     .max = 10 * kSec,
-     .unit_ns = kMs},
-    {.key = "chunk_reports",
-     .kind = Kind::kInt,
-     .default_text = "4194304",
-     .doc = "A time chunk is sealed after this many reports ...",
-     .set = [](G& c, const P& p) { c.store.chunk_reports = static_cast<uint64_t>(p.i); },
-     .min = 1,
-     .max = int64_t{1} << 32},
-    {.key = "chunk_duration",
-     .kind = Kind::kDuration,
-     .default_text = "\"1h\"",
-     .doc = "... or after this long, whichever comes first (whole seconds).",
-     .set = [](G& c, const P& p) { c.store.chunk_duration = seconds(p.i / kSec); },
-     .min = kSec,
-     .max = 366 * kDay,
-     .unit_ns = kSec},
-    {.key = "retention",
-     .kind = Kind::kDuration,
-     .default_text = "\"0\"",
-     .doc = "Sealed chunks older than this are deleted (whole seconds); \"0\" keeps everything.",
-     .set = [](G& c, const P& p) { c.store.retention = seconds(p.i / kSec); },
-     .min = 0,
-     .max = 100 * 366 * kDay,
-     .unit_ns = kSec},
-};
-
 constexpr Field<G> kRegistryFields[] = {
     {.key = "unknown_devices",
      .kind = Kind::kEnum,
@@ -366,13 +263,7 @@ constexpr Section<G> kGatewaySections[] = {
      .doc = "The shard log: every accepted report is appended here (and made durable per "
             "`durability`) before any sink sees it.",
      .fields = kLogFields},
-    {.header = "protocols.report",
-     .doc = "Raw UDP reports (the report protocol).",
-     .fields = kReportFields},
     {.header = "http", .doc = "The HTTP server: API, /metrics, /debug.", .fields = kHttpFields},
-    {.header = "sinks.store",
-     .doc = "The embedded store, the default sink.",
-     .fields = kStoreFields},
     {.header = "registry",
      .doc = "What happens to reports from devices the registry does not know.",
      .fields = kRegistryFields},
@@ -481,74 +372,7 @@ constexpr Section<DeviceRange> kDeviceSection = {
     .doc = "Registered devices: one device, or a range of ids sharing tenant and model.",
     .fields = kDeviceFields};
 
-struct Unit {
-  std::string_view suffix;
-  int64_t factor;
-};
-
-// Longest suffixes first so "ms" is not read as "m" + garbage.
-constexpr Unit kSizeUnits[] = {
-    {"KiB", kKiB}, {"MiB", kMiB},    {"GiB", kGiB},        {"TiB", kTiB},
-    {"KB", 1000},  {"MB", 1000'000}, {"GB", 1000'000'000}, {"TB", 1000 * 1000'000'000LL},
-    {"B", 1}};
-constexpr Unit kDurationUnits[] = {{"ns", 1},        {"us", kUs},        {"ms", kMs}, {"s", kSec},
-                                   {"m", 60 * kSec}, {"h", 3600 * kSec}, {"d", kDay}};
-
-// Reads "<digits><unit>" into value * factor; "" on success.
-std::string parse_scaled(std::string_view text, std::span<const Unit> units, int64_t& out,
-                         bool unit_optional) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  if (digits == 0) return "does not start with a number";
-  std::string_view suffix = text.substr(digits);
-  while (!suffix.empty() && suffix.front() == ' ') suffix.remove_prefix(1);
-  int64_t factor = 0;
-  if (suffix.empty()) {
-    if (!unit_optional) return "has no unit";
-    factor = 1;
-  } else {
-    for (const Unit& u : units) {
-      if (suffix == u.suffix) factor = u.factor;
-    }
-    if (factor == 0) return "has an unknown unit \"" + std::string(suffix) + "\"";
-  }
-  int64_t value = 0;
-  for (size_t i = 0; i < digits; ++i) {
-    int d = text[i] - '0';
-    if (value > (INT64_MAX - d) / 10) return "is too large";
-    value = value * 10 + d;
-  }
-  if (value != 0 && factor > INT64_MAX / value) return "is too large";
-  out = value * factor;
-  return "";
-}
-
-std::string format_scaled(int64_t v, std::span<const Unit> units) {
-  if (v == 0) return "0";
-  const Unit* best = nullptr;
-  for (const Unit& u : units) {
-    if (v % u.factor == 0 && (best == nullptr || u.factor > best->factor)) best = &u;
-  }
-  if (best == nullptr) return std::to_string(v);  // a table without a unit of factor 1
-  return std::to_string(v / best->factor) + std::string(best->suffix);
-}
-
 }  // namespace
-
-std::string_view kind_name(Kind kind) noexcept {
-  switch (kind) {
-    case Kind::kBool: return "boolean";
-    case Kind::kString: return "string";
-    case Kind::kInt: return "integer";
-    case Kind::kIntOrAuto: return "\"auto\" or integer";
-    case Kind::kSize: return "size";
-    case Kind::kDuration: return "duration";
-    case Kind::kEndpoint: return "host:port";
-    case Kind::kEnum: return "enum";
-    case Kind::kNumber: return "number";
-  }
-  return "?";
-}
 
 std::span<const Section<GatewayConfig>> gateway_sections() noexcept {
   return kGatewaySections;
@@ -561,59 +385,6 @@ const Section<MetricSpec>& metric_section() noexcept {
 }
 const Section<DeviceRange>& device_section() noexcept {
   return kDeviceSection;
-}
-
-std::string format_size(int64_t bytes) {
-  // Only binary units: "65507" stays a byte count rather than becoming an odd decimal figure.
-  static constexpr Unit kBinary[] = {
-      {"", 1}, {"KiB", kKiB}, {"MiB", kMiB}, {"GiB", kGiB}, {"TiB", kTiB}};
-  return format_scaled(bytes, kBinary);
-}
-
-std::string format_bytes_approx(uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  if (bytes < 1024) return std::to_string(bytes) + " B";
-  double v = static_cast<double>(bytes) / 1024;
-  size_t u = 0;
-  // Move up while the figure would print as 1024.0 or more.
-  while (v >= 1023.95 && u + 1 < std::size(kUnits)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
-  return buf;
-}
-
-std::string format_duration(int64_t ns) {
-  return format_scaled(ns, kDurationUnits);
-}
-
-std::string parse_size(std::string_view text, int64_t& bytes) {
-  return parse_scaled(text, kSizeUnits, bytes, true);
-}
-
-std::string parse_duration(std::string_view text, int64_t& ns) {
-  if (text == "0") {
-    ns = 0;
-    return "";
-  }
-  return parse_scaled(text, kDurationUnits, ns, false);
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 }  // namespace tianhe::control::config_fields

@@ -8,9 +8,18 @@
 #include <string>
 
 #include "control/config_fields.h"
+#include "protocols/report/report_config.h"
+#include "sinks/store/store_config.h"
 
 namespace tianhe::control {
 namespace {
+
+const protocols::report::ReportProtocolConfig& report_of(const GatewayConfig& c) {
+  return *c.extension<protocols::report::ReportProtocolConfig>("protocols.report");
+}
+const sinks::store::StoreConfig& store_of(const GatewayConfig& c) {
+  return *c.extension<sinks::store::StoreConfig>("sinks.store");
+}
 
 using std::chrono::microseconds;
 using std::chrono::seconds;
@@ -54,23 +63,23 @@ TEST(Config, EmptyConfigGivesDefaults) {
   EXPECT_EQ(c.log.segment_bytes, 64ull << 20);
   EXPECT_EQ(c.log.max_backlog_bytes, 8ull << 30);
   EXPECT_EQ(c.log.max_record_bytes, 4u << 20);
-  EXPECT_TRUE(c.report.enabled);
-  EXPECT_EQ(c.report.listen.host, "127.0.0.1");
-  EXPECT_EQ(c.report.listen.port, 7700);
-  EXPECT_EQ(c.report.recv_buffer_bytes, 32u << 20);
-  EXPECT_EQ(c.report.send_buffer_bytes, 8u << 20);
-  EXPECT_EQ(c.report.recv_batch, 64u);
-  EXPECT_EQ(c.report.max_datagram_bytes, 65507u);
+  EXPECT_TRUE(report_of(c).enabled);
+  EXPECT_EQ(report_of(c).listen.host, "127.0.0.1");
+  EXPECT_EQ(report_of(c).listen.port, 7700);
+  EXPECT_EQ(report_of(c).recv_buffer_bytes, 32u << 20);
+  EXPECT_EQ(report_of(c).send_buffer_bytes, 8u << 20);
+  EXPECT_EQ(report_of(c).recv_batch, 64u);
+  EXPECT_EQ(report_of(c).max_datagram_bytes, 65507u);
   EXPECT_TRUE(c.http.enabled);
   EXPECT_EQ(c.http.listen.host, "127.0.0.1");
   EXPECT_EQ(c.http.listen.port, 8080);
   EXPECT_EQ(c.http.max_connections, 256u);
-  EXPECT_TRUE(c.store.enabled);
-  EXPECT_EQ(c.store.dir, "./data/store");
-  EXPECT_EQ(c.store.batch_reports, 65536u);
-  EXPECT_EQ(c.store.chunk_reports, 4u << 20);
-  EXPECT_EQ(c.store.chunk_duration, seconds(3600));
-  EXPECT_EQ(c.store.retention, seconds(0));
+  EXPECT_TRUE(store_of(c).enabled);
+  EXPECT_EQ(store_of(c).dir, "./data/store");
+  EXPECT_EQ(store_of(c).batch_reports, 65536u);
+  EXPECT_EQ(store_of(c).chunk_reports, 4u << 20);
+  EXPECT_EQ(store_of(c).chunk_duration, seconds(3600));
+  EXPECT_EQ(store_of(c).retention, seconds(0));
   EXPECT_EQ(c.registry.unknown_devices, UnknownDevicePolicy::kReject);
   EXPECT_EQ(c.registry.default_model, "");
   EXPECT_EQ(c.registry.default_tenant, "default");
@@ -99,21 +108,21 @@ TEST(Config, DocumentedDefaultsMatchStructDefaults) {
   EXPECT_EQ(a.log.segment_bytes, b.log.segment_bytes);
   EXPECT_EQ(a.log.max_backlog_bytes, b.log.max_backlog_bytes);
   EXPECT_EQ(a.log.max_record_bytes, b.log.max_record_bytes);
-  EXPECT_EQ(a.report.enabled, b.report.enabled);
-  EXPECT_EQ(a.report.listen.host, b.report.listen.host);
-  EXPECT_EQ(a.report.listen.port, b.report.listen.port);
-  EXPECT_EQ(a.report.recv_buffer_bytes, b.report.recv_buffer_bytes);
-  EXPECT_EQ(a.report.send_buffer_bytes, b.report.send_buffer_bytes);
-  EXPECT_EQ(a.report.recv_batch, b.report.recv_batch);
-  EXPECT_EQ(a.report.max_datagram_bytes, b.report.max_datagram_bytes);
+  EXPECT_EQ(report_of(a).enabled, report_of(b).enabled);
+  EXPECT_EQ(report_of(a).listen.host, report_of(b).listen.host);
+  EXPECT_EQ(report_of(a).listen.port, report_of(b).listen.port);
+  EXPECT_EQ(report_of(a).recv_buffer_bytes, report_of(b).recv_buffer_bytes);
+  EXPECT_EQ(report_of(a).send_buffer_bytes, report_of(b).send_buffer_bytes);
+  EXPECT_EQ(report_of(a).recv_batch, report_of(b).recv_batch);
+  EXPECT_EQ(report_of(a).max_datagram_bytes, report_of(b).max_datagram_bytes);
   EXPECT_EQ(a.http.enabled, b.http.enabled);
   EXPECT_EQ(a.http.listen.port, b.http.listen.port);
   EXPECT_EQ(a.http.max_connections, b.http.max_connections);
-  EXPECT_EQ(a.store.enabled, b.store.enabled);
-  EXPECT_EQ(a.store.batch_reports, b.store.batch_reports);
-  EXPECT_EQ(a.store.chunk_reports, b.store.chunk_reports);
-  EXPECT_EQ(a.store.chunk_duration, b.store.chunk_duration);
-  EXPECT_EQ(a.store.retention, b.store.retention);
+  EXPECT_EQ(store_of(a).enabled, store_of(b).enabled);
+  EXPECT_EQ(store_of(a).batch_reports, store_of(b).batch_reports);
+  EXPECT_EQ(store_of(a).chunk_reports, store_of(b).chunk_reports);
+  EXPECT_EQ(store_of(a).chunk_duration, store_of(b).chunk_duration);
+  EXPECT_EQ(store_of(a).retention, store_of(b).retention);
   EXPECT_EQ(a.registry.unknown_devices, b.registry.unknown_devices);
   EXPECT_EQ(a.registry.default_tenant, b.registry.default_tenant);
 }
@@ -188,23 +197,23 @@ model = "meter"
   EXPECT_EQ(c.log.segment_bytes, 128ull << 20);
   EXPECT_EQ(c.log.max_backlog_bytes, 1ull << 30);
   EXPECT_EQ(c.log.max_record_bytes, 2097152u);
-  EXPECT_FALSE(c.report.enabled);
-  EXPECT_EQ(c.report.listen.host, "0.0.0.0");
-  EXPECT_EQ(c.report.listen.port, 9000);
-  EXPECT_EQ(c.report.recv_buffer_bytes, 8u << 20);
-  EXPECT_EQ(c.report.send_buffer_bytes, 1'000'000u);
-  EXPECT_EQ(c.report.recv_batch, 256u);
-  EXPECT_EQ(c.report.max_datagram_bytes, 1500u);
+  EXPECT_FALSE(report_of(c).enabled);
+  EXPECT_EQ(report_of(c).listen.host, "0.0.0.0");
+  EXPECT_EQ(report_of(c).listen.port, 9000);
+  EXPECT_EQ(report_of(c).recv_buffer_bytes, 8u << 20);
+  EXPECT_EQ(report_of(c).send_buffer_bytes, 1'000'000u);
+  EXPECT_EQ(report_of(c).recv_batch, 256u);
+  EXPECT_EQ(report_of(c).max_datagram_bytes, 1500u);
   EXPECT_FALSE(c.http.enabled);
   EXPECT_EQ(c.http.listen.host, "::1");
   EXPECT_EQ(c.http.listen.port, 0);
   EXPECT_EQ(c.http.max_connections, 10u);
-  EXPECT_FALSE(c.store.enabled);
-  EXPECT_EQ(c.store.dir, "store");  // relative: resolved against the working directory
-  EXPECT_EQ(c.store.batch_reports, 1000u);
-  EXPECT_EQ(c.store.chunk_reports, 100000u);
-  EXPECT_EQ(c.store.chunk_duration, seconds(600));
-  EXPECT_EQ(c.store.retention, seconds(30 * 86400));
+  EXPECT_FALSE(store_of(c).enabled);
+  EXPECT_EQ(store_of(c).dir, "store");  // relative: resolved against the working directory
+  EXPECT_EQ(store_of(c).batch_reports, 1000u);
+  EXPECT_EQ(store_of(c).chunk_reports, 100000u);
+  EXPECT_EQ(store_of(c).chunk_duration, seconds(600));
+  EXPECT_EQ(store_of(c).retention, seconds(30 * 86400));
   EXPECT_EQ(c.registry.unknown_devices, UnknownDevicePolicy::kAutoRegister);
   EXPECT_EQ(c.registry.default_model, "env");
   EXPECT_EQ(c.registry.default_tenant, "acme");
@@ -241,7 +250,7 @@ model = "meter"
 TEST(Config, StringTypeAndDataDirDefaults) {
   GatewayConfig c = parse_ok("gateway.data_dir = \"/srv/th\"\ngateway.shards = \"auto\"\n");
   EXPECT_EQ(c.log.dir, "/srv/th/log");
-  EXPECT_EQ(c.store.dir, "/srv/th/store");
+  EXPECT_EQ(store_of(c).dir, "/srv/th/store");
   EXPECT_EQ(c.shards, 0u);
   c = parse_ok(with_model("[[models.metrics]]\nname = \"s\"\ntype = \"string\"\n"));
   EXPECT_EQ(c.models[0].metrics[1].type, core::ValueType::kString);
@@ -258,14 +267,16 @@ TEST(Config, Shards) {
 
 TEST(Config, Sizes) {
   EXPECT_EQ(parse_ok("log.segment_bytes = \"1GiB\"").log.segment_bytes, 1ull << 30);
-  EXPECT_EQ(parse_ok("protocols.report.recv_buffer_bytes = \"100 KiB\"").report.recv_buffer_bytes,
-            102400u);
+  EXPECT_EQ(
+      report_of(parse_ok("protocols.report.recv_buffer_bytes = \"100 KiB\"")).recv_buffer_bytes,
+      102400u);
   EXPECT_EQ(parse_ok("log.segment_bytes = \"2GB\"").log.segment_bytes, 2'000'000'000u);
   EXPECT_ERROR("log.segment_bytes = \"1TB\"",
                "log.segment_bytes: must be between 64KiB and 64GiB; got ");
   EXPECT_EQ(parse_ok("log.max_backlog_bytes = \"2TiB\"").log.max_backlog_bytes, 2ull << 40);
-  EXPECT_EQ(parse_ok("protocols.report.recv_buffer_bytes = \"70000B\"").report.recv_buffer_bytes,
-            70000u);
+  EXPECT_EQ(
+      report_of(parse_ok("protocols.report.recv_buffer_bytes = \"70000B\"")).recv_buffer_bytes,
+      70000u);
   EXPECT_ERROR("log.segment_bytes = \"64Mb\"",
                "log.segment_bytes: \"64Mb\" is not a size (has an unknown unit \"Mb\"); use a "
                "byte count or a number with a unit B, KiB, MiB, GiB, TiB");
@@ -288,10 +299,12 @@ TEST(Config, Durations) {
   EXPECT_EQ(parse_ok("log.flush_interval = \"2s\"").log.flush_interval, microseconds(2'000'000));
   EXPECT_EQ(parse_ok("log.flush_interval = \"10us\"").log.flush_interval, microseconds(10));
   EXPECT_EQ(parse_ok("log.flush_interval = \"250000ns\"").log.flush_interval, microseconds(250));
-  EXPECT_EQ(parse_ok("sinks.store.chunk_duration = \"2h\"").store.chunk_duration, seconds(7200));
-  EXPECT_EQ(parse_ok("sinks.store.retention = \"1d\"").store.retention, seconds(86400));
-  EXPECT_EQ(parse_ok("sinks.store.retention = 0").store.retention, seconds(0));
-  EXPECT_EQ(parse_ok("sinks.store.chunk_duration = \"3000ms\"").store.chunk_duration, seconds(3));
+  EXPECT_EQ(store_of(parse_ok("sinks.store.chunk_duration = \"2h\"")).chunk_duration,
+            seconds(7200));
+  EXPECT_EQ(store_of(parse_ok("sinks.store.retention = \"1d\"")).retention, seconds(86400));
+  EXPECT_EQ(store_of(parse_ok("sinks.store.retention = 0")).retention, seconds(0));
+  EXPECT_EQ(store_of(parse_ok("sinks.store.chunk_duration = \"3000ms\"")).chunk_duration,
+            seconds(3));
   EXPECT_ERROR("log.flush_interval = \"1.5ms\"",
                "log.flush_interval: \"1.5ms\" is not a duration (has an unknown unit \".5ms\"); "
                "use a number with a unit ns, us, ms, s, m, h, d");
@@ -630,10 +643,10 @@ TEST(Config, ExampleFilesLoad) {
   ASSERT_TRUE(full.ok()) << full.error().message;
   const GatewayConfig& c = *full;
   EXPECT_EQ(c.data_dir, "./data");
-  EXPECT_EQ(c.report.listen.port, 7700);
+  EXPECT_EQ(report_of(c).listen.port, 7700);
   EXPECT_EQ(c.http.listen.port, 8080);
   EXPECT_EQ(c.log.durability, log::Durability::kBatch);
-  EXPECT_TRUE(c.store.enabled);
+  EXPECT_TRUE(store_of(c).enabled);
   EXPECT_EQ(c.registry.unknown_devices, UnknownDevicePolicy::kReject);
   ASSERT_EQ(c.models.size(), 1u);
   const ModelSpec& m = c.models[0];

@@ -29,7 +29,13 @@
 
 namespace tianhe::control {
 
+using core::iequals;
+
 namespace {
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 // RFC 9110 §5.6.2: tchar.
 bool is_tchar(unsigned char c) {
@@ -59,26 +65,10 @@ bool is_token(std::string_view s) {
                                    [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
 }
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
-}
-
 std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // Longest method we accept: lets garbage (TLS hellos, binary) fail before a whole header
@@ -86,71 +76,6 @@ int hex_value(char c) {
 constexpr size_t kMaxMethodBytes = 32;
 
 }  // namespace
-
-bool percent_decode(std::string_view text, bool plus_is_space, std::string& out) {
-  out.clear();
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%') {
-      if (i + 2 >= text.size()) return false;
-      const int hi = hex_value(text[i + 1]);
-      const int lo = hex_value(text[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return true;
-}
-
-std::string HttpRequest::query_param(std::string_view key, std::string_view fallback) const {
-  std::string_view rest = query;
-  std::string k;
-  std::string v;
-  while (!rest.empty()) {
-    const size_t amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
-    const size_t eq = pair.find('=');
-    const std::string_view raw_key = pair.substr(0, eq);
-    const std::string_view raw_value =
-        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    if (!percent_decode(raw_key, true, k)) k = std::string(raw_key);
-    if (k != key) continue;
-    if (!percent_decode(raw_value, true, v)) v = std::string(raw_value);
-    return v;
-  }
-  return std::string(fallback);
-}
-
-std::string HttpRequest::param(std::string_view key) const {
-  for (const auto& [k, v] : params) {
-    if (k == key) return v;
-  }
-  return {};
-}
-
-std::string HttpRequest::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) return v;
-  }
-  return {};
-}
-
-HttpResponse HttpResponse::error(int status, std::string_view message) {
-  HttpResponse r;
-  r.status = status;
-  r.content_type = "application/json";
-  // Handler messages may hold any bytes: invalid UTF-8 is replaced rather than thrown on.
-  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
-                                                   nlohmann::json::error_handler_t::replace);
-  return r;
-}
 
 HttpParseStatus parse_http_request(std::span<const uint8_t> bytes, HttpRequest& out,
                                    size_t& consumed) {

@@ -13,42 +13,19 @@
 #include <vector>
 
 #include "control/config.h"
-#include "control/metrics.h"
+#include "core/http_api.h"
+#include "core/metrics.h"
 #include "core/result.h"
 
 namespace tianhe::control {
 
-/// A parsed request. Path parameters ({id}) fill `params`.
-struct HttpRequest {
-  std::string method;  ///< as sent (case-sensitive token), e.g. "GET"
-  std::string path;    ///< decoded path, no query
-  std::string query;   ///< raw query string (after '?')
-  std::vector<std::pair<std::string, std::string>> headers;  ///< names lower-cased
-  std::string body;                                          ///< exactly Content-Length bytes
-  std::vector<std::pair<std::string, std::string>> params;   ///< from the route pattern
-  /// Whether the connection stays open after the response (HTTP version, Connection header).
-  bool keep_alive = true;
-  /// A query parameter (percent-decoded), or `fallback`.
-  std::string query_param(std::string_view key, std::string_view fallback = "") const;
-  /// A path parameter, or "".
-  std::string param(std::string_view key) const;
-  /// A header value (name lower-case), or "".
-  std::string header(std::string_view name) const;
-};
+using core::PromWriter;
 
-/// A response; the server adds Content-Length, Date and Connection.
-struct HttpResponse {
-  int status = 200;                               ///< HTTP status code
-  std::string content_type = "application/json";  ///< empty: no Content-Type header
-  std::string body;                               ///< not sent for HEAD, 204 and 304
-  /// Extra headers; the server's own (Content-Length, Connection, Date) are not overridable.
-  std::vector<std::pair<std::string, std::string>> headers;
-  /// A JSON error body {"error": message} with `status`.
-  static HttpResponse error(int status, std::string_view message);
-};
-
-/// Handles one request on the server thread; may throw (answered with 500).
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+using core::HttpHandler;
+using core::HttpRequest;
+using core::HttpResponse;
+using core::HttpRoutes;
+using core::percent_decode;
 
 /// Outcome of parsing bytes received on a connection.
 /// kLengthRequired: a body framed by Transfer-Encoding (only Content-Length is supported: 411).
@@ -66,9 +43,6 @@ inline constexpr size_t kMaxHttpHeaderBytes = 16 * 1024;
 inline constexpr size_t kMaxHttpBodyBytes = 1 << 20;
 /// Limit on the number of header fields of one request.
 inline constexpr size_t kMaxHttpHeaderFields = 100;
-
-/// Percent-decodes `text` ('+' is a space when `plus_is_space`); false on a bad escape.
-bool percent_decode(std::string_view text, bool plus_is_space, std::string& out);
 
 /// Parses one request at the start of `bytes` (pure; fuzzed). On kComplete sets `consumed`.
 HttpParseStatus parse_http_request(std::span<const uint8_t> bytes, HttpRequest& out,
@@ -89,19 +63,19 @@ struct HttpServerStats {
 /// The server: one thread, epoll, non-blocking sockets. Routes are added before start();
 /// handlers run on the server thread (keep them short: they delay every other connection).
 /// A connection lives from accept until close, idle timeout or stop(), only on that thread.
-class HttpServer {
+class HttpServer final : public HttpRoutes {
  public:
   /// A server with no routes, not started.
   HttpServer();
   /// Stops the server if it runs.
-  ~HttpServer();
+  ~HttpServer() override;
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   /// Adds a route. `pattern` may hold {name} segments: "/api/v1/devices/{id}/reports" (a
   /// segment matches a non-empty path segment). The pattern with most literal segments wins;
   /// GET routes also answer HEAD. Known path, other method: 405 with Allow; else 404.
-  void route(std::string method, std::string pattern, HttpHandler handler);
+  void route(std::string method, std::string pattern, HttpHandler handler) override;
   /// Closes connections without traffic for this long (default 60 s); before start().
   void set_idle_timeout(std::chrono::milliseconds timeout);
   /// Answers 408 and closes when a request has not fully arrived this long after its first

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "control/http_server.h"
-#include "control/metrics.h"
+#include "core/metrics.h"
 
 namespace tianhe::control {
 namespace {

@@ -579,7 +579,7 @@ TEST_F(HttpServerTest, HalfClosedClientStillGetsItsResponses) {
 }
 
 TEST_F(HttpServerTest, MetricsCollectorReportsServerCounters) {
-  MetricsRegistry reg;
+  core::MetricsRegistry reg;
   reg.add([this](PromWriter& w) { server_.collect(w); });
   server_.route("GET", "/metrics", [&reg](const HttpRequest&) {
     HttpResponse r;

@@ -2,15 +2,18 @@
 
 namespace tianhe::core {
 
+namespace {
+// Names by id; written only while extensions register, before threads start.
+std::array<std::string_view, 256> g_protocol_names{};
+}  // namespace
+
+void set_protocol_name(Protocol p, std::string_view name) noexcept {
+  g_protocol_names[static_cast<uint8_t>(p)] = name;
+}
+
 std::string_view protocol_name(Protocol p) noexcept {
-  switch (p) {
-    case Protocol::kReport: return "report";
-    case Protocol::kMqttSn: return "mqtt_sn";
-    case Protocol::kModbus: return "modbus";
-    case Protocol::kLorawan: return "lorawan";
-    case Protocol::kMqtt: return "mqtt";
-  }
-  return "unknown";
+  const std::string_view n = g_protocol_names[static_cast<uint8_t>(p)];
+  return n.empty() ? "unknown" : n;
 }
 
 std::string_view value_type_name(ValueType t) noexcept {

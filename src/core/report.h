@@ -10,10 +10,15 @@
 
 namespace tianhe::core {
 
-/// The protocol a report arrived on (stored with it; a label in metrics).
-enum class Protocol : uint8_t { kReport = 1, kMqttSn = 2, kModbus = 3, kLorawan = 4, kMqtt = 5 };
+/// The protocol a report arrived on: a small id that each protocol extension declares when it
+/// registers (runtime/extensions.h). It is stored with every report, so an id, once used, is
+/// never given to another protocol. Core knows no protocol by id or name.
+enum class Protocol : uint8_t { kUnknown = 0 };
 
-/// The lower-case dotted name of a protocol ("report", "mqtt_sn", ...).
+/// Records the name of a protocol id (registration, before any thread reads names).
+void set_protocol_name(Protocol p, std::string_view name) noexcept;
+/// The registered name of a protocol ("report", "mqtt_sn", ...); "unknown" for an id no
+/// extension compiled in has claimed.
 std::string_view protocol_name(Protocol p) noexcept;
 
 /// The type of a metric value.
@@ -55,13 +60,13 @@ struct Report {
   uint32_t tenant = 0;  ///< tenant index, from the registry
   int64_t device_time_ns = 0;
   int64_t received_ns = 0;  ///< gateway wall clock at receive
-  Protocol protocol = Protocol::kReport;
+  Protocol protocol = Protocol::kUnknown;
   bool ack_requested = false;
   TraceContext trace;
   uint32_t metric_begin = 0;
   uint16_t metric_count = 0;
   uint32_t peer = 0;  ///< index of the sender in the receiving transport's batch (for acks)
-  /// When decoded from a log record: the encoded metrics section (see report_codec.h).
+  /// When decoded from a log record: the encoded metrics section (see record_format.h).
   std::span<const uint8_t> raw_metrics;
 };
 

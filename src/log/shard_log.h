@@ -13,39 +13,9 @@
 #include <vector>
 
 #include "core/result.h"
+#include "log/log_config.h"
 
 namespace tianhe::log {
-
-/// What an acknowledged report survives (config `log.durability`).
-enum class Durability : uint8_t {
-  kSync,   ///< fdatasync after every append batch, before its acks: survives power loss
-  kBatch,  ///< group commit: one fdatasync per flush interval covers all appends; acks wait
-           ///< for it: survives power loss (default)
-  kNone,   ///< acks after write(2): survives a process crash (kill -9), not power loss
-};
-
-/// Parses "sync" | "batch" | "none".
-Result<Durability> parse_durability(std::string_view s);
-/// The config name of a durability mode ("sync", "batch", "none").
-std::string_view durability_name(Durability d) noexcept;
-
-/// Immutable log settings, shared by all shards.
-struct LogConfig {
-  std::string dir;  ///< root directory; shard N lives in dir/shard-N/
-  Durability durability = Durability::kBatch;
-  std::chrono::microseconds flush_interval{1000};  ///< longest wait before a group commit (an
-                                                   ///< append normally starts one at once)
-  /// Scheduler time slice the group-commit thread asks for (core::request_time_slice); 0 keeps
-  /// the kernel's default.
-  std::chrono::microseconds sync_time_slice{100};
-  uint64_t segment_bytes = 64ull << 20;  ///< segment files are preallocated (zero-filled) to this
-                                         ///< size; a segment rolls over before exceeding it
-  uint64_t max_backlog_bytes = 8ull << 30;  ///< appends beyond the slowest cursor are refused
-  uint32_t max_record_bytes = 4u << 20;     ///< largest record payload accepted
-  /// Passed segments kept per shard to become later spares (renamed, nothing written), like a
-  /// minimum WAL size; others are deleted. At most kMaxRecycledSegments.
-  uint32_t recycle_segments = 4;
-};
 
 /// Outcome of an append (hot path; never throws).
 enum class AppendStatus : uint8_t {
@@ -163,8 +133,6 @@ inline constexpr std::string_view kReadySpareName = "spare.ready";
 /// one (its old records cannot pass for new ones: see kSegmentVersion). Slot 0 has this name,
 /// slot N > 0 "spare.recycled.N"; LogConfig::recycle_segments slots per shard.
 inline constexpr std::string_view kRecycledSpareName = "spare.recycled";
-/// Most recycled-segment slots a shard can keep (the range of log.recycle_segments).
-inline constexpr uint32_t kMaxRecycledSegments = 32;
 
 /// Every segment file starts with this header; offsets count its bytes too, so the first record
 /// of the segment named S starts at S + kSegmentHeaderBytes.

@@ -19,24 +19,24 @@ std::string_view reject_reason_name(RejectReason r) noexcept {
   return "unknown";
 }
 
-Validator::Validator(std::shared_ptr<const control::Registry> registry)
+Validator::Validator(std::shared_ptr<const pipeline::Registry> registry)
     : registry_(std::move(registry)) {}
 
 RejectReason Validator::validate(core::ReportBatch& batch, core::Report& r,
                                  bool& auto_registered) const noexcept {
   auto_registered = false;
   uint32_t model_index = 0;
-  if (const control::DeviceEntry* d = registry_->find(r.device_id)) {
+  if (const pipeline::DeviceEntry* d = registry_->find(r.device_id)) {
     model_index = d->model;
     r.tenant = d->tenant;
-  } else if (registry_->unknown_devices() == control::UnknownDevicePolicy::kAutoRegister) {
+  } else if (registry_->unknown_devices() == UnknownDevicePolicy::kAutoRegister) {
     model_index = registry_->default_model();
     r.tenant = registry_->default_tenant();
     auto_registered = true;
   } else {
     return RejectReason::kUnknownDevice;
   }
-  const control::Model& model = registry_->model(model_index);
+  const pipeline::Model& model = registry_->model(model_index);
   const auto& specs = model.metrics();
   uint64_t seen = 0;
   for (core::Metric& m : batch.metrics(r)) {
@@ -56,7 +56,7 @@ RejectReason Validator::validate(core::ReportBatch& batch, core::Report& r,
     const uint64_t bit = uint64_t{1} << index;
     if (seen & bit) return RejectReason::kDuplicateMetric;
     seen |= bit;
-    const control::ModelMetric& spec = specs[static_cast<size_t>(index)];
+    const pipeline::ModelMetric& spec = specs[static_cast<size_t>(index)];
     double numeric = 0;
     switch (spec.type) {
       case core::ValueType::kDouble:

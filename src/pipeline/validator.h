@@ -8,8 +8,8 @@
 #include <memory>
 #include <string_view>
 
-#include "control/registry.h"
 #include "core/report.h"
+#include "pipeline/registry.h"
 
 namespace tianhe::pipeline {
 
@@ -32,7 +32,7 @@ std::string_view reject_reason_name(RejectReason r) noexcept;
 /// Validates reports against the registry snapshot it holds. One per shard; not thread-safe.
 class Validator {
  public:
-  explicit Validator(std::shared_ptr<const control::Registry> registry);
+  explicit Validator(std::shared_ptr<const pipeline::Registry> registry);
 
   /// Validates `r` in place: sets r.tenant, turns metric ids into the model's names, converts
   /// int64 values of double metrics to double. Returns kNone when the report meets its model;
@@ -42,10 +42,10 @@ class Validator {
                         bool& auto_registered) const noexcept;
 
   /// The registry in use.
-  const control::Registry& registry() const noexcept { return *registry_; }
+  const pipeline::Registry& registry() const noexcept { return *registry_; }
 
  private:
-  std::shared_ptr<const control::Registry> registry_;
+  std::shared_ptr<const pipeline::Registry> registry_;
 };
 
 }  // namespace tianhe::pipeline

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "control/config.h"
-#include "control/registry.h"
+#include "pipeline/registry.h"
 
 namespace tianhe::pipeline {
 namespace {
@@ -45,7 +45,7 @@ class ValidatorTest : public ::testing::Test {
   void SetUp() override {
     auto config = control::parse_config(kConfig);
     ASSERT_TRUE(config.ok()) << config.error().message;
-    auto registry = control::Registry::build(*config);
+    auto registry = pipeline::Registry::build(config->registry, config->models, config->devices);
     ASSERT_TRUE(registry.ok()) << registry.error().message;
     validator_ = std::make_unique<Validator>(registry.value());
   }
@@ -168,7 +168,7 @@ name = "m"
 allow_unknown_metrics = true
 )");
   ASSERT_TRUE(config.ok()) << config.error().message;
-  auto registry = control::Registry::build(*config);
+  auto registry = pipeline::Registry::build(config->registry, config->models, config->devices);
   ASSERT_TRUE(registry.ok()) << registry.error().message;
   Validator v(registry.value());
   core::ReportBatch b(1, 4);

@@ -5,6 +5,9 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <string_view>
+
+#include "core/metrics.h"
 
 namespace tianhe::runtime {
 
@@ -45,5 +48,15 @@ class Log2Histogram {
   Counter buckets_[kBuckets];
   Counter sum_ns_;
 };
+
+/// Writes a Log2Histogram as a Prometheus histogram in seconds (samples with equal name and
+/// labels, e.g. one per shard, are added).
+inline void write_histogram(core::PromWriter& w, std::string_view name, std::string_view help,
+                            const core::Labels& labels, const Log2Histogram& h) {
+  uint64_t buckets[Log2Histogram::kBuckets];
+  for (int i = 0; i < Log2Histogram::kBuckets; ++i) buckets[i] = h.bucket(i);
+  core::write_log2_us_histogram(w, name, help, labels, buckets,
+                                static_cast<double>(h.sum_ns()) / 1e9);
+}
 
 }  // namespace tianhe::runtime

@@ -9,13 +9,13 @@
 
 #include "core/assert.h"
 #include "core/clock.h"
-#include "core/report_codec.h"
+#include "core/record_format.h"
 #include "runtime/alloc_counter.h"
 
 namespace tianhe::runtime {
 
 Shard::Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
-             std::shared_ptr<const control::Registry> registry, ShardOptions options)
+             std::shared_ptr<const pipeline::Registry> registry, ShardOptions options)
     : index_(index), options_(options), log_(std::move(log)), validator_(std::move(registry)) {}
 
 Shard::~Shard() {
@@ -42,7 +42,7 @@ void Shard::stop() noexcept {
 }
 
 AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uint8_t> status,
-                                         IngestStats& stats) noexcept {
+                                         PipelineStats& stats) noexcept {
   // Valid reports are encoded into log records of at most kRecordBytes (one record per receive
   // batch in practice); each record is one append. The header's count is written last.
   std::span<uint8_t> out(record_.get(), record_bytes_);

@@ -17,40 +17,27 @@ constexpr uint32_t kMaxAcksPerSend = 256;
 // Entries per coalesced Ack datagram (about 1.3 KB: fits a 1500-byte MTU). A single datagram
 // with more reports still gets all its acks in one Ack datagram.
 constexpr uint32_t kMaxAckEntriesCoalesced = 64;
-static_assert(kDropReasonCount <= runtime::IngestStats::kMaxDropReasons);
-static_assert(static_cast<size_t>(pipeline::RejectReason::kCount) <=
-              runtime::IngestStats::kMaxRejectReasons);
 
 // tag packs the entry counts of one ack datagram by status, 10 bits each.
 uint32_t pack_counts(uint32_t ok, uint32_t rejected, uint32_t busy) {
   return ok | (rejected << 10) | (busy << 20);
 }
 
-std::string_view busy_reason_name(runtime::BusyReason r) {
-  switch (r) {
-    case runtime::BusyReason::kBacklogFull: return "backlog_full";
-    case runtime::BusyReason::kDiskFull: return "disk_full";
-    case runtime::BusyReason::kIoError: return "io_error";
-    case runtime::BusyReason::kCount: break;
-  }
-  return "busy";
-}
-
 // Batch capacity: room for a typical receive batch; a fuller one is flushed part-way
 // (ParseStatus::kBatchFull). The largest single datagram (max_reports reports of
 // max_metrics_per_report metrics) always fits an empty batch.
-uint32_t batch_reports(const control::ReportProtocolConfig& c) {
+uint32_t batch_reports(const ReportProtocolConfig& c) {
   return std::max<uint32_t>(ParserLimits{}.max_reports, c.recv_batch * 16);
 }
-uint32_t batch_metrics(const control::ReportProtocolConfig& c) {
+uint32_t batch_metrics(const ReportProtocolConfig& c) {
   return std::max<uint32_t>(ParserLimits{}.max_reports * ParserLimits{}.max_metrics_per_report,
                             batch_reports(c) * 8);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<ReportIngest>> ReportIngest::create(
-    const control::ReportProtocolConfig& config, runtime::IngestStats* stats, bool join) {
+Result<std::unique_ptr<ReportIngest>> ReportIngest::create(const ReportProtocolConfig& config,
+                                                           ReportStats* stats, bool join) {
   auto addr = transports::resolve(config.listen.host, config.listen.port);
   if (!addr.ok()) return make_error("protocols.report.listen: " + addr.error().message);
   auto socket = transports::UdpSocket::bind(
@@ -65,8 +52,8 @@ Result<std::unique_ptr<ReportIngest>> ReportIngest::create(
   return std::unique_ptr<ReportIngest>(new ReportIngest(config, std::move(*socket), stats));
 }
 
-ReportIngest::ReportIngest(const control::ReportProtocolConfig& config,
-                           transports::UdpSocket socket, runtime::IngestStats* stats)
+ReportIngest::ReportIngest(const ReportProtocolConfig& config, transports::UdpSocket socket,
+                           ReportStats* stats)
     : socket_(std::move(socket)),
       rx_(config.recv_batch, config.max_datagram_bytes),
       batch_(batch_reports(config), batch_metrics(config)),
@@ -123,7 +110,7 @@ uint32_t ReportIngest::poll_input(runtime::Shard& shard) noexcept {
     }
     stats_->datagrams_received.add();
     stats_->bytes_received.add(bytes.size());
-    if (res.bad_traceparents) stats_->bad_traceparents.add(res.bad_traceparents);
+    if (res.bad_traceparents) stats_->pipeline.bad_traceparents.add(res.bad_traceparents);
     if (res.status != ParseStatus::kComplete) {
       stats_->datagrams_dropped[static_cast<int>(res.reason)].add();
       continue;
@@ -138,8 +125,9 @@ uint32_t ReportIngest::poll_input(runtime::Shard& shard) noexcept {
 void ReportIngest::flush(runtime::Shard& shard, uint32_t first, uint32_t last,
                          int64_t received_mono) noexcept {
   first_report_[last] = batch_.size();
-  stats_->reports_received.add(batch_.size());
-  const runtime::AppendOutcome outcome = shard.validate_and_append(batch_, status_, *stats_);
+  stats_->pipeline.reports_received.add(batch_.size());
+  const runtime::AppendOutcome outcome =
+      shard.validate_and_append(batch_, status_, stats_->pipeline);
   stats_->batch_latency.observe_ns(core::mono_ns() - received_mono);
   // Acks for consecutive datagrams from one sender share an Ack datagram (the protocol's Ack
   // carries a list of entries): an edge gateway or a NAT in front of many devices gets one
@@ -179,7 +167,7 @@ void ReportIngest::add_acks(AckGroup& g, uint32_t first, uint32_t last,
       ++g.rejected;
     } else if (!outcome.ok) {
       e.status = AckStatus::kBusy;
-      e.reason = busy_reason_name(outcome.busy);
+      e.reason = runtime::busy_reason_name(outcome.busy);
       ++g.busy;
     } else {
       e.status = AckStatus::kOk;

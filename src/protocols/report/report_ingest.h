@@ -5,13 +5,13 @@
 #include <memory>
 #include <vector>
 
-#include "control/config.h"
 #include "core/report.h"
 #include "core/result.h"
+#include "protocols/report/report_config.h"
 #include "protocols/report/report_encoder.h"
 #include "protocols/report/report_parser.h"
+#include "protocols/report/report_stats.h"
 #include "runtime/ack_queue.h"
-#include "runtime/ingest_stats.h"
 #include "runtime/shard.h"
 #include "transports/udp_socket.h"
 
@@ -24,8 +24,8 @@ class ReportIngest final : public runtime::Ingest {
   /// address; the kernel spreads senders across them). The first shard's socket (`join` false)
   /// fails when another process already listens there; the others join it. `stats` outlives
   /// the ingest.
-  static Result<std::unique_ptr<ReportIngest>> create(const control::ReportProtocolConfig& config,
-                                                      runtime::IngestStats* stats, bool join);
+  static Result<std::unique_ptr<ReportIngest>> create(const ReportProtocolConfig& config,
+                                                      ReportStats* stats, bool join);
 
   int fd() const noexcept override { return socket_.fd(); }
   uint32_t poll_input(runtime::Shard& shard) noexcept override;
@@ -36,8 +36,8 @@ class ReportIngest final : public runtime::Ingest {
   uint16_t port() const noexcept { return socket_.local_port(); }
 
  private:
-  ReportIngest(const control::ReportProtocolConfig& config, transports::UdpSocket socket,
-               runtime::IngestStats* stats);
+  ReportIngest(const ReportProtocolConfig& config, transports::UdpSocket socket,
+               ReportStats* stats);
   void flush(runtime::Shard& shard, uint32_t first, uint32_t last, int64_t received_mono) noexcept;
   /// Ack entries gathered for one Ack datagram (one sender).
   struct AckGroup {
@@ -63,7 +63,7 @@ class ReportIngest final : public runtime::Ingest {
   runtime::AckQueue acks_;
   std::vector<mmsghdr> send_msgs_;
   std::vector<iovec> send_iovs_;
-  runtime::IngestStats* stats_;
+  ReportStats* stats_;
   uint32_t recv_batch_;
 };
 

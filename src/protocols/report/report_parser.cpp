@@ -138,7 +138,7 @@ DropReason parse_metric(const uint8_t* p, const uint8_t* end, Context& ctx,
 DropReason parse_report(const uint8_t* p, const uint8_t* end, Context& ctx) noexcept {
   core::Report* r = ctx.out.add_report();
   if (r == nullptr) return DropReason::kBatchFull;
-  r->protocol = core::Protocol::kReport;
+  r->protocol = kProtocolId;
   r->peer = ctx.peer;
   r->received_ns = ctx.received_ns;
   std::string_view traceparent;

@@ -13,6 +13,9 @@
 
 namespace tianhe::protocols::report {
 
+/// The report protocol's id, stored with each of its reports (see core::Protocol).
+inline constexpr core::Protocol kProtocolId = static_cast<core::Protocol>(1);
+
 /// Outcome of parsing one datagram.
 enum class ParseStatus : uint8_t {
   kComplete,   ///< every report of the datagram was appended

@@ -87,7 +87,7 @@ TEST(ReportParser, RoundTripsEveryFieldAndValueType) {
   EXPECT_EQ(a.device_time_ns, -5);
   EXPECT_EQ(a.received_ns, 1000);
   EXPECT_EQ(a.peer, 3u);
-  EXPECT_EQ(a.protocol, core::Protocol::kReport);
+  EXPECT_EQ(a.protocol, kProtocolId);
   EXPECT_TRUE(a.ack_requested);
   ASSERT_TRUE(a.trace.present);
   EXPECT_EQ(a.trace.trace_id[0], 0x0A);

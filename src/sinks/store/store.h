@@ -36,8 +36,8 @@ struct StoredReport {
   uint32_t tenant = 0;
   int64_t device_time_ns = 0;
   int64_t received_ns = 0;
-  core::Protocol protocol = core::Protocol::kReport;
-  std::vector<uint8_t> raw_metrics;  ///< the encoded metrics section (core/report_codec.h)
+  core::Protocol protocol = core::Protocol::kUnknown;
+  std::vector<uint8_t> raw_metrics;  ///< the encoded metrics section (core/record_format.h)
 };
 
 /// A device's history over a device-time range [from_ns, to_ns], both inclusive.

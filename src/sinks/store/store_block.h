@@ -9,7 +9,7 @@
 //              report*count
 //   report  := varint device delta, zigzag varint time delta (from the previous report),
 //              varint seq, varint tenant, zigzag varint (received - time), u8 protocol,
-//              varint metrics_len, metrics[metrics_len] (core/report_codec.h metrics section)
+//              varint metrics_len, metrics[metrics_len] (core/record_format.h metrics section)
 #pragma once
 
 #include <cstdint>

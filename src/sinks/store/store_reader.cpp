@@ -8,7 +8,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "core/report_codec.h"
+#include "core/record_format.h"
 #include "sinks/store/sqlite_db.h"
 #include "sinks/store/store.h"
 #include "sinks/store/store_block.h"
@@ -99,7 +99,7 @@ Result<void> for_device_blocks(BlockSearch& bs, const BlockRun& run, uint64_t de
 std::string metrics_json(std::span<const uint8_t> raw_metrics) {
   core::ReportBatch batch(1, core::kMaxMetricsPerReport);
   core::Report* r = batch.add_report();
-  if (core::decode_metrics(raw_metrics, batch, *r) != core::CodecStatus::kOk) {
+  if (core::decode_metrics(raw_metrics, batch, *r) != core::RecordStatus::kOk) {
     return "{\"#malformed\":true}";
   }
   std::string out = "{";

@@ -6,8 +6,9 @@
 #include <filesystem>
 #include <thread>
 
-#include "control/metrics.h"
 #include "core/clock.h"
+#include "core/metrics.h"
+#include "log/shard_log.h"
 #include "sinks/store/store.h"
 #include "sinks/store/store_test_util.h"
 
@@ -75,7 +76,7 @@ class SinkTest : public ::testing::Test {
 
   std::string dir_;
   log::LogConfig log_config_;
-  control::StoreConfig store_config_;
+  StoreConfig store_config_;
   log::LogStats stats_[2];
   std::vector<std::unique_ptr<log::ShardLog>> logs_;
   std::unique_ptr<StoreSink> sink_;
@@ -100,10 +101,10 @@ TEST_F(SinkTest, ConsumesEveryShardAndResumesWithoutLossOrDuplicates) {
   }
   start();
   wait_caught_up();
-  EXPECT_EQ(sink_->stats().reports_written.load(), 200u);
+  EXPECT_EQ(sink_->stats().reports_written.get(), 200u);
   EXPECT_EQ(sink_->lag_bytes(), 0u);
   EXPECT_EQ(sink_->lag_seconds(), 0.0);
-  EXPECT_GE(sink_->stats().chunks_sealed.load(), 1u);
+  EXPECT_GE(sink_->stats().chunks_sealed.get(), 1u);
   auto r = reader();
   auto c = r->counts();
   ASSERT_TRUE(c.ok());
@@ -116,8 +117,8 @@ TEST_F(SinkTest, ConsumesEveryShardAndResumesWithoutLossOrDuplicates) {
   append(1, block(100, 10, 8, 12));  // seqs 8, 9 are duplicates
   start();
   wait_caught_up();
-  EXPECT_EQ(sink_->stats().reports_written.load(), 40u);
-  EXPECT_EQ(sink_->stats().duplicates_dropped.load(), 20u);
+  EXPECT_EQ(sink_->stats().reports_written.get(), 40u);
+  EXPECT_EQ(sink_->stats().duplicates_dropped.get(), 20u);
   c = r->counts();
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->reports, 240u);
@@ -148,8 +149,8 @@ TEST_F(SinkTest, DuplicatesInTheLogAreStoredOnce) {
   append(1, block(1, 5, 0, 3));  // the same reports again, on another shard
   append(0, block(1, 5, 2, 4));  // overlaps seq 2
   wait_caught_up();
-  EXPECT_EQ(sink_->stats().reports_written.load(), 20u);
-  EXPECT_EQ(sink_->stats().duplicates_dropped.load(), 20u);
+  EXPECT_EQ(sink_->stats().reports_written.get(), 20u);
+  EXPECT_EQ(sink_->stats().duplicates_dropped.get(), 20u);
   auto r = reader();
   auto n = r->count_device(3, INT64_MIN, INT64_MAX);
   ASSERT_TRUE(n.ok());
@@ -163,11 +164,11 @@ TEST_F(SinkTest, FollowsLiveAppendsAndExportsMetrics) {
     if (s % 5 == 4) wait_caught_up();
   }
   wait_caught_up();
-  EXPECT_EQ(sink_->stats().reports_written.load(), 1000u);
+  EXPECT_EQ(sink_->stats().reports_written.get(), 1000u);
   sink_->stop();  // commits durably and publishes the cursors to the logs
   EXPECT_EQ(logs_[0]->backlog_bytes(), 0u);
   EXPECT_EQ(logs_[1]->backlog_bytes(), 0u);
-  control::PromWriter w;
+  core::PromWriter w;
   sink_->collect(w);
   std::string text = w.render();
   EXPECT_NE(text.find("tianhe_sink_store_reports_written_total 1000"), std::string::npos) << text;
@@ -182,9 +183,9 @@ TEST_F(SinkTest, SkipsMalformedRecords) {
   append(0, block(1, 2, 0, 1));
   start();
   wait_caught_up();
-  EXPECT_EQ(sink_->stats().errors.load(), 0u);
-  EXPECT_EQ(sink_->stats().malformed_records.load(), 1u);
-  EXPECT_EQ(sink_->stats().reports_written.load(), 2u);
+  EXPECT_EQ(sink_->stats().errors.get(), 0u);
+  EXPECT_EQ(sink_->consumer_stats().malformed_records.load(), 1u);
+  EXPECT_EQ(sink_->stats().reports_written.get(), 2u);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/report_codec.h"
+#include "core/record_format.h"
 
 namespace tianhe::sinks::store::testing {
 

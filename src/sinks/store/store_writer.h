@@ -21,6 +21,7 @@
 #include "core/dir_lock.h"
 #include "core/report.h"
 #include "core/result.h"
+#include "sinks/common/log_consumer.h"
 #include "sinks/store/seq_window_table.h"
 #include "sinks/store/sqlite_db.h"
 #include "sinks/store/store_block.h"
@@ -43,10 +44,7 @@ struct StoreWriterOptions {
 };
 
 /// Where one shard's log has been consumed up to.
-struct ShardCursor {
-  uint32_t shard = 0;
-  uint64_t offset = 0;
-};
+using ShardCursor = ::tianhe::sinks::ShardCursor;
 
 /// Outcome of one write().
 struct WriteResult {

@@ -4,14 +4,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "control/config.h"
 #include "core/result.h"
+#include "pipeline/model_spec.h"
 
-namespace tianhe::control {
+namespace tianhe::pipeline {
 
 /// A model's metric, ready for validation.
 struct ModelMetric {
@@ -61,7 +62,9 @@ struct DeviceEntry {
 class Registry {
  public:
   /// Builds from a validated config (models, device ranges, registry policy).
-  static Result<std::shared_ptr<const Registry>> build(const GatewayConfig& config);
+  static Result<std::shared_ptr<const Registry>> build(const RegistryConfig& config,
+                                                       std::span<const ModelSpec> models,
+                                                       std::span<const DeviceRange> devices);
 
   /// The range holding the device, or nullptr when it is unknown. Lock-free, allocation-free.
   const DeviceEntry* find(uint64_t device_id) const noexcept;
@@ -92,4 +95,4 @@ class Registry {
   uint32_t default_tenant_ = 0;
 };
 
-}  // namespace tianhe::control
+}  // namespace tianhe::pipeline

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace tianhe::control {
+namespace tianhe::core {
 
 /// Label pairs of one sample, e.g. {{"protocol", "report"}, {"reason", "malformed"}}.
 using Labels = std::vector<std::pair<std::string, std::string>>;
@@ -83,4 +83,4 @@ double sum_samples(std::string_view text, std::string_view name, std::string_vie
 /// other values shortest round-trip, "NaN", "+Inf", "-Inf".
 std::string format_prom_value(double value);
 
-}  // namespace tianhe::control
+}  // namespace tianhe::core

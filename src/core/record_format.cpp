@@ -1,4 +1,4 @@
-#include "core/report_codec.h"
+#include "core/record_format.h"
 
 #include <cstring>
 
@@ -160,52 +160,54 @@ size_t encode_report(const ReportBatch& batch, const Report& r, std::span<uint8_
   return w.ok() ? static_cast<size_t>(w.pos() - out.data()) : 0;
 }
 
-CodecStatus decode_payload(std::span<const uint8_t> payload, ReportBatch& out) noexcept {
+RecordStatus decode_payload(std::span<const uint8_t> payload, ReportBatch& out) noexcept {
   Reader rd(payload);
   uint8_t version = 0;
   uint16_t count = 0;
   if (!rd.get(version) || version != kReportCodecVersion || !rd.get(count)) {
-    return CodecStatus::kMalformed;
+    return RecordStatus::kMalformed;
   }
   const uint32_t first = out.size();
-  auto fail = [&](CodecStatus s) {
+  auto fail = [&](RecordStatus s) {
     while (out.size() > first) out.pop_report();
     return s;
   };
   for (uint16_t i = 0; i < count; ++i) {
     Report* r = out.add_report();
-    if (r == nullptr) return fail(CodecStatus::kBatchFull);
+    if (r == nullptr) return fail(RecordStatus::kBatchFull);
     uint8_t protocol = 0, flags = 0;
     if (!rd.get(r->device_id) || !rd.get(r->tenant) || !rd.get(r->seq) ||
         !rd.get(r->device_time_ns) || !rd.get(r->received_ns) || !rd.get(protocol) ||
         !rd.get(flags)) {
-      return fail(CodecStatus::kMalformed);
+      return fail(RecordStatus::kMalformed);
     }
-    if (protocol < 1 || protocol > 5 || (flags & ~3u) != 0) return fail(CodecStatus::kMalformed);
+    // Any protocol id is valid: a log written while a protocol was compiled in stays readable
+    // after it is compiled out (its reports then show as "unknown").
+    if ((flags & ~3u) != 0) return fail(RecordStatus::kMalformed);
     r->protocol = static_cast<Protocol>(protocol);
     r->ack_requested = (flags & 1) != 0;
     if (flags & 2) {
       const uint8_t* t = nullptr;
-      if (!rd.bytes(16 + 8, t) || !rd.get(r->trace.flags)) return fail(CodecStatus::kMalformed);
+      if (!rd.bytes(16 + 8, t) || !rd.get(r->trace.flags)) return fail(RecordStatus::kMalformed);
       std::memcpy(r->trace.trace_id.data(), t, 16);
       std::memcpy(r->trace.span_id.data(), t + 16, 8);
       r->trace.present = true;
     }
     const uint8_t* metrics_begin = rd.pos();
     if (!decode_metrics_into(rd, out, *r)) {
-      return fail(out.metrics_free() == 0 ? CodecStatus::kBatchFull : CodecStatus::kMalformed);
+      return fail(out.metrics_free() == 0 ? RecordStatus::kBatchFull : RecordStatus::kMalformed);
     }
     r->raw_metrics = std::span<const uint8_t>(metrics_begin, rd.pos());
   }
-  if (!rd.at_end()) return fail(CodecStatus::kMalformed);
-  return CodecStatus::kOk;
+  if (!rd.at_end()) return fail(RecordStatus::kMalformed);
+  return RecordStatus::kOk;
 }
 
-CodecStatus decode_metrics(std::span<const uint8_t> raw, ReportBatch& out, Report& r) noexcept {
+RecordStatus decode_metrics(std::span<const uint8_t> raw, ReportBatch& out, Report& r) noexcept {
   Reader rd(raw);
-  if (!decode_metrics_into(rd, out, r) || !rd.at_end()) return CodecStatus::kMalformed;
+  if (!decode_metrics_into(rd, out, r) || !rd.at_end()) return RecordStatus::kMalformed;
   r.raw_metrics = raw;
-  return CodecStatus::kOk;
+  return RecordStatus::kOk;
 }
 
 }  // namespace tianhe::core

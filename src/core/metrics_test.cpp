@@ -1,4 +1,4 @@
-#include "control/metrics.h"
+#include "core/metrics.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include <random>
 #include <string>
 
-namespace tianhe::control {
+namespace tianhe::core {
 namespace {
 
 TEST(PromWriter, ExactTextSortedFamiliesWithHelpAndTypeOnce) {
@@ -259,9 +259,9 @@ TEST(MetricsRegistry, RealisticScrapePassesPromtool) {
 }
 
 }  // namespace
-}  // namespace tianhe::control
+}  // namespace tianhe::core
 
-namespace tianhe::control {
+namespace tianhe::core {
 namespace {
 
 TEST(SumSamplesTest, SumsEveryLabelSetOfOneNameOnly) {
@@ -279,4 +279,4 @@ TEST(SumSamplesTest, SumsEveryLabelSetOfOneNameOnly) {
 }
 
 }  // namespace
-}  // namespace tianhe::control
+}  // namespace tianhe::core

@@ -1,6 +1,6 @@
 // Prometheus text exposition format 0.0.4:
 // https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
-#include "control/metrics.h"
+#include "core/metrics.h"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -17,7 +17,7 @@
 
 #include "core/assert.h"
 
-namespace tianhe::control {
+namespace tianhe::core {
 
 namespace {
 
@@ -358,4 +358,4 @@ double sum_samples(std::string_view text, std::string_view name, std::string_vie
   return sum;
 }
 
-}  // namespace tianhe::control
+}  // namespace tianhe::core

@@ -26,7 +26,7 @@ inline constexpr size_t kMaxMetricNameBytes = 255;
 inline constexpr size_t kMaxStringValueBytes = 65535;
 
 /// Outcome of decoding a payload.
-enum class CodecStatus : uint8_t { kOk, kMalformed, kBatchFull };
+enum class RecordStatus : uint8_t { kOk, kMalformed, kBatchFull };
 
 /// Bytes that encode_report() will write for report `r` of `batch`.
 size_t encoded_report_size(const ReportBatch& batch, const Report& r) noexcept;
@@ -41,9 +41,9 @@ size_t encode_report(const ReportBatch& batch, const Report& r, std::span<uint8_
 /// Decodes a whole payload, appending its reports to `out` (strings and raw_metrics point into
 /// `payload`, which must outlive the batch's use). On kMalformed or kBatchFull the reports of
 /// this payload already appended are removed again.
-CodecStatus decode_payload(std::span<const uint8_t> payload, ReportBatch& out) noexcept;
+RecordStatus decode_payload(std::span<const uint8_t> payload, ReportBatch& out) noexcept;
 
 /// Decodes an encoded metrics section (Report::raw_metrics) into `out`'s last report.
-CodecStatus decode_metrics(std::span<const uint8_t> raw, ReportBatch& out, Report& r) noexcept;
+RecordStatus decode_metrics(std::span<const uint8_t> raw, ReportBatch& out, Report& r) noexcept;
 
 }  // namespace tianhe::core

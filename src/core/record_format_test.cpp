@@ -1,4 +1,4 @@
-#include "core/report_codec.h"
+#include "core/record_format.h"
 
 #include <gtest/gtest.h>
 
@@ -37,7 +37,7 @@ void fill(ReportBatch& b) {
   m->value.str = "1.2.3";
   Report* r2 = b.add_report();
   r2->device_id = 43;
-  r2->protocol = Protocol::kMqttSn;
+  r2->protocol = static_cast<Protocol>(2);
 }
 
 std::vector<uint8_t> encode(const ReportBatch& b) {
@@ -57,7 +57,7 @@ TEST(ReportCodec, RoundTrip) {
   fill(in);
   auto bytes = encode(in);
   ReportBatch out(8, 64);
-  ASSERT_EQ(decode_payload(bytes, out), CodecStatus::kOk);
+  ASSERT_EQ(decode_payload(bytes, out), RecordStatus::kOk);
   ASSERT_EQ(out.size(), 2u);
   const Report& r = out[0];
   EXPECT_EQ(r.device_id, 42u);
@@ -76,13 +76,13 @@ TEST(ReportCodec, RoundTrip) {
   EXPECT_EQ(ms[1].value.i64, -5);
   EXPECT_TRUE(ms[2].value.b);
   EXPECT_EQ(ms[3].value.str, "1.2.3");
-  EXPECT_EQ(out[1].protocol, Protocol::kMqttSn);
+  EXPECT_EQ(out[1].protocol, static_cast<Protocol>(2));
   EXPECT_EQ(out[1].metric_count, 0u);
 
   // The raw metrics section decodes on its own (the store keeps it as a blob).
   ReportBatch again(1, 8);
   Report* x = again.add_report();
-  ASSERT_EQ(decode_metrics(r.raw_metrics, again, *x), CodecStatus::kOk);
+  ASSERT_EQ(decode_metrics(r.raw_metrics, again, *x), RecordStatus::kOk);
   EXPECT_EQ(x->metric_count, 4u);
 }
 
@@ -93,7 +93,7 @@ TEST(ReportCodec, EveryTruncationIsMalformedAndLeavesBatchUnchanged) {
   for (size_t n = 0; n < bytes.size(); ++n) {
     ReportBatch out(8, 64);
     EXPECT_EQ(decode_payload(std::span<const uint8_t>(bytes.data(), n), out),
-              CodecStatus::kMalformed)
+              RecordStatus::kMalformed)
         << "length " << n;
     EXPECT_EQ(out.size(), 0u);
   }
@@ -104,7 +104,7 @@ TEST(ReportCodec, FullBatchIsReportedNotTruncated) {
   fill(in);
   auto bytes = encode(in);
   ReportBatch out(1, 64);
-  EXPECT_EQ(decode_payload(bytes, out), CodecStatus::kBatchFull);
+  EXPECT_EQ(decode_payload(bytes, out), RecordStatus::kBatchFull);
   EXPECT_EQ(out.size(), 0u);
 }
 

@@ -1,11 +1,11 @@
-#include "control/registry.h"
+#include "pipeline/registry.h"
 
 #include <algorithm>
 #include <string>
 
 #include "core/assert.h"
 
-namespace tianhe::control {
+namespace tianhe::pipeline {
 Model::Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics)
     : name_(std::move(name)), metrics_(std::move(metrics)), allow_unknown_(allow_unknown_metrics) {
   TH_CHECK(metrics_.size() <= 64, "required_mask_ has one bit per metric");
@@ -26,10 +26,12 @@ int Model::find(std::string_view name) const noexcept {
   return -1;
 }
 
-Result<std::shared_ptr<const Registry>> Registry::build(const GatewayConfig& config) {
+Result<std::shared_ptr<const Registry>> Registry::build(const RegistryConfig& rc,
+                                                        std::span<const ModelSpec> models,
+                                                        std::span<const DeviceRange> devices) {
   auto reg = std::shared_ptr<Registry>(new Registry());
-  reg->models_.reserve(config.models.size());
-  for (const ModelSpec& spec : config.models) {
+  reg->models_.reserve(models.size());
+  for (const ModelSpec& spec : models) {
     if (spec.metrics.size() > 64) {
       return make_error("models." + spec.name + ": " + std::to_string(spec.metrics.size()) +
                         " metrics; a model has at most 64");
@@ -60,7 +62,6 @@ Result<std::shared_ptr<const Registry>> Registry::build(const GatewayConfig& con
     return static_cast<uint32_t>(reg->tenants_.size() - 1);
   };
 
-  const RegistryConfig& rc = config.registry;
   reg->unknown_ = rc.unknown_devices;
   reg->default_tenant_ = intern(rc.default_tenant);
   if (!rc.default_model.empty()) {
@@ -83,10 +84,10 @@ Result<std::shared_ptr<const Registry>> Registry::build(const GatewayConfig& con
     size_t index;
   };
   std::vector<Declared> declared;
-  declared.reserve(config.devices.size());
+  declared.reserve(devices.size());
   size_t total = 0;
-  for (size_t i = 0; i < config.devices.size(); ++i) {
-    const DeviceRange& d = config.devices[i];
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const DeviceRange& d = devices[i];
     const std::string path = "devices[" + std::to_string(i) + "]";
     const int64_t m = model_index(d.model);
     if (m < 0) return make_error(path + ".model: \"" + d.model + "\" is not a model");
@@ -143,4 +144,4 @@ const DeviceEntry* Registry::find(uint64_t device_id) const noexcept {
   return device_id >= e.first_id && device_id <= e.last_id ? &e : nullptr;
 }
 
-}  // namespace tianhe::control
+}  // namespace tianhe::pipeline

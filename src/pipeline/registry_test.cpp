@@ -1,11 +1,15 @@
-#include "control/registry.h"
+#include "pipeline/registry.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
-namespace tianhe::control {
+#include "control/config.h"
+
+namespace tianhe::pipeline {
 namespace {
+
+using control::GatewayConfig;
 
 ModelSpec env_model() {
   ModelSpec m;
@@ -30,7 +34,7 @@ GatewayConfig base_config() {
 }
 
 std::shared_ptr<const Registry> build_ok(const GatewayConfig& c) {
-  auto r = Registry::build(c);
+  auto r = Registry::build(c.registry, c.models, c.devices);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
   return r.ok() ? *r : nullptr;
 }
@@ -131,11 +135,11 @@ TEST(Registry, UnknownDevicePolicy) {
   EXPECT_EQ(reg->tenant_name(reg->default_tenant()), "fleet");
 
   c.registry.default_model = "";
-  auto bad = Registry::build(c);
+  auto bad = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("registry.default_model: missing"), std::string::npos);
   c.registry.default_model = "nope";
-  bad = Registry::build(c);
+  bad = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("registry.default_model: \"nope\" is not a model"),
             std::string::npos);
@@ -147,17 +151,17 @@ TEST(Registry, RejectsInconsistentConfigs) {
   GatewayConfig c = base_config();
   c.devices.push_back({.first_id = 1, .count = 10, .model = "env_sensor"});
   c.devices.push_back({.first_id = 5, .count = 1, .model = "env_sensor"});
-  auto r = Registry::build(c);
+  auto r = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "devices[1]: device 5 is declared twice; make the ranges disjoint");
   c.devices = {{.first_id = 1, .model = "ghost"}};
-  r = Registry::build(c);
+  r = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "devices[0].model: \"ghost\" is not a model");
   c.devices = {{.first_id = 0, .model = "meter"}};
-  EXPECT_FALSE(Registry::build(c).ok());
+  EXPECT_FALSE(Registry::build(c.registry, c.models, c.devices).ok());
   c.devices = {{.first_id = UINT64_MAX, .count = 2, .model = "meter"}};
-  EXPECT_FALSE(Registry::build(c).ok());
+  EXPECT_FALSE(Registry::build(c.registry, c.models, c.devices).ok());
 }
 
 TEST(Registry, HalfAMillionDevices) {
@@ -224,18 +228,18 @@ TEST(Registry, OverlapsAreFoundWhateverTheDeclarationOrder) {
   c.devices.push_back({.first_id = 50, .count = 10, .model = "meter"});
   c.devices.push_back({.first_id = 1, .count = 100, .model = "meter"});  // covers 50..59
   c.devices.push_back({.first_id = 200, .count = 1, .model = "meter"});
-  auto r = Registry::build(c);
+  auto r = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "devices[1]: device 50 is declared twice; make the ranges disjoint");
   // A range nested inside a wider one that an intermediate narrower one does not reach.
   c.devices = {{.first_id = 1, .count = 100, .model = "meter"},
                {.first_id = 10, .count = 1, .model = "meter"}};
-  r = Registry::build(c);
+  r = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(r.ok());
   c.devices = {{.first_id = 1, .count = 100, .model = "meter"},
                {.first_id = 10, .count = 1, .model = "meter"},
                {.first_id = 90, .count = 1, .model = "meter"}};
-  r = Registry::build(c);
+  r = Registry::build(c.registry, c.models, c.devices);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "devices[1]: device 10 is declared twice; make the ranges disjoint");
   // The last id of the id space is a device like any other.
@@ -246,4 +250,4 @@ TEST(Registry, OverlapsAreFoundWhateverTheDeclarationOrder) {
 }
 
 }  // namespace
-}  // namespace tianhe::control
+}  // namespace tianhe::pipeline

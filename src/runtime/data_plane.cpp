@@ -1,0 +1,238 @@
+#include "runtime/data_plane.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "core/config_table.h"
+
+namespace tianhe::runtime {
+namespace {
+
+template <size_t N>
+std::vector<uint64_t> atomic_buckets(const std::atomic<uint64_t> (&a)[N]) {
+  std::vector<uint64_t> b(N);
+  for (size_t i = 0; i < N; ++i) b[i] = a[i].load(std::memory_order_relaxed);
+  return b;
+}
+
+void collect_log(core::PromWriter& w, const log::LogStats& s, const log::ShardLog& l,
+                 uint32_t shard) {
+  const core::Labels sl{{"shard", std::to_string(shard)}};
+  w.counter("tianhe_log_records_appended_total", "Records appended to the shard log.", sl,
+            s.records_appended.load());
+  w.counter("tianhe_log_appended_bytes_total", "Bytes appended to the shard log.", sl,
+            s.bytes_appended.load());
+  w.counter("tianhe_log_append_errors_total", "Appends that failed (disk full, I/O error).", sl,
+            s.append_errors.load());
+  w.counter("tianhe_log_backlog_full_total", "Appends refused because the backlog limit was hit.",
+            sl, s.backlog_full.load());
+  w.counter("tianhe_log_fsyncs_total", "fdatasync calls (group commits).", sl, s.syncs.load());
+  w.counter("tianhe_log_segments_deleted_total",
+            "Segments removed from the log after every sink consumed them (deleted or recycled).",
+            sl, s.segments_deleted.load());
+  w.counter("tianhe_log_torn_bytes_truncated_total",
+            "Bytes of a torn tail zeroed at recovery (segments of format version 1).", sl,
+            s.torn_bytes_truncated.load());
+  w.counter("tianhe_log_segments_created_total", "Segment files created (zero-filled).", sl,
+            s.segments_created.load());
+  w.counter("tianhe_log_segments_recycled_total",
+            "Spare segments made by renaming a consumed segment (nothing written).", sl,
+            s.segments_recycled.load());
+  w.counter("tianhe_log_segment_create_stalls_total",
+            "Rollovers that had to wait for the next segment to be prepared.", sl,
+            s.segment_create_stalls.load());
+  w.counter("tianhe_log_writeback_kicks_total",
+            "Background writebacks started (durability none: one per MiB written).", sl,
+            s.writeback_kicks.load());
+  w.counter("tianhe_log_segment_create_errors_total",
+            "Segments that could not be created (e.g. disk full).", sl,
+            s.segment_create_errors.load());
+  w.counter("tianhe_log_sync_errors_total",
+            "Failed fdatasync calls (the log then refuses appends until reopened).", sl,
+            s.sync_errors.load());
+  w.gauge("tianhe_log_backlog_bytes", "Bytes between the slowest sink and the end of the log.", sl,
+          static_cast<double>(l.backlog_bytes()));
+  w.gauge("tianhe_log_durable_offset_bytes", "Offset up to which the log is durable.", sl,
+          static_cast<double>(l.durable_offset()));
+  core::write_log2_us_histogram(w, "tianhe_log_append_latency_seconds",
+                                "Latency of one log append (write).", {},
+                                atomic_buckets(s.append_us_buckets), s.append_ns_sum.load() / 1e9);
+  core::write_log2_us_histogram(w, "tianhe_log_fsync_latency_seconds",
+                                "Latency of one fdatasync of the log.", {},
+                                atomic_buckets(s.sync_us_buckets), s.sync_ns_sum.load() / 1e9);
+}
+
+// The table of an extension: as parsed, or its defaults when the config had none.
+std::any table_of(const DataPlaneOptions& o, std::string_view kind, std::string_view name,
+                  const config::ConfigTable& table) {
+  const std::string header = std::string(kind) + "." + std::string(name);
+  auto it = o.tables.find(header);
+  if (it != o.tables.end()) return it->second;
+  std::any a = table.make_default();
+  if (table.finish) table.finish(a, o.data_dir);
+  return a;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
+                                                   const Extensions& extensions) {
+  std::unique_ptr<DataPlane> d(new DataPlane());
+  d->options_ = std::move(options);
+  const DataPlaneOptions& o = d->options_;
+  uint32_t shards = o.shards;
+  if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<log::ShardLog>> logs;
+  GatewayContext context;
+  context.data_dir = o.data_dir;
+  context.shards = shards;
+  context.log = o.log;
+  context.registry = o.registry;
+  for (uint32_t i = 0; i < shards; ++i) {
+    d->log_stats_.push_back(std::make_unique<log::LogStats>());
+    auto l = log::ShardLog::open(o.log, i, d->log_stats_.back().get());
+    if (!l.ok()) return make_error("log: " + l.error().message);
+    context.logs.push_back(l.value().get());
+    logs.push_back(std::move(l.value()));
+  }
+  // From the first sink on, consumer threads read the logs: an error below stops them before
+  // the logs (held by `logs` and the shards, destroyed on return) go away.
+  const auto fail = [&d](std::string_view part, const Error& e) {
+    for (auto& s : d->sinks_) s.instance->stop();
+    return make_error(std::string(part) + ": " + e.message);
+  };
+  for (const SinkSpec& spec : extensions.sinks()) {
+    std::any table = table_of(o, "sinks", spec.name, spec.config);
+    if (!spec.enabled(table)) continue;
+    auto sink = spec.start(table, context);
+    if (!sink.ok()) return fail("sinks." + std::string(spec.name), sink.error());
+    d->sinks_.push_back({spec.name, std::move(sink.value())});
+  }
+  for (const ProtocolSpec& spec : extensions.protocols()) {
+    std::any table = table_of(o, "protocols", spec.name, spec.config);
+    if (!spec.enabled(table)) continue;
+    auto p = spec.create(table, context);
+    if (!p.ok()) return fail("protocols." + std::string(spec.name), p.error());
+    d->protocols_.push_back({spec.name, std::move(p.value())});
+  }
+  for (uint32_t i = 0; i < shards; ++i) {
+    auto shard = std::make_unique<Shard>(i, std::move(logs[i]), o.registry,
+                                         ShardOptions{.receive_window = o.receive_window});
+    for (auto& p : d->protocols_) {
+      auto ingest = p.instance->create_ingest(i);
+      if (!ingest.ok()) {
+        for (auto& s : d->sinks_) s.instance->stop();
+        return ingest.error();
+      }
+      shard->add_ingest(std::move(ingest.value()));
+    }
+    d->shards_.push_back(std::move(shard));
+  }
+  return d;
+}
+
+DataPlane::~DataPlane() {
+  stop();
+}
+
+void DataPlane::start_shards() {
+  for (auto& s : shards_) s->start();
+}
+
+void DataPlane::stop() noexcept {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& s : shards_) s->stop();
+  for (auto& s : sinks_) s.instance->stop();
+  shards_.clear();  // closes the logs with a final sync
+}
+
+uint16_t DataPlane::port(std::string_view name) const noexcept {
+  for (const auto& p : protocols_) {
+    if (p.name == name) return p.instance->port();
+  }
+  return 0;
+}
+
+uint16_t DataPlane::first_port() const noexcept {
+  return protocols_.empty() ? 0 : protocols_.front().instance->port();
+}
+
+std::string DataPlane::banner() const {
+  std::string out;
+  for (const auto& p : protocols_) out += p.instance->banner();
+  return out;
+}
+
+std::string DataPlane::recovery_summary() const {
+  uint64_t torn = 0;
+  for (const auto& s : log_stats_) torn += s->torn_bytes_truncated.load(std::memory_order_relaxed);
+  std::string out;
+  if (torn > 0) {
+    out = "cut a torn log tail of " + std::to_string(torn) + " bytes (a crash mid-write)";
+  }
+  for (const auto& s : sinks_) {
+    const uint64_t behind = s.instance->lag_bytes();
+    if (behind == 0) continue;
+    out += out.empty() ? "" : "; ";
+    out += "the " + std::string(s.name) + " is " + config::format_bytes_approx(behind) +
+           " of log behind, catching up";
+  }
+  return out.empty() ? "clean" : out;
+}
+
+bool DataPlane::sinks_caught_up() const {
+  return std::all_of(sinks_.begin(), sinks_.end(),
+                     [](const RunningSink& s) { return s.instance->lag_bytes() == 0; });
+}
+
+Result<void> DataPlane::add_routes(core::HttpRoutes& routes) {
+  for (auto& s : sinks_) {
+    if (auto r = s.instance->add_routes(routes); !r.ok()) {
+      return make_error("sinks." + std::string(s.name) + ": " + r.error().message);
+    }
+  }
+  return {};
+}
+
+void DataPlane::collect(core::PromWriter& w) const {
+  for (const auto& p : protocols_) p.instance->collect(w);
+  for (uint32_t i = 0; i < shards_.size(); ++i) {
+    Shard& sh = *shards_[i];
+    collect_log(w, *log_stats_[i], sh.log(), i);
+    const core::Labels sl{{"shard", std::to_string(i)}};
+    w.counter("tianhe_shard_heap_allocations_total",
+              "Heap allocations made by the shard thread (0 growth = allocation-free).", sl,
+              sh.stats().heap_allocations.get());
+    w.counter("tianhe_shard_loop_iterations_total", "Event-loop iterations of the shard.", sl,
+              sh.stats().loop_iterations.get());
+    w.counter("tianhe_shard_idle_waits_total",
+              "Times the shard slept until input, an ack's sync or room to send arrived.", sl,
+              sh.stats().idle_waits.get());
+    w.counter("tianhe_shard_receive_windows_total",
+              "Waits of gateway.receive_window before a receive (receive coalescing).", sl,
+              sh.stats().receive_windows.get());
+  }
+  w.gauge("tianhe_registry_devices", "Devices registered.", {},
+          static_cast<double>(options_.registry->device_count()));
+  w.gauge("tianhe_registry_table_bytes", "Bytes of the registry's device table.", {},
+          static_cast<double>(options_.registry->table_bytes()));
+  w.gauge("tianhe_shards", "Shards (threads) serving the data plane.", {},
+          static_cast<double>(shards_.size()));
+  for (const auto& s : sinks_) s.instance->collect(w);
+}
+
+DebugFields DataPlane::debug(uint32_t shard) const {
+  DebugFields out;
+  for (const auto& p : protocols_) p.instance->debug(shard, out);
+  if (shard < shards_.size()) {
+    Shard& sh = *shards_[shard];
+    out.emplace_back("log_durable_offset", sh.log().durable_offset());
+    out.emplace_back("log_backlog_bytes", sh.log().backlog_bytes());
+    out.emplace_back("heap_allocations", sh.stats().heap_allocations.get());
+  }
+  return out;
+}
+
+}  // namespace tianhe::runtime

@@ -1,0 +1,93 @@
+// The data plane assembled: the shard logs, one shard thread per log, each enabled protocol's
+// ingest on every shard (sharing one port), and each enabled sink on its own log consumer.
+// Start-up unwinds on any error (nothing is left running); stop() ends the shards first (their
+// pending durable acks are sent), then the sinks, then closes the logs with a final sync.
+// It names no extension: protocols and sinks come from runtime::Extensions.
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/metrics.h"
+#include "core/result.h"
+#include "log/log_config.h"
+#include "log/shard_log.h"
+#include "pipeline/registry.h"
+#include "runtime/extensions.h"
+#include "runtime/shard.h"
+
+namespace tianhe::runtime {
+
+/// What the data plane is built from (the validated config's parts it needs).
+struct DataPlaneOptions {
+  std::string data_dir;
+  uint32_t shards = 0;  ///< 0: one per core
+  std::chrono::microseconds receive_window{400};
+  log::LogConfig log;
+  std::shared_ptr<const pipeline::Registry> registry;
+  /// Every extension table by header ("protocols.report"), as parsed.
+  std::map<std::string, std::any, std::less<>> tables;
+};
+
+/// A running data plane.
+class DataPlane {
+ public:
+  /// Opens the logs, starts the sinks (their consumers read from now on) and creates the
+  /// protocols' ingests; the shards start with start_shards(). An error names the part.
+  static Result<std::unique_ptr<DataPlane>> open(DataPlaneOptions options,
+                                                 const Extensions& extensions);
+  ~DataPlane();
+  DataPlane(const DataPlane&) = delete;
+  DataPlane& operator=(const DataPlane&) = delete;
+
+  /// Starts the shard threads.
+  void start_shards();
+  /// Stops the shards, then the sinks, then closes the logs. Idempotent.
+  void stop() noexcept;
+
+  uint32_t shard_count() const noexcept { return static_cast<uint32_t>(shards_.size()); }
+  /// The port protocol `name` listens on; 0 when it is not running.
+  uint16_t port(std::string_view name) const noexcept;
+  /// The port of the first running protocol (registration order); 0 when none runs.
+  uint16_t first_port() const noexcept;
+  /// The running protocols' banner lines.
+  std::string banner() const;
+  /// What opening found: a torn log tail cut at recovery, how far the sinks are behind; "clean".
+  std::string recovery_summary() const;
+  /// True when every running sink has written everything durable.
+  bool sinks_caught_up() const;
+  /// Adds the running sinks' HTTP routes.
+  Result<void> add_routes(core::HttpRoutes& routes);
+  /// Samples of the logs, shards, protocols, sinks and registry.
+  void collect(core::PromWriter& w) const;
+  /// Shard i's numbers for /debug/shards.
+  DebugFields debug(uint32_t shard) const;
+  const pipeline::Registry& registry() const noexcept { return *options_.registry; }
+
+ private:
+  DataPlane() = default;
+
+  struct RunningProtocol {
+    std::string_view name;
+    std::unique_ptr<ProtocolInstance> instance;
+  };
+  struct RunningSink {
+    std::string_view name;
+    std::unique_ptr<SinkInstance> instance;
+  };
+
+  DataPlaneOptions options_;
+  std::vector<std::unique_ptr<log::LogStats>> log_stats_;
+  std::vector<RunningSink> sinks_;
+  std::vector<RunningProtocol> protocols_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  bool stopped_ = false;
+};
+
+}  // namespace tianhe::runtime

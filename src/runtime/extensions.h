@@ -1,0 +1,153 @@
+// The extension seam: what a protocol, a codec or a sink gives the gateway when it registers,
+// and what the gateway gives it back. Each extension is one folder with a register.cpp that
+// defines `void register_extension(runtime::Extensions&)` in the folder's namespace
+// (src/protocols/report -> tianhe::protocols::report); src/extensions.cmake lists the folders,
+// and CMake turns that list into explicit calls (build/<preset>/gen/extensions_registered.cpp).
+// Nothing here names an extension.
+#pragma once
+
+#include <any>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/config_table.h"
+#include "core/http_api.h"
+#include "core/metrics.h"
+#include "core/report.h"
+#include "core/result.h"
+#include "log/log_config.h"
+#include "pipeline/codec.h"
+#include "pipeline/registry.h"
+#include "runtime/ingest.h"
+
+namespace tianhe::log {
+class ShardLog;
+}
+
+namespace tianhe::runtime {
+
+/// What the gateway hands an extension when it starts it.
+struct GatewayContext {
+  std::string data_dir;                                ///< gateway.data_dir
+  uint32_t shards = 1;                                 ///< shard count (threads, logs)
+  log::LogConfig log;                                  ///< the shard logs' settings
+  std::shared_ptr<const pipeline::Registry> registry;  ///< devices and models
+  std::vector<log::ShardLog*> logs;  ///< shard i's log; outlives every protocol and sink
+};
+
+/// Numbers of one shard for /debug/shards ({"datagrams_received", 12}, ...).
+using DebugFields = std::vector<std::pair<std::string, uint64_t>>;
+
+/// A protocol in a running gateway: makes its presence on each shard and reports its stats.
+/// Created and called on the main thread, except collect() and debug() (the HTTP thread).
+class ProtocolInstance {
+ public:
+  virtual ~ProtocolInstance() = default;
+  /// Its ingest on shard `shard` (called for shards 0, 1, ... in order, before they start).
+  virtual Result<std::unique_ptr<Ingest>> create_ingest(uint32_t shard) = 0;
+  /// Its samples, every shard's (scrape thread). Metric names follow docs/metrics.md; the
+  /// pipeline counters every protocol shares are written with collect_pipeline_stats().
+  virtual void collect(core::PromWriter& w) const = 0;
+  /// Shard `shard`'s numbers for /debug/shards.
+  virtual void debug(uint32_t shard, DebugFields& out) const = 0;
+  /// Lines for the start-up banner: where it listens and anything the operator should know
+  /// (a receive buffer smaller than asked for).
+  virtual std::string banner() const = 0;
+  /// The port it listens on (0: none), for --ready-file and tests.
+  virtual uint16_t port() const noexcept = 0;
+};
+
+/// A registered protocol.
+struct ProtocolSpec {
+  std::string_view name;       ///< "report": its table [protocols.<name>], its `protocol` label
+  core::Protocol id{};         ///< stored with each report; never reused for another protocol
+  config::ConfigTable config;  ///< its table
+  /// Whether its parsed table enables it.
+  std::function<bool(const std::any& config)> enabled;
+  /// Starts it (enabled only).
+  std::function<Result<std::unique_ptr<ProtocolInstance>>(const std::any& config,
+                                                          const GatewayContext& gateway)>
+      create;
+  /// `tianhe serve --<name>-port N`: sets its listen port (null: it listens on none).
+  std::function<void(std::any& config, uint16_t port)> set_port;
+  /// `tianhe simulate --protocol <name> ...`: a device fleet speaking it (null: none).
+  /// Gets the arguments after the protocol; returns the exit status.
+  std::function<int(int argc, char** argv)> simulate;
+  /// One line of `tianhe simulate --help`.
+  std::string_view simulate_summary;
+};
+
+/// A sink in a running gateway (see sinks/common/log_consumer.h for the shared log consumer
+/// sinks are built on). Created on the main thread; collect() runs on the scrape thread.
+class SinkInstance {
+ public:
+  virtual ~SinkInstance() = default;
+  /// Delivers what it holds, persists its cursors and stops its threads. Idempotent.
+  virtual void stop() = 0;
+  /// Its samples (scrape thread).
+  virtual void collect(core::PromWriter& w) const = 0;
+  /// Durable log bytes it has not delivered yet, over every shard.
+  virtual uint64_t lag_bytes() const = 0;
+  /// Adds its HTTP routes (before the server starts); most sinks have none.
+  virtual Result<void> add_routes(core::HttpRoutes& routes) {
+    (void)routes;
+    return {};
+  }
+};
+
+/// A registered sink.
+struct SinkSpec {
+  std::string_view name;       ///< "store": its table [sinks.<name>], its `sink` label
+  config::ConfigTable config;  ///< its table
+  std::function<bool(const std::any& config)> enabled;
+  /// Starts it (enabled only): registers its consumer with every log and starts its threads.
+  std::function<Result<std::unique_ptr<SinkInstance>>(const std::any& config,
+                                                      const GatewayContext& gateway)>
+      start;
+};
+
+/// A registered payload codec (a device model names it).
+struct CodecSpec {
+  std::string_view name;  ///< as a model names it ("report_protobuf", "json", ...)
+  std::function<std::unique_ptr<pipeline::Codec>()> create;  ///< one per shard
+};
+
+/// A command of the `tianhe` executable an extension adds (`tianhe query` reads the store).
+struct CommandSpec {
+  std::string_view name;                          ///< "query"
+  std::string_view summary;                       ///< one line for `tianhe --help`
+  std::function<int(int argc, char** argv)> run;  ///< argv[0] is the command's name
+};
+
+/// Everything registered. Built once on first use of builtin_extensions(), then read-only.
+class Extensions {
+ public:
+  void add_protocol(ProtocolSpec spec);
+  void add_sink(SinkSpec spec);
+  void add_codec(CodecSpec spec);
+  void add_command(CommandSpec spec);
+
+  const std::vector<ProtocolSpec>& protocols() const noexcept { return protocols_; }
+  const std::vector<SinkSpec>& sinks() const noexcept { return sinks_; }
+  const std::vector<CodecSpec>& codecs() const noexcept { return codecs_; }
+  const std::vector<CommandSpec>& commands() const noexcept { return commands_; }
+  const ProtocolSpec* protocol(std::string_view name) const noexcept;
+  const CodecSpec* codec(std::string_view name) const noexcept;
+  const CommandSpec* command(std::string_view name) const noexcept;
+
+ private:
+  std::vector<ProtocolSpec> protocols_;
+  std::vector<SinkSpec> sinks_;
+  std::vector<CodecSpec> codecs_;
+  std::vector<CommandSpec> commands_;
+};
+
+/// The extensions compiled in (src/extensions.cmake), registered by explicit calls on first use.
+const Extensions& builtin_extensions();
+
+}  // namespace tianhe::runtime

@@ -1,0 +1,335 @@
+#include "sinks/common/log_consumer.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/clock.h"
+#include "core/record_format.h"
+#include "log/shard_log.h"
+
+namespace tianhe::sinks {
+namespace {
+
+// Wait when every shard is caught up (bounded latency, no busy spin).
+constexpr auto kIdleWait = std::chrono::milliseconds(5);
+constexpr int64_t kMaxBackoffMs = 5000;
+
+}  // namespace
+
+std::string_view write_status_name(WriteStatus s) noexcept {
+  switch (s) {
+    case WriteStatus::kAccepted: return "accepted";
+    case WriteStatus::kRetry: return "retry";
+    case WriteStatus::kBlocked: return "blocked";
+    case WriteStatus::kRejected: return "rejected";
+    case WriteStatus::kCount: break;
+  }
+  return "unknown";
+}
+
+struct LogConsumer::Shard {
+  log::ShardLog* log = nullptr;
+  uint32_t index = 0;
+  uint32_t consumer = 0;
+  std::unique_ptr<log::LogReader> reader;
+  uint64_t read_offset = 0;            ///< consumer thread: next record to read
+  int64_t read_received_ns = 0;        ///< consumer thread: newest received_ns read
+  std::atomic<uint64_t> committed{0};  ///< written by the sink
+  std::atomic<uint64_t> durable{0};    ///< written and on disk
+  std::atomic<int64_t> floor_ns{0};    ///< no unconsumed report is older than this
+  bool corrupt = false;
+};
+
+LogConsumer::LogConsumer(ConsumerOptions options, const log::LogConfig& log_config,
+                         std::vector<log::ShardLog*> logs, std::unique_ptr<SinkWriter> writer)
+    : options_(std::move(options)),
+      log_config_(log_config),
+      writer_(std::move(writer)),
+      scratch_(65535, 1u << 18) {
+  if (options_.batch_reports == 0) options_.batch_reports = 65536;
+  for (uint32_t i = 0; i < logs.size(); ++i) {
+    auto s = std::make_unique<Shard>();
+    s->log = logs[i];
+    s->index = i;
+    shards_.push_back(std::move(s));
+  }
+}
+
+LogConsumer::~LogConsumer() {
+  stop();
+}
+
+Result<std::unique_ptr<LogConsumer>> LogConsumer::start(ConsumerOptions options,
+                                                        const log::LogConfig& log_config,
+                                                        std::vector<log::ShardLog*> logs,
+                                                        std::unique_ptr<SinkWriter> writer) {
+  std::unique_ptr<LogConsumer> c(
+      new LogConsumer(std::move(options), log_config, std::move(logs), std::move(writer)));
+  if (auto r = c->open(); !r) return r.error();
+  for (auto& sh : c->shards_) {
+    sh->consumer = sh->log->add_consumer(c->options_.name, sh->committed.load());
+  }
+  c->thread_ = std::thread([p = c.get()] { p->run(); });
+  return c;
+}
+
+Result<void> LogConsumer::open() {
+  auto cursors = writer_->open(static_cast<uint32_t>(shards_.size()));
+  if (!cursors) return cursors.error();
+  const int64_t now = core::wall_ns();
+  for (auto& sh : shards_) {
+    const uint64_t cursor = sh->index < cursors->size() ? (*cursors)[sh->index] : 0;
+    auto reader = log::LogReader::open(log_config_, sh->index, cursor);
+    if (!reader) {
+      writer_->close();
+      return reader.error();
+    }
+    sh->reader = std::move(reader.value());
+    // The reader may start past a segment header: its offset is the real first record, and
+    // nothing before it is left to consume (a fresh log's cursor 0 sits before the first
+    // segment's header, which would otherwise count as 16 bytes of lag until the first write).
+    sh->read_offset = sh->reader->offset();
+    sh->committed.store(sh->read_offset);
+    sh->durable.store(sh->read_offset);
+    sh->floor_ns.store(now);
+    sh->corrupt = false;
+  }
+  last_durable_ns_ = core::mono_ns();
+  dirty_since_durable_ = false;
+  open_ = true;
+  return {};
+}
+
+bool LogConsumer::stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+void LogConsumer::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (open_) writer_->close();
+  open_ = false;
+}
+
+bool LogConsumer::read_batch() {
+  pending_.clear();
+  arena_.clear();
+  metric_offsets_.clear();
+  bool read_any = false;
+  const size_t n = shards_.size();
+  // Rotate the first shard so that one busy shard cannot starve the others.
+  const size_t start = n ? (rr_++ % n) : 0;
+  for (size_t k = 0; k < n && pending_.size() < options_.batch_reports; ++k) {
+    Shard& sh = *shards_[(start + k) % n];
+    if (sh.corrupt) continue;
+    const uint64_t limit = sh.log->durable_offset();
+    while (pending_.size() < options_.batch_reports) {
+      std::span<const uint8_t> payload;
+      log::ReadStatus st = sh.reader->next(limit, payload);
+      if (st == log::ReadStatus::kEnd) break;
+      if (st == log::ReadStatus::kCorrupt) {
+        sh.corrupt = true;
+        stats_.corrupt_logs.fetch_add(1, std::memory_order_relaxed);
+        std::fprintf(stderr, "sink.%s: shard %u: corrupt log record at offset %llu: stopped\n",
+                     options_.name.c_str(), sh.index,
+                     static_cast<unsigned long long>(sh.reader->offset()));
+        break;
+      }
+      read_any = true;
+      scratch_.clear();
+      core::ReportBatch* batch = &scratch_;
+      std::unique_ptr<core::ReportBatch> big;
+      core::RecordStatus cs = core::decode_payload(payload, *batch);
+      if (cs == core::RecordStatus::kBatchFull) {
+        // Larger than any normal receive batch: size a batch from the record itself (a metric
+        // takes at least 3 bytes, a report at least 31).
+        big = std::make_unique<core::ReportBatch>(static_cast<uint32_t>(payload.size() / 31 + 1),
+                                                  static_cast<uint32_t>(payload.size() / 3 + 1));
+        batch = big.get();
+        cs = core::decode_payload(payload, *batch);
+      }
+      sh.read_offset = sh.reader->offset();
+      if (cs != core::RecordStatus::kOk) {
+        stats_.malformed_records.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      for (const core::Report& r : *batch) {
+        pending_.push_back(r);
+        metric_offsets_.push_back(arena_.size());
+        arena_.insert(arena_.end(), r.raw_metrics.begin(), r.raw_metrics.end());
+        sh.read_received_ns = std::max(sh.read_received_ns, r.received_ns);
+      }
+    }
+  }
+  // The arena has stopped growing: point each report at its metrics.
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    size_t len = pending_[i].raw_metrics.size();
+    pending_[i].raw_metrics = std::span<const uint8_t>(arena_.data() + metric_offsets_[i], len);
+  }
+  stats_.reports_read.fetch_add(pending_.size(), std::memory_order_relaxed);
+  return read_any;
+}
+
+WriteStatus LogConsumer::write(bool durable) {
+  cursors_.clear();
+  for (auto& sh : shards_) cursors_.push_back({sh->index, sh->read_offset});
+  std::string error;
+  const WriteStatus st = writer_->write(Batch{pending_, cursors_}, durable, error);
+  stats_.writes[static_cast<int>(st)].fetch_add(1, std::memory_order_relaxed);
+  if (st == WriteStatus::kRetry || st == WriteStatus::kBlocked) {
+    std::fprintf(stderr, "sink.%s: write %s: %s\n", options_.name.c_str(),
+                 std::string(write_status_name(st)).c_str(), error.c_str());
+    return st;
+  }
+  if (st == WriteStatus::kRejected) {
+    stats_.reports_rejected.fetch_add(pending_.size(), std::memory_order_relaxed);
+    std::fprintf(stderr, "sink.%s: %zu reports rejected: %s\n", options_.name.c_str(),
+                 pending_.size(), error.c_str());
+  }
+  const int64_t now = core::wall_ns();
+  for (auto& sh : shards_) {
+    sh->committed.store(sh->read_offset, std::memory_order_release);
+    if (sh->read_offset >= sh->log->durable_offset()) {
+      sh->floor_ns.store(now, std::memory_order_relaxed);
+    } else if (sh->read_received_ns > sh->floor_ns.load(std::memory_order_relaxed)) {
+      sh->floor_ns.store(sh->read_received_ns, std::memory_order_relaxed);
+    }
+  }
+  if (durable) {
+    last_durable_ns_ = core::mono_ns();
+    dirty_since_durable_ = false;
+    for (auto& sh : shards_) sh->durable.store(sh->committed.load());
+    publish_durable();
+  } else {
+    dirty_since_durable_ = true;
+  }
+  return st;
+}
+
+void LogConsumer::publish_durable() {
+  for (auto& sh : shards_) sh->log->set_consumer_offset(sh->consumer, sh->durable.load());
+}
+
+bool LogConsumer::back_off(int64_t& backoff_ms) {
+  std::unique_lock lock(mu_);
+  if (cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; })) {
+    return false;
+  }
+  backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+  return true;
+}
+
+void LogConsumer::run() {
+  const std::string thread_name = (options_.name + "-sink").substr(0, 15);
+  pthread_setname_np(pthread_self(), thread_name.c_str());
+  const int64_t durable_interval_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.durable_interval).count();
+  int64_t backoff_ms = 100;
+  bool reoffer = false;  // the last batch was blocked: offer it again before reading on
+  for (;;) {
+    const bool stop_now = stopping();
+    if (!open_) {
+      // After kRetry: reconnect and resume from what the destination committed.
+      pending_.clear();
+      if (auto r = open(); !r) {
+        std::fprintf(stderr, "sink.%s: reopen failed: %s\n", options_.name.c_str(),
+                     r.error().message.c_str());
+        if (stop_now || !back_off(backoff_ms)) return;
+        continue;
+      }
+    }
+    const auto next_read = std::chrono::steady_clock::now() + options_.commit_interval;
+    const bool read_any = reoffer || read_batch();
+    reoffer = false;
+    bool moved = false;
+    for (auto& sh : shards_) moved |= sh->read_offset != sh->committed.load();
+    const bool due = core::mono_ns() - last_durable_ns_ >= durable_interval_ns;
+    if (read_any || moved || (dirty_since_durable_ && due) || stop_now) {
+      const WriteStatus st = write(stop_now || due);
+      if (st == WriteStatus::kRetry || st == WriteStatus::kBlocked) {
+        // Stopping: give up; the log keeps what was not written and the next start replays it.
+        if (stop_now) return;
+        if (st == WriteStatus::kRetry) {
+          writer_->close();
+          open_ = false;
+        } else {
+          reoffer = true;
+        }
+        if (!back_off(backoff_ms)) return;
+        continue;
+      }
+      backoff_ms = 100;
+    }
+    if (stop_now) return;
+    if (read_any && pending_.size() < options_.batch_reports &&
+        options_.commit_interval.count() > 0) {
+      // Less than a full batch was waiting: let the next one gather for commit_interval, so
+      // that a steady stream makes a few large writes per second.
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_read, [&] { return stopping_; });
+      continue;
+    }
+    if (!read_any) {
+      const int64_t now = core::wall_ns();
+      for (auto& sh : shards_) {
+        if (sh->committed.load() >= sh->log->durable_offset()) sh->floor_ns.store(now);
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, kIdleWait, [&] { return stopping_; });
+    }
+  }
+}
+
+uint64_t LogConsumer::lag_bytes() const {
+  uint64_t total = 0;
+  for (auto& sh : shards_) {
+    uint64_t d = sh->log->durable_offset();
+    uint64_t c = sh->committed.load(std::memory_order_acquire);
+    if (d > c) total += d - c;
+  }
+  return total;
+}
+
+double LogConsumer::lag_seconds() const {
+  int64_t now = core::wall_ns();
+  int64_t worst = 0;
+  for (auto& sh : shards_) {
+    if (sh->log->durable_offset() <= sh->committed.load(std::memory_order_acquire)) continue;
+    worst = std::max(worst, now - sh->floor_ns.load(std::memory_order_relaxed));
+  }
+  return static_cast<double>(worst) / 1e9;
+}
+
+bool LogConsumer::caught_up() const {
+  for (auto& sh : shards_) {
+    if (sh->committed.load(std::memory_order_acquire) != sh->log->durable_offset()) return false;
+  }
+  return true;
+}
+
+void LogConsumer::collect(core::PromWriter& w) const {
+  const core::Labels sink{{"sink", options_.name}};
+  w.gauge("tianhe_sink_lag_bytes", "Durable log bytes the sink has not committed yet.", sink,
+          static_cast<double>(lag_bytes()));
+  w.gauge("tianhe_sink_lag_seconds", "Age of the oldest report the sink has not committed yet.",
+          sink, lag_seconds());
+  for (int s = 0; s < static_cast<int>(WriteStatus::kCount); ++s) {
+    w.counter("tianhe_sink_writes_total", "Batch writes of a sink, by outcome.",
+              {{"sink", options_.name},
+               {"status", std::string(write_status_name(static_cast<WriteStatus>(s)))}},
+              static_cast<double>(stats_.writes[s].load(std::memory_order_relaxed)));
+  }
+  w.counter("tianhe_sink_reports_rejected_total",
+            "Reports in batches a sink rejected for good (skipped).", sink,
+            static_cast<double>(stats_.reports_rejected.load(std::memory_order_relaxed)));
+}
+
+}  // namespace tianhe::sinks
