@@ -3,3 +3,4 @@
 # cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
 th_extension(sinks/store)
+th_extension(sinks/jsonl)

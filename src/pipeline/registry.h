@@ -74,6 +74,8 @@ class Registry {
   size_t model_count() const noexcept { return models_.size(); }
   /// Tenant name by index (DeviceEntry::tenant, default_tenant()).
   const std::string& tenant_name(uint32_t index) const noexcept { return tenants_[index]; }
+  /// Number of tenants (indexes of tenant_name()).
+  size_t tenant_count() const noexcept { return tenants_.size(); }
   /// Number of registered devices.
   size_t device_count() const noexcept { return device_count_; }
   /// Policy for unknown devices, and the model/tenant they get when auto-registered.
