@@ -24,6 +24,17 @@ r = run(["check-config", "--config", bad])
 c.check(r.returncode == 2 and "log.durability" in r.stderr, f"a bad value names its key: {r.stderr.strip()}")
 r = run(["simulate", "--rate", "fast"])
 c.check(r.returncode == 2 and "--rate" in r.stderr, "a bad option value names the option")
+# Every value is checked before anything runs: exit 2 and a message that names the flag, the
+# value and the fix (not an abort, nor a number read from the value's first digits).
+r = run(["bench", "--duration", "10x"], timeout=60)
+c.check(r.returncode == 2 and '--duration: "10x" is not a duration' in r.stderr
+        and "500ms" in r.stderr, f"bench --duration 10x: exit {r.returncode}: {r.stderr.strip()}")
+r = run(["query", "--data-dir", os.path.join(work, "nothing"), "--device", "12x"], timeout=60)
+c.check(r.returncode == 2 and '--device: "12x" is not a device id' in r.stderr,
+        f"query --device 12x: exit {r.returncode}: {r.stderr.strip()}")
+r = run(["serve", "--report-port", "70000"], timeout=60)
+c.check(r.returncode == 2 and "--report-port" in r.stderr and "0 to 65535" in r.stderr,
+        f"serve --report-port 70000: exit {r.returncode}: {r.stderr.strip()}")
 
 cfg = os.path.join(work, "tianhe.toml")
 write_config(cfg, os.path.join(work, "data"), devices=100)
