@@ -1,10 +1,69 @@
 #include "app/args.h"
 
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 
 namespace tianhe::app {
+namespace {
+
+/// The value as the error quotes it.
+std::string quoted(const std::string& text) {
+  return "\"" + text + "\"";
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+/// Splits "12.5k" into the number ("12.5": digits with at most one '.', with a leading '-' when
+/// `signed_ok`) and what follows it ("k"). False when there is no digit where the number should
+/// be (" 5", "inf", "nan", "x5", "").
+bool split_number(const std::string& s, bool signed_ok, std::string& number, std::string& rest) {
+  size_t i = 0;
+  if (signed_ok && i < s.size() && s[i] == '-') ++i;
+  size_t digits = 0;
+  for (; i < s.size() && is_digit(s[i]); ++i) ++digits;
+  if (i < s.size() && s[i] == '.') {
+    for (++i; i < s.size() && is_digit(s[i]); ++i) ++digits;
+  }
+  if (digits == 0) return false;
+  number = s.substr(0, i);
+  rest = s.substr(i);
+  return true;
+}
+
+/// The factor of a k, M or G suffix (1 without one); 0 for anything else. "m" is a million as
+/// "M" is (for counts and rates there is no milli).
+uint64_t suffix_factor(const std::string& suffix) {
+  if (suffix.empty()) return 1;
+  if (suffix == "k" || suffix == "K") return 1'000;
+  if (suffix == "m" || suffix == "M") return 1'000'000;
+  if (suffix == "g" || suffix == "G") return 1'000'000'000;
+  return 0;
+}
+
+/// A number for a message: 0.5, 256, 1e+06.
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string not_whole(const std::string& text, const std::string& what) {
+  return what + ": " + quoted(text) +
+         " is not a whole number; use digits with an optional k, M or G, e.g. 500, 5k, 2M";
+}
+
+std::string out_of_range(const std::string& text, const std::string& what, const std::string& min,
+                         const std::string& max) {
+  return what + ": " + quoted(text) + " is out of range; use " +
+         (max.empty() ? "at least " + min : min + " to " + max);
+}
+
+}  // namespace
 
 Result<Args> Args::parse(int argc, char** argv, int first, const std::set<std::string>& flags,
                          const std::set<std::string>& options) {
@@ -44,96 +103,209 @@ std::string Args::str(const std::string& name, const std::string& fallback) cons
   return it == values_.end() ? fallback : it->second;
 }
 
-Result<uint64_t> Args::u64(const std::string& name, uint64_t fallback) const {
+Result<uint64_t> Args::u64(const std::string& name, uint64_t fallback, uint64_t min,
+                           uint64_t max) const {
   auto it = values_.find(name);
   if (it == values_.end()) return fallback;
-  const std::string& s = it->second;
-  errno = 0;
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (errno != 0 || end == s.c_str() || v < 0) {
-    return make_error("--" + name + ": '" + s + "' is not a non-negative number");
+  auto v = parse_u64(it->second, "--" + name);
+  if (!v.ok()) return v.error();
+  if (*v < min || *v > max) {
+    return make_error(out_of_range(
+        it->second, "--" + name, std::to_string(min),
+        max == std::numeric_limits<uint64_t>::max() ? std::string() : std::to_string(max)));
   }
-  std::string suffix(end);
-  if (suffix == "k" || suffix == "K")
-    v *= 1e3;
-  else if (suffix == "m" || suffix == "M")
-    v *= 1e6;
-  else if (suffix == "g" || suffix == "G")
-    v *= 1e9;
-  else if (!suffix.empty()) {
-    return make_error("--" + name + ": '" + s + "' has an unknown suffix; use k, M or G");
+  return *v;
+}
+
+Result<double> Args::f64(const std::string& name, double fallback, double min, double max) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  auto v = parse_f64(it->second, "--" + name);
+  if (!v.ok()) return v.error();
+  if (*v < min || *v > max) {
+    return make_error(
+        out_of_range(it->second, "--" + name, number_text(min),
+                     max == std::numeric_limits<double>::max() ? std::string() : number_text(max)));
   }
+  return *v;
+}
+
+Result<double> Args::seconds(const std::string& name, double fallback, double min_s) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  auto v = parse_seconds(it->second, "--" + name);
+  if (!v.ok()) return v.error();
+  if (*v < min_s) {
+    return make_error("--" + name + ": " + quoted(it->second) + " is too short; use at least " +
+                      number_text(min_s) + " s");
+  }
+  return *v;
+}
+
+Result<uint64_t> parse_u64(const std::string& text, const std::string& what) {
+  std::string number, suffix;
+  if (!split_number(text, false, number, suffix)) return make_error(not_whole(text, what));
+  const uint64_t factor = suffix_factor(suffix);
+  if (factor == 0) return make_error(not_whole(text, what));
+  const std::string too_large = what + ": " + quoted(text) + " is too large; use at most " +
+                                std::to_string(std::numeric_limits<uint64_t>::max());
+  if (number.find('.') == std::string::npos) {
+    errno = 0;
+    const unsigned long long v = std::strtoull(number.c_str(), nullptr, 10);
+    if (errno == ERANGE || v > std::numeric_limits<uint64_t>::max() / factor) {
+      return make_error(too_large);
+    }
+    return static_cast<uint64_t>(v) * factor;
+  }
+  // "2.5k": whole once scaled. 2^64 as a double is the first value that does not fit.
+  const double v = std::strtod(number.c_str(), nullptr) * static_cast<double>(factor);
+  if (v != std::floor(v)) return make_error(not_whole(text, what));
+  if (v >= 18446744073709551616.0) return make_error(too_large);
   return static_cast<uint64_t>(v);
 }
 
-Result<double> Args::f64(const std::string& name, double fallback) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) return fallback;
-  char* end = nullptr;
-  double v = std::strtod(it->second.c_str(), &end);
-  if (end == it->second.c_str() || *end != '\0') {
-    return make_error("--" + name + ": '" + it->second + "' is not a number");
+Result<double> parse_f64(const std::string& text, const std::string& what) {
+  std::string number, suffix;
+  const uint64_t factor =
+      split_number(text, true, number, suffix) ? suffix_factor(suffix) : uint64_t{0};
+  const double v =
+      factor == 0 ? 0 : std::strtod(number.c_str(), nullptr) * static_cast<double>(factor);
+  if (factor == 0 || !std::isfinite(v)) {
+    return make_error(what + ": " + quoted(text) +
+                      " is not a number; use digits with an optional k, M or G, e.g. 2000, 2.5k");
   }
   return v;
 }
 
 Result<double> parse_seconds(const std::string& text, const std::string& what) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || v < 0) {
-    return make_error(what + ": '" + text + "' is not a duration; use e.g. 30s, 500ms, 2m");
+  std::string number, unit;
+  double factor = 0;
+  if (split_number(text, false, number, unit)) {
+    if (unit.empty() || unit == "s") factor = 1;
+    if (unit == "ms") factor = 1e-3;
+    if (unit == "us") factor = 1e-6;
+    if (unit == "m") factor = 60;
+    if (unit == "h") factor = 3600;
+    if (unit == "d") factor = 86400;
   }
-  std::string unit(end);
-  if (unit.empty() || unit == "s") return v;
-  if (unit == "ms") return v / 1e3;
-  if (unit == "us") return v / 1e6;
-  if (unit == "m") return v * 60;
-  if (unit == "h") return v * 3600;
-  if (unit == "d") return v * 86400;
-  return make_error(what + ": unknown unit '" + unit + "'; use us, ms, s, m, h or d");
+  const double v = factor == 0 ? 0 : std::strtod(number.c_str(), nullptr) * factor;
+  if (factor == 0 || !std::isfinite(v)) {
+    return make_error(what + ": " + quoted(text) +
+                      " is not a duration; use seconds or a number with a unit (us, ms, s, m, h, "
+                      "d), e.g. 10, 500ms, 2m");
+  }
+  return v;
 }
 
+Result<DeviceRange> parse_device_range(const std::string& text, const std::string& what) {
+  const std::string usage = "; use a number (42) or a range (1-200)";
+  auto id = [&](const std::string& s) -> Result<uint64_t> {
+    bool digits = !s.empty();
+    for (char c : s) digits &= is_digit(c);
+    errno = 0;
+    const unsigned long long v = digits ? std::strtoull(s.c_str(), nullptr, 10) : 0;
+    if (!digits || errno == ERANGE) {
+      return make_error(what + ": " + quoted(text) + " is not a device id" + usage);
+    }
+    if (v == 0) return make_error(what + ": " + quoted(text) + ": device ids start at 1" + usage);
+    return static_cast<uint64_t>(v);
+  };
+  DeviceRange r;
+  const size_t dash = text.find('-');
+  auto first = id(text.substr(0, dash));
+  if (!first.ok()) return first.error();
+  r.first = r.last = *first;
+  if (dash == std::string::npos) return r;
+  auto last = id(text.substr(dash + 1));
+  if (!last.ok()) return last.error();
+  r.last = *last;
+  if (r.last < r.first) {
+    return make_error(what + ": " + quoted(text) +
+                      " ends before it starts; write the range as FIRST-LAST, e.g. 1-200");
+  }
+  if (r.last - r.first >= kMaxDeviceRange) {
+    return make_error(what + ": " + quoted(text) + " names more than " +
+                      std::to_string(kMaxDeviceRange) +
+                      " devices; split it, or use --latest --all or --count");
+  }
+  return r;
+}
+
+namespace {
+
+/// The digits text[at, at + n) as a number, or -1 when they are not all digits.
+int digits_at(const std::string& text, size_t at, size_t n) {
+  if (at + n > text.size()) return -1;
+  int v = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (!is_digit(text[i])) return -1;
+    v = v * 10 + (text[i] - '0');
+  }
+  return v;
+}
+
+/// Nanoseconds since the epoch of "YYYY-MM-DDTHH:MM:SS[.fraction]Z", if `text` is exactly that
+/// with every field in range.
+std::optional<int64_t> parse_rfc3339_utc(const std::string& text) {
+  const int year = digits_at(text, 0, 4), month = digits_at(text, 5, 2),
+            day = digits_at(text, 8, 2), hour = digits_at(text, 11, 2),
+            minute = digits_at(text, 14, 2), second = digits_at(text, 17, 2);
+  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 ||
+      minute > 59 || second < 0 || second > 60 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't') || text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day > kDays[month - 1] || (month == 2 && day == 29 && !leap)) return std::nullopt;
+  size_t p = 19;
+  int64_t frac_ns = 0;
+  if (p < text.size() && text[p] == '.') {
+    ++p;
+    const size_t first = p;
+    int64_t scale = 100'000'000;
+    while (p < text.size() && is_digit(text[p])) {
+      frac_ns += (text[p] - '0') * scale;
+      scale /= 10;
+      ++p;
+    }
+    if (p == first) return std::nullopt;
+  }
+  if (p + 1 != text.size() || (text[p] != 'Z' && text[p] != 'z')) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000 + frac_ns;
+}
+
+}  // namespace
+
 Result<int64_t> parse_time(const std::string& text, int64_t now_ns, const std::string& what) {
+  const std::string usage =
+      " is not a time; use RFC 3339 UTC (2026-11-22T03:00:00Z), nanoseconds since the epoch, "
+      "'now' or a relative time like -15m";
   if (text == "now") return now_ns;
   if (!text.empty() && text[0] == '-') {
     auto s = parse_seconds(text.substr(1), what);
-    if (!s.ok()) return s.error();
+    if (!s.ok()) return make_error(what + ": " + quoted(text) + usage);
+    // Nine billion seconds (285 years) back is before any report and keeps the sum in range.
+    if (*s > 9e9) return make_error(what + ": " + quoted(text) + " is too far back");
     return now_ns - static_cast<int64_t>(*s * 1e9);
   }
   bool digits = !text.empty();
-  for (char c : text) digits &= (c >= '0' && c <= '9');
+  for (char c : text) digits &= is_digit(c);
   if (digits) {
     errno = 0;
     long long v = std::strtoll(text.c_str(), nullptr, 10);
-    if (errno != 0) return make_error(what + ": '" + text + "' is out of range");
+    if (errno != 0) return make_error(what + ": " + quoted(text) + " is out of range");
     return static_cast<int64_t>(v);
   }
-  // RFC 3339, UTC ("Z") only.
-  std::tm tm{};
-  int consumed = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) == 6) {
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    int64_t frac_ns = 0;
-    const char* p = text.c_str() + consumed;
-    if (*p == '.') {
-      ++p;
-      int64_t scale = 100'000'000;
-      while (*p >= '0' && *p <= '9') {
-        frac_ns += (*p - '0') * scale;
-        scale /= 10;
-        ++p;
-      }
-    }
-    if (std::string(p) == "Z") {
-      return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000 + frac_ns;
-    }
-  }
-  return make_error(what + ": '" + text +
-                    "' is not a time; use RFC 3339 UTC (2026-11-22T03:00:00Z), nanoseconds since "
-                    "the epoch, 'now' or a relative time like -15m");
+  if (auto t = parse_rfc3339_utc(text)) return *t;
+  return make_error(what + ": " + quoted(text) + usage);
 }
 
 std::string format_time(int64_t ns) {

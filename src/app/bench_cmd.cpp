@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -61,7 +62,7 @@ struct Child {
 
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {
   pid_t pid = fork();
-  if (pid < 0) return make_error("fork failed");
+  if (pid < 0) return make_error("cannot start '" + args.at(1) + "': fork: " + errno_text(errno));
   if (pid == 0) {
     int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
@@ -88,7 +89,9 @@ Result<std::vector<uint32_t>> wait_ready(const std::string& path, pid_t pid, dou
     while (in >> p) ports.push_back(p);
     if (!ports.empty()) return ports;
     int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return make_error("the child process exited early");
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return make_error("the child process exited before writing " + path);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return make_error("timed out waiting for " + path);
@@ -333,16 +336,24 @@ Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& n
                            uint64_t devices, uint32_t shards,
                            const std::string& durability = "batch") {
   const std::string dir = work + "/" + name;
-  fs::create_directories(dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("cannot create " + dir + ": " + ec.message());
   const std::string cfg = dir + "/tianhe.toml";
-  std::ofstream(cfg) << bench_config(dir + "/data", devices, shards, durability);
+  std::ofstream out(cfg);
+  out << bench_config(dir + "/data", devices, shards, durability);
+  out.close();
+  if (!out) return make_error("cannot write " + cfg);
   const std::string ready = dir + "/ready";
   auto pid = spawn({"tianhe", "serve", "--config", cfg, "--ready-file", ready}, dir + "/serve.log");
   if (!pid.ok()) return pid.error();
   gw.child.pid = *pid;
   auto ports = wait_ready(ready, *pid, 60);
   if (!ports.ok() || ports->size() < 2) {
-    return make_error("the gateway did not start: see " + dir + "/serve.log");
+    return make_error(
+        "the gateway did not start (" +
+        (ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message) +
+        "): see " + dir + "/serve.log");
   }
   gw.report_port = static_cast<uint16_t>((*ports)[0]);
   gw.http_port = static_cast<uint16_t>((*ports)[1]);
@@ -363,21 +374,42 @@ SimulatorOptions sim(uint16_t port, uint64_t devices, double rate, double durati
   return o;
 }
 
+/// A usage error of `cmd` (exit status 2).
+int usage_error(const char* cmd, const std::string& message) {
+  std::fprintf(stderr, "tianhe %s: %s\n", cmd, message.c_str());
+  return 2;
+}
+
+/// A run that failed after its options were accepted (exit status 1).
+int failure(const std::string& message) {
+  std::fprintf(stderr, "tianhe bench: %s\n", message.c_str());
+  return 1;
+}
+
 }  // namespace
 
 int cmd_bench_receiver(int argc, char** argv) {
   auto args = Args::parse(argc, argv, 2, {}, {"shards", "ready-file", "stats-file", "recv-buffer"});
-  if (!args.ok()) return 2;
-  const uint32_t shards =
-      static_cast<uint32_t>(args->u64("shards", std::thread::hardware_concurrency()).value());
-  auto local = transports::resolve("127.0.0.1", 0);
+  if (!args.ok()) return usage_error("bench-receiver", args.error().message);
+  auto shards_arg = args->u64("shards", std::max(1u, std::thread::hardware_concurrency()), 1, 256);
+  if (!shards_arg.ok()) return usage_error("bench-receiver", shards_arg.error().message);
+  for (const char* name : {"ready-file", "stats-file"}) {
+    if (args->str(name).empty()) {
+      return usage_error("bench-receiver", std::string("--") + name + " FILE is required");
+    }
+  }
+  const auto shards = static_cast<uint32_t>(*shards_arg);
   std::vector<transports::UdpSocket> socks;
   uint16_t port = 0;
   for (uint32_t i = 0; i < shards; ++i) {
     auto addr = transports::resolve("127.0.0.1", port);
+    if (!addr.ok()) return usage_error("bench-receiver", addr.error().message);
     auto s = transports::UdpSocket::bind(
         *addr, transports::UdpOptions{.reuse_port = true, .recv_buffer_bytes = 32u << 20});
-    if (!s.ok()) return std::fprintf(stderr, "%s\n", s.error().message.c_str()), 1;
+    if (!s.ok()) {
+      std::fprintf(stderr, "tianhe bench-receiver: %s\n", s.error().message.c_str());
+      return 1;
+    }
     port = s->local_port();
     socks.push_back(std::move(*s));
   }
@@ -401,14 +433,25 @@ int cmd_bench_receiver(int argc, char** argv) {
       total += n;
     });
   }
+  const std::string ready = args->str("ready-file"), tmp = ready + ".tmp";
+  bool written = false;
   {
-    std::ofstream out(args->str("ready-file") + ".tmp");
+    std::ofstream out(tmp);
     out << port << "\n";
+    out.close();
+    written = static_cast<bool>(out) && std::rename(tmp.c_str(), ready.c_str()) == 0;
   }
-  std::rename((args->str("ready-file") + ".tmp").c_str(), args->str("ready-file").c_str());
+  if (!written) std::fprintf(stderr, "tianhe bench-receiver: cannot write %s\n", ready.c_str());
   for (auto& t : threads) t.join();
-  std::ofstream(args->str("stats-file")) << total.load() << "\n";
-  return 0;
+  std::ofstream stats(args->str("stats-file"));
+  stats << total.load() << "\n";
+  stats.close();
+  if (!stats) {
+    std::fprintf(stderr, "tianhe bench-receiver: cannot write %s\n",
+                 args->str("stats-file").c_str());
+    return 1;
+  }
+  return written ? 0 : 1;
 }
 
 int cmd_bench(int argc, char** argv) {
@@ -442,6 +485,7 @@ Options:
   --shards N          the gateway's shards and the bare receiver's sockets (default: cores - 1,
                       at least 1)
   --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
+  --keep              keep the default work directory (its path is printed)
   --json              JSON only)");
       return 0;
     }
@@ -449,30 +493,46 @@ Options:
   auto args = Args::parse(
       argc, argv, 2, {"json", "keep"},
       {"duration", "latency-duration", "lag-duration", "devices", "shards", "work-dir"});
-  if (!args.ok())
-    return std::fprintf(stderr, "tianhe bench: %s\n", args.error().message.c_str()), 2;
-  const double duration = parse_seconds(args->str("duration", "10"), "--duration").value();
-  const double lag_duration =
-      parse_seconds(args->str("lag-duration", "60"), "--lag-duration").value();
-  const double latency_duration =
-      parse_seconds(args->str("latency-duration", "30"), "--latency-duration").value();
-  const uint64_t devices = args->u64("devices", 500'000).value();
+  if (!args.ok()) return usage_error("bench", args.error().message);
+  // Every phase divides by its duration: a tenth of a second is the least that means anything.
+  auto duration_arg = args->seconds("duration", 10, 0.1);
+  auto lag_duration_arg = args->seconds("lag-duration", 60, 0.1);
+  auto latency_duration_arg = args->seconds("latency-duration", 30, 0.1);
+  auto devices_arg = args->u64("devices", 500'000, 1, UINT32_MAX);
   const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
-  auto shards_arg = args->u64("shards", std::max(1u, cores - 1));
-  if (!shards_arg.ok() || *shards_arg == 0 || *shards_arg > 256) {
-    std::fprintf(stderr, "tianhe bench: --shards: expected a number from 1 to 256\n");
-    return 2;
+  auto shards_arg = args->u64("shards", std::max(1u, cores - 1), 1, 256);
+  for (const auto* r : {&duration_arg, &lag_duration_arg, &latency_duration_arg}) {
+    if (!r->ok()) return usage_error("bench", r->error().message);
   }
+  for (const auto* r : {&devices_arg, &shards_arg}) {
+    if (!r->ok()) return usage_error("bench", r->error().message);
+  }
+  const double duration = *duration_arg, lag_duration = *lag_duration_arg,
+               latency_duration = *latency_duration_arg;
+  const uint64_t devices = *devices_arg;
   const auto shards = static_cast<uint32_t>(*shards_arg);
   const bool compare_per_core = shards != cores;
   const std::string of = "/" + std::to_string(compare_per_core ? 8 : 7) + "] ";
   const bool json_only = args->has("json");
   std::string work = args->str("work-dir");
   bool remove_work = false;
-  if (work.empty()) {
+  if (args->has("work-dir")) {
+    std::error_code ec;
+    if (!work.empty()) fs::create_directories(work, ec);
+    if (work.empty() || ec) {
+      return usage_error("bench", "--work-dir: cannot create \"" + work + "\"" +
+                                      (ec ? ": " + ec.message() : std::string()) +
+                                      "; give a directory you can write");
+    }
+  } else {
     char tmpl[] = "/tmp/tianhe-bench-XXXXXX";
-    work = mkdtemp(tmpl);
+    if (mkdtemp(tmpl) == nullptr) {
+      return failure(std::string("cannot create a work directory under /tmp: ") +
+                     errno_text(errno) + "; pass --work-dir DIR");
+    }
+    work = tmpl;
     remove_work = !args->has("keep");
+    if (!remove_work) std::fprintf(stderr, "tianhe bench: work directory %s\n", work.c_str());
   }
   auto say = [&](const std::string& s) {
     if (!json_only) {
@@ -497,14 +557,21 @@ Options:
     auto pid = spawn({"tianhe", "bench-receiver", "--shards", std::to_string(shards),
                       "--ready-file", ready, "--stats-file", stats},
                      work + "/raw.log");
-    if (!pid.ok()) return 1;
+    if (!pid.ok()) return failure("raw ceiling: " + pid.error().message);
     rx.pid = *pid;
     auto ports = wait_ready(ready, *pid, 10);
-    if (!ports.ok()) return std::fprintf(stderr, "bench: %s\n", ports.error().message.c_str()), 1;
+    if (!ports.ok()) {
+      return failure("raw ceiling: the bare receiver did not start (" + ports.error().message +
+                     "): see " + work + "/raw.log");
+    }
     auto s = run_simulator(sim(static_cast<uint16_t>((*ports)[0]), devices, 0, duration, 1, false));
     rx.terminate();
+    if (!s.ok()) return failure("raw ceiling: the sender failed: " + s.error().message);
     uint64_t received = 0;
-    std::ifstream(stats) >> received;
+    if (!(std::ifstream(stats) >> received)) {
+      return failure("raw ceiling: the bare receiver left no count in " + stats + ": see " + work +
+                     "/raw.log");
+    }
     raw_rate = received / s->elapsed_s;
     result["raw"] = {{"sent_per_s", s->rate}, {"received_per_s", raw_rate}};
   }
@@ -524,8 +591,7 @@ Options:
   // 3..6: one gateway, 500k registered devices.
   Gw gw;
   if (auto r = start_gateway(gw, work, "gateway", devices, shards); !r.ok()) {
-    std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
-    return 1;
+    return failure(r.error().message);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const uint64_t rss_idle = rss_bytes(gw.child.pid);
@@ -557,7 +623,7 @@ Options:
   say("[3" + of + "gateway, single-report datagrams, acks on, durability batch, store on ...");
   Drops d0 = drops_now();
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
-  if (!single.ok()) return 1;
+  if (!single.ok()) return failure("single-report phase: " + single.error().message);
   // Also what the log writes per report, for the disk floor of the latency phase.
   double log_bytes_per_report = 0;
   Drops d1;
@@ -576,7 +642,7 @@ Options:
   say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
   d0 = drops_now();
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
-  if (!batched.ok()) return 1;
+  if (!batched.ok()) return failure("batched phase: " + batched.error().message);
   d1 = drops_now();
   result["batched"] = Json::parse(batched->json());
   result["batched"]["gateway_drops"] = drops_json(d0, d1);
@@ -620,7 +686,7 @@ Options:
   const std::string before = http_get(gw.http_port, "/metrics");
   auto half = run_simulator(
       sim(gw.report_port, devices, single->acked_rate / 2, latency_duration, 1, true));
-  if (!half.ok()) return 1;
+  if (!half.ok()) return failure("ack-latency phase: " + half.error().message);
   const std::string after = http_get(gw.http_port, "/metrics");
   const SyncSummary log_syncs = summarize(
       histogram_delta(before, after, "tianhe_log_fsync_latency_seconds"), half->elapsed_s);
@@ -689,8 +755,7 @@ Options:
   {
     Gw none;
     if (auto r = start_gateway(none, work, "gateway-none", devices, shards, "none"); !r.ok()) {
-      std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
-      return 1;
+      return failure(r.error().message);
     }
     half_none =
         run_simulator(sim(none.report_port, devices, single->acked_rate / 2, duration, 1, true));
@@ -704,8 +769,7 @@ Options:
         "), single-report datagrams, " + std::to_string(static_cast<int>(duration)) + " s ...");
     Gw all;
     if (auto r = start_gateway(all, work, "gateway-per-core", devices, cores); !r.ok()) {
-      std::fprintf(stderr, "tianhe bench: %s\n", r.error().message.c_str());
-      return 1;
+      return failure(r.error().message);
     }
     per_core = run_simulator(sim(all.report_port, devices, 0, duration, 1, true));
     if (per_core.ok()) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -90,22 +91,21 @@ Example:
   if (!args.ok()) return usage_error("serve", args.error().message);
   auto cfg = load(*args);
   if (!cfg.ok()) return usage_error("serve", cfg.error().message);
-  auto port_flag = [&](const std::string& flag) -> Result<uint16_t> {
-    auto p = args->u64(flag, 0);
-    if (!p.ok() || *p > 65535) return make_error("--" + flag + ": use 0..65535");
-    return static_cast<uint16_t>(*p);
-  };
   for (const auto& p : ext.protocols()) {
     const std::string flag = std::string(p.name) + "-port";
     if (!p.set_port || !args->has(flag)) continue;
-    auto port = port_flag(flag);
-    if (!port.ok()) return usage_error("serve", port.error().message);
-    p.set_port(cfg->extensions.at("protocols." + std::string(p.name)), *port);
+    auto port = args->u64(flag, 0, 0, 65535);
+    if (!port.ok()) return usage_error("serve", port.error().message + " (0 picks a free port)");
+    p.set_port(cfg->extensions.at("protocols." + std::string(p.name)),
+               static_cast<uint16_t>(*port));
   }
   if (args->has("http-port")) {
-    auto port = port_flag("http-port");
-    if (!port.ok()) return usage_error("serve", port.error().message);
-    cfg->http.listen.port = *port;
+    auto p = args->u64("http-port", 0, 0, 65535);
+    if (!p.ok()) return usage_error("serve", p.error().message + " (0 picks a free port)");
+    cfg->http.listen.port = static_cast<uint16_t>(*p);
+  }
+  if (args->has("ready-file") && args->str("ready-file").empty()) {
+    return usage_error("serve", "--ready-file: give a file name");
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -133,10 +133,15 @@ Example:
   if (args->has("ready-file")) {
     const std::string f = args->str("ready-file"), tmp = f + ".tmp";
     FILE* out = std::fopen(tmp.c_str(), "w");
-    if (out != nullptr) {
-      std::fprintf(out, "%u %u\n", g.first_port(), g.http_port());
-      std::fclose(out);
-      std::rename(tmp.c_str(), f.c_str());
+    bool written =
+        out != nullptr && std::fprintf(out, "%u %u\n", g.first_port(), g.http_port()) > 0;
+    written = (out != nullptr && std::fclose(out) == 0) && written;
+    if (!written || std::rename(tmp.c_str(), f.c_str()) != 0) {
+      // Whoever waits for the file would wait forever: stop instead.
+      std::fprintf(stderr, "tianhe serve: --ready-file: cannot write %s: %s\n", f.c_str(),
+                   errno_text(errno).c_str());
+      g.stop();
+      return 1;
     }
   }
   while (!g_stop.load()) pause();
@@ -177,15 +182,15 @@ Example:
   if (!target.ok()) return usage_error("simulate", target.error().message);
   o.host = target->first;
   o.port = target->second;
-  auto devices = args->u64("devices", 500'000);
-  auto rate = args->f64("rate", 10'000);
-  auto duration = parse_seconds(args->str("duration", "10"), "--duration");
-  auto drain = parse_seconds(args->str("drain", "2"), "--drain");
-  auto batch = args->u64("batch", 1);
-  auto sockets = args->u64("sockets", 64);
-  auto invalid = args->u64("invalid-every", 0);
+  auto devices = args->u64("devices", 500'000, 1);
+  auto rate = args->f64("rate", 10'000, 0);
+  auto duration = args->seconds("duration", 10);
+  auto drain = args->seconds("drain", 2);
+  auto batch = args->u64("batch", 1, 1, 256);
+  auto sockets = args->u64("sockets", 64, 1, 4096);
+  auto invalid = args->u64("invalid-every", 0, 0, UINT32_MAX);
   auto seed = args->u64("seed", 1);
-  auto first = args->u64("first-device", 1);
+  auto first = args->u64("first-device", 1, 1);
   for (const auto* r : {&devices, &batch, &sockets, &invalid, &seed, &first}) {
     if (!r->ok()) return usage_error("simulate", r->error().message);
   }
@@ -232,7 +237,7 @@ Options:
   --data-dir DIR     the gateway's data directory (default: from --config, else ./data)
   --config FILE      take the store location from this config
   --device ID        history of one device (with --from/--to/--limit/--order);
-                     a range A-B reads each device in turn
+                     a range A-B reads each device in turn (at most 1000000)
   --from T --to T    time range: RFC 3339 (2026-11-22T03:00:00Z), ns since epoch, now, -15m
   --limit N          at most N reports (default 100)
   --order asc|desc   oldest or newest first (default asc)
@@ -261,29 +266,47 @@ Examples:
   } else {
     dir = args->str("data-dir") + "/store";
   }
+  // Every value is checked before the store is opened: a typo is a usage error (exit 2).
   const std::string format = args->str("format", "table");
   if (format != "table" && format != "json" && format != "csv") {
-    return usage_error("query", "--format: use table, json or csv");
+    return usage_error("query",
+                       "--format: \"" + format + "\" is not a format; use table, json or csv");
   }
-  auto reader = sinks::store::StoreReader::open(dir);
-  if (!reader.ok()) {
-    std::fprintf(stderr, "tianhe query: %s\n", reader.error().message.c_str());
-    return 1;
+  const std::string order = args->str("order", "asc");
+  if (order != "asc" && order != "desc") {
+    return usage_error("query", "--order: \"" + order + "\" is not an order; use asc or desc");
   }
-  auto limit = args->u64("limit", 100);
-  // --device takes one id or a range "A-B" (history of each device in turn).
-  uint64_t range_last = 0;
-  std::string device_text = args->str("device");
-  if (auto dash = device_text.find('-'); dash != std::string::npos && dash > 0) {
-    range_last = std::strtoull(device_text.c_str() + dash + 1, nullptr, 10);
-    device_text = device_text.substr(0, dash);
+  const bool newest_first = order == "desc";
+  auto limit_arg = args->u64("limit", 100, 1, UINT32_MAX);
+  if (!limit_arg.ok()) return usage_error("query", limit_arg.error().message);
+  const auto limit = static_cast<uint32_t>(*limit_arg);
+  // --device takes one id or a range "A-B" (history of each device in turn); 0: none given.
+  uint64_t device = 0, range_last = 0;
+  if (args->has("device")) {
+    auto range = parse_device_range(args->str("device"), "--device");
+    if (!range.ok()) return usage_error("query", range.error().message);
+    device = range->first;
+    range_last = range->last;
   }
-  auto device =
-      Result<uint64_t>(device_text.empty() ? 0 : std::strtoull(device_text.c_str(), nullptr, 10));
-  auto after = args->u64("after", 0);
-  if (!limit.ok()) return usage_error("query", limit.error().message);
-  if (!device.ok()) return usage_error("query", device.error().message);
-  if (!after.ok()) return usage_error("query", after.error().message);
+  auto after_arg = args->u64("after", 0);
+  if (!after_arg.ok()) return usage_error("query", after_arg.error().message);
+  const uint64_t after = *after_arg;
+  const bool count = args->has("count"), latest = args->has("latest"), all = args->has("all");
+  if (count && latest) return usage_error("query", "--count and --latest: choose one");
+  if (all && !latest) {
+    return usage_error("query", "--all goes with --latest (the latest report of every device)");
+  }
+  if (all && device != 0) return usage_error("query", "--all reads every device: drop --device");
+  if (args->has("after") && !all) {
+    return usage_error("query", "--after goes with --latest --all (the next page of devices)");
+  }
+  if (range_last != device && (count || latest)) {
+    return usage_error("query", "--count and --latest take one --device, not a range");
+  }
+  if (device == 0 && !count && !all) {
+    return usage_error("query", latest ? "--latest needs --device ID or --all"
+                                       : "say what to read: --device ID, --latest, or --count");
+  }
   const int64_t now = core::wall_ns();
   int64_t from = INT64_MIN, to = INT64_MAX;
   if (args->has("from")) {
@@ -296,14 +319,23 @@ Examples:
     if (!t.ok()) return usage_error("query", t.error().message);
     to = *t;
   }
+  if (from > to) {
+    return usage_error("query", "--from " + args->str("from") + " is after --to " +
+                                    args->str("to") + "; swap them");
+  }
+  auto reader = sinks::store::StoreReader::open(dir);
+  if (!reader.ok()) {
+    std::fprintf(stderr, "tianhe query: %s\n", reader.error().message.c_str());
+    return 1;
+  }
 
-  if (args->has("count")) {
-    if (*device != 0) {
-      auto n = (*reader)->count_device(*device, from, to);
+  if (count) {
+    if (device != 0) {
+      auto n = (*reader)->count_device(device, from, to);
       if (!n.ok()) return std::fprintf(stderr, "tianhe query: %s\n", n.error().message.c_str()), 1;
       if (format == "json")
         std::printf("{\"device_id\":%llu,\"reports\":%llu}\n",
-                    static_cast<unsigned long long>(*device), static_cast<unsigned long long>(*n));
+                    static_cast<unsigned long long>(device), static_cast<unsigned long long>(*n));
       else
         std::printf("%llu\n", static_cast<unsigned long long>(*n));
       return 0;
@@ -333,29 +365,24 @@ Examples:
   }
 
   std::vector<sinks::store::StoredReport> rows;
-  if (args->has("latest")) {
-    if (args->has("all")) {
-      auto r = (*reader)->latest_all(*after, static_cast<uint32_t>(*limit));
+  if (latest) {
+    if (all) {
+      auto r = (*reader)->latest_all(after, limit);
       if (!r.ok()) return std::fprintf(stderr, "tianhe query: %s\n", r.error().message.c_str()), 1;
       rows = std::move(*r);
     } else {
-      if (*device == 0) return usage_error("query", "--latest needs --device ID or --all");
-      auto r = (*reader)->latest(*device);
+      auto r = (*reader)->latest(device);
       if (!r.ok()) return std::fprintf(stderr, "tianhe query: %s\n", r.error().message.c_str()), 1;
       if (r->has_value()) rows.push_back(std::move(**r));
     }
   } else {
-    if (*device == 0) {
-      return usage_error("query", "say what to read: --device ID, --latest, or --count");
-    }
-    const uint64_t last = std::max(range_last, *device);
-    for (uint64_t id = *device; id <= last; ++id) {
+    for (uint64_t id = device; id <= range_last; ++id) {
       sinks::store::HistoryQuery q;
       q.device_id = id;
       q.from_ns = from;
       q.to_ns = to;
-      q.limit = static_cast<uint32_t>(std::min<uint64_t>(*limit, UINT32_MAX));
-      q.newest_first = args->str("order", "asc") == "desc";
+      q.limit = limit;
+      q.newest_first = newest_first;
       auto r = (*reader)->history(q);
       if (!r.ok()) return std::fprintf(stderr, "tianhe query: %s\n", r.error().message.c_str()), 1;
       for (auto& row : *r) rows.push_back(std::move(row));

@@ -261,6 +261,10 @@ Result<SimulatorSummary> run_simulator(const SimulatorOptions& o, const std::ato
     const int64_t now = core::mono_ns();
     if (now >= end || (stop && stop->load())) break;
     uint64_t due = o.rate > 0 ? static_cast<uint64_t>((now - start) * 1e-9 * o.rate) : UINT64_MAX;
+    if (o.max_reports > 0) {
+      if (sum.sent + sum.send_errors >= o.max_reports) break;
+      due = std::min(due, o.max_reports - sum.send_errors);
+    }
     if (sum.sent >= due) {
       // Ahead of schedule: sleep a little (coarse pacing keeps the sender cheap).
       const timespec w{0, 200'000};
@@ -273,9 +277,11 @@ Result<SimulatorSummary> run_simulator(const SimulatorOptions& o, const std::ato
     // Every report of this call counts as sent at `wall`, before it is encoded: the latency
     // measured includes the call's encoding (microseconds), never less than the real one.
     uint64_t reports_in_call = 0;
+    // With max_reports the last datagram may carry fewer than `batch` reports.
+    const uint64_t call_cap = o.max_reports > 0 ? want_reports : UINT64_MAX;
     for (uint32_t d = 0; d < ndg; ++d) {
       EnvelopeEncoder enc(std::span<uint8_t>(bufs.data() + d * dgram_cap, dgram_cap));
-      for (uint32_t k = 0; k < o.batch; ++k) {
+      for (uint32_t k = 0; k < o.batch && reports_in_call < call_cap; ++k) {
         uint64_t idx = fleet.order[cursor];
         cursor = cursor + 1 == o.devices ? 0 : cursor + 1;
         // The state of the device a few reports ahead, fetched while this one is encoded.

@@ -20,6 +20,9 @@ struct SimulatorOptions {
   uint64_t first_device_id = 1;
   double rate = 100'000;  ///< reports per second; 0 = as fast as possible
   double duration_s = 10;
+  /// Stop once this many reports are sent, even before duration_s (0 = no limit): a test that
+  /// needs an exact count whatever the scheduling sets this and a generous duration.
+  uint64_t max_reports = 0;
   uint32_t batch = 1;     ///< reports per datagram (an edge gateway batching)
   bool ack = false;       ///< request acks
   uint32_t sockets = 64;  ///< source sockets (each is one "address" the gateway sees)

@@ -8,7 +8,7 @@ from harness import Checks, Gateway, REPO, metric, run, tmpdir, wait_for, write_
 c = Checks()
 for cmd in ["serve", "simulate", "query", "devices", "check-config", "bench"]:
     r = run([cmd, "--help"])
-    c.check(r.returncode == 0 and "Example" in r.stdout or "Options" in r.stdout, f"{cmd} --help")
+    c.check(r.returncode == 0 and ("Example" in r.stdout or "Options" in r.stdout), f"{cmd} --help")
 r = run(["--help"])
 c.check(r.returncode == 0 and "simulate" in r.stdout, "tianhe --help lists commands")
 r = run(["frobnicate"])
@@ -24,14 +24,26 @@ r = run(["check-config", "--config", bad])
 c.check(r.returncode == 2 and "log.durability" in r.stderr, f"a bad value names its key: {r.stderr.strip()}")
 r = run(["simulate", "--rate", "fast"])
 c.check(r.returncode == 2 and "--rate" in r.stderr, "a bad option value names the option")
+# Every value is checked before anything runs: exit 2 and a message that names the flag, the
+# value and the fix (not an abort, nor a number read from the value's first digits).
+r = run(["bench", "--duration", "10x"], timeout=60)
+c.check(r.returncode == 2 and '--duration: "10x" is not a duration' in r.stderr
+        and "500ms" in r.stderr, f"bench --duration 10x: exit {r.returncode}: {r.stderr.strip()}")
+r = run(["query", "--data-dir", os.path.join(work, "nothing"), "--device", "12x"], timeout=60)
+c.check(r.returncode == 2 and '--device: "12x" is not a device id' in r.stderr,
+        f"query --device 12x: exit {r.returncode}: {r.stderr.strip()}")
+r = run(["serve", "--report-port", "70000"], timeout=60)
+c.check(r.returncode == 2 and "--report-port" in r.stderr and "0 to 65535" in r.stderr,
+        f"serve --report-port 70000: exit {r.returncode}: {r.stderr.strip()}")
 
 cfg = os.path.join(work, "tianhe.toml")
 write_config(cfg, os.path.join(work, "data"), devices=100)
 gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
 banner = [l for l in open(gw.log_path) if "(recovery: " in l]
 c.check(len(banner) == 1 and "(recovery: clean;" in banner[0], f"a fresh data_dir opens clean: {banner}")
+# A generous drain: it ends as soon as every ack is in.
 r = run(["simulate", "--target", f"127.0.0.1:{gw.report_port}", "--devices", "100", "--rate",
-         "1000", "--duration", "1", "--ack", "--json", "--quiet"])
+         "1000", "--duration", "1", "--ack", "--drain", "30", "--json", "--quiet"])
 c.check(r.returncode == 0, "simulate --json")
 summary = json.loads(r.stdout.strip().splitlines()[-1])
 c.check(summary["acked"] == summary["sent"] and summary["lost"] == 0, f"every report acked: {summary}")
@@ -70,7 +82,7 @@ r = run(["query", "--data-dir", data, "--count", "--format", "json"])
 c.check(r.returncode == 0 and json.loads(r.stdout)["reports"] == summary["acked"],
         f"count after the refused starts: {r.stdout.strip()}")
 r = run(["simulate", "--target", f"127.0.0.1:{gw.report_port}", "--devices", "100", "--rate",
-         "1000", "--duration", "1", "--ack", "--json", "--quiet"])
+         "1000", "--duration", "1", "--ack", "--drain", "30", "--json", "--quiet"])
 again = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
 c.check(again.get("lost") == 0 and again.get("acked") == again.get("sent"),
         f"the first gateway still acks every report: {again}")

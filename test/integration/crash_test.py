@@ -4,24 +4,30 @@ in the store, and none is there twice."""
 import collections
 import os
 import random
+import signal
 import subprocess
 import time
 
-from harness import BIN, Checks, Gateway, free_port, run, tmpdir, wait_for, write_config
+from harness import BIN, Checks, Gateway, reserved_port, run, tmpdir, wait_for, write_config
 
 DEVICES = 200
 KILLS = 22
 
 c = Checks()
 work = tmpdir("crash")
-port = free_port()
+# The fleet keeps sending to one port across every restart: a port of our own, outside the
+# kernel's ephemeral range (the HTTP port is 0: each start reports the one it got).
+port = reserved_port(udp=True)
 cfg = os.path.join(work, "tianhe.toml")
 write_config(cfg, os.path.join(work, "data"), devices=DEVICES, report_port=port)
 gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
+ports_kept = gw.report_port == port
 
 acked_file = os.path.join(work, "acked.txt")
+# The fleet sends until we stop it (its duration is only a deadline), so the number of kills
+# does not depend on how fast this machine restarts a gateway.
 sim = subprocess.Popen([BIN, "simulate", "--target", f"127.0.0.1:{port}", "--devices", str(DEVICES),
-                        "--rate", "3000", "--duration", "40", "--ack", "--sockets", "4",
+                        "--rate", "3000", "--duration", "600", "--ack", "--sockets", "4",
                         "--acked-out", acked_file, "--drain", "3", "--quiet", "--json"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 rng = random.Random(int(os.environ.get("TIANHE_CRASH_SEED", "20261122")))
@@ -32,10 +38,15 @@ while kills < KILLS and sim.poll() is None:
     kills += 1
     time.sleep(rng.uniform(0.0, 0.2))
     gw.start()
+    ports_kept &= gw.report_port == port
 print(f"killed the gateway {kills} times")
+time.sleep(1)  # some traffic on the last gateway too
+if sim.poll() is None:
+    os.kill(sim.pid, signal.SIGTERM)  # stops sending, waits for outstanding acks, writes them
 out, _ = sim.communicate(timeout=120)
 print(out.strip().splitlines()[-1] if out.strip() else "(no simulator output)")
 c.check(kills >= 20, f"gateway killed with SIGKILL {kills} times (>= 20)")
+c.check(ports_kept, f"every start served the fleet's port {port}")
 banners = [l for l in open(gw.log_path) if "(recovery: " in l]
 c.check(len(banners) == kills + 1 and any("behind, catching up" in l for l in banners),
         f"each start says what it recovered ({len(banners)} starts; last: {banners[-1].strip() if banners else '-'})")

@@ -31,13 +31,14 @@ try:
     gw = Gateway(cfg_no_store, os.path.join(work, "serve.log")).start()
 
     def simulate(seconds, seed):
+        # The drain ends once every ack is in; 30 s only bounds a gateway that stopped answering.
         # Each run its own 1000 devices: a run starts every device's seq at 0 again, which the
         # store would have to tell from a duplicate (a reboot) when it replays the whole log.
         first = 1 + 1000 * (seed - 1)
         r = run(["simulate", "--target", f"127.0.0.1:{gw.report_port}", "--devices", "1000",
                  "--first-device", str(first), "--rate", "3000", "--duration", str(seconds),
                  "--ack",
-                 "--quiet", "--json", "--seed", str(seed), "--drain", "2"])
+                 "--quiet", "--json", "--seed", str(seed), "--drain", "30"])
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout.strip().splitlines()[-1])
 

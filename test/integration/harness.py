@@ -1,5 +1,10 @@
-"""Shared helpers for the integration tests: start and stop gateways we own (by PID), free
-loopback ports, HTTP GET, metrics parsing, waiting on conditions with deadlines."""
+"""Shared helpers for the integration tests: start and stop gateways we own (by PID), loopback
+ports that survive restarts, HTTP GET, metrics parsing, waiting on conditions with deadlines.
+
+Ports: a gateway binds port 0 and reports what it got (--ready-file: "report_port http_port"),
+so two tests running at once never race for a port. Only a test that restarts a gateway on the
+same port while its clients keep sending there takes one from reserved_port()."""
+import fcntl
 import os
 import signal
 import socket
@@ -15,12 +20,68 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODEL = open(os.path.join(REPO, "test", "fixtures", "env_sensor_model.toml")).read()
 
 
-def free_port(kind=socket.SOCK_DGRAM):
+PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "tianhe-test-ports")
+FIRST_RESERVED_PORT = 20000
+_held_ports = {}  # port -> descriptor of its lock file, held until this process exits
+
+
+def ephemeral_port_range():
+    """The kernel's range for ports it picks itself (a client socket's, or a bind to port 0)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = f.read().split()
+    return int(low), int(high)
+
+
+def _can_bind(port, kind):
     s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def reserved_port(udp=True, tcp=False):
+    """A loopback port that stays this process's for its whole life, for a gateway restarted on
+    the same port while its clients keep sending there (port 0 would move it). It lies below the
+    kernel's ephemeral range, so no socket the kernel numbers itself can take it between two
+    runs of the gateway; an exclusive lock on PORT_LOCK_DIR/<port>.lock, held until this
+    process exits, keeps two tests running at once off the same one; and it is handed out only
+    if it can be bound now (UDP and/or TCP, as asked)."""
+    low, _ = ephemeral_port_range()
+    first, last = FIRST_RESERVED_PORT, low - 1
+    if last < first:  # an unusually wide ephemeral range: use the ports just below it
+        first = max(1024, last - 4096)
+    if last < first:
+        raise RuntimeError(f"no port below the ephemeral range ({low}-): narrow "
+                           "net.ipv4.ip_local_port_range")
+    os.makedirs(PORT_LOCK_DIR, exist_ok=True)
+    try:
+        os.chmod(PORT_LOCK_DIR, 0o1777)  # shared by every user's tests, like /tmp
+    except PermissionError:
+        pass
+    span = last - first + 1
+    start = (os.getpid() * 7919) % span  # concurrent tests start their search apart
+    kinds = ([socket.SOCK_DGRAM] if udp else []) + ([socket.SOCK_STREAM] if tcp else [])
+    for i in range(span):
+        port = first + (start + i) % span
+        if port in _held_ports:
+            continue
+        fd = os.open(os.path.join(PORT_LOCK_DIR, f"{port}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if all(_can_bind(port, k) for k in kinds):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {' '.join(sys.argv)}\n".encode())
+            _held_ports[port] = fd
+            return port
+        os.close(fd)  # someone outside our tests has it; the lock goes with the descriptor
+    raise RuntimeError(f"no free port in {first}-{last}")
 
 
 def write_config(path, data_dir, devices=1000, extra="", report_port=0, http_port=0,

@@ -129,7 +129,9 @@ std::string chunk_file_name(int64_t id) {
   return buf;
 }
 
-StoreWriter::StoreWriter(StoreWriterOptions options) : opt_(std::move(options)) {}
+StoreWriter::StoreWriter(StoreWriterOptions options) : opt_(std::move(options)) {
+  if (!opt_.wall_clock) opt_.wall_clock = core::wall_ns;
+}
 
 StoreWriter::~StoreWriter() {
   hurry_.store(true);
@@ -194,7 +196,7 @@ Result<void> StoreWriter::init() {
     auto ins = catalog_.prepare("INSERT INTO chunks(id, state, created_ns) VALUES(?, 0, ?)");
     if (!ins) return ins.error();
     ins->bind(1, open_id);
-    ins->bind(2, core::wall_ns());
+    ins->bind(2, opt_.wall_clock());
     if (ins->step() != SQLITE_DONE) return catalog_.error("insert chunk");
   }
 
@@ -274,7 +276,7 @@ Result<void> StoreWriter::open_chunk(int64_t id, bool fresh) {
   open_min_time_ = std::numeric_limits<int64_t>::max();
   open_max_time_ = std::numeric_limits<int64_t>::min();
   auto created = catalog_.query_i64(
-      "SELECT created_ns FROM chunks WHERE id = " + std::to_string(id), core::wall_ns());
+      "SELECT created_ns FROM chunks WHERE id = " + std::to_string(id), opt_.wall_clock());
   if (!created) return created.error();
   open_created_ns_ = created.value();
   if (fresh) {
@@ -439,7 +441,7 @@ Result<WriteResult> StoreWriter::write(std::span<const core::Report> reports,
 
   bool full = open_reports_ >= opt_.chunk_reports;
   bool old = open_reports_ > 0 &&
-             core::wall_ns() - open_created_ns_ >=
+             opt_.wall_clock() - open_created_ns_ >=
                  std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.chunk_duration).count();
   if (full || old) {
     if (auto r = seal(); !r) return r.error();
@@ -496,13 +498,13 @@ Result<void> StoreWriter::seal_open_chunk() {
   up->bind(1, min_time);
   up->bind(2, max_time);
   up->bind(3, reports);
-  up->bind(4, core::wall_ns());
+  up->bind(4, opt_.wall_clock());
   up->bind(5, sealed_id);
   if (up->step() != SQLITE_DONE) return catalog_.error("seal chunk");
   auto ins = catalog_.prepare("INSERT INTO chunks(id, state, created_ns) VALUES(?, 0, ?)");
   if (!ins) return ins.error();
   ins->bind(1, next_id);
-  ins->bind(2, core::wall_ns());
+  ins->bind(2, opt_.wall_clock());
   if (ins->step() != SQLITE_DONE) return catalog_.error("insert chunk");
   up = Stmt();
   ins = Stmt();
@@ -873,9 +875,10 @@ Result<void> StoreWriter::index_chunk(int64_t id) {
     }
   }
   up = Stmt();
-  if (auto r = cat->exec("UPDATE chunks SET state = 2 WHERE id = " + std::to_string(id) +
-                         "; INSERT OR REPLACE INTO retired(id, retired_ns) VALUES(" +
-                         std::to_string(id) + ", " + std::to_string(core::wall_ns()) + "); COMMIT");
+  if (auto r =
+          cat->exec("UPDATE chunks SET state = 2 WHERE id = " + std::to_string(id) +
+                    "; INSERT OR REPLACE INTO retired(id, retired_ns) VALUES(" +
+                    std::to_string(id) + ", " + std::to_string(opt_.wall_clock()) + "); COMMIT");
       !r) {
     (void)cat->exec("ROLLBACK");
     return r;
@@ -894,7 +897,7 @@ Result<void> StoreWriter::apply_retention() {
   {
     auto st = cat->prepare("SELECT id FROM retired WHERE retired_ns < ?");
     if (!st) return st.error();
-    st->bind(1, core::wall_ns() - kRetireDelayNs);
+    st->bind(1, opt_.wall_clock() - kRetireDelayNs);
     while (st->step() == SQLITE_ROW) retired.push_back(st->i64(0));
   }
   for (int64_t id : retired) {
@@ -902,7 +905,7 @@ Result<void> StoreWriter::apply_retention() {
     if (auto r = cat->exec("DELETE FROM retired WHERE id = " + std::to_string(id)); !r) return r;
   }
   if (opt_.retention.count() <= 0) return {};
-  int64_t cutoff = core::wall_ns() -
+  int64_t cutoff = opt_.wall_clock() -
                    std::chrono::duration_cast<std::chrono::nanoseconds>(opt_.retention).count();
   std::vector<int64_t> ids;
   {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/dir_lock.h"
 #include "core/report.h"
 #include "core/result.h"
@@ -41,6 +43,10 @@ struct StoreWriterOptions {
   /// When set, kept equal to the number of sealed chunks whose merge has not finished (read by
   /// metrics on any thread; it outlives the writer).
   std::atomic<int64_t>* unmerged_chunks = nullptr;
+  /// Wall-clock time in ns since the epoch: when chunks were created, sealed and retired, hence
+  /// their age for chunk_duration and retention. Called on the sink and the seal threads; tests
+  /// pass a clock they advance. Empty means core::wall_ns.
+  std::function<int64_t()> wall_clock = core::wall_ns;
 };
 
 /// Where one shard's log has been consumed up to.
