@@ -45,6 +45,27 @@ else
   failed=$((failed + 1))
 fi
 
+echo "== the seam: a build with a non-default extension compiled out (sinks/jsonl)"
+# Commenting an extension's line out of src/extensions.cmake must leave a gateway that builds
+# and passes its tests; TH_EXCLUDE_EXTENSIONS does the same without editing the file.
+if cmake -S . -B build/noext -G Ninja -DCMAKE_BUILD_TYPE=Release -DTH_SANITIZE= \
+     -DTH_EXCLUDE_EXTENSIONS=sinks/jsonl >/dev/null &&
+   cmake --build build/noext -j "$JOBS" --target tianhe app_test config_test sinks_store_test; then
+  (cd build/noext && ctest --output-on-failure -R '^(app_test|config_test|sinks_store_test)$' \
+    --timeout 900) 2>&1 | tee /tmp/tianhe-ctest-noext.log
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  count /tmp/tianhe-ctest-noext.log
+  if build/noext/src/app/tianhe check-config --reference | grep -q 'sinks.jsonl'; then
+    echo "sinks/jsonl was compiled out but still documents its table"
+    status=1
+    failed=$((failed + 1))
+  fi
+else
+  echo "the build without sinks/jsonl failed"
+  status=1
+  failed=$((failed + 1))
+fi
+
 echo "== format check"
 if git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror 2>/tmp/tianhe-format.log; then
   echo "format check: ok"
