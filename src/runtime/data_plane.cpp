@@ -98,22 +98,26 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   }
   // From the first sink on, consumer threads read the logs: an error below stops them before
   // the logs (held by `logs` and the shards, destroyed on return) go away.
-  const auto fail = [&d](std::string_view part, const Error& e) {
+  const auto fail = [&d](Error e) {
     for (auto& s : d->sinks_) s.instance->stop();
-    return make_error(std::string(part) + ": " + e.message);
+    return e;
   };
   for (const SinkSpec& spec : extensions.sinks()) {
     std::any table = table_of(o, "sinks", spec.name, spec.config);
     if (!spec.enabled(table)) continue;
     auto sink = spec.start(table, context);
-    if (!sink.ok()) return fail("sinks." + std::string(spec.name), sink.error());
+    if (!sink.ok()) {
+      return fail(make_error("sinks." + std::string(spec.name) + ": " + sink.error().message));
+    }
     d->sinks_.push_back({spec.name, std::move(sink.value())});
   }
   for (const ProtocolSpec& spec : extensions.protocols()) {
     std::any table = table_of(o, "protocols", spec.name, spec.config);
     if (!spec.enabled(table)) continue;
     auto p = spec.create(table, context);
-    if (!p.ok()) return fail("protocols." + std::string(spec.name), p.error());
+    if (!p.ok()) {
+      return fail(make_error("protocols." + std::string(spec.name) + ": " + p.error().message));
+    }
     d->protocols_.push_back({spec.name, std::move(p.value())});
   }
   for (uint32_t i = 0; i < shards; ++i) {
@@ -121,10 +125,8 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
                                          ShardOptions{.receive_window = o.receive_window});
     for (auto& p : d->protocols_) {
       auto ingest = p.instance->create_ingest(i);
-      if (!ingest.ok()) {
-        for (auto& s : d->sinks_) s.instance->stop();
-        return ingest.error();
-      }
+      // Its error names its key already ("protocols.report.listen: ...").
+      if (!ingest.ok()) return fail(ingest.error());
       shard->add_ingest(std::move(ingest.value()));
     }
     d->shards_.push_back(std::move(shard));

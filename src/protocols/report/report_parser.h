@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/report.h"
+#include "core/trace_context.h"
 
 namespace tianhe::protocols::report {
 
@@ -77,14 +78,10 @@ struct ParserLimits {
 ParseResult parse_datagram(std::span<const uint8_t> bytes, uint32_t peer, int64_t received_ns,
                            const ParserLimits& limits, core::ReportBatch& out) noexcept;
 
-/// Length of a version-00 traceparent ("00-" 32 hex "-" 16 hex "-" 2 hex).
-inline constexpr size_t kTraceparentLength = 55;
-
-/// Parses a W3C traceparent strictly (version 00, lowercase hex, non-zero ids); false if invalid.
-bool parse_traceparent(std::string_view text, core::TraceContext& out) noexcept;
-
-/// Writes `trace` as a version-00 traceparent; returns 55, or 0 if `out` is shorter than that.
-size_t format_traceparent(const core::TraceContext& trace, std::span<char> out) noexcept;
+// The W3C traceparent helpers live in core (every protocol that carries one uses them).
+using core::format_traceparent;
+using core::kTraceparentLength;
+using core::parse_traceparent;
 
 /// True when `text` is valid UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
 bool is_valid_utf8(std::string_view text) noexcept;

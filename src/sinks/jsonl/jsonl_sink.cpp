@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/record_format.h"
+#include "core/trace_context.h"
 #include "runtime/extensions.h"
 
 namespace tianhe::sinks::jsonl {
@@ -126,24 +127,8 @@ std::string report_line(const core::Report& r, const pipeline::Registry* registr
   }
   j["metrics"] = std::move(metrics);
   if (r.trace.present) {
-    char tp[64];
-    static constexpr char kHex[] = "0123456789abcdef";
-    size_t n = 0;
-    auto hex = [&](const uint8_t* b, size_t len) {
-      for (size_t i = 0; i < len; ++i) {
-        tp[n++] = kHex[b[i] >> 4];
-        tp[n++] = kHex[b[i] & 15];
-      }
-    };
-    tp[n++] = '0';
-    tp[n++] = '0';
-    tp[n++] = '-';
-    hex(r.trace.trace_id.data(), 16);
-    tp[n++] = '-';
-    hex(r.trace.span_id.data(), 8);
-    tp[n++] = '-';
-    hex(&r.trace.flags, 1);
-    j["traceparent"] = std::string(tp, n);
+    char tp[core::kTraceparentLength];
+    j["traceparent"] = std::string(tp, core::format_traceparent(r.trace, tp));
   }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

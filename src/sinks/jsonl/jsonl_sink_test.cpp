@@ -110,6 +110,34 @@ TEST_F(JsonlSinkTest, WritesEveryReportOnceAcrossRestartsAndATornTail) {
   for (size_t i = 0; i < l.size(); ++i) EXPECT_EQ(l[i]["seq"], i + 1) << i;
 }
 
+TEST(JsonlLine, CarriesTheTraceparentAndTypedMetrics) {
+  core::ReportBatch batch(1, 4);
+  core::Report* r = batch.add_report();
+  r->device_id = 9;
+  r->seq = 3;
+  r->trace.present = true;
+  r->trace.trace_id[15] = 1;
+  r->trace.span_id[7] = 2;
+  r->trace.flags = 1;
+  core::Metric* m = batch.add_metric(*r);
+  m->name = "door_open";
+  m->value.type = core::ValueType::kBool;
+  m->value.b = true;
+  std::vector<uint8_t> out(1024);
+  const size_t n = core::encode_report(batch, *r, out);
+  ASSERT_GT(n, 0u);
+  core::ReportBatch back(1, 4);
+  std::vector<uint8_t> payload(3);
+  core::encode_payload_header(1, payload);
+  payload.insert(payload.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+  ASSERT_EQ(core::decode_payload(payload, back), core::RecordStatus::kOk);
+  const auto j = nlohmann::json::parse(report_line(back[0], nullptr));
+  EXPECT_EQ(j["traceparent"], "00-00000000000000000000000000000001-0000000000000002-01");
+  EXPECT_EQ(j["metrics"]["door_open"], true);
+  EXPECT_EQ(j["seq"], 3);
+  EXPECT_EQ(j["tenant"], 0);  // no registry: the tenant's index
+}
+
 TEST(JsonlConfig, DefaultsUnderTheDataDirAndOff) {
   config::ConfigTable t = config_table();
   std::any a = t.make_default();

@@ -1,0 +1,22 @@
+// W3C Trace Context (traceparent, version 00): strict parsing and formatting of the header a
+// report carries (the report protocol's field, an MQTT 5 user property, a sink's header).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include "core/report.h"
+
+namespace tianhe::core {
+
+/// Length of a version-00 traceparent ("00-" 32 hex "-" 16 hex "-" 2 hex).
+inline constexpr size_t kTraceparentLength = 55;
+
+/// Parses a W3C traceparent strictly (version 00, lowercase hex, non-zero ids); false if invalid.
+bool parse_traceparent(std::string_view text, TraceContext& out) noexcept;
+
+/// Writes `trace` as a version-00 traceparent; returns 55, or 0 if `out` is shorter than that.
+size_t format_traceparent(const TraceContext& trace, std::span<char> out) noexcept;
+
+}  // namespace tianhe::core
