@@ -24,15 +24,17 @@
 #include <thread>
 #include <vector>
 
-#include "app/args.h"
 #include "app/commands.h"
 #include "app/disk_floor.h"
 #include "app/simulator.h"
+#include "core/args.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "transports/udp_socket.h"
 
 namespace tianhe::app {
+
+using core::Args;
 namespace {
 
 using Json = nlohmann::json;

@@ -2,14 +2,17 @@
 // returns the process exit code: 0 ok, 1 runtime failure, 2 usage or configuration error.
 #pragma once
 
+#include "runtime/extensions.h"
+
 namespace tianhe::app {
 
 int cmd_serve(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
-int cmd_query(int argc, char** argv);
 int cmd_check_config(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+/// A command an extension registered (runtime::CommandSpec), with the configuration loader.
+int cmd_extension(const runtime::CommandSpec& command, int argc, char** argv);
 /// Hidden: a bare recvmmsg receiver that discards (the bench's raw loopback ceiling).
 int cmd_bench_receiver(int argc, char** argv);
 

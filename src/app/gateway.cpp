@@ -4,40 +4,14 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "app/args.h"
 #include "core/clock.h"
 #include "runtime/extensions.h"
-#include "sinks/store/store.h"
-#include "sinks/store/store_config.h"
 
 namespace tianhe::app {
+
 namespace {
 
 using Json = nlohmann::json;
-
-Json report_json(const sinks::store::StoredReport& r, const pipeline::Registry& registry) {
-  Json j;
-  j["device_id"] = r.device_id;
-  j["seq"] = r.seq;
-  j["time"] = format_time(r.device_time_ns);
-  j["time_ns"] = r.device_time_ns;
-  j["received_ns"] = r.received_ns;
-  j["tenant"] = r.tenant < 1u << 20 ? registry.tenant_name(r.tenant) : std::to_string(r.tenant);
-  j["protocol"] = std::string(core::protocol_name(r.protocol));
-  j["metrics"] = Json::parse(sinks::store::metrics_json(r.raw_metrics));
-  return j;
-}
-
-Result<uint64_t> device_param(const control::HttpRequest& req) {
-  const std::string id = req.param("id");
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(id.c_str(), &end, 10);
-  if (id.empty() || *end != '\0' || errno != 0 || v == 0) {
-    return make_error("device id '" + id + "' is not a positive integer");
-  }
-  return static_cast<uint64_t>(v);
-}
 
 }  // namespace
 
@@ -103,12 +77,6 @@ std::string Gateway::debug_shards_json() const {
 Result<void> Gateway::start_http() {
   http_ = std::make_unique<control::HttpServer>();
   if (auto r = data_->add_routes(*http_); !r.ok()) return r.error();
-  const auto* store = config_.extension<sinks::store::StoreConfig>("sinks.store");
-  if (store != nullptr && store->enabled) {
-    auto reader = sinks::store::StoreReader::open(store->dir);
-    if (!reader.ok()) return make_error("sinks.store: " + reader.error().message);
-    reader_ = std::move(reader.value());
-  }
   http_->route("GET", "/metrics", [this](const control::HttpRequest&) {
     control::HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -122,7 +90,7 @@ Result<void> Gateway::start_http() {
     return control::HttpResponse{200, "application/json", debug_shards_json(), {}};
   });
   http_->route("GET", "/api/v1/devices/{id}", [this](const control::HttpRequest& req) {
-    auto id = device_param(req);
+    auto id = core::positive_id_param(req, "id", "device id");
     if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
     const pipeline::DeviceEntry* d = data_->registry().find(*id);
     if (d == nullptr) return control::HttpResponse::error(404, "device not registered");
@@ -140,61 +108,6 @@ Result<void> Gateway::start_http() {
            {"metrics", metrics}};
     return control::HttpResponse{200, "application/json", j.dump(), {}};
   });
-  if (reader_) {
-    http_->route("GET", "/api/v1/devices/{id}/reports", [this](const control::HttpRequest& req) {
-      auto id = device_param(req);
-      if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
-      const int64_t now = core::wall_ns();
-      sinks::store::HistoryQuery q;
-      q.device_id = *id;
-      if (auto f = req.query_param("from"); !f.empty()) {
-        auto t = parse_time(f, now, "from");
-        if (!t.ok()) return control::HttpResponse::error(400, t.error().message);
-        q.from_ns = *t;
-      }
-      if (auto f = req.query_param("to"); !f.empty()) {
-        auto t = parse_time(f, now, "to");
-        if (!t.ok()) return control::HttpResponse::error(400, t.error().message);
-        q.to_ns = *t;
-      }
-      if (auto f = req.query_param("limit"); !f.empty()) {
-        char* end = nullptr;
-        unsigned long v = std::strtoul(f.c_str(), &end, 10);
-        if (*end != '\0' || v == 0 || v > 100000) {
-          return control::HttpResponse::error(400, "limit: use a number from 1 to 100000");
-        }
-        q.limit = static_cast<uint32_t>(v);
-      }
-      q.newest_first = req.query_param("order", "asc") == "desc";
-      auto rows = reader_->history(q);
-      if (!rows.ok()) return control::HttpResponse::error(500, rows.error().message);
-      Json arr = Json::array();
-      for (const auto& r : *rows) arr.push_back(report_json(r, data_->registry()));
-      Json j{{"device_id", *id}, {"count", arr.size()}, {"reports", arr}};
-      return control::HttpResponse{200, "application/json", j.dump(), {}};
-    });
-    http_->route("GET", "/api/v1/devices/{id}/latest", [this](const control::HttpRequest& req) {
-      auto id = device_param(req);
-      if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
-      auto r = reader_->latest(*id);
-      if (!r.ok()) return control::HttpResponse::error(500, r.error().message);
-      if (!r->has_value()) {
-        return control::HttpResponse::error(404, "no report stored for this device yet");
-      }
-      return control::HttpResponse{
-          200, "application/json", report_json(**r, data_->registry()).dump(), {}};
-    });
-    http_->route("GET", "/api/v1/stats", [this](const control::HttpRequest&) {
-      auto c = reader_->counts();
-      if (!c.ok()) return control::HttpResponse::error(500, c.error().message);
-      Json j{{"reports", c->reports},
-             {"devices", c->devices},
-             {"chunks", c->chunks},
-             {"bytes", c->bytes},
-             {"registered_devices", data_->registry().device_count()}};
-      return control::HttpResponse{200, "application/json", j.dump(), {}};
-    });
-  }
   http_->route("GET", "/", [](const control::HttpRequest&) {
     control::HttpResponse r;
     r.content_type = "text/html; charset=utf-8";

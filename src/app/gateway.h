@@ -13,10 +13,6 @@
 #include "core/result.h"
 #include "runtime/data_plane.h"
 
-namespace tianhe::sinks::store {
-class StoreReader;
-}  // namespace tianhe::sinks::store
-
 namespace tianhe::app {
 
 /// A running gateway.
@@ -58,7 +54,6 @@ class Gateway {
 
   control::GatewayConfig config_;
   std::unique_ptr<runtime::DataPlane> data_;
-  std::unique_ptr<sinks::store::StoreReader> reader_;
   std::unique_ptr<control::HttpServer> http_;
   core::MetricsRegistry metrics_;
   int64_t started_ns_ = 0;

@@ -14,8 +14,7 @@ Usage: tianhe <command> [options]     (tianhe <command> --help for a command's o
 Commands:
   serve          run the gateway (UDP reports in, durable log, embedded store, HTTP API)
   simulate       run a device fleet against a gateway and report what came back
-  query          read stored reports (history, latest, counts) as a table, JSON or CSV
-  devices        list the device models and devices a config registers
+%s  devices        list the device models and devices a config registers
   check-config   validate a config file without starting anything
   bench          measure the raw loopback ceiling and the gateway under the same load
   version        print the version
@@ -31,13 +30,20 @@ Examples:
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
-    std::fputs(kUsage, stdout);
+    // The extensions' commands (`tianhe query` is the store's) are listed where they belong.
+    std::string commands;
+    for (const auto& c : tianhe::runtime::builtin_extensions().commands()) {
+      char line[160];
+      std::snprintf(line, sizeof line, "  %-14s %.*s\n", std::string(c.name).c_str(),
+                    static_cast<int>(c.summary.size()), c.summary.data());
+      commands += line;
+    }
+    std::printf(kUsage, commands.c_str());
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
   if (cmd == "serve") return tianhe::app::cmd_serve(argc, argv);
   if (cmd == "simulate") return tianhe::app::cmd_simulate(argc, argv);
-  if (cmd == "query") return tianhe::app::cmd_query(argc, argv);
   if (cmd == "devices") return tianhe::app::cmd_devices(argc, argv);
   if (cmd == "check-config") return tianhe::app::cmd_check_config(argc, argv);
   if (cmd == "bench") return tianhe::app::cmd_bench(argc, argv);
@@ -45,6 +51,9 @@ int main(int argc, char** argv) {
   if (cmd == "version" || cmd == "--version") {
     std::printf("tianhe %s\n", TH_VERSION);
     return 0;
+  }
+  if (const auto* c = tianhe::runtime::builtin_extensions().command(cmd); c != nullptr) {
+    return tianhe::app::cmd_extension(*c, argc, argv);
   }
   std::fprintf(stderr, "tianhe: unknown command '%s'; run 'tianhe --help' for the list\n",
                cmd.c_str());

@@ -1,6 +1,8 @@
 #include "core/http_api.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace tianhe::core {
@@ -87,6 +89,18 @@ HttpResponse HttpResponse::error(int status, std::string_view message) {
   r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
                                                    nlohmann::json::error_handler_t::replace);
   return r;
+}
+
+Result<uint64_t> positive_id_param(const HttpRequest& req, std::string_view name,
+                                   std::string_view what) {
+  const std::string id = req.param(name);
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(id.c_str(), &end, 10);
+  if (id.empty() || *end != '\0' || errno != 0 || v == 0) {
+    return make_error(std::string(what) + " '" + id + "' is not a positive integer");
+  }
+  return static_cast<uint64_t>(v);
 }
 
 }  // namespace tianhe::core

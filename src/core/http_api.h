@@ -3,11 +3,14 @@
 // queries, the gateway's status) add their routes through it and never see the server.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/result.h"
 
 namespace tianhe::core {
 
@@ -45,6 +48,11 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 /// Percent-decodes `text` ('+' is a space when `plus_is_space`); false on a bad escape.
 bool percent_decode(std::string_view text, bool plus_is_space, std::string& out);
+
+/// The path parameter `name` as a positive integer; the error names it as `what` ("device id
+/// 'x' is not a positive integer").
+Result<uint64_t> positive_id_param(const HttpRequest& req, std::string_view name,
+                                   std::string_view what);
 
 /// ASCII case-insensitive equality (header names, tokens).
 bool iequals(std::string_view a, std::string_view b);

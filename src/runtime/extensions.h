@@ -118,10 +118,21 @@ struct CodecSpec {
 };
 
 /// A command of the `tianhe` executable an extension adds (`tianhe query` reads the store).
+/// What the executable gives an extension's command.
+struct CommandContext {
+  /// The extension table `header` ("sinks.store") of the configuration at `config_path` (empty:
+  /// ./tianhe.toml when present, else the built-in defaults), with `data_dir` (when not empty)
+  /// replacing gateway.data_dir; an error says what is wrong with the file.
+  std::function<Result<std::any>(const std::string& config_path, const std::string& data_dir,
+                                 std::string_view header)>
+      load_table;
+};
+
 struct CommandSpec {
-  std::string_view name;                          ///< "query"
-  std::string_view summary;                       ///< one line for `tianhe --help`
-  std::function<int(int argc, char** argv)> run;  ///< argv[0] is the command's name
+  std::string_view name;     ///< "query": `tianhe query`
+  std::string_view summary;  ///< one line for `tianhe --help`
+  /// Runs it: argv[1] is its name, options follow; returns the exit status (2: usage error).
+  std::function<int(int argc, char** argv, const CommandContext& context)> run;
 };
 
 /// Everything registered. Built once on first use of builtin_extensions(), then read-only.

@@ -1,12 +1,13 @@
-#include "app/args.h"
+#include "core/args.h"
 
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 
-namespace tianhe::app {
+namespace tianhe::core {
 namespace {
 
 /// The value as the error quotes it.
@@ -197,7 +198,7 @@ Result<double> parse_seconds(const std::string& text, const std::string& what) {
   return v;
 }
 
-Result<DeviceRange> parse_device_range(const std::string& text, const std::string& what) {
+Result<DeviceIdRange> parse_device_range(const std::string& text, const std::string& what) {
   const std::string usage = "; use a number (42) or a range (1-200)";
   auto id = [&](const std::string& s) -> Result<uint64_t> {
     bool digits = !s.empty();
@@ -210,7 +211,7 @@ Result<DeviceRange> parse_device_range(const std::string& text, const std::strin
     if (v == 0) return make_error(what + ": " + quoted(text) + ": device ids start at 1" + usage);
     return static_cast<uint64_t>(v);
   };
-  DeviceRange r;
+  DeviceIdRange r;
   const size_t dash = text.find('-');
   auto first = id(text.substr(0, dash));
   if (!first.ok()) return first.error();
@@ -324,4 +325,16 @@ std::string format_time(int64_t ns) {
   return buf;
 }
 
-}  // namespace tianhe::app
+int usage_error(const std::string& cmd, const std::string& message) {
+  std::fprintf(stderr, "tianhe %s: %s\n", cmd.c_str(), message.c_str());
+  return 2;
+}
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;
+  }
+  return false;
+}
+
+}  // namespace tianhe::core

@@ -13,7 +13,13 @@
 
 #include "core/result.h"
 
-namespace tianhe::app {
+namespace tianhe::core {
+
+/// Prints "tianhe <cmd>: <message>" to stderr; returns 2 (the usage-error exit status).
+int usage_error(const std::string& cmd, const std::string& message);
+
+/// True when argv[2..] holds --help or -h.
+bool wants_help(int argc, char** argv);
 
 /// Parsed options of one subcommand.
 class Args {
@@ -53,7 +59,7 @@ Result<double> parse_f64(const std::string& text, const std::string& what);
 Result<double> parse_seconds(const std::string& text, const std::string& what);
 
 /// The devices one query reads: one id (first == last) or an inclusive range.
-struct DeviceRange {
+struct DeviceIdRange {
   uint64_t first = 0;
   uint64_t last = 0;
 };
@@ -62,7 +68,7 @@ struct DeviceRange {
 inline constexpr uint64_t kMaxDeviceRange = 1'000'000;
 
 /// Parses a device id ("42") or an inclusive range ("1-200"); ids start at 1.
-Result<DeviceRange> parse_device_range(const std::string& text, const std::string& what);
+Result<DeviceIdRange> parse_device_range(const std::string& text, const std::string& what);
 
 /// Parses a point in time for queries: nanoseconds since the epoch ("1700000000000000000"),
 /// RFC 3339 UTC ("2026-11-22T03:00:00Z", fractional seconds allowed), "now", or relative to now
@@ -72,4 +78,4 @@ Result<int64_t> parse_time(const std::string& text, int64_t now_ns, const std::s
 /// Formats nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
 std::string format_time(int64_t ns);
 
-}  // namespace tianhe::app
+}  // namespace tianhe::core

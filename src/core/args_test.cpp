@@ -1,4 +1,4 @@
-#include "app/args.h"
+#include "core/args.h"
 
 #include <gtest/gtest.h>
 
@@ -6,9 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "app/commands.h"
-
-namespace tianhe::app {
+namespace tianhe::core {
 namespace {
 
 /// Args of `tianhe test --<name> <value>` for one option `name`.
@@ -182,69 +180,5 @@ TEST(Args, Times) {
   EXPECT_EQ(format_time(now + 5), "2023-11-14T22:13:20.000000005Z");
 }
 
-/// Runs `cmd` on `words` (argv from "tianhe"); returns its exit status and what it printed to
-/// stderr.
-std::pair<int, std::string> run_command(int (*cmd)(int, char**), std::vector<std::string> words) {
-  std::vector<char*> argv;
-  argv.reserve(words.size());
-  for (auto& w : words) argv.push_back(w.data());
-  ::testing::internal::CaptureStderr();
-  const int status = cmd(static_cast<int>(argv.size()), argv.data());
-  return {status, ::testing::internal::GetCapturedStderr()};
-}
-
-TEST(Commands, BadValuesAreUsageErrorsThatNameTheFlag) {
-  // Each fails before it opens, binds or creates anything.
-  const std::string nowhere = ::testing::TempDir() + "/tianhe-args-test-no-such-dir";
-  const struct {
-    int (*cmd)(int, char**);
-    std::vector<std::string> words;
-    std::vector<const char*> says;
-  } cases[] = {
-      {cmd_bench, {"tianhe", "bench", "--duration", "10x"}, {"tianhe bench: --duration", "10x"}},
-      {cmd_bench, {"tianhe", "bench", "--devices", "5q"}, {"--devices", "5q"}},
-      {cmd_bench, {"tianhe", "bench", "--shards", "0"}, {"--shards", "use 1 to 256"}},
-      {cmd_bench, {"tianhe", "bench", "--lag-duration", "0"}, {"--lag-duration", "at least"}},
-      {cmd_bench_receiver, {"tianhe", "bench-receiver", "--shards", "x"}, {"--shards"}},
-      {cmd_bench_receiver, {"tianhe", "bench-receiver"}, {"--ready-file"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "12x"},
-       {"tianhe query: --device", "\"12x\" is not a device id"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "1", "--limit", "0"},
-       {"--limit"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "1", "--order", "up"},
-       {"--order", "asc or desc"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "1", "--from", "soon"},
-       {"--from", "soon"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "1", "--from", "now", "--to", "-1h"},
-       {"--from", "after --to"}},
-      {cmd_query, {"tianhe", "query", "--data-dir", nowhere, "--all"}, {"--all", "--latest"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--count", "--device", "1-5"},
-       {"--count", "not a range"}},
-      {cmd_query, {"tianhe", "query", "--data-dir", nowhere, "--latest"}, {"--latest needs"}},
-      {cmd_query, {"tianhe", "query", "--data-dir", nowhere}, {"say what to read"}},
-      {cmd_query,
-       {"tianhe", "query", "--data-dir", nowhere, "--device", "1", "--after", "5"},
-       {"--after goes with --latest --all"}},
-      {cmd_query, {"tianhe", "query", "--data-dir", nowhere, "--format", "xml"}, {"--format"}},
-      {cmd_simulate, {"tianhe", "simulate", "--rate", "-1"}, {"--rate", "at least 0"}},
-      {cmd_simulate, {"tianhe", "simulate", "--batch", "300"}, {"--batch", "1 to 256"}},
-      {cmd_simulate, {"tianhe", "simulate", "--duration", "soon"}, {"--duration", "soon"}},
-      {cmd_serve, {"tianhe", "serve", "--report-port", "99999"}, {"--report-port", "0 to 65535"}},
-  };
-  for (const auto& c : cases) {
-    auto [status, err] = run_command(c.cmd, c.words);
-    std::string line;
-    for (const auto& w : c.words) line += w + " ";
-    EXPECT_EQ(status, 2) << line << "\n" << err;
-    for (const char* s : c.says) EXPECT_NE(err.find(s), std::string::npos) << line << "\n" << err;
-  }
-}
-
 }  // namespace
-}  // namespace tianhe::app
+}  // namespace tianhe::core
