@@ -1,6 +1,8 @@
-# The one list of extensions (protocols, codecs, sinks): one line each. Commenting a line out
+# The one list of extensions (protocols, codecs, sinks, tools): one line each. Commenting a line out
 # compiles that extension out; the rest builds and passes its tests. See docs/extending.md and
 # cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
 th_extension(sinks/store)
 th_extension(sinks/jsonl)
+# Tools: commands of the executable (tools/bench drives protocols/report: keep them together).
+th_extension(tools/bench)

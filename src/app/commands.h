@@ -10,10 +10,7 @@ int cmd_serve(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
 int cmd_check_config(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
-int cmd_bench(int argc, char** argv);
 /// A command an extension registered (runtime::CommandSpec), with the configuration loader.
 int cmd_extension(const runtime::CommandSpec& command, int argc, char** argv);
-/// Hidden: a bare recvmmsg receiver that discards (the bench's raw loopback ceiling).
-int cmd_bench_receiver(int argc, char** argv);
 
 }  // namespace tianhe::app

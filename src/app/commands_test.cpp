@@ -11,11 +11,19 @@
 namespace tianhe::app {
 namespace {
 
-/// `tianhe query`, the store's registered command, as the executable runs it.
-int cmd_query(int argc, char** argv) {
-  const runtime::CommandSpec* query = runtime::builtin_extensions().command("query");
-  return query == nullptr ? 127 : cmd_extension(*query, argc, argv);
+/// A command an extension registered, as the executable runs it (`tianhe query` is the
+/// store's, `tianhe bench` the bench tool's). A compiled-out extension's cases are skipped.
+template <const char* kName>
+int registered(int argc, char** argv) {
+  const runtime::CommandSpec* c = runtime::builtin_extensions().command(kName);
+  return c == nullptr ? -1 : cmd_extension(*c, argc, argv);
 }
+constexpr char kQuery[] = "query";
+constexpr char kBench[] = "bench";
+constexpr char kBenchReceiver[] = "bench-receiver";
+constexpr auto cmd_query = registered<kQuery>;
+constexpr auto cmd_bench = registered<kBench>;
+constexpr auto cmd_bench_receiver = registered<kBenchReceiver>;
 
 /// Runs `cmd` on `words` (argv from "tianhe"); returns its exit status and what it printed to
 /// stderr.
@@ -74,6 +82,7 @@ TEST(Commands, BadValuesAreUsageErrorsThatNameTheFlag) {
   };
   for (const auto& c : cases) {
     auto [status, err] = run_command(c.cmd, c.words);
+    if (status == -1) continue;  // the extension with this command is compiled out
     std::string line;
     for (const auto& w : c.words) line += w + " ";
     EXPECT_EQ(status, 2) << line << "\n" << err;

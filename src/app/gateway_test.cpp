@@ -25,10 +25,10 @@
 #include <utility>
 #include <vector>
 
-#include "app/simulator.h"
 #include "control/config.h"
 #include "core/clock.h"
 #include "protocols/report/report_encoder.h"
+#include "protocols/report/report_simulator.h"
 #include "sinks/store/store.h"
 #include "sinks/store/store_config.h"
 
@@ -36,6 +36,8 @@ namespace tianhe::app {
 namespace {
 
 namespace fs = std::filesystem;
+using protocols::report::run_simulator;
+using protocols::report::SimulatorOptions;
 
 constexpr const char* kEndpoints = R"(
 [protocols.report]

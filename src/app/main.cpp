@@ -16,7 +16,6 @@ Commands:
   simulate       run a device fleet against a gateway and report what came back
 %s  devices        list the device models and devices a config registers
   check-config   validate a config file without starting anything
-  bench          measure the raw loopback ceiling and the gateway under the same load
   version        print the version
 
 Examples:
@@ -33,6 +32,7 @@ int main(int argc, char** argv) {
     // The extensions' commands (`tianhe query` is the store's) are listed where they belong.
     std::string commands;
     for (const auto& c : tianhe::runtime::builtin_extensions().commands()) {
+      if (c.summary.empty()) continue;  // hidden
       char line[160];
       std::snprintf(line, sizeof line, "  %-14s %.*s\n", std::string(c.name).c_str(),
                     static_cast<int>(c.summary.size()), c.summary.data());
@@ -46,8 +46,6 @@ int main(int argc, char** argv) {
   if (cmd == "simulate") return tianhe::app::cmd_simulate(argc, argv);
   if (cmd == "devices") return tianhe::app::cmd_devices(argc, argv);
   if (cmd == "check-config") return tianhe::app::cmd_check_config(argc, argv);
-  if (cmd == "bench") return tianhe::app::cmd_bench(argc, argv);
-  if (cmd == "bench-receiver") return tianhe::app::cmd_bench_receiver(argc, argv);
   if (cmd == "version" || cmd == "--version") {
     std::printf("tianhe %s\n", TH_VERSION);
     return 0;

@@ -75,11 +75,9 @@ struct ProtocolSpec {
       create;
   /// `tianhe serve --<name>-port N`: sets its listen port (null: it listens on none).
   std::function<void(std::any& config, uint16_t port)> set_port;
-  /// `tianhe simulate --protocol <name> ...`: a device fleet speaking it (null: none).
-  /// Gets the arguments after the protocol; returns the exit status.
+  /// `tianhe simulate --protocol <name> ...`: a device fleet speaking it (null: none). Gets the
+  /// command line without `--protocol <name>` (argv[1] is "simulate"); returns the exit status.
   std::function<int(int argc, char** argv)> simulate;
-  /// One line of `tianhe simulate --help`.
-  std::string_view simulate_summary;
 };
 
 /// A sink in a running gateway (see sinks/common/log_consumer.h for the shared log consumer

@@ -6,6 +6,7 @@
 #include "core/config_table.h"
 #include "protocols/report/report_config.h"
 #include "protocols/report/report_ingest.h"
+#include "protocols/report/report_simulator.h"
 #include "runtime/extensions.h"
 
 namespace tianhe::protocols::report {
@@ -135,6 +136,7 @@ void register_extension(runtime::Extensions& extensions) {
   spec.set_port = [](std::any& c, uint16_t port) {
     std::any_cast<ReportProtocolConfig&>(c).listen.port = port;
   };
+  spec.simulate = cmd_simulate;
   extensions.add_protocol(std::move(spec));
 }
 

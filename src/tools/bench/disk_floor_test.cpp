@@ -1,10 +1,10 @@
-#include "app/disk_floor.h"
+#include "tools/bench/disk_floor.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-namespace tianhe::app {
+namespace tianhe::tools::bench {
 namespace {
 
 constexpr int64_t kMs = 1'000'000;
@@ -59,4 +59,4 @@ TEST(DiskFloor, ProbeWritesSyncsAndCleansUp) {
 }
 
 }  // namespace
-}  // namespace tianhe::app
+}  // namespace tianhe::tools::bench

@@ -1,4 +1,4 @@
-#include "app/disk_floor.h"
+#include "tools/bench/disk_floor.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include "core/clock.h"
 
-namespace tianhe::app {
+namespace tianhe::tools::bench {
 
 double ack_floor_quantile_ms(const std::vector<Flush>& flushes, double q) {
   if (flushes.size() < 2) return 0;
@@ -111,4 +111,4 @@ DiskFloor probe_disk_floor(const std::string& dir, double bytes_per_s, double se
   return out;
 }
 
-}  // namespace tianhe::app
+}  // namespace tianhe::tools::bench

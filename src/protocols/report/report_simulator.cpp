@@ -1,4 +1,4 @@
-#include "app/simulator.h"
+#include "protocols/report/report_simulator.h"
 
 #include <poll.h>
 #include <sys/epoll.h>
@@ -17,7 +17,7 @@
 #include "protocols/report/report_encoder.h"
 #include "transports/udp_socket.h"
 
-namespace tianhe::app {
+namespace tianhe::protocols::report {
 namespace {
 
 using protocols::report::AckEntry;
@@ -368,4 +368,4 @@ Result<SimulatorSummary> run_simulator(const SimulatorOptions& o, const std::ato
   return sum;
 }
 
-}  // namespace tianhe::app
+}  // namespace tianhe::protocols::report

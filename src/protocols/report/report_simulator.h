@@ -10,7 +10,7 @@
 
 #include "core/result.h"
 
-namespace tianhe::app {
+namespace tianhe::protocols::report {
 
 /// What to simulate.
 struct SimulatorOptions {
@@ -59,8 +59,11 @@ struct SimulatorSummary {
   std::string text() const;
 };
 
+/// `tianhe simulate` for the report protocol (argv[1] is "simulate"); returns the exit status.
+int cmd_simulate(int argc, char** argv);
+
 /// Runs the fleet until duration elapses (or `stop` becomes true), then waits drain_s for acks.
 Result<SimulatorSummary> run_simulator(const SimulatorOptions& options,
                                        const std::atomic<bool>* stop = nullptr);
 
-}  // namespace tianhe::app
+}  // namespace tianhe::protocols::report

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace tianhe::app {
+namespace tianhe::tools::bench {
 
 /// One fdatasync: when it began and ended (ns on any one clock).
 struct Flush {
@@ -43,4 +43,4 @@ struct DiskFloor {
 /// removed afterwards. All zeros when the file cannot be created.
 DiskFloor probe_disk_floor(const std::string& dir, double bytes_per_s, double seconds);
 
-}  // namespace tianhe::app
+}  // namespace tianhe::tools::bench

@@ -1,6 +1,8 @@
 // `tianhe bench`: the end-to-end benchmark. In one run it measures the raw loopback ceiling
 // (a bare recvmmsg receiver that discards, fed by the same sender) and then the gateway serving
 // the same load, and prints both with their ratio, as a table and as JSON.
+#include "tools/bench/bench_cmd.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,17 +26,21 @@
 #include <thread>
 #include <vector>
 
-#include "app/commands.h"
-#include "app/disk_floor.h"
-#include "app/simulator.h"
 #include "core/args.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "protocols/report/report_simulator.h"
+#include "runtime/extensions.h"
+#include "tools/bench/disk_floor.h"
 #include "transports/udp_socket.h"
 
-namespace tianhe::app {
+namespace tianhe::tools::bench {
 
 using core::Args;
+using core::usage_error;
+using protocols::report::run_simulator;
+using protocols::report::SimulatorOptions;
+using protocols::report::SimulatorSummary;
 namespace {
 
 using Json = nlohmann::json;
@@ -374,12 +380,6 @@ SimulatorOptions sim(uint16_t port, uint64_t devices, double rate, double durati
   o.progress = false;
   o.drain_s = 1;
   return o;
-}
-
-/// A usage error of `cmd` (exit status 2).
-int usage_error(const char* cmd, const std::string& message) {
-  std::fprintf(stderr, "tianhe %s: %s\n", cmd, message.c_str());
-  return 2;
 }
 
 /// A run that failed after its options were accepted (exit status 1).
@@ -853,4 +853,19 @@ Options:
   return 0;
 }
 
-}  // namespace tianhe::app
+void register_extension(runtime::Extensions& extensions) {
+  extensions.add_command(
+      {.name = "bench",
+       .summary = "measure the raw loopback ceiling and the gateway under the same load",
+       .run = [](int argc, char** argv, const runtime::CommandContext&) {
+         return cmd_bench(argc, argv);
+       }});
+  // Hidden (no summary): a bare recvmmsg receiver that discards, the raw loopback ceiling.
+  extensions.add_command({.name = "bench-receiver",
+                          .summary = {},
+                          .run = [](int argc, char** argv, const runtime::CommandContext&) {
+                            return cmd_bench_receiver(argc, argv);
+                          }});
+}
+
+}  // namespace tianhe::tools::bench

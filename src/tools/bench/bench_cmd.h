@@ -1,0 +1,13 @@
+// `tianhe bench`: the end-to-end benchmark of the report protocol's path (raw loopback
+// ceiling, then gateways under the same load), and its hidden `bench-receiver`. Registered as
+// commands by this folder's line in src/extensions.cmake (it needs protocols/report).
+#pragma once
+
+namespace tianhe::tools::bench {
+
+/// `tianhe bench` (argv[1] is "bench"); returns the exit status.
+int cmd_bench(int argc, char** argv);
+/// `tianhe bench-receiver`: a bare recvmmsg receiver that discards.
+int cmd_bench_receiver(int argc, char** argv);
+
+}  // namespace tianhe::tools::bench
