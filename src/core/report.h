@@ -102,6 +102,11 @@ class ReportBatch {
     if (report_count_ == 0) return;
     metric_count_ = reports_[--report_count_].metric_begin;
   }
+  /// Removes the metrics of `r`, which must be the last report (a codec backing out).
+  void truncate_metrics(Report& r) noexcept {
+    metric_count_ = r.metric_begin;
+    r.metric_count = 0;
+  }
   /// Appends a metric to the last report, or returns nullptr when full.
   Metric* add_metric(Report& r) noexcept {
     if (metric_count_ == max_metrics_ || r.metric_count == UINT16_MAX) return nullptr;

@@ -135,12 +135,10 @@ DropReason parse_metric(const uint8_t* p, const uint8_t* end, Context& ctx,
   return DropReason::kNone;
 }
 
-DropReason parse_report(const uint8_t* p, const uint8_t* end, Context& ctx) noexcept {
-  core::Report* r = ctx.out.add_report();
-  if (r == nullptr) return DropReason::kBatchFull;
-  r->protocol = kProtocolId;
-  r->peer = ctx.peer;
-  r->received_ns = ctx.received_ns;
+// The fields of one Report message into `rep` (the last report of ctx.out).
+DropReason parse_report_fields(const uint8_t* p, const uint8_t* end, Context& ctx,
+                               core::Report& rep) noexcept {
+  core::Report* r = &rep;
   std::string_view traceparent;
   while (p != end) {
     uint32_t field = 0;
@@ -191,13 +189,23 @@ DropReason parse_report(const uint8_t* p, const uint8_t* end, Context& ctx) noex
       default: return DropReason::kUnknownField;
     }
   }
-  if (r->device_id == 0) return DropReason::kMissingDeviceId;
   // W3C Trace Context §4.3: a vendor that cannot parse traceparent must ignore it (and start a
   // new trace); it is no reason to refuse the report.
   if (!traceparent.empty() && !parse_traceparent(traceparent, r->trace)) {
     r->trace = core::TraceContext{};
     ++ctx.bad_traceparents;
   }
+  return DropReason::kNone;
+}
+
+DropReason parse_report(const uint8_t* p, const uint8_t* end, Context& ctx) noexcept {
+  core::Report* r = ctx.out.add_report();
+  if (r == nullptr) return DropReason::kBatchFull;
+  r->protocol = kProtocolId;
+  r->peer = ctx.peer;
+  r->received_ns = ctx.received_ns;
+  TH_TRY(parse_report_fields(p, end, ctx, *r));
+  if (r->device_id == 0) return DropReason::kMissingDeviceId;
   return DropReason::kNone;
 }
 
@@ -300,6 +308,22 @@ ParseResult parse_datagram(std::span<const uint8_t> bytes, uint32_t peer, int64_
   result.reports = reports;
   result.bad_traceparents = ctx.bad_traceparents;
   return result;
+}
+
+DropReason parse_report_message(std::span<const uint8_t> bytes, const ParserLimits& limits,
+                                core::ReportBatch& out, core::Report& r) noexcept {
+  if (bytes.size() > limits.max_datagram_bytes) return DropReason::kOversized;
+  const core::Report before = r;
+  Context ctx{limits, out, r.peer, r.received_ns};
+  const DropReason reason = parse_report_fields(bytes.data(), bytes.data() + bytes.size(), ctx, r);
+  if (reason != DropReason::kNone) {
+    // All or nothing: the report as it was, its metrics gone again.
+    out.truncate_metrics(r);
+    r = before;
+    return reason;
+  }
+  if (r.device_id == 0) r.device_id = before.device_id;  // the transport named the device
+  return DropReason::kNone;
 }
 
 bool is_valid_utf8(std::string_view text) noexcept {

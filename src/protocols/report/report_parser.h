@@ -78,6 +78,14 @@ struct ParserLimits {
 ParseResult parse_datagram(std::span<const uint8_t> bytes, uint32_t peer, int64_t received_ns,
                            const ParserLimits& limits, core::ReportBatch& out) noexcept;
 
+/// Parses one Report message (proto/tianhe/v1/report.proto) carried as a payload by another
+/// transport (an MQTT publish) into `r`, the last report of `out` (no metrics yet): its metrics
+/// are appended and
+/// seq, time_ns, traceparent, ack and device_id (when the payload has one) set. All or nothing:
+/// on an error `r` and `out` are as they were. The report_protobuf codec is built on it.
+DropReason parse_report_message(std::span<const uint8_t> bytes, const ParserLimits& limits,
+                                core::ReportBatch& out, core::Report& r) noexcept;
+
 // The W3C traceparent helpers live in core (every protocol that carries one uses them).
 using core::format_traceparent;
 using core::kTraceparentLength;

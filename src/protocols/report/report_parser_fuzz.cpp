@@ -98,8 +98,27 @@ void fuzz_ack(const uint8_t* data, size_t size) {
 
 }  // namespace
 
+// The same bytes as one Report message payload (the report_protobuf codec): all or nothing.
+void fuzz_report_message(const uint8_t* data, size_t size) {
+  core::ReportBatch batch(2, 64);
+  core::Report* r = batch.add_report();
+  r->device_id = 5;
+  const uint32_t free_before = batch.metrics_free();
+  const DropReason reason = parse_report_message({data, size}, ParserLimits{}, batch, *r);
+  if (reason != DropReason::kNone) {
+    // A failed parse leaves no metrics and the report as it was.
+    check(batch.metrics_free() == free_before && r->metric_count == 0 && r->device_id == 5);
+    return;
+  }
+  check(r->device_id != 0);  // the payload's device, or the one the transport named
+  for (const core::Metric& m : batch.metrics(*r)) {
+    check(m.name.empty() || is_valid_utf8(m.name));
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz_datagram(data, size);
+  fuzz_report_message(data, size);
   fuzz_ack(data, size);
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "core/config_table.h"
 #include "protocols/report/report_config.h"
 #include "protocols/report/report_ingest.h"
+#include "protocols/report/report_protobuf_codec.h"
 #include "protocols/report/report_simulator.h"
 #include "runtime/extensions.h"
 
@@ -138,6 +139,10 @@ void register_extension(runtime::Extensions& extensions) {
   };
   spec.simulate = cmd_simulate;
   extensions.add_protocol(std::move(spec));
+  // The report protobuf as a payload codec, for devices that publish it over other transports.
+  extensions.add_codec({.name = "report_protobuf", .create = [] {
+                          return std::unique_ptr<pipeline::Codec>(new ReportProtobufCodec());
+                        }});
 }
 
 }  // namespace tianhe::protocols::report
