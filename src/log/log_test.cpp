@@ -748,10 +748,12 @@ TEST(ShardLog, GroupCommitMakesEveryAppendDurable) {
   EXPECT_GE(syncs, 1u);
   EXPECT_LE(syncs, 2000u + 16u);  // group commit: never more than one per append (+ rolls)
   uint64_t hist = 0;
-  for (auto& b : stats.sync_us_buckets) hist += b.load();
+  for (int b = 0; b < core::Log2Histogram::kBuckets; ++b) hist += stats.sync_latency.bucket(b);
   EXPECT_EQ(hist, syncs);
   uint64_t appends = 0;
-  for (auto& b : stats.append_us_buckets) appends += b.load();
+  for (int b = 0; b < core::Log2Histogram::kBuckets; ++b) {
+    appends += stats.append_latency.bucket(b);
+  }
   EXPECT_EQ(appends, 2000u);
   // Data arriving after the sync thread went idle is synced too.
   auto more = append_n(*log, 2000, 1);

@@ -33,14 +33,6 @@ namespace {
 constexpr size_t kScanBlockBytes = 1u << 20;
 constexpr uint32_t kMaxConsumers = 64;
 
-/// Adds `ns` to a log2-microsecond histogram (bucket i counts values < 2^i us).
-void observe(std::atomic<uint64_t>* buckets, std::atomic<uint64_t>& sum, int64_t ns) noexcept {
-  const uint64_t v = ns > 0 ? static_cast<uint64_t>(ns) : 0;
-  const int b = std::min<int>(static_cast<int>(std::bit_width(v / 1000)), LogStats::kBuckets - 1);
-  buckets[b].fetch_add(1, std::memory_order_relaxed);
-  sum.fetch_add(v, std::memory_order_relaxed);
-}
-
 /// Raises `a` to at least `v` (two threads publish durable offsets).
 void store_max(std::atomic<uint64_t>& a, uint64_t v) noexcept {
   uint64_t cur = a.load(std::memory_order_relaxed);
@@ -349,7 +341,7 @@ class ShardLogImpl final : public ShardLog {
           failed_.store(true, std::memory_order_release);
           return fail(AppendStatus::kIoError);
         }
-        observe(stats_->sync_us_buckets, stats_->sync_ns_sum, core::mono_ns() - s0);
+        stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
         stats_->syncs.fetch_add(1, std::memory_order_relaxed);
         store_max(durable_, end);
         break;
@@ -379,7 +371,7 @@ class ShardLogImpl final : public ShardLog {
     }
     stats_->records_appended.fetch_add(1, std::memory_order_relaxed);
     stats_->bytes_appended.fetch_add(payload.size(), std::memory_order_relaxed);
-    observe(stats_->append_us_buckets, stats_->append_ns_sum, core::mono_ns() - t0);
+    stats_->append_latency.observe_ns_shared(core::mono_ns() - t0);
     if (end_offset != nullptr) *end_offset = end;
     return AppendStatus::kOk;
   }
@@ -669,7 +661,7 @@ class ShardLogImpl final : public ShardLog {
       failed_.store(true, std::memory_order_release);
       return AppendStatus::kIoError;
     }
-    observe(stats_->sync_us_buckets, stats_->sync_ns_sum, core::mono_ns() - s0);
+    stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
     stats_->syncs.fetch_add(1, std::memory_order_relaxed);
     store_max(durable_, start);
 
@@ -739,7 +731,7 @@ class ShardLogImpl final : public ShardLog {
         syncing_fd_ = -1;
         if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
         if (rc == 0) {
-          observe(stats_->sync_us_buckets, stats_->sync_ns_sum, s1 - s0);
+          stats_->sync_latency.observe_ns_shared(s1 - s0);
           stats_->syncs.fetch_add(1, std::memory_order_relaxed);
           store_max(durable_, target);
           // Wake the owner if it sleeps with acks waiting (the counter just grows otherwise).

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/counter.h"
 #include "core/result.h"
 #include "log/log_config.h"
 
@@ -45,13 +46,10 @@ struct LogStats {
   std::atomic<uint64_t> segment_create_stalls{0};
   /// Background writebacks started (durability none: one per kNoneWritebackBytes written).
   std::atomic<uint64_t> writeback_kicks{0};
-  /// Latency histograms, log2 buckets of microseconds: bucket i counts values < 2^i us
-  /// (the last bucket counts the rest). Sum in nanoseconds.
-  static constexpr int kBuckets = 24;
-  std::atomic<uint64_t> append_us_buckets[kBuckets]{};
-  std::atomic<uint64_t> append_ns_sum{0};
-  std::atomic<uint64_t> sync_us_buckets[kBuckets]{};
-  std::atomic<uint64_t> sync_ns_sum{0};
+  /// Latency of one append (write) and of one fdatasync. The sync histogram is written by the
+  /// owner (durability sync) or the group-commit thread, hence the shared adds.
+  core::Log2Histogram append_latency;
+  core::Log2Histogram sync_latency;
 };
 
 /// One shard's log writer. Owned by its shard thread: append() and end_offset() are called from

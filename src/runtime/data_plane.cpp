@@ -9,13 +9,6 @@
 namespace tianhe::runtime {
 namespace {
 
-template <size_t N>
-std::vector<uint64_t> atomic_buckets(const std::atomic<uint64_t> (&a)[N]) {
-  std::vector<uint64_t> b(N);
-  for (size_t i = 0; i < N; ++i) b[i] = a[i].load(std::memory_order_relaxed);
-  return b;
-}
-
 void collect_log(core::PromWriter& w, const log::LogStats& s, const log::ShardLog& l,
                  uint32_t shard) {
   const core::Labels sl{{"shard", std::to_string(shard)}};
@@ -55,12 +48,10 @@ void collect_log(core::PromWriter& w, const log::LogStats& s, const log::ShardLo
           static_cast<double>(l.backlog_bytes()));
   w.gauge("tianhe_log_durable_offset_bytes", "Offset up to which the log is durable.", sl,
           static_cast<double>(l.durable_offset()));
-  core::write_log2_us_histogram(w, "tianhe_log_append_latency_seconds",
-                                "Latency of one log append (write).", {},
-                                atomic_buckets(s.append_us_buckets), s.append_ns_sum.load() / 1e9);
-  core::write_log2_us_histogram(w, "tianhe_log_fsync_latency_seconds",
-                                "Latency of one fdatasync of the log.", {},
-                                atomic_buckets(s.sync_us_buckets), s.sync_ns_sum.load() / 1e9);
+  core::write_histogram(w, "tianhe_log_append_latency_seconds",
+                        "Latency of one log append (write).", {}, s.append_latency);
+  core::write_histogram(w, "tianhe_log_fsync_latency_seconds",
+                        "Latency of one fdatasync of the log.", {}, s.sync_latency);
 }
 
 // The table of an extension: as parsed, or its defaults when the config had none.

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/counter.h"
 #include "core/metrics.h"
 #include "pipeline/validator.h"
-#include "runtime/counter.h"
 
 namespace tianhe::runtime {
 
@@ -23,12 +23,12 @@ enum class AckKind : uint8_t { kOk = 0, kRejected, kBusy, kCount };
 
 /// The pipeline counters of one protocol on one shard.
 struct PipelineStats {
-  Counter reports_received;  ///< reports the protocol read (before validation)
-  Counter reports_accepted;  ///< appended to the log
-  Counter reports_rejected[static_cast<int>(pipeline::RejectReason::kCount)];
-  Counter reports_busy[static_cast<int>(BusyReason::kCount)];
-  Counter reports_auto_registered;
-  Counter bad_traceparents;  ///< invalid traceparents ignored (the report kept, no trace)
+  core::Counter reports_received;  ///< reports the protocol read (before validation)
+  core::Counter reports_accepted;  ///< appended to the log
+  core::Counter reports_rejected[static_cast<int>(pipeline::RejectReason::kCount)];
+  core::Counter reports_busy[static_cast<int>(BusyReason::kCount)];
+  core::Counter reports_auto_registered;
+  core::Counter bad_traceparents;  ///< invalid traceparents ignored (the report kept, no trace)
 };
 
 /// Writes tianhe_reports_{received,accepted,rejected,auto_registered}_total and

@@ -11,10 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/counter.h"
 #include "core/report.h"
 #include "log/shard_log.h"
 #include "pipeline/validator.h"
-#include "runtime/counter.h"
 #include "runtime/ingest.h"
 #include "runtime/pipeline_stats.h"
 
@@ -22,10 +22,10 @@ namespace tianhe::runtime {
 
 /// Shard-wide counters (log-side).
 struct ShardStats {
-  Counter heap_allocations;  ///< operator new calls on the shard thread (see alloc_counter.h)
-  Counter loop_iterations;
-  Counter idle_waits;
-  Counter receive_windows;  ///< waits of ShardOptions::receive_window
+  core::Counter heap_allocations;  ///< operator new calls on the shard thread (see alloc_counter.h)
+  core::Counter loop_iterations;
+  core::Counter idle_waits;
+  core::Counter receive_windows;  ///< waits of ShardOptions::receive_window
 };
 
 /// How a shard's loop receives.

@@ -56,14 +56,14 @@ void collect_shard(core::PromWriter& w, const ReportStats& s, uint32_t shard) {
   w.gauge("tianhe_queue_depth", "Items waiting in a bounded queue.",
           {{"queue", "pending_acks"}, {"protocol", p}, {"shard", std::to_string(shard)}},
           s.pending_acks.get());
-  runtime::write_histogram(w, "tianhe_ack_latency_seconds",
+  core::write_histogram(w, "tianhe_ack_latency_seconds",
                            "Time from receiving a report to sending its ack.", pl, s.ack_latency);
-  runtime::write_histogram(
+  core::write_histogram(
       w, "tianhe_receive_queue_delay_seconds",
       "Time the oldest datagram of each receive waited in the socket's buffer (arrival to read): "
       "input waiting for its shard.",
       pl, s.receive_queue_delay);
-  runtime::write_histogram(w, "tianhe_ingest_batch_latency_seconds",
+  core::write_histogram(w, "tianhe_ingest_batch_latency_seconds",
                            "Time from receiving a batch to its reports being appended to the log.",
                            pl, s.batch_latency);
 }

@@ -101,7 +101,7 @@ void StoreSink::stop() {
 
 void StoreSink::collect(core::PromWriter& w) const {
   const core::Labels none;
-  auto get = [](const runtime::Counter& c) { return static_cast<double>(c.get()); };
+  auto get = [](const core::Counter& c) { return static_cast<double>(c.get()); };
   const StoreSinkStats& s = *stats_;
   w.counter("tianhe_sink_store_reports_written_total", "Reports stored by the embedded store.",
             none, get(s.reports_written));
@@ -132,7 +132,7 @@ void StoreSink::collect(core::PromWriter& w) const {
           "Sealed chunks whose merge into one sorted run has not finished (background work).", none,
           static_cast<double>(s.unmerged_chunks.load(std::memory_order_relaxed)));
   consumer_->collect(w);
-  runtime::write_histogram(w, "tianhe_sink_store_write_seconds",
+  core::write_histogram(w, "tianhe_sink_store_write_seconds",
                            "Latency of one store transaction.", none, s.write_latency);
 }
 

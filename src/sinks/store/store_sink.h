@@ -8,10 +8,10 @@
 #include <memory>
 #include <vector>
 
+#include "core/counter.h"
 #include "core/metrics.h"
 #include "core/result.h"
 #include "log/log_config.h"
-#include "runtime/counter.h"
 #include "sinks/common/log_consumer.h"
 #include "sinks/store/store_config.h"
 
@@ -23,15 +23,15 @@ namespace tianhe::sinks::store {
 
 /// Counters of the store sink (written by the consumer thread, read at scrape time).
 struct StoreSinkStats {
-  runtime::Counter reports_written;
-  runtime::Counter duplicates_dropped;
-  runtime::Counter reboots;  ///< device sequence restarts detected
-  runtime::Counter batches;  ///< committed transactions
-  runtime::Counter errors;   ///< failed commits and opens
-  runtime::Counter chunks_sealed;
-  runtime::Counter open_chunk_reports;      ///< gauge
+  core::Counter reports_written;
+  core::Counter duplicates_dropped;
+  core::Counter reboots;  ///< device sequence restarts detected
+  core::Counter batches;  ///< committed transactions
+  core::Counter errors;   ///< failed commits and opens
+  core::Counter chunks_sealed;
+  core::Counter open_chunk_reports;         ///< gauge
   std::atomic<int64_t> unmerged_chunks{0};  ///< sealed chunks still being merged
-  runtime::Log2Histogram write_latency;     ///< one store transaction
+  core::Log2Histogram write_latency;        ///< one store transaction
 };
 
 /// The store sink. start() opens the store and starts consuming; stop() (or the destructor)

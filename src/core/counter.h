@@ -9,7 +9,7 @@
 
 #include "core/metrics.h"
 
-namespace tianhe::runtime {
+namespace tianhe::core {
 
 /// A counter written by exactly one thread.
 class Counter {
@@ -18,6 +18,8 @@ class Counter {
   void add(uint64_t n = 1) noexcept {
     v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  /// Adds `n` from any thread (a locked add: for counters several threads write).
+  void add_shared(uint64_t n = 1) noexcept { v_.fetch_add(n, std::memory_order_relaxed); }
   /// Sets the value (gauges); owner thread only.
   void set(uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
   /// Reads the value; any thread.
@@ -34,17 +36,26 @@ class Log2Histogram {
   static constexpr int kBuckets = 24;
   /// Records a duration in nanoseconds; owner thread only.
   void observe_ns(int64_t ns) noexcept {
-    uint64_t us = ns > 0 ? static_cast<uint64_t>(ns) / 1000 : 0;
-    int b = us == 0 ? 0 : std::bit_width(us);  // us < 2^b
-    if (b >= kBuckets) b = kBuckets - 1;
-    buckets_[b].add();
+    buckets_[bucket_of(ns)].add();
     sum_ns_.add(ns > 0 ? static_cast<uint64_t>(ns) : 0);
+  }
+  /// Records a duration from any thread (locked adds: for histograms several threads write).
+  void observe_ns_shared(int64_t ns) noexcept {
+    buckets_[bucket_of(ns)].add_shared();
+    sum_ns_.add_shared(ns > 0 ? static_cast<uint64_t>(ns) : 0);
   }
   /// Bucket i's count; any thread.
   uint64_t bucket(int i) const noexcept { return buckets_[i].get(); }
   uint64_t sum_ns() const noexcept { return sum_ns_.get(); }
 
  private:
+  /// Bucket i counts values < 2^i us; the last also everything above.
+  static int bucket_of(int64_t ns) noexcept {
+    const uint64_t us = ns > 0 ? static_cast<uint64_t>(ns) / 1000 : 0;
+    const int b = us == 0 ? 0 : static_cast<int>(std::bit_width(us));  // us < 2^b
+    return b >= kBuckets ? kBuckets - 1 : b;
+  }
+
   Counter buckets_[kBuckets];
   Counter sum_ns_;
 };
@@ -55,8 +66,7 @@ inline void write_histogram(core::PromWriter& w, std::string_view name, std::str
                             const core::Labels& labels, const Log2Histogram& h) {
   uint64_t buckets[Log2Histogram::kBuckets];
   for (int i = 0; i < Log2Histogram::kBuckets; ++i) buckets[i] = h.bucket(i);
-  core::write_log2_us_histogram(w, name, help, labels, buckets,
-                                static_cast<double>(h.sum_ns()) / 1e9);
+  write_log2_us_histogram(w, name, help, labels, buckets, static_cast<double>(h.sum_ns()) / 1e9);
 }
 
-}  // namespace tianhe::runtime
+}  // namespace tianhe::core
