@@ -16,17 +16,21 @@ namespace tianhe::runtime {
 
 Shard::Shard(uint32_t index, std::unique_ptr<log::ShardLog> log,
              std::shared_ptr<const pipeline::Registry> registry, ShardOptions options)
-    : index_(index), options_(options), log_(std::move(log)), validator_(std::move(registry)) {}
+    : index_(index),
+      options_(options),
+      log_(std::move(log)),
+      validator_(std::move(registry)),
+      // The encode buffer is sized once: a receive batch encodes into one record (kRecordBytes
+      // holds the largest batch the parsers can produce). Allocated here, not in start(), so
+      // that validate_and_append() works on a shard whose thread is not running (tests, tools).
+      record_(std::make_unique_for_overwrite<uint8_t[]>(kRecordBytes)),
+      record_bytes_(kRecordBytes) {}
 
 Shard::~Shard() {
   stop();
 }
 
 void Shard::start() {
-  // The encode buffer is sized once: a recv batch encodes into one record. 4 MiB holds the
-  // largest batch the parsers can produce (recv_batch datagrams of bounded reports).
-  record_bytes_ = kRecordBytes;
-  record_ = std::make_unique_for_overwrite<uint8_t[]>(record_bytes_);
   thread_ = std::thread([this] { run(); });
   char name[16];
   std::snprintf(name, sizeof name, "shard-%u", index_);
