@@ -48,6 +48,9 @@ inline constexpr size_t kMaxHttpHeaderFields = 100;
 HttpParseStatus parse_http_request(std::span<const uint8_t> bytes, HttpRequest& out,
                                    size_t& consumed);
 
+/// True when `s` is an HTTP token (RFC 9110 §5.6.2: a method, a header name).
+bool is_http_token(std::string_view s);
+
 /// Counters of one server (read from any thread).
 struct HttpServerStats {
   uint64_t connections_accepted = 0;  ///< connections taken into service
