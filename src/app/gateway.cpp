@@ -86,6 +86,9 @@ Result<void> Gateway::start_http() {
   http_->route("GET", "/healthz", [](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", R"({"status":"ok"})", {}};
   });
+  http_->route("GET", "/debug/totals", [this](const control::HttpRequest&) {
+    return control::HttpResponse{200, "application/json", data_->totals().json(), {}};
+  });
   http_->route("GET", "/debug/shards", [this](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", debug_shards_json(), {}};
   });

@@ -216,6 +216,18 @@ void DataPlane::collect(core::PromWriter& w) const {
   for (const auto& s : sinks_) s.instance->collect(w);
 }
 
+Totals DataPlane::totals() const {
+  Totals t;
+  for (uint32_t i = 0; i < shards_.size(); ++i) {
+    t.log_appended_bytes += log_stats_[i]->bytes_appended.load(std::memory_order_relaxed);
+    Totals::add(t.log_fsync_us, log_stats_[i]->sync_latency);
+    t.heap_allocations += shards_[i]->stats().heap_allocations.get();
+  }
+  for (const auto& p : protocols_) p.instance->add_totals(t);
+  for (const auto& s : sinks_) s.instance->add_totals(t);
+  return t;
+}
+
 DebugFields DataPlane::debug(uint32_t shard) const {
   DebugFields out;
   for (const auto& p : protocols_) p.instance->debug(shard, out);

@@ -66,6 +66,8 @@ class DataPlane {
   Result<void> add_routes(core::HttpRoutes& routes);
   /// Samples of the logs, shards, protocols, sinks and registry.
   void collect(core::PromWriter& w) const;
+  /// The running totals (logs, shards, protocols, sinks).
+  Totals totals() const;
   /// Shard i's numbers for /debug/shards.
   DebugFields debug(uint32_t shard) const;
   const pipeline::Registry& registry() const noexcept { return *options_.registry; }

@@ -24,6 +24,7 @@
 #include "pipeline/codec.h"
 #include "pipeline/registry.h"
 #include "runtime/ingest.h"
+#include "runtime/totals.h"
 
 namespace tianhe::log {
 class ShardLog;
@@ -55,6 +56,9 @@ class ProtocolInstance {
   virtual void collect(core::PromWriter& w) const = 0;
   /// Shard `shard`'s numbers for /debug/shards.
   virtual void debug(uint32_t shard, DebugFields& out) const = 0;
+  /// Adds its part to the totals: its accepted reports, input it lost, acks it dropped, its
+  /// ack latency histogram (scrape thread).
+  virtual void add_totals(Totals& t) const = 0;
   /// Lines for the start-up banner: where it listens and anything the operator should know
   /// (a receive buffer smaller than asked for).
   virtual std::string banner() const = 0;
@@ -91,6 +95,8 @@ class SinkInstance {
   virtual void collect(core::PromWriter& w) const = 0;
   /// Durable log bytes it has not delivered yet, over every shard.
   virtual uint64_t lag_bytes() const = 0;
+  /// Adds its part to the totals (its lag; a sink with background work adds that too).
+  virtual void add_totals(Totals& t) const { t.sink_lag_bytes += lag_bytes(); }
   /// Adds its HTTP routes (before the server starts); most sinks have none.
   virtual Result<void> add_routes(core::HttpRoutes& routes) {
     (void)routes;

@@ -57,15 +57,15 @@ void collect_shard(core::PromWriter& w, const ReportStats& s, uint32_t shard) {
           {{"queue", "pending_acks"}, {"protocol", p}, {"shard", std::to_string(shard)}},
           s.pending_acks.get());
   core::write_histogram(w, "tianhe_ack_latency_seconds",
-                           "Time from receiving a report to sending its ack.", pl, s.ack_latency);
+                        "Time from receiving a report to sending its ack.", pl, s.ack_latency);
   core::write_histogram(
       w, "tianhe_receive_queue_delay_seconds",
       "Time the oldest datagram of each receive waited in the socket's buffer (arrival to read): "
       "input waiting for its shard.",
       pl, s.receive_queue_delay);
   core::write_histogram(w, "tianhe_ingest_batch_latency_seconds",
-                           "Time from receiving a batch to its reports being appended to the log.",
-                           pl, s.batch_latency);
+                        "Time from receiving a batch to its reports being appended to the log.", pl,
+                        s.batch_latency);
 }
 
 class ReportProtocol final : public runtime::ProtocolInstance {
@@ -95,6 +95,15 @@ class ReportProtocol final : public runtime::ProtocolInstance {
     out.emplace_back("pending_acks", s.pending_acks.get());
     out.emplace_back("kernel_drops", s.kernel_drops.get());
     out.emplace_back("recv_buffer_bytes", s.recv_buffer_bytes.get());
+  }
+
+  void add_totals(runtime::Totals& t) const override {
+    for (const auto& s : stats_) {
+      t.reports_accepted += s->pipeline.reports_accepted.get();
+      t.input_drops += s->kernel_drops.get();
+      t.acks_dropped += s->ack_queue_full.get();
+      runtime::Totals::add(t.ack_latency_us, s->ack_latency);
+    }
   }
 
   std::string banner() const override {

@@ -1,4 +1,6 @@
 // The store's registration: the one line `th_extension(sinks/store)` in src/extensions.cmake.
+#include <algorithm>
+
 #include "runtime/extensions.h"
 #include "sinks/store/store_api.h"
 #include "sinks/store/store_config.h"
@@ -16,6 +18,12 @@ class StoreSinkInstance final : public runtime::SinkInstance {
   void stop() override { sink_->stop(); }
   void collect(core::PromWriter& w) const override { sink_->collect(w); }
   uint64_t lag_bytes() const override { return sink_->lag_bytes(); }
+  void add_totals(runtime::Totals& t) const override {
+    t.sink_lag_bytes += sink_->lag_bytes();
+    t.sink_lag_seconds = std::max(t.sink_lag_seconds, sink_->lag_seconds());
+    t.sink_background_work +=
+        static_cast<uint64_t>(sink_->stats().unmerged_chunks.load(std::memory_order_relaxed));
+  }
   Result<void> add_routes(core::HttpRoutes& routes) override {
     auto api = StoreApi::open(dir_, registry_);
     if (!api.ok()) return api.error();

@@ -15,11 +15,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -28,9 +28,9 @@
 
 #include "core/args.h"
 #include "core/clock.h"
-#include "core/metrics.h"
 #include "protocols/report/report_simulator.h"
 #include "runtime/extensions.h"
+#include "runtime/totals.h"
 #include "tools/bench/disk_floor.h"
 #include "transports/udp_socket.h"
 
@@ -141,34 +141,24 @@ uint64_t rss_bytes(pid_t pid) {
 /// Counts of a log2 latency histogram: (upper bound in seconds, observations in that bucket).
 using Buckets = std::vector<std::pair<double, double>>;
 
-/// The per-bucket observations of histogram `name` in `after` minus those in `before`.
-Buckets histogram_delta(const std::string& before, const std::string& after,
-                        const std::string& name) {
-  // Buckets of every label set (e.g. per protocol) are summed by bound.
-  auto cumulative = [&](const std::string& text) {
-    std::map<double, double> sums;
-    std::istringstream in(text);
-    std::string line;
-    const std::string prefix = name + "_bucket{";
-    while (std::getline(in, line)) {
-      if (line.rfind(prefix, 0) != 0) continue;
-      const size_t at = line.find("le=\"", prefix.size());
-      if (at == std::string::npos) continue;
-      const std::string le = line.substr(at + 4, line.find('"', at + 4) - (at + 4));
-      const double bound = le == "+Inf" ? 1e300 : std::strtod(le.c_str(), nullptr);
-      sums[bound] += std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr);
-    }
-    return Buckets(sums.begin(), sums.end());
-  };
-  Buckets b = cumulative(before), a = cumulative(after);
+/// The per-bucket observations of a log2-microsecond histogram (runtime::Totals) in `after`
+/// minus those in `before`; the last bucket's bound is open (1e300).
+Buckets histogram_delta(const std::vector<uint64_t>& before, const std::vector<uint64_t>& after) {
   Buckets out;
-  double prev = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double cum = a[i].second - (i < b.size() ? b[i].second : 0);
-    out.emplace_back(a[i].first, cum - prev);
-    prev = cum;
+  for (size_t i = 0; i < after.size(); ++i) {
+    const double bound = i + 1 < after.size() ? std::ldexp(1e-6, static_cast<int>(i)) : 1e300;
+    out.emplace_back(bound, static_cast<double>(after[i] - (i < before.size() ? before[i] : 0)));
   }
   return out;
+}
+
+/// The gateway's running totals (GET /debug/totals), typed; empty totals (and a message) when
+/// it cannot be read.
+runtime::Totals totals_of(uint16_t http_port) {
+  auto t = runtime::Totals::parse(http_get(http_port, "/debug/totals"));
+  if (t.ok()) return *t;
+  std::fprintf(stderr, "tianhe bench: GET /debug/totals: %s\n", t.error().message.c_str());
+  return {};
 }
 
 /// Summary of fdatasync (or other) latencies: quantiles, the longest, and the share of the wall
@@ -456,6 +446,107 @@ int cmd_bench_receiver(int argc, char** argv) {
   return written ? 0 : 1;
 }
 
+/// What the table of `tianhe bench` shows (the JSON holds the same and more).
+struct Figures {
+  uint32_t shards = 0;
+  uint32_t cores = 0;
+  double raw_rate = 0;
+  const SimulatorSummary& single;
+  const SimulatorSummary* per_core = nullptr;  ///< when the per-core phase ran
+  const SimulatorSummary& batched;
+  const SimulatorSummary& half;
+  const SimulatorSummary* half_none = nullptr;  ///< when the durability-none phase ran
+  const SimulatorSummary* lag = nullptr;        ///< when the lag phase ran
+  const SyncSummary& inside;
+  const SyncSummary& log_syncs;
+  const DiskFloor& floor;
+  const SyncSummary& disk;
+  const StallSummary& stalls;
+  double max_lag = 0;
+  double drain_s = 0;
+  uint64_t rss_idle = 0;
+  uint64_t devices = 0;
+  double allocs = 0;
+  double accepted = 0;
+};
+
+/// "kernel/acks" drops of one phase's gateway_drops object.
+std::string drops_text(const Json& j) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.0f/%.0f", j["kernel_receive_drops"].get<double>(),
+                j["acks_not_queued"].get<double>());
+  return b;
+}
+
+/// Prints the table, then the JSON on one line.
+void print_table(const Figures& f, const Json& result) {
+  std::printf("\n%-58s %14s\n", "measure", "value");
+  auto row = [](const std::string& k, const std::string& v) {
+    std::printf("%-58s %14s\n", k.c_str(), v.c_str());
+  };
+  auto num = [](double v, int prec = 0) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    return std::string(b);
+  };
+  row("gateway shards (bare receiver sockets) / machine cores",
+      std::to_string(f.shards) + " / " + std::to_string(f.cores));
+  row("raw loopback ceiling (datagrams/s received)", num(f.raw_rate));
+  row("single-report: acked reports/s", num(f.single.acked_rate));
+  row("single-report: ratio to raw ceiling (target >= 0.6)",
+      num(f.single.acked_rate / f.raw_rate, 2));
+  if (f.per_core != nullptr) {
+    row("  with one shard per core (" + std::to_string(f.cores) + "): acked reports/s, ratio",
+        num(f.per_core->acked_rate) + ", " + num(f.per_core->acked_rate / f.raw_rate, 2));
+  }
+  row("batched x32: acked reports/s (target >= 1,000,000)", num(f.batched.acked_rate));
+  row("ack latency p99 at half rate, ms (target <= 2)", num(f.half.p99_ms, 3));
+  row("ack latency p50 / p999 at half rate, ms",
+      num(f.half.p50_ms, 3) + " / " + num(f.half.p999_ms, 3));
+  row("  the same, read by the fleet's thread: p99 / p999, ms",
+      num(f.half.read_p99_ms, 3) + " / " + num(f.half.read_p999_ms, 3));
+  row("  inside the gateway, receive to ack sent: p50 / p99, ms",
+      num(f.inside.p50_ms, 3) + " / " + num(f.inside.p99_ms, 3));
+  row("  log fdatasync in that phase: p99 / max, ms (bucket bounds)",
+      num(f.log_syncs.p99_ms, 3) + " / " + num(f.log_syncs.max_ms, 0));
+  row("  share of that phase in fdatasyncs > 2 ms (upper bound)",
+      num(100 * f.log_syncs.share_over_2ms, 2) + " %");
+  row("  disk floor at the log's " + num(f.floor.bytes_per_s / 1e6, 1) + " MB/s: ack p50 / p99, ms",
+      num(f.floor.p50_ms, 3) + " / " + num(f.floor.p99_ms, 3));
+  row("  disk floor: share of time in fdatasyncs > 2 ms / longest, ms",
+      num(100 * f.floor.share_over_2ms, 2) + " % / " + num(f.floor.max_flush_ms, 1));
+  row("  bare disk probe: fdatasync p99 / max, ms",
+      num(f.disk.p99_ms, 3) + " / " + num(f.disk.max_ms, 0));
+  row("  bare disk probe: share of time in fdatasyncs > 2 ms",
+      num(100 * f.disk.share_over_2ms, 2) + " %");
+  row("  bare CPU probe: stalls > 2 ms per s and core / longest, ms",
+      num(f.stalls.over_2ms / f.stalls.seconds / f.cores, 2) + " / " + num(f.stalls.max_ms, 1));
+  row("  bare CPU probe: share of time in stalls > 2 ms",
+      num(100 * f.stalls.share_over_2ms, 2) + " %");
+  row("  same rate, durability none: ack p99 / p999, ms",
+      f.half_none != nullptr ? num(f.half_none->p99_ms, 3) + " / " + num(f.half_none->p999_ms, 3)
+                             : std::string("-"));
+  row("store lag max over the lag phase, s (target <= 1)", num(f.max_lag, 2));
+  row("  lag p50 / p90 of the 250 ms samples, s",
+      num(result["store_lag"]["p50_lag_s"].get<double>(), 2) + " / " +
+          num(result["store_lag"]["p90_lag_s"].get<double>(), 2));
+  row("  lag phase: reports/s sent / acked",
+      f.lag != nullptr ? num(f.lag->rate) + " / " + num(f.lag->acked_rate) : std::string("-"));
+  row("store drain after the batched phase, s", num(f.drain_s, 1));
+  row("gateway RSS idle / registered device, bytes (target <= 256)",
+      num(static_cast<double>(f.rss_idle) / f.devices, 1));
+  row("heap allocations per report, shard threads (target 0)",
+      num(f.accepted > 0 ? f.allocs / f.accepted : 0, 6));
+  row("lost acks (single / batched / half / lag)",
+      std::to_string(f.single.lost) + "/" + std::to_string(f.batched.lost) + "/" +
+          std::to_string(f.half.lost) + "/" + std::to_string(f.lag != nullptr ? f.lag->lost : 0));
+  row("  gateway drops, datagrams/acks: single batched lag",
+      drops_text(result["single"]["gateway_drops"]) + " " +
+          drops_text(result["batched"]["gateway_drops"]) + " " +
+          drops_text(result["store_lag"]["gateway_drops"]));
+  std::printf("\n%s\n", result.dump().c_str());
+}
+
 int cmd_bench(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help")) {
@@ -606,20 +697,13 @@ Options:
   struct Drops {
     double kernel = 0, acks_not_queued = 0;
   };
-  auto drops_in = [](const std::string& m) {
-    return Drops{core::sum_samples(m, "tianhe_udp_receive_drops_total"),
-                 core::sum_samples(m, "tianhe_acks_dropped_total")};
+  auto drops_in = [](const runtime::Totals& t) {
+    return Drops{static_cast<double>(t.input_drops), static_cast<double>(t.acks_dropped)};
   };
-  auto drops_now = [&] { return drops_in(http_get(gw.http_port, "/metrics")); };
+  auto drops_now = [&] { return drops_in(totals_of(gw.http_port)); };
   auto drops_json = [](const Drops& a, const Drops& b) {
     return Json{{"kernel_receive_drops", b.kernel - a.kernel},
                 {"acks_not_queued", b.acks_not_queued - a.acks_not_queued}};
-  };
-  auto drops_text = [](const Json& j) {
-    char b[64];
-    std::snprintf(b, sizeof b, "%.0f/%.0f", j["kernel_receive_drops"].get<double>(),
-                  j["acks_not_queued"].get<double>());
-    return std::string(b);
   };
 
   say("[3" + of + "gateway, single-report datagrams, acks on, durability batch, store on ...");
@@ -630,11 +714,11 @@ Options:
   double log_bytes_per_report = 0;
   Drops d1;
   {
-    const std::string m = http_get(gw.http_port, "/metrics");
-    d1 = drops_in(m);
-    const double acc = core::sum_samples(m, "tianhe_reports_accepted_total");
-    if (acc > 0) {
-      log_bytes_per_report = core::sum_samples(m, "tianhe_log_appended_bytes_total") / acc;
+    const runtime::Totals t = totals_of(gw.http_port);
+    d1 = drops_in(t);
+    if (t.reports_accepted > 0) {
+      log_bytes_per_report =
+          static_cast<double>(t.log_appended_bytes) / static_cast<double>(t.reports_accepted);
     }
   }
   result["single"] = Json::parse(single->json());
@@ -655,9 +739,8 @@ Options:
   auto wait_caught_up = [&](double timeout_s) {
     const int64_t t0 = core::mono_ns();
     while ((core::mono_ns() - t0) / 1e9 < timeout_s) {
-      const std::string m = http_get(gw.http_port, "/metrics");
-      if (core::sum_samples(m, "tianhe_sink_lag_bytes") == 0 &&
-          core::sum_samples(m, "tianhe_sink_store_unmerged_chunks") == 0) {
+      const runtime::Totals t = totals_of(gw.http_port);
+      if (t.sink_lag_bytes == 0 && t.sink_background_work == 0) {
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -685,20 +768,18 @@ Options:
 
   say("[5" + of + "ack latency at half the single-report rate for " +
       std::to_string(static_cast<int>(latency_duration)) + " s ...");
-  const std::string before = http_get(gw.http_port, "/metrics");
+  const runtime::Totals before = totals_of(gw.http_port);
   auto half = run_simulator(
       sim(gw.report_port, devices, single->acked_rate / 2, latency_duration, 1, true));
   if (!half.ok()) return failure("ack-latency phase: " + half.error().message);
-  const std::string after = http_get(gw.http_port, "/metrics");
-  const SyncSummary log_syncs = summarize(
-      histogram_delta(before, after, "tianhe_log_fsync_latency_seconds"), half->elapsed_s);
+  const runtime::Totals after = totals_of(gw.http_port);
+  const SyncSummary log_syncs =
+      summarize(histogram_delta(before.log_fsync_us, after.log_fsync_us), half->elapsed_s);
   // The gateway's own view: from the receive to the ack's send, per ack datagram.
   const SyncSummary inside =
-      summarize(histogram_delta(before, after, "tianhe_ack_latency_seconds"), half->elapsed_s);
-  const double allocs = core::sum_samples(after, "tianhe_shard_heap_allocations_total") -
-                        core::sum_samples(before, "tianhe_shard_heap_allocations_total");
-  const double accepted = core::sum_samples(after, "tianhe_reports_accepted_total") -
-                          core::sum_samples(before, "tianhe_reports_accepted_total");
+      summarize(histogram_delta(before.ack_latency_us, after.ack_latency_us), half->elapsed_s);
+  const auto allocs = static_cast<double>(after.heap_allocations - before.heap_allocations);
+  const auto accepted = static_cast<double>(after.reports_accepted - before.reports_accepted);
   result["latency"] = Json::parse(half->json());
   result["latency"]["log_fdatasync"] = log_syncs.json();
   result["latency"]["gateway_receive_to_ack_ms"] = {
@@ -716,8 +797,7 @@ Options:
   lag_samples.reserve(static_cast<size_t>(lag_duration * 4) + 64);
   std::thread sampler([&] {
     while (sampling) {
-      std::string m = http_get(gw.http_port, "/metrics");
-      const double l = core::sum_samples(m, "tianhe_sink_lag_seconds", "store");
+      const double l = totals_of(gw.http_port).sink_lag_seconds;
       max_lag = std::max(max_lag, l);
       lag_samples.push_back(l);
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -786,70 +866,27 @@ Options:
     std::printf("%s\n", result.dump(2).c_str());
     return 0;
   }
-  std::printf("\n%-58s %14s\n", "measure", "value");
-  auto row = [](const std::string& k, const std::string& v) {
-    std::printf("%-58s %14s\n", k.c_str(), v.c_str());
-  };
-  auto num = [](double v, int prec = 0) {
-    char b[64];
-    std::snprintf(b, sizeof b, "%.*f", prec, v);
-    return std::string(b);
-  };
-  row("gateway shards (bare receiver sockets) / machine cores",
-      std::to_string(shards) + " / " + std::to_string(cores));
-  row("raw loopback ceiling (datagrams/s received)", num(raw_rate));
-  row("single-report: acked reports/s", num(single->acked_rate));
-  row("single-report: ratio to raw ceiling (target >= 0.6)", num(single->acked_rate / raw_rate, 2));
-  if (per_core.ok()) {
-    row("  with one shard per core (" + std::to_string(cores) + "): acked reports/s, ratio",
-        num(per_core->acked_rate) + ", " + num(per_core->acked_rate / raw_rate, 2));
-  }
-  row("batched x32: acked reports/s (target >= 1,000,000)", num(batched->acked_rate));
-  row("ack latency p99 at half rate, ms (target <= 2)", num(half->p99_ms, 3));
-  row("ack latency p50 / p999 at half rate, ms",
-      num(half->p50_ms, 3) + " / " + num(half->p999_ms, 3));
-  row("  the same, read by the fleet's thread: p99 / p999, ms",
-      num(half->read_p99_ms, 3) + " / " + num(half->read_p999_ms, 3));
-  row("  inside the gateway, receive to ack sent: p50 / p99, ms",
-      num(inside.p50_ms, 3) + " / " + num(inside.p99_ms, 3));
-  row("  log fdatasync in that phase: p99 / max, ms (bucket bounds)",
-      num(log_syncs.p99_ms, 3) + " / " + num(log_syncs.max_ms, 0));
-  row("  share of that phase in fdatasyncs > 2 ms (upper bound)",
-      num(100 * log_syncs.share_over_2ms, 2) + " %");
-  row("  disk floor at the log's " + num(floor.bytes_per_s / 1e6, 1) + " MB/s: ack p50 / p99, ms",
-      num(floor.p50_ms, 3) + " / " + num(floor.p99_ms, 3));
-  row("  disk floor: share of time in fdatasyncs > 2 ms / longest, ms",
-      num(100 * floor.share_over_2ms, 2) + " % / " + num(floor.max_flush_ms, 1));
-  row("  bare disk probe: fdatasync p99 / max, ms",
-      num(disk.p99_ms, 3) + " / " + num(disk.max_ms, 0));
-  row("  bare disk probe: share of time in fdatasyncs > 2 ms",
-      num(100 * disk.share_over_2ms, 2) + " %");
-  row("  bare CPU probe: stalls > 2 ms per s and core / longest, ms",
-      num(stalls.over_2ms / stalls.seconds / cores, 2) + " / " + num(stalls.max_ms, 1));
-  row("  bare CPU probe: share of time in stalls > 2 ms",
-      num(100 * stalls.share_over_2ms, 2) + " %");
-  row("  same rate, durability none: ack p99 / p999, ms",
-      half_none.ok() ? num(half_none->p99_ms, 3) + " / " + num(half_none->p999_ms, 3)
-                     : std::string("-"));
-  row("store lag max over the lag phase, s (target <= 1)", num(max_lag, 2));
-  row("  lag p50 / p90 of the 250 ms samples, s",
-      num(result["store_lag"]["p50_lag_s"].get<double>(), 2) + " / " +
-          num(result["store_lag"]["p90_lag_s"].get<double>(), 2));
-  row("  lag phase: reports/s sent / acked",
-      lag.ok() ? num(lag->rate) + " / " + num(lag->acked_rate) : std::string("-"));
-  row("store drain after the batched phase, s", num(drain_s, 1));
-  row("gateway RSS idle / registered device, bytes (target <= 256)",
-      num(static_cast<double>(rss_idle) / devices, 1));
-  row("heap allocations per report, shard threads (target 0)",
-      num(accepted > 0 ? allocs / accepted : 0, 6));
-  row("lost acks (single / batched / half / lag)",
-      std::to_string(single->lost) + "/" + std::to_string(batched->lost) + "/" +
-          std::to_string(half->lost) + "/" + std::to_string(lag.ok() ? lag->lost : 0));
-  row("  gateway drops, datagrams/acks: single batched lag",
-      drops_text(result["single"]["gateway_drops"]) + " " +
-          drops_text(result["batched"]["gateway_drops"]) + " " +
-          drops_text(result["store_lag"]["gateway_drops"]));
-  std::printf("\n%s\n", result.dump().c_str());
+  print_table({.shards = shards,
+               .cores = cores,
+               .raw_rate = raw_rate,
+               .single = *single,
+               .per_core = per_core.ok() ? &*per_core : nullptr,
+               .batched = *batched,
+               .half = *half,
+               .half_none = half_none.ok() ? &*half_none : nullptr,
+               .lag = lag.ok() ? &*lag : nullptr,
+               .inside = inside,
+               .log_syncs = log_syncs,
+               .floor = floor,
+               .disk = disk,
+               .stalls = stalls,
+               .max_lag = max_lag,
+               .drain_s = drain_s,
+               .rss_idle = rss_idle,
+               .devices = devices,
+               .allocs = allocs,
+               .accepted = accepted},
+              result);
   return 0;
 }
 
