@@ -302,5 +302,19 @@ ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept {
   return static_cast<ssize_t>(done);
 }
 
+bool write_zeros(int fd, uint64_t pos, uint64_t len) noexcept {
+  static constexpr size_t kZeroBytes = 64 * 1024;
+  static const uint8_t zeros[kZeroBytes] = {};
+  while (len > 0) {
+    const auto want = static_cast<size_t>(std::min<uint64_t>(len, kZeroBytes));
+    const ssize_t n = ::pwrite(fd, zeros, want, static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    pos += static_cast<uint64_t>(n);
+    len -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
 }  // namespace detail
 }  // namespace tianhe::log

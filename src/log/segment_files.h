@@ -108,4 +108,7 @@ int make_dirs(const std::string& path, bool* created) noexcept;
 /// pread() that retries on EINTR and short reads; returns bytes read (short only at EOF) or -1.
 ssize_t pread_full(int fd, uint8_t* buf, size_t size, uint64_t pos) noexcept;
 
+/// Writes `len` zero bytes at `pos`; false on any error.
+bool write_zeros(int fd, uint64_t pos, uint64_t len) noexcept;
+
 }  // namespace tianhe::log::detail

@@ -25,12 +25,12 @@
 #include "core/crc32c.h"
 #include "core/dir_lock.h"
 #include "core/sched.h"
+#include "log/recovery.h"
 #include "log/segment_files.h"
 
 namespace tianhe::log {
 namespace {
 
-constexpr size_t kScanBlockBytes = 1u << 20;
 constexpr uint32_t kMaxConsumers = 64;
 
 /// Raises `a` to at least `v` (two threads publish durable offsets).
@@ -60,163 +60,6 @@ struct Fd {
   int release() noexcept { return std::exchange(fd, -1); }
 };
 
-/// Writes `len` zero bytes at `pos`; false on any error.
-bool write_zeros(int fd, uint64_t pos, uint64_t len) noexcept {
-  static constexpr size_t kZeroBytes = 64 * 1024;
-  static const uint8_t zeros[kZeroBytes] = {};
-  while (len > 0) {
-    const auto want = static_cast<size_t>(std::min<uint64_t>(len, kZeroBytes));
-    const ssize_t n = ::pwrite(fd, zeros, want, static_cast<off_t>(pos));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    pos += static_cast<uint64_t>(n);
-    len -= static_cast<uint64_t>(n);
-  }
-  return true;
-}
-
-/// One past the last non-zero byte of bytes[0..size), or 0 when they are all zero.
-size_t nonzero_end(const uint8_t* bytes, size_t size) noexcept {
-  size_t i = size;
-  while (i >= 8) {
-    uint64_t word = 0;
-    std::memcpy(&word, bytes + i - 8, 8);
-    if (word != 0) break;
-    i -= 8;
-  }
-  while (i > 0 && bytes[i - 1] == 0) --i;
-  return i;
-}
-
-/// Verifies the CRC of a record too large for the configured limit by streaming it from the
-/// file, so that lowering max_record_bytes never makes recovery cut valid records.
-bool streamed_crc_ok(int fd, uint64_t pos, uint32_t len, uint32_t want, uint8_t* buf,
-                     size_t buf_size, uint32_t seed) noexcept {
-  uint8_t len_bytes[4];
-  detail::store_le32(len_bytes, len);
-  uint32_t crc = core::crc32c(len_bytes, 4, seed);
-  uint64_t left = len;
-  uint64_t at = pos + kRecordHeaderBytes;
-  while (left > 0) {
-    const size_t want_now = static_cast<size_t>(std::min<uint64_t>(left, buf_size));
-    const ssize_t n = detail::pread_full(fd, buf, want_now, at);
-    if (n != static_cast<ssize_t>(want_now)) return false;
-    crc = core::crc32c(buf, want_now, crc);
-    left -= want_now;
-    at += want_now;
-  }
-  return crc == want;
-}
-
-/// What recovery found in the last segment.
-struct Recovered {
-  uint64_t end = 0;                    ///< file position just past the last valid record
-  uint64_t file_bytes = 0;             ///< size of the file (preallocated: larger than `end`)
-  uint32_t version = kSegmentVersion;  ///< the segment's format version
-  /// Version 2: bytes after `end` are not zeros (a torn write, or what a recycled file held
-  /// before). The segment takes no more records: the next append starts a new segment at `end`.
-  bool ended = false;
-};
-
-/// Scans the last segment (starting at offset `start`) from its header, validating every frame.
-/// The records end at the first frame that is not valid: an all-zero header in a preallocated
-/// segment, a bad frame, or the end of the file. Non-zero bytes after that point are a torn or
-/// never-synced write, or (version 2) the old contents of a recycled file. Version 2 leaves them
-/// and ends the segment there (Recovered::ended). Version 1 overwrites them with zeros (so that
-/// they can never be mistaken for records later) and counts them.
-Result<Recovered> recover_segment(int fd, const std::string& path, uint64_t start,
-                                  uint32_t max_record_bytes, LogStats& stats) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return make_error("cannot stat " + path + ": " + errno_text(errno));
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (size < kSegmentHeaderBytes) {
-    // A crash while the segment was being created: write its header again.
-    uint8_t header[kSegmentHeaderBytes];
-    detail::write_segment_header(header);
-    if (::ftruncate(fd, 0) != 0 ||
-        ::pwrite(fd, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header) ||
-        ::fdatasync(fd) != 0) {
-      return make_error("cannot rewrite the torn header of " + path + ": " + errno_text(errno));
-    }
-    stats.torn_bytes_truncated.fetch_add(size, std::memory_order_relaxed);
-    return Recovered{kSegmentHeaderBytes, kSegmentHeaderBytes};
-  }
-  std::vector<uint8_t> buf(std::max<size_t>(kScanBlockBytes, size_t{max_record_bytes} + 8));
-  if (detail::pread_full(fd, buf.data(), kSegmentHeaderBytes, 0) !=
-      static_cast<ssize_t>(kSegmentHeaderBytes)) {
-    return make_error("cannot read " + path + ": " + errno_text(errno));
-  }
-  const auto hs = detail::check_segment_header({buf.data(), kSegmentHeaderBytes});
-  if (hs != detail::HeaderStatus::kOk) return make_error(detail::header_error(hs, path));
-  const uint32_t version = detail::header_version({buf.data(), kSegmentHeaderBytes});
-  const uint32_t seed = frame_seed(start, version);
-
-  uint64_t pos = kSegmentHeaderBytes;  // file position of the next frame
-  uint64_t win_start = pos;            // file position of buf[0]
-  size_t win_len = 0;
-  while (pos < size) {
-    const size_t skip = static_cast<size_t>(pos - win_start);
-    std::span<const uint8_t> rest(buf.data() + skip, win_len - skip);
-    std::span<const uint8_t> payload;
-    size_t frame = 0;
-    const FrameStatus fs = parse_frame(rest, max_record_bytes, payload, frame, seed);
-    if (fs == FrameStatus::kComplete) {
-      pos += frame;
-      continue;
-    }
-    if (fs == FrameStatus::kMalformed) {
-      const uint32_t len = detail::load_le32(rest.data());
-      if (len > max_record_bytes && rest.size() >= kRecordHeaderBytes &&
-          pos + kRecordHeaderBytes + len <= size &&
-          streamed_crc_ok(fd, pos, len, detail::load_le32(rest.data() + 4), buf.data(), buf.size(),
-                          seed)) {
-        return make_error(path + ": holds a record of " + std::to_string(len) +
-                          " bytes, more than log.max_record_bytes (" +
-                          std::to_string(max_record_bytes) + "): raise log.max_record_bytes");
-      }
-      break;
-    }
-    // kNeedMore: read the rest of this frame (or the next block) unless the file ends first.
-    const uint64_t need = rest.size() >= kRecordHeaderBytes
-                              ? kRecordHeaderBytes + detail::load_le32(rest.data())
-                              : kRecordHeaderBytes;
-    if (pos + need > size) break;  // torn: the file ends inside this frame
-    std::memmove(buf.data(), rest.data(), rest.size());
-    win_start = pos;
-    win_len = rest.size();
-    const size_t want =
-        static_cast<size_t>(std::min<uint64_t>(buf.size() - win_len, size - (win_start + win_len)));
-    const ssize_t n = detail::pread_full(fd, buf.data() + win_len, want, win_start + win_len);
-    if (n < 0) return make_error("cannot read " + path + ": " + errno_text(errno));
-    if (n == 0) break;
-    win_len += static_cast<size_t>(n);
-  }
-  // Find the end of the non-zero bytes after the last valid record (version 2: whether there is
-  // any).
-  uint64_t dirty_end = pos;
-  for (uint64_t at = pos; at < size && !(version >= 2 && dirty_end > pos);) {
-    const auto want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - at));
-    const ssize_t n = detail::pread_full(fd, buf.data(), want, at);
-    if (n < 0) return make_error("cannot read " + path + ": " + errno_text(errno));
-    if (n == 0) break;
-    const size_t nz = nonzero_end(buf.data(), static_cast<size_t>(n));
-    if (nz > 0) dirty_end = at + nz;
-    at += static_cast<uint64_t>(n);
-  }
-  const bool ended = version >= 2 && dirty_end > pos;
-  if (dirty_end > pos && !ended) {
-    // Zeroed rather than cut: the file keeps its preallocated blocks.
-    if (!write_zeros(fd, pos, dirty_end - pos)) {
-      return make_error("cannot clear the torn tail of " + path + ": " + errno_text(errno));
-    }
-    stats.torn_bytes_truncated.fetch_add(dirty_end - pos, std::memory_order_relaxed);
-  }
-  // Sync even when nothing was cleared: after a process crash under durability "none" the tail may
-  // still be only in the page cache, and durable_offset() starts at the end.
-  if (::fdatasync(fd) != 0) return make_error("cannot sync " + path + ": " + errno_text(errno));
-  return Recovered{pos, size, version, ended};
-}
-
 class ShardLogImpl final : public ShardLog {
  public:
   ShardLogImpl(const LogConfig& config, uint32_t shard, std::string dir, int dir_fd,
@@ -245,7 +88,7 @@ class ShardLogImpl final : public ShardLog {
 
   /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
   /// preparation of the next segment file.
-  void start(const std::vector<uint64_t>& segments, int fd, const Recovered& rec) {
+  void start(const std::vector<uint64_t>& segments, int fd, const detail::Recovered& rec) {
     const uint64_t seg_size = rec.end;
     const uint64_t file_bytes = rec.file_bytes;
     segments_.assign(segments.begin(), segments.end());
@@ -511,7 +354,7 @@ class ShardLogImpl final : public ShardLog {
       ok = ::ftruncate(fd_, static_cast<off_t>(file_bytes_)) == 0;
     }
     const uint64_t zero_end = std::min(pos + written, file_bytes_);
-    if (zero_end > pos) ok = write_zeros(fd_, pos, zero_end - pos) && ok;
+    if (zero_end > pos) ok = detail::write_zeros(fd_, pos, zero_end - pos) && ok;
     return ok;
   }
 
@@ -1022,7 +865,8 @@ Result<std::unique_ptr<ShardLog>> ShardLog::open(const LogConfig& config, uint32
   const std::string last = detail::segment_path(dir, segments.back());
   Fd fd(::open(last.c_str(), O_RDWR | O_CLOEXEC));
   if (fd.fd < 0) return make_error("cannot open " + last + ": " + errno_text(errno));
-  auto rec = recover_segment(fd.fd, last, segments.back(), config.max_record_bytes, impl->stats());
+  auto rec =
+      detail::recover_segment(fd.fd, last, segments.back(), config.max_record_bytes, impl->stats());
   if (!rec.ok()) return rec.error();
   if (ready_fd.fd >= 0) impl->adopt_spare(ready_fd.release());
   impl->adopt_recycled(recycled_slots);
