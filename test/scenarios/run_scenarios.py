@@ -882,10 +882,12 @@ class Run:
             got = now - before if a["op"] == "+=" else now
             if got == a["value"]:
                 return
-            if time.monotonic() > end:
+            # A counter (Prometheus: a _total name) never goes down: once past, it stays past.
+            overshot = a["name"].endswith("_total") and got > a["value"]
+            if overshot or time.monotonic() > end:
                 what = f"+{got:g} (from {before:g} to {now:g})" if a["op"] == "+=" else f"{got:g}"
-                raise Failure(f"{shown} is {what}, want {a['op']} {a['value']:g} "
-                              f"(waited {self.sc.deadline:g} s)")
+                waited = "" if overshot else f" (waited {self.sc.deadline:g} s)"
+                raise Failure(f"{shown} is {what}, want {a['op']} {a['value']:g}{waited}")
             time.sleep(SETTLE_POLL_S * 5)
             m = self.scrape()
 
