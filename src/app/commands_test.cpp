@@ -12,18 +12,21 @@ namespace tianhe::app {
 namespace {
 
 /// A command an extension registered, as the executable runs it (`tianhe query` is the
-/// store's, `tianhe bench` the bench tool's). A compiled-out extension's cases are skipped.
-template <const char* kName>
-int registered(int argc, char** argv) {
-  const runtime::CommandSpec* c = runtime::builtin_extensions().command(kName);
+/// store's, `tianhe bench` the bench tool's); -1 when that extension is compiled out (its
+/// cases are skipped).
+int registered(const char* name, int argc, char** argv) {
+  const runtime::CommandSpec* c = runtime::builtin_extensions().command(name);
   return c == nullptr ? -1 : cmd_extension(*c, argc, argv);
 }
-constexpr char kQuery[] = "query";
-constexpr char kBench[] = "bench";
-constexpr char kBenchReceiver[] = "bench-receiver";
-constexpr auto cmd_query = registered<kQuery>;
-constexpr auto cmd_bench = registered<kBench>;
-constexpr auto cmd_bench_receiver = registered<kBenchReceiver>;
+int cmd_query(int argc, char** argv) {
+  return registered("query", argc, argv);
+}
+int cmd_bench(int argc, char** argv) {
+  return registered("bench", argc, argv);
+}
+int cmd_bench_receiver(int argc, char** argv) {
+  return registered("bench-receiver", argc, argv);
+}
 
 /// Runs `cmd` on `words` (argv from "tianhe"); returns its exit status and what it printed to
 /// stderr.

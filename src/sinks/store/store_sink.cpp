@@ -132,8 +132,8 @@ void StoreSink::collect(core::PromWriter& w) const {
           "Sealed chunks whose merge into one sorted run has not finished (background work).", none,
           static_cast<double>(s.unmerged_chunks.load(std::memory_order_relaxed)));
   consumer_->collect(w);
-  core::write_histogram(w, "tianhe_sink_store_write_seconds",
-                           "Latency of one store transaction.", none, s.write_latency);
+  core::write_histogram(w, "tianhe_sink_store_write_seconds", "Latency of one store transaction.",
+                        none, s.write_latency);
 }
 
 }  // namespace tianhe::sinks::store
