@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/record_format.h"
+#include "core/metrics_json.h"
 #include "core/trace_context.h"
 #include "runtime/extensions.h"
 
@@ -70,16 +70,6 @@ std::string errno_message(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
-nlohmann::json value_json(const core::Value& v) {
-  switch (v.type) {
-    case core::ValueType::kDouble: return v.f64;
-    case core::ValueType::kInt64: return v.i64;
-    case core::ValueType::kBool: return v.b;
-    case core::ValueType::kString: return std::string(v.str);
-  }
-  return nullptr;
-}
-
 class JsonlSinkInstance final : public runtime::SinkInstance {
  public:
   explicit JsonlSinkInstance(std::unique_ptr<LogConsumer> consumer)
@@ -115,22 +105,17 @@ std::string report_line(const core::Report& r, const pipeline::Registry* registr
   j["time_ns"] = r.device_time_ns;
   j["received_ns"] = r.received_ns;
   j["protocol"] = std::string(core::protocol_name(r.protocol));
-  nlohmann::json metrics = nlohmann::json::object();
-  core::ReportBatch batch(1, 256);
-  core::Report* copy = batch.add_report();
-  if (copy != nullptr &&
-      core::decode_metrics(r.raw_metrics, batch, *copy) == core::RecordStatus::kOk) {
-    for (const core::Metric& m : batch.metrics(*copy)) {
-      metrics[m.name.empty() ? "#" + std::to_string(m.id) : std::string(m.name)] =
-          value_json(m.value);
-    }
-  }
-  j["metrics"] = std::move(metrics);
   if (r.trace.present) {
     char tp[core::kTraceparentLength];
     j["traceparent"] = std::string(tp, core::format_traceparent(r.trace, tp));
   }
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // The metrics as the store renders them, spliced in as the last member.
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  line.pop_back();  // '}'
+  line += ",\"metrics\":";
+  line += core::metrics_json(r.raw_metrics);
+  line += '}';
+  return line;
 }
 
 JsonlWriter::JsonlWriter(std::string path, std::shared_ptr<const pipeline::Registry> registry)

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics_json.h"
 #include "core/report.h"
 #include "core/result.h"
 
@@ -59,9 +60,8 @@ struct StoreCounts {
   uint64_t bytes = 0;  ///< on disk, catalog and chunks with their WAL files
 };
 
-/// Renders an encoded metrics section as a JSON object: {"temperature":21.5,"door_open":true,
-/// "#9":3} (a metric sent by id is named "#<id>"). Malformed input yields {"#malformed":true}.
-std::string metrics_json(std::span<const uint8_t> raw_metrics);
+/// An encoded metrics section as a JSON object (core/metrics_json.h).
+using core::metrics_json;
 
 /// Chunk states in the catalog.
 enum class ChunkState : int { kOpen = 0, kSealed = 1, kIndexed = 2 };

@@ -38,29 +38,6 @@ bool newer(const R& a, const R& b) {
   return a.device_time_ns != b.device_time_ns ? a.device_time_ns > b.device_time_ns : a.seq > b.seq;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
-
 /// Device ids are stored as the int64 with the same bits; unsigned order (what callers page
 /// by) is the signed ranges [0, INT64_MAX] then [INT64_MIN, -1]. The ranges above `after`.
 std::vector<std::pair<int64_t, int64_t>> ranges_after(uint64_t after) {
@@ -95,46 +72,6 @@ Result<void> for_device_blocks(BlockSearch& bs, const BlockRun& run, uint64_t de
 }
 
 }  // namespace
-
-std::string metrics_json(std::span<const uint8_t> raw_metrics) {
-  core::ReportBatch batch(1, core::kMaxMetricsPerReport);
-  core::Report* r = batch.add_report();
-  if (core::decode_metrics(raw_metrics, batch, *r) != core::RecordStatus::kOk) {
-    return "{\"#malformed\":true}";
-  }
-  std::string out = "{";
-  bool first = true;
-  for (const core::Metric& m : batch.metrics(*r)) {
-    if (!first) out += ',';
-    first = false;
-    if (m.name.empty()) {
-      // Appended piecewise: GCC 12 warns (-Wrestrict, a false positive) on "#" + to_string().
-      char id[16];
-      int len = std::snprintf(id, sizeof id, "#%u", m.id);
-      append_json_string(out, std::string_view(id, static_cast<size_t>(len)));
-    } else {
-      append_json_string(out, m.name);
-    }
-    out += ':';
-    switch (m.value.type) {
-      case core::ValueType::kDouble: {
-        if (!std::isfinite(m.value.f64)) {
-          out += "null";
-          break;
-        }
-        char buf[32];
-        auto [end, ec] = std::to_chars(buf, buf + sizeof buf, m.value.f64);
-        out.append(buf, ec == std::errc() ? end : buf);
-        break;
-      }
-      case core::ValueType::kInt64: out += std::to_string(m.value.i64); break;
-      case core::ValueType::kBool: out += m.value.b ? "true" : "false"; break;
-      case core::ValueType::kString: append_json_string(out, m.value.str); break;
-    }
-  }
-  out += '}';
-  return out;
-}
 
 StoreReader::StoreReader(std::string dir) : dir_(std::move(dir)) {}
 StoreReader::~StoreReader() = default;
