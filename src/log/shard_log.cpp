@@ -1,5 +1,7 @@
-// The shard-log writer: recovery at open, append with rollover, the group-commit thread,
-// consumer cursors and retention. Format and rules: README.md in this folder.
+// The shard-log writer: open (recovery of the last segment in recovery.cpp), append with
+// rollover, consumer cursors and close. The spare segments and recycling are in
+// segment_spares.cpp, the group-commit and writeback threads in sync_threads.cpp. Format and
+// rules: README.md in this folder.
 #include "log/shard_log.h"
 
 #include <fcntl.h>
@@ -27,709 +29,332 @@
 #include "core/sched.h"
 #include "log/recovery.h"
 #include "log/segment_files.h"
+#include "log/shard_log_impl.h"
 
-namespace tianhe::log {
-namespace {
+namespace tianhe::log::detail {
 
-constexpr uint32_t kMaxConsumers = 64;
-
-/// Raises `a` to at least `v` (two threads publish durable offsets).
-void store_max(std::atomic<uint64_t>& a, uint64_t v) noexcept {
-  uint64_t cur = a.load(std::memory_order_relaxed);
-  while (cur < v &&
-         !a.compare_exchange_weak(cur, v, std::memory_order_release, std::memory_order_relaxed)) {
+void ShardLogImpl::start(const std::vector<uint64_t>& segments, int fd,
+                         const detail::Recovered& rec) {
+  const uint64_t seg_size = rec.end;
+  const uint64_t file_bytes = rec.file_bytes;
+  segments_.assign(segments.begin(), segments.end());
+  seg_seed_ = frame_seed(segments_.back(), rec.version);
+  roll_pending_ = rec.ended;
+  fd_ = fd;
+  seg_start_ = segments_.back();
+  seg_size_ = seg_size;
+  file_bytes_ = std::max(file_bytes, seg_size);
+  const uint64_t end = seg_start_ + seg_size;
+  end_.store(end, std::memory_order_relaxed);
+  durable_.store(end, std::memory_order_release);
+  written_ = end;
+  sync_fd_ = fd;
+  if (config_.durability == Durability::kBatch) {
+    sync_thread_ = std::thread([this] { sync_loop(); });
+    name_thread(sync_thread_, "log-sync");
+  } else if (config_.durability == Durability::kNone) {
+    writeback_kicked_ = end;
+    sync_thread_ = std::thread([this] { writeback_loop(); });
+    name_thread(sync_thread_, "log-sync");
   }
+  prep_thread_ = std::thread([this] { prepare_loop(); });
+  name_thread(prep_thread_, "log-prep");
+  request_spare();
 }
 
-/// A full disk (or a file-size limit) versus any other write error.
-AppendStatus status_for_errno(int err) noexcept {
-  return (err == ENOSPC || err == EDQUOT || err == EFBIG) ? AppendStatus::kNoSpace
-                                                          : AppendStatus::kIoError;
+Result<void> ShardLogImpl::open_durable_event() {
+  durable_event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (durable_event_fd_ < 0) return make_error("cannot create an eventfd: " + errno_text(errno));
+  return {};
 }
 
-/// Owns a file descriptor.
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  int release() noexcept { return std::exchange(fd, -1); }
-};
+void ShardLogImpl::adopt_spare(int fd) noexcept {
+  std::lock_guard lock(prep_mu_);
+  spare_fd_ = fd;
+  spare_state_ = SpareState::kReady;
+}
 
-class ShardLogImpl final : public ShardLog {
- public:
-  ShardLogImpl(const LogConfig& config, uint32_t shard, std::string dir, int dir_fd,
-               LogStats* stats)
-      : config_(config),
-        shard_(shard),
-        dir_(std::move(dir)),
-        dir_fd_(dir_fd),
-        stats_(stats != nullptr ? stats : &own_stats_) {
-    // Segments are listed here until consumers delete them: the reservation covers the default
-    // backlog limit (8 GiB of 64 MiB segments), so a rollover does not allocate in steady state.
-    segments_.reserve(256);
-  }
+void ShardLogImpl::adopt_recycled(uint32_t slots) noexcept {
+  std::lock_guard lock(prep_mu_);
+  recycled_slots_ = slots;
+}
 
-  ~ShardLogImpl() override {
-    close();
-    if (dir_fd_ >= 0) ::close(dir_fd_);
-    if (durable_event_fd_ >= 0) ::close(durable_event_fd_);
-  }
-
-  /// The counters in use (the caller's, or the log's own when none was given).
-  LogStats& stats() noexcept { return *stats_; }
-
-  /// Keeps the shard directory's lock until the log is closed and destroyed.
-  void hold(core::DirLock lock) noexcept { lock_ = std::move(lock); }
-
-  /// Takes over the recovered active segment, starts the group-commit thread (batch) and the
-  /// preparation of the next segment file.
-  void start(const std::vector<uint64_t>& segments, int fd, const detail::Recovered& rec) {
-    const uint64_t seg_size = rec.end;
-    const uint64_t file_bytes = rec.file_bytes;
-    segments_.assign(segments.begin(), segments.end());
-    seg_seed_ = frame_seed(segments_.back(), rec.version);
-    roll_pending_ = rec.ended;
-    fd_ = fd;
-    seg_start_ = segments_.back();
-    seg_size_ = seg_size;
-    file_bytes_ = std::max(file_bytes, seg_size);
-    const uint64_t end = seg_start_ + seg_size;
-    end_.store(end, std::memory_order_relaxed);
-    durable_.store(end, std::memory_order_release);
-    written_ = end;
-    sync_fd_ = fd;
-    if (config_.durability == Durability::kBatch) {
-      sync_thread_ = std::thread([this] { sync_loop(); });
-      name_thread(sync_thread_, "log-sync");
-    } else if (config_.durability == Durability::kNone) {
-      writeback_kicked_ = end;
-      sync_thread_ = std::thread([this] { writeback_loop(); });
-      name_thread(sync_thread_, "log-sync");
+AppendStatus ShardLogImpl::append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept {
+  const int64_t t0 = core::mono_ns();
+  if (payload.size() > config_.max_record_bytes) return AppendStatus::kTooLarge;
+  if (closed_ || failed_.load(std::memory_order_acquire)) return fail(AppendStatus::kIoError);
+  const uint64_t frame = kRecordHeaderBytes + payload.size();
+  if (consumer_count_.load(std::memory_order_acquire) > 0) {
+    const uint64_t end = end_.load(std::memory_order_relaxed);
+    const uint64_t low = min_consumer();
+    const uint64_t backlog = end > low ? end - low : 0;
+    if (backlog + frame > config_.max_backlog_bytes) {
+      stats_->backlog_full.fetch_add(1, std::memory_order_relaxed);
+      return AppendStatus::kBacklogFull;
     }
-    prep_thread_ = std::thread([this] { prepare_loop(); });
-    name_thread(prep_thread_, "log-prep");
-    request_spare();
+  }
+  if (seg_size_ > config_.segment_bytes / 2) prep_urgent_.store(true, std::memory_order_relaxed);
+  if (roll_pending_ ||
+      (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes)) {
+    if (AppendStatus s = roll(); s != AppendStatus::kOk) return fail(s);
   }
 
-  /// Creates the eventfd the group-commit thread signals (batch), before start().
-  Result<void> open_durable_event() {
-    durable_event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (durable_event_fd_ < 0) return make_error("cannot create an eventfd: " + errno_text(errno));
-    return {};
-  }
+  uint8_t header[kRecordHeaderBytes];
+  write_frame_header(payload, header, seg_seed_);
+  iovec iov[2] = {{header, kRecordHeaderBytes},
+                  {const_cast<uint8_t*>(payload.data()), payload.size()}};
+  const uint64_t file_before = file_bytes_;
+  if (AppendStatus s = write_frame(iov, frame); s != AppendStatus::kOk) return fail(s);
 
-  int durable_event_fd() const noexcept override { return durable_event_fd_; }
-
-  /// Takes over a ready spare left by an earlier run (complete and synced), before start().
-  void adopt_spare(int fd) noexcept {
-    std::lock_guard lock(prep_mu_);
-    spare_fd_ = fd;
-    spare_state_ = SpareState::kReady;
-  }
-
-  /// Starts the next segment now (open, for a segment recovery ended). Before any append.
-  AppendStatus roll_now() noexcept { return roll(); }
-
-  /// Notes the recycled segments left by an earlier run (bit N: slot N), before start().
-  void adopt_recycled(uint32_t slots) noexcept {
-    std::lock_guard lock(prep_mu_);
-    recycled_slots_ = slots;
-  }
-
-  AppendStatus append(std::span<const uint8_t> payload, uint64_t* end_offset) noexcept override {
-    const int64_t t0 = core::mono_ns();
-    if (payload.size() > config_.max_record_bytes) return AppendStatus::kTooLarge;
-    if (closed_ || failed_.load(std::memory_order_acquire)) return fail(AppendStatus::kIoError);
-    const uint64_t frame = kRecordHeaderBytes + payload.size();
-    if (consumer_count_.load(std::memory_order_acquire) > 0) {
-      const uint64_t end = end_.load(std::memory_order_relaxed);
-      const uint64_t low = min_consumer();
-      const uint64_t backlog = end > low ? end - low : 0;
-      if (backlog + frame > config_.max_backlog_bytes) {
-        stats_->backlog_full.fetch_add(1, std::memory_order_relaxed);
-        return AppendStatus::kBacklogFull;
+  const uint64_t end = seg_start_ + seg_size_;
+  end_.store(end, std::memory_order_release);
+  switch (config_.durability) {
+    case Durability::kSync: {
+      const int64_t s0 = core::mono_ns();
+      if (::fdatasync(fd_) != 0) {
+        // The record may or may not be on disk: take it back so "nothing written unless kOk"
+        // holds, and stop (an fdatasync error cannot be retried safely).
+        seg_size_ -= frame;
+        file_bytes_ = file_before;
+        (void)undo_write(seg_size_, frame, frame);
+        end_.store(end - frame, std::memory_order_release);
+        stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+        failed_.store(true, std::memory_order_release);
+        return fail(AppendStatus::kIoError);
       }
+      stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
+      stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+      store_max(durable_, end);
+      break;
     }
-    if (seg_size_ > config_.segment_bytes / 2) prep_urgent_.store(true, std::memory_order_relaxed);
-    if (roll_pending_ ||
-        (seg_size_ > kSegmentHeaderBytes && seg_size_ + frame > config_.segment_bytes)) {
-      if (AppendStatus s = roll(); s != AppendStatus::kOk) return fail(s);
-    }
-
-    uint8_t header[kRecordHeaderBytes];
-    write_frame_header(payload, header, seg_seed_);
-    iovec iov[2] = {{header, kRecordHeaderBytes},
-                    {const_cast<uint8_t*>(payload.data()), payload.size()}};
-    const uint64_t file_before = file_bytes_;
-    if (AppendStatus s = write_frame(iov, frame); s != AppendStatus::kOk) return fail(s);
-
-    const uint64_t end = seg_start_ + seg_size_;
-    end_.store(end, std::memory_order_release);
-    switch (config_.durability) {
-      case Durability::kSync: {
-        const int64_t s0 = core::mono_ns();
-        if (::fdatasync(fd_) != 0) {
-          // The record may or may not be on disk: take it back so "nothing written unless kOk"
-          // holds, and stop (an fdatasync error cannot be retried safely).
-          seg_size_ -= frame;
-          file_bytes_ = file_before;
-          (void)undo_write(seg_size_, frame, frame);
-          end_.store(end - frame, std::memory_order_release);
-          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
-          failed_.store(true, std::memory_order_release);
-          return fail(AppendStatus::kIoError);
-        }
-        stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
-        stats_->syncs.fetch_add(1, std::memory_order_relaxed);
-        store_max(durable_, end);
-        break;
+    case Durability::kBatch: {
+      {
+        std::lock_guard lock(mu_);
+        written_ = end;
       }
-      case Durability::kBatch: {
+      cv_.notify_one();
+      break;
+    }
+    case Durability::kNone: {
+      store_max(durable_, end);
+      // Written-back in the background piece by piece, so that a rollover's fdatasync (on
+      // this thread) finds little left to write instead of a whole segment.
+      if (end - writeback_kicked_ >= kNoneWritebackBytes) {
+        writeback_kicked_ = end;
         {
           std::lock_guard lock(mu_);
           written_ = end;
         }
         cv_.notify_one();
-        break;
       }
-      case Durability::kNone: {
-        store_max(durable_, end);
-        // Written-back in the background piece by piece, so that a rollover's fdatasync (on
-        // this thread) finds little left to write instead of a whole segment.
-        if (end - writeback_kicked_ >= kNoneWritebackBytes) {
-          writeback_kicked_ = end;
-          {
-            std::lock_guard lock(mu_);
-            written_ = end;
-          }
-          cv_.notify_one();
-        }
-        break;
-      }
-    }
-    stats_->records_appended.fetch_add(1, std::memory_order_relaxed);
-    stats_->bytes_appended.fetch_add(payload.size(), std::memory_order_relaxed);
-    stats_->append_latency.observe_ns_shared(core::mono_ns() - t0);
-    if (end_offset != nullptr) *end_offset = end;
-    return AppendStatus::kOk;
-  }
-
-  uint64_t durable_offset() const noexcept override {
-    return durable_.load(std::memory_order_acquire);
-  }
-
-  uint64_t end_offset() const noexcept override { return end_.load(std::memory_order_relaxed); }
-
-  void set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept override {
-    if (consumer >= consumer_count_.load(std::memory_order_acquire)) {
-      TH_BUG(false, "set_consumer_offset: unknown consumer index");
-      return;
-    }
-    consumers_[consumer].store(offset, std::memory_order_release);
-    delete_consumed_segments();
-  }
-
-  uint32_t add_consumer(std::string_view name, uint64_t start_offset) override {
-    std::lock_guard lock(consumers_mu_);
-    const uint32_t n = consumer_count_.load(std::memory_order_relaxed);
-    for (uint32_t i = 0; i < n; ++i) {
-      if (consumer_names_[i] == name) {
-        consumers_[i].store(start_offset, std::memory_order_release);
-        return i;
-      }
-    }
-    TH_CHECK(n < kMaxConsumers, "add_consumer: more than 64 consumers of one shard log");
-    consumer_names_[n] = name;
-    consumers_[n].store(start_offset, std::memory_order_relaxed);
-    consumer_count_.store(n + 1, std::memory_order_release);
-    return n;
-  }
-
-  uint64_t backlog_bytes() const noexcept override {
-    if (consumer_count_.load(std::memory_order_acquire) == 0) return 0;
-    const uint64_t end = end_.load(std::memory_order_acquire);
-    const uint64_t low = min_consumer();
-    return end > low ? end - low : 0;
-  }
-
-  void close() noexcept override {
-    if (closed_) return;
-    closed_ = true;
-    if (sync_thread_.joinable()) {
-      {
-        std::lock_guard lock(mu_);
-        stop_ = true;
-      }
-      cv_.notify_one();
-      sync_thread_.join();
-    }
-    if (prep_thread_.joinable()) {
-      {
-        std::lock_guard lock(prep_mu_);
-        prep_stop_ = true;
-      }
-      prep_cancel_.store(true, std::memory_order_relaxed);
-      prep_cv_.notify_all();
-      prep_thread_.join();
-    }
-    // A ready spare stays for the next open (complete and synced, it saves writing a segment).
-    if (spare_fd_ >= 0) ::close(std::exchange(spare_fd_, -1));
-    if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
-    if (fd_ >= 0) {
-      if (!failed_.load(std::memory_order_acquire)) {
-        if (::fdatasync(fd_) == 0) {
-          stats_->syncs.fetch_add(1, std::memory_order_relaxed);
-          store_max(durable_, end_.load(std::memory_order_relaxed));
-        } else {
-          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-      ::close(std::exchange(fd_, -1));
+      break;
     }
   }
+  stats_->records_appended.fetch_add(1, std::memory_order_relaxed);
+  stats_->bytes_appended.fetch_add(payload.size(), std::memory_order_relaxed);
+  stats_->append_latency.observe_ns_shared(core::mono_ns() - t0);
+  if (end_offset != nullptr) *end_offset = end;
+  return AppendStatus::kOk;
+}
 
- private:
-  AppendStatus fail(AppendStatus s) noexcept {
-    stats_->append_errors.fetch_add(1, std::memory_order_relaxed);
-    return s;
+uint64_t ShardLogImpl::durable_offset() const noexcept {
+  return durable_.load(std::memory_order_acquire);
+}
+
+void ShardLogImpl::set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept {
+  if (consumer >= consumer_count_.load(std::memory_order_acquire)) {
+    TH_BUG(false, "set_consumer_offset: unknown consumer index");
+    return;
   }
+  consumers_[consumer].store(offset, std::memory_order_release);
+  delete_consumed_segments();
+}
 
-  uint64_t min_consumer() const noexcept {
-    const uint32_t n = consumer_count_.load(std::memory_order_acquire);
-    uint64_t low = UINT64_MAX;
-    for (uint32_t i = 0; i < n; ++i) {
-      low = std::min(low, consumers_[i].load(std::memory_order_acquire));
-    }
-    return low;
-  }
-
-  /// Writes one frame at the end of the active segment: in place over its zeros (or past the end
-  /// of the file for a record larger than the preallocation). On any failure the bytes are put
-  /// back as they were, so that the log is exactly as before.
-  AppendStatus write_frame(iovec* iov, uint64_t frame) noexcept {
-    const uint64_t pos = seg_size_;
-    uint64_t done = 0;
-    int iovcnt = 2;
-    while (done < frame) {
-      const ssize_t n = ::pwritev(fd_, iov, iovcnt, static_cast<off_t>(pos + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        // n == 0 cannot make progress; treat it like a full disk.
-        const int err = n < 0 ? errno : ENOSPC;
-        if (!undo_write(pos, done, frame)) {
-          // The tail may hold a partial frame that we cannot remove: recovery will clear it, but
-          // appending after it would bury it inside the stream.
-          failed_.store(true, std::memory_order_release);
-        }
-        return status_for_errno(err);
-      }
-      done += static_cast<uint64_t>(n);
-      // Advance the iovecs past what was written (short write: usually the disk filling up).
-      auto left = static_cast<size_t>(n);
-      while (iovcnt > 0 && left >= iov[0].iov_len) {
-        left -= iov[0].iov_len;
-        ++iov;
-        --iovcnt;
-      }
-      if (iovcnt > 0) {
-        iov[0].iov_base = static_cast<uint8_t*>(iov[0].iov_base) + left;
-        iov[0].iov_len -= left;
-      }
-    }
-    seg_size_ += frame;
-    file_bytes_ = std::max(file_bytes_, seg_size_);
-    return AppendStatus::kOk;
-  }
-
-  /// Takes back a write of `attempted` bytes at `pos` of which `written` may have reached the
-  /// file: zeros again inside the file as it was (file_bytes_), nothing past its end.
-  bool undo_write(uint64_t pos, uint64_t written, uint64_t attempted) noexcept {
-    bool ok = true;
-    if (pos + attempted > file_bytes_) {
-      ok = ::ftruncate(fd_, static_cast<off_t>(file_bytes_)) == 0;
-    }
-    const uint64_t zero_end = std::min(pos + written, file_bytes_);
-    if (zero_end > pos) ok = detail::write_zeros(fd_, pos, zero_end - pos) && ok;
-    return ok;
-  }
-
-  /// Asks the preparer thread for a spare segment unless one is ready or under way. Owner thread.
-  void request_spare() noexcept {
-    {
-      std::lock_guard lock(prep_mu_);
-      if (spare_state_ != SpareState::kNone || prep_stop_) return;
-      spare_state_ = SpareState::kPreparing;
-      prep_urgent_.store(false, std::memory_order_relaxed);
-    }
-    prep_cv_.notify_all();
-  }
-
-  /// The preparer loop: creates the spare segment file (header, zeros, fsync) whenever asked, so
-  /// that a rollover only renames it.
-  void prepare_loop() noexcept {
-    std::unique_lock lock(prep_mu_);
-    for (;;) {
-      prep_cv_.wait(lock, [this] { return prep_stop_ || spare_state_ == SpareState::kPreparing; });
-      // A passed segment is preferred to writing a new one, but not waited for: a new one is
-      // written at a paced rate now, while a wait would end in an unpaced burst when the active
-      // segment is half full. With consumers less than a segment behind, the segment two before
-      // the active one is waiting here by then (the steady state writes nothing).
-      if (prep_stop_) return;
-      lock.unlock();
-      bool recycled = false;
-      const int fd = make_ready_spare(&prep_cancel_, &prep_urgent_, &recycled);
-      lock.lock();
-      if (fd >= 0) {
-        spare_fd_ = fd;
-        spare_state_ = SpareState::kReady;
-        prep_error_ = 0;
-        if (!recycled) stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        spare_state_ = SpareState::kNone;
-        prep_error_ = -fd;
-        if (-fd != ECANCELED) stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
-      }
-      prep_cv_.notify_all();
+uint32_t ShardLogImpl::add_consumer(std::string_view name, uint64_t start_offset) {
+  std::lock_guard lock(consumers_mu_);
+  const uint32_t n = consumer_count_.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (consumer_names_[i] == name) {
+      consumers_[i].store(start_offset, std::memory_order_release);
+      return i;
     }
   }
+  TH_CHECK(n < kMaxConsumers, "add_consumer: more than 64 consumers of one shard log");
+  consumer_names_[n] = name;
+  consumers_[n].store(start_offset, std::memory_order_relaxed);
+  consumer_count_.store(n + 1, std::memory_order_release);
+  return n;
+}
 
-  /// The spare segment for a rollover (an fd of spare.tmp at full size), or -errno. Waits for the
-  /// preparer when it is at work; creates the spare here when the preparer is idle without one
-  /// (its last attempt failed: e.g. the disk was full and may have room again).
-  int take_spare() noexcept {
-    std::unique_lock lock(prep_mu_);
-    if (spare_state_ == SpareState::kPreparing) {
-      stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
-      prep_urgent_.store(true, std::memory_order_relaxed);  // no more waiting for a passed one
-      prep_cv_.notify_all();
-      prep_cv_.wait(lock, [this] { return spare_state_ != SpareState::kPreparing; });
-      if (spare_state_ != SpareState::kReady) return -(prep_error_ != 0 ? prep_error_ : EIO);
-    }
-    if (spare_state_ == SpareState::kReady) {
-      spare_state_ = SpareState::kNone;
-      return std::exchange(spare_fd_, -1);
-    }
-    // Idle, so the preparer does not touch the spare file while this thread creates it.
-    lock.unlock();
-    stats_->segment_create_stalls.fetch_add(1, std::memory_order_relaxed);
-    bool recycled = false;
-    const int fd = make_ready_spare(nullptr, nullptr, &recycled);
-    if (fd >= 0) {
-      if (!recycled) stats_->segments_created.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      stats_->segment_create_errors.fetch_add(1, std::memory_order_relaxed);
-    }
-    return fd;
-  }
+uint64_t ShardLogImpl::backlog_bytes() const noexcept {
+  if (consumer_count_.load(std::memory_order_acquire) == 0) return 0;
+  const uint64_t end = end_.load(std::memory_order_acquire);
+  const uint64_t low = min_consumer();
+  return end > low ? end - low : 0;
+}
 
-  /// Creates the spare as spare.tmp (header, zeros, synced), then renames it to spare.ready and
-  /// syncs the directory: a ready spare survives a restart, a half-written one never passes for
-  /// it. Returns its fd or -errno. Preparer thread, or the owner when the preparer is idle.
-  /// Sets *recycled when the spare is a passed segment renamed (nothing written).
-  int make_ready_spare(const std::atomic<bool>* cancel, const std::atomic<bool>* urgent,
-                       bool* recycled) noexcept {
-    if (const int fd = reuse_recycled(); fd >= 0) {
-      *recycled = true;
-      return fd;
-    }
-    const int fd = detail::create_segment_file(dir_, detail::spare_path(dir_),
-                                               config_.segment_bytes, cancel, urgent);
-    if (fd < 0) return fd;
-    // Both names are literals (NUL-terminated views).
-    const char* tmp = kSpareSegmentName.data();
-    const char* ready = kReadySpareName.data();
-    if (::renameat(dir_fd_, tmp, dir_fd_, ready) != 0 || ::fsync(dir_fd_) != 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlinkat(dir_fd_, tmp, 0);
-      ::unlinkat(dir_fd_, ready, 0);
-      return -err;
-    }
-    return fd;
-  }
-
-  /// Turns a recycled segment (a passed segment, full size, current version) into spare.ready:
-  /// a rename, no writes. Its old records stay in place; their CRCs are seeded with the offset
-  /// the file had before, so none of them can pass for a record of the segment it becomes.
-  /// Returns the fd, or -1 when there is none (or it cannot be used: it is then removed).
-  int reuse_recycled() noexcept {
-    uint32_t slot = 0;
-    {
-      std::lock_guard lock(prep_mu_);
-      if (recycled_slots_ == 0) return -1;
-      slot = static_cast<uint32_t>(std::countr_zero(recycled_slots_));
-      recycled_slots_ &= ~(1u << slot);
-    }
-    char name[detail::kRecycledNameBytes];
-    const char* from = detail::recycled_spare_name(slot, name);
-    const char* to = kReadySpareName.data();
-    if (::renameat(dir_fd_, from, dir_fd_, to) != 0) {
-      ::unlinkat(dir_fd_, from, 0);
-      return -1;
-    }
-    const int fd = ::openat(dir_fd_, to, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || ::fsync(dir_fd_) != 0) {
-      if (fd >= 0) ::close(fd);
-      ::unlinkat(dir_fd_, to, 0);
-      return -1;
-    }
-    stats_->segments_recycled.fetch_add(1, std::memory_order_relaxed);
-    return fd;
-  }
-
-  /// Names a log thread "<what>-<shard>" (shown by top -H, perf and /proc).
-  void name_thread(std::thread& t, const char* what) const noexcept {
-    char name[16];
-    std::snprintf(name, sizeof name, "%s-%u", what, shard_);
-    pthread_setname_np(t.native_handle(), name);
-  }
-
-  /// Closes the active segment and starts the next one from the spare. The old segment is synced
-  /// before the spare is renamed to the next name (the old segment's logical end) and the
-  /// directory synced, so recovery may trust every segment but the last and no offset of the new
-  /// segment can become durable before its name is.
-  AppendStatus roll() noexcept {
-    const uint64_t start = seg_start_ + seg_size_;
-    const int spare = take_spare();
-    if (spare < 0) return status_for_errno(-spare);  // nothing changed: a later append retries
-    Fd next(spare);
-    const int64_t s0 = core::mono_ns();
-    if (::fdatasync(fd_) != 0) {
-      stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
-      failed_.store(true, std::memory_order_release);
-      return AppendStatus::kIoError;
-    }
-    stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
-    stats_->syncs.fetch_add(1, std::memory_order_relaxed);
-    store_max(durable_, start);
-
-    // Names on the stack and the directory's fd: a rollover allocates nothing.
-    char name[detail::kSegmentNameBytes];
-    detail::format_segment_name(start, name);
-    if (::renameat(dir_fd_, kReadySpareName.data(), dir_fd_, name) != 0) {
-      const int err = errno;
-      ::unlinkat(dir_fd_, kReadySpareName.data(), 0);
-      request_spare();
-      return status_for_errno(err);
-    }
-    if (::fsync(dir_fd_) != 0) {
-      ::unlinkat(dir_fd_, name, 0);
-      stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
-      failed_.store(true, std::memory_order_release);
-      return AppendStatus::kIoError;
-    }
-    struct stat st {};
-    const uint64_t next_bytes =
-        ::fstat(next.fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : config_.segment_bytes;
-    {
-      std::lock_guard lock(segments_mu_);
-      segments_.push_back(start);
-    }
-    const int old = fd_;
-    fd_ = next.release();
-    seg_start_ = start;
-    seg_seed_ = frame_seed(start, kSegmentVersion);  // spares are always of the current version
-    roll_pending_ = false;
-    seg_size_ = kSegmentHeaderBytes;
-    file_bytes_ = next_bytes;
-    end_.store(start + kSegmentHeaderBytes, std::memory_order_release);
-    bool close_old = true;
+void ShardLogImpl::close() noexcept {
+  if (closed_) return;
+  closed_ = true;
+  if (sync_thread_.joinable()) {
     {
       std::lock_guard lock(mu_);
-      sync_fd_ = fd_;
-      // The sync thread may be inside fdatasync(old) right now: it closes it when done.
-      if (syncing_fd_ == old) {
-        retired_fd_ = old;
-        close_old = false;
-      }
+      stop_ = true;
     }
-    if (close_old) ::close(old);
-    request_spare();
-    return AppendStatus::kOk;
+    cv_.notify_one();
+    sync_thread_.join();
   }
-
-  /// The group-commit loop (durability batch): syncs whenever data was written since the last
-  /// sync; one fdatasync covers every append made while the previous one ran.
-  void sync_loop() noexcept {
-    // Short slices: a sync thread that wakes (an append, a flush done) runs at once instead of
-    // waiting out the slice of a busy thread beside it, and the acks it releases go sooner.
-    if (config_.sync_time_slice.count() > 0) core::request_time_slice(config_.sync_time_slice);
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (written_ > durable_.load(std::memory_order_relaxed) &&
-          !failed_.load(std::memory_order_relaxed)) {
-        const int fd = sync_fd_;
-        const uint64_t target = written_;
-        syncing_fd_ = fd;
-        lock.unlock();
-        const int64_t s0 = core::mono_ns();
-        const int rc = ::fdatasync(fd);
-        const int64_t s1 = core::mono_ns();
-        lock.lock();
-        syncing_fd_ = -1;
-        if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
-        if (rc == 0) {
-          stats_->sync_latency.observe_ns_shared(s1 - s0);
-          stats_->syncs.fetch_add(1, std::memory_order_relaxed);
-          store_max(durable_, target);
-          // Wake the owner if it sleeps with acks waiting (the counter just grows otherwise).
-          const uint64_t one = 1;
-          [[maybe_unused]] const ssize_t w = ::write(durable_event_fd_, &one, sizeof one);
-        } else {
-          // Linux may drop the dirty pages after a failed writeback, so a retry could succeed
-          // without the data: stop accepting appends instead (reopen recovers).
-          stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
-          failed_.store(true, std::memory_order_release);
-        }
-        continue;
-      }
-      if (stop_) return;
-      // Woken by append; the timeout only bounds the delay should a wake-up ever be missed.
-      cv_.wait_for(lock, config_.flush_interval);
-    }
-  }
-
-  /// The writeback loop (durability none): starts the kernel's writeback of the active segment
-  /// whenever the owner has written kNoneWritebackBytes more, without waiting for it and without
-  /// a flush. Nothing waits on it: acks in this mode follow write(2). Without it a segment's
-  /// whole 64 MiB stayed dirty until the rollover's fdatasync wrote it at once, on the shard
-  /// thread (30-65 ms during which nothing was received).
-  void writeback_loop() noexcept {
-    std::unique_lock lock(mu_);
-    uint64_t kicked = written_;
-    for (;;) {
-      if (written_ != kicked) {
-        const int fd = sync_fd_;
-        kicked = written_;
-        syncing_fd_ = fd;
-        lock.unlock();
-        // SYNC_FILE_RANGE_WRITE alone starts writeback of the dirty pages and returns.
-        [[maybe_unused]] const int rc = ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        lock.lock();
-        syncing_fd_ = -1;
-        if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
-        stats_->writeback_kicks.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (stop_) return;
-      cv_.wait(lock);
-    }
-  }
-
-  /// Deletes whole segments that end at or below every consumer's offset (never the active one).
-  void delete_consumed_segments() noexcept {
-    const uint64_t low = min_consumer();
-    std::lock_guard lock(segments_mu_);
-    size_t gone = 0;
-    while (segments_.size() - gone >= 2 && segments_[gone + 1] <= low) {
-      char name[detail::kSegmentNameBytes];
-      detail::format_segment_name(segments_[gone], name);
-      if (!recycle(name) && ::unlinkat(dir_fd_, name, 0) != 0 && errno != ENOENT) {
-        break;  // retried next call
-      }
-      ++gone;
-      stats_->segments_deleted.fetch_add(1, std::memory_order_relaxed);
-    }
-    segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(gone));
-  }
-
-  /// Keeps the passed segment `name` in a free recycled slot (of config_.recycle_segments) when
-  /// one is free and the file can become a spare (full size, current version); true when it
-  /// did. Caller holds segments_mu_ (so no other recycle() picks the same free slot; the
-  /// preparer only frees slots).
-  bool recycle(const char* name) noexcept {
-    uint32_t slot = 0;
+  if (prep_thread_.joinable()) {
     {
       std::lock_guard lock(prep_mu_);
-      if (prep_stop_) return false;
-      const uint32_t slots = std::min(config_.recycle_segments, kMaxRecycledSegments);
-      while (slot < slots && (recycled_slots_ & (1u << slot)) != 0) ++slot;
-      if (slot == slots) return false;
+      prep_stop_ = true;
     }
-    const int fd = ::openat(dir_fd_, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    struct stat st {};
-    uint8_t header[kSegmentHeaderBytes];
-    const bool fits =
-        ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == config_.segment_bytes &&
-        detail::pread_full(fd, header, sizeof header, 0) == static_cast<ssize_t>(sizeof header) &&
-        detail::check_segment_header(header) == detail::HeaderStatus::kOk &&
-        detail::header_version(header) == kSegmentVersion;
-    ::close(fd);
-    // No directory sync: if the rename is lost in a crash, the segment is listed again below
-    // every consumer and passed again.
-    char to[detail::kRecycledNameBytes];
-    if (!fits || ::renameat(dir_fd_, name, dir_fd_, detail::recycled_spare_name(slot, to)) != 0) {
-      return false;
-    }
-    std::lock_guard lock(prep_mu_);
-    recycled_slots_ |= 1u << slot;
-    return true;
+    prep_cancel_.store(true, std::memory_order_relaxed);
+    prep_cv_.notify_all();
+    prep_thread_.join();
   }
+  // A ready spare stays for the next open (complete and synced, it saves writing a segment).
+  if (spare_fd_ >= 0) ::close(std::exchange(spare_fd_, -1));
+  if (retired_fd_ >= 0) ::close(std::exchange(retired_fd_, -1));
+  if (fd_ >= 0) {
+    if (!failed_.load(std::memory_order_acquire)) {
+      if (::fdatasync(fd_) == 0) {
+        stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+        store_max(durable_, end_.load(std::memory_order_relaxed));
+      } else {
+        stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    ::close(std::exchange(fd_, -1));
+  }
+}
 
-  const LogConfig config_;
-  core::DirLock lock_;  ///< one writer per shard directory; released after close()
-  const uint32_t shard_;
-  const std::string dir_;
-  const int dir_fd_;  // the shard directory, for renames, unlinks and syncs without paths
-  LogStats own_stats_;
-  LogStats* const stats_;
+AppendStatus ShardLogImpl::fail(AppendStatus s) noexcept {
+  stats_->append_errors.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
 
-  // Owner thread.
-  int fd_ = -1;
-  uint64_t seg_start_ = 0;
-  uint64_t seg_size_ = 0;      // bytes of records in the active segment, header included
-  uint64_t file_bytes_ = 0;    // size of the active segment file (zeros past seg_size_)
-  uint32_t seg_seed_ = 0;      // CRC seed of the active segment's records
-  bool roll_pending_ = false;  // the active segment takes no more records (recovery ended it)
-  bool closed_ = false;
-  std::atomic<uint64_t> end_{0};
-  std::atomic<uint64_t> durable_{0};
-  std::atomic<bool> failed_{false};
+uint64_t ShardLogImpl::min_consumer() const noexcept {
+  const uint32_t n = consumer_count_.load(std::memory_order_acquire);
+  uint64_t low = UINT64_MAX;
+  for (uint32_t i = 0; i < n; ++i) {
+    low = std::min(low, consumers_[i].load(std::memory_order_acquire));
+  }
+  return low;
+}
 
-  // Group commit, guarded by mu_ (never held during fdatasync).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int sync_fd_ = -1;      // the active segment as the sync thread sees it
-  uint64_t written_ = 0;  // end offset written to sync_fd_
-  int syncing_fd_ = -1;   // the fd inside fdatasync right now
-  int retired_fd_ = -1;   // an old segment fd to close after that fdatasync
-  bool stop_ = false;
-  std::thread sync_thread_;
-  int durable_event_fd_ = -1;  // signalled after each sync that advanced durable_ (batch only)
-  /// Durability none: bytes written between two background writeback starts.
-  static constexpr uint64_t kNoneWritebackBytes = 1u << 20;
-  uint64_t writeback_kicked_ = 0;  // end offset at the last writeback start (owner thread)
+AppendStatus ShardLogImpl::write_frame(iovec* iov, uint64_t frame) noexcept {
+  const uint64_t pos = seg_size_;
+  uint64_t done = 0;
+  int iovcnt = 2;
+  while (done < frame) {
+    const ssize_t n = ::pwritev(fd_, iov, iovcnt, static_cast<off_t>(pos + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // n == 0 cannot make progress; treat it like a full disk.
+      const int err = n < 0 ? errno : ENOSPC;
+      if (!undo_write(pos, done, frame)) {
+        // The tail may hold a partial frame that we cannot remove: recovery will clear it, but
+        // appending after it would bury it inside the stream.
+        failed_.store(true, std::memory_order_release);
+      }
+      return status_for_errno(err);
+    }
+    done += static_cast<uint64_t>(n);
+    // Advance the iovecs past what was written (short write: usually the disk filling up).
+    auto left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= iov[0].iov_len) {
+      left -= iov[0].iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov[0].iov_base = static_cast<uint8_t*>(iov[0].iov_base) + left;
+      iov[0].iov_len -= left;
+    }
+  }
+  seg_size_ += frame;
+  file_bytes_ = std::max(file_bytes_, seg_size_);
+  return AppendStatus::kOk;
+}
 
-  // The spare segment, guarded by prep_mu_. The preparer thread creates it while spare_state_ is
-  // kPreparing; the owner thread takes it when kReady, or creates it itself when kNone.
-  enum class SpareState : uint8_t { kNone, kPreparing, kReady };
-  std::mutex prep_mu_;
-  std::condition_variable prep_cv_;
-  SpareState spare_state_ = SpareState::kNone;
-  int spare_fd_ = -1;
-  int prep_error_ = 0;           // errno of the preparer's last failed attempt
-  uint32_t recycled_slots_ = 0;  // bit N: recycled slot N holds a passed segment (prep_mu_)
-  bool prep_stop_ = false;
-  std::atomic<bool> prep_cancel_{false};  // makes a creation under way stop at close()
-  std::thread prep_thread_;
-  std::atomic<bool> prep_urgent_{false};  ///< the active segment is half full: stop pacing
+bool ShardLogImpl::undo_write(uint64_t pos, uint64_t written, uint64_t attempted) noexcept {
+  bool ok = true;
+  if (pos + attempted > file_bytes_) {
+    ok = ::ftruncate(fd_, static_cast<off_t>(file_bytes_)) == 0;
+  }
+  const uint64_t zero_end = std::min(pos + written, file_bytes_);
+  if (zero_end > pos) ok = detail::write_zeros(fd_, pos, zero_end - pos) && ok;
+  return ok;
+}
 
-  // Consumers: slots [0, consumer_count_) are live.
-  std::mutex consumers_mu_;
-  std::array<std::atomic<uint64_t>, kMaxConsumers> consumers_{};
-  std::array<std::string, kMaxConsumers> consumer_names_;  ///< guarded by consumers_mu_
-  std::atomic<uint32_t> consumer_count_{0};
+AppendStatus ShardLogImpl::roll() noexcept {
+  const uint64_t start = seg_start_ + seg_size_;
+  const int spare = take_spare();
+  if (spare < 0) return status_for_errno(-spare);  // nothing changed: a later append retries
+  Fd next(spare);
+  const int64_t s0 = core::mono_ns();
+  if (::fdatasync(fd_) != 0) {
+    stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+    failed_.store(true, std::memory_order_release);
+    return AppendStatus::kIoError;
+  }
+  stats_->sync_latency.observe_ns_shared(core::mono_ns() - s0);
+  stats_->syncs.fetch_add(1, std::memory_order_relaxed);
+  store_max(durable_, start);
 
-  // Segment start offsets, ascending; back() is the active one.
-  std::mutex segments_mu_;
-  std::vector<uint64_t> segments_;
-};
+  // Names on the stack and the directory's fd: a rollover allocates nothing.
+  char name[detail::kSegmentNameBytes];
+  detail::format_segment_name(start, name);
+  if (::renameat(dir_fd_, kReadySpareName.data(), dir_fd_, name) != 0) {
+    const int err = errno;
+    ::unlinkat(dir_fd_, kReadySpareName.data(), 0);
+    request_spare();
+    return status_for_errno(err);
+  }
+  if (::fsync(dir_fd_) != 0) {
+    ::unlinkat(dir_fd_, name, 0);
+    stats_->sync_errors.fetch_add(1, std::memory_order_relaxed);
+    failed_.store(true, std::memory_order_release);
+    return AppendStatus::kIoError;
+  }
+  struct stat st {};
+  const uint64_t next_bytes =
+      ::fstat(next.fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : config_.segment_bytes;
+  {
+    std::lock_guard lock(segments_mu_);
+    segments_.push_back(start);
+  }
+  const int old = fd_;
+  fd_ = next.release();
+  seg_start_ = start;
+  seg_seed_ = frame_seed(start, kSegmentVersion);  // spares are always of the current version
+  roll_pending_ = false;
+  seg_size_ = kSegmentHeaderBytes;
+  file_bytes_ = next_bytes;
+  end_.store(start + kSegmentHeaderBytes, std::memory_order_release);
+  bool close_old = true;
+  {
+    std::lock_guard lock(mu_);
+    sync_fd_ = fd_;
+    // The sync thread may be inside fdatasync(old) right now: it closes it when done.
+    if (syncing_fd_ == old) {
+      retired_fd_ = old;
+      close_old = false;
+    }
+  }
+  if (close_old) ::close(old);
+  request_spare();
+  return AppendStatus::kOk;
+}
+
+}  // namespace tianhe::log::detail
+
+namespace tianhe::log {
+namespace {
+
+using detail::Fd;
+using detail::ShardLogImpl;
 
 }  // namespace
 
