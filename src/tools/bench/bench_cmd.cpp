@@ -547,7 +547,19 @@ void print_table(const Figures& f, const Json& result) {
   std::printf("\n%s\n", result.dump().c_str());
 }
 
-int cmd_bench(int argc, char** argv) {
+/// What `tianhe bench` was asked to do.
+struct BenchOptions {
+  double duration = 10, lag_duration = 60, latency_duration = 30;
+  uint64_t devices = 500'000;
+  uint32_t cores = 1, shards = 1;
+  bool json_only = false;
+  std::string work;          ///< where gateways keep data
+  bool remove_work = false;  ///< a directory of our own, removed at the end
+};
+
+/// Parses the options and makes the work directory: -1 to go on, else the exit status (0 after
+/// --help, 2 for a bad value, 1 when the work directory cannot be made).
+int bench_options(int argc, char** argv, BenchOptions& o) {
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help")) {
       std::puts(R"(tianhe bench — end-to-end benchmark on this machine
@@ -600,15 +612,15 @@ Options:
   for (const auto* r : {&devices_arg, &shards_arg}) {
     if (!r->ok()) return usage_error("bench", r->error().message);
   }
-  const double duration = *duration_arg, lag_duration = *lag_duration_arg,
-               latency_duration = *latency_duration_arg;
-  const uint64_t devices = *devices_arg;
-  const auto shards = static_cast<uint32_t>(*shards_arg);
-  const bool compare_per_core = shards != cores;
-  const std::string of = "/" + std::to_string(compare_per_core ? 8 : 7) + "] ";
-  const bool json_only = args->has("json");
-  std::string work = args->str("work-dir");
-  bool remove_work = false;
+  o.duration = *duration_arg;
+  o.lag_duration = *lag_duration_arg;
+  o.latency_duration = *latency_duration_arg;
+  o.devices = *devices_arg;
+  o.cores = cores;
+  o.shards = static_cast<uint32_t>(*shards_arg);
+  o.json_only = args->has("json");
+  std::string& work = o.work;
+  work = args->str("work-dir");
   if (args->has("work-dir")) {
     std::error_code ec;
     if (!work.empty()) fs::create_directories(work, ec);
@@ -624,9 +636,53 @@ Options:
                      errno_text(errno) + "; pass --work-dir DIR");
     }
     work = tmpl;
-    remove_work = !args->has("keep");
-    if (!remove_work) std::fprintf(stderr, "tianhe bench: work directory %s\n", work.c_str());
+    o.remove_work = !args->has("keep");
+    if (!o.remove_work) std::fprintf(stderr, "tianhe bench: work directory %s\n", work.c_str());
   }
+  return -1;
+}
+
+/// Phase 1, the raw loopback ceiling: a bare recvmmsg receiver fed by the same sender; its
+/// datagrams/s (an error names what failed).
+Result<double> raw_ceiling(const BenchOptions& o, Json& result) {
+  const std::string& work = o.work;
+  Child rx;
+  const std::string ready = work + "/raw.ready", stats = work + "/raw.stats";
+  auto pid = spawn({"tianhe", "bench-receiver", "--shards", std::to_string(o.shards),
+                    "--ready-file", ready, "--stats-file", stats},
+                   work + "/raw.log");
+  if (!pid.ok()) return make_error("raw ceiling: " + pid.error().message);
+  rx.pid = *pid;
+  auto ports = wait_ready(ready, *pid, 10);
+  if (!ports.ok()) {
+    return make_error("raw ceiling: the bare receiver did not start (" + ports.error().message +
+                      "): see " + work + "/raw.log");
+  }
+  auto s =
+      run_simulator(sim(static_cast<uint16_t>((*ports)[0]), o.devices, 0, o.duration, 1, false));
+  rx.terminate();
+  if (!s.ok()) return make_error("raw ceiling: the sender failed: " + s.error().message);
+  uint64_t received = 0;
+  if (!(std::ifstream(stats) >> received)) {
+    return make_error("raw ceiling: the bare receiver left no count in " + stats + ": see " + work +
+                      "/raw.log");
+  }
+  const double raw_rate = static_cast<double>(received) / s->elapsed_s;
+  result["raw"] = {{"sent_per_s", s->rate}, {"received_per_s", raw_rate}};
+  return raw_rate;
+}
+
+int cmd_bench(int argc, char** argv) {
+  BenchOptions o;
+  if (const int status = bench_options(argc, argv, o); status >= 0) return status;
+  const double duration = o.duration, lag_duration = o.lag_duration,
+               latency_duration = o.latency_duration;
+  const uint64_t devices = o.devices;
+  const uint32_t shards = o.shards, cores = o.cores;
+  const bool json_only = o.json_only, remove_work = o.remove_work;
+  const std::string& work = o.work;
+  const bool compare_per_core = shards != cores;
+  const std::string of = "/" + std::to_string(compare_per_core ? 8 : 7) + "] ";
   auto say = [&](const std::string& s) {
     if (!json_only) {
       std::printf("%s\n", s.c_str());
@@ -643,31 +699,9 @@ Options:
   // 1. Raw ceiling.
   say("[1" + of + "raw loopback ceiling: bare recvmmsg receiver, single-report datagrams, " +
       std::to_string(static_cast<int>(duration)) + " s ...");
-  double raw_rate = 0;
-  {
-    Child rx;
-    const std::string ready = work + "/raw.ready", stats = work + "/raw.stats";
-    auto pid = spawn({"tianhe", "bench-receiver", "--shards", std::to_string(shards),
-                      "--ready-file", ready, "--stats-file", stats},
-                     work + "/raw.log");
-    if (!pid.ok()) return failure("raw ceiling: " + pid.error().message);
-    rx.pid = *pid;
-    auto ports = wait_ready(ready, *pid, 10);
-    if (!ports.ok()) {
-      return failure("raw ceiling: the bare receiver did not start (" + ports.error().message +
-                     "): see " + work + "/raw.log");
-    }
-    auto s = run_simulator(sim(static_cast<uint16_t>((*ports)[0]), devices, 0, duration, 1, false));
-    rx.terminate();
-    if (!s.ok()) return failure("raw ceiling: the sender failed: " + s.error().message);
-    uint64_t received = 0;
-    if (!(std::ifstream(stats) >> received)) {
-      return failure("raw ceiling: the bare receiver left no count in " + stats + ": see " + work +
-                     "/raw.log");
-    }
-    raw_rate = received / s->elapsed_s;
-    result["raw"] = {{"sent_per_s", s->rate}, {"received_per_s", raw_rate}};
-  }
+  auto raw = raw_ceiling(o, result);
+  if (!raw.ok()) return failure(raw.error().message);
+  const double raw_rate = *raw;
 
   // 2. The disk alone, before any gateway writes to it (a gateway's background work, such as
   // merging sealed store chunks, would be measured too).
