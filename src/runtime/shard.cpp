@@ -108,17 +108,32 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
 }
 
 void Shard::run() noexcept {
-  // One pollfd per ingest, then the log's durable eventfd (batch; -1, ignored by poll, else).
+  // The descriptors of every ingest, then the log's durable eventfd (batch; -1, ignored by
+  // poll, else). Rebuilt before every idle wait: an ingest's connections come and go.
   const int durable_fd = log_->durable_event_fd();
-  std::vector<pollfd> fds(ingests_.size() + 1);
-  for (size_t i = 0; i < ingests_.size(); ++i) fds[i] = pollfd{ingests_[i]->fd(), 0, 0};
-  fds.back() = pollfd{durable_fd, 0, 0};
+  std::vector<pollfd> fds;
+  std::vector<Watch> watches;
+  fds.reserve(ingests_.size() + 16);
+  watches.reserve(ingests_.size() + 16);
   std::vector<AckWait> waits(ingests_.size(), AckWait::kNothing);
   const int64_t window_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.receive_window).count();
   const timespec window{window_ns / 1'000'000'000, window_ns % 1'000'000'000};
   while (!stop_.load(std::memory_order_relaxed)) {
     stats_.loop_iterations.add();
+    // Timers first: a request that timed out is answered before new input is read.
+    int64_t deadline = kNoDeadline;
+    for (auto& ingest : ingests_) deadline = std::min(deadline, ingest->next_deadline_ns());
+    if (deadline != kNoDeadline) {
+      const int64_t now = core::mono_ns();
+      if (deadline <= now) {
+        deadline = kNoDeadline;
+        for (auto& ingest : ingests_) {
+          if (ingest->next_deadline_ns() <= now) ingest->on_timer(*this, now);
+          deadline = std::min(deadline, ingest->next_deadline_ns());
+        }
+      }
+    }
     uint32_t handled = 0;
     bool more_waiting = false;  // a receive came back full: the socket may hold more
     for (auto& ingest : ingests_) {
@@ -143,20 +158,24 @@ void Shard::run() noexcept {
       }
       continue;
     }
-    // Idle: sleep until input arrives, a socket that has acks due takes them again, or the
-    // group commit advances the durable offset (it signals the eventfd after every sync).
+    // Idle: sleep until input arrives, a socket that has acks due takes them again, the group
+    // commit advances the durable offset (it signals the eventfd after every sync), or the
+    // earliest timer is due.
     stats_.idle_waits.add();
-    for (size_t i = 0; i < ingests_.size(); ++i) {
-      fds[i].events = static_cast<short>((ingests_[i]->can_receive() ? POLLIN : 0) |
-                                         (waits[i] == AckWait::kSocket ? POLLOUT : 0));
-    }
-    fds.back().events = wait_durable ? POLLIN : 0;
+    watches.clear();
+    for (size_t i = 0; i < ingests_.size(); ++i) ingests_[i]->watches(watches, waits[i]);
+    fds.clear();
+    for (const Watch& w : watches) fds.push_back(pollfd{w.fd, w.events, 0});
+    fds.push_back(pollfd{durable_fd, static_cast<short>(wait_durable ? POLLIN : 0), 0});
     // Without the eventfd (sync, none: the offset advances inside append) nothing would signal
     // a wait for durability: look again shortly. Otherwise the timeout only bounds stop().
-    const timespec short_wait{0, 100'000};    // 100 us
-    const timespec idle_wait{0, 50'000'000};  // 50 ms
     const bool unsignalled = wait_durable && durable_fd < 0;
-    ppoll(fds.data(), fds.size(), unsignalled ? &short_wait : &idle_wait, nullptr);
+    int64_t wait_ns = unsignalled ? 100'000 : 50'000'000;  // 100 us, 50 ms
+    if (deadline != kNoDeadline) {
+      wait_ns = std::clamp<int64_t>(deadline - core::mono_ns(), 0, wait_ns);
+    }
+    const timespec wait{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
+    ppoll(fds.data(), fds.size(), &wait, nullptr);
     if (fds.back().revents & POLLIN) {
       uint64_t signals = 0;
       [[maybe_unused]] const ssize_t r = ::read(durable_fd, &signals, sizeof signals);

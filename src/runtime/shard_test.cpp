@@ -3,6 +3,7 @@
 #include "runtime/shard.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -121,7 +122,7 @@ class FakeIngest final : public Ingest {
  public:
   FakeIngest() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
   ~FakeIngest() override { ::close(fd_); }
-  int fd() const noexcept override { return fd_; }
+  void watches(std::vector<Watch>& out, AckWait) const override { out.push_back({fd_, POLLIN}); }
   uint32_t poll_input(Shard& shard) noexcept override {
     uint64_t n = 0;
     if (::read(fd_, &n, sizeof n) != sizeof n) return 0;
@@ -198,6 +199,73 @@ TEST_F(ShardTest, StopReleasesWhatBecameDurable) {
   ASSERT_TRUE(wait_for([&] { return fake->polled.load() == 1; }));
   shard->stop();  // the drain waits for the covering sync and releases the ack
   EXPECT_EQ(fake->acked.load(), 1u);
+}
+
+/// An ingest with two descriptors (as a listener and one connection) and a timer.
+class TwoFdsAndATimer final : public Ingest {
+ public:
+  TwoFdsAndATimer()
+      : a_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+        b_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~TwoFdsAndATimer() override {
+    ::close(a_);
+    ::close(b_);
+  }
+  void watches(std::vector<Watch>& out, AckWait) const override {
+    out.push_back({a_, POLLIN});
+    out.push_back({b_, POLLIN});
+  }
+  uint32_t poll_input(Shard&) noexcept override {
+    uint32_t n = 0;
+    for (int fd : {a_, b_}) {
+      uint64_t v = 0;
+      if (::read(fd, &v, sizeof v) == sizeof v) {
+        (fd == a_ ? read_a : read_b).fetch_add(1);
+        ++n;
+      }
+    }
+    return n;
+  }
+  uint32_t receive_batch() const noexcept override { return 64; }
+  AckWait release_acks(uint64_t) noexcept override { return AckWait::kNothing; }
+  bool can_receive() const noexcept override { return true; }
+  int64_t next_deadline_ns() const noexcept override { return deadline_.load(); }
+  void on_timer(Shard&, int64_t now_ns) noexcept override {
+    late_ok.store(now_ns >= deadline_.load());
+    deadline_.store(kNoDeadline);
+    fired.fetch_add(1);
+  }
+  void arm(int64_t at_ns) { deadline_.store(at_ns); }
+  void signal_b() const {
+    const uint64_t one = 1;
+    (void)!::write(b_, &one, sizeof one);
+  }
+
+  std::atomic<uint32_t> read_a{0}, read_b{0}, fired{0};
+  std::atomic<bool> late_ok{false};
+
+ private:
+  int a_, b_;
+  std::atomic<int64_t> deadline_{kNoDeadline};
+};
+
+TEST_F(ShardTest, TheLoopWaitsOnEveryDescriptorAndRunsTimersWhenDue) {
+  auto shard = make_shard();
+  auto ingest = std::make_unique<TwoFdsAndATimer>();
+  TwoFdsAndATimer* t = ingest.get();
+  shard->add_ingest(std::move(ingest));
+  shard->start();
+  // Input on the second descriptor wakes the idle shard.
+  ASSERT_TRUE(wait_for([&] { return shard->stats().idle_waits.get() >= 1; }));
+  t->signal_b();
+  ASSERT_TRUE(wait_for([&] { return t->read_b.load() == 1; }));
+  EXPECT_EQ(t->read_a.load(), 0u);
+  // A timer is run once its deadline has passed, never before, and only once.
+  t->arm(core::mono_ns() + 5'000'000);
+  ASSERT_TRUE(wait_for([&] { return t->fired.load() == 1; }));
+  EXPECT_TRUE(t->late_ok.load());
+  shard->stop();
+  EXPECT_EQ(t->fired.load(), 1u);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "protocols/report/report_ingest.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -69,6 +71,12 @@ ReportIngest::ReportIngest(const ReportProtocolConfig& config, transports::UdpSo
   limits_.max_datagram_bytes = config.max_datagram_bytes;
   rx_.set_first_arrival_only(true);
   stats_->recv_buffer_bytes.set(socket_.recv_buffer_bytes());
+}
+
+void ReportIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const {
+  out.push_back(
+      {socket_.fd(), static_cast<short>((can_receive() ? POLLIN : 0) |
+                                        (wait == runtime::AckWait::kSocket ? POLLOUT : 0))});
 }
 
 bool ReportIngest::can_receive() const noexcept {

@@ -27,7 +27,7 @@ class ReportIngest final : public runtime::Ingest {
   static Result<std::unique_ptr<ReportIngest>> create(const ReportProtocolConfig& config,
                                                       ReportStats* stats, bool join);
 
-  int fd() const noexcept override { return socket_.fd(); }
+  void watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const override;
   uint32_t poll_input(runtime::Shard& shard) noexcept override;
   uint32_t receive_batch() const noexcept override { return recv_batch_; }
   runtime::AckWait release_acks(uint64_t durable_offset) noexcept override;
