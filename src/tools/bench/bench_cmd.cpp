@@ -672,6 +672,157 @@ Result<double> raw_ceiling(const BenchOptions& o, Json& result) {
   return raw_rate;
 }
 
+// Where a phase's lost acks went, by the gateway's own counters: datagrams the kernel dropped
+// from the shards' full receive buffers (a batched datagram carries many reports), and acks the
+// gateway had no room to queue (their reports are stored).
+struct Drops {
+  double kernel = 0, acks_not_queued = 0;
+};
+
+Drops drops_in(const runtime::Totals& t) {
+  return Drops{static_cast<double>(t.input_drops), static_cast<double>(t.acks_dropped)};
+}
+
+Drops drops_now(const Gw& gw) {
+  return drops_in(totals_of(gw.http_port));
+}
+
+Json drops_json(const Drops& a, const Drops& b) {
+  return Json{{"kernel_receive_drops", b.kernel - a.kernel},
+              {"acks_not_queued", b.acks_not_queued - a.acks_not_queued}};
+}
+
+/// Waits until the gateway's sinks have written everything and finished their background work
+/// (the store's merges), at most `timeout_s`; returns how long it took.
+double wait_caught_up(const Gw& gw, double timeout_s) {
+  const int64_t t0 = core::mono_ns();
+  while ((core::mono_ns() - t0) / 1e9 < timeout_s) {
+    const runtime::Totals t = totals_of(gw.http_port);
+    if (t.sink_lag_bytes == 0 && t.sink_background_work == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return (core::mono_ns() - t0) / 1e9;
+}
+
+/// Phase 5: ack latency at half the single-report rate, with what the log's syncs and the
+/// gateway itself saw meanwhile, and the heap allocations per report.
+struct LatencyPhase {
+  SimulatorSummary half;
+  SyncSummary log_syncs, inside;
+  double allocs = 0, accepted = 0;
+};
+
+Result<LatencyPhase> latency_phase(const BenchOptions& o, const Gw& gw, double rate, Json& result) {
+  LatencyPhase p;
+  const runtime::Totals before = totals_of(gw.http_port);
+  auto half = run_simulator(sim(gw.report_port, o.devices, rate, o.latency_duration, 1, true));
+  if (!half.ok()) return make_error("ack-latency phase: " + half.error().message);
+  p.half = *half;
+  const runtime::Totals after = totals_of(gw.http_port);
+  p.log_syncs =
+      summarize(histogram_delta(before.log_fsync_us, after.log_fsync_us), half->elapsed_s);
+  // The gateway's own view: from the receive to the ack's send, per ack datagram.
+  p.inside =
+      summarize(histogram_delta(before.ack_latency_us, after.ack_latency_us), half->elapsed_s);
+  p.allocs = static_cast<double>(after.heap_allocations - before.heap_allocations);
+  p.accepted = static_cast<double>(after.reports_accepted - before.reports_accepted);
+  result["latency"] = Json::parse(half->json());
+  result["latency"]["log_fdatasync"] = p.log_syncs.json();
+  result["latency"]["gateway_receive_to_ack_ms"] = {
+      {"p50", p.inside.p50_ms}, {"p99", p.inside.p99_ms}, {"p999", p.inside.p999_ms}};
+  result["allocations"] = {{"shard_heap_allocations", p.allocs},
+                           {"reports", p.accepted},
+                           {"per_report", p.accepted > 0 ? p.allocs / p.accepted : 0}};
+  return p;
+}
+
+/// Phase 6: store lag at `rate`, sampled every 250 ms; the simulator's summary (an error when
+/// it failed) and the largest lag seen.
+struct LagPhase {
+  Result<SimulatorSummary> lag = make_error("not run");
+  double max_lag = 0;
+};
+
+LagPhase lag_phase(const BenchOptions& o, const Gw& gw, double rate, Json& result) {
+  LagPhase p;
+  std::atomic<bool> sampling{true};
+  std::vector<double> lag_samples;
+  lag_samples.reserve(static_cast<size_t>(o.lag_duration * 4) + 64);
+  std::thread sampler([&] {
+    while (sampling) {
+      const double l = totals_of(gw.http_port).sink_lag_seconds;
+      p.max_lag = std::max(p.max_lag, l);
+      lag_samples.push_back(l);
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  });
+  const Drops d0 = drops_now(gw);
+  p.lag = run_simulator(sim(gw.report_port, o.devices, rate, o.lag_duration, 1, true));
+  sampling = false;
+  sampler.join();
+  const Drops d1 = drops_now(gw);
+  result["store_lag"] = {{"target_rate", rate},
+                         {"sent_rate", p.lag.ok() ? p.lag->rate : 0},
+                         {"rate", p.lag.ok() ? p.lag->acked_rate : 0},
+                         {"max_lag_s", p.max_lag}};
+  // How the lag was spread over the phase: one long stall and a steady backlog look alike in
+  // the maximum alone.
+  std::sort(lag_samples.begin(), lag_samples.end());
+  auto lag_quantile = [&](double q) {
+    return lag_samples.empty()
+               ? 0.0
+               : lag_samples[static_cast<size_t>(q * static_cast<double>(lag_samples.size() - 1))];
+  };
+  result["store_lag"]["gateway_drops"] = drops_json(d0, d1);
+  result["store_lag"]["p50_lag_s"] = lag_quantile(0.5);
+  result["store_lag"]["p90_lag_s"] = lag_quantile(0.9);
+  result["store_lag"]["samples_over_1s"] =
+      std::count_if(lag_samples.begin(), lag_samples.end(), [](double l) { return l > 1.0; });
+  return p;
+}
+
+/// Phases 7 and 8, each on a gateway of its own: the latency phase with durability none (the
+/// software path without the disk wait) and, when the gateway ran with fewer shards than cores,
+/// the single-report phase with one shard per core. Each summary is an error when not run.
+struct ComparisonPhases {
+  Result<SimulatorSummary> half_none = make_error("not run");
+  Result<SimulatorSummary> per_core = make_error("not run");
+};
+
+Result<ComparisonPhases> comparison_phases(const BenchOptions& o, double single_rate,
+                                           double raw_rate, const std::string& of,
+                                           const std::function<void(const std::string&)>& say,
+                                           Json& result) {
+  ComparisonPhases p;
+  say("[7" + of + "ack latency at half rate, durability none (no disk wait), " +
+      std::to_string(static_cast<int>(o.duration)) + " s ...");
+  {
+    Gw none;
+    if (auto r = start_gateway(none, o.work, "gateway-none", o.devices, o.shards, "none");
+        !r.ok()) {
+      return r.error();
+    }
+    p.half_none =
+        run_simulator(sim(none.report_port, o.devices, single_rate / 2, o.duration, 1, true));
+    if (p.half_none.ok()) result["latency_durability_none"] = Json::parse(p.half_none->json());
+  }
+  if (o.shards != o.cores) {
+    say("[8" + of + "gateway with one shard per core (" + std::to_string(o.cores) +
+        "), single-report datagrams, " + std::to_string(static_cast<int>(o.duration)) + " s ...");
+    Gw all;
+    if (auto r = start_gateway(all, o.work, "gateway-per-core", o.devices, o.cores); !r.ok()) {
+      return r.error();
+    }
+    p.per_core = run_simulator(sim(all.report_port, o.devices, 0, o.duration, 1, true));
+    if (p.per_core.ok()) {
+      result["single_per_core"] = Json::parse(p.per_core->json());
+      result["single_per_core"]["shards"] = o.cores;
+      result["single_per_core"]["ratio_to_raw"] = p.per_core->acked_rate / raw_rate;
+    }
+  }
+  return p;
+}
+
 int cmd_bench(int argc, char** argv) {
   BenchOptions o;
   if (const int status = bench_options(argc, argv, o); status >= 0) return status;
@@ -725,23 +876,8 @@ int cmd_bench(int argc, char** argv) {
   result["memory"] = {{"rss_idle_bytes", rss_idle},
                       {"bytes_per_registered_device", static_cast<double>(rss_idle) / devices}};
 
-  // Where a phase's lost acks went, by the gateway's own counters: datagrams the kernel dropped
-  // from the shards' full receive buffers (a batched datagram carries many reports), and acks
-  // the gateway had no room to queue (their reports are stored).
-  struct Drops {
-    double kernel = 0, acks_not_queued = 0;
-  };
-  auto drops_in = [](const runtime::Totals& t) {
-    return Drops{static_cast<double>(t.input_drops), static_cast<double>(t.acks_dropped)};
-  };
-  auto drops_now = [&] { return drops_in(totals_of(gw.http_port)); };
-  auto drops_json = [](const Drops& a, const Drops& b) {
-    return Json{{"kernel_receive_drops", b.kernel - a.kernel},
-                {"acks_not_queued", b.acks_not_queued - a.acks_not_queued}};
-  };
-
   say("[3" + of + "gateway, single-report datagrams, acks on, durability batch, store on ...");
-  Drops d0 = drops_now();
+  Drops d0 = drops_now(gw);
   auto single = run_simulator(sim(gw.report_port, devices, 0, duration, 1, true));
   if (!single.ok()) return failure("single-report phase: " + single.error().message);
   // Also what the log writes per report, for the disk floor of the latency phase.
@@ -760,28 +896,17 @@ int cmd_bench(int argc, char** argv) {
   result["single"]["ratio_to_raw"] = single->acked_rate / raw_rate;
 
   say("[4" + of + "gateway, batched datagrams (32 reports each), acks on ...");
-  d0 = drops_now();
+  d0 = drops_now(gw);
   auto batched = run_simulator(sim(gw.report_port, devices, 0, duration, 32, true));
   if (!batched.ok()) return failure("batched phase: " + batched.error().message);
-  d1 = drops_now();
+  d1 = drops_now(gw);
   result["batched"] = Json::parse(batched->json());
   result["batched"]["gateway_drops"] = drops_json(d0, d1);
 
   // The batched phase outruns the store on purpose; let it drain (and merge the chunks it
   // sealed) before measuring latency and lag, so each phase starts from a caught-up gateway.
   // The drain time is reported.
-  auto wait_caught_up = [&](double timeout_s) {
-    const int64_t t0 = core::mono_ns();
-    while ((core::mono_ns() - t0) / 1e9 < timeout_s) {
-      const runtime::Totals t = totals_of(gw.http_port);
-      if (t.sink_lag_bytes == 0 && t.sink_background_work == 0) {
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return (core::mono_ns() - t0) / 1e9;
-  };
-  const double drain_s = wait_caught_up(300);
+  const double drain_s = wait_caught_up(gw, 300);
   result["batched"]["store_drain_s"] = drain_s;
   say("      store drained (and merged) the batched backlog in " + std::to_string(drain_s) + " s");
 
@@ -802,98 +927,21 @@ int cmd_bench(int argc, char** argv) {
 
   say("[5" + of + "ack latency at half the single-report rate for " +
       std::to_string(static_cast<int>(latency_duration)) + " s ...");
-  const runtime::Totals before = totals_of(gw.http_port);
-  auto half = run_simulator(
-      sim(gw.report_port, devices, single->acked_rate / 2, latency_duration, 1, true));
-  if (!half.ok()) return failure("ack-latency phase: " + half.error().message);
-  const runtime::Totals after = totals_of(gw.http_port);
-  const SyncSummary log_syncs =
-      summarize(histogram_delta(before.log_fsync_us, after.log_fsync_us), half->elapsed_s);
-  // The gateway's own view: from the receive to the ack's send, per ack datagram.
-  const SyncSummary inside =
-      summarize(histogram_delta(before.ack_latency_us, after.ack_latency_us), half->elapsed_s);
-  const auto allocs = static_cast<double>(after.heap_allocations - before.heap_allocations);
-  const auto accepted = static_cast<double>(after.reports_accepted - before.reports_accepted);
-  result["latency"] = Json::parse(half->json());
-  result["latency"]["log_fdatasync"] = log_syncs.json();
-  result["latency"]["gateway_receive_to_ack_ms"] = {
-      {"p50", inside.p50_ms}, {"p99", inside.p99_ms}, {"p999", inside.p999_ms}};
-  result["allocations"] = {{"shard_heap_allocations", allocs},
-                           {"reports", accepted},
-                           {"per_report", accepted > 0 ? allocs / accepted : 0}};
+  auto latency = latency_phase(o, gw, single->acked_rate / 2, result);
+  if (!latency.ok()) return failure(latency.error().message);
+  const LatencyPhase& lat = *latency;
 
-  wait_caught_up(300);
+  wait_caught_up(gw, 300);
   say("[6" + of + "store lag at the single-report rate for " +
       std::to_string(static_cast<int>(lag_duration)) + " s ...");
-  std::atomic<bool> sampling{true};
-  double max_lag = 0;
-  std::vector<double> lag_samples;
-  lag_samples.reserve(static_cast<size_t>(lag_duration * 4) + 64);
-  std::thread sampler([&] {
-    while (sampling) {
-      const double l = totals_of(gw.http_port).sink_lag_seconds;
-      max_lag = std::max(max_lag, l);
-      lag_samples.push_back(l);
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-  });
-  d0 = drops_now();
-  auto lag = run_simulator(sim(gw.report_port, devices, single->acked_rate, lag_duration, 1, true));
-  sampling = false;
-  sampler.join();
-  d1 = drops_now();
+  const LagPhase lag = lag_phase(o, gw, single->acked_rate, result);
   const uint64_t rss_end = rss_bytes(gw.child.pid);
-  result["store_lag"] = {{"target_rate", single->acked_rate},
-                         {"sent_rate", lag.ok() ? lag->rate : 0},
-                         {"rate", lag.ok() ? lag->acked_rate : 0},
-                         {"max_lag_s", max_lag}};
-  // How the lag was spread over the phase: one long stall and a steady backlog look alike in
-  // the maximum alone.
-  std::sort(lag_samples.begin(), lag_samples.end());
-  auto lag_quantile = [&](double q) {
-    return lag_samples.empty()
-               ? 0.0
-               : lag_samples[static_cast<size_t>(q * static_cast<double>(lag_samples.size() - 1))];
-  };
-  result["store_lag"]["gateway_drops"] = drops_json(d0, d1);
-  result["store_lag"]["p50_lag_s"] = lag_quantile(0.5);
-  result["store_lag"]["p90_lag_s"] = lag_quantile(0.9);
-  result["store_lag"]["samples_over_1s"] =
-      std::count_if(lag_samples.begin(), lag_samples.end(), [](double l) { return l > 1.0; });
   result["memory"]["rss_end_bytes"] = rss_end;
   gw.child.terminate();
 
-  // The same latency phase on a gateway that acknowledges after write(2), not after fdatasync:
-  // what the software path costs, without the disk.
-  say("[7" + of + "ack latency at half rate, durability none (no disk wait), " +
-      std::to_string(static_cast<int>(duration)) + " s ...");
-  Result<SimulatorSummary> half_none = make_error("not run");
-  {
-    Gw none;
-    if (auto r = start_gateway(none, work, "gateway-none", devices, shards, "none"); !r.ok()) {
-      return failure(r.error().message);
-    }
-    half_none =
-        run_simulator(sim(none.report_port, devices, single->acked_rate / 2, duration, 1, true));
-    if (half_none.ok()) result["latency_durability_none"] = Json::parse(half_none->json());
-  }
-  // The default configuration's shard count (one per core), under the same single-report load:
-  // what giving the gateway the sender's core as well does on this machine.
-  Result<SimulatorSummary> per_core = make_error("not run");
-  if (compare_per_core) {
-    say("[8" + of + "gateway with one shard per core (" + std::to_string(cores) +
-        "), single-report datagrams, " + std::to_string(static_cast<int>(duration)) + " s ...");
-    Gw all;
-    if (auto r = start_gateway(all, work, "gateway-per-core", devices, cores); !r.ok()) {
-      return failure(r.error().message);
-    }
-    per_core = run_simulator(sim(all.report_port, devices, 0, duration, 1, true));
-    if (per_core.ok()) {
-      result["single_per_core"] = Json::parse(per_core->json());
-      result["single_per_core"]["shards"] = cores;
-      result["single_per_core"]["ratio_to_raw"] = per_core->acked_rate / raw_rate;
-    }
-  }
+  auto comparison = comparison_phases(o, single->acked_rate, raw_rate, of, say, result);
+  if (!comparison.ok()) return failure(comparison.error().message);
+
   if (remove_work) fs::remove_all(work);
 
   if (json_only) {
@@ -904,22 +952,22 @@ int cmd_bench(int argc, char** argv) {
                .cores = cores,
                .raw_rate = raw_rate,
                .single = *single,
-               .per_core = per_core.ok() ? &*per_core : nullptr,
+               .per_core = comparison->per_core.ok() ? &*comparison->per_core : nullptr,
                .batched = *batched,
-               .half = *half,
-               .half_none = half_none.ok() ? &*half_none : nullptr,
-               .lag = lag.ok() ? &*lag : nullptr,
-               .inside = inside,
-               .log_syncs = log_syncs,
+               .half = lat.half,
+               .half_none = comparison->half_none.ok() ? &*comparison->half_none : nullptr,
+               .lag = lag.lag.ok() ? &*lag.lag : nullptr,
+               .inside = lat.inside,
+               .log_syncs = lat.log_syncs,
                .floor = floor,
                .disk = disk,
                .stalls = stalls,
-               .max_lag = max_lag,
+               .max_lag = lag.max_lag,
                .drain_s = drain_s,
                .rss_idle = rss_idle,
                .devices = devices,
-               .allocs = allocs,
-               .accepted = accepted},
+               .allocs = lat.allocs,
+               .accepted = lat.accepted},
               result);
   return 0;
 }
