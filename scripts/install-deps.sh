@@ -9,8 +9,12 @@ PACKAGES=(
   # libraries
   libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3 libzstd-dev libtomlplusplus-dev
   nlohmann-json3-dev protobuf-compiler libprotobuf-dev librocksdb-dev liblmdb-dev
+  # sink clients: MySQL/MariaDB/TiDB, PostgreSQL, Redis, NATS, HTTP (webhook)
+  libmariadb-dev libpq-dev libhiredis-dev libnats-dev libcurl4-openssl-dev libssl-dev
   # test peers and tools: promtool (prometheus), curl, python with protobuf
   prometheus curl python3 python3-protobuf procps iproute2
+  # the sinks' real servers, started by the tests on loopback (never as system services)
+  mariadb-server mariadb-client postgresql redis-server redis-tools nats-server
 )
 
 missing=()

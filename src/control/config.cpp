@@ -234,11 +234,12 @@ class Parser {
 
   // Applies every field of `section` found in `table` to `target`; rejects unknown keys.
   Result<void> apply(const toml::table& table, std::string_view path, const SectionView& section,
-                     void* target) const {
+                     void* target, bool instance_tables = false) const {
     std::vector<std::string_view> keys;
     for (const FieldInfo& f : section.fields) keys.push_back(f.key);
     for (auto&& [k, v] : table) {
       std::string_view key = k.str();
+      if (instance_tables && v.is_table()) continue;  // [<path>.<instance>]
       bool known = std::find(keys.begin(), keys.end(), key) != keys.end() ||
                    std::find(section.subtables.begin(), section.subtables.end(), key) !=
                        section.subtables.end();
@@ -369,7 +370,9 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
     auto t = table_at_header(root, s.header);
     if (!t.ok()) return t.error();
     if (*t != nullptr) {
-      if (auto r = apply(**t, s.header, s, table->target(value)); !r.ok()) return r.error();
+      if (auto r = apply(**t, s.header, s, table->target(value), table->instances); !r.ok()) {
+        return r.error();
+      }
     }
     if (table->finish) {
       if (std::string problem = table->finish(value, c.data_dir); !problem.empty()) {
@@ -377,6 +380,31 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
       }
     }
     c.extensions.emplace(std::string(s.header), std::move(value));
+    if (!table->instances || *t == nullptr) continue;
+    // Named instances: [<header>.<name>], each a whole table of the same keys.
+    for (auto&& [k, v] : **t) {
+      if (!v.is_table()) continue;
+      const std::string name(k.str());
+      const std::string header = std::string(s.header) + "." + name;
+      const bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+      });
+      if (!valid) {
+        return error(&v, header,
+                     "an instance name is lower-case letters, digits and '_'; rename [" + header +
+                         "]");
+      }
+      std::any inst = table->make_default();
+      if (auto r = apply(*v.as_table(), header, s, table->target(inst)); !r.ok()) {
+        return r.error();
+      }
+      if (table->finish) {
+        if (std::string problem = table->finish(inst, c.data_dir); !problem.empty()) {
+          return error(v.as_table(), header, problem);
+        }
+      }
+      c.extensions.emplace(header, std::move(inst));
+    }
   }
   if (auto r = parse_models(root, c); !r.ok()) return r.error();
   if (auto r = parse_devices(root, c); !r.ok()) return r.error();

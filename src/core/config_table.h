@@ -135,6 +135,9 @@ struct ConfigTable {
   std::function<void*(std::any&)> target;  ///< the struct inside the any
   /// After parsing: derives defaults from gateway.data_dir; "" or the problem (key: the fix).
   std::function<std::string(std::any&, std::string_view data_dir)> finish;
+  /// Named instances allowed: a nested table [<header>.<name>] (name: [a-z0-9_]) is another
+  /// instance with the same keys, parsed into its own struct under header "<header>.<name>".
+  bool instances = false;
 };
 
 /// The ConfigTable of a section filling `T`; `finish` (optional) derives defaults from the

@@ -86,11 +86,16 @@ AppendStatus ShardLogImpl::append(std::span<const uint8_t> payload, uint64_t* en
   const uint64_t frame = kRecordHeaderBytes + payload.size();
   if (consumer_count_.load(std::memory_order_acquire) > 0) {
     const uint64_t end = end_.load(std::memory_order_relaxed);
-    const uint64_t low = min_consumer();
-    const uint64_t backlog = end > low ? end - low : 0;
-    if (backlog + frame > config_.max_backlog_bytes) {
-      stats_->backlog_full.fetch_add(1, std::memory_order_relaxed);
-      return AppendStatus::kBacklogFull;
+    const uint32_t n = consumer_count_.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint64_t at = consumers_[i].load(std::memory_order_acquire);
+      const uint64_t lag = end > at ? end - at : 0;
+      const uint64_t limit =
+          std::min(config_.max_backlog_bytes, consumer_limits_[i].load(std::memory_order_relaxed));
+      if (lag + frame > limit) {
+        stats_->backlog_full.fetch_add(1, std::memory_order_relaxed);
+        return AppendStatus::kBacklogFull;
+      }
     }
   }
   if (seg_size_ > config_.segment_bytes / 2) prep_urgent_.store(true, std::memory_order_relaxed);
@@ -170,18 +175,21 @@ void ShardLogImpl::set_consumer_offset(uint32_t consumer, uint64_t offset) noexc
   delete_consumed_segments();
 }
 
-uint32_t ShardLogImpl::add_consumer(std::string_view name, uint64_t start_offset) {
+uint32_t ShardLogImpl::add_consumer(std::string_view name, uint64_t start_offset,
+                                    uint64_t max_lag) {
   std::lock_guard lock(consumers_mu_);
   const uint32_t n = consumer_count_.load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < n; ++i) {
     if (consumer_names_[i] == name) {
       consumers_[i].store(start_offset, std::memory_order_release);
+      consumer_limits_[i].store(max_lag, std::memory_order_relaxed);
       return i;
     }
   }
   TH_CHECK(n < kMaxConsumers, "add_consumer: more than 64 consumers of one shard log");
   consumer_names_[n] = name;
   consumers_[n].store(start_offset, std::memory_order_relaxed);
+  consumer_limits_[n].store(max_lag, std::memory_order_relaxed);
   consumer_count_.store(n + 1, std::memory_order_release);
   return n;
 }

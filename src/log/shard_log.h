@@ -89,8 +89,11 @@ class ShardLog {
   /// Registers the consumer `name` (a sink) at `start_offset` and returns its index. A name
   /// registered already keeps its index and moves to `start_offset`: a sink stopped and started
   /// again in the same process takes its place back instead of leaving a stale consumer that
-  /// would pin the log at its last offset. Any thread.
-  virtual uint32_t add_consumer(std::string_view name, uint64_t start_offset) = 0;
+  /// would pin the log at its last offset. `max_lag`: appends that would put this consumer
+  /// more than that many bytes behind end_offset() are refused with kBacklogFull (a sink's own
+  /// backlog limit; the log's max_backlog_bytes applies to every consumer). Any thread.
+  virtual uint32_t add_consumer(std::string_view name, uint64_t start_offset,
+                                uint64_t max_lag = UINT64_MAX) = 0;
   /// Bytes between the slowest consumer and end_offset(). Any thread.
   virtual uint64_t backlog_bytes() const noexcept = 0;
   /// Flushes and syncs everything, stops the group-commit thread.

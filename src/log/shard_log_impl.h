@@ -111,7 +111,8 @@ class ShardLogImpl final : public ShardLog {
 
   void set_consumer_offset(uint32_t consumer, uint64_t offset) noexcept override;
 
-  uint32_t add_consumer(std::string_view name, uint64_t start_offset) override;
+  uint32_t add_consumer(std::string_view name, uint64_t start_offset,
+                        uint64_t max_lag = UINT64_MAX) override;
 
   uint64_t backlog_bytes() const noexcept override;
 
@@ -237,6 +238,7 @@ class ShardLogImpl final : public ShardLog {
   std::mutex consumers_mu_;
   std::array<std::atomic<uint64_t>, kMaxConsumers> consumers_{};
   std::array<std::string, kMaxConsumers> consumer_names_;  ///< guarded by consumers_mu_
+  std::array<std::atomic<uint64_t>, kMaxConsumers> consumer_limits_{};  ///< max_lag of each
   std::atomic<uint32_t> consumer_count_{0};
 
   // Segment start offsets, ascending; back() is the active one.

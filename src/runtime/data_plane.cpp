@@ -94,13 +94,22 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
     return e;
   };
   for (const SinkSpec& spec : extensions.sinks()) {
-    std::any table = table_of(o, "sinks", spec.name, spec.config);
-    if (!spec.enabled(table)) continue;
-    auto sink = spec.start(table, context);
-    if (!sink.ok()) {
-      return fail(make_error("sinks." + std::string(spec.name) + ": " + sink.error().message));
+    // The sink's table, then its named instances ([sinks.<name>.<instance>]) in name order.
+    std::vector<std::pair<std::string, std::any>> instances;
+    instances.emplace_back(std::string(spec.name), table_of(o, "sinks", spec.name, spec.config));
+    if (spec.config.instances) {
+      const std::string prefix = "sinks." + std::string(spec.name) + ".";
+      for (auto it = o.tables.lower_bound(prefix);
+           it != o.tables.end() && it->first.starts_with(prefix); ++it) {
+        instances.emplace_back(it->first.substr(6), it->second);
+      }
     }
-    d->sinks_.push_back({spec.name, std::move(sink.value())});
+    for (auto& [name, table] : instances) {
+      if (!spec.enabled(table)) continue;
+      auto sink = spec.start(table, context, name);
+      if (!sink.ok()) return fail(make_error("sinks." + name + ": " + sink.error().message));
+      d->sinks_.push_back({name, spec.name, std::move(sink.value())});
+    }
   }
   for (const ProtocolSpec& spec : extensions.protocols()) {
     std::any table = table_of(o, "protocols", spec.name, spec.config);
@@ -169,10 +178,16 @@ std::string DataPlane::recovery_summary() const {
     const uint64_t behind = s.instance->lag_bytes();
     if (behind == 0) continue;
     out += out.empty() ? "" : "; ";
-    out += "the " + std::string(s.name) + " is " + config::format_bytes_approx(behind) +
+    out += "sink " + s.name + " is " + config::format_bytes_approx(behind) +
            " of log behind, catching up";
   }
   return out.empty() ? "clean" : out;
+}
+
+std::vector<DataPlane::SinkView> DataPlane::sink_statuses() const {
+  std::vector<SinkView> out;
+  for (const auto& s : sinks_) out.push_back({s.name, std::string(s.kind), s.instance->status()});
+  return out;
 }
 
 bool DataPlane::sinks_caught_up() const {
@@ -183,7 +198,7 @@ bool DataPlane::sinks_caught_up() const {
 Result<void> DataPlane::add_routes(core::HttpRoutes& routes) {
   for (auto& s : sinks_) {
     if (auto r = s.instance->add_routes(routes); !r.ok()) {
-      return make_error("sinks." + std::string(s.name) + ": " + r.error().message);
+      return make_error("sinks." + s.name + ": " + r.error().message);
     }
   }
   return {};

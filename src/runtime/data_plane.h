@@ -62,6 +62,14 @@ class DataPlane {
   std::string recovery_summary() const;
   /// True when every running sink has written everything durable.
   bool sinks_caught_up() const;
+  /// A running sink: its instance name ("mysql.archive"), kind ("mysql") and state.
+  struct SinkView {
+    std::string name;
+    std::string kind;
+    SinkStatus status;
+  };
+  /// Every running sink's state, in start order (scrape thread).
+  std::vector<SinkView> sink_statuses() const;
   /// Adds the running sinks' HTTP routes.
   Result<void> add_routes(core::HttpRoutes& routes);
   /// Samples of the logs, shards, protocols, sinks and registry.
@@ -80,7 +88,8 @@ class DataPlane {
     std::unique_ptr<ProtocolInstance> instance;
   };
   struct RunningSink {
-    std::string_view name;
+    std::string name;       ///< "mysql.archive"
+    std::string_view kind;  ///< "mysql"
     std::unique_ptr<SinkInstance> instance;
   };
 

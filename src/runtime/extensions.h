@@ -84,11 +84,34 @@ struct ProtocolSpec {
   std::function<int(int argc, char** argv)> simulate;
 };
 
+/// A sink's state for `GET /api/v1/sinks` and `tianhe sinks` (scrape thread).
+struct SinkStatus {
+  std::string state = "running";  ///< "connected", "connecting", "retrying", "blocked", "running"
+  bool connected = true;
+  uint64_t lag_bytes = 0;
+  uint64_t lag_reports = 0;  ///< estimated from the bytes per report read so far
+  double lag_seconds = 0;
+  uint64_t delivered = 0;      ///< reports the destination confirmed
+  uint64_t retries = 0;        ///< writes or connects that failed and were retried
+  uint64_t rejected = 0;       ///< reports skipped for good (a batch the sink cannot write)
+  uint64_t dead_lettered = 0;  ///< reports written to the dead-letter file
+  uint64_t dropped = 0;        ///< reports skipped by backlog_policy = "drop_oldest"
+  std::string last_error;      ///< in words; "" when none yet
+  int64_t last_error_ns = 0;   ///< wall clock of last_error
+  std::string dead_letter_path;  ///< "" when the sink has none
+};
+
 /// A sink in a running gateway (see sinks/common/log_consumer.h for the shared log consumer
 /// sinks are built on). Created on the main thread; collect() runs on the scrape thread.
 class SinkInstance {
  public:
   virtual ~SinkInstance() = default;
+  /// Its state now (scrape thread); the default knows only its lag.
+  virtual SinkStatus status() const {
+    SinkStatus s;
+    s.lag_bytes = lag_bytes();
+    return s;
+  }
   /// Delivers what it holds, persists its cursors and stops its threads. Idempotent.
   virtual void stop() = 0;
   /// Its samples (scrape thread).
@@ -107,12 +130,21 @@ class SinkInstance {
 /// A registered sink.
 struct SinkSpec {
   std::string_view name;       ///< "store": its table [sinks.<name>], its `sink` label
-  config::ConfigTable config;  ///< its table
+  config::ConfigTable config;  ///< its table (config.instances: [sinks.<name>.<instance>] too)
   std::function<bool(const std::any& config)> enabled;
   /// Starts it (enabled only): registers its consumer with every log and starts its threads.
-  std::function<Result<std::unique_ptr<SinkInstance>>(const std::any& config,
-                                                      const GatewayContext& gateway)>
+  /// `instance` is its name as a label and log consumer: "mysql", or "mysql.archive" for the
+  /// table [sinks.mysql.archive].
+  std::function<Result<std::unique_ptr<SinkInstance>>(
+      const std::any& config, const GatewayContext& gateway, std::string_view instance)>
       start;
+  /// `tianhe bench --sinks`: the engine's own ceiling, measured by a plain client (no Tianhe:
+  /// the engine's fastest usual way, e.g. pipelined XADD, COPY, multi-row INSERT) writing
+  /// `reports` rows of the sink's layout for the registry's first devices; rows per second.
+  /// Null: the sink has none.
+  std::function<Result<double>(const std::any& config, const GatewayContext& gateway,
+                               uint64_t reports)>
+      ceiling;
 };
 
 /// A registered payload codec (a device model names it).

@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/record_format.h"
 #include "log/shard_log.h"
+#include "sinks/common/dead_letter.h"
 
 namespace tianhe::sinks {
 namespace {
@@ -15,6 +16,14 @@ namespace {
 // Wait when every shard is caught up (bounded latency, no busy spin).
 constexpr auto kIdleWait = std::chrono::milliseconds(5);
 constexpr int64_t kMaxBackoffMs = 5000;
+// A back-off wakes this often to apply drop_oldest while the destination is away.
+constexpr int64_t kBackoffSliceMs = 200;
+
+// The report count of a log record (its payload header), without decoding it.
+uint64_t record_report_count(std::span<const uint8_t> payload) {
+  if (payload.size() < 3) return 0;
+  return static_cast<uint64_t>(payload[1]) | (static_cast<uint64_t>(payload[2]) << 8);
+}
 
 }  // namespace
 
@@ -49,6 +58,10 @@ LogConsumer::LogConsumer(ConsumerOptions options, const log::LogConfig& log_conf
       writer_(std::move(writer)),
       scratch_(65535, 1u << 18) {
   if (options_.batch_reports == 0) options_.batch_reports = 65536;
+  if (!options_.dead_letter_dir.empty()) {
+    dead_letter_ = std::make_unique<DeadLetter>(options_.dead_letter_dir, options_.name);
+  }
+  drop_floor_.assign(logs.size(), 0);
   for (uint32_t i = 0; i < logs.size(); ++i) {
     auto s = std::make_unique<Shard>();
     s->log = logs[i];
@@ -67,10 +80,32 @@ Result<std::unique_ptr<LogConsumer>> LogConsumer::start(ConsumerOptions options,
                                                         std::unique_ptr<SinkWriter> writer) {
   std::unique_ptr<LogConsumer> c(
       new LogConsumer(std::move(options), log_config, std::move(logs), std::move(writer)));
-  if (auto r = c->open(); !r) return r.error();
-  for (auto& sh : c->shards_) {
-    sh->consumer = sh->log->add_consumer(c->options_.name, sh->committed.load());
+  if (auto r = c->open(); !r) {
+    if (!c->options_.start_unavailable) return r.error();
+    // The destination is away: start anyway, holding every log from its oldest record (nothing
+    // is deleted before the sink knows its cursors), and keep trying on the thread.
+    c->set_error(r.error().message);
+    c->stats_.open_failures.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "sink.%s: cannot connect yet (retrying): %s\n", c->options_.name.c_str(),
+                 r.error().message.c_str());
+    for (auto& sh : c->shards_) {
+      auto reader = log::LogReader::open(log_config, sh->index, 0);
+      if (!reader) return reader.error();
+      const uint64_t first = reader.value()->offset();
+      sh->committed.store(first);
+      sh->durable.store(first);
+      sh->read_offset = first;
+    }
   }
+  // "block": the log refuses appends that would put this sink further behind than its share.
+  const uint64_t limit =
+      c->options_.max_backlog_bytes == 0 || c->options_.drop_oldest
+          ? UINT64_MAX
+          : std::max<uint64_t>(1, c->options_.max_backlog_bytes / c->shards_.size());
+  for (auto& sh : c->shards_) {
+    sh->consumer = sh->log->add_consumer(c->options_.name, sh->committed.load(), limit);
+  }
+  c->registered_ = true;
   c->thread_ = std::thread([p = c.get()] { p->run(); });
   return c;
 }
@@ -80,7 +115,8 @@ Result<void> LogConsumer::open() {
   if (!cursors) return cursors.error();
   const int64_t now = core::wall_ns();
   for (auto& sh : shards_) {
-    const uint64_t cursor = sh->index < cursors->size() ? (*cursors)[sh->index] : 0;
+    const uint64_t cursor = std::max(
+        sh->index < cursors->size() ? (*cursors)[sh->index] : 0, drop_floor_[sh->index]);
     auto reader = log::LogReader::open(log_config_, sh->index, cursor);
     if (!reader) {
       writer_->close();
@@ -99,6 +135,11 @@ Result<void> LogConsumer::open() {
   last_durable_ns_ = core::mono_ns();
   dirty_since_durable_ = false;
   open_ = true;
+  ever_open_ = true;
+  blocked_.store(false);
+  stats_.connected.store(true);
+  // A reconnect: the destination's cursors are what the logs may delete below.
+  if (registered_) publish_durable();
   return {};
 }
 
@@ -117,6 +158,8 @@ void LogConsumer::stop() {
   if (thread_.joinable()) thread_.join();
   if (open_) writer_->close();
   open_ = false;
+  stats_.connected.store(false);
+  if (dead_letter_) (void)dead_letter_->sync();
 }
 
 bool LogConsumer::read_batch() {
@@ -156,6 +199,7 @@ bool LogConsumer::read_batch() {
         batch = big.get();
         cs = core::decode_payload(payload, *batch);
       }
+      stats_.bytes_read.fetch_add(sh.reader->offset() - sh.read_offset, std::memory_order_relaxed);
       sh.read_offset = sh.reader->offset();
       if (cs != core::RecordStatus::kOk) {
         stats_.malformed_records.fetch_add(1, std::memory_order_relaxed);
@@ -182,17 +226,25 @@ WriteStatus LogConsumer::write(bool durable) {
   cursors_.clear();
   for (auto& sh : shards_) cursors_.push_back({sh->index, sh->read_offset});
   std::string error;
-  const WriteStatus st = writer_->write(Batch{pending_, cursors_}, durable, error);
+  const int64_t t0 = core::mono_ns();
+  const WriteStatus st = writer_->write(Batch{pending_, cursors_, dead_letter_.get()}, durable, error);
+  stats_.write_latency.observe_ns(core::mono_ns() - t0);
   stats_.writes[static_cast<int>(st)].fetch_add(1, std::memory_order_relaxed);
+  blocked_.store(st == WriteStatus::kBlocked, std::memory_order_relaxed);
   if (st == WriteStatus::kRetry || st == WriteStatus::kBlocked) {
     std::fprintf(stderr, "sink.%s: write %s: %s\n", options_.name.c_str(),
                  std::string(write_status_name(st)).c_str(), error.c_str());
+    set_error(error);
     return st;
+  }
+  if (st == WriteStatus::kAccepted) {
+    stats_.reports_delivered.fetch_add(pending_.size(), std::memory_order_relaxed);
   }
   if (st == WriteStatus::kRejected) {
     stats_.reports_rejected.fetch_add(pending_.size(), std::memory_order_relaxed);
     std::fprintf(stderr, "sink.%s: %zu reports rejected: %s\n", options_.name.c_str(),
                  pending_.size(), error.c_str());
+    set_error(error);
   }
   const int64_t now = core::wall_ns();
   for (auto& sh : shards_) {
@@ -219,12 +271,102 @@ void LogConsumer::publish_durable() {
 }
 
 bool LogConsumer::back_off(int64_t& backoff_ms) {
-  std::unique_lock lock(mu_);
-  if (cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; })) {
-    return false;
+  // Exponential with full jitter in [backoff/2, backoff], so sinks of many gateways that lost
+  // one server do not come back in step.
+  jitter_ = jitter_ * 6364136223846793005ull + 1442695040888963407ull;
+  const int64_t half = backoff_ms / 2;
+  int64_t left = half + static_cast<int64_t>((jitter_ >> 33) % static_cast<uint64_t>(half + 1));
+  while (left > 0) {
+    const int64_t slice = std::min(left, kBackoffSliceMs);
+    {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::milliseconds(slice), [&] { return stopping_; })) {
+        return false;
+      }
+    }
+    left -= slice;
+    enforce_backlog();
   }
   backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
   return true;
+}
+
+void LogConsumer::set_error(const std::string& e) {
+  std::lock_guard lock(error_mu_);
+  last_error_ = e;
+  last_error_ns_ = core::wall_ns();
+}
+
+std::pair<std::string, int64_t> LogConsumer::last_error() const {
+  std::lock_guard lock(error_mu_);
+  return {last_error_, last_error_ns_};
+}
+
+std::string LogConsumer::state() const {
+  if (blocked_.load(std::memory_order_relaxed)) return "blocked";
+  if (stats_.connected.load(std::memory_order_relaxed)) return "connected";
+  return stats_.open_failures.load(std::memory_order_relaxed) > 0 &&
+                 stats_.reports_delivered.load(std::memory_order_relaxed) == 0 &&
+                 stats_.writes[0].load(std::memory_order_relaxed) == 0
+             ? "connecting"
+             : "retrying";
+}
+
+void LogConsumer::enforce_backlog() {
+  if (!options_.drop_oldest || options_.max_backlog_bytes == 0 || shards_.empty()) return;
+  const uint64_t limit = std::max<uint64_t>(1, options_.max_backlog_bytes / shards_.size());
+  bool dropped = false;
+  for (auto& sh : shards_) {
+    const uint64_t durable = sh->log->durable_offset();
+    const uint64_t from = sh->committed.load();
+    if (durable <= from || durable - from <= limit) continue;
+    // Skip to a quarter below the limit, so that dropping happens in steps, not per record.
+    const uint64_t target = durable - limit / 4 * 3;
+    auto reader = log::LogReader::open(log_config_, sh->index, from);
+    if (!reader) {
+      set_error("drop_oldest: " + reader.error().message);
+      continue;
+    }
+    uint64_t reports = 0;
+    while (reader.value()->offset() < target) {
+      std::span<const uint8_t> payload;
+      if (reader.value()->next(durable, payload) != log::ReadStatus::kRecord) break;
+      reports += record_report_count(payload);
+    }
+    const uint64_t to = reader.value()->offset();
+    if (to == from) continue;
+    stats_.reports_dropped.fetch_add(reports, std::memory_order_relaxed);
+    std::fprintf(stderr, "sink.%s: shard %u: backlog over max_backlog_bytes: dropped the oldest %llu "
+                 "reports (backlog_policy = \"drop_oldest\")\n",
+                 options_.name.c_str(), sh->index, static_cast<unsigned long long>(reports));
+    drop_floor_[sh->index] = to;
+    sh->committed.store(to);
+    sh->durable.store(to);
+    sh->log->set_consumer_offset(sh->consumer, to);
+    dropped = true;
+  }
+  if (!dropped) return;
+  // What was read but not written is read again from the new cursors.
+  pending_.clear();
+  reoffer_ = false;
+  for (auto& sh : shards_) {
+    if (!open_) {
+      sh->read_offset = sh->committed.load();
+      continue;
+    }
+    if (sh->read_offset == sh->committed.load()) continue;
+    auto reader = log::LogReader::open(log_config_, sh->index, sh->committed.load());
+    if (!reader) {
+      // Reading cannot go on from here: reconnect, which reopens every reader.
+      set_error("drop_oldest: " + reader.error().message);
+      writer_->close();
+      open_ = false;
+      stats_.connected.store(false);
+      return;
+    }
+    sh->reader = std::move(reader.value());
+    sh->read_offset = sh->reader->offset();
+  }
 }
 
 void LogConsumer::run() {
@@ -233,22 +375,26 @@ void LogConsumer::run() {
   const int64_t durable_interval_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.durable_interval).count();
   int64_t backoff_ms = 100;
-  bool reoffer = false;  // the last batch was blocked: offer it again before reading on
   for (;;) {
     const bool stop_now = stopping();
+    enforce_backlog();
     if (!open_) {
-      // After kRetry: reconnect and resume from what the destination committed.
+      // At start with the destination away, or after kRetry: reconnect and resume from what
+      // the destination committed.
       pending_.clear();
+      reoffer_ = false;
       if (auto r = open(); !r) {
-        std::fprintf(stderr, "sink.%s: reopen failed: %s\n", options_.name.c_str(),
+        set_error(r.error().message);
+        stats_.open_failures.fetch_add(1, std::memory_order_relaxed);
+        std::fprintf(stderr, "sink.%s: reconnect failed: %s\n", options_.name.c_str(),
                      r.error().message.c_str());
         if (stop_now || !back_off(backoff_ms)) return;
         continue;
       }
     }
     const auto next_read = std::chrono::steady_clock::now() + options_.commit_interval;
-    const bool read_any = reoffer || read_batch();
-    reoffer = false;
+    const bool read_any = reoffer_ || read_batch();
+    reoffer_ = false;
     bool moved = false;
     for (auto& sh : shards_) moved |= sh->read_offset != sh->committed.load();
     const bool due = core::mono_ns() - last_durable_ns_ >= durable_interval_ns;
@@ -260,8 +406,9 @@ void LogConsumer::run() {
         if (st == WriteStatus::kRetry) {
           writer_->close();
           open_ = false;
+          stats_.connected.store(false);
         } else {
-          reoffer = true;
+          reoffer_ = true;
         }
         if (!back_off(backoff_ms)) return;
         continue;
@@ -308,6 +455,16 @@ double LogConsumer::lag_seconds() const {
   return static_cast<double>(worst) / 1e9;
 }
 
+uint64_t LogConsumer::lag_reports() const {
+  const uint64_t bytes = stats_.bytes_read.load(std::memory_order_relaxed);
+  const uint64_t reports = stats_.reports_read.load(std::memory_order_relaxed);
+  const uint64_t lag = lag_bytes();
+  if (lag == 0) return 0;
+  // Before anything was read: the smallest report record (a header and one report).
+  const double per_report = reports > 0 ? static_cast<double>(bytes) / static_cast<double>(reports) : 64.0;
+  return static_cast<uint64_t>(static_cast<double>(lag) / per_report);
+}
+
 bool LogConsumer::caught_up() const {
   for (auto& sh : shards_) {
     if (sh->committed.load(std::memory_order_acquire) != sh->log->durable_offset()) return false;
@@ -330,6 +487,29 @@ void LogConsumer::collect(core::PromWriter& w) const {
   w.counter("tianhe_sink_reports_rejected_total",
             "Reports in batches a sink rejected for good (skipped).", sink,
             static_cast<double>(stats_.reports_rejected.load(std::memory_order_relaxed)));
+  w.gauge("tianhe_sink_lag_reports", "Reports the sink has not delivered yet (estimated).", sink,
+          static_cast<double>(lag_reports()));
+  w.counter("tianhe_sink_delivered_reports_total", "Reports the destination confirmed.", sink,
+            static_cast<double>(stats_.reports_delivered.load(std::memory_order_relaxed)));
+  w.counter("tianhe_sink_dropped_reports_total",
+            "Reports skipped by backlog_policy = \"drop_oldest\" at max_backlog_bytes.",
+            {{"sink", options_.name}, {"reason", "backlog_full"}},
+            static_cast<double>(stats_.reports_dropped.load(std::memory_order_relaxed)));
+  w.counter("tianhe_sink_connect_failures_total", "Connects and reconnects that failed.", sink,
+            static_cast<double>(stats_.open_failures.load(std::memory_order_relaxed)));
+  w.gauge("tianhe_sink_connected", "1 while the sink is connected to its destination.", sink,
+          stats_.connected.load(std::memory_order_relaxed) ? 1.0 : 0.0);
+  core::write_histogram(w, "tianhe_sink_write_seconds", "Time of one batch write (with its cursors).",
+                        sink, stats_.write_latency);
+  if (dead_letter_) {
+    w.counter("tianhe_sink_dead_lettered_reports_total",
+              "Reports the destination refused for good, written to the dead-letter file.", sink,
+              static_cast<double>(dead_letter_->records()));
+    w.counter("tianhe_sink_dead_letter_overflow_total",
+              "Dead letters not written: the dead-letter file was full.", sink,
+              static_cast<double>(dead_letter_->overflowed()));
+  }
+  writer_->collect(w, sink);
 }
 
 }  // namespace tianhe::sinks

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/counter.h"
 #include "core/metrics.h"
 #include "core/report.h"
 #include "core/result.h"
@@ -27,6 +28,8 @@ class LogReader;
 }  // namespace tianhe::log
 
 namespace tianhe::sinks {
+
+class DeadLetter;
 
 /// How far a batch consumes one shard's log.
 struct ShardCursor {
@@ -51,6 +54,9 @@ std::string_view write_status_name(WriteStatus s) noexcept;
 struct Batch {
   std::span<const core::Report> reports;
   std::span<const ShardCursor> cursors;  ///< every shard, after this batch
+  /// Where records the destination refuses for good go (null: the sink has none). A writer
+  /// that dead-letters calls dead_letter->sync() before it commits the cursors.
+  DeadLetter* dead_letter = nullptr;
 };
 
 /// What a sink implements. Called on the consumer's thread only.
@@ -67,6 +73,11 @@ class SinkWriter {
   virtual WriteStatus write(const Batch& batch, bool durable, std::string& error) = 0;
   /// Closes the connection (after the last write; also before a reopen).
   virtual void close() noexcept {}
+  /// Its own samples beside the consumer's (scrape thread: read atomics only), labelled `sink`.
+  virtual void collect(core::PromWriter& w, const core::Labels& sink) const {
+    (void)w;
+    (void)sink;
+  }
 };
 
 /// How a consumer batches.
@@ -75,6 +86,16 @@ struct ConsumerOptions {
   uint32_t batch_reports = 65536;                 ///< reports per write at most
   std::chrono::milliseconds commit_interval{20};  ///< a partial batch waits this long to fill
   std::chrono::milliseconds durable_interval{200};  ///< a durable write at least this often
+  /// Log bytes (over all shards) the sink may fall behind; 0: only the log's own limit.
+  uint64_t max_backlog_bytes = 0;
+  /// At max_backlog_bytes: false = the log refuses appends (BUSY); true = skip the oldest
+  /// undelivered reports, counted in reports_dropped.
+  bool drop_oldest = false;
+  /// A writer that cannot open at start (its server is down) does not fail start(): the
+  /// consumer holds the log from its oldest record and keeps trying. False for local sinks.
+  bool start_unavailable = false;
+  /// The dead-letter file's directory (the data dir); empty: the sink has none.
+  std::string dead_letter_dir;
 };
 
 /// The consumer's counters (written by its thread, read at scrape time).
@@ -84,6 +105,12 @@ struct ConsumerStats {
   std::atomic<uint64_t> corrupt_logs{0};       ///< shards stopped at a corrupt record
   std::atomic<uint64_t> writes[static_cast<int>(WriteStatus::kCount)]{};  ///< by status
   std::atomic<uint64_t> reports_rejected{0};  ///< in batches the sink rejected
+  std::atomic<uint64_t> reports_delivered{0};  ///< in accepted batches
+  std::atomic<uint64_t> reports_dropped{0};    ///< skipped by drop_oldest
+  std::atomic<uint64_t> bytes_read{0};         ///< log bytes read (for the lag estimate)
+  std::atomic<uint64_t> open_failures{0};      ///< (re)connects that failed
+  std::atomic<bool> connected{false};
+  core::Log2Histogram write_latency;  ///< per write() call; consumer thread writes
 };
 
 /// One sink's consumer of every shard log. The logs must outlive it; logs[i] is shard i.
@@ -109,7 +136,17 @@ class LogConsumer {
   bool caught_up() const;
   const ConsumerStats& stats() const noexcept { return stats_; }
   const std::string& name() const noexcept { return options_.name; }
-  /// Writes tianhe_sink_lag_{bytes,seconds}{sink} and tianhe_sink_writes_total{sink,status}.
+  /// Undelivered reports, estimated from the bytes per report read so far.
+  uint64_t lag_reports() const;
+  /// The last error in words and when (wall ns); "" / 0 when none yet.
+  std::pair<std::string, int64_t> last_error() const;
+  /// "connected", "connecting" (never opened yet), "retrying" (lost, reconnecting) or
+  /// "blocked" (the destination refuses writes for now).
+  std::string state() const;
+  /// The dead-letter file (null when the sink has none).
+  const DeadLetter* dead_letter() const noexcept { return dead_letter_.get(); }
+  /// Writes tianhe_sink_lag_{bytes,seconds}{sink} and tianhe_sink_writes_total{sink,status},
+  /// the delivery counters, then the writer's own samples.
   void collect(core::PromWriter& w) const;
 
  private:
@@ -121,6 +158,9 @@ class LogConsumer {
   bool read_batch();
   WriteStatus write(bool durable);
   void publish_durable();
+  /// drop_oldest: skips (and counts) what lies beyond the backlog limit.
+  void enforce_backlog();
+  void set_error(const std::string& e);
   /// Sleeps for the back-off (doubling to 5 s); false when stopping.
   bool back_off(int64_t& backoff_ms);
   bool stopping() const;
@@ -140,6 +180,17 @@ class LogConsumer {
   int64_t last_durable_ns_ = 0;
   bool dirty_since_durable_ = false;
   bool open_ = false;
+  bool ever_open_ = false;
+  bool registered_ = false;  ///< the logs know this consumer
+  bool reoffer_ = false;     ///< the last batch was blocked: offer it again before reading on
+  uint64_t jitter_ = 0x9e3779b97f4a7c15ull;  ///< back-off jitter state
+  std::atomic<bool> blocked_{false};
+  std::unique_ptr<DeadLetter> dead_letter_;
+  std::vector<uint64_t> drop_floor_;  ///< per shard: nothing below it is read again
+
+  mutable std::mutex error_mu_;
+  std::string last_error_;
+  int64_t last_error_ns_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -6,14 +6,14 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/metrics_json.h"
-#include "core/trace_context.h"
 #include "runtime/extensions.h"
+#include "sinks/common/delivery_sink.h"
+#include "sinks/common/record.h"
 
 namespace tianhe::sinks::jsonl {
 namespace {
@@ -70,52 +70,10 @@ std::string errno_message(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
-class JsonlSinkInstance final : public runtime::SinkInstance {
- public:
-  explicit JsonlSinkInstance(std::unique_ptr<LogConsumer> consumer)
-      : consumer_(std::move(consumer)) {}
-  void stop() override { consumer_->stop(); }
-  void collect(core::PromWriter& w) const override { consumer_->collect(w); }
-  uint64_t lag_bytes() const override { return consumer_->lag_bytes(); }
-
- private:
-  std::unique_ptr<LogConsumer> consumer_;
-};
-
 }  // namespace
 
 config::ConfigTable config_table() {
   return config::table(kSection, finish);
-}
-
-std::string report_line(const core::Report& r, const pipeline::Registry* registry) {
-  nlohmann::json j;
-  if (registry != nullptr && r.tenant < registry->tenant_count()) {
-    j["tenant"] = registry->tenant_name(r.tenant);
-  } else {
-    j["tenant"] = r.tenant;
-  }
-  j["device_id"] = r.device_id;
-  if (registry != nullptr) {
-    if (const pipeline::DeviceEntry* d = registry->find(r.device_id); d != nullptr) {
-      j["model"] = registry->model(d->model).name();
-    }
-  }
-  j["seq"] = r.seq;
-  j["time_ns"] = r.device_time_ns;
-  j["received_ns"] = r.received_ns;
-  j["protocol"] = std::string(core::protocol_name(r.protocol));
-  if (r.trace.present) {
-    char tp[core::kTraceparentLength];
-    j["traceparent"] = std::string(tp, core::format_traceparent(r.trace, tp));
-  }
-  // The metrics as the store renders them, spliced in as the last member.
-  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  line.pop_back();  // '}'
-  line += ",\"metrics\":";
-  line += core::metrics_json(r.raw_metrics);
-  line += '}';
-  return line;
 }
 
 JsonlWriter::JsonlWriter(std::string path, std::shared_ptr<const pipeline::Registry> registry)
@@ -180,7 +138,7 @@ Result<void> JsonlWriter::save_cursors(std::span<const ShardCursor> cursors) {
 WriteStatus JsonlWriter::write(const Batch& batch, bool durable, std::string& error) {
   buffer_.clear();
   for (const core::Report& r : batch.reports) {
-    buffer_ += report_line(r, registry_.get());
+    append_record_json(buffer_, r, registry_.get());
     buffer_ += '\n';
   }
   size_t done = 0;
@@ -219,18 +177,18 @@ void register_extension(runtime::Extensions& extensions) {
   spec.config = config_table();
   spec.enabled = [](const std::any& c) { return std::any_cast<const JsonlConfig&>(c).enabled; };
   spec.start =
-      [](const std::any& c,
-         const runtime::GatewayContext& gateway) -> Result<std::unique_ptr<runtime::SinkInstance>> {
+      [](const std::any& c, const runtime::GatewayContext& gateway,
+         std::string_view instance) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const auto& cfg = std::any_cast<const JsonlConfig&>(c);
     ConsumerOptions o;
-    o.name = "jsonl";
+    o.name = std::string(instance);
     o.batch_reports = cfg.batch_reports;
     o.commit_interval = cfg.commit_interval;
     auto consumer = LogConsumer::start(std::move(o), gateway.log, gateway.logs,
                                        std::make_unique<JsonlWriter>(cfg.path, gateway.registry));
     if (!consumer) return consumer.error();
     return std::unique_ptr<runtime::SinkInstance>(
-        new JsonlSinkInstance(std::move(consumer.value())));
+        new ConsumerSinkInstance(std::move(consumer.value())));
   };
   extensions.add_sink(std::move(spec));
 }

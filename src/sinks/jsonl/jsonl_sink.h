@@ -33,10 +33,6 @@ struct JsonlConfig {
 /// The `[sinks.jsonl]` table.
 config::ConfigTable config_table();
 
-/// One report as its JSON line (no trailing newline): tenant, device_id, model, seq, time_ns,
-/// received_ns, protocol, metrics (typed) and traceparent when the report had one.
-std::string report_line(const core::Report& r, const pipeline::Registry* registry);
-
 /// The sink's writer on the shared log consumer.
 class JsonlWriter final : public SinkWriter {
  public:

@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "core/record_format.h"
 #include "log/shard_log.h"
+#include "sinks/common/record.h"
 
 namespace tianhe::sinks::jsonl {
 namespace {
@@ -131,11 +132,11 @@ TEST(JsonlLine, CarriesTheTraceparentAndTypedMetrics) {
   core::encode_payload_header(1, payload);
   payload.insert(payload.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
   ASSERT_EQ(core::decode_payload(payload, back), core::RecordStatus::kOk);
-  const auto j = nlohmann::json::parse(report_line(back[0], nullptr));
+  const auto j = nlohmann::json::parse(record_json(back[0], nullptr));
   EXPECT_EQ(j["traceparent"], "00-00000000000000000000000000000001-0000000000000002-01");
   EXPECT_EQ(j["metrics"]["door_open"], true);
   EXPECT_EQ(j["seq"], 3);
-  EXPECT_EQ(j["tenant"], 0);  // no registry: the tenant's index
+  EXPECT_FALSE(j.contains("tenant"));  // no registry: no tenant name to give
 }
 
 TEST(JsonlConfig, DefaultsUnderTheDataDirAndOff) {

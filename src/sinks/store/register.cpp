@@ -47,8 +47,8 @@ void register_extension(runtime::Extensions& extensions) {
   spec.config = config_table();
   spec.enabled = [](const std::any& c) { return std::any_cast<const StoreConfig&>(c).enabled; };
   spec.start =
-      [](const std::any& c,
-         const runtime::GatewayContext& gateway) -> Result<std::unique_ptr<runtime::SinkInstance>> {
+      [](const std::any& c, const runtime::GatewayContext& gateway,
+         std::string_view) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const auto& config = std::any_cast<const StoreConfig&>(c);
     auto sink = StoreSink::start(config, gateway.log, gateway.logs);
     if (!sink) return sink.error();
