@@ -166,6 +166,7 @@ bool LogConsumer::read_batch() {
   pending_.clear();
   arena_.clear();
   metric_offsets_.clear();
+  positions_.clear();
   bool read_any = false;
   const size_t n = shards_.size();
   // Rotate the first shard so that one busy shard cannot starve the others.
@@ -176,6 +177,7 @@ bool LogConsumer::read_batch() {
     const uint64_t limit = sh.log->durable_offset();
     while (pending_.size() < options_.batch_reports) {
       std::span<const uint8_t> payload;
+      const uint64_t record_offset = sh.reader->offset();
       log::ReadStatus st = sh.reader->next(limit, payload);
       if (st == log::ReadStatus::kEnd) break;
       if (st == log::ReadStatus::kCorrupt) {
@@ -205,7 +207,9 @@ bool LogConsumer::read_batch() {
         stats_.malformed_records.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
+      uint32_t index = 0;
       for (const core::Report& r : *batch) {
+        positions_.push_back({sh.index, index++, record_offset});
         pending_.push_back(r);
         metric_offsets_.push_back(arena_.size());
         arena_.insert(arena_.end(), r.raw_metrics.begin(), r.raw_metrics.end());
@@ -227,7 +231,7 @@ WriteStatus LogConsumer::write(bool durable) {
   for (auto& sh : shards_) cursors_.push_back({sh->index, sh->read_offset});
   std::string error;
   const int64_t t0 = core::mono_ns();
-  const WriteStatus st = writer_->write(Batch{pending_, cursors_, dead_letter_.get()}, durable, error);
+  const WriteStatus st = writer_->write(Batch{pending_, cursors_, positions_, dead_letter_.get()}, durable, error);
   stats_.write_latency.observe_ns(core::mono_ns() - t0);
   stats_.writes[static_cast<int>(st)].fetch_add(1, std::memory_order_relaxed);
   blocked_.store(st == WriteStatus::kBlocked, std::memory_order_relaxed);
@@ -348,6 +352,7 @@ void LogConsumer::enforce_backlog() {
   if (!dropped) return;
   // What was read but not written is read again from the new cursors.
   pending_.clear();
+  positions_.clear();
   reoffer_ = false;
   for (auto& sh : shards_) {
     if (!open_) {
@@ -382,6 +387,7 @@ void LogConsumer::run() {
       // At start with the destination away, or after kRetry: reconnect and resume from what
       // the destination committed.
       pending_.clear();
+      positions_.clear();
       reoffer_ = false;
       if (auto r = open(); !r) {
         set_error(r.error().message);

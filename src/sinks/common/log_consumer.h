@@ -37,6 +37,14 @@ struct ShardCursor {
   uint64_t offset = 0;  ///< log offset of the next record to read
 };
 
+/// Where a report sits in the logs: shard, its record's offset, its index in the record. Unique
+/// per copy of a report (a device's retransmission is another copy, at another position).
+struct ReportPosition {
+  uint32_t shard = 0;
+  uint32_t index = 0;
+  uint64_t offset = 0;
+};
+
 /// What a sink says about a batch.
 enum class WriteStatus : uint8_t {
   kAccepted,  ///< written with its cursors: they advance
@@ -54,6 +62,7 @@ std::string_view write_status_name(WriteStatus s) noexcept;
 struct Batch {
   std::span<const core::Report> reports;
   std::span<const ShardCursor> cursors;  ///< every shard, after this batch
+  std::span<const ReportPosition> positions;  ///< of each report (same order as reports)
   /// Where records the destination refuses for good go (null: the sink has none). A writer
   /// that dead-letters calls dead_letter->sync() before it commits the cursors.
   DeadLetter* dead_letter = nullptr;
@@ -175,6 +184,7 @@ class LogConsumer {
   std::vector<core::Report> pending_;   ///< decoded reports of the batch being built
   std::vector<uint8_t> arena_;          ///< their metrics bytes
   std::vector<size_t> metric_offsets_;  ///< where each pending report's metrics start
+  std::vector<ReportPosition> positions_;  ///< each pending report's
   std::vector<ShardCursor> cursors_;
   size_t rr_ = 0;  ///< round-robin start shard
   int64_t last_durable_ns_ = 0;

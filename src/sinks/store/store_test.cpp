@@ -13,7 +13,7 @@
 #include <random>
 #include <thread>
 
-#include "sinks/store/seq_window_table.h"
+#include "sinks/common/seq_window_table.h"
 #include "sinks/store/store_block.h"
 #include "sinks/store/store_test_util.h"
 #include "sinks/store/store_writer.h"

@@ -24,7 +24,7 @@
 #include "core/report.h"
 #include "core/result.h"
 #include "sinks/common/log_consumer.h"
-#include "sinks/store/seq_window_table.h"
+#include "sinks/common/seq_window_table.h"
 #include "sinks/store/sqlite_db.h"
 #include "sinks/store/store_block.h"
 

@@ -1,8 +1,8 @@
-#include "sinks/store/seq_window_table.h"
+#include "sinks/common/seq_window_table.h"
 
 #include <bit>
 
-namespace tianhe::sinks::store {
+namespace tianhe::sinks {
 
 SeqWindowTable::SeqWindowTable(size_t expected_devices) {
   capacity_ = std::bit_ceil(expected_devices * 2 < 16 ? size_t{16} : expected_devices * 2);
@@ -87,4 +87,4 @@ void SeqWindowTable::seed(uint64_t device_id, uint32_t seq, int64_t device_time_
   e.last_time_ns = device_time_ns;
 }
 
-}  // namespace tianhe::sinks::store
+}  // namespace tianhe::sinks

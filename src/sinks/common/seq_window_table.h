@@ -1,4 +1,4 @@
-// Per-device duplicate detection for the store: a 64-entry sliding window of seen sequence
+// Per-device duplicate detection for sinks (the store; sinks whose engine has no unique key): a
 // numbers per device in an open-addressing hash table (32 bytes per device).
 #pragma once
 
@@ -7,7 +7,7 @@
 
 #include "core/hash.h"
 
-namespace tianhe::sinks::store {
+namespace tianhe::sinks {
 
 /// Verdict on one (device, seq) pair.
 enum class SeqVerdict : uint8_t {
@@ -64,4 +64,4 @@ class SeqWindowTable {
   size_t size_ = 0;
 };
 
-}  // namespace tianhe::sinks::store
+}  // namespace tianhe::sinks
