@@ -19,6 +19,7 @@
 #include "control/config_fields.h"
 #include "core/args.h"
 #include "core/clock.h"
+#include "core/http_get.h"
 #include "pipeline/registry.h"
 #include "runtime/extensions.h"
 
@@ -275,6 +276,80 @@ Options:
                 static_cast<unsigned long long>(d.count), d.tenant.c_str(), d.model.c_str());
   }
   std::printf("(%llu devices)\n", static_cast<unsigned long long>(total));
+  return 0;
+}
+
+}  // namespace tianhe::app
+
+namespace tianhe::app {
+
+int cmd_sinks(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::puts(R"(tianhe sinks — the running gateway's sinks: state, lag, deliveries, last error
+
+Asks the gateway's HTTP API (GET /api/v1/sinks) at http.listen of the configuration.
+
+Options:
+  --config FILE   (default ./tianhe.toml, else built-in defaults): where the gateway listens
+  --http HOST:PORT  ask this address instead
+  --json          the API's JSON as it is)");
+    return 0;
+  }
+  auto args = Args::parse(argc, argv, 2, {"json"}, {"config", "http"});
+  if (!args.ok()) return usage_error("sinks", args.error().message);
+  config::Endpoint at;
+  if (args->has("http")) {
+    auto ep = config::parse_endpoint(args->str("http"), "--http");
+    if (!ep.ok()) return usage_error("sinks", ep.error().message);
+    at = *ep;
+  } else {
+    auto cfg = load(*args);
+    if (!cfg.ok()) return usage_error("sinks", cfg.error().message);
+    at = cfg->http.listen;
+  }
+  const std::string host = at.host == "0.0.0.0" ? "127.0.0.1" : at.host;
+  auto reply = core::http_get(host, at.port, "/api/v1/sinks", 5000);
+  if (!reply.ok()) {
+    std::fprintf(stderr,
+                 "tianhe sinks: %s; is the gateway running with the HTTP API on %s:%u? (pass "
+                 "--config or --http)\n",
+                 reply.error().message.c_str(), host.c_str(), at.port);
+    return 1;
+  }
+  if (reply->status != 200) {
+    std::fprintf(stderr, "tianhe sinks: the gateway answered %d: %s\n", reply->status,
+                 reply->body.c_str());
+    return 1;
+  }
+  if (args->has("json")) {
+    std::printf("%s\n", reply->body.c_str());
+    return 0;
+  }
+  const auto j = nlohmann::json::parse(reply->body, nullptr, false);
+  if (j.is_discarded() || !j.contains("sinks")) {
+    std::fprintf(stderr, "tianhe sinks: the answer is not the sinks' JSON\n");
+    return 1;
+  }
+  std::printf("%-20s %-11s %10s %8s %12s %8s %8s %8s  %s\n", "SINK", "STATE", "LAG", "LAG_S",
+              "DELIVERED", "RETRIES", "DEAD", "DROPPED", "LAST ERROR");
+  for (const auto& s : j["sinks"]) {
+    std::string error = s.value("last_error", "");
+    if (error.empty()) {
+      error = "-";
+    } else if (s.contains("last_error_age_seconds")) {
+      error += " (" +
+               std::to_string(static_cast<int64_t>(s["last_error_age_seconds"].get<double>())) +
+               " s ago)";
+    }
+    std::printf("%-20s %-11s %10s %8.1f %12llu %8llu %8llu %8llu  %s\n",
+                s.value("name", "").c_str(), s.value("state", "").c_str(),
+                config::format_bytes_approx(s.value("lag_bytes", uint64_t{0})).c_str(),
+                s.value("lag_seconds", 0.0),
+                static_cast<unsigned long long>(s.value("delivered", uint64_t{0})),
+                static_cast<unsigned long long>(s.value("retries", uint64_t{0})),
+                static_cast<unsigned long long>(s.value("dead_lettered", uint64_t{0})),
+                static_cast<unsigned long long>(s.value("dropped", uint64_t{0})), error.c_str());
+  }
   return 0;
 }
 

@@ -10,6 +10,8 @@ int cmd_serve(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
 int cmd_check_config(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+/// `tianhe sinks`: asks a running gateway for its sinks' state (GET /api/v1/sinks).
+int cmd_sinks(int argc, char** argv);
 /// A command an extension registered (runtime::CommandSpec), with the configuration loader.
 int cmd_extension(const runtime::CommandSpec& command, int argc, char** argv);
 

@@ -74,6 +74,33 @@ std::string Gateway::debug_shards_json() const {
   return Json{{"shards", arr}}.dump(2);
 }
 
+std::string Gateway::sinks_json() const {
+  Json arr = Json::array();
+  const int64_t now = core::wall_ns();
+  for (const auto& v : data_->sink_statuses()) {
+    const runtime::SinkStatus& s = v.status;
+    Json j{{"name", v.name},
+           {"kind", v.kind},
+           {"state", s.state},
+           {"connected", s.connected},
+           {"lag_bytes", s.lag_bytes},
+           {"lag_reports", s.lag_reports},
+           {"lag_seconds", s.lag_seconds},
+           {"delivered", s.delivered},
+           {"retries", s.retries},
+           {"rejected", s.rejected},
+           {"dead_lettered", s.dead_lettered},
+           {"dropped", s.dropped},
+           {"last_error", s.last_error}};
+    if (s.last_error_ns > 0) {
+      j["last_error_age_seconds"] = static_cast<double>(now - s.last_error_ns) / 1e9;
+    }
+    if (!s.dead_letter_path.empty()) j["dead_letter_file"] = s.dead_letter_path;
+    arr.push_back(std::move(j));
+  }
+  return Json{{"sinks", arr}}.dump(2);
+}
+
 Result<void> Gateway::start_http() {
   http_ = std::make_unique<control::HttpServer>();
   if (auto r = data_->add_routes(*http_); !r.ok()) return r.error();
@@ -88,6 +115,9 @@ Result<void> Gateway::start_http() {
   });
   http_->route("GET", "/debug/totals", [this](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", data_->totals().json(), {}};
+  });
+  http_->route("GET", "/api/v1/sinks", [this](const control::HttpRequest&) {
+    return control::HttpResponse{200, "application/json", sinks_json(), {}};
   });
   http_->route("GET", "/debug/shards", [this](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", debug_shards_json(), {}};
@@ -118,6 +148,7 @@ Result<void> Gateway::start_http() {
         "<!doctype html><title>Tianhe</title><h1>Tianhe</h1><ul>"
         "<li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>"
         "<li><a href=\"/api/v1/stats\">/api/v1/stats</a></li>"
+        "<li><a href=\"/api/v1/sinks\">/api/v1/sinks</a> (each sink's state, lag, last error)</li>"
         "<li>/api/v1/devices/{id}, /api/v1/devices/{id}/latest, "
         "/api/v1/devices/{id}/reports?from=&amp;to=&amp;limit=</li>"
         "<li><a href=\"/debug/shards\">/debug/shards</a></li></ul>";

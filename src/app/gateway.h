@@ -51,6 +51,8 @@ class Gateway {
   Result<void> start_http();
   void register_collectors();
   std::string debug_shards_json() const;
+  /// GET /api/v1/sinks: every running sink's state, lag, counts and last error.
+  std::string sinks_json() const;
 
   control::GatewayConfig config_;
   std::unique_ptr<runtime::DataPlane> data_;

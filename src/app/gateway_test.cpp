@@ -27,6 +27,7 @@
 
 #include "control/config.h"
 #include "core/clock.h"
+#include "core/http_get.h"
 #include "protocols/report/report_encoder.h"
 #include "protocols/report/report_simulator.h"
 #include "sinks/store/store.h"
@@ -188,30 +189,11 @@ class GatewayTest : public ::testing::Test {
     return o;
   }
 
-  static std::string http_get(uint16_t port, const std::string& path) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      close(fd);
-      return "";
-    }
-    std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    EXPECT_GT(write(fd, req.data(), req.size()), 0);
-    std::string out;
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    close(fd);
-    return out;
-  }
-  /// The status code and body of a response.
-  static std::pair<int, std::string> split_response(const std::string& r) {
-    const size_t body = r.find("\r\n\r\n");
-    if (r.rfind("HTTP/1.1 ", 0) != 0 || body == std::string::npos) return {0, r};
-    return {std::atoi(r.c_str() + 9), r.substr(body + 4)};
+  /// The status code and body of GET `path` (0 and the error when it failed).
+  static std::pair<int, std::string> get(uint16_t port, const std::string& path) {
+    auto r = core::http_get("127.0.0.1", port, path);
+    if (!r.ok()) return {0, r.error().message};
+    return {r->status, r->body};
   }
 
   static bool wait_for(const std::function<bool()>& cond, double seconds = kWaitSeconds) {
@@ -275,20 +257,19 @@ TEST_F(GatewayTest, AcceptsAcksStoresAndServesReports) {
   for (const auto& [p, n] : stored) EXPECT_EQ(n, 1) << "device " << p.first << " seq " << p.second;
 
   // The HTTP API serves the stored reports and the same counters.
-  auto [status, body] = split_response(http_get((*gw)->http_port(), "/api/v1/devices/1/latest"));
+  auto [status, body] = get((*gw)->http_port(), "/api/v1/devices/1/latest");
   ASSERT_EQ(status, 200) << body;
   const auto latest = nlohmann::json::parse(body);
   EXPECT_EQ(latest["device_id"], 1);
   EXPECT_TRUE(latest["metrics"].contains("temperature")) << body;
-  std::tie(status, body) =
-      split_response(http_get((*gw)->http_port(), "/api/v1/devices/2/reports?from=-1h&limit=5"));
+  std::tie(status, body) = get((*gw)->http_port(), "/api/v1/devices/2/reports?from=-1h&limit=5");
   ASSERT_EQ(status, 200) << body;
   const auto history = nlohmann::json::parse(body);
   EXPECT_EQ(history["device_id"], 2);
   EXPECT_EQ(history["reports"].size(), history["count"].get<size_t>());
   EXPECT_GT(history["count"].get<size_t>(), 0u) << body;
-  EXPECT_EQ(split_response(http_get((*gw)->http_port(), "/api/v1/devices/abc/latest")).first, 400);
-  std::tie(status, body) = split_response(http_get((*gw)->http_port(), "/metrics"));
+  EXPECT_EQ(get((*gw)->http_port(), "/api/v1/devices/abc/latest").first, 400);
+  std::tie(status, body) = get((*gw)->http_port(), "/metrics");
   ASSERT_EQ(status, 200);
   EXPECT_EQ(Metrics(body).value("tianhe_reports_acked_total"),
             m.value("tianhe_reports_acked_total"));

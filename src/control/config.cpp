@@ -390,9 +390,9 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
         return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
       });
       if (!valid) {
-        return error(&v, header,
-                     "an instance name is lower-case letters, digits and '_'; rename [" + header +
-                         "]");
+        return error(
+            &v, header,
+            "an instance name is lower-case letters, digits and '_'; rename [" + header + "]");
       }
       std::any inst = table->make_default();
       if (auto r = apply(*v.as_table(), header, s, table->target(inst)); !r.ok()) {

@@ -9,6 +9,7 @@
 
 #include "control/config_fields.h"
 #include "protocols/report/report_config.h"
+#include "runtime/extensions.h"
 #include "sinks/store/store_config.h"
 
 namespace tianhe::control {
@@ -734,6 +735,76 @@ TEST(ConfigFields, Helpers) {
   EXPECT_EQ(config_fields::format_duration(1'000'000), "1ms");
   EXPECT_EQ(config_fields::format_duration(90'000'000'000), "90s");
   EXPECT_EQ(config_fields::format_duration(0), "0");
+}
+
+// A sink kind with named instances: [sinks.demo] and [sinks.demo.<name>], each a whole table.
+struct DemoSink {
+  bool enabled = false;
+  std::string url = "demo://default";
+};
+constexpr config::Field<DemoSink> kDemoFields[] = {
+    {.key = "enabled",
+     .kind = config::Kind::kBool,
+     .default_text = "false",
+     .doc = "On.",
+     .set = [](DemoSink& d, const config::Parsed& p) { d.enabled = p.b; }},
+    {.key = "url",
+     .kind = config::Kind::kString,
+     .default_text = "\"demo://default\"",
+     .doc = "Where.",
+     .set = [](DemoSink& d, const config::Parsed& p) { d.url = p.s; }},
+};
+constexpr config::Section<DemoSink> kDemoSection = {
+    .header = "sinks.demo", .doc = "A demo sink.", .fields = kDemoFields};
+
+runtime::Extensions demo_extensions() {
+  runtime::Extensions e;
+  runtime::SinkSpec spec;
+  spec.name = "demo";
+  spec.config = config::table(kDemoSection);
+  spec.config.instances = true;
+  spec.enabled = [](const std::any& a) { return std::any_cast<const DemoSink&>(a).enabled; };
+  spec.start = [](const std::any&, const runtime::GatewayContext&,
+                  std::string_view) -> Result<std::unique_ptr<runtime::SinkInstance>> {
+    return make_error("not started in this test");
+  };
+  e.add_sink(std::move(spec));
+  return e;
+}
+
+TEST(ConfigInstances, EachNamedTableIsAWholeInstance) {
+  const runtime::Extensions ext = demo_extensions();
+  auto c = parse_config(R"(
+[sinks.demo]
+enabled = true
+url = "demo://main"
+[sinks.demo.archive]
+enabled = true
+[sinks.demo.spare]
+url = "demo://spare"
+)",
+                        "<test>", ext);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->extension<DemoSink>("sinks.demo")->url, "demo://main");
+  const DemoSink* archive = c->extension<DemoSink>("sinks.demo.archive");
+  ASSERT_NE(archive, nullptr);
+  EXPECT_TRUE(archive->enabled);
+  EXPECT_EQ(archive->url, "demo://default");  // an instance inherits nothing: its own defaults
+  EXPECT_FALSE(c->extension<DemoSink>("sinks.demo.spare")->enabled);
+}
+
+TEST(ConfigInstances, BadNamesAndUnknownKeysInAnInstanceAreErrors) {
+  const runtime::Extensions ext = demo_extensions();
+  auto bad_name = parse_config("[sinks.demo.Archive-1]\nenabled = true\n", "<test>", ext);
+  ASSERT_FALSE(bad_name.ok());
+  EXPECT_NE(bad_name.error().message.find("sinks.demo.Archive-1"), std::string::npos)
+      << bad_name.error().message;
+  auto typo = parse_config("[sinks.demo.archive]\nenabeld = true\n", "<test>", ext);
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message.find("did you mean enabled"), std::string::npos)
+      << typo.error().message;
+  auto nested = parse_config("[sinks.demo.archive.deeper]\nenabled = true\n", "<test>", ext);
+  EXPECT_FALSE(nested.ok());
 }
 
 }  // namespace

@@ -91,13 +91,13 @@ struct SinkStatus {
   uint64_t lag_bytes = 0;
   uint64_t lag_reports = 0;  ///< estimated from the bytes per report read so far
   double lag_seconds = 0;
-  uint64_t delivered = 0;      ///< reports the destination confirmed
-  uint64_t retries = 0;        ///< writes or connects that failed and were retried
-  uint64_t rejected = 0;       ///< reports skipped for good (a batch the sink cannot write)
-  uint64_t dead_lettered = 0;  ///< reports written to the dead-letter file
-  uint64_t dropped = 0;        ///< reports skipped by backlog_policy = "drop_oldest"
-  std::string last_error;      ///< in words; "" when none yet
-  int64_t last_error_ns = 0;   ///< wall clock of last_error
+  uint64_t delivered = 0;        ///< reports the destination confirmed
+  uint64_t retries = 0;          ///< writes or connects that failed and were retried
+  uint64_t rejected = 0;         ///< reports skipped for good (a batch the sink cannot write)
+  uint64_t dead_lettered = 0;    ///< reports written to the dead-letter file
+  uint64_t dropped = 0;          ///< reports skipped by backlog_policy = "drop_oldest"
+  std::string last_error;        ///< in words; "" when none yet
+  int64_t last_error_ns = 0;     ///< wall clock of last_error
   std::string dead_letter_path;  ///< "" when the sink has none
 };
 

@@ -16,7 +16,7 @@
 namespace tianhe::sinks {
 
 struct CursorState {
-  std::vector<uint64_t> shards;          ///< offset per shard (0: from the start)
+  std::vector<uint64_t> shards;            ///< offset per shard (0: from the start)
   std::map<std::string, uint64_t> values;  ///< the sink's own numbers ("posted 77")
 };
 

@@ -49,7 +49,7 @@ Result<void> DeadLetter::sync() {
       return make_error("dead-letter file " + path_ + ": " + std::strerror(errno) +
                         "; check that the data directory is writable");
     }
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd_, &st) == 0) size_ = static_cast<uint64_t>(st.st_size);
   }
   size_t done = 0;

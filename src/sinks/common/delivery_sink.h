@@ -75,9 +75,9 @@ void register_delivery_sink(runtime::Extensions& extensions, std::string_view ki
   spec.name = kind;
   spec.config = std::move(table);
   spec.enabled = [](const std::any& c) { return std::any_cast<const T&>(c).sink.enabled; };
-  spec.start = [make_writer](const std::any& c, const runtime::GatewayContext& gateway,
-                             std::string_view instance)
-      -> Result<std::unique_ptr<runtime::SinkInstance>> {
+  spec.start = [make_writer](
+                   const std::any& c, const runtime::GatewayContext& gateway,
+                   std::string_view instance) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const T& config = std::any_cast<const T&>(c);
     DeliveryContext context{gateway, std::string(instance), "sinks." + std::string(instance)};
     return start_delivery_sink(config.sink, context, make_writer(config, context));

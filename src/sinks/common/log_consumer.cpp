@@ -115,8 +115,8 @@ Result<void> LogConsumer::open() {
   if (!cursors) return cursors.error();
   const int64_t now = core::wall_ns();
   for (auto& sh : shards_) {
-    const uint64_t cursor = std::max(
-        sh->index < cursors->size() ? (*cursors)[sh->index] : 0, drop_floor_[sh->index]);
+    const uint64_t cursor =
+        std::max(sh->index < cursors->size() ? (*cursors)[sh->index] : 0, drop_floor_[sh->index]);
     auto reader = log::LogReader::open(log_config_, sh->index, cursor);
     if (!reader) {
       writer_->close();
@@ -231,7 +231,8 @@ WriteStatus LogConsumer::write(bool durable) {
   for (auto& sh : shards_) cursors_.push_back({sh->index, sh->read_offset});
   std::string error;
   const int64_t t0 = core::mono_ns();
-  const WriteStatus st = writer_->write(Batch{pending_, cursors_, positions_, dead_letter_.get()}, durable, error);
+  const WriteStatus st =
+      writer_->write(Batch{pending_, cursors_, positions_, dead_letter_.get()}, durable, error);
   stats_.write_latency.observe_ns(core::mono_ns() - t0);
   stats_.writes[static_cast<int>(st)].fetch_add(1, std::memory_order_relaxed);
   blocked_.store(st == WriteStatus::kBlocked, std::memory_order_relaxed);
@@ -340,7 +341,8 @@ void LogConsumer::enforce_backlog() {
     const uint64_t to = reader.value()->offset();
     if (to == from) continue;
     stats_.reports_dropped.fetch_add(reports, std::memory_order_relaxed);
-    std::fprintf(stderr, "sink.%s: shard %u: backlog over max_backlog_bytes: dropped the oldest %llu "
+    std::fprintf(stderr,
+                 "sink.%s: shard %u: backlog over max_backlog_bytes: dropped the oldest %llu "
                  "reports (backlog_policy = \"drop_oldest\")\n",
                  options_.name.c_str(), sh->index, static_cast<unsigned long long>(reports));
     drop_floor_[sh->index] = to;
@@ -467,7 +469,8 @@ uint64_t LogConsumer::lag_reports() const {
   const uint64_t lag = lag_bytes();
   if (lag == 0) return 0;
   // Before anything was read: the smallest report record (a header and one report).
-  const double per_report = reports > 0 ? static_cast<double>(bytes) / static_cast<double>(reports) : 64.0;
+  const double per_report =
+      reports > 0 ? static_cast<double>(bytes) / static_cast<double>(reports) : 64.0;
   return static_cast<uint64_t>(static_cast<double>(lag) / per_report);
 }
 
@@ -505,8 +508,8 @@ void LogConsumer::collect(core::PromWriter& w) const {
             static_cast<double>(stats_.open_failures.load(std::memory_order_relaxed)));
   w.gauge("tianhe_sink_connected", "1 while the sink is connected to its destination.", sink,
           stats_.connected.load(std::memory_order_relaxed) ? 1.0 : 0.0);
-  core::write_histogram(w, "tianhe_sink_write_seconds", "Time of one batch write (with its cursors).",
-                        sink, stats_.write_latency);
+  core::write_histogram(w, "tianhe_sink_write_seconds",
+                        "Time of one batch write (with its cursors).", sink, stats_.write_latency);
   if (dead_letter_) {
     w.counter("tianhe_sink_dead_lettered_reports_total",
               "Reports the destination refused for good, written to the dead-letter file.", sink,

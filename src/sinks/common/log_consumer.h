@@ -61,7 +61,7 @@ std::string_view write_status_name(WriteStatus s) noexcept;
 /// the consumer's arena, valid during the write() call only.
 struct Batch {
   std::span<const core::Report> reports;
-  std::span<const ShardCursor> cursors;  ///< every shard, after this batch
+  std::span<const ShardCursor> cursors;       ///< every shard, after this batch
   std::span<const ReportPosition> positions;  ///< of each report (same order as reports)
   /// Where records the destination refuses for good go (null: the sink has none). A writer
   /// that dead-letters calls dead_letter->sync() before it commits the cursors.
@@ -113,7 +113,7 @@ struct ConsumerStats {
   std::atomic<uint64_t> malformed_records{0};  ///< log records that did not decode (skipped)
   std::atomic<uint64_t> corrupt_logs{0};       ///< shards stopped at a corrupt record
   std::atomic<uint64_t> writes[static_cast<int>(WriteStatus::kCount)]{};  ///< by status
-  std::atomic<uint64_t> reports_rejected{0};  ///< in batches the sink rejected
+  std::atomic<uint64_t> reports_rejected{0};   ///< in batches the sink rejected
   std::atomic<uint64_t> reports_delivered{0};  ///< in accepted batches
   std::atomic<uint64_t> reports_dropped{0};    ///< skipped by drop_oldest
   std::atomic<uint64_t> bytes_read{0};         ///< log bytes read (for the lag estimate)
@@ -181,9 +181,9 @@ class LogConsumer {
   ConsumerStats stats_;
 
   core::ReportBatch scratch_;
-  std::vector<core::Report> pending_;   ///< decoded reports of the batch being built
-  std::vector<uint8_t> arena_;          ///< their metrics bytes
-  std::vector<size_t> metric_offsets_;  ///< where each pending report's metrics start
+  std::vector<core::Report> pending_;      ///< decoded reports of the batch being built
+  std::vector<uint8_t> arena_;             ///< their metrics bytes
+  std::vector<size_t> metric_offsets_;     ///< where each pending report's metrics start
   std::vector<ReportPosition> positions_;  ///< each pending report's
   std::vector<ShardCursor> cursors_;
   size_t rr_ = 0;  ///< round-robin start shard

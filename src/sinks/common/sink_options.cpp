@@ -59,10 +59,8 @@ constexpr Field<SinkOptions> kOptionFields[] = {
      .kind = Kind::kDuration,
      .default_text = "\"10s\"",
      .doc = "Connect and per-request timeout.",
-     .set =
-         [](SinkOptions& o, const P& p) {
-           o.timeout = config::to_duration<std::chrono::milliseconds>(p.i);
-         },
+     .set = [](SinkOptions& o,
+               const P& p) { o.timeout = config::to_duration<std::chrono::milliseconds>(p.i); },
      .min = 10 * kMs,
      .max = 600 * kSec,
      .unit_ns = kMs},
@@ -168,7 +166,8 @@ Result<Url> parse_url(std::string_view text, std::span<const std::string_view> s
                       std::string_view key) {
   const std::string k(key);
   std::string expected;
-  for (std::string_view s : schemes) expected += (expected.empty() ? "" : " or ") + std::string(s) + "://";
+  for (std::string_view s : schemes)
+    expected += (expected.empty() ? "" : " or ") + std::string(s) + "://";
   const size_t sep = text.find("://");
   if (sep == std::string_view::npos) {
     return make_error(k + ": \"" + std::string(text) + "\" is not a URL; write it as " + expected +
@@ -215,7 +214,8 @@ Result<Url> parse_url(std::string_view text, std::span<const std::string_view> s
     host = authority.substr(0, colon);
     port = authority.substr(colon + 1);
   }
-  if (host.empty()) return make_error(k + ": the URL has no host; write " + expected + "127.0.0.1:...");
+  if (host.empty())
+    return make_error(k + ": the URL has no host; write " + expected + "127.0.0.1:...");
   u.host = std::string(host);
   if (!port.empty()) {
     uint32_t v = 0;

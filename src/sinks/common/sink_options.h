@@ -24,8 +24,8 @@ enum class BacklogPolicy : uint8_t {
 /// The keys every delivering sink has.
 struct SinkOptions {
   bool enabled = false;
-  std::string url;           ///< in its engine's usual form (mysql://user@host:3306/db)
-  std::string password_env;  ///< name of an environment variable holding the password
+  std::string url;            ///< in its engine's usual form (mysql://user@host:3306/db)
+  std::string password_env;   ///< name of an environment variable holding the password
   std::string password_file;  ///< or a file holding it (one line)
   uint32_t batch_reports = 5000;
   std::chrono::milliseconds commit_interval{50};
@@ -59,7 +59,7 @@ struct Url {
   std::string scheme;
   std::string user;
   std::string password;
-  std::string host;  ///< IPv6 without brackets
+  std::string host;   ///< IPv6 without brackets
   uint16_t port = 0;  ///< 0 when absent
   std::string path;   ///< without the leading '/' ("tianhe"; "" when absent)
   std::string query;  ///< after '?', undecoded

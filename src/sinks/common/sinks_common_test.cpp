@@ -49,7 +49,8 @@ TEST(SinkUrl, ParsesTheUsualForms) {
 TEST(SinkUrl, ErrorsNameTheKeyAndTheFix) {
   auto scheme = parse_url("postgresql://h/db", kMysql, "sinks.mysql.url");
   ASSERT_FALSE(scheme.ok());
-  EXPECT_NE(scheme.error().message.find("sinks.mysql.url: scheme \"postgresql\""), std::string::npos);
+  EXPECT_NE(scheme.error().message.find("sinks.mysql.url: scheme \"postgresql\""),
+            std::string::npos);
   EXPECT_NE(scheme.error().message.find("mysql://"), std::string::npos);
   EXPECT_FALSE(parse_url("127.0.0.1:3306", kMysql, "k").ok());
   EXPECT_FALSE(parse_url("mysql://h:99999/db", kMysql, "k").ok());

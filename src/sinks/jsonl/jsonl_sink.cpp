@@ -176,9 +176,8 @@ void register_extension(runtime::Extensions& extensions) {
   spec.name = "jsonl";
   spec.config = config_table();
   spec.enabled = [](const std::any& c) { return std::any_cast<const JsonlConfig&>(c).enabled; };
-  spec.start =
-      [](const std::any& c, const runtime::GatewayContext& gateway,
-         std::string_view instance) -> Result<std::unique_ptr<runtime::SinkInstance>> {
+  spec.start = [](const std::any& c, const runtime::GatewayContext& gateway,
+                  std::string_view instance) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const auto& cfg = std::any_cast<const JsonlConfig&>(c);
     ConsumerOptions o;
     o.name = std::string(instance);

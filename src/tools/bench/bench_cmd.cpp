@@ -28,6 +28,7 @@
 
 #include "core/args.h"
 #include "core/clock.h"
+#include "core/http_get.h"
 #include "protocols/report/report_simulator.h"
 #include "runtime/extensions.h"
 #include "runtime/totals.h"
@@ -106,27 +107,8 @@ Result<std::vector<uint32_t>> wait_ready(const std::string& path, pid_t pid, dou
 }
 
 std::string http_get(uint16_t port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  if (write(fd, req.data(), req.size()) < 0) {
-    close(fd);
-    return "";
-  }
-  std::string out;
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  auto body = out.find("\r\n\r\n");
-  return body == std::string::npos ? "" : out.substr(body + 4);
+  auto r = core::http_get("127.0.0.1", port, path);
+  return r.ok() && r->status == 200 ? r->body : "";
 }
 
 uint64_t rss_bytes(pid_t pid) {
