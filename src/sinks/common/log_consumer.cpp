@@ -62,6 +62,7 @@ LogConsumer::LogConsumer(ConsumerOptions options, const log::LogConfig& log_conf
     dead_letter_ = std::make_unique<DeadLetter>(options_.dead_letter_dir, options_.name);
   }
   drop_floor_.assign(logs.size(), 0);
+  drop_from_.assign(logs.size(), UINT64_MAX);
   for (uint32_t i = 0; i < logs.size(); ++i) {
     auto s = std::make_unique<Shard>();
     s->log = logs[i];
@@ -115,8 +116,18 @@ Result<void> LogConsumer::open() {
   if (!cursors) return cursors.error();
   const int64_t now = core::wall_ns();
   for (auto& sh : shards_) {
-    const uint64_t cursor =
-        std::max(sh->index < cursors->size() ? (*cursors)[sh->index] : 0, drop_floor_[sh->index]);
+    const uint64_t confirmed = sh->index < cursors->size() ? (*cursors)[sh->index] : 0;
+    if (uint64_t& from = drop_from_[sh->index]; from != UINT64_MAX) {
+      // Dropped from `from` on, but the destination got to `confirmed` (a write that timed out
+      // here landed there): what it holds of the dropped range was delivered, not dropped.
+      if (confirmed > from) {
+        const uint64_t both =
+            count_reports(sh->index, from, std::min(confirmed, drop_floor_[sh->index]));
+        stats_.reports_dropped.fetch_sub(std::min(both, stats_.reports_dropped.load()));
+      }
+      from = UINT64_MAX;
+    }
+    const uint64_t cursor = std::max(confirmed, drop_floor_[sh->index]);
     auto reader = log::LogReader::open(log_config_, sh->index, cursor);
     if (!reader) {
       writer_->close();
@@ -229,6 +240,8 @@ bool LogConsumer::read_batch() {
 WriteStatus LogConsumer::write(bool durable) {
   cursors_.clear();
   for (auto& sh : shards_) cursors_.push_back({sh->index, sh->read_offset});
+  // What a write may land lies past the cursors now: a drop from here on starts a new range.
+  std::fill(drop_from_.begin(), drop_from_.end(), UINT64_MAX);
   std::string error;
   const int64_t t0 = core::mono_ns();
   const WriteStatus st =
@@ -317,6 +330,19 @@ std::string LogConsumer::state() const {
              : "retrying";
 }
 
+uint64_t LogConsumer::count_reports(uint32_t shard, uint64_t from, uint64_t to) {
+  if (to <= from) return 0;
+  auto reader = log::LogReader::open(log_config_, shard, from);
+  if (!reader) return 0;
+  uint64_t reports = 0;
+  while (reader.value()->offset() < to) {
+    std::span<const uint8_t> payload;
+    if (reader.value()->next(to, payload) != log::ReadStatus::kRecord) break;
+    reports += record_report_count(payload);
+  }
+  return reports;
+}
+
 void LogConsumer::enforce_backlog() {
   if (!options_.drop_oldest || options_.max_backlog_bytes == 0 || shards_.empty()) return;
   const uint64_t limit = std::max<uint64_t>(1, options_.max_backlog_bytes / shards_.size());
@@ -340,6 +366,7 @@ void LogConsumer::enforce_backlog() {
     }
     const uint64_t to = reader.value()->offset();
     if (to == from) continue;
+    if (drop_from_[sh->index] == UINT64_MAX) drop_from_[sh->index] = from;
     stats_.reports_dropped.fetch_add(reports, std::memory_order_relaxed);
     std::fprintf(stderr,
                  "sink.%s: shard %u: backlog over max_backlog_bytes: dropped the oldest %llu "

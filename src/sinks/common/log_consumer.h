@@ -197,6 +197,12 @@ class LogConsumer {
   std::atomic<bool> blocked_{false};
   std::unique_ptr<DeadLetter> dead_letter_;
   std::vector<uint64_t> drop_floor_;  ///< per shard: nothing below it is read again
+  /// Per shard: where dropping started since the last write attempt (UINT64_MAX: no drop
+  /// since). That write may have timed out here and landed there; open() then un-counts what
+  /// the destination holds of the range dropped after it, so the count stays exact.
+  std::vector<uint64_t> drop_from_;
+  /// Reports in [from, to) of shard `shard`'s log (reads the records' headers).
+  uint64_t count_reports(uint32_t shard, uint64_t from, uint64_t to);
 
   mutable std::mutex error_mu_;
   std::string last_error_;

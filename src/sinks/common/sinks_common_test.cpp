@@ -195,6 +195,7 @@ TEST(DeadLetterFile, OneLineWithTheReasonPerRecord) {
 struct Memory {
   std::mutex mu;
   bool up = true;
+  bool lose_next_ack = false;  ///< the next write lands, but the sink hears a timeout
   std::vector<uint32_t> seqs;
   uint64_t cursor = 0;
   int opens = 0;
@@ -217,6 +218,12 @@ class MemoryWriter final : public SinkWriter {
     }
     for (const core::Report& r : b.reports) m_->seqs.push_back(r.seq);
     m_->cursor = b.cursors[0].offset;
+    if (m_->lose_next_ack && !b.reports.empty()) {
+      m_->lose_next_ack = false;
+      m_->up = false;  // and the server goes away before the answer reaches the sink
+      error = "timed out";
+      return WriteStatus::kRetry;
+    }
     return WriteStatus::kAccepted;
   }
 
@@ -346,6 +353,30 @@ TEST_F(ConsumerTest, DropOldestSkipsAndCountsExactly) {
   std::set<uint32_t> unique(mem_.seqs.begin(), mem_.seqs.end());
   EXPECT_EQ(unique.size(), mem_.seqs.size());
   EXPECT_EQ(*unique.rbegin(), appended);  // the newest were kept
+}
+
+TEST_F(ConsumerTest, DropOldestStaysExactWhenAWriteThatTimedOutLanded) {
+  ConsumerOptions o;
+  o.max_backlog_bytes = 4096;
+  o.drop_oldest = true;
+  start(o);
+  wait([&] { return consumer_->state() == "connected"; });
+  {
+    std::lock_guard lock(mem_.mu);
+    mem_.lose_next_ack = true;
+  }
+  uint32_t appended = 0;
+  for (uint32_t i = 0; i < 100; ++i) {
+    ASSERT_EQ(append(1 + i * 10, 10), log::AppendStatus::kOk);
+    appended += 10;
+  }
+  wait([&] { return consumer_->lag_bytes() <= 4096 && consumer_->stats().reports_dropped > 0; });
+  set_up(true);
+  wait([&] { return consumer_->caught_up(); });
+  std::lock_guard lock(mem_.mu);
+  std::set<uint32_t> unique(mem_.seqs.begin(), mem_.seqs.end());
+  EXPECT_EQ(unique.size(), mem_.seqs.size());
+  EXPECT_EQ(mem_.seqs.size() + consumer_->stats().reports_dropped.load(), appended);
 }
 
 }  // namespace

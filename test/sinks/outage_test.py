@@ -1,0 +1,119 @@
+"""Outages, for every sink compiled in and each against its real server (test/sinks/<kind>_server.py),
+all in one gateway with the store, under steady acknowledged load:
+
+1. every server refuses connections when the gateway starts (none is running yet): the gateway
+   starts anyway, and each sink catches up once its server comes;
+2. each server in turn is SIGSTOPped for 10 s, while the other sinks' lag stays under 1 s;
+3. each server in turn is killed (SIGKILL) and restarted.
+
+Afterwards every acknowledged report is in every engine exactly once (the webhook: at least once).
+Usage: outage_test.py TIANHE_BINARY [KIND ...]"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import sinks_lib
+from harness import BIN, Checks, Gateway, reserved_port, tmpdir, wait_for, write_config
+
+AT_LEAST_ONCE = {"webhook"}
+STOP_SECONDS = 10
+DEVICES = 200
+RATE = 1000
+
+c = Checks()
+kinds = sinks_lib.adapters(set(sys.argv[2:]) or None)
+if not kinds:
+    print("no sink with a server adapter is compiled in: nothing to test")
+    c.finish()
+print("sinks:", ", ".join(kinds))
+work = tmpdir("outage")
+servers = {k: m.Server(os.path.join(work, k)) for k, m in kinds.items()}
+for k, s in servers.items():
+    os.makedirs(os.path.join(work, k), exist_ok=True)
+extra = "\n".join(s.sink_toml(extra='timeout = "2s"') for s in servers.values())
+port = reserved_port(udp=True)
+cfg = os.path.join(work, "tianhe.toml")
+write_config(cfg, os.path.join(work, "data"), devices=DEVICES, report_port=port, extra=extra)
+acked_file = os.path.join(work, "acked.txt")
+gw = None
+sim = None
+try:
+    # 1. No server is up: the gateway starts and says which sinks wait.
+    gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
+    state = sinks_lib.sinks_state(gw)
+    c.check(all(state[k]["state"] in ("connecting", "retrying") for k in kinds),
+            "with every server down the gateway starts; the sinks wait: " +
+            ", ".join(f"{k}={state[k]['state']}" for k in kinds))
+    c.check(all(state[k]["last_error"] for k in kinds),
+            "each waiting sink says why in words (" +
+            "; ".join(f"{k}: {state[k]['last_error'][:60]}" for k in kinds) + ")")
+    sim = subprocess.Popen([BIN, "simulate", "--target", f"127.0.0.1:{port}", "--devices",
+                            str(DEVICES), "--rate", str(RATE), "--duration", "600", "--ack",
+                            "--acked-out", acked_file, "--drain", "5", "--quiet", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)
+    for k, s in servers.items():
+        s.start()
+    wait_for(lambda: all(sinks_lib.sinks_state(gw)[k]["state"] == "connected" for k in kinds), 60,
+             "every sink to connect once its server is up")
+    wait_for(lambda: all(sinks_lib.sinks_state(gw)[k]["lag_seconds"] < 1 for k in kinds), 120,
+             "every sink to catch up with what arrived while its server was down")
+    c.check(True, "every sink connected and caught up after its server came up")
+
+    # 2. Each server stopped for 10 s: the others keep up.
+    for k, s in servers.items():
+        os.kill(s.pid, signal.SIGSTOP)
+        worst = {}
+        end = time.time() + STOP_SECONDS
+        while time.time() < end:
+            for name, st in sinks_lib.sinks_state(gw).items():
+                if name != k:
+                    worst[name] = max(worst.get(name, 0), st["lag_seconds"])
+            time.sleep(0.25)
+        behind = sinks_lib.sinks_state(gw)[k]
+        os.kill(s.pid, signal.SIGCONT)
+        c.check(behind["lag_bytes"] > 0, f"{k} stopped {STOP_SECONDS} s: it fell behind "
+                                         f"({behind['lag_bytes']} bytes, {behind['state']})")
+        c.check(all(v < 1.0 for v in worst.values()),
+                f"{k} stopped: the other sinks' lag stayed under 1 s (worst: " +
+                ", ".join(f"{n} {v:.2f} s" for n, v in worst.items()) + ")")
+        wait_for(lambda: sinks_lib.sinks_state(gw)[k]["lag_seconds"] < 1, 120,
+                 f"{k} to catch up after SIGCONT")
+
+    # 3. Each server killed and restarted.
+    for k, s in servers.items():
+        s.kill()
+        time.sleep(2)
+        s.start()
+        wait_for(lambda: sinks_lib.sinks_state(gw)[k]["state"] == "connected", 60,
+                 f"{k} to reconnect after its server was killed and restarted")
+        wait_for(lambda: sinks_lib.sinks_state(gw)[k]["lag_seconds"] < 1, 120,
+                 f"{k} to catch up after its server's restart")
+        c.check(True, f"{k}: reconnected and caught up after SIGKILL and restart of its server")
+
+    os.kill(sim.pid, signal.SIGTERM)
+    out, _ = sim.communicate(timeout=120)
+    sim = None
+    wait_for(lambda: all(s["lag_bytes"] == 0 for s in sinks_lib.sinks_state(gw).values()), 120,
+             "every sink to deliver everything")
+    c.check(gw.stop() == 0, "the gateway stops cleanly")
+    gw = None
+    acked = sinks_lib.read_acked(acked_file)
+    c.check(len(acked) > 1000, f"the fleet got acks throughout ({len(acked)})")
+    for k, s in servers.items():
+        sinks_lib.exactly_once(c, k, acked, s.delivered(), at_least_once=k in AT_LEAST_ONCE)
+finally:
+    if sim is not None and sim.poll() is None:
+        sim.kill()
+    if gw is not None:
+        gw.stop()
+    for s in servers.values():
+        try:
+            if getattr(s, "pid", None):
+                os.kill(s.pid, signal.SIGCONT)
+        except Exception:
+            pass
+        s.stop()
+c.finish()

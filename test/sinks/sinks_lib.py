@@ -1,0 +1,63 @@
+"""What the sinks' tests share: the sinks compiled into the gateway, their server adapters
+(test/sinks/<kind>_server.py), the running sinks' state from GET /api/v1/sinks, and the check that
+an engine holds every acknowledged report exactly once."""
+import collections
+import importlib
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import harness  # noqa: E402
+
+
+def compiled_sinks():
+    """The sink kinds the gateway binary has (its config reference lists their tables)."""
+    out = subprocess.run([harness.BIN, "check-config", "--reference"], capture_output=True,
+                         text=True, check=True).stdout
+    kinds = set()
+    for line in out.splitlines():
+        if line.startswith("## `[sinks.") and line.endswith("]`"):
+            kinds.add(line[len("## `[sinks."):-2])
+    return kinds
+
+
+def adapters(wanted=None):
+    """{kind: module} of every test/sinks/<kind>_server.py whose sink is compiled in."""
+    have = compiled_sinks()
+    out = {}
+    for name in sorted(os.listdir(HERE)):
+        if not name.endswith("_server.py"):
+            continue
+        kind = name[:-len("_server.py")]
+        if kind in have and (wanted is None or kind in wanted):
+            out[kind] = importlib.import_module(name[:-3])
+    return out
+
+
+def sinks_state(gw):
+    """{name: the sink's entry of GET /api/v1/sinks}."""
+    import json
+    return {s["name"]: s for s in json.loads(gw.get("/api/v1/sinks"))["sinks"]}
+
+
+def read_acked(path):
+    return [tuple(map(int, line.split())) for line in open(path)]
+
+
+def exactly_once(c, what, acked, delivered, at_least_once=False):
+    """Checks that `delivered` ((device, seq) per copy) holds every acked pair, and each once
+    (or, at least once, reports the duplicates). Returns the number of duplicate copies."""
+    held = collections.Counter(delivered)
+    missing = [p for p in acked if p not in held]
+    dups = sum(n - 1 for n in held.values() if n > 1)
+    c.check(not missing, f"{what}: every acknowledged report delivered "
+                         f"({len(missing)} missing of {len(acked)}; first: {missing[:5]})")
+    if at_least_once:
+        print(f"     {what}: {dups} duplicate copies (at least once)")
+    else:
+        c.check(dups == 0, f"{what}: none twice ({dups} duplicate copies among {len(held)}; "
+                           f"first: {[p for p, n in held.items() if n > 1][:5]})")
+    return dups
