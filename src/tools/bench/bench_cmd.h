@@ -3,10 +3,15 @@
 // commands by this folder's line in src/extensions.cmake (it needs protocols/report).
 #pragma once
 
+#include "runtime/extensions.h"
+
 namespace tianhe::tools::bench {
 
 /// `tianhe bench` (argv[1] is "bench"); returns the exit status.
-int cmd_bench(int argc, char** argv);
+int cmd_bench(int argc, char** argv, const runtime::CommandContext& context);
+/// `tianhe bench --sinks` (sinks_bench.cpp): each sink's delivery rate next to its engine's
+/// ceiling, and ingest with every sink on next to the store alone.
+int cmd_bench_sinks(int argc, char** argv, const runtime::CommandContext& context);
 /// `tianhe bench-receiver`: a bare recvmmsg receiver that discards.
 int cmd_bench_receiver(int argc, char** argv);
 

@@ -1,0 +1,154 @@
+#include "tools/bench/bench_gateway.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/http_get.h"
+
+namespace tianhe::tools::bench {
+
+namespace fs = std::filesystem;
+using protocols::report::SimulatorOptions;
+
+void Child::terminate() {
+  if (pid > 0) {
+    kill(pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 300; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    pid = -1;
+  }
+}
+
+Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid < 0) return make_error("cannot start '" + args.at(1) + "': fork: " + errno_text(errno));
+  if (pid == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+/// Waits for a "ready file" holding the ports a child bound.
+Result<std::vector<uint32_t>> wait_ready(const std::string& path, pid_t pid, double timeout_s) {
+  const int64_t deadline = core::mono_ns() + static_cast<int64_t>(timeout_s * 1e9);
+  while (core::mono_ns() < deadline) {
+    std::ifstream in(path);
+    std::vector<uint32_t> ports;
+    uint32_t p = 0;
+    while (in >> p) ports.push_back(p);
+    if (!ports.empty()) return ports;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return make_error("the child process exited before writing " + path);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return make_error("timed out waiting for " + path);
+}
+
+std::string http_get(uint16_t port, const std::string& path) {
+  auto r = core::http_get("127.0.0.1", port, path);
+  return r.ok() && r->status == 200 ? r->body : "";
+}
+
+/// The gateway's running totals (GET /debug/totals), typed; empty totals (and a message) when
+/// it cannot be read.
+runtime::Totals totals_of(uint16_t http_port) {
+  auto t = runtime::Totals::parse(http_get(http_port, "/debug/totals"));
+  if (t.ok()) return *t;
+  std::fprintf(stderr, "tianhe bench: GET /debug/totals: %s\n", t.error().message.c_str());
+  return {};
+}
+
+std::string bench_config(const std::string& dir, uint64_t devices, uint32_t shards,
+                         const std::string& durability, const std::string& extra_toml) {
+  std::ostringstream c;
+  c << "[gateway]\ndata_dir = \"" << dir << "\"\nshards = " << shards << "\n"
+    << "[log]\ndurability = \"" << durability << "\"\n"
+    << "[protocols.report]\nlisten = \"127.0.0.1:0\"\n"
+    << "[http]\nlisten = \"127.0.0.1:0\"\n"
+    << "[sinks.store]\nenabled = true\n"
+    << extra_toml << "\n"
+    << "[registry]\nunknown_devices = \"reject\"\n"
+    << "[[models]]\nname = \"env_sensor\"\n"
+    << "[[models.metrics]]\nname = \"temperature\"\ntype = \"double\"\nmin = -40\nmax = 85\n"
+    << "required = true\n"
+    << "[[models.metrics]]\nname = \"humidity\"\ntype = \"double\"\nmin = 0\nmax = 100\n"
+    << "[[models.metrics]]\nname = \"pressure\"\ntype = \"double\"\nmin = 300\nmax = 1100\n"
+    << "[[models.metrics]]\nname = \"battery_mv\"\ntype = \"int64\"\nmin = 0\nmax = 5000\n"
+    << "[[models.metrics]]\nname = \"door_open\"\ntype = \"bool\"\n"
+    << "[[devices]]\nid = 1\ncount = " << devices
+    << "\ntenant = \"bench\"\nmodel = \"env_sensor\"\n";
+  return c.str();
+}
+
+Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& name,
+                           uint64_t devices, uint32_t shards, const std::string& durability,
+                           const std::string& extra_toml) {
+  const std::string dir = work + "/" + name;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("cannot create " + dir + ": " + ec.message());
+  const std::string cfg = dir + "/tianhe.toml";
+  std::ofstream out(cfg);
+  out << bench_config(dir + "/data", devices, shards, durability, extra_toml);
+  out.close();
+  if (!out) return make_error("cannot write " + cfg);
+  const std::string ready = dir + "/ready";
+  auto pid = spawn({"tianhe", "serve", "--config", cfg, "--ready-file", ready}, dir + "/serve.log");
+  if (!pid.ok()) return pid.error();
+  gw.child.pid = *pid;
+  auto ports = wait_ready(ready, *pid, 60);
+  if (!ports.ok() || ports->size() < 2) {
+    return make_error(
+        "the gateway did not start (" +
+        (ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message) +
+        "): see " + dir + "/serve.log");
+  }
+  gw.report_port = static_cast<uint16_t>((*ports)[0]);
+  gw.http_port = static_cast<uint16_t>((*ports)[1]);
+  return {};
+}
+
+SimulatorOptions sim(uint16_t port, uint64_t devices, double rate, double duration, uint32_t batch,
+                     bool ack) {
+  SimulatorOptions o;
+  o.port = port;
+  o.devices = devices;
+  o.rate = rate;
+  o.duration_s = duration;
+  o.batch = batch;
+  o.ack = ack;
+  o.progress = false;
+  o.drain_s = 1;
+  return o;
+}
+
+}  // namespace tianhe::tools::bench

@@ -1,0 +1,55 @@
+// What `tianhe bench`'s phases share: gateways and helpers started as child processes of this
+// executable (by PID only), their ready files and HTTP API, the benchmark's configuration.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "protocols/report/report_simulator.h"
+#include "runtime/totals.h"
+
+namespace tianhe::tools::bench {
+
+/// A child process we started; terminated by its PID only.
+struct Child {
+  pid_t pid = -1;
+  /// SIGTERM, then SIGKILL after 6 s; waits.
+  void terminate();
+  ~Child() { terminate(); }
+};
+
+/// Starts this executable with `args` (args[0] is a name), stdout and stderr to `log_path`.
+Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path);
+/// Waits for a "ready file" holding the ports a child bound.
+Result<std::vector<uint32_t>> wait_ready(const std::string& path, pid_t pid, double timeout_s);
+/// GET `path` from the gateway's HTTP port on loopback: the body of a 200, else "".
+std::string http_get(uint16_t port, const std::string& path);
+/// The gateway's running totals (GET /debug/totals), typed; empty totals (and a message) when
+/// it cannot be read.
+runtime::Totals totals_of(uint16_t http_port);
+/// The benchmark gateway's configuration: `devices` env_sensor devices, the store on, and
+/// `extra_toml` (more tables: sinks) appended.
+std::string bench_config(const std::string& dir, uint64_t devices, uint32_t shards,
+                         const std::string& durability = "batch",
+                         const std::string& extra_toml = "");
+
+struct Gw {
+  Child child;
+  uint16_t report_port = 0;
+  uint16_t http_port = 0;
+};
+
+/// Starts a gateway in work/name with bench_config(); fills `gw` with its PID and ports.
+Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& name,
+                           uint64_t devices, uint32_t shards,
+                           const std::string& durability = "batch",
+                           const std::string& extra_toml = "");
+/// Simulator options for a phase (no progress lines, 1 s drain).
+protocols::report::SimulatorOptions sim(uint16_t port, uint64_t devices, double rate,
+                                        double duration, uint32_t batch, bool ack);
+
+}  // namespace tianhe::tools::bench
