@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= examples/tianhe.toml
 DEPS_STAMP := build/.deps-installed
 
-.PHONY: run test bench bench-store deps build-release build-dev build-tsan tsan fuzz format format-check tidy clean
+.PHONY: run test bench bench-sinks bench-store deps build-release build-dev build-tsan tsan fuzz format format-check tidy clean
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	@bash scripts/install-deps.sh
@@ -45,6 +45,12 @@ tsan: build-tsan
 ## make bench: end-to-end benchmarks (prints a table and JSON)
 bench: build-release
 	@bash bench/run.sh
+
+## make bench-sinks: every sink against its real engine on loopback (MariaDB, PostgreSQL, Redis,
+## NATS, a webhook receiver): delivery rate next to the engine's own ceiling, ingest with every
+## sink on next to the store alone, catch-up after a 60 s outage; ~10 min
+bench-sinks: build-release
+	@/usr/bin/python3 bench/sinks_bench.py build/release/src/app/tianhe $(BENCH_SINKS_ARGS)
 
 ## make bench-store: the embedded store at 500,000 devices and 100M reports (ingest, merges,
 ## every query, warm and with a dropped page cache); ~1.5 min, ~1.5 GB under /tmp, removed after

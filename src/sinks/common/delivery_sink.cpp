@@ -12,24 +12,28 @@ void ConsumerSinkInstance::add_totals(runtime::Totals& t) const {
 }
 
 runtime::SinkStatus ConsumerSinkInstance::status() const {
+  return consumer_status(*consumer_);
+}
+
+runtime::SinkStatus consumer_status(const LogConsumer& consumer) {
   runtime::SinkStatus s;
-  const ConsumerStats& st = consumer_->stats();
-  s.state = consumer_->state();
+  const ConsumerStats& st = consumer.stats();
+  s.state = consumer.state();
   s.connected = st.connected.load(std::memory_order_relaxed);
-  s.lag_bytes = consumer_->lag_bytes();
-  s.lag_reports = consumer_->lag_reports();
-  s.lag_seconds = consumer_->lag_seconds();
+  s.lag_bytes = consumer.lag_bytes();
+  s.lag_reports = consumer.lag_reports();
+  s.lag_seconds = consumer.lag_seconds();
   s.delivered = st.reports_delivered.load(std::memory_order_relaxed);
   s.retries = st.writes[static_cast<int>(WriteStatus::kRetry)].load(std::memory_order_relaxed) +
               st.writes[static_cast<int>(WriteStatus::kBlocked)].load(std::memory_order_relaxed) +
               st.open_failures.load(std::memory_order_relaxed);
   s.rejected = st.reports_rejected.load(std::memory_order_relaxed);
   s.dropped = st.reports_dropped.load(std::memory_order_relaxed);
-  if (const DeadLetter* d = consumer_->dead_letter(); d != nullptr) {
+  if (const DeadLetter* d = consumer.dead_letter(); d != nullptr) {
     s.dead_lettered = d->records();
     s.dead_letter_path = d->path();
   }
-  std::tie(s.last_error, s.last_error_ns) = consumer_->last_error();
+  std::tie(s.last_error, s.last_error_ns) = consumer.last_error();
   return s;
 }
 

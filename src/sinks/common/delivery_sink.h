@@ -24,6 +24,9 @@ struct DeliveryContext {
   std::string header;    ///< "sinks.mysql.archive": names keys in errors
 };
 
+/// The state of a sink on `consumer` (for SinkInstance::status()).
+runtime::SinkStatus consumer_status(const LogConsumer& consumer);
+
 /// A running sink on a LogConsumer: its status from the consumer.
 class ConsumerSinkInstance : public runtime::SinkInstance {
  public:

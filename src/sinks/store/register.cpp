@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "runtime/extensions.h"
+#include "sinks/common/delivery_sink.h"
 #include "sinks/store/store_api.h"
 #include "sinks/store/store_config.h"
 #include "sinks/store/store_query.h"
@@ -18,6 +19,7 @@ class StoreSinkInstance final : public runtime::SinkInstance {
   void stop() override { sink_->stop(); }
   void collect(core::PromWriter& w) const override { sink_->collect(w); }
   uint64_t lag_bytes() const override { return sink_->lag_bytes(); }
+  runtime::SinkStatus status() const override { return consumer_status(sink_->consumer()); }
   void add_totals(runtime::Totals& t) const override {
     t.sink_lag_bytes += sink_->lag_bytes();
     t.sink_lag_seconds = std::max(t.sink_lag_seconds, sink_->lag_seconds());

@@ -55,6 +55,7 @@ class StoreSink {
   bool caught_up() const { return consumer_->caught_up(); }
   const StoreSinkStats& stats() const noexcept { return *stats_; }
   const ConsumerStats& consumer_stats() const noexcept { return consumer_->stats(); }
+  const LogConsumer& consumer() const noexcept { return *consumer_; }
   /// Writes tianhe_sink_store_* and the consumer's tianhe_sink_* samples.
   void collect(core::PromWriter& w) const;
 
