@@ -27,7 +27,11 @@ std::string status_text(natsStatus s) {
   std::string out = natsStatus_GetText(s);
   natsStatus last = NATS_OK;
   if (const char* detail = nats_GetLastError(&last); detail != nullptr && *detail != '\0') {
-    if (out != detail) out += std::string(" (") + detail + ")";
+    std::string_view d(detail);
+    if (const size_t at = d.find("): "); d.front() == '(' && at != std::string_view::npos) {
+      d.remove_prefix(at + 3);  // "(conn.c:2088): " is where, not why
+    }
+    if (d != out) out += " (" + std::string(d) + ")";
   }
   return out;
 }
