@@ -96,8 +96,11 @@ Result<NatsServers> parse_servers(const SinkOptions& options, std::string_view h
     auto u = parse_url(one, kSchemes, key);
     if (!u) return u.error();
     if (!u->path.empty() || !u->query.empty()) {
-      return make_error(key + ": \"" + one + "\" has a path or query; NATS takes only " +
-                        "nats://[user@]host:port");
+      std::string e = key;
+      e += ": \"";
+      e += one;
+      e += "\" has a path or query; NATS takes only nats://[user@]host:port";
+      return make_error(e);
     }
     if (!u->user.empty() || !u->password.empty()) {
       if (!url_user.empty() && (u->user != url_user || u->password != url_password)) {

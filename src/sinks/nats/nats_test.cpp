@@ -4,6 +4,7 @@
 // test/sinks/nats_test.py.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -320,6 +321,22 @@ TEST(NatsWriterOpen, AServerThatIsDownIsAnErrorInWords) {
             std::string::npos)
       << opened.error().message;
   EXPECT_NE(opened.error().message.find("nats-server"), std::string::npos);
+}
+
+// Against a real server only when TIANHE_NATS_TEST_URL names one (test/sinks/nats_test.py
+// covers the writer through the gateway; this covers the ceiling, which has no caller there).
+TEST(NatsCeiling, PublishesToAScratchStreamAndRemovesIt) {
+  const char* url = std::getenv("TIANHE_NATS_TEST_URL");
+  if (url == nullptr) GTEST_SKIP() << "set TIANHE_NATS_TEST_URL=nats://127.0.0.1:<port>";
+  runtime::GatewayContext gateway;
+  gateway.registry = registry();
+  NatsConfig c;
+  c.sink.url = url;
+  c.sink.batch_reports = 1000;
+  auto rate = ceiling(c, gateway, 20000);
+  ASSERT_TRUE(rate.ok()) << rate.error().message;
+  EXPECT_GT(*rate, 0);
+  std::printf("ceiling: %.0f messages/s\n", *rate);
 }
 
 }  // namespace

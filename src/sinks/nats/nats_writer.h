@@ -7,6 +7,8 @@
 // thread, which touches only the mutex-guarded AckState.
 #pragma once
 
+#include <nats/nats.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -22,9 +24,6 @@
 #include "sinks/common/delivery_sink.h"
 #include "sinks/common/log_consumer.h"
 #include "sinks/nats/nats_config.h"
-
-struct __natsConnection;
-struct __jsCtx;
 
 namespace tianhe::sinks::nats {
 
@@ -82,8 +81,8 @@ class NatsWriter final : public SinkWriter {
   std::string header_;
   std::shared_ptr<const pipeline::Registry> registry_;
 
-  __natsConnection* nc_ = nullptr;
-  __jsCtx* js_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
   AckState acks_;
   NatsStats stats_;
 
