@@ -15,9 +15,12 @@
 4. A server that is down at start, with a stream that already exists: the sink says so in words,
    the fleet's reports are acknowledged from the log, and once the server is up the gateway is
    killed with SIGKILL again and again while it delivers the backlog. The stream is used as it
-   is, and holds every acknowledged reading once.
+   is, and holds every acknowledged reading once. Then the server is killed and restarted, and
+   hung (SIGSTOP) past the sink's timeout and continued, under load: still each reading once.
 
-Deterministic: assertions are on what the stream holds, counters and files, never on timing."""
+Deterministic: assertions are on what the stream holds, counters and files, never on timing.
+Every process it starts it ends by PID; its temp dir goes at the end (TIANHE_TEST_KEEP=1 keeps
+it)."""
 import base64
 import collections
 import os
@@ -261,7 +264,7 @@ try:
     data_b = os.path.join(work, "data-b")
     cfg_b = os.path.join(work, "tianhe-b.toml")
     port_b = reserved_port(udp=True)
-    write_config(cfg_b, data_b, devices=DEVICES, report_port=port_b,
+    write_config(cfg_b, data_b, devices=2 * DEVICES, report_port=port_b,
                  extra=server_b.sink_toml(extra="batch_reports = 20\ntimeout = \"2s\""))
     gw_b = Gateway(cfg_b, os.path.join(work, "serve-b.log")).start()
     acked3 = os.path.join(work, "acked3.txt")
@@ -302,6 +305,28 @@ try:
             "an existing stream is used as it is (its duplicate window and description kept)")
     c.check(metric(gw_b.metrics(), "tianhe_sink_nats_streams_created_total", sink="nats") == 0,
             "no stream was created")
+
+    # The server crashes (SIGKILL) and restarts under load, then hangs (SIGSTOP) longer than
+    # the sink's timeout and resumes: the sink reconnects and replays, nothing is stored twice.
+    acked4 = os.path.join(work, "acked4.txt")
+    sim = simulate(port_b, acked4, 1000, 600, first_device=DEVICES + 1)
+    time.sleep(1.0)
+    server_b.kill()
+    time.sleep(1.0)
+    server_b.start()
+    time.sleep(1.0)
+    os.kill(server_b.pid, signal.SIGSTOP)
+    time.sleep(3.0)
+    os.kill(server_b.pid, signal.SIGCONT)
+    time.sleep(1.0)
+    os.kill(sim.pid, signal.SIGTERM)
+    sim.communicate(timeout=120)
+    wait_for(lambda: lag_zero(gw_b, ["nats"]), 90, "caught up after the server's outages")
+    m = gw_b.metrics()
+    c.check(metric(m, "tianhe_sink_writes_total", sink="nats", status="retry") > 0,
+            "the lost and the hung server made writes fail with retry")
+    exactly_once("a server killed, restarted, stopped and continued",
+                 server_b.delivered(), acked_pairs(acked3) + acked_pairs(acked4))
     c.check(gw_b.stop() == 0, "the gateway stops cleanly")
     server_b.stop()
     server.stop()
@@ -318,8 +343,13 @@ finally:
         s = globals().get(name)
         if s is not None:
             s.kill()
-    if c.failed == 0:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
+    if c.failed:  # what the processes said, before their directory goes
+        for log in ("serve.log", "serve-b.log", "serve-p.log"):
+            path = os.path.join(work, log)
+            if os.path.exists(path):
+                print(f"--- {log} (last lines)\n" + "".join(open(path).readlines()[-15:]))
+    if os.environ.get("TIANHE_TEST_KEEP"):
         print("kept", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 c.finish()
