@@ -78,16 +78,24 @@ Result<natsConnection*> connect(const NatsServers& servers, std::chrono::millise
   return nc;
 }
 
+/// The stream as the sink found or made it.
+struct StreamState {
+  bool created = false;
+  int64_t duplicate_window_ns = 0;  ///< the stream's own
+};
+
 /// Gets the stream, or creates it (file storage, the template's subjects, the duplicate
-/// window); true when it was created.
-Result<bool> ensure_stream(jsCtx* js, const std::string& name, const std::string& subject,
-                           std::chrono::milliseconds window, std::string_view header) {
+/// window).
+Result<StreamState> ensure_stream(jsCtx* js, const std::string& name, const std::string& subject,
+                                  std::chrono::milliseconds window, std::string_view header) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&si, js, name.c_str(), nullptr, &jerr);
   if (s == NATS_OK) {
+    StreamState found;
+    if (si->Config != nullptr) found.duplicate_window_ns = si->Config->Duplicates;
     jsStreamInfo_Destroy(si);
-    return false;
+    return found;
   }
   const std::string h(header);
   if (s == NATS_NO_RESPONDERS || jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr) {
@@ -119,8 +127,10 @@ Result<bool> ensure_stream(jsCtx* js, const std::string& name, const std::string
                       "): " + status_text(s) +
                       (jerr != 0 ? " (JetStream error " + std::to_string(jerr) + ")" : "") + hint);
   }
+  StreamState made{.created = true, .duplicate_window_ns = sc.Duplicates};
+  if (si != nullptr && si->Config != nullptr) made.duplicate_window_ns = si->Config->Duplicates;
   jsStreamInfo_Destroy(si);
-  return true;
+  return made;
 }
 
 /// libnats' PubAck handler (its thread): records the outcome in the writer's AckState.
@@ -218,11 +228,23 @@ Result<std::vector<uint64_t>> NatsWriter::open(uint32_t shards) {
     close();
     return created.error();
   }
-  if (*created) {
+  const int64_t window_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(config_.duplicate_window).count();
+  stats_.duplicate_window_ns.store(created->duplicate_window_ns, std::memory_order_relaxed);
+  if (created->created) {
     stats_.streams_created.fetch_add(1, std::memory_order_relaxed);
     std::fprintf(stderr,
                  "%s: created stream %s (subjects %s, file storage, duplicate window %lld ms)\n",
                  header_.c_str(), config_.stream.c_str(), subject_.stream_subject().c_str(),
+                 static_cast<long long>(config_.duplicate_window.count()));
+  } else if (created->duplicate_window_ns < window_ns && !warned_window_) {
+    // The stream is the operator's and stays as it is; say what its window means.
+    warned_window_ = true;
+    std::fprintf(stderr,
+                 "%s: stream %s keeps its duplicate window of %lld ms, shorter than "
+                 "duplicate_window (%lld ms): a replay later than that is stored twice\n",
+                 header_.c_str(), config_.stream.c_str(),
+                 static_cast<long long>(created->duplicate_window_ns / 1'000'000),
                  static_cast<long long>(config_.duplicate_window.count()));
   }
   auto state = load_cursor_file(cursor_path_, shards);
@@ -429,6 +451,9 @@ void NatsWriter::collect(core::PromWriter& w, const core::Labels& sink) const {
             get(stats_.poison));
   w.counter("tianhe_sink_nats_streams_created_total", "Streams this sink created.", sink,
             get(stats_.streams_created));
+  w.gauge("tianhe_sink_nats_duplicate_window_seconds",
+          "The stream's duplicate window: a replay later than this is stored twice.", sink,
+          static_cast<double>(stats_.duplicate_window_ns.load(std::memory_order_relaxed)) / 1e9);
 }
 
 Result<std::unique_ptr<SinkWriter>> make_writer(const NatsConfig& config,

@@ -33,7 +33,8 @@ struct NatsStats {
   std::atomic<uint64_t> duplicates{0};  ///< PubAcks saying JetStream already had the message
   std::atomic<uint64_t> pub_errors{0};  ///< PubAcks with an error, or none in time
   std::atomic<uint64_t> poison{0};      ///< records the stream refused for good (dead-lettered)
-  std::atomic<uint64_t> streams_created{0};  ///< streams this sink created
+  std::atomic<uint64_t> streams_created{0};     ///< streams this sink created
+  std::atomic<int64_t> duplicate_window_ns{0};  ///< the stream's, as found at the last open()
 };
 
 /// What the PubAck handler gathers for one batch.
@@ -91,6 +92,7 @@ class NatsWriter final : public SinkWriter {
   /// Failed attempts per record refused for good, by its log position.
   std::map<std::string, uint32_t> poison_attempts_;
   std::vector<uint64_t> last_saved_;  ///< cursors in the file, to skip saving the same again
+  bool warned_window_ = false;        ///< said once that the stream's window is shorter
 };
 
 /// Makes the writer of an instance from its parsed table (checks it; does not connect).
