@@ -107,7 +107,7 @@ class Client:
         """Sends (subject, payload bytes) requests pipelined, returns their replies in order:
         (headers, payload)."""
         out = [None] * len(items)
-        chunk = 256
+        chunk = 512
         for base in range(0, len(items), chunk):
             part = items[base:base + chunk]
             wire = b"".join(b"PUB %s %s.%d %d\r\n%s\r\n" % (s.encode(), self.inbox.encode(),
@@ -164,6 +164,12 @@ class Server:
         return self.proc.pid if self.proc else None
 
     def start(self, timeout=30):
+        if self.proc is not None and self.proc.poll() is None:
+            try:  # killed by PID a moment ago: let it go first (and reap it)
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"nats-server {self.proc.pid} still runs on port {self.port}; "
+                                   "stop() or kill() it before start()")
         os.makedirs(self.store, exist_ok=True)
         args = [SERVER_BIN, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store,
                 "-l", self.log]
@@ -184,16 +190,18 @@ class Server:
             except (OSError, RuntimeError, ValueError):
                 pass
             time.sleep(0.05)
+        self.kill()
         raise RuntimeError(f"nats-server on 127.0.0.1:{self.port} did not accept connections "
                            f"with JetStream within {timeout}s; see {self.log}")
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            os.kill(self.proc.pid, signal.SIGKILL)  # also ends a SIGSTOPped server
             self.proc.wait()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)

@@ -55,7 +55,7 @@ constexpr SinkTableSpec kSpec = {
     .url_doc = "The servers: nats://[user@]host:port, several separated by commas.",
 };
 
-constexpr std::string_view kSchemes[] = {"nats", "tls"};
+constexpr std::string_view kSchemes[] = {"nats"};  // TLS is not configurable yet
 
 bool bad_subject_char(char c) {
   return c == '*' || c == '>' || c == ' ' || c == '\t' || c == '\r' || c == '\n' ||

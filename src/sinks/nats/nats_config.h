@@ -39,7 +39,7 @@ struct NatsServers {
 };
 
 /// Parses `url`: one or more comma-separated `nats://[user[:password]@]host[:port]` (port 4222
-/// when absent; `tls://` too). Errors name `<header>.url`. The password comes from
+/// when absent). Errors name `<header>.url`. The password comes from
 /// resolve_password() (password_env, password_file, else the URL).
 Result<NatsServers> parse_servers(const SinkOptions& options, std::string_view header);
 

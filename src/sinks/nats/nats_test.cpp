@@ -77,11 +77,11 @@ TEST(NatsServers, OneOrSeveralWithTheDefaultPort) {
   ASSERT_TRUE(one.ok()) << one.error().message;
   EXPECT_EQ(one->urls, std::vector<std::string>{"nats://127.0.0.1:4222"});
   EXPECT_TRUE(one->user.empty() && one->token.empty());
-  o.url = "nats://a:4223, nats://[::1]:4224,tls://c";
+  o.url = "nats://a:4223, nats://[::1]:4224,nats://c";
   auto many = parse_servers(o, "sinks.nats");
   ASSERT_TRUE(many.ok()) << many.error().message;
   EXPECT_EQ(many->urls,
-            (std::vector<std::string>{"nats://a:4223", "nats://[::1]:4224", "tls://c:4222"}));
+            (std::vector<std::string>{"nats://a:4223", "nats://[::1]:4224", "nats://c:4222"}));
 }
 
 TEST(NatsServers, CredentialsFromTheUrlTheEnvironmentOrAToken) {
@@ -121,8 +121,9 @@ TEST(NatsServers, CredentialsFromTheUrlTheEnvironmentOrAToken) {
 
 TEST(NatsServers, ErrorsNameTheUrlKey) {
   SinkOptions o;
-  for (const char* bad : {"http://127.0.0.1:4222", "127.0.0.1:4222", "nats://a:4222,,nats://b",
-                          "nats://a:4222/x", "nats://a:99999", "nats://u:p@a,nats://v:q@b"}) {
+  for (const char* bad : {"http://127.0.0.1:4222", "tls://127.0.0.1:4222", "127.0.0.1:4222",
+                          "nats://a:4222,,nats://b", "nats://a:4222/x", "nats://a:99999",
+                          "nats://u:p@a,nats://v:q@b"}) {
     o.url = bad;
     auto r = parse_servers(o, "sinks.nats.archive");
     ASSERT_FALSE(r.ok()) << bad;
