@@ -12,6 +12,8 @@
    stream still holds each reading once.
 5. A record larger than the stream's max_msg_size: offered max_attempts times, then
    dead-lettered; the records around it are stored.
+6. A server with a user and password: the password comes from password_env; a wrong one is
+   said in words.
 4. A server that is down at start, with a stream that already exists: the sink says so in words,
    the fleet's reports are acknowledged from the log, and once the server is up the gateway is
    killed with SIGKILL again and again while it delivers the backlog. The stream is used as it
@@ -260,6 +262,34 @@ try:
             "tianhe_sink_dead_lettered_reports_total and tianhe_sink_nats_poison_total count it")
     c.check(gw_p.stop() == 0, "the gateway stops cleanly")
 
+    # ----------------------------------------- 6. user and password from password_env
+    server_c = nats_server.Server(os.path.join(work, "nats-c"), user="tianhe",
+                                  password="s3cret-for-test")
+    os.makedirs(server_c.work)
+    server_c.start()
+    os.environ["TIANHE_TEST_NATS_PASSWORD"] = "s3cret-for-test"
+    data_c = os.path.join(work, "data-c")
+    cfg_c = os.path.join(work, "tianhe-c.toml")
+    write_config(cfg_c, data_c, devices=DEVICES, extra=server_c.sink_toml())
+    c.check("s3cret" not in open(cfg_c).read(), "the config names the variable, not the secret")
+    gw_c = Gateway(cfg_c, os.path.join(work, "serve-c.log")).start()
+    for i in range(3):
+        send(gw_c.report_port, report_datagram(9, 100 + i, now + i, 20.0))
+    wait_for(lambda: len(server_c.delivered()) == 3, 60, "delivery with user and password")
+    c.check(sorted(server_c.delivered()) == [(9, 100), (9, 101), (9, 102)],
+            "user and password from password_env authenticate")
+    c.check(gw_c.stop() == 0, "the gateway stops cleanly")
+    os.environ["TIANHE_TEST_NATS_PASSWORD"] = "wrong"
+    gw_c.start()
+    wait_for(lambda: any("cannot connect" in l for l in open(gw_c.log_path)), 60,
+             "the refused login in the log")
+    said = [l for l in open(gw_c.log_path) if "cannot connect" in l]
+    c.check(said and "password_env" in said[-1],
+            f"a wrong password is said in words ({said[-1].strip() if said else '-'})")
+    c.check(gw_c.stop() == 0, "the gateway stops cleanly while it cannot connect")
+    del os.environ["TIANHE_TEST_NATS_PASSWORD"]
+    server_c.stop()
+
     # ------------------- 4. the server down at start, an existing stream, SIGKILL while delivering
     server_b = nats_server.Server(os.path.join(work, "nats-b"))
     os.makedirs(server_b.work)
@@ -342,16 +372,16 @@ finally:
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
-    for name in ("gw", "gw_b", "gw_p"):
+    for name in ("gw", "gw_b", "gw_p", "gw_c"):
         g = globals().get(name)
         if g is not None and g.proc is not None and g.proc.poll() is None:
             g.kill9()
-    for name in ("server", "server_b"):
+    for name in ("server", "server_b", "server_c"):
         s = globals().get(name)
         if s is not None:
             s.kill()
     if c.failed:  # what the processes said, before their directory goes
-        for log in ("serve.log", "serve-b.log", "serve-p.log"):
+        for log in ("serve.log", "serve-b.log", "serve-p.log", "serve-c.log"):
             path = os.path.join(work, log)
             if os.path.exists(path):
                 print(f"--- {log} (last lines)\n" + "".join(open(path).readlines()[-15:]))
