@@ -10,11 +10,13 @@
 3. A forged crash after publishing but before the cursor file was saved (the cursor file put
    back to an older state): the gateway republishes, JetStream answers "duplicate" and the
    stream still holds each reading once.
-5. A record larger than the stream's max_msg_size: offered max_attempts times, then
+4. A record larger than the stream's max_msg_size: offered max_attempts times, then
    dead-lettered; the records around it are stored.
+5. A full stream (max_msgs, discard new): the sink is blocked, skips and dead-letters nothing,
+   and delivers the rest once the limit is raised.
 6. A server with a user and password: the password comes from password_env; a wrong one is
    said in words.
-4. A server that is down at start, with a stream that already exists: the sink says so in words,
+7. A server that is down at start, with a stream that already exists: the sink says so in words,
    the fleet's reports are acknowledged from the log, and once the server is up the gateway is
    killed with SIGKILL again and again while it delivers the backlog. The stream is used as it
    is, and holds every acknowledged reading once. Then the server is killed and restarted, and
@@ -225,7 +227,7 @@ try:
             f"stream still holds each reading once ({len(after)} = {len(before)})")
     gw.stop()
 
-    # ---------------------------- 5. a record the stream refuses for good (over max_msg_size)
+    # ---------------------------- 4. a record the stream refuses for good (over max_msg_size)
     # The traced report of part 1 is the last message on device 7's subject; a stream whose
     # max_msg_size lies between it and the same report without a traceparent refuses only
     # traced reports of that shape.
@@ -262,6 +264,33 @@ try:
             "tianhe_sink_dead_lettered_reports_total and tianhe_sink_nats_poison_total count it")
     c.check(gw_p.stop() == 0, "the gateway stops cleanly")
 
+    # ----------------------------------------------- 5. a full stream blocks, then resumes
+    full = {"name": "TIANHE_FULL", "subjects": ["tianhe_full.>"], "storage": "file",
+            "max_msgs": 5, "discard": "new"}
+    c.check("error" not in server.create_stream(full), "a stream that takes 5 messages")
+    data_f = os.path.join(work, "data-f")
+    cfg_f = os.path.join(work, "tianhe-f.toml")
+    write_config(cfg_f, data_f, devices=DEVICES, extra=server.sink_toml("full"))
+    gw_f = Gateway(cfg_f, os.path.join(work, "serve-f.log")).start()
+    for i in range(10):
+        send(gw_f.report_port, report_datagram(11, 200 + i, now + i, 19.0))
+    wait_for(lambda: metric(gw_f.metrics(), "tianhe_sink_writes_total", sink="nats.full",
+                            status="blocked") > 0, 60, "the full stream to block the sink")
+    m = gw_f.metrics()
+    c.check(len(server.delivered("full")) == 5 and metric(m, "tianhe_sink_lag_bytes",
+                                                          sink="nats.full") > 0
+            and metric(m, "tianhe_sink_dead_lettered_reports_total", sink="nats.full") == 0,
+            "a full stream blocks the sink: nothing skipped, nothing dead-lettered, lag kept")
+    cl = server.client()
+    updated = cl.api("$JS.API.STREAM.UPDATE.TIANHE_FULL", dict(full, max_msgs=-1))
+    cl.close()
+    c.check("error" not in updated, "the stream's limit is raised")
+    wait_for(lambda: lag_zero(gw_f, ["nats.full"]), 60, "the sink to resume")
+    got = sorted(server.delivered("full"))
+    c.check(got == [(11, 200 + i) for i in range(10)],
+            f"then every report is stored once ({len(got)} stored)")
+    c.check(gw_f.stop() == 0, "the gateway stops cleanly")
+
     # ----------------------------------------- 6. user and password from password_env
     server_c = nats_server.Server(os.path.join(work, "nats-c"), user="tianhe",
                                   password="s3cret-for-test")
@@ -290,7 +319,7 @@ try:
     del os.environ["TIANHE_TEST_NATS_PASSWORD"]
     server_c.stop()
 
-    # ------------------- 4. the server down at start, an existing stream, SIGKILL while delivering
+    # ------------------- 7. the server down at start, an existing stream, SIGKILL while delivering
     server_b = nats_server.Server(os.path.join(work, "nats-b"))
     os.makedirs(server_b.work)
     data_b = os.path.join(work, "data-b")
@@ -372,7 +401,7 @@ finally:
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
-    for name in ("gw", "gw_b", "gw_p", "gw_c"):
+    for name in ("gw", "gw_b", "gw_p", "gw_c", "gw_f"):
         g = globals().get(name)
         if g is not None and g.proc is not None and g.proc.poll() is None:
             g.kill9()
@@ -381,7 +410,7 @@ finally:
         if s is not None:
             s.kill()
     if c.failed:  # what the processes said, before their directory goes
-        for log in ("serve.log", "serve-b.log", "serve-p.log", "serve-c.log"):
+        for log in ("serve.log", "serve-b.log", "serve-p.log", "serve-c.log", "serve-f.log"):
             path = os.path.join(work, log)
             if os.path.exists(path):
                 print(f"--- {log} (last lines)\n" + "".join(open(path).readlines()[-15:]))
