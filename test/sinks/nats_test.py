@@ -319,7 +319,7 @@ try:
     del os.environ["TIANHE_TEST_NATS_PASSWORD"]
     server_c.stop()
 
-    # ------------------- 7. the server down at start, an existing stream, SIGKILL while delivering
+    # ------- 7. the server down at start, an existing stream, SIGKILL while delivering, outages
     server_b = nats_server.Server(os.path.join(work, "nats-b"))
     os.makedirs(server_b.work)
     data_b = os.path.join(work, "data-b")
