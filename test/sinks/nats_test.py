@@ -171,6 +171,13 @@ try:
             "tianhe_sink_nats_streams_created_total{sink=\"nats\"} is 1")
     c.check(metric(m, "tianhe_sink_nats_duplicate_window_seconds", sink="nats") == 120,
             "tianhe_sink_nats_duplicate_window_seconds shows the window in force (120)")
+    promtool = shutil.which("promtool")
+    if promtool:  # the sink's own samples keep /metrics valid
+        p = subprocess.run([promtool, "check", "metrics"], input=gw.get("/metrics"),
+                           capture_output=True, text=True)
+        c.check(p.returncode == 0 and not (p.stdout + p.stderr).strip(),
+                "promtool check metrics: no problems with two nats instances"
+                + ("" if not (p.stdout + p.stderr).strip() else ": " + (p.stdout + p.stderr)[:500]))
 
     # A report with a traceparent, then the device's retransmission of the same reading (a new
     # log position): stored once, with the header.
