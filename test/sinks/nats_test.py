@@ -4,7 +4,8 @@
    duplicate window); a second instance [sinks.nats.archive] writes its own stream; every
    acknowledged report reaches both exactly once, on tianhe.{tenant}.{model}.{device}, as the
    record in JSON with Nats-Msg-Id, Tianhe-Log-Position and (when the report had one) traceparent.
-   A device's retransmission (the same reading at another log position) is stored once.
+   A device's retransmission (the same reading at another log position) is stored once. With
+   the server hung, a published batch does not move the cursor file; its PubAcks do.
 2. The same gateway stopped with SIGTERM and killed with SIGKILL under load, and restarted:
    nothing is stored twice, nothing acknowledged is missing.
 3. A forged crash after publishing but before the cursor file was saved (the cursor file put
@@ -129,7 +130,8 @@ try:
     cfg = os.path.join(work, "tianhe.toml")
     port = reserved_port(udp=True)
     write_config(cfg, data, devices=2 * DEVICES, report_port=port,
-                 extra=server.sink_toml() + server.sink_toml("archive"))
+                 extra=server.sink_toml(extra='timeout = "2s"')
+                 + server.sink_toml("archive", extra='timeout = "2s"'))
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
     acked1 = os.path.join(work, "acked1.txt")
     sim = simulate(port, acked1, 1000, 2)
@@ -198,6 +200,24 @@ try:
     c.check(metric(gw.metrics(), "tianhe_sink_nats_duplicates_total", sink="nats")
             == dups_before + 1, "tianhe_sink_nats_duplicates_total counts the dropped copy")
 
+    # The cursor file moves only after every PubAck of a batch: with the server hung (SIGSTOP)
+    # a batch is published and no PubAck can come, so the file stays as it was.
+    cursor = os.path.join(data, "sinks", "nats.cursor")
+    saved = open(cursor).read()
+    published = metric(gw.metrics(), "tianhe_sink_nats_published_total", sink="nats")
+    os.kill(server.pid, signal.SIGSTOP)
+    for i in range(5):
+        send(gw.report_port, report_datagram(8, 3_000_000 + i, time.time_ns(), 22.0))
+    wait_for(lambda: metric(gw.metrics(), "tianhe_sink_nats_published_total", sink="nats")
+             > published, 30, "a batch published to the hung server")
+    c.check(open(cursor).read() == saved,
+            "published without PubAcks: the cursor file is not saved")
+    os.kill(server.pid, signal.SIGCONT)
+    wait_for(lambda: lag_zero(gw, ["nats", "nats.archive"]), 90, "caught up after the hang")
+    got = sorted(s for d, s in server.delivered() if d == 8 and s >= 3_000_000)
+    c.check(open(cursor).read() != saved and got == [3_000_000 + i for i in range(5)],
+            f"PubAcks in: the cursor file moves, each report stored once ({got})")
+
     # ----------------------------------------------------- 2. SIGTERM and SIGKILL under load
     acked2 = os.path.join(work, "acked2.txt")
     sim = simulate(port, acked2, 1500, 600, first_device=DEVICES + 1)
@@ -218,7 +238,6 @@ try:
                  acked)
 
     # --------------------------------- 3. a crash between the PubAcks and the cursor file
-    cursor = os.path.join(data, "sinks", "nats.cursor")
     c.check(os.path.exists(cursor), f"the cursors are a local file ({cursor})")
     gw.stop()
     before = server.delivered()
