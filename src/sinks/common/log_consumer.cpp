@@ -81,14 +81,12 @@ Result<std::unique_ptr<LogConsumer>> LogConsumer::start(ConsumerOptions options,
                                                         std::unique_ptr<SinkWriter> writer) {
   std::unique_ptr<LogConsumer> c(
       new LogConsumer(std::move(options), log_config, std::move(logs), std::move(writer)));
-  if (auto r = c->open(); !r) {
-    if (!c->options_.start_unavailable) return r.error();
-    // The destination is away: start anyway, holding every log from its oldest record (nothing
-    // is deleted before the sink knows its cursors), and keep trying on the thread.
-    c->set_error(r.error().message);
-    c->stats_.open_failures.fetch_add(1, std::memory_order_relaxed);
-    std::fprintf(stderr, "sink.%s: cannot connect yet (retrying): %s\n", c->options_.name.c_str(),
-                 r.error().message.c_str());
+  if (!c->options_.start_unavailable) {
+    if (auto r = c->open(); !r) return r.error();
+  } else {
+    // The destination may be away or hung: the thread connects (a start never waits on it).
+    // Until then every log is held from its oldest record: nothing is deleted before the sink
+    // knows its cursors.
     for (auto& sh : c->shards_) {
       auto reader = log::LogReader::open(log_config, sh->index, 0);
       if (!reader) return reader.error();
@@ -140,13 +138,14 @@ Result<void> LogConsumer::open() {
     sh->read_offset = sh->reader->offset();
     sh->committed.store(sh->read_offset);
     sh->durable.store(sh->read_offset);
-    sh->floor_ns.store(now);
+    // A reconnect keeps the age of what is still waiting (lag_seconds must not read 0 then).
+    if (sh->floor_ns.load() == 0) sh->floor_ns.store(now);
     sh->corrupt = false;
   }
   last_durable_ns_ = core::mono_ns();
   dirty_since_durable_ = false;
   open_ = true;
-  ever_open_ = true;
+  ever_open_.store(true, std::memory_order_relaxed);
   blocked_.store(false);
   stats_.connected.store(true);
   // A reconnect: the destination's cursors are what the logs may delete below.
@@ -180,52 +179,69 @@ bool LogConsumer::read_batch() {
   positions_.clear();
   bool read_any = false;
   const size_t n = shards_.size();
-  // Rotate the first shard so that one busy shard cannot starve the others.
+  // The shards' logs are merged by receive time, a record at a time: the next record comes
+  // from the shard whose last record read is the oldest. A device's reports can arrive on
+  // several shards, and a batch that drained one shard before the next would hand a sink each
+  // device's readings out of order by a whole backlog (duplicate windows would then misjudge
+  // them). Ties rotate, so that no shard is starved.
+  merge_.assign(n, MergeState{});
   const size_t start = n ? (rr_++ % n) : 0;
-  for (size_t k = 0; k < n && pending_.size() < options_.batch_reports; ++k) {
-    Shard& sh = *shards_[(start + k) % n];
-    if (sh.corrupt) continue;
-    const uint64_t limit = sh.log->durable_offset();
-    while (pending_.size() < options_.batch_reports) {
-      std::span<const uint8_t> payload;
-      const uint64_t record_offset = sh.reader->offset();
-      log::ReadStatus st = sh.reader->next(limit, payload);
-      if (st == log::ReadStatus::kEnd) break;
-      if (st == log::ReadStatus::kCorrupt) {
-        sh.corrupt = true;
-        stats_.corrupt_logs.fetch_add(1, std::memory_order_relaxed);
-        std::fprintf(stderr, "sink.%s: shard %u: corrupt log record at offset %llu: stopped\n",
-                     options_.name.c_str(), sh.index,
-                     static_cast<unsigned long long>(sh.reader->offset()));
-        break;
-      }
-      read_any = true;
-      scratch_.clear();
-      core::ReportBatch* batch = &scratch_;
-      std::unique_ptr<core::ReportBatch> big;
-      core::RecordStatus cs = core::decode_payload(payload, *batch);
-      if (cs == core::RecordStatus::kBatchFull) {
-        // Larger than any normal receive batch: size a batch from the record itself (a metric
-        // takes at least 3 bytes, a report at least 31).
-        big = std::make_unique<core::ReportBatch>(static_cast<uint32_t>(payload.size() / 31 + 1),
-                                                  static_cast<uint32_t>(payload.size() / 3 + 1));
-        batch = big.get();
-        cs = core::decode_payload(payload, *batch);
-      }
-      stats_.bytes_read.fetch_add(sh.reader->offset() - sh.read_offset, std::memory_order_relaxed);
-      sh.read_offset = sh.reader->offset();
-      if (cs != core::RecordStatus::kOk) {
-        stats_.malformed_records.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      uint32_t index = 0;
-      for (const core::Report& r : *batch) {
-        positions_.push_back({sh.index, index++, record_offset});
-        pending_.push_back(r);
-        metric_offsets_.push_back(arena_.size());
-        arena_.insert(arena_.end(), r.raw_metrics.begin(), r.raw_metrics.end());
-        sh.read_received_ns = std::max(sh.read_received_ns, r.received_ns);
-      }
+  for (size_t k = 0; k < n; ++k) {
+    Shard& sh = *shards_[k];
+    merge_[k].active = !sh.corrupt;
+    merge_[k].limit = sh.log->durable_offset();
+  }
+  while (pending_.size() < options_.batch_reports) {
+    size_t pick = n;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (start + k) % n;
+      if (merge_[i].active && (pick == n || merge_[i].last_ns < merge_[pick].last_ns)) pick = i;
+    }
+    if (pick == n) break;
+    Shard& sh = *shards_[pick];
+    std::span<const uint8_t> payload;
+    const uint64_t record_offset = sh.reader->offset();
+    log::ReadStatus st = sh.reader->next(merge_[pick].limit, payload);
+    if (st == log::ReadStatus::kEnd) {
+      merge_[pick].active = false;
+      continue;
+    }
+    if (st == log::ReadStatus::kCorrupt) {
+      sh.corrupt = true;
+      merge_[pick].active = false;
+      stats_.corrupt_logs.fetch_add(1, std::memory_order_relaxed);
+      std::fprintf(stderr, "sink.%s: shard %u: corrupt log record at offset %llu: stopped\n",
+                   options_.name.c_str(), sh.index,
+                   static_cast<unsigned long long>(sh.reader->offset()));
+      continue;
+    }
+    read_any = true;
+    scratch_.clear();
+    core::ReportBatch* batch = &scratch_;
+    std::unique_ptr<core::ReportBatch> big;
+    core::RecordStatus cs = core::decode_payload(payload, *batch);
+    if (cs == core::RecordStatus::kBatchFull) {
+      // Larger than any normal receive batch: size a batch from the record itself (a metric
+      // takes at least 3 bytes, a report at least 31).
+      big = std::make_unique<core::ReportBatch>(static_cast<uint32_t>(payload.size() / 31 + 1),
+                                                static_cast<uint32_t>(payload.size() / 3 + 1));
+      batch = big.get();
+      cs = core::decode_payload(payload, *batch);
+    }
+    stats_.bytes_read.fetch_add(sh.reader->offset() - sh.read_offset, std::memory_order_relaxed);
+    sh.read_offset = sh.reader->offset();
+    if (cs != core::RecordStatus::kOk) {
+      stats_.malformed_records.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    uint32_t index = 0;
+    for (const core::Report& r : *batch) {
+      positions_.push_back({sh.index, index++, record_offset});
+      pending_.push_back(r);
+      metric_offsets_.push_back(arena_.size());
+      arena_.insert(arena_.end(), r.raw_metrics.begin(), r.raw_metrics.end());
+      sh.read_received_ns = std::max(sh.read_received_ns, r.received_ns);
+      merge_[pick].last_ns = std::max(merge_[pick].last_ns, r.received_ns);
     }
   }
   // The arena has stopped growing: point each report at its metrics.
@@ -323,11 +339,7 @@ std::pair<std::string, int64_t> LogConsumer::last_error() const {
 std::string LogConsumer::state() const {
   if (blocked_.load(std::memory_order_relaxed)) return "blocked";
   if (stats_.connected.load(std::memory_order_relaxed)) return "connected";
-  return stats_.open_failures.load(std::memory_order_relaxed) > 0 &&
-                 stats_.reports_delivered.load(std::memory_order_relaxed) == 0 &&
-                 stats_.writes[0].load(std::memory_order_relaxed) == 0
-             ? "connecting"
-             : "retrying";
+  return ever_open_.load(std::memory_order_relaxed) ? "retrying" : "connecting";
 }
 
 uint64_t LogConsumer::count_reports(uint32_t shard, uint64_t from, uint64_t to) {

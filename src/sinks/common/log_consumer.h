@@ -100,8 +100,9 @@ struct ConsumerOptions {
   /// At max_backlog_bytes: false = the log refuses appends (BUSY); true = skip the oldest
   /// undelivered reports, counted in reports_dropped.
   bool drop_oldest = false;
-  /// A writer that cannot open at start (its server is down) does not fail start(): the
-  /// consumer holds the log from its oldest record and keeps trying. False for local sinks.
+  /// The writer is opened on the consumer's thread, not in start(): a server that is down or
+  /// hung never fails or delays the gateway's start; the consumer holds the log from its oldest
+  /// record and keeps trying. False for local sinks (an error fails start()).
   bool start_unavailable = false;
   /// The dead-letter file's directory (the data dir); empty: the sink has none.
   std::string dead_letter_dir;
@@ -186,13 +187,19 @@ class LogConsumer {
   std::vector<size_t> metric_offsets_;     ///< where each pending report's metrics start
   std::vector<ReportPosition> positions_;  ///< each pending report's
   std::vector<ShardCursor> cursors_;
-  size_t rr_ = 0;  ///< round-robin start shard
+  size_t rr_ = 0;  ///< round-robin start shard (ties of the merge)
+  struct MergeState {
+    bool active = false;  ///< has durable records left in this batch
+    uint64_t limit = 0;   ///< the shard's durable offset when the batch began
+    int64_t last_ns = 0;  ///< newest received_ns read from it in this batch
+  };
+  std::vector<MergeState> merge_;  ///< per shard, while a batch is read
   int64_t last_durable_ns_ = 0;
   bool dirty_since_durable_ = false;
   bool open_ = false;
-  bool ever_open_ = false;
-  bool registered_ = false;  ///< the logs know this consumer
-  bool reoffer_ = false;     ///< the last batch was blocked: offer it again before reading on
+  std::atomic<bool> ever_open_{false};  ///< opened at least once (state(): connecting/retrying)
+  bool registered_ = false;             ///< the logs know this consumer
+  bool reoffer_ = false;  ///< the last batch was blocked: offer it again before reading on
   uint64_t jitter_ = 0x9e3779b97f4a7c15ull;  ///< back-off jitter state
   std::atomic<bool> blocked_{false};
   std::unique_ptr<DeadLetter> dead_letter_;

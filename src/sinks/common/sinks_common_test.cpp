@@ -289,7 +289,9 @@ TEST_F(ConsumerTest, ADestinationDownAtStartDoesNotStopTheStartAndGetsEverything
   o.start_unavailable = true;
   start(o);
   EXPECT_EQ(consumer_->state(), "connecting");
+  wait([&] { return !consumer_->last_error().first.empty(); });
   EXPECT_NE(consumer_->last_error().first.find("connection refused"), std::string::npos);
+  EXPECT_EQ(consumer_->state(), "connecting");
   ASSERT_EQ(append(11, 10), log::AppendStatus::kOk);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_GT(consumer_->lag_bytes(), 0u);  // held: nothing deleted, nothing lost
