@@ -1,0 +1,223 @@
+"""The redis_streams sink against a real Redis (our own redis-server on loopback, AOF with fsync
+always): every acknowledged report lands exactly once, across a clean stop and a SIGKILL right
+after a batch; two instances each get everything; the layout (one stream per tenant and model,
+a field per metric, the cursor and seen hashes); MAXLEN trimming (approximate and exact); a key
+of the wrong type makes its records poison (retried, then dead-lettered, the rest delivered); a
+Redis out of memory blocks the sink (counted, nothing lost) until memory is raised; and a
+consumer group reads the entries as docs/sinks/redis_streams.md shows.
+
+Usage: redis_streams_test.py build/dev/src/app/tianhe"""
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BIN, Checks, Gateway, metric, reserved_port, tmpdir, wait_for, write_config  # noqa: E402
+from redis_streams_server import Server  # noqa: E402
+
+DEVICES_PER_PHASE = 20
+PHASES = 4  # device ranges 1-20, 21-40, 41-60, 61-80: each phase's (device, seq) pairs are apart
+POISON_DEVICE = 3
+SINKS = ["redis_streams", "redis_streams.archive", "redis_streams.trim", "redis_streams.exact",
+         "redis_streams.poison"]
+
+c = Checks()
+work = tmpdir("redis-streams")
+srv = Server(work)
+gw = None
+acked = []  # every acknowledged (device, seq), over every phase
+
+
+def simulate(first_device, duration="1s", rate=400, background=False):
+    out = os.path.join(work, f"acked-{first_device}.txt")
+    args = [BIN, "simulate", "--target", f"127.0.0.1:{port}", "--devices", str(DEVICES_PER_PHASE),
+            "--first-device", str(first_device), "--rate", str(rate), "--duration", duration,
+            "--ack", "--acked-out", out, "--drain", "1", "--quiet", "--sockets", "4"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if background:
+        return p, out
+    return finish_simulate(p, out)
+
+
+def finish_simulate(p, out):
+    p.communicate(timeout=120)
+    pairs = [tuple(map(int, line.split())) for line in open(out)] if os.path.exists(out) else []
+    acked.extend(pairs)
+    return pairs
+
+
+def caught_up():
+    m = gw.metrics()
+    return all(metric(m, "tianhe_sink_connected", sink=s) == 1 and
+               metric(m, "tianhe_sink_lag_bytes", sink=s) == 0 for s in SINKS)
+
+
+def check_exactly_once(instance, what):
+    got = collections.Counter(srv.delivered(instance))
+    missing = [p for p in acked if p not in got]
+    dups = [p for p, n in got.items() if n > 1]
+    name = "redis_streams" + ("" if instance is None else "." + instance)
+    c.check(not missing and not dups,
+            f"{name}: {what}: every acknowledged report once ({len(acked)} acked, "
+            f"{len(missing)} missing, {len(dups)} twice)")
+    if missing:
+        print("  first missing:", missing[:5])
+    if dups:
+        print("  first duplicates:", dups[:5])
+
+
+try:
+    srv.start()
+    # A key of another type where one device's stream goes: its records are poison.
+    srv.cli("SET", f"tianhe.poison:{POISON_DEVICE}", "not a stream")
+    port = reserved_port(udp=True)  # the fleets keep sending here across gateway restarts
+    url = f"redis://127.0.0.1:{srv.port}/0"
+    extra = (srv.sink_toml() + srv.sink_toml("archive") +
+             f'[sinks.redis_streams.trim]\nenabled = true\nurl = "{url}"\n'
+             'stream = "tianhe.trim:{tenant}:{model}"\nmax_len = 50\n'
+             f'[sinks.redis_streams.exact]\nenabled = true\nurl = "{url}"\n'
+             'stream = "tianhe.exact:{tenant}:{model}"\nmax_len = 50\nmax_len_approximate = false\n'
+             f'[sinks.redis_streams.poison]\nenabled = true\nurl = "{url}"\n'
+             'stream = "tianhe.poison:{device}"\nmax_attempts = 2\n')
+    cfg = os.path.join(work, "tianhe.toml")
+    data = os.path.join(work, "data")
+    write_config(cfg, data, devices=DEVICES_PER_PHASE * PHASES, extra=extra, report_port=port)
+    gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
+
+    # ---- phase 1: delivery, layout, instances, trimming, poison ----
+    first = simulate(1, duration="2s")
+    c.check(len(first) > 300, f"the fleet got acks ({len(first)})")
+    wait_for(caught_up, 60, "every redis_streams instance to catch up")
+    check_exactly_once(None, "after a first load")
+    check_exactly_once("archive", "a second instance on the same server")
+    m = gw.metrics()
+    c.check(metric(m, "tianhe_sink_delivered_reports_total", sink="redis_streams") == len(first),
+            "tianhe_sink_delivered_reports_total counts them")
+
+    streams = srv.streams()
+    c.check(streams == ["tianhe:test:env_sensor"],
+            f"one stream per tenant and model, from the template ({streams})")
+    entries = srv.entries("tianhe:test:env_sensor")
+    fields = set(entries[0][1]) if entries else set()
+    want = {"device_id", "seq", "time_ns", "received_ns", "protocol", "tenant", "model",
+            "temperature", "humidity", "pressure", "battery_mv", "door_open"}
+    c.check(want <= fields and fields <= want | {"traceparent"},
+            f"an entry holds the record's fields and one per metric ({sorted(fields)})")
+    e = entries[0][1] if entries else {}
+    c.check(e.get("tenant") == "test" and e.get("model") == "env_sensor" and
+            e.get("protocol") == "report" and e.get("door_open") in ("true", "false") and
+            -40 <= float(e.get("temperature", "-999")) <= 85 and
+            int(e.get("time_ns", "0")) > 1_600_000_000_000_000_000,
+            "its values: tenant, model, protocol, typed metrics as text")
+    cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams")
+    cursors = {cursors[i].decode(): int(cursors[i + 1]) for i in range(0, len(cursors), 2)}
+    c.check(set(cursors) == {"0", "1"} and all(v > 0 for v in cursors.values()),
+            f"the cursor hash holds each shard's log offset ({cursors})")
+    seen = srv.command("HLEN", "tianhe:seen:redis_streams")
+    c.check(seen == DEVICES_PER_PHASE, f"the seen hash holds each device's newest ({seen})")
+    archive_cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams.archive")
+    c.check(len(archive_cursors) == 4, "the second instance keeps its own cursors")
+
+    approx = srv.command("XLEN", "tianhe.trim:test:env_sensor")
+    exact = srv.command("XLEN", "tianhe.exact:test:env_sensor")
+    c.check(50 <= approx < len(first), f"MAXLEN ~ 50 trims (whole nodes): {approx} entries kept "
+            f"of {len(first)}")
+    c.check(exact == 50, f"MAXLEN 50 (max_len_approximate = false) keeps exactly 50 ({exact})")
+
+    poison_acked = sorted(p for p in first if p[0] == POISON_DEVICE)
+    dead_file = os.path.join(data, "dead-letter", "redis_streams.poison.jsonl")
+    dead = [json.loads(line) for line in open(dead_file)] if os.path.exists(dead_file) else []
+    dead_pairs = sorted((d["record"]["device_id"], d["record"]["seq"]) for d in dead)
+    c.check(poison_acked and set(dead_pairs) == set(poison_acked) and
+            len(dead_pairs) == len(set(dead_pairs)),
+            f"records under a key of another type are dead-lettered ({len(dead_pairs)} of "
+            f"{len(poison_acked)})")
+    c.check(dead and all("WRONGTYPE" in d["reason"] and d["attempts"] == 2 for d in dead),
+            "each with Redis' reason and the attempts made (max_attempts = 2)")
+    poison_delivered = collections.Counter(
+        (int(f["device_id"]), int(f["seq"]))
+        for k in srv.keys("tianhe.poison:*") if srv.cli("TYPE", k).strip() == "stream"
+        for _, f in srv.entries(k))
+    others = [p for p in first if p[0] != POISON_DEVICE]
+    c.check(all(poison_delivered[p] == 1 for p in others) and len(poison_delivered) == len(others),
+            "the other devices' records of that instance are delivered once")
+    m = gw.metrics()
+    c.check(metric(m, "tianhe_sink_dead_lettered_reports_total", sink="redis_streams.poison") ==
+            len(poison_acked) and
+            metric(m, "tianhe_sink_refused_records_total", sink="redis_streams.poison") ==
+            len(poison_acked), "dead-lettered and refused records are counted")
+
+    # ---- a consumer group reads the entries (as in docs/sinks/redis_streams.md) ----
+    key = "tianhe:test:env_sensor"
+    srv.cli("XGROUP", "CREATE", key, "readers", "0")
+    read = 0
+    while True:
+        reply = srv.command("XREADGROUP", "GROUP", "readers", "r1", "COUNT", "100", "STREAMS",
+                            key, ">")
+        if not reply:
+            break
+        ids = [eid for eid, _ in reply[0][1]]
+        read += len(ids)
+        srv.command("XACK", key, "readers", *ids)
+    pending = srv.command("XPENDING", key, "readers")
+    c.check(read == len(entries) and pending[0] == 0,
+            f"a consumer group reads every entry and acknowledges it ({read} of {len(entries)}; "
+            f"pending {pending[0]})")
+
+    # ---- phase 2: a clean stop and a restart replay nothing ----
+    c.check(gw.stop() == 0, "the gateway stops cleanly (SIGTERM)")
+    gw.start()
+    simulate(1 + DEVICES_PER_PHASE)
+    wait_for(caught_up, 60, "catching up after the restart")
+    check_exactly_once(None, "after a SIGTERM and a restart")
+    check_exactly_once("archive", "after a SIGTERM and a restart")
+
+    # ---- phase 3: SIGKILL right after a batch ----
+    before = metric(gw.metrics(), "tianhe_sink_delivered_reports_total", sink="redis_streams")
+    sim, out = simulate(1 + 2 * DEVICES_PER_PHASE, duration="3s", background=True)
+    wait_for(lambda: metric(gw.metrics(), "tianhe_sink_delivered_reports_total",
+                            sink="redis_streams") > before, 30, "a batch delivered")
+    gw.kill9()
+    gw.start()
+    finish_simulate(sim, out)
+    wait_for(caught_up, 60, "catching up after the SIGKILL")
+    check_exactly_once(None, "after a SIGKILL right after a batch")
+    check_exactly_once("archive", "after a SIGKILL right after a batch")
+    banners = [l for l in open(gw.log_path) if "(recovery: " in l]
+    c.check(len(banners) == 3, f"the gateway started three times ({len(banners)})")
+
+    # ---- phase 4: Redis out of memory blocks the sink; raising memory resumes it ----
+    srv.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    srv.cli("CONFIG", "SET", "maxmemory", "1")
+    base = len(srv.delivered())
+    oom_pairs = simulate(1 + 3 * DEVICES_PER_PHASE)
+    wait_for(lambda: metric(gw.metrics(), "tianhe_sink_redis_blocked_total",
+                            sink="redis_streams", reason="oom") > 0, 30, "an OOM refusal")
+    m = gw.metrics()
+    c.check(metric(m, "tianhe_sink_writes_total", sink="redis_streams", status="blocked") > 0 and
+            metric(m, "tianhe_sink_lag_bytes", sink="redis_streams") > 0,
+            "an OOM makes the sink block (counted; the log holds the backlog)")
+    c.check(len(srv.delivered()) == base, "nothing is added while Redis is out of memory")
+    srv.cli("CONFIG", "SET", "maxmemory", "0")
+    wait_for(caught_up, 60, "catching up once memory is raised")
+    c.check(len(oom_pairs) > 0, f"the fleet got acks while Redis was full ({len(oom_pairs)})")
+    check_exactly_once(None, "after Redis ran out of memory and recovered")
+    check_exactly_once("archive", "after Redis ran out of memory and recovered")
+    m = gw.metrics()
+    c.check(metric(m, "tianhe_sink_duplicates_skipped_total", sink="redis_streams") == 0,
+            "no duplicate was needed to skip (the cursors commit with the entries)")
+    c.check(gw.stop() == 0, "the gateway stops cleanly at the end")
+finally:
+    if gw is not None:
+        gw.stop()
+    srv.stop()
+if c.failed:
+    print(f"kept {work} for inspection")
+else:
+    shutil.rmtree(work, ignore_errors=True)
+c.finish()
