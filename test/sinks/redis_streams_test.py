@@ -169,6 +169,18 @@ try:
             f"a consumer group reads every entry and acknowledges it ({read} of {len(entries)}; "
             f"pending {pending[0]})")
 
+    # ---- the ceiling of `tianhe bench --sinks` (pipelined XADD to a scratch stream) ----
+    unit = os.path.join(os.path.dirname(os.path.dirname(BIN)), "sinks", "redis_streams",
+                        "sinks_redis_streams_test")
+    if os.path.exists(unit):
+        before_keys = srv.keys("*")
+        r = subprocess.run([unit, "--gtest_filter=Ceiling.*"], capture_output=True, text=True,
+                           env=dict(os.environ, TIANHE_TEST_REDIS_URL=url), timeout=120)
+        c.check(r.returncode == 0 and "ceiling:" in r.stdout and srv.keys("*") == before_keys,
+                "the ceiling writes pipelined XADDs to a scratch stream and removes it ("
+                + next((l for l in r.stdout.splitlines() if "ceiling:" in l), r.stdout[-300:])
+                + ")")
+
     # ---- phase 2: a clean stop and a restart replay nothing ----
     c.check(gw.stop() == 0, "the gateway stops cleanly (SIGTERM)")
     gw.start()

@@ -6,10 +6,14 @@
 #include <stdlib.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <string>
 
+#include "runtime/extensions.h"
 #include "sinks/redis_streams/redis_streams_config.h"
 #include "sinks/redis_streams/redis_streams_entry.h"
 
@@ -384,6 +388,39 @@ TEST(RedisErrors, WhatAReplyMeans) {
   EXPECT_EQ(classify_error("ERR wrong number of arguments for 'xadd' command").first,
             ErrorClass::kRefused);
   EXPECT_TRUE(has(std::string(blocked_hint("oom")), "maxmemory"));
+}
+
+}  // namespace
+
+void register_extension(runtime::Extensions& extensions);
+
+namespace {
+
+// `tianhe bench --sinks` needs a server: run with TIANHE_TEST_REDIS_URL=redis://127.0.0.1:PORT/0.
+TEST(Ceiling, PipelinedXaddToAScratchStreamWhenAServerIsGiven) {
+  const char* url = std::getenv("TIANHE_TEST_REDIS_URL");
+  if (url == nullptr) GTEST_SKIP() << "TIANHE_TEST_REDIS_URL is not set";
+  runtime::Extensions extensions;
+  register_extension(extensions);
+  ASSERT_EQ(extensions.sinks().size(), 1u);
+  const runtime::SinkSpec& spec = extensions.sinks()[0];
+  EXPECT_EQ(spec.name, "redis_streams");
+  ASSERT_TRUE(spec.ceiling);
+  pipeline::ModelSpec model{.name = "env_sensor"};
+  model.metrics.push_back({.name = "temperature", .min = -40.0, .max = 85.0});
+  model.metrics.push_back({.name = "battery_mv", .type = core::ValueType::kInt64});
+  pipeline::DeviceRange devices{
+      .first_id = 1, .count = 100, .tenant = "acme", .model = "env_sensor"};
+  auto registry = pipeline::Registry::build({}, std::span(&model, 1), std::span(&devices, 1));
+  ASSERT_TRUE(registry.ok()) << registry.error().message;
+  runtime::GatewayContext gateway;
+  gateway.registry = registry.value();
+  RedisStreamsConfig c = defaults();
+  c.sink.url = url;
+  auto rate = spec.ceiling(std::any(c), gateway, 20000);
+  ASSERT_TRUE(rate.ok()) << rate.error().message;
+  EXPECT_GT(rate.value(), 0.0);
+  std::printf("ceiling: %.0f entries/s\n", rate.value());
 }
 
 }  // namespace
