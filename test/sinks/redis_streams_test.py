@@ -11,6 +11,8 @@ import collections
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 
@@ -22,6 +24,8 @@ from redis_streams_server import Server  # noqa: E402
 
 DEVICES_PER_PHASE = 20
 PHASES = 4  # device ranges 1-20, 21-40, 41-60, 61-80: each phase's (device, seq) pairs are apart
+RETRANSMITTING_DEVICE = DEVICES_PER_PHASE * PHASES + 1  # sends one report three times
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 POISON_DEVICE = 3
 SINKS = ["redis_streams", "redis_streams.archive", "redis_streams.trim", "redis_streams.exact",
          "redis_streams.poison"]
@@ -31,6 +35,7 @@ work = tmpdir("redis-streams")
 srv = Server(work)
 gw = None
 acked = []  # every acknowledged (device, seq), over every phase
+fleets = []  # simulators we started
 
 
 def simulate(first_device, duration="1s", rate=400, background=False):
@@ -39,6 +44,7 @@ def simulate(first_device, duration="1s", rate=400, background=False):
             "--first-device", str(first_device), "--rate", str(rate), "--duration", duration,
             "--ack", "--acked-out", out, "--drain", "1", "--quiet", "--sockets", "4"]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    fleets.append(p)
     if background:
         return p, out
     return finish_simulate(p, out)
@@ -49,6 +55,37 @@ def finish_simulate(p, out):
     pairs = [tuple(map(int, line.split())) for line in open(out)] if os.path.exists(out) else []
     acked.extend(pairs)
     return pairs
+
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, wire, payload):
+    key = varint(number << 3 | wire)
+    return key + (varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def report_datagram(device, seq, time_ns, temperature):
+    """An Envelope (proto/tianhe/v1/report.proto) of one ack-requested report."""
+    metric = field(1, 2, b"temperature") + field(3, 1, struct.pack("<d", temperature))
+    report = (field(1, 0, varint(device)) + field(2, 0, varint(seq)) +
+              field(3, 0, varint(time_ns)) + field(4, 2, metric) +
+              field(5, 2, TRACEPARENT.encode()) + field(6, 0, varint(1)))
+    return field(2, 2, report)
+
+
+def send_and_wait_ack(datagram):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(datagram, ("127.0.0.1", port))
+        reply, _ = s.recvfrom(65536)
+        return reply
 
 
 def caught_up():
@@ -86,7 +123,8 @@ try:
              'stream = "tianhe.poison:{device}"\nmax_attempts = 2\n')
     cfg = os.path.join(work, "tianhe.toml")
     data = os.path.join(work, "data")
-    write_config(cfg, data, devices=DEVICES_PER_PHASE * PHASES, extra=extra, report_port=port)
+    write_config(cfg, data, devices=DEVICES_PER_PHASE * PHASES + 1, extra=extra,
+                 report_port=port)
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
 
     # ---- phase 1: delivery, layout, instances, trimming, poison ----
@@ -223,13 +261,53 @@ try:
     m = gw.metrics()
     c.check(metric(m, "tianhe_sink_duplicates_skipped_total", sink="redis_streams") == 0,
             "no duplicate was needed to skip (the cursors commit with the entries)")
+
+    # ---- phase 5: a device retransmits (its ack was lost): skipped, also after a SIGKILL ----
+    dev = RETRANSMITTING_DEVICE
+    datagram = report_datagram(dev, 1, 1_790_000_000_000_000_000, 21.25)
+
+    def copies():
+        return sum(1 for p in srv.delivered() if p == (dev, 1))
+
+    def skipped():
+        return metric(gw.metrics(), "tianhe_sink_duplicates_skipped_total", sink="redis_streams")
+
+    c.check(len(send_and_wait_ack(datagram)) > 0, "a device's report is acknowledged")
+    wait_for(caught_up, 60, "the report delivered")
+    c.check(len(send_and_wait_ack(datagram)) > 0, "its retransmission is acknowledged too")
+    wait_for(caught_up, 60, "the retransmission read")
+    c.check(copies() == 1 and skipped() == 1,
+            f"the retransmission is skipped ({copies()} copies; {skipped()} skipped)")
+    gw.kill9()
+    gw.start()
+    wait_for(caught_up, 60, "catching up after the SIGKILL")
+    send_and_wait_ack(datagram)
+    wait_for(caught_up, 60, "the retransmission after the restart read")
+    c.check(copies() == 1 and skipped() == 1,
+            f"a retransmission after a SIGKILL is skipped too: the window is seeded from "
+            f"tianhe:seen:redis_streams ({copies()} copies; {skipped()} skipped)")
+    key = "tianhe:test:env_sensor"
+    last = srv.command("XREVRANGE", key, "+", "-", "COUNT", "1")
+    f = {last[0][1][i].decode(): last[0][1][i + 1].decode()
+         for i in range(0, len(last[0][1]), 2)} if last else {}
+    c.check(f.get("device_id") == str(dev) and f.get("traceparent") == TRACEPARENT and
+            f.get("temperature") == "21.25" and f.get("time_ns") == "1790000000000000000",
+            f"the entry carries the traceparent, the device time and the value as sent ({f})")
+    acked.append((dev, 1))
+    check_exactly_once(None, "at the end")
     c.check(gw.stop() == 0, "the gateway stops cleanly at the end")
 finally:
+    for p in fleets:
+        if p.poll() is None:
+            os.kill(p.pid, 9)
+            p.wait()
     if gw is not None:
         gw.stop()
     srv.stop()
-if c.failed:
-    print(f"kept {work} for inspection")
-else:
+    if c.failed or sys.exc_info()[0] is not None:
+        for log in ("serve.log", "redis.log"):
+            path = os.path.join(work, log)
+            if os.path.exists(path):
+                print(f"---- last lines of {log} ----\n" + open(path).read()[-3000:])
     shutil.rmtree(work, ignore_errors=True)
 c.finish()
