@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -23,7 +24,7 @@ from harness import BIN, Checks, Gateway, metric, reserved_port, tmpdir, wait_fo
 from redis_streams_server import Server  # noqa: E402
 
 DEVICES_PER_PHASE = 20
-PHASES = 4  # device ranges 1-20, 21-40, 41-60, 61-80: each phase's (device, seq) pairs are apart
+PHASES = 6  # a device range per fleet (1-20, 21-40, ...): each fleet's (device, seq) pairs are apart
 RETRANSMITTING_DEVICE = DEVICES_PER_PHASE * PHASES + 1  # sends one report three times
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 POISON_DEVICE = 3
@@ -80,12 +81,15 @@ def report_datagram(device, seq, time_ns, temperature):
     return field(2, 2, report)
 
 
+device_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a device keeps its socket
+device_socket.settimeout(10)
+
+
 def send_and_wait_ack(datagram):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(10)
-        s.sendto(datagram, ("127.0.0.1", port))
-        reply, _ = s.recvfrom(65536)
-        return reply
+    """Sends from the device's socket, as a device retransmits; returns the ack's bytes."""
+    device_socket.sendto(datagram, ("127.0.0.1", port))
+    reply, _ = device_socket.recvfrom(65536)
+    return reply
 
 
 def caught_up():
@@ -154,12 +158,18 @@ try:
             "its values: tenant, model, protocol, typed metrics as text")
     cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams")
     cursors = {cursors[i].decode(): int(cursors[i + 1]) for i in range(0, len(cursors), 2)}
-    c.check(set(cursors) == {"0", "1"} and all(v > 0 for v in cursors.values()),
-            f"the cursor hash holds each shard's log offset ({cursors})")
-    seen = srv.command("HLEN", "tianhe:seen:redis_streams")
-    c.check(seen == DEVICES_PER_PHASE, f"the seen hash holds each device's newest ({seen})")
+    client = cursors.pop("client", None)
+    c.check(set(cursors) == {"0", "1"} and all(v > 0 for v in cursors.values()) and
+            client is not None,
+            f"the cursor hash holds each shard's log offset and the writing connection's id "
+            f"({cursors}, client {client})")
+    seen = srv.command("HGETALL", "tianhe:seen:redis_streams")
+    seen_devices = {int(seen[i].split(b":")[0]) for i in range(0, len(seen), 2)}
+    seen_shards = {int(seen[i].split(b":")[1]) for i in range(0, len(seen), 2)}
+    c.check(seen_devices == set(range(1, DEVICES_PER_PHASE + 1)) and seen_shards <= {0, 1},
+            f"the seen hash holds each device's newest per shard ({len(seen) // 2} fields)")
     archive_cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams.archive")
-    c.check(len(archive_cursors) == 4, "the second instance keeps its own cursors")
+    c.check(len(archive_cursors) == 6, "the second instance keeps its own cursors")
 
     approx = srv.command("XLEN", "tianhe.trim:test:env_sensor")
     exact = srv.command("XLEN", "tianhe.exact:test:env_sensor")
@@ -241,11 +251,34 @@ try:
     banners = [l for l in open(gw.log_path) if "(recovery: " in l]
     c.check(len(banners) == 3, f"the gateway started three times ({len(banners)})")
 
+    # ---- phase 3b: Redis stopped (SIGSTOP) under load, then killed and restarted ----
+    # A backlog of each shard larger than the duplicate window is handed over shard by shard.
+    retries = metric(gw.metrics(), "tianhe_sink_writes_total", sink="redis_streams",
+                     status="retry")
+    os.kill(srv.pid, signal.SIGSTOP)
+    try:
+        stopped_pairs = simulate(1 + 3 * DEVICES_PER_PHASE, duration="3s", rate=1000)
+        wait_for(lambda: metric(gw.metrics(), "tianhe_sink_writes_total", sink="redis_streams",
+                                status="retry") > retries, 30, "a write timing out")
+    finally:
+        os.kill(srv.pid, signal.SIGCONT)
+    c.check(len(stopped_pairs) > 1000, f"the fleet got acks while Redis was stopped "
+            f"({len(stopped_pairs)})")
+    wait_for(caught_up, 60, "catching up after SIGCONT")
+    check_exactly_once(None, "after Redis was stopped (a backlog per shard beyond the window)")
+    sim, out = simulate(1 + 4 * DEVICES_PER_PHASE, duration="2s", rate=500, background=True)
+    srv.kill()
+    srv.start()
+    finish_simulate(sim, out)
+    wait_for(caught_up, 60, "catching up after Redis was killed and restarted")
+    check_exactly_once(None, "after Redis was killed (SIGKILL) and restarted")
+    check_exactly_once("archive", "after Redis was killed (SIGKILL) and restarted")
+
     # ---- phase 4: Redis out of memory blocks the sink; raising memory resumes it ----
     srv.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
     srv.cli("CONFIG", "SET", "maxmemory", "1")
     base = len(srv.delivered())
-    oom_pairs = simulate(1 + 3 * DEVICES_PER_PHASE)
+    oom_pairs = simulate(1 + 5 * DEVICES_PER_PHASE)
     wait_for(lambda: metric(gw.metrics(), "tianhe_sink_redis_blocked_total",
                             sink="redis_streams", reason="oom") > 0, 30, "an OOM refusal")
     m = gw.metrics()
@@ -286,6 +319,12 @@ try:
     c.check(copies() == 1 and skipped() == 1,
             f"a retransmission after a SIGKILL is skipped too: the window is seeded from "
             f"tianhe:seen:redis_streams ({copies()} copies; {skipped()} skipped)")
+    seeds = srv.command("HGETALL", "tianhe:seen:redis_streams")
+    fields_of_dev = [seeds[i].decode() for i in range(0, len(seeds), 2)
+                     if seeds[i].decode().startswith(f"{dev}:")]
+    c.check(len(fields_of_dev) == 1 and seeds[seeds.index(fields_of_dev[0].encode()) + 1] ==
+            b"1 1790000000000000000",
+            f"the seen hash holds the device's newest per shard ({fields_of_dev})")
     key = "tianhe:test:env_sensor"
     last = srv.command("XREVRANGE", key, "+", "-", "COUNT", "1")
     f = {last[0][1][i].decode(): last[0][1][i + 1].decode()
@@ -304,6 +343,7 @@ finally:
     if gw is not None:
         gw.stop()
     srv.stop()
+    device_socket.close()
     if c.failed or sys.exc_info()[0] is not None:
         for log in ("serve.log", "redis.log"):
             path = os.path.join(work, log)

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/hash.h"
+
 namespace tianhe::sinks::redis_streams {
 namespace {
 
@@ -120,36 +122,64 @@ void EntryBuilder::build(std::string_view key, const RecordFields& f,
   }
 }
 
+std::string format_seed_field(uint64_t device_id, uint32_t shard) {
+  return std::to_string(device_id) + ":" + std::to_string(shard);
+}
+
 std::string format_seed(uint32_t seq, int64_t time_ns) {
   return std::to_string(seq) + " " + std::to_string(time_ns);
 }
 
-bool parse_seed(std::string_view device, std::string_view value, Seed& out) {
-  const char* dend = device.data() + device.size();
-  auto r = std::from_chars(device.data(), dend, out.device_id);
-  if (r.ec != std::errc() || r.ptr != dend || device.empty()) return false;
-  const size_t space = value.find(' ');
-  if (space == std::string_view::npos) return false;
-  const char* send = value.data() + space;
-  r = std::from_chars(value.data(), send, out.seq);
-  if (r.ec != std::errc() || r.ptr != send || space == 0) return false;
-  const char* tbeg = value.data() + space + 1;
-  const char* tend = value.data() + value.size();
-  r = std::from_chars(tbeg, tend, out.time_ns);
-  return r.ec == std::errc() && r.ptr == tend && tbeg != tend;
+namespace {
+
+template <typename T>
+bool parse_whole(std::string_view s, T& v) {
+  const char* end = s.data() + s.size();
+  const auto r = std::from_chars(s.data(), end, v);
+  return !s.empty() && r.ec == std::errc() && r.ptr == end;
 }
 
-void SeenWindow::reset(std::span<const Seed> seeds) {
+}  // namespace
+
+bool parse_seed(std::string_view field, std::string_view value, Seed& out) {
+  const size_t colon = field.find(':');
+  const size_t space = value.find(' ');
+  return colon != std::string_view::npos && space != std::string_view::npos &&
+         parse_whole(field.substr(0, colon), out.device_id) &&
+         parse_whole(field.substr(colon + 1), out.shard) &&
+         parse_whole(value.substr(0, space), out.seq) &&
+         parse_whole(value.substr(space + 1), out.time_ns);
+}
+
+size_t SeenWindow::KeyHash::operator()(const Key& k) const noexcept {
+  return static_cast<size_t>(core::mix64(k.first ^ (uint64_t{k.second} << 48)));
+}
+
+void SeenWindow::reset(uint32_t shards, std::span<const Seed> seeds) {
+  shards_ = shards == 0 ? 1 : shards;
   committed_.clear();
-  for (const Seed& s : seeds) committed_[s.device_id] = {s.seq, s.time_ns};
+  // Seeds of shards the gateway no longer has are dropped: no report is read from them.
+  for (const Seed& s : seeds) {
+    if (s.shard < shards_) committed_[{s.device_id, s.shard}] = {s.seq, s.time_ns};
+  }
   rebuild();
   begin();
 }
 
 void SeenWindow::rebuild() {
-  table_ = SeqWindowTable(committed_.size() < 1024 ? 1024 : committed_.size());
-  for (const auto& [device, st] : committed_) table_.seed(device, st.first, st.second);
+  tables_.clear();
+  const size_t per_shard = committed_.size() / shards_ + 1;
+  for (uint32_t i = 0; i < shards_; ++i) tables_.emplace_back(per_shard < 1024 ? 1024 : per_shard);
+  for (const auto& [key, st] : committed_) tables_[key.second].seed(key.first, st.first, st.second);
   dirty_ = false;
+}
+
+SeqWindowTable& SeenWindow::table(uint32_t shard) {
+  if (shard >= tables_.size()) {
+    shards_ = shard + 1;
+    while (tables_.size() < shards_) tables_.emplace_back(1024);
+  }
+  return tables_[shard];
 }
 
 void SeenWindow::begin() {
@@ -157,32 +187,31 @@ void SeenWindow::begin() {
   batch_index_.clear();
 }
 
-SeqVerdict SeenWindow::check(uint64_t device_id, uint32_t seq, int64_t time_ns) {
+SeqVerdict SeenWindow::check(uint32_t shard, uint64_t device_id, uint32_t seq, int64_t time_ns) {
   dirty_ = true;
-  const SeqVerdict v = table_.check(device_id, seq, time_ns);
+  const SeqVerdict v = table(shard).check(device_id, seq, time_ns);
   if (v == SeqVerdict::kDuplicate) return v;
   // Mirror how the table moves a device's newest: ahead of it, a reboot, or a first report.
-  const auto in_batch = batch_index_.find(device_id);
-  if (in_batch != batch_index_.end()) {
+  const Key key{device_id, shard};
+  if (const auto in_batch = batch_index_.find(key); in_batch != batch_index_.end()) {
     Seed& b = batch_[in_batch->second];
     if (v == SeqVerdict::kReboot || static_cast<int32_t>(seq - b.seq) > 0) {
-      b = {device_id, seq, time_ns};
+      b = {device_id, shard, seq, time_ns};
     }
     return v;
   }
-  const std::pair<uint32_t, int64_t>* newest = nullptr;
-  if (const auto c = committed_.find(device_id); c != committed_.end()) newest = &c->second;
-  const bool moves = newest == nullptr || v == SeqVerdict::kReboot ||
-                     static_cast<int32_t>(seq - newest->first) > 0;
+  const auto c = committed_.find(key);
+  const bool moves = c == committed_.end() || v == SeqVerdict::kReboot ||
+                     static_cast<int32_t>(seq - c->second.first) > 0;
   if (moves) {
-    batch_index_.emplace(device_id, batch_.size());
-    batch_.push_back({device_id, seq, time_ns});
+    batch_index_.emplace(key, batch_.size());
+    batch_.push_back({device_id, shard, seq, time_ns});
   }
   return v;
 }
 
 void SeenWindow::commit() {
-  for (const Seed& s : batch_) committed_[s.device_id] = {s.seq, s.time_ns};
+  for (const Seed& s : batch_) committed_[{s.device_id, s.shard}] = {s.seq, s.time_ns};
   dirty_ = false;
   begin();
 }

@@ -54,48 +54,62 @@ class EntryBuilder {
   std::vector<size_t> lens_;
 };
 
-/// A device's newest delivered report: what the seen hash keeps ("<seq> <time_ns>").
+/// A device's newest report delivered from one shard: a field of the seen hash,
+/// "<device_id>:<shard>" = "<seq> <time_ns>".
 struct Seed {
   uint64_t device_id = 0;
+  uint32_t shard = 0;
   uint32_t seq = 0;
   int64_t time_ns = 0;
 };
 
-/// "<seq> <time_ns>".
+/// The seen hash's field of a seed: "<device_id>:<shard>".
+std::string format_seed_field(uint64_t device_id, uint32_t shard);
+/// The seen hash's value of a seed: "<seq> <time_ns>".
 std::string format_seed(uint32_t seq, int64_t time_ns);
-/// Parses the field and value of the seen hash; false when malformed.
-bool parse_seed(std::string_view device, std::string_view value, Seed& out);
+/// Parses a field and value of the seen hash; false when malformed.
+bool parse_seed(std::string_view field, std::string_view value, Seed& out);
 
-/// Duplicate detection across batches and restarts: a SeqWindowTable checks each report; the
-/// newest (seq, device time) per device moved by the batch being written is kept aside until
-/// the batch commits (those seeds go into the same MULTI/EXEC), and a batch that does not
-/// commit is undone by rebuilding the table from the committed seeds. Owned by the writer's
-/// thread.
+/// Duplicate detection across batches and restarts. One SeqWindowTable per shard checks each
+/// report against the device's earlier reports in that shard's log: a shard's log holds a
+/// device's reports in arrival order, while the consumer hands over each shard's backlog in
+/// turn, so across shards a device's reports come out of order by up to a batch, far more than
+/// the 64-wide window. A retransmission from the device's socket reaches the shard of the
+/// original (SO_REUSEPORT hashes the source address and port). The newest (seq, device time)
+/// per device and shard moved by the batch being written is kept aside until the batch commits
+/// (those seeds go into the same MULTI/EXEC), and a batch that does not commit is undone by
+/// rebuilding the tables from the committed seeds. Owned by the writer's thread.
 class SeenWindow {
  public:
-  /// Starts over from the seeds the destination holds (open()).
-  void reset(std::span<const Seed> seeds);
+  /// Starts over for `shards` shards from the seeds the destination holds (open()).
+  void reset(uint32_t shards, std::span<const Seed> seeds);
   /// Starts a batch (forgets the previous batch's seeds).
   void begin();
-  /// The verdict on one report; records it as seen for the rest of the batch.
-  SeqVerdict check(uint64_t device_id, uint32_t seq, int64_t time_ns);
-  /// The devices whose newest report this batch moved, and where to.
+  /// The verdict on one report read from `shard`; records it as seen for the rest of the batch.
+  SeqVerdict check(uint32_t shard, uint64_t device_id, uint32_t seq, int64_t time_ns);
+  /// The (device, shard) pairs whose newest report this batch moved, and where to.
   std::span<const Seed> batch_seeds() const noexcept { return batch_; }
   /// The batch was written: its seeds are now the committed ones.
   void commit();
-  /// The batch was not written: the table returns to the committed seeds.
+  /// The batch was not written: the tables return to the committed seeds.
   void rollback();
-  /// Devices known.
-  size_t devices() const noexcept { return committed_.size(); }
+  /// (device, shard) pairs known.
+  size_t size() const noexcept { return committed_.size(); }
 
  private:
+  using Key = std::pair<uint64_t, uint32_t>;  ///< device, shard
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept;
+  };
   void rebuild();
+  SeqWindowTable& table(uint32_t shard);
 
-  SeqWindowTable table_;
-  std::unordered_map<uint64_t, std::pair<uint32_t, int64_t>> committed_;
+  uint32_t shards_ = 1;
+  std::vector<SeqWindowTable> tables_;  ///< per shard
+  std::unordered_map<Key, std::pair<uint32_t, int64_t>, KeyHash> committed_;
   std::vector<Seed> batch_;
-  std::unordered_map<uint64_t, size_t> batch_index_;  ///< device -> index in batch_
-  bool dirty_ = false;  ///< the table holds checks of a batch that did not commit
+  std::unordered_map<Key, size_t, KeyHash> batch_index_;  ///< -> index in batch_
+  bool dirty_ = false;  ///< the tables hold checks of a batch that did not commit
 };
 
 /// What a Redis error reply means for the batch that got it.

@@ -298,23 +298,28 @@ TEST(EntryValues, DoublesRoundTripAndTheOtherTypes) {
 }
 
 TEST(Seeds, FormatAndParse) {
+  EXPECT_EQ(format_seed_field(7, 1), "7:1");
   EXPECT_EQ(format_seed(12, 1'700'000'000'000'000'000), "12 1700000000000000000");
   Seed s;
-  ASSERT_TRUE(parse_seed("7", "12 1700000000000000000", s));
+  ASSERT_TRUE(parse_seed("7:1", "12 1700000000000000000", s));
   EXPECT_EQ(s.device_id, 7u);
+  EXPECT_EQ(s.shard, 1u);
   EXPECT_EQ(s.seq, 12u);
   EXPECT_EQ(s.time_ns, 1'700'000'000'000'000'000);
-  ASSERT_TRUE(parse_seed("8", "4294967295 -5", s));
+  ASSERT_TRUE(parse_seed("18446744073709551615:0", "4294967295 -5", s));
+  EXPECT_EQ(s.device_id, 18446744073709551615u);
   EXPECT_EQ(s.seq, 4294967295u);
   EXPECT_EQ(s.time_ns, -5);
   for (const auto& [d, v] :
        std::vector<std::pair<std::string, std::string>>{{"", "1 2"},
-                                                        {"x", "1 2"},
-                                                        {"7", "12"},
-                                                        {"7", "12 "},
-                                                        {"7", " 12"},
-                                                        {"7", "1 2x"},
-                                                        {"7", "4294967296 1"}}) {
+                                                        {"7", "1 2"},
+                                                        {"x:0", "1 2"},
+                                                        {"7:", "1 2"},
+                                                        {"7:0", "12"},
+                                                        {"7:0", "12 "},
+                                                        {"7:0", " 12"},
+                                                        {"7:0", "1 2x"},
+                                                        {"7:0", "4294967296 1"}}) {
     EXPECT_FALSE(parse_seed(d, v, s)) << d << " / " << v;
   }
 }
@@ -323,52 +328,72 @@ constexpr int64_t kT = 1'700'000'000'000'000'000;
 
 TEST(SeenWindow, DuplicatesInABatchAndAcrossBatches) {
   SeenWindow w;
-  w.reset({});
+  w.reset(2, {});
   w.begin();
-  EXPECT_EQ(w.check(1, 10, kT + 10), SeqVerdict::kNew);
-  EXPECT_EQ(w.check(1, 10, kT + 10), SeqVerdict::kDuplicate);  // twice in one batch
-  EXPECT_EQ(w.check(1, 11, kT + 11), SeqVerdict::kNew);
-  EXPECT_EQ(w.check(2, 5, kT + 5), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 1, 10, kT + 10), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 1, 10, kT + 10), SeqVerdict::kDuplicate);  // twice in one batch
+  EXPECT_EQ(w.check(0, 1, 11, kT + 11), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 2, 5, kT + 5), SeqVerdict::kNew);
   ASSERT_EQ(w.batch_seeds().size(), 2u);
   EXPECT_EQ(w.batch_seeds()[0].device_id, 1u);
   EXPECT_EQ(w.batch_seeds()[0].seq, 11u);  // the device's newest
   w.commit();
-  EXPECT_EQ(w.devices(), 2u);
+  EXPECT_EQ(w.size(), 2u);
   w.begin();
-  EXPECT_EQ(w.check(1, 11, kT + 11), SeqVerdict::kDuplicate);  // a retransmission later on
-  EXPECT_EQ(w.check(1, 9, kT + 9), SeqVerdict::kNew);          // late, never seen: delivered
-  EXPECT_TRUE(w.batch_seeds().empty());                        // the newest did not move
+  EXPECT_EQ(w.check(0, 1, 11, kT + 11), SeqVerdict::kDuplicate);  // a retransmission later on
+  EXPECT_EQ(w.check(0, 1, 9, kT + 9), SeqVerdict::kNew);          // late, never seen: delivered
+  EXPECT_TRUE(w.batch_seeds().empty());                           // the newest did not move
+}
+
+TEST(SeenWindow, AShardsBacklogAheadOfAnothersLosesNothing) {
+  // A device's reports alternate between two shards; the consumer hands over shard 0's backlog
+  // (seq 1, 3, ..., 199) before shard 1's (0, 2, ..., 198): far more than 64 apart.
+  SeenWindow w;
+  w.reset(2, {});
+  w.begin();
+  for (uint32_t s = 1; s < 200; s += 2) EXPECT_EQ(w.check(0, 7, s, kT + s), SeqVerdict::kNew);
+  w.commit();
+  w.begin();
+  for (uint32_t s = 0; s < 200; s += 2) EXPECT_EQ(w.check(1, 7, s, kT + s), SeqVerdict::kNew) << s;
+  ASSERT_EQ(w.batch_seeds().size(), 1u);
+  EXPECT_EQ(w.batch_seeds()[0].shard, 1u);
+  EXPECT_EQ(w.batch_seeds()[0].seq, 198u);
+  w.commit();
+  EXPECT_EQ(w.size(), 2u);  // the device on each shard
 }
 
 TEST(SeenWindow, ARollbackForgetsTheBatch) {
   SeenWindow w;
-  w.reset({});
+  w.reset(1, {});
   w.begin();
-  EXPECT_EQ(w.check(1, 1, kT), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 1, 1, kT), SeqVerdict::kNew);
   w.commit();
   w.begin();
-  EXPECT_EQ(w.check(1, 2, kT + 1), SeqVerdict::kNew);
-  EXPECT_EQ(w.check(3, 1, kT), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 1, 2, kT + 1), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 3, 1, kT), SeqVerdict::kNew);
   w.rollback();  // the batch was blocked: offered again, it must be new again
   w.begin();
-  EXPECT_EQ(w.check(1, 2, kT + 1), SeqVerdict::kNew);
-  EXPECT_EQ(w.check(3, 1, kT), SeqVerdict::kNew);
-  EXPECT_EQ(w.check(1, 1, kT), SeqVerdict::kDuplicate);  // committed before
+  EXPECT_EQ(w.check(0, 1, 2, kT + 1), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 3, 1, kT), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(0, 1, 1, kT), SeqVerdict::kDuplicate);  // committed before
 }
 
 TEST(SeenWindow, SeedsFromTheServerCatchARetransmissionAfterARestart) {
   SeenWindow w;
-  const Seed seeds[] = {{7, 100, kT + 100}};
-  w.reset(seeds);
+  const Seed seeds[] = {{7, 1, 100, kT + 100}, {8, 5, 1, kT}};  // shard 5 is gone: ignored
+  w.reset(2, seeds);
+  EXPECT_EQ(w.size(), 1u);
   w.begin();
-  EXPECT_EQ(w.check(7, 100, kT + 100), SeqVerdict::kDuplicate);
-  EXPECT_EQ(w.check(7, 60, kT + 60), SeqVerdict::kDuplicate);
-  EXPECT_EQ(w.check(7, 101, kT + 101), SeqVerdict::kNew);
+  EXPECT_EQ(w.check(1, 7, 100, kT + 100), SeqVerdict::kDuplicate);
+  EXPECT_EQ(w.check(1, 7, 60, kT + 60), SeqVerdict::kDuplicate);
+  EXPECT_EQ(w.check(0, 7, 60, kT + 60), SeqVerdict::kNew);  // another shard's own order
+  EXPECT_EQ(w.check(1, 7, 101, kT + 101), SeqVerdict::kNew);
   // A device that restarted its numbering (newer device time) is new, and becomes the seed.
-  EXPECT_EQ(w.check(7, 1, kT + 500), SeqVerdict::kReboot);
-  ASSERT_EQ(w.batch_seeds().size(), 1u);
-  EXPECT_EQ(w.batch_seeds()[0].seq, 1u);
-  EXPECT_EQ(w.batch_seeds()[0].time_ns, kT + 500);
+  EXPECT_EQ(w.check(1, 7, 1, kT + 500), SeqVerdict::kReboot);
+  ASSERT_EQ(w.batch_seeds().size(), 2u);
+  EXPECT_EQ(w.batch_seeds()[1].shard, 1u);
+  EXPECT_EQ(w.batch_seeds()[1].seq, 1u);
+  EXPECT_EQ(w.batch_seeds()[1].time_ns, kT + 500);
 }
 
 TEST(RedisErrors, WhatAReplyMeans) {

@@ -55,6 +55,9 @@ Reply command(redisContext* c, std::initializer_list<std::string_view> args, std
   return Reply(r);
 }
 
+/// The cursor hash's field holding the id of the connection that writes (CLIENT ID).
+constexpr std::string_view kClientField = "client";
+
 bool parse_u64(std::string_view s, uint64_t& v) {
   const char* end = s.data() + s.size();
   const auto r = std::from_chars(s.data(), end, v);
@@ -179,6 +182,10 @@ Result<std::vector<uint64_t>> RedisStreamsWriter::open(uint32_t shards) {
   conn_ = std::move(c.value());
   std::vector<uint64_t> cursors(shards, 0);
   std::string io;
+  if (auto fenced = fence_previous_connection(); !fenced) {
+    close();
+    return fenced.error();
+  }
   Reply r = command(conn_->get(), {"HGETALL", s_.cursor_key}, io);
   if (!r || r->type == REDIS_REPLY_ERROR) {
     const std::string why = r ? std::string(text(r.get())) : io;
@@ -186,6 +193,7 @@ Result<std::vector<uint64_t>> RedisStreamsWriter::open(uint32_t shards) {
     return make_error("reading the cursors (HGETALL " + s_.cursor_key + ") failed: " + why);
   }
   for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+    if (text(r->element[i]) == kClientField) continue;
     uint64_t shard = 0, offset = 0;
     if (!parse_u64(text(r->element[i]), shard) || !parse_u64(text(r->element[i + 1]), offset)) {
       const std::string bad =
@@ -202,12 +210,47 @@ Result<std::vector<uint64_t>> RedisStreamsWriter::open(uint32_t shards) {
     close();
     return seeds.error();
   }
-  seen_.reset(seeds.value());
+  seen_.reset(shards, seeds.value());
   streams_.clear();
   batch_id_ = 0;
   attempts_ = 0;
   refused_.clear();
   return cursors;
+}
+
+Result<void> RedisStreamsWriter::fence_previous_connection() {
+  // A connection given up on (a timeout, a crash of the gateway) may still have a transaction
+  // in the server's input buffer: after a SIGSTOP/SIGCONT the server reads and runs it later,
+  // possibly after this connection read the cursors, and the replay would add its entries
+  // again. So the previous connection (its id is in the cursor hash, and in memory) is killed
+  // first: Redis runs one command at a time, so after CLIENT KILL it can run nothing more.
+  redisContext* c = conn_->get();
+  std::string io;
+  Reply id = command(c, {"CLIENT", "ID"}, io);
+  if (!id) return make_error("CLIENT ID: " + io);
+  if (id->type != REDIS_REPLY_INTEGER) {
+    return make_error("CLIENT ID failed: " + std::string(text(id.get())) +
+                      "; the sink needs Redis 5.0 or newer");
+  }
+  client_id_ = std::to_string(id->integer);
+  Reply old = command(c, {"HGET", s_.cursor_key, kClientField}, io);
+  if (!old) return make_error("HGET " + s_.cursor_key + ": " + io);
+  std::vector<std::string> previous;
+  if (old->type == REDIS_REPLY_STRING) previous.emplace_back(text(old.get()));
+  if (!last_client_id_.empty()) previous.push_back(last_client_id_);
+  for (const std::string& p : previous) {
+    if (p == client_id_) continue;
+    Reply k = command(c, {"CLIENT", "KILL", "ID", p}, io);
+    if (!k) return make_error("CLIENT KILL: " + io);
+    // "No such client": it is gone, and whatever it sent ran or never will. NOPERM: an ACL
+    // user without CLIENT KILL; the race above stays possible (docs/sinks/redis_streams.md).
+  }
+  // Recorded now (and with every batch's cursors) so that the next start can fence this one;
+  // an out-of-memory server refuses it, and then the first batch records it.
+  Reply h = command(c, {"HSET", s_.cursor_key, kClientField, client_id_}, io);
+  if (!h) return make_error("HSET " + s_.cursor_key + ": " + io);
+  last_client_id_ = client_id_;
+  return {};
 }
 
 void RedisStreamsWriter::prepare(const Batch& batch) {
@@ -219,7 +262,8 @@ void RedisStreamsWriter::prepare(const Batch& batch) {
   for (size_t i = 0; i < batch.reports.size(); ++i) {
     if (!refused_.empty() && refused_.count(i) != 0) continue;
     const core::Report& r = batch.reports[i];
-    if (seen_.check(r.device_id, r.seq, r.device_time_ns) == SeqVerdict::kDuplicate) {
+    const uint32_t shard = i < batch.positions.size() ? batch.positions[i].shard : 0;
+    if (seen_.check(shard, r.device_id, r.seq, r.device_time_ns) == SeqVerdict::kDuplicate) {
       ++duplicates_;
       continue;
     }
@@ -303,13 +347,15 @@ RedisStreamsWriter::Outcome RedisStreamsWriter::transact(const Batch& batch) {
     args_.push_back(std::to_string(sc.shard));
     args_.push_back(std::to_string(sc.offset));
   }
+  args_.emplace_back(kClientField);
+  args_.push_back(client_id_);
   const size_t cursor_args = args_.size();
   const auto seeds = seen_.batch_seeds();
   if (!seeds.empty()) {
     args_.emplace_back("HSET");
     args_.push_back(s_.seen_key);
     for (const Seed& sd : seeds) {
-      args_.push_back(std::to_string(sd.device_id));
+      args_.push_back(format_seed_field(sd.device_id, sd.shard));
       args_.push_back(format_seed(sd.seq, sd.time_ns));
     }
   }
@@ -319,11 +365,8 @@ RedisStreamsWriter::Outcome RedisStreamsWriter::transact(const Batch& batch) {
     argv_.push_back(a.data());
     argvlen_.push_back(a.size());
   }
-  int hsets = 0;
-  if (batch.cursors.size() > 0) {
-    redisAppendCommandArgv(c, static_cast<int>(cursor_args), argv_.data(), argvlen_.data());
-    ++hsets;
-  }
+  int hsets = 1;
+  redisAppendCommandArgv(c, static_cast<int>(cursor_args), argv_.data(), argvlen_.data());
   if (!seeds.empty()) {
     redisAppendCommandArgv(c, static_cast<int>(args_.size() - cursor_args),
                            argv_.data() + cursor_args, argvlen_.data() + cursor_args);

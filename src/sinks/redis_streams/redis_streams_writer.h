@@ -75,6 +75,9 @@ class RedisStreamsWriter final : public SinkWriter {
     std::vector<std::pair<size_t, std::string>> refused;
   };
 
+  /// Kills the connection that wrote before this one (its id is the cursor hash's field
+  /// "client"), so that nothing it sent can still run; records this connection's id.
+  Result<void> fence_previous_connection();
   /// Reads the committed seeds (HSCAN of the seen hash).
   Result<std::vector<Seed>> load_seeds();
   /// Checks the reports against the window, builds items_ and the batch's stream keys.
@@ -92,6 +95,8 @@ class RedisStreamsWriter final : public SinkWriter {
   std::shared_ptr<const pipeline::Registry> registry_;
   std::unique_ptr<RedisConnection> conn_;
   SeenWindow seen_;
+  std::string client_id_;       ///< this connection's CLIENT ID
+  std::string last_client_id_;  ///< the previous connection's (this process)
   EntryBuilder entry_;
   MetricDecoder decoder_;
   RedisStreamsStats stats_;
