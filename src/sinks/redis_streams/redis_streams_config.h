@@ -67,7 +67,7 @@ struct RedisSettings {
   int64_t timeout_ms = 10000;
   uint32_t max_attempts = 5;
   std::string cursor_key;  ///< tianhe:cursor:<instance>: shard -> log offset
-  std::string seen_key;    ///< tianhe:seen:<instance>: device -> "<seq> <time_ns>"
+  std::string seen_key;    ///< tianhe:seen:<instance>: "<device>:<shard>" -> "<seq> <time_ns>"
 };
 
 /// Checks `c` (URL, database, password source, template) without connecting. Errors name the
