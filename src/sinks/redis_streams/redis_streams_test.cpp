@@ -186,6 +186,7 @@ core::Metric metric(std::string_view name, double v) {
 
 std::vector<std::string> args(const EntryBuilder& b) {
   std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(b.argc()));
   for (int i = 0; i < b.argc(); ++i) out.emplace_back(b.arg(static_cast<size_t>(i)));
   return out;
 }

@@ -109,6 +109,11 @@ Result<std::unique_ptr<RedisConnection>> RedisConnection::open(const RedisSettin
     }
   }
   Reply info = command(c, {"INFO", "server"}, io);
+  if (info && info->type == REDIS_REPLY_ERROR && text(info.get()).starts_with("NOAUTH")) {
+    return fail("INFO", info,
+                "the server needs a password: give it with " + s.header + ".password_env or " +
+                    s.header + ".password_file");
+  }
   if (!info || info->type == REDIS_REPLY_ERROR) {
     return fail("INFO", info,
                 "check that the server is Redis 5.0 or newer and has finished loading");
