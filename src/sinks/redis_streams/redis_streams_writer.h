@@ -1,9 +1,10 @@
 // The Redis streams writer: each batch is one pipelined round trip of MULTI, one XADD per new
 // record, HSET of the instance's cursor hash (shard -> log offset, and the writing connection's
-// id), HSET of its seen hash ("<device>:<shard>" -> newest delivered "<seq> <time_ns>"), EXEC. Entries, cursors and duplicate seeds
-// therefore commit together: a crash replays from the cursors and adds nothing twice, and a
-// device's retransmission at another log position is skipped by the seeded SeenWindow.
-// Lives on the sink's log consumer thread; collect() runs on the scrape thread.
+// id), HSET of its seen hash ("<device>:<shard>" -> newest delivered "<seq> <time_ns>"), EXEC.
+// Entries, cursors and duplicate seeds therefore commit together: a crash replays from the
+// cursors and adds nothing twice, and a device's retransmission at another log position is
+// skipped by the seeded SeenWindow. Lives on the sink's log consumer thread; collect() runs on
+// the scrape thread.
 #pragma once
 
 #include <atomic>
