@@ -64,6 +64,10 @@ std::string finish(MysqlConfig& c, std::string_view) {
 
 constexpr std::string_view kSchemes[] = {"mysql", "mariadb", "tidb"};
 
+Error table_error(const std::string& header, const std::string& tmpl, const std::string& problem) {
+  return make_error(header + ".table: \"" + tmpl + "\" " + problem);
+}
+
 }  // namespace
 
 config::ConfigTable config_table() {
@@ -114,13 +118,13 @@ Result<MysqlSettings> check_config(const MysqlConfig& c, std::string_view instan
                 : std::string_view();
         const std::string name =
             expand_table(c.table, tenant, registry->model(static_cast<uint32_t>(m)).name());
-        if (std::string e = check_table_name(name); !e.empty()) {
-          return make_error(h + ".table: \"" + c.table + "\" " + e);
+        std::string problem = check_table_name(name);
+        if (problem.empty() && name == kCursorTable) {
+          problem = "gives \"";
+          problem += name;
+          problem += "\", the cursor table; choose another name";
         }
-        if (name == kCursorTable) {
-          return make_error(h + ".table: \"" + c.table + "\" gives \"" + name +
-                            "\", the cursor table; choose another name");
-        }
+        if (!problem.empty()) return table_error(h, c.table, problem);
       }
     }
   }

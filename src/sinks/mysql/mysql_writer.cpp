@@ -183,9 +183,10 @@ Result<std::vector<uint64_t>> MysqlWriter::open(uint32_t shards) {
       Table& t = tables_[table_for(0, static_cast<uint32_t>(m))];
       std::string error;
       if (ensure_table(t, error) != Outcome::kDone) {
-        std::string e = at + ": " + error;
+        error.insert(0, ": ");
+        error.insert(0, at);
         conn_.close();
-        return make_error(std::move(e));
+        return make_error(std::move(error));
       }
     }
   }
@@ -485,12 +486,15 @@ WriteStatus MysqlWriter::write(const Batch& batch, bool durable, std::string& er
         isolate = true;  // this call writes the batch row range by row range
         continue;
       }
-      error = "mysql: " + error + " (attempt " + std::to_string(refused_attempts_) + " of " +
-              std::to_string(settings_.max_attempts) +
-              "; then the refused rows go to the dead-letter file)";
+      error.insert(0, "mysql: ");
+      error += " (attempt ";
+      error += std::to_string(refused_attempts_);
+      error += " of ";
+      error += std::to_string(settings_.max_attempts);
+      error += "; then the refused rows go to the dead-letter file)";
       return WriteStatus::kBlocked;
     }
-    error = "mysql: " + error;
+    error.insert(0, "mysql: ");
     switch (fail_class_) {
       case ErrorClass::kConflict:
         stats_.conflicts.fetch_add(1, std::memory_order_relaxed);
