@@ -26,7 +26,8 @@ void register_extension(runtime::Extensions& extensions);
 namespace {
 
 std::shared_ptr<const pipeline::Registry> registry(bool allow_unknown = false,
-                                                   std::string tenant = "acme") {
+                                                   std::string tenant = "acme",
+                                                   bool auto_register = false) {
   pipeline::ModelSpec m;
   m.name = "env_sensor";
   m.allow_unknown_metrics = allow_unknown;
@@ -40,7 +41,12 @@ std::shared_ptr<const pipeline::Registry> registry(bool allow_unknown = false,
   d.count = 10;
   d.tenant = std::move(tenant);
   d.model = "env_sensor";
-  auto r = pipeline::Registry::build({}, std::span(&m, 1), std::span(&d, 1));
+  pipeline::RegistryConfig rc;
+  if (auto_register) {
+    rc.unknown_devices = pipeline::UnknownDevicePolicy::kAutoRegister;
+    rc.default_model = "env_sensor";
+  }
+  auto r = pipeline::Registry::build(rc, std::span(&m, 1), std::span(&d, 1));
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
   return r.value();
 }
@@ -424,6 +430,81 @@ TEST(MysqlLive, IsolatesEveryRefusedRowOfABatch) {
   EXPECT_TRUE(conn.query("DELETE FROM tianhe_cursors WHERE sink = 'mysql.isolate'"));
   EXPECT_TRUE(conn.query("COMMIT"));
   std::filesystem::remove_all(dir);
+}
+
+// Reports of a registered device (tenant acme) and of an unknown one (device 99), through a
+// table template with {tenant}: with auto_register the unknown device's report goes to the
+// default model's table under its tenant; without, to the dead-letter file.
+TEST(MysqlLive, RoutesByTenantAndModelAndUnknownDevices) {
+  if (live_url() == nullptr) GTEST_SKIP() << "TIANHE_MYSQL_TEST_URL is not set";
+  for (const bool auto_register : {true, false}) {
+    SCOPED_TRACE(auto_register ? "auto_register" : "reject");
+    auto reg = registry(false, "acme", auto_register);
+    MysqlConfig c;
+    c.sink.url = live_url();
+    c.table = "route_{tenant}_{model}";
+    auto s = check_config(c, "mysql.route", "sinks.mysql.route", reg.get());
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    Connection conn;
+    ASSERT_TRUE(conn.connect(s.value()).ok());
+    for (const char* t : {"route_acme_env_sensor", "route_default_env_sensor"}) {
+      ASSERT_TRUE(conn.query(std::string("DROP TABLE IF EXISTS ") + t));
+    }
+    ASSERT_TRUE(conn.query("DELETE FROM tianhe_cursors WHERE sink = 'mysql.route'") ||
+                conn.code() == 1146);
+    ASSERT_TRUE(conn.query("COMMIT"));
+    core::ReportBatch batch(2, 2);
+    std::vector<uint8_t> bytes(1 << 12);
+    size_t used = 3;
+    uint32_t acme = 0;
+    for (uint32_t t = 0; t < reg->tenant_count(); ++t) {
+      if (reg->tenant_name(t) == "acme") acme = t;
+    }
+    for (const uint64_t device : {3u, 99u}) {
+      core::Report* r = batch.add_report();
+      r->device_id = device;
+      r->seq = 1;
+      r->tenant = device == 3 ? acme : reg->default_tenant();
+      r->device_time_ns = 1'700'000'000'000'000'000;
+      core::Metric* m = batch.add_metric(*r);
+      m->name = "temperature";
+      m->value.f64 = 20.5;
+      used += core::encode_report(batch, *r, std::span(bytes).subspan(used));
+    }
+    core::encode_payload_header(2, bytes);
+    core::ReportBatch back(2, 2);
+    ASSERT_EQ(core::decode_payload(std::span(bytes).first(used), back), core::RecordStatus::kOk);
+    std::vector<core::Report> reports(back.begin(), back.end());
+    const ReportPosition positions[] = {{0, 0, 0}, {0, 1, 0}};
+    const ShardCursor cursors[] = {{0, 100}};
+    char dir[] = "/tmp/th-mysql-route-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    DeadLetter dead(dir, "mysql.route");
+    MysqlWriter w(s.value(), reg);
+    ASSERT_TRUE(w.open(1).ok());
+    std::string error;
+    ASSERT_EQ(w.write({reports, cursors, positions, &dead}, true, error), WriteStatus::kAccepted)
+        << error;
+    auto acme_rows = conn.select("SELECT device_id, tenant FROM route_acme_env_sensor");
+    ASSERT_TRUE(acme_rows.ok()) << acme_rows.error().message;
+    EXPECT_EQ(acme_rows.value(), (std::vector<std::vector<std::string>>{{"3", "acme"}}));
+    auto other = conn.select("SELECT device_id, tenant FROM route_default_env_sensor");
+    if (auto_register) {
+      ASSERT_TRUE(other.ok()) << other.error().message;
+      EXPECT_EQ(other.value(), (std::vector<std::vector<std::string>>{{"99", "default"}}));
+      EXPECT_EQ(dead.records(), 0u);
+    } else {
+      EXPECT_FALSE(other.ok());  // never created: nothing went there
+      EXPECT_EQ(dead.records(), 1u);
+      EXPECT_EQ(w.stats().unroutable.load(), 1u);
+    }
+    for (const char* t : {"route_acme_env_sensor", "route_default_env_sensor"}) {
+      ASSERT_TRUE(conn.query(std::string("DROP TABLE IF EXISTS ") + t));
+    }
+    EXPECT_TRUE(conn.query("DELETE FROM tianhe_cursors WHERE sink = 'mysql.route'"));
+    EXPECT_TRUE(conn.query("COMMIT"));
+    std::filesystem::remove_all(dir);
+  }
 }
 
 }  // namespace
