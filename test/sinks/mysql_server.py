@@ -53,7 +53,7 @@ class Server:
         os.makedirs(self.datadir, exist_ok=True)
         r = subprocess.run([_which("mariadb-install-db"), "--no-defaults",
                             f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
-                            "--skip-test-db", "--user=root"],
+                            "--skip-test-db"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
