@@ -131,13 +131,17 @@ class Server:
 
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.mysql]" if instance is None else f"[sinks.mysql.{instance}]"
-        # Each named instance gets its own tables ({model} prefixed), so two instances against
-        # one server each hold everything.
-        table = "" if instance is None else f'table = "{instance}_{{model}}"\n'
-        return (f"{header}\nenabled = true\n"
-                f'url = "mysql://{USER}@127.0.0.1:{self.port}/{DATABASE}"\n'
-                f'password_env = "{PASSWORD_ENV}"\n'
-                f'timeout = "5s"\n{table}{extra}\n')
+        keys = {"enabled": "true",
+                "url": f'"mysql://{USER}@127.0.0.1:{self.port}/{DATABASE}"',
+                "password_env": f'"{PASSWORD_ENV}"'}
+        if instance is not None:
+            # Each named instance gets its own tables ({model} prefixed), so two instances
+            # against one server each hold everything.
+            keys["table"] = f'"{instance}_{{model}}"'
+        # A key that `extra` sets is left to it (TOML allows a key once per table).
+        given = {line.split("=", 1)[0].strip() for line in extra.splitlines() if "=" in line}
+        lines = [header] + [f"{k} = {v}" for k, v in keys.items() if k not in given]
+        return "\n".join(lines) + "\n" + extra + "\n"
 
     def delivered(self, instance=None):
         """Every (device_id, seq) row the sink wrote for `instance`, one entry per row."""

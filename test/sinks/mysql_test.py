@@ -136,7 +136,9 @@ try:
     port = reserved_port(udp=True)
     data = os.path.join(work, "data")
     cfg = os.path.join(work, "tianhe.toml")
-    extra = server.sink_toml() + server.sink_toml("archive")
+    # A short timeout: a stopped server is noticed within seconds.
+    extra = (server.sink_toml(extra='timeout = "3s"') +
+             server.sink_toml("archive", extra='timeout = "3s"'))
     write_config(cfg, data, devices=DEVICES, extra=extra, report_port=port)
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
     gateways.append(gw)
@@ -259,7 +261,7 @@ try:
     pcfg = os.path.join(work, "poison.toml")
     write_config(pcfg, pdata, devices=DEVICES, report_port=port,
                  extra=server.sink_toml("poison", 'max_attempts = 2\nbatch_reports = 100\n'
-                                        'commit_interval = "200ms"\n'))
+                                        'commit_interval = "200ms"\ntimeout = "3s"\n'))
     pg = Gateway(pcfg, os.path.join(work, "poison.log")).start()
     gateways.append(pg)
     wait_for(lambda: lag_zero(pg, ["mysql.poison"]), 60, "the poison instance to connect")
