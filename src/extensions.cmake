@@ -4,5 +4,6 @@
 th_extension(protocols/report)
 th_extension(sinks/store)
 th_extension(sinks/jsonl)
+th_extension(sinks/webhook)
 # Tools: commands of the executable (tools/bench drives protocols/report: keep them together).
 th_extension(tools/bench)
