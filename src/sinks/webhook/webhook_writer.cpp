@@ -150,6 +150,8 @@ const Response& HttpClient::post(std::string_view body, std::string_view key) {
   curl_easy_setopt(handle_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   const CURLcode rc = curl_easy_perform(handle_);
   if (rc != CURLE_OK) {
+    response_.sent_nothing = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                             rc == CURLE_COULDNT_RESOLVE_PROXY;
     response_.error = "POST " + settings_.url + ": " +
                       (error_buf_[0] != '\0' ? std::string(error_buf_.data())
                                              : std::string(curl_easy_strerror(rc))) +
@@ -261,7 +263,7 @@ void WebhookWriter::note_retry_after(const Response& r) {
 }
 
 Outcome WebhookWriter::post_group(const Batch& b, std::span<const uint32_t> idx, std::string& error,
-                                  bool& transport_failed) {
+                                  bool& transport_failed, bool* sent_nothing) {
   transport_failed = false;
   body_.clear();
   append_body(body_, instance_, b.reports, idx, registry_.get());
@@ -272,6 +274,7 @@ Outcome WebhookWriter::post_group(const Batch& b, std::span<const uint32_t> idx,
   if (!r.transport_ok) {
     stats_.requests[kOutcomeFailed].fetch_add(1, std::memory_order_relaxed);
     transport_failed = true;
+    if (sent_nothing != nullptr) *sent_nothing = r.sent_nothing;
     error = instance_ + ": " + r.error + "; check that the endpoint is up";
     return Outcome::kTryLater;
   }
@@ -329,12 +332,15 @@ WriteStatus WebhookWriter::isolate(const Batch& b, std::span<const uint32_t> idx
   return isolate(b, idx.subspan(half), false, error);
 }
 
-Result<void> WebhookWriter::save(std::span<const ShardCursor> confirmed) {
+Result<void> WebhookWriter::save(std::span<const ShardCursor> confirmed,
+                                 std::span<const ShardCursor> in_flight) {
   std::map<std::string, uint64_t> values;
   for (const ShardCursor& c : confirmed) {
-    if (c.shard < suspect_end_.size() && suspect_end_[c.shard] > c.offset) {
-      values[inflight_key(c.shard)] = suspect_end_[c.shard];
+    uint64_t end = c.shard < suspect_end_.size() ? suspect_end_[c.shard] : 0;
+    for (const ShardCursor& f : in_flight) {
+      if (f.shard == c.shard) end = std::max(end, f.offset);
     }
+    if (end > c.offset) values[inflight_key(c.shard)] = end;
   }
   return save_cursor_file(cursor_path_, confirmed, values);
 }
@@ -384,17 +390,23 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
   if (!remaining.empty() && !pending_.inflight_saved) {
     // Before the POST: the batch's end beside the confirmed cursors, so that after a crash the
     // replay knows what may already be at the endpoint.
-    mark_suspect(batch);
-    if (auto r = save(confirmed_); !r) {
+    if (auto r = save(confirmed_, batch.cursors); !r) {
       error = instance_ + ": " + r.error().message;
       return WriteStatus::kBlocked;
     }
     pending_.inflight_saved = true;
   }
   if (!remaining.empty() && pending_.refusals < settings_.max_attempts) {
-    bool transport_failed = false;
-    const Outcome o = post_group(batch, remaining, error, transport_failed);
-    if (transport_failed) return WriteStatus::kRetry;
+    bool transport_failed = false, sent_nothing = false;
+    const Outcome o = post_group(batch, remaining, error, transport_failed, &sent_nothing);
+    if (transport_failed) {
+      if (sent_nothing && !pending_.any_delivered) {
+        // No connection was made: the batch is not at the endpoint, and the replay after the
+        // reopen is no duplicate. (Best effort: if this save fails, it counts a few too many.)
+        if (save(confirmed_)) pending_.inflight_saved = false;
+      }
+      return WriteStatus::kRetry;
+    }
     if (o == Outcome::kTryLater) return WriteStatus::kBlocked;
     if (o == Outcome::kRefused) {
       ++pending_.refusals;

@@ -34,6 +34,7 @@ struct Response {
   std::string body;           ///< its first kKeptBodyBytes bytes
   std::string retry_after;    ///< the Retry-After header ("" when absent)
   std::string error;          ///< libcurl's words when !transport_ok
+  bool sent_nothing = false;  ///< !transport_ok before any byte left (no connection was made)
   static constexpr size_t kKeptBodyBytes = 200;
 };
 
@@ -112,11 +113,14 @@ class WebhookWriter final : public SinkWriter {
   void mark_suspect(const Batch& b);
   /// POSTs the reports `idx` of `b`; sets `error` on anything but a 2xx.
   Outcome post_group(const Batch& b, std::span<const uint32_t> idx, std::string& error,
-                     bool& transport_failed);
+                     bool& transport_failed, bool* sent_nothing = nullptr);
   /// Delivers `idx` by halves, dead-lettering single records the endpoint refuses.
   WriteStatus isolate(const Batch& b, std::span<const uint32_t> idx, bool known_refused,
                       std::string& error);
-  Result<void> save(std::span<const ShardCursor> confirmed);
+  /// Replaces the cursor file: `confirmed`, and beside it the end of what may be at the
+  /// endpoint unconfirmed (suspect_end_, and `in_flight`: a batch about to be posted).
+  Result<void> save(std::span<const ShardCursor> confirmed,
+                    std::span<const ShardCursor> in_flight = {});
   WriteStatus commit(const Batch& b, std::string& error);
 
   WebhookSettings settings_;
