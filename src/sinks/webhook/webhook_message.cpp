@@ -105,11 +105,10 @@ std::optional<int64_t> retry_after_seconds(std::string_view value, int64_t now_u
   return std::min(seconds, max_seconds);
 }
 
-std::vector<uint32_t> select_new(std::span<const core::Report> reports, SeqWindowTable& window,
-                                 uint64_t& skipped) {
-  std::vector<uint32_t> out;
-  out.reserve(reports.size());
-  skipped = 0;
+uint64_t select_new(std::span<const core::Report> reports, SeqWindowTable& window,
+                    std::vector<uint32_t>& out) {
+  out.clear();
+  uint64_t skipped = 0;
   for (uint32_t i = 0; i < reports.size(); ++i) {
     const core::Report& r = reports[i];
     if (window.check(r.device_id, r.seq, r.device_time_ns) == SeqVerdict::kDuplicate) {
@@ -118,7 +117,7 @@ std::vector<uint32_t> select_new(std::span<const core::Report> reports, SeqWindo
     }
     out.push_back(i);
   }
-  return out;
+  return skipped;
 }
 
 uint64_t count_suspects(std::span<const ReportPosition> positions,

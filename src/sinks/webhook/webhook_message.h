@@ -52,9 +52,10 @@ std::optional<int64_t> retry_after_seconds(std::string_view value, int64_t now_u
 
 /// The reports of a batch to send, after the per-device sequence window: reports the window
 /// has seen (a device's retransmission of a report the sink has taken) are left out. Marks the
-/// sent ones as seen in `window`. Returns the indices to send and sets `skipped`.
-std::vector<uint32_t> select_new(std::span<const core::Report> reports, SeqWindowTable& window,
-                                 uint64_t& skipped);
+/// sent ones as seen in `window`. Fills `out` with the indices to send (its storage is reused)
+/// and returns how many were left out.
+uint64_t select_new(std::span<const core::Report> reports, SeqWindowTable& window,
+                    std::vector<uint32_t>& out);
 
 /// How many reports of `indices` lie below `suspect_end[shard]` (log offsets that were in a
 /// request whose outcome is unknown: a crash or a lost connection): possible duplicates.

@@ -193,7 +193,7 @@ Result<std::vector<uint64_t>> WebhookWriter::open(uint32_t shards) {
   // What a write marked seen but the endpoint may not have confirmed is forgotten: the replay
   // from the confirmed cursors sends it again.
   window_ = SeqWindowTable(expected_devices(registry_.get()));
-  pending_ = Pending{};
+  pending_.reset();
   auto client = std::make_unique<HttpClient>(settings_);
   if (std::string problem = client->probe(); !problem.empty()) {
     return make_error(instance_ + ": " + problem);
@@ -240,7 +240,7 @@ void WebhookWriter::abandon_pending() {
       }
     }
   }
-  pending_ = Pending{};
+  pending_.reset();
 }
 
 void WebhookWriter::begin_batch(const Batch& b) {
@@ -250,7 +250,7 @@ void WebhookWriter::begin_batch(const Batch& b) {
   pending_.first = b.positions.front();
   pending_.last = b.positions.back();
   for (const ShardCursor& c : b.cursors) pending_.end.push_back(c.offset);
-  pending_.send = select_new(b.reports, window_, pending_.skipped);
+  pending_.skipped = select_new(b.reports, window_, pending_.send);
   pending_.done.assign(b.reports.size(), 0);
 }
 
@@ -360,7 +360,7 @@ WriteStatus WebhookWriter::commit(const Batch& b, std::string& error) {
     confirmed_.assign(b.cursors.begin(), b.cursors.end());
   }
   stats_.retransmissions_skipped.fetch_add(pending_.skipped, std::memory_order_relaxed);
-  pending_ = Pending{};
+  pending_.reset();
   return WriteStatus::kAccepted;
 }
 
@@ -382,8 +382,8 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
             " s more for the endpoint's Retry-After (" + last_status_words_ + ")";
     return WriteStatus::kBlocked;
   }
-  std::vector<uint32_t> remaining;
-  remaining.reserve(pending_.send.size());
+  std::vector<uint32_t>& remaining = remaining_;
+  remaining.clear();
   for (uint32_t i : pending_.send) {
     if (pending_.done[i] == 0) remaining.push_back(i);
   }

@@ -101,6 +101,17 @@ class WebhookWriter final : public SinkWriter {
     bool any_delivered = false;   ///< part of it reached the endpoint (in an isolation)
     bool dead_lettered = false;   ///< records were added to the dead-letter file
     bool inflight_saved = false;  ///< its end positions are in the cursor file
+    /// Back to no batch, keeping the vectors' storage for the next one.
+    void reset() {
+      active = any_delivered = dead_lettered = inflight_saved = false;
+      count = 0;
+      first = last = ReportPosition{};
+      end.clear();
+      send.clear();
+      done.clear();
+      skipped = 0;
+      refusals = 0;
+    }
   };
 
   bool same_batch(const Batch& b) const;
@@ -132,9 +143,10 @@ class WebhookWriter final : public SinkWriter {
   std::vector<uint64_t> suspect_end_;  ///< per shard: positions below it may be at the endpoint
   SeqWindowTable window_;
   Pending pending_;
-  std::string body_;               ///< reused across requests
-  int64_t not_before_ns_ = 0;      ///< monotonic: no request before (Retry-After)
-  std::string last_status_words_;  ///< the last response, "HTTP 400: <body>" (dead-letter reason)
+  std::vector<uint32_t> remaining_;  ///< reused: what a write still has to send
+  std::string body_;                 ///< reused across requests
+  int64_t not_before_ns_ = 0;        ///< monotonic: no request before (Retry-After)
+  std::string last_status_words_;    ///< the last response, "HTTP 400: <body>" (dead-letter reason)
   WebhookStats stats_;
 };
 
