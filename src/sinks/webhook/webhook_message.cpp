@@ -120,14 +120,4 @@ uint64_t select_new(std::span<const core::Report> reports, SeqWindowTable& windo
   return skipped;
 }
 
-uint64_t count_suspects(std::span<const ReportPosition> positions,
-                        std::span<const uint32_t> indices, std::span<const uint64_t> suspect_end) {
-  uint64_t n = 0;
-  for (uint32_t i : indices) {
-    const ReportPosition& p = positions[i];
-    if (p.shard < suspect_end.size() && p.offset < suspect_end[p.shard]) ++n;
-  }
-  return n;
-}
-
 }  // namespace tianhe::sinks::webhook

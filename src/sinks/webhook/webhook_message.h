@@ -57,9 +57,4 @@ std::optional<int64_t> retry_after_seconds(std::string_view value, int64_t now_u
 uint64_t select_new(std::span<const core::Report> reports, SeqWindowTable& window,
                     std::vector<uint32_t>& out);
 
-/// How many reports of `indices` lie below `suspect_end[shard]` (log offsets that were in a
-/// request whose outcome is unknown: a crash or a lost connection): possible duplicates.
-uint64_t count_suspects(std::span<const ReportPosition> positions,
-                        std::span<const uint32_t> indices, std::span<const uint64_t> suspect_end);
-
 }  // namespace tianhe::sinks::webhook

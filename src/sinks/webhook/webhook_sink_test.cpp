@@ -1,7 +1,7 @@
 // The webhook sink's pure parts: the table and its defaults, the checks of the URL, headers,
 // password and secret (errors name the key), the JSON body, the Idempotency-Key, the
 // signature (against an independent HMAC-SHA256), what each status means, Retry-After, and
-// which reports are sent (the sequence window) or counted as possible duplicates. The writer
+// and which reports are sent (the sequence window). The writer
 // itself runs against a real HTTP receiver in test/sinks/webhook_test.py.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -252,16 +252,6 @@ TEST(WebhookSelect, ADevicesRetransmissionIsSkippedAndCounted) {
   make(other, 1, 2, 8);
   EXPECT_EQ(select_new(other.span(), window, send), 0u);
   EXPECT_EQ(send, (std::vector<uint32_t>{0, 1}));
-}
-
-TEST(WebhookSuspects, ReportsBelowTheInFlightEndArePossibleDuplicates) {
-  const ReportPosition pos[] = {{0, 0, 100}, {0, 1, 100}, {0, 0, 200}, {1, 0, 50}, {1, 0, 90}};
-  const uint64_t end[] = {200, 60};
-  const uint32_t all[] = {0, 1, 2, 3, 4};
-  EXPECT_EQ(count_suspects(pos, all, end), 3u);  // shard 0 at 100 (two), shard 1 at 50
-  const uint32_t some[] = {2, 4};
-  EXPECT_EQ(count_suspects(pos, some, end), 0u);
-  EXPECT_EQ(count_suspects(pos, all, {}), 0u);  // nothing in flight
 }
 
 }  // namespace

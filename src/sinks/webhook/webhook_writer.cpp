@@ -22,6 +22,10 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// The cursor file's own numbers beside the shards' cursors.
+constexpr char kDuplicatesKey[] = "duplicates";             // the counter's total
+constexpr char kInflightReportsKey[] = "inflight_reports";  // reports of the batch posted
+
 std::string inflight_key(uint32_t shard) {
   return "inflight_" + std::to_string(shard);
 }
@@ -184,11 +188,20 @@ Result<std::vector<uint64_t>> WebhookWriter::open(uint32_t shards) {
   if (!state) return make_error(instance_ + ": " + state.error().message);
   confirmed_.clear();
   for (uint32_t s = 0; s < shards; ++s) confirmed_.push_back({s, state->shards[s]});
-  suspect_end_.resize(shards, 0);
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (auto it = state->values.find(inflight_key(s)); it != state->values.end()) {
-      suspect_end_[s] = std::max(suspect_end_[s], it->second);
-    }
+  auto value = [&](const std::string& k) {
+    const auto it = state->values.find(k);
+    return it == state->values.end() ? uint64_t{0} : it->second;
+  };
+  // The count survives restarts; a batch the file names as in flight was being posted when
+  // the gateway stopped without an answer (a crash): its reports may be at the endpoint, and
+  // the replay from the confirmed cursors sends them again.
+  const uint64_t saved_total = value(kDuplicatesKey);
+  uint64_t total = std::max(saved_total, stats_.duplicates.load(std::memory_order_relaxed));
+  total += value(kInflightReportsKey);
+  if (pending_.active) total += pending_.delivered;  // parts delivered, to be sent again
+  stats_.duplicates.store(total, std::memory_order_relaxed);
+  if (value(kInflightReportsKey) != 0 || total != saved_total) {
+    if (auto r = save(confirmed_); !r) return make_error(instance_ + ": " + r.error().message);
   }
   // What a write marked seen but the endpoint may not have confirmed is forgotten: the replay
   // from the confirmed cursors sends it again.
@@ -222,25 +235,22 @@ bool WebhookWriter::same_batch(const Batch& b) const {
   return true;
 }
 
-void WebhookWriter::mark_suspect(const Batch& b) {
-  for (const ShardCursor& c : b.cursors) {
-    if (c.shard >= suspect_end_.size()) suspect_end_.resize(c.shard + 1, 0);
-    suspect_end_[c.shard] = std::max(suspect_end_[c.shard], c.offset);
-  }
-}
-
 void WebhookWriter::abandon_pending() {
   if (pending_.active) {
     // The consumer moved on from a batch it never saw confirmed (drop_oldest skipped under
-    // it): the window marked its reports seen, and part of it may be at the endpoint.
+    // it): the window marked its reports seen, and the parts of it delivered during an
+    // isolation will be sent again.
     window_ = SeqWindowTable(expected_devices(registry_.get()));
-    if (pending_.any_delivered) {
-      for (size_t s = 0; s < pending_.end.size() && s < suspect_end_.size(); ++s) {
-        suspect_end_[s] = std::max(suspect_end_[s], pending_.end[s]);
-      }
-    }
+    stats_.duplicates.fetch_add(pending_.delivered, std::memory_order_relaxed);
   }
   pending_.reset();
+}
+
+void WebhookWriter::count_unknown(uint64_t reports) {
+  stats_.duplicates.fetch_add(reports, std::memory_order_relaxed);
+  // Counted: the file no longer names the batch as in flight (the next open would count it
+  // again). If this save fails, it does, and counts a few too many.
+  if (save(confirmed_)) pending_.inflight_saved = false;
 }
 
 void WebhookWriter::begin_batch(const Batch& b) {
@@ -282,9 +292,8 @@ Outcome WebhookWriter::post_group(const Batch& b, std::span<const uint32_t> idx,
   switch (o) {
     case Outcome::kDelivered:
       stats_.requests[kOutcomeDelivered].fetch_add(1, std::memory_order_relaxed);
-      stats_.duplicates.fetch_add(count_suspects(b.positions, idx, suspect_end_),
-                                  std::memory_order_relaxed);
       for (uint32_t i : idx) pending_.done[i] = 1;
+      pending_.delivered += idx.size();
       break;
     case Outcome::kTryLater:
       stats_.requests[kOutcomeTryLater].fetch_add(1, std::memory_order_relaxed);
@@ -305,16 +314,16 @@ WriteStatus WebhookWriter::isolate(const Batch& b, std::span<const uint32_t> idx
                                    bool known_refused, std::string& error) {
   if (idx.empty()) return WriteStatus::kAccepted;
   if (!known_refused) {
-    bool transport_failed = false;
-    const Outcome o = post_group(b, idx, error, transport_failed);
+    bool transport_failed = false, sent_nothing = false;
+    const Outcome o = post_group(b, idx, error, transport_failed, &sent_nothing);
     if (transport_failed) {
-      mark_suspect(b);
+      // No answer: this part may be at the endpoint, and the reopen sends the whole batch
+      // again, with the parts delivered so far.
+      count_unknown((sent_nothing ? 0 : idx.size()) + pending_.delivered);
+      pending_.delivered = 0;
       return WriteStatus::kRetry;
     }
-    if (o == Outcome::kDelivered) {
-      pending_.any_delivered = true;
-      return WriteStatus::kAccepted;
-    }
+    if (o == Outcome::kDelivered) return WriteStatus::kAccepted;
     if (o == Outcome::kTryLater) return WriteStatus::kBlocked;
   }
   if (idx.size() == 1) {
@@ -333,14 +342,17 @@ WriteStatus WebhookWriter::isolate(const Batch& b, std::span<const uint32_t> idx
 }
 
 Result<void> WebhookWriter::save(std::span<const ShardCursor> confirmed,
-                                 std::span<const ShardCursor> in_flight) {
+                                 std::span<const ShardCursor> in_flight,
+                                 uint64_t in_flight_reports) {
   std::map<std::string, uint64_t> values;
-  for (const ShardCursor& c : confirmed) {
-    uint64_t end = c.shard < suspect_end_.size() ? suspect_end_[c.shard] : 0;
+  values[kDuplicatesKey] = stats_.duplicates.load(std::memory_order_relaxed);
+  if (in_flight_reports > 0) {
+    values[kInflightReportsKey] = in_flight_reports;
     for (const ShardCursor& f : in_flight) {
-      if (f.shard == c.shard) end = std::max(end, f.offset);
+      for (const ShardCursor& c : confirmed) {
+        if (c.shard == f.shard && f.offset > c.offset) values[inflight_key(f.shard)] = f.offset;
+      }
     }
-    if (end > c.offset) values[inflight_key(c.shard)] = end;
   }
   return save_cursor_file(cursor_path_, confirmed, values);
 }
@@ -352,8 +364,10 @@ WriteStatus WebhookWriter::commit(const Batch& b, std::string& error) {
   }
   if (moved || pending_.inflight_saved) {
     if (auto r = save(b.cursors); !r) {
-      // The file still names this batch as in flight: the replay counts what it re-sends.
-      mark_suspect(b);
+      // Delivered but not recorded: the reopen sends it again (and, as the file still names
+      // it in flight, counts it once more: a few too many rather than too few).
+      stats_.duplicates.fetch_add(pending_.delivered, std::memory_order_relaxed);
+      pending_.reset();
       error = instance_ + ": " + r.error().message;
       return WriteStatus::kRetry;
     }
@@ -388,9 +402,9 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
     if (pending_.done[i] == 0) remaining.push_back(i);
   }
   if (!remaining.empty() && !pending_.inflight_saved) {
-    // Before the POST: the batch's end beside the confirmed cursors, so that after a crash the
-    // replay knows what may already be at the endpoint.
-    if (auto r = save(confirmed_, batch.cursors); !r) {
+    // Before the POST: the batch's end positions and size beside the confirmed cursors, so
+    // that after a crash the next open knows what may already be at the endpoint.
+    if (auto r = save(confirmed_, batch.cursors, remaining.size()); !r) {
       error = instance_ + ": " + r.error().message;
       return WriteStatus::kBlocked;
     }
@@ -400,11 +414,9 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
     bool transport_failed = false, sent_nothing = false;
     const Outcome o = post_group(batch, remaining, error, transport_failed, &sent_nothing);
     if (transport_failed) {
-      if (sent_nothing && !pending_.any_delivered) {
-        // No connection was made: the batch is not at the endpoint, and the replay after the
-        // reopen is no duplicate. (Best effort: if this save fails, it counts a few too many.)
-        if (save(confirmed_)) pending_.inflight_saved = false;
-      }
+      // No answer: the batch may be at the endpoint (unless no connection was even made), and
+      // the reopen sends it again.
+      count_unknown(sent_nothing ? 0 : remaining.size());
       return WriteStatus::kRetry;
     }
     if (o == Outcome::kTryLater) return WriteStatus::kBlocked;
@@ -452,8 +464,8 @@ void WebhookWriter::collect(core::PromWriter& w, const core::Labels& sink) const
               l, static_cast<double>(stats_.requests[o].load(std::memory_order_relaxed)));
   }
   w.counter("tianhe_sink_webhook_duplicates_total",
-            "Reports sent again that an earlier request with an unknown outcome (a crash, a lost "
-            "connection) may have delivered: possible duplicates at the endpoint.",
+            "Reports in requests that got no answer (a timeout, a lost connection, a crash): each "
+            "may be an extra copy at the endpoint. Kept in the cursor file across restarts.",
             sink, static_cast<double>(stats_.duplicates.load(std::memory_order_relaxed)));
   w.counter("tianhe_sink_webhook_retransmissions_skipped_total",
             "Device retransmissions of reports already sent, left out by the sequence window.",

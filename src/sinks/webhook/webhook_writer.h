@@ -4,8 +4,9 @@
 // 5xx offer the same batch again (after the endpoint's Retry-After, up to max_retry_after);
 // another 4xx, repeated max_attempts times, splits the batch in halves until the records the
 // endpoint refuses are alone, and those go to the dead-letter file. At least once: before each
-// POST the batch's end positions are saved beside the confirmed cursors, so reports replayed
-// after a crash (or a lost connection) up to them are counted as possible duplicates.
+// POST the batch's end positions and size are saved beside the confirmed cursors, so that what
+// a crash may have delivered unconfirmed is counted as possible duplicates at the next open, as
+// is a request that got no answer (a timeout, a lost connection) when it happens.
 #pragma once
 
 #include <atomic>
@@ -69,7 +70,7 @@ struct WebhookStats {
   /// Requests by outcome: 0 delivered (2xx), 1 try later (408/429/5xx), 2 refused (other 4xx),
   /// 3 failed (no response).
   std::atomic<uint64_t> requests[4]{};
-  std::atomic<uint64_t> duplicates{0};  ///< reports re-sent that an unknown outcome may hold
+  std::atomic<uint64_t> duplicates{0};  ///< reports in requests without an answer (persisted)
   std::atomic<uint64_t> retransmissions_skipped{0};  ///< device retransmissions not sent
   std::atomic<uint64_t> request_bytes{0};            ///< body bytes posted
   std::atomic<uint64_t> retry_after_waits{0};        ///< Retry-After headers honoured
@@ -98,12 +99,13 @@ class WebhookWriter final : public SinkWriter {
     std::vector<uint8_t> done;    ///< per report: delivered or dead-lettered already
     uint64_t skipped = 0;         ///< retransmissions left out
     uint32_t refusals = 0;        ///< 4xx answers to the whole batch so far
-    bool any_delivered = false;   ///< part of it reached the endpoint (in an isolation)
+    uint64_t delivered = 0;       ///< reports of it delivered (by parts, in an isolation)
     bool dead_lettered = false;   ///< records were added to the dead-letter file
     bool inflight_saved = false;  ///< its end positions are in the cursor file
     /// Back to no batch, keeping the vectors' storage for the next one.
     void reset() {
-      active = any_delivered = dead_lettered = inflight_saved = false;
+      active = dead_lettered = inflight_saved = false;
+      delivered = 0;
       count = 0;
       first = last = ReportPosition{};
       end.clear();
@@ -120,18 +122,18 @@ class WebhookWriter final : public SinkWriter {
   void begin_batch(const Batch& b);
   /// Sets the earliest next request from a response's Retry-After (at most max_retry_after).
   void note_retry_after(const Response& r);
-  /// Marks the batch's range as possibly delivered (a request whose outcome is unknown).
-  void mark_suspect(const Batch& b);
+  /// A request got no answer: its `reports` may be at the endpoint (counted, persisted).
+  void count_unknown(uint64_t reports);
   /// POSTs the reports `idx` of `b`; sets `error` on anything but a 2xx.
   Outcome post_group(const Batch& b, std::span<const uint32_t> idx, std::string& error,
                      bool& transport_failed, bool* sent_nothing = nullptr);
   /// Delivers `idx` by halves, dead-lettering single records the endpoint refuses.
   WriteStatus isolate(const Batch& b, std::span<const uint32_t> idx, bool known_refused,
                       std::string& error);
-  /// Replaces the cursor file: `confirmed`, and beside it the end of what may be at the
-  /// endpoint unconfirmed (suspect_end_, and `in_flight`: a batch about to be posted).
+  /// Replaces the cursor file: `confirmed`, the duplicates counted so far and, when
+  /// `in_flight_reports` > 0, the end positions and size of the batch about to be posted.
   Result<void> save(std::span<const ShardCursor> confirmed,
-                    std::span<const ShardCursor> in_flight = {});
+                    std::span<const ShardCursor> in_flight = {}, uint64_t in_flight_reports = 0);
   WriteStatus commit(const Batch& b, std::string& error);
 
   WebhookSettings settings_;
@@ -140,7 +142,6 @@ class WebhookWriter final : public SinkWriter {
   std::shared_ptr<const pipeline::Registry> registry_;
   std::unique_ptr<HttpClient> client_;
   std::vector<ShardCursor> confirmed_;
-  std::vector<uint64_t> suspect_end_;  ///< per shard: positions below it may be at the endpoint
   SeqWindowTable window_;
   Pending pending_;
   std::vector<uint32_t> remaining_;  ///< reused: what a write still has to send

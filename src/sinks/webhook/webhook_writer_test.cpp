@@ -77,10 +77,13 @@ class Endpoint {
     port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { run(); });
   }
-  ~Endpoint() {
+  ~Endpoint() { shut(); }
+  /// Stops serving and closes the port: connections are refused from now on.
+  void shut() {
     stop_ = true;
-    thread_.join();
-    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/ingest"; }
   void answer(std::function<Reply(const Request&)> f) {
@@ -261,7 +264,8 @@ TEST_F(WebhookWriterTest, ADeliveredBatchIsSignedKeyedAndItsCursorSaved) {
   auto saved = load_cursor_file(cursor_path(), 2);
   ASSERT_TRUE(saved.ok());
   EXPECT_EQ(saved->shards, (std::vector<uint64_t>{200, 16}));
-  EXPECT_TRUE(saved->values.empty());  // nothing in flight
+  EXPECT_EQ(saved->values.count("inflight_reports"), 0u);  // nothing in flight
+  EXPECT_EQ(saved->values.at("duplicates"), 0u);
   w->close();
   auto again = writer()->open(2);
   ASSERT_TRUE(again.ok());
@@ -348,27 +352,33 @@ TEST_F(WebhookWriterTest, RefusedRecordsAreIsolatedAndDeadLetteredTheRestDeliver
   EXPECT_EQ(load_cursor_file(cursor_path(), 1)->shards[0], 300u);
 }
 
-TEST_F(WebhookWriterTest, AfterACrashWhatWasInFlightIsCountedAsPossibleDuplicates) {
-  // The file a crash left: confirmed up to 16, a batch ending at 300 was being posted.
+TEST_F(WebhookWriterTest, AfterACrashWhatWasInFlightIsCountedOnceAndTheCountIsKept) {
+  // The file a crash left: confirmed up to 16, a batch of 2 reports ending at 300 was being
+  // posted, 5 possible duplicates counted before.
   const ShardCursor confirmed[] = {{0, 16}};
-  ASSERT_TRUE(save_cursor_file(cursor_path(), confirmed, {{"inflight_0", 300}}).ok());
+  ASSERT_TRUE(save_cursor_file(cursor_path(), confirmed,
+                               {{"inflight_0", 300}, {"inflight_reports", 2}, {"duplicates", 5}})
+                  .ok());
   auto w = writer();
   auto c = w->open(1);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c.value(), (std::vector<uint64_t>{16}));
+  EXPECT_EQ(w->stats().duplicates.load(), 7u);
+  auto saved = load_cursor_file(cursor_path(), 1);
+  EXPECT_EQ(saved->values.count("inflight_reports"), 0u);  // counted once, not at every open
+  EXPECT_EQ(saved->values.at("duplicates"), 7u);
   TestBatch t;
   make(t, {{7, 1}, {7, 2}}, 16, 300);
-  TestBatch u;
-  make(u, {{7, 3}}, 300, 400);
   std::string error;
   ASSERT_EQ(w->write(t.batch(dead_.get()), false, error), WriteStatus::kAccepted) << error;
-  EXPECT_EQ(w->stats().duplicates.load(), 2u);
-  ASSERT_EQ(w->write(u.batch(dead_.get()), false, error), WriteStatus::kAccepted) << error;
-  EXPECT_EQ(w->stats().duplicates.load(), 2u);  // past the in-flight end: new
-  EXPECT_TRUE(load_cursor_file(cursor_path(), 1)->values.empty());
+  EXPECT_EQ(w->stats().duplicates.load(), 7u);
+  w->close();
+  auto again = writer();
+  ASSERT_TRUE(again->open(1).ok());
+  EXPECT_EQ(again->stats().duplicates.load(), 7u);  // a clean restart adds nothing
 }
 
-TEST_F(WebhookWriterTest, AHangingEndpointLeavesTheBatchNamedInFlight) {
+TEST_F(WebhookWriterTest, ARequestWithoutAnAnswerIsCountedWhenItHappens) {
   settings_.timeout = std::chrono::milliseconds(300);
   auto w = writer();
   ASSERT_TRUE(w->open(1).ok());
@@ -383,15 +393,30 @@ TEST_F(WebhookWriterTest, AHangingEndpointLeavesTheBatchNamedInFlight) {
   EXPECT_EQ(w->write(t.batch(dead_.get()), false, error), WriteStatus::kRetry);
   EXPECT_NE(error.find("curl error 28"), std::string::npos) << error;  // timed out
   release = true;
+  EXPECT_EQ(w->stats().duplicates.load(), 1u);  // it may have arrived
   auto saved = load_cursor_file(cursor_path(), 1);
   ASSERT_TRUE(saved.ok());
   EXPECT_EQ(saved->shards[0], 0u);
-  EXPECT_EQ(saved->values.at("inflight_0"), 100u);  // it may have arrived
+  EXPECT_EQ(saved->values.at("duplicates"), 1u);
+  EXPECT_EQ(saved->values.count("inflight_reports"), 0u);
   w->close();
   ASSERT_TRUE(w->open(1).ok());
   endpoint_.answer([](const Request&) { return Reply{}; });
   ASSERT_EQ(w->write(t.batch(dead_.get()), false, error), WriteStatus::kAccepted) << error;
   EXPECT_EQ(w->stats().duplicates.load(), 1u);
+}
+
+TEST_F(WebhookWriterTest, AnEndpointThatIsGoneCountsNoDuplicate) {
+  auto w = writer();
+  ASSERT_TRUE(w->open(1).ok());
+  endpoint_.shut();  // connections are refused from now on: nothing can be sent
+  TestBatch t;
+  make(t, {{7, 1}}, 16, 100);
+  std::string error;
+  EXPECT_EQ(w->write(t.batch(dead_.get()), false, error), WriteStatus::kRetry);
+  EXPECT_NE(error.find("curl error 7"), std::string::npos) << error;
+  EXPECT_EQ(w->stats().duplicates.load(), 0u);
+  EXPECT_EQ(load_cursor_file(cursor_path(), 1)->values.count("inflight_reports"), 0u);
 }
 
 TEST_F(WebhookWriterTest, TheCeilingPostsTheSameLayoutForTheRegistrysDevices) {
