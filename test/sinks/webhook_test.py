@@ -185,6 +185,23 @@ try:
                 f"{extra} extra copies <= {dups:.0f} counted in all)")
     dups_after_kill = metric(m, "tianhe_sink_webhook_duplicates_total")
 
+    # 4c. The endpoint is killed and restarted on its port while the gateway runs: the sink
+    #     reconnects and everything arrives; copies beyond one are all counted.
+    server.kill()
+    acked4c, _ = load(1.0, rate=200)
+    server.start()
+    wait_for(caught_up, 90, "catch up after the endpoint's restart")
+    m = gw.metrics()
+    for inst in (None, "b"):
+        name = "webhook" if inst is None else "webhook.b"
+        got = counts(inst)
+        extra = sum(n - 1 for p, n in got.items() if n > 1)
+        dups = metric(m, "tianhe_sink_webhook_duplicates_total", sink=name)
+        c.check(not [p for p in acked4c if p not in got] and extra <= dups,
+                f"{name}: an endpoint killed and restarted gets everything "
+                f"({len(acked4c)} acked; {extra} extra copies <= {dups:.0f} counted)")
+    dups_after_kill = metric(m, "tianhe_sink_webhook_duplicates_total")
+
     # 5. 503 twice, then 429 with Retry-After: the same batch again, same key, then delivered.
     server.control(fail_next=[{"status": 503, "count": 2},
                               {"status": 429, "count": 1, "retry_after": "1"}])

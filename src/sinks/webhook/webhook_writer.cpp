@@ -419,6 +419,11 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
       count_unknown(sent_nothing ? 0 : remaining.size());
       return WriteStatus::kRetry;
     }
+    if (o != Outcome::kDelivered) {
+      // An answer: the endpoint did not take the batch, so a stop or crash before the next
+      // attempt leaves nothing to count.
+      if (save(confirmed_)) pending_.inflight_saved = false;
+    }
     if (o == Outcome::kTryLater) return WriteStatus::kBlocked;
     if (o == Outcome::kRefused) {
       ++pending_.refusals;

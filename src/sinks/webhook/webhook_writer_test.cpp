@@ -286,6 +286,8 @@ TEST_F(WebhookWriterTest, RetransmissionsAreSkippedButABatchOfferedAgainIsSentWh
   make(b, {{7, 2}, {7, 3}}, 100, 180);
   EXPECT_EQ(w->write(b.batch(dead_.get()), false, error), WriteStatus::kBlocked);
   EXPECT_NE(error.find("HTTP 503: busy"), std::string::npos) << error;
+  // The endpoint answered: nothing of this batch is named in flight (a stop now counts none).
+  EXPECT_EQ(load_cursor_file(cursor_path(), 1)->values.count("inflight_reports"), 0u);
   // Offered again: seq 3 must still go (the window marked it when the batch was first built).
   ASSERT_EQ(w->write(b.batch(dead_.get()), false, error), WriteStatus::kAccepted) << error;
   const auto reqs = endpoint_.requests();
