@@ -436,7 +436,13 @@ WriteStatus WebhookWriter::write(const Batch& batch, bool durable, std::string& 
         error += "; the sink has no dead-letter file: the batch is skipped";
         return WriteStatus::kRejected;
       }
-      // The last attempt: find the records the endpoint refuses, by halves.
+      // The last attempt: find the records the endpoint refuses, by halves. Its requests are
+      // in flight again (the refusal cleared the file).
+      if (auto r = save(confirmed_, batch.cursors, remaining.size()); !r) {
+        error = instance_ + ": " + r.error().message;
+        return WriteStatus::kBlocked;
+      }
+      pending_.inflight_saved = true;
       if (WriteStatus st = isolate(batch, remaining, true, error); st != WriteStatus::kAccepted) {
         return st;
       }
