@@ -7,5 +7,6 @@ th_extension(sinks/jsonl)
 th_extension(sinks/nats)
 th_extension(sinks/redis_streams)
 th_extension(sinks/mysql)
+th_extension(sinks/webhook)
 # Tools: commands of the executable (tools/bench drives protocols/report: keep them together).
 th_extension(tools/bench)
