@@ -80,7 +80,7 @@ try:
         os.makedirs(d)
         gcfg = os.path.join(d, "tianhe.toml")
         write_config(gcfg, os.path.join(d, "data"), devices=10000,
-                     extra=servers[k].sink_toml(extra='timeout = "2s"'))
+                     extra=sinks_lib.sink_table(servers[k], timeout="2s"))
         gw = Gateway(gcfg, os.path.join(d, "serve.log")).start()
         try:
             wait_for(lambda: sinks_lib.sinks_state(gw)[k]["state"] == "connected", 60)

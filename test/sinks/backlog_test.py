@@ -7,6 +7,7 @@ under load (test/sinks/redis_streams_server.py; any sink would do, Redis is the 
   number it says it dropped is exactly the number missing from Redis.
 Usage: backlog_test.py TIANHE_BINARY"""
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -29,8 +30,8 @@ def run_case(policy):
     server = mod.Server(os.path.join(work, "redis"))
     server.start()
     cfg = os.path.join(work, "tianhe.toml")
-    extra = server.sink_toml(extra=f'timeout = "1s"\nmax_backlog_bytes = "1MiB"\n'
-                                   f'backlog_policy = "{policy}"')
+    extra = sinks_lib.sink_table(server, timeout="1s", max_backlog_bytes="1MiB",
+                                 backlog_policy=policy)
     write_config(cfg, os.path.join(work, "data"), devices=DEVICES, extra=extra)
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
     acked_file = os.path.join(work, "acked.txt")
@@ -77,6 +78,8 @@ def run_case(policy):
             pass
         gw.stop()
         server.stop()
+    if c.failed == 0:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 run_case("block")

@@ -6,6 +6,7 @@ engine, none twice (the webhook: at least once; its duplicates are printed).
 Usage: crash_test.py TIANHE_BINARY [KIND ...]"""
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ for k, m in kinds.items():
     servers[k] = m.Server(os.path.join(work, k))
 port = reserved_port(udp=True)
 cfg = os.path.join(work, "tianhe.toml")
-extra = "\n".join(s.sink_toml(extra='timeout = "2s"\ncommit_interval = "200ms"')
+extra = "\n".join(sinks_lib.sink_table(s, timeout="2s", commit_interval="200ms")
                   for s in servers.values())
 write_config(cfg, os.path.join(work, "data"), devices=DEVICES, report_port=port, extra=extra)
 acked_file = os.path.join(work, "acked.txt")
@@ -83,4 +84,6 @@ finally:
         gw.stop()
     for s in servers.values():
         s.stop()
+if c.failed == 0:
+    shutil.rmtree(work, ignore_errors=True)  # kept when a check failed, to look into
 c.finish()

@@ -9,6 +9,7 @@ all in one gateway with the store, under steady acknowledged load:
 Afterwards every acknowledged report is in every engine exactly once (the webhook: at least once).
 Usage: outage_test.py TIANHE_BINARY [KIND ...]"""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ work = tmpdir("outage")
 servers = {k: m.Server(os.path.join(work, k)) for k, m in kinds.items()}
 for k, s in servers.items():
     os.makedirs(os.path.join(work, k), exist_ok=True)
-extra = "\n".join(s.sink_toml(extra='timeout = "2s"') for s in servers.values())
+extra = "\n".join(sinks_lib.sink_table(s, timeout="2s") for s in servers.values())
 port = reserved_port(udp=True)
 cfg = os.path.join(work, "tianhe.toml")
 write_config(cfg, os.path.join(work, "data"), devices=DEVICES, report_port=port, extra=extra)
@@ -116,4 +117,6 @@ finally:
         except Exception:
             pass
         s.stop()
+if c.failed == 0:
+    shutil.rmtree(work, ignore_errors=True)  # kept when a check failed, to look into
 c.finish()

@@ -61,3 +61,18 @@ def exactly_once(c, what, acked, delivered, at_least_once=False):
         c.check(dups == 0, f"{what}: none twice ({dups} duplicate copies among {len(held)}; "
                            f"first: {[p for p, n in held.items() if n > 1][:5]})")
     return dups
+
+
+def sink_table(server, instance=None, **keys):
+    """The adapter's TOML table for `server`, with `keys` (timeout="2s" -> timeout = "2s") set:
+    a key the adapter already writes is replaced, never written twice."""
+    text = server.sink_toml(instance) if instance else server.sink_toml()
+    out = []
+    for line in text.splitlines():
+        k = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("[") else None
+        if k in keys:
+            continue
+        out.append(line)
+    for k, v in keys.items():
+        out.append(f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}")
+    return "\n".join(out) + "\n"
