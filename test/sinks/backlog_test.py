@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import sinks_lib
 from harness import BIN, Checks, Gateway, metric, tmpdir, wait_for, write_config
@@ -44,7 +43,7 @@ def run_case(policy):
                 "--drain", "3"]
         if policy == "block":
             args += ["--ack", "--acked-out", acked_file]
-        sim = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        subprocess.run(args, capture_output=True, text=True, timeout=120)
         m = gw.metrics()
         state = sinks_lib.sinks_state(gw)["redis_streams"]
         os.kill(server.pid, signal.SIGCONT)

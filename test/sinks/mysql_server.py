@@ -6,7 +6,6 @@ Used by test/sinks/mysql_test.py and by the generic outage and crash tests throu
 interface: Server(work), .pid, .start(), .kill(), .stop(), .sink_toml(instance, extra),
 .delivered(instance)."""
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
 import harness  # noqa: E402
+import sinks_lib  # noqa: E402
 
 mysql = "mysql"
 
@@ -32,8 +32,9 @@ def _which(name, dirs=("/usr/sbin", "/usr/bin")):
     raise RuntimeError(f"{name} not found: install Debian's mariadb-server and mariadb-client")
 
 
-class Server:
+class Server(sinks_lib.ServerProcess):
     """A mariadbd process we started; signalled by its PID only."""
+    stop_timeout = 60
 
     def __init__(self, work):
         self.work = work
@@ -90,20 +91,7 @@ class Server:
             self._initialised = True
         return self
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait()
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGCONT)  # a stopped server cannot shut down
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
 
     # ---- the client ----
 

@@ -6,7 +6,6 @@ start/kill/stop by PID, sink_toml(), delivered()."""
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
 import harness  # noqa: E402
+import sinks_lib  # noqa: E402
 
 nats = "nats"
 SERVER_BIN = "/usr/sbin/nats-server"
@@ -148,7 +148,7 @@ def parse_headers(raw):
     return out
 
 
-class Server:
+class Server(sinks_lib.ServerProcess):
     """A nats-server with JetStream we started; stopped and killed by its PID only."""
 
     def __init__(self, work, user=None, password=None):
@@ -194,20 +194,7 @@ class Server:
         raise RuntimeError(f"nats-server on 127.0.0.1:{self.port} did not accept connections "
                            f"with JetStream within {timeout}s; see {self.log}")
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)  # also ends a SIGSTOPped server
-            self.proc.wait()
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
     def url(self):
         return f"nats://127.0.0.1:{self.port}"

@@ -18,7 +18,6 @@ import time
 import sinks_lib
 from harness import BIN, Checks, Gateway, reserved_port, tmpdir, wait_for, write_config
 
-AT_LEAST_ONCE = {"webhook"}
 STOP_SECONDS = 10
 DEVICES = 200
 RATE = 1000
@@ -94,17 +93,8 @@ try:
                  f"{k} to catch up after its server's restart")
         c.check(True, f"{k}: reconnected and caught up after SIGKILL and restart of its server")
 
-    os.kill(sim.pid, signal.SIGTERM)
-    out, _ = sim.communicate(timeout=120)
-    sim = None
-    wait_for(lambda: all(s["lag_bytes"] == 0 for s in sinks_lib.sinks_state(gw).values()), 120,
-             "every sink to deliver everything")
-    c.check(gw.stop() == 0, "the gateway stops cleanly")
-    gw = None
-    acked = sinks_lib.read_acked(acked_file)
-    c.check(len(acked) > 1000, f"the fleet got acks throughout ({len(acked)})")
-    for k, s in servers.items():
-        sinks_lib.exactly_once(c, k, acked, s.delivered(), at_least_once=k in AT_LEAST_ONCE)
+    sinks_lib.drain_and_verify(c, gw, sim, acked_file, servers)
+    sim = gw = None
 finally:
     if sim is not None and sim.poll() is None:
         sim.kill()

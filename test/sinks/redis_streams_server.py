@@ -8,7 +8,6 @@ a plain client (redis-cli). Generic outage and crash tests use it through this i
 Streams: the default instance writes tianhe:{tenant}:{model} (the documented default); a named
 instance <name> writes tianhe.<name>:{tenant}:{model}, so each instance's entries are apart."""
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
 import harness  # noqa: E402
+import sinks_lib  # noqa: E402
 
 redis_streams = "redis_streams"
 
@@ -37,7 +37,7 @@ def sink_name(instance=None):
     return redis_streams if instance is None else f"{redis_streams}.{instance}"
 
 
-class Server:
+class Server(sinks_lib.ServerProcess):
     def __init__(self, work):
         self.work = work
         self.dir = os.path.join(work, "redis")
@@ -70,20 +70,7 @@ class Server:
         raise RuntimeError(f"redis-server on 127.0.0.1:{self.port} did not answer PING within "
                            f"{timeout}s; see {self.log_path}")
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped server cannot exit
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.redis_streams]" if instance is None else f"[sinks.redis_streams.{instance}]"

@@ -4,7 +4,6 @@ process of our own on a loopback port kept across restarts, and reads back what 
 The generic outage and crash tests drive every sink through this interface."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
 import harness  # noqa: E402
+import sinks_lib  # noqa: E402
 
 webhook = "webhook"
 
@@ -20,7 +20,8 @@ RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "webhook_rec
 SECRET_ENV = "TIANHE_TEST_WEBHOOK_SECRET"
 
 
-class Server:
+class Server(sinks_lib.ServerProcess):
+    stop_timeout = 10
     def __init__(self, work):
         self.work = work
         self.dir = os.path.join(work, "receiver")
@@ -55,20 +56,7 @@ class Server:
         raise RuntimeError(f"webhook receiver did not accept connections on port {self.port} "
                            f"within {timeout}s; see " + os.path.join(self.work, "receiver.log"))
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.webhook]" if instance is None else f"[sinks.webhook.{instance}]"
