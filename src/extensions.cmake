@@ -4,6 +4,7 @@
 th_extension(protocols/report)
 th_extension(sinks/store)
 th_extension(sinks/jsonl)
+th_extension(sinks/postgres)
 th_extension(sinks/nats)
 th_extension(sinks/redis_streams)
 th_extension(sinks/mysql)
