@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import BIN, Checks, Gateway, metric, reserved_port, tmpdir, wait_for  # noqa: E402
+import postgres_server  # noqa: E402
 from postgres_server import Server  # noqa: E402
 
 DEVICES = 100
@@ -273,6 +274,18 @@ try:
             f"a row holds the documented record ({fields})")
     c.check(gw.stop() == 0, "gateway stops cleanly")
     gw = None
+
+    # ---- 4. the ceiling of `tianhe bench --sinks` (the unit test binary, against this server)
+    unit = os.path.join(os.path.dirname(os.path.dirname(BIN)), "sinks", "postgres",
+                        "sinks_postgres_test")
+    if os.path.exists(unit):
+        env = dict(os.environ, TIANHE_TEST_PG_URL=server.url(),
+                   TIANHE_TEST_PG_PASSWORD=postgres_server.PASSWORD)
+        r = subprocess.run([unit, "--gtest_filter=PostgresServer.*"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        c.check(r.returncode == 0 and "1 test" in r.stdout and "SKIPPED" not in r.stdout,
+                "the ceiling COPYs into a scratch table and drops it" +
+                ("" if r.returncode == 0 else ":\n" + r.stdout[-2000:]))
 finally:
     if sim is not None and sim.poll() is None:
         os.kill(sim.pid, signal.SIGKILL)

@@ -81,9 +81,11 @@ Result<void> PgConnection::connect(const ConnectSpec& spec, std::chrono::millise
   PgError err;
   while (st != PGRES_POLLING_OK) {
     if (st == PGRES_POLLING_FAILED) {
-      std::string m = one_line(PQerrorMessage(conn_));
+      std::string m = "cannot connect to " + where_ + ": ";
+      m += one_line(PQerrorMessage(conn_));
+      m += check;
       close();
-      return make_error("cannot connect to " + where_ + ": " + m + check);
+      return make_error(std::move(m));
     }
     if (!wait(st == PGRES_POLLING_WRITING, until, err)) {
       close();

@@ -176,12 +176,18 @@ Result<ConnectSpec> connect_spec(const PostgresConfig& c, std::string_view heade
       }
       if (std::find(std::begin(kUrlKeywords), std::end(kUrlKeywords), name) !=
           std::end(kUrlKeywords)) {
-        return make_error(key + ": option \"" + name + "\" is part of the URL itself (or, for " +
-                          "a password, password_env/password_file); remove it from the query");
+        std::string m = key + ": option \"";
+        m += name;
+        m += "\" is part of the URL itself (or, for a password, password_env/password_file); "
+             "remove it from the query";
+        return make_error(std::move(m));
       }
       if (known.count(name) == 0) {
-        return make_error(key + ": \"" + name + "\" is not a libpq connection option; see " +
-                          "the PostgreSQL manual, libpq, \"Parameter Key Words\"");
+        std::string m = key + ": \"";
+        m += name;
+        m += "\" is not a libpq connection option; see the PostgreSQL manual, libpq, "
+             "\"Parameter Key Words\"";
+        return make_error(std::move(m));
       }
       auto it = std::find_if(spec.params.begin(), spec.params.end(),
                              [&](const auto& kv) { return kv.first == name; });

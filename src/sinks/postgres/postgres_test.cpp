@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "pipeline/registry.h"
+#include "sinks/postgres/pg_connection.h"
 #include "sinks/postgres/postgres_config.h"
 #include "sinks/postgres/postgres_sql.h"
 #include "sinks/postgres/postgres_writer.h"
@@ -344,6 +345,43 @@ TEST(PostgresCopy, ARowHasTheRecordTheTypedMetricsAndExtra) {
   e.begin();
   rows.encode(e, 0, f, m, strict, ts, unmapped);
   EXPECT_EQ(unmapped, 2u);
+}
+
+// Against a real server when TIANHE_TEST_PG_URL names one (postgres_server.py starts one; the
+// password in TIANHE_TEST_PG_PASSWORD): the ceiling's COPY, and that it drops its scratch table.
+TEST(PostgresServer, CeilingCopiesBatchesAndDropsItsScratchTable) {
+  const char* url = std::getenv("TIANHE_TEST_PG_URL");
+  if (url == nullptr) GTEST_SKIP() << "TIANHE_TEST_PG_URL is not set";
+  pipeline::ModelSpec m;
+  m.name = "env_sensor";
+  pipeline::MetricSpec t;
+  t.name = "temperature";
+  m.metrics.push_back(t);
+  pipeline::MetricSpec b;
+  b.name = "battery_mv";
+  b.type = core::ValueType::kInt64;
+  m.metrics.push_back(b);
+  pipeline::ModelSpec models[] = {m};
+  pipeline::DeviceRange devices[] = {{.first_id = 1, .count = 10, .model = "env_sensor"}};
+  auto reg = pipeline::Registry::build({}, models, devices);
+  ASSERT_TRUE(reg.ok()) << reg.error().message;
+  PostgresConfig c;
+  c.sink.url = url;
+  c.sink.password_env = "TIANHE_TEST_PG_PASSWORD";
+  c.sink.batch_reports = 1000;
+  auto spec = connect_spec(c, "sinks.postgres");
+  ASSERT_TRUE(spec.ok()) << spec.error().message;
+  auto rate = ceiling(c, *spec, **reg, 5000);
+  ASSERT_TRUE(rate.ok()) << rate.error().message;
+  EXPECT_GT(*rate, 0);
+  PgConnection conn;
+  ASSERT_TRUE(conn.connect(*spec, std::chrono::seconds(5)).ok());
+  PgResult r;
+  PgError err;
+  ASSERT_TRUE(conn.query("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tianhe_ceiling_%'",
+                         {}, r, err))
+      << err.message;
+  EXPECT_EQ(r.value(0, 0), "0");
 }
 
 }  // namespace
