@@ -133,6 +133,38 @@ class Server:
         if self.psql("SELECT 1 FROM pg_database WHERE datname = 'tianhe'", db="postgres") != "1":
             self.psql(f"CREATE DATABASE {DATABASE}", db="postgres")
 
+    def processes(self):
+        """The postmaster and its children (backends, background workers). Stopping the
+        postmaster alone (SIGSTOP of `pid`) only holds new connections: an established one is
+        served by its own backend process, which goes on answering."""
+        out = [self.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.pid:
+                out.append(int(entry))
+        return out
+
+    def stall(self):
+        """Stops the whole server (SIGSTOP of the postmaster and its children): connections
+        stay open and nothing answers. Returns the PIDs stopped, for resume()."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume(self, pids):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def kill(self):
         if self.pid is None:
             return

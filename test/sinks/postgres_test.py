@@ -57,22 +57,6 @@ def columns(table):
     return [tuple(line.split("|")) for line in out.splitlines() if line]
 
 
-def server_processes():
-    """The postmaster and its children (backends, background workers)."""
-    out = [server.pid]
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server.pid:
-            out.append(int(entry))
-    return out
-
-
 # -- a report datagram of our own (proto/tianhe/v1/report.proto), for exact values ----------
 
 def varint(n):
@@ -151,15 +135,12 @@ try:
     # The server stalls (SIGSTOP of the postmaster and its backends: connections stay open,
     # nothing answers) and comes back, then dies (SIGKILL) and restarts: the sink times out,
     # reconnects and resumes.
-    stalled = server_processes()
-    for pid in stalled:
-        os.kill(pid, signal.SIGSTOP)
+    stalled = server.stall()
     try:
         wait_for(lambda: metric(gw.metrics(), "tianhe_sink_connected", sink="postgres") == 0, 60,
                  "the sink to notice the stalled server")
     finally:
-        for pid in stalled:
-            os.kill(pid, signal.SIGCONT)
+        server.resume(stalled)
     traffic(300)
     server.kill()
     wait_for(lambda: metric(gw.metrics(), "tianhe_sink_connected", sink="postgres") == 0, 60,
@@ -230,12 +211,15 @@ try:
     cfg3 = os.path.join(work3, "tianhe.toml")
     data3 = os.path.join(work3, "data")
     harness.write_config(cfg3, data3, devices=DEVICES,
-                         extra=server.sink_toml("p", "max_attempts = 2"))
+                         extra=server.sink_toml("p", "max_attempts = 2") +
+                         '[registry]\nunknown_devices = "auto_register"\n'
+                         'default_model = "env_sensor"\ndefault_tenant = "guests"\n')
     gw = Gateway(cfg3, os.path.join(work3, "serve.log")).start()
     tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     base = 1_700_000_000_000_000_000
     envelope = b"".join(report(d, 1, base + d * 1000, 100000 if d == 7 else 3300 + d,
                                tp if d == 3 else None) for d in range(1, 21))
+    envelope += report(5000, 1, base, 3000)  # not in [[devices]]: auto-registered
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(5)
     acked_ok = False
@@ -248,12 +232,15 @@ try:
         except socket.timeout:
             pass
     s.close()
-    c.check(acked_ok, "the gateway acknowledged the 20 reports")
+    c.check(acked_ok, "the gateway acknowledged the 21 reports")
     wait_for(lambda: caught_up(gw, ["postgres.p"]), 90, "postgres.p to catch up")
     m = gw.metrics()
     rows = server.delivered("p")
-    c.check(sorted(rows) == [(d, 1) for d in range(1, 21) if d != 7],
-            f"the 19 reports that fit are delivered, once each ({len(rows)} rows)")
+    c.check(sorted(rows) == [(d, 1) for d in range(1, 21) if d != 7] + [(5000, 1)],
+            f"the 20 reports that fit are delivered, once each ({len(rows)} rows)")
+    guest = server.psql("SELECT tenant FROM p_env_sensor WHERE device_id = 5000")
+    c.check(guest == "guests", f"an auto-registered device's report is in the default model's "
+                               f"table with the default tenant ({guest})")
     dl_path = os.path.join(data3, "dead-letter", "postgres.p.jsonl")
     lines = [json.loads(l) for l in open(dl_path)] if os.path.exists(dl_path) else []
     c.check(len(lines) == 1 and lines[0]["record"]["device_id"] == 7,
