@@ -49,7 +49,8 @@ PostgresWriter::PostgresWriter(PostgresConfig config, ConnectSpec spec, std::str
     : config_(std::move(config)),
       spec_(std::move(spec)),
       instance_(std::move(instance)),
-      registry_(std::move(registry)) {}
+      registry_(std::move(registry)),
+      per_tenant_(config_.table.find("{tenant}") != std::string::npos) {}
 
 PostgresWriter::~PostgresWriter() {
   close();
@@ -120,6 +121,10 @@ PostgresWriter::Target* PostgresWriter::route(const RecordFields& f, std::string
     }
     model = static_cast<int>(registry_->default_model());
   }
+  // The same (model, tenant) finds its target without building the name again. The tenant
+  // views point into the registry, which outlives this writer.
+  const std::string_view tenant = per_tenant_ ? f.tenant : std::string_view();
+  if (auto hit = routes_.find({model, tenant}); hit != routes_.end()) return hit->second;
   const pipeline::Model& m = registry_->model(static_cast<uint32_t>(model));
   const std::string name = table_name(config_.table, f.tenant, m.name());
   auto it = targets_.find(name);
@@ -130,6 +135,7 @@ PostgresWriter::Target* PostgresWriter::route(const RecordFields& f, std::string
     t->staging = "tianhe_stage_" + std::to_string(next_staging_++);
     it = targets_.emplace(name, std::move(t)).first;
   }
+  routes_.emplace(std::make_pair(model, tenant), it->second.get());
   return it->second.get();
 }
 

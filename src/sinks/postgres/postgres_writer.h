@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pipeline/registry.h"
@@ -87,8 +89,10 @@ class PostgresWriter final : public SinkWriter {
   std::string instance_;
   std::shared_ptr<const pipeline::Registry> registry_;
   PgConnection conn_;
-  std::map<std::string, std::unique_ptr<Target>> targets_;
-  std::vector<Target*> active_;  ///< targets with rows in this batch
+  bool per_tenant_ = false;                                     ///< the table template has {tenant}
+  std::map<std::string, std::unique_ptr<Target>> targets_;      ///< by table name
+  std::map<std::pair<int, std::string_view>, Target*> routes_;  ///< (model, tenant) -> target
+  std::vector<Target*> active_;                                 ///< targets with rows in this batch
   uint32_t next_staging_ = 0;
   RowEncoder rows_;
   MetricDecoder decoder_;
