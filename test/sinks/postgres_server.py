@@ -12,8 +12,10 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -51,7 +53,22 @@ class Server:
             pw = pwd.getpwnam("postgres")
             self._uid, self._gid = pw.pw_uid, pw.pw_gid
             self._as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-            os.chmod(work, 0o755)  # the server's user must reach its data dir
+            self._let_traverse(work)
+
+    @staticmethod
+    def _let_traverse(work):
+        """The server's user must reach its data dir: traverse permission (o+x, not listing) on
+        `work` and on each directory above it up to the temp dir that lacks it."""
+        top = os.path.realpath(tempfile.gettempdir())
+        d = os.path.realpath(work)
+        while True:
+            st = os.stat(d)
+            if not st.st_mode & stat.S_IXOTH and st.st_uid == os.geteuid():
+                os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+            parent = os.path.dirname(d)
+            if d == top or parent == d or not d.startswith(top + os.sep):
+                return
+            d = parent
 
     # -- process ----------------------------------------------------------------------------
 
@@ -198,7 +215,7 @@ class Server:
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.postgres]" if instance is None else f"[sinks.postgres.{instance}]"
         lines = [header, "enabled = true", f'url = "{self.url()}"',
-                 f'password_env = "{PASSWORD_ENV}"', 'timeout = "5s"']
+                 f'password_env = "{PASSWORD_ENV}"']
         if instance is not None:
             lines.append(f'table = "{instance}_{{model}}"')
         if extra:

@@ -101,7 +101,7 @@ try:
     port = reserved_port(udp=True)
     cfg = os.path.join(work, "tianhe.toml")
     data = os.path.join(work, "data")
-    sinks_toml = server.sink_toml() + server.sink_toml("b")
+    sinks_toml = server.sink_toml(extra='timeout = "5s"') + server.sink_toml("b", 'timeout = "5s"')
     harness.write_config(cfg, data, devices=DEVICES, report_port=port, extra=sinks_toml)
     gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
     acked_file = os.path.join(work, "acked.txt")
