@@ -206,12 +206,16 @@ try:
                 'received_ns bigint NOT NULL, protocol text NOT NULL, traceparent text NULL, '
                 'temperature double precision, humidity double precision, pressure double '
                 'precision, battery_mv smallint, PRIMARY KEY (device_id, time_ns, seq))')
+    # And one without any unique key, which the sink must not write (a replay would duplicate).
+    server.psql('CREATE TABLE public."q_env_sensor" (tenant text, device_id bigint, seq bigint, '
+                'time_ns bigint)')
     work3 = os.path.join(work, "poison")
     os.makedirs(work3)
     cfg3 = os.path.join(work3, "tianhe.toml")
     data3 = os.path.join(work3, "data")
     harness.write_config(cfg3, data3, devices=DEVICES,
                          extra=server.sink_toml("p", "max_attempts = 2") +
+                         server.sink_toml("q") +
                          '[registry]\nunknown_devices = "auto_register"\n'
                          'default_model = "env_sensor"\ndefault_tenant = "guests"\n')
     gw = Gateway(cfg3, os.path.join(work3, "serve.log")).start()
@@ -252,6 +256,12 @@ try:
             metric(m, "tianhe_sink_refused_reports_total", sink="postgres.p") == 1 and
             metric(m, "tianhe_sink_isolated_batches_total", sink="postgres.p") == 1,
             "dead-lettered, refused and isolated counters are 1")
+    states = {e["name"]: e for e in json.loads(gw.get("/api/v1/sinks"))["sinks"]}
+    q = states.get("postgres.q", {})
+    c.check("no primary key or unique index" in q.get("last_error", "") and
+            not server.delivered("q") and not q.get("connected", True),
+            f"a table without a unique key is not written, and the error says what to add "
+            f"({q.get('last_error', '-')[:160]})")
     got = dict(columns("p_env_sensor"))
     c.check(got.get("battery_mv") == "smallint" and got.get("door_open") == "boolean",
             "the existing table is adopted: its own types kept, the missing column added")

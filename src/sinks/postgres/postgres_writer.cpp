@@ -157,6 +157,24 @@ bool PostgresWriter::ensure(Target& t, PgError& err) {
   if (cols.rows() == 0) {
     ddl.push_back(create_table_sql(t.layout));
   } else {
+    // An adopted table must hold each reading once: ON CONFLICT DO NOTHING needs a unique key
+    // to conflict on, or a replay would add the rows again.
+    PgResult keys;
+    if (!conn_.query("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass($1) AND "
+                     "indisunique",
+                     params, keys, err)) {
+      rollback();
+      return false;
+    }
+    if (keys.rows() != 1 || keys.value(0, 0) == "0") {
+      rollback();
+      err = {
+          "the table has no primary key or unique index, so a replay would add its rows "
+          "again; add one: ALTER TABLE " +
+              t.layout.qualified() + " ADD PRIMARY KEY (device_id, time_ns, seq)",
+          "", ErrorClass::kOther};
+      return false;
+    }
     std::set<std::string> existing;
     for (int i = 0; i < cols.rows(); ++i) existing.emplace(cols.value(i, 0));
     ddl = add_column_sql(t.layout, existing);
