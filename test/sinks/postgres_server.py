@@ -40,6 +40,7 @@ def table_for(instance, model="env_sensor"):
 class Server:
     def __init__(self, work):
         self.work = work
+        os.makedirs(work, exist_ok=True)  # callers may create it after the adapter
         self.data = os.path.join(work, "pgdata")
         self.log_path = os.path.join(work, "postgres.log")
         self.port = harness.reserved_port(udp=False, tcp=True)
@@ -218,6 +219,9 @@ class Server:
                  f'password_env = "{PASSWORD_ENV}"']
         if instance is not None:
             lines.append(f'table = "{instance}_{{model}}"')
+        # Keys given in `extra` override the adapter's (a TOML table may not repeat a key).
+        given = {l.split("=", 1)[0].strip() for l in extra.splitlines() if "=" in l}
+        lines = [lines[0]] + [l for l in lines[1:] if l.split("=", 1)[0].strip() not in given]
         if extra:
             lines.append(extra)
         return "\n".join(lines) + "\n"
