@@ -1,7 +1,12 @@
 #include "runtime/data_plane.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/config_table.h"
@@ -65,6 +70,39 @@ std::any table_of(const DataPlaneOptions& o, std::string_view kind, std::string_
   return a;
 }
 
+// The identity of the logs in `dir` (made on first use; see GatewayContext::log_id).
+Result<std::string> log_identity(const std::string& dir) {
+  const std::string path = dir + "/identity";
+  {
+    std::ifstream in(path);
+    std::string id;
+    if (in >> id && id.size() == 16) return id;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  uint8_t raw[8];
+  if (::getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw)) {
+    return make_error("cannot draw a random log identity: " + errno_text(errno));
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (uint8_t b : raw) {
+    id += kHex[b >> 4];
+    id += kHex[b & 15];
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << "\n";
+    if (!out)
+      return make_error("cannot write " + tmp + "; check that the log directory is writable");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return make_error("cannot write " + path + ": " + errno_text(errno));
+  }
+  return id;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
@@ -80,6 +118,9 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   context.shards = shards;
   context.log = o.log;
   context.registry = o.registry;
+  auto id = log_identity(o.log.dir);
+  if (!id.ok()) return make_error("log: " + id.error().message);
+  context.log_id = std::move(id.value());
   for (uint32_t i = 0; i < shards; ++i) {
     d->log_stats_.push_back(std::make_unique<log::LogStats>());
     auto l = log::ShardLog::open(o.log, i, d->log_stats_.back().get());

@@ -39,6 +39,11 @@ struct GatewayContext {
   log::LogConfig log;                                  ///< the shard logs' settings
   std::shared_ptr<const pipeline::Registry> registry;  ///< devices and models
   std::vector<log::ShardLog*> logs;  ///< shard i's log; outlives every protocol and sink
+  /// This gateway's logs' identity: random, made when the log directory is first used and kept
+  /// in <log.dir>/identity. A sink that keeps its cursors in a shared engine keys them by it
+  /// too, so two gateways (or a gateway whose data directory was replaced) never read each
+  /// other's log offsets.
+  std::string log_id;
 };
 
 /// Numbers of one shard for /debug/shards ({"datagrams_received", 12}, ...).

@@ -156,19 +156,21 @@ try:
             -40 <= float(e.get("temperature", "-999")) <= 85 and
             int(e.get("time_ns", "0")) > 1_600_000_000_000_000_000,
             "its values: tenant, model, protocol, typed metrics as text")
-    cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams")
+    # The keys carry the gateway's log identity: gateways sharing a Redis keep their own.
+    lid = open(os.path.join(data, "log", "identity")).read().strip()
+    cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams@" + lid)
     cursors = {cursors[i].decode(): int(cursors[i + 1]) for i in range(0, len(cursors), 2)}
     client = cursors.pop("client", None)
     c.check(set(cursors) == {"0", "1"} and all(v > 0 for v in cursors.values()) and
             client is not None,
             f"the cursor hash holds each shard's log offset and the writing connection's id "
             f"({cursors}, client {client})")
-    seen = srv.command("HGETALL", "tianhe:seen:redis_streams")
+    seen = srv.command("HGETALL", "tianhe:seen:redis_streams@" + lid)
     seen_devices = {int(seen[i].split(b":")[0]) for i in range(0, len(seen), 2)}
     seen_shards = {int(seen[i].split(b":")[1]) for i in range(0, len(seen), 2)}
     c.check(seen_devices == set(range(1, DEVICES_PER_PHASE + 1)) and seen_shards <= {0, 1},
             f"the seen hash holds each device's newest per shard ({len(seen) // 2} fields)")
-    archive_cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams.archive")
+    archive_cursors = srv.command("HGETALL", "tianhe:cursor:redis_streams.archive@" + lid)
     c.check(len(archive_cursors) == 6, "the second instance keeps its own cursors")
 
     approx = srv.command("XLEN", "tianhe.trim:test:env_sensor")
@@ -318,8 +320,8 @@ try:
     wait_for(caught_up, 60, "the retransmission after the restart read")
     c.check(copies() == 1 and skipped() == 1,
             f"a retransmission after a SIGKILL is skipped too: the window is seeded from "
-            f"tianhe:seen:redis_streams ({copies()} copies; {skipped()} skipped)")
-    seeds = srv.command("HGETALL", "tianhe:seen:redis_streams")
+            f"tianhe:seen:redis_streams@<log id> ({copies()} copies; {skipped()} skipped)")
+    seeds = srv.command("HGETALL", "tianhe:seen:redis_streams@" + lid)
     fields_of_dev = [seeds[i].decode() for i in range(0, len(seeds), 2)
                      if seeds[i].decode().startswith(f"{dev}:")]
     c.check(len(fields_of_dev) == 1 and seeds[seeds.index(fields_of_dev[0].encode()) + 1] ==

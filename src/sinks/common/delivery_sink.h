@@ -22,6 +22,9 @@ struct DeliveryContext {
   const runtime::GatewayContext& gateway;
   std::string instance;  ///< "mysql", or "mysql.archive" for [sinks.mysql.archive]
   std::string header;    ///< "sinks.mysql.archive": names keys in errors
+  /// The name a sink keys its cursors by in a shared engine: "<instance>@<log id>" (a SQL
+  /// row, a Redis key), so that gateways sharing one engine each keep their own cursors.
+  std::string cursor_name;
 };
 
 /// The state of a sink on `consumer` (for SinkInstance::status()).
@@ -82,7 +85,8 @@ void register_delivery_sink(runtime::Extensions& extensions, std::string_view ki
                    const std::any& c, const runtime::GatewayContext& gateway,
                    std::string_view instance) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const T& config = std::any_cast<const T&>(c);
-    DeliveryContext context{gateway, std::string(instance), "sinks." + std::string(instance)};
+    DeliveryContext context{gateway, std::string(instance), "sinks." + std::string(instance),
+                            std::string(instance) + "@" + gateway.log_id};
     return start_delivery_sink(config.sink, context, make_writer(config, context));
   };
   if (ceiling) {

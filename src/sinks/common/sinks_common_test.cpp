@@ -373,6 +373,12 @@ TEST_F(ConsumerTest, DropOldestStaysExactWhenAWriteThatTimedOutLanded) {
     appended += 10;
   }
   wait([&] { return consumer_->lag_bytes() <= 4096 && consumer_->stats().reports_dropped > 0; });
+  if (HasFailure()) {
+    std::fprintf(stderr, "lag %llu dropped %llu state %s last error %s\n",
+                 static_cast<unsigned long long>(consumer_->lag_bytes()),
+                 static_cast<unsigned long long>(consumer_->stats().reports_dropped.load()),
+                 consumer_->state().c_str(), consumer_->last_error().first.c_str());
+  }
   set_up(true);
   wait([&] { return consumer_->caught_up(); });
   std::lock_guard lock(mem_.mu);

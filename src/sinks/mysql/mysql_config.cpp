@@ -81,6 +81,7 @@ Result<MysqlSettings> check_config(const MysqlConfig& c, std::string_view instan
   if (!url) return url.error();
   MysqlSettings s;
   s.instance = std::string(instance);
+  s.cursor_name = s.instance;
   s.header = h;
   s.host = url->host;
   s.port = url->port != 0 ? url->port : (url->scheme == "tidb" ? 4000 : 3306);

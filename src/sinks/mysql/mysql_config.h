@@ -27,8 +27,11 @@ config::ConfigTable config_table();
 
 /// What the writer connects with, checked.
 struct MysqlSettings {
-  std::string instance;  ///< "mysql" or "mysql.<name>": the cursors' key, the metrics' label
-  std::string header;    ///< "sinks.mysql...": names keys in errors
+  std::string instance;  ///< "mysql" or "mysql.<name>": the metrics' label
+  /// The cursors' key in tianhe_cursors: "<instance>@<log id>" (DeliveryContext::cursor_name);
+  /// the instance alone when empty (tests).
+  std::string cursor_name;
+  std::string header;  ///< "sinks.mysql...": names keys in errors
   std::string host;
   uint16_t port = 3306;
   std::string user;

@@ -193,7 +193,7 @@ Result<std::vector<uint64_t>> MysqlWriter::open(uint32_t shards) {
   sql_ = "SELECT `shard`, `log_offset` FROM ";
   append_identifier(sql_, kCursorTable);
   sql_ += " WHERE `sink` = ";
-  append_string(sql_, settings_.instance);
+  append_string(sql_, settings_.cursor_name);
   auto rows = conn_.select(sql_);
   if (!rows) return fail("cannot read the cursors from " + std::string(kCursorTable));
   std::vector<uint64_t> cursors(shards, 0);
@@ -441,7 +441,7 @@ MysqlWriter::Outcome MysqlWriter::attempt(const Batch& batch, bool isolate, std:
     }
   }
   sql_.clear();
-  append_cursor_upsert(sql_, settings_.instance, batch.cursors);
+  append_cursor_upsert(sql_, settings_.cursor_name, batch.cursors);
   if (!conn_.query(sql_)) return failed("update " + std::string(kCursorTable));
   if (!conn_.query("COMMIT")) return failed("commit");
   count_commit();

@@ -17,6 +17,7 @@ namespace {
 Result<std::unique_ptr<SinkWriter>> make_writer(const MysqlConfig& c, const DeliveryContext& ctx) {
   auto s = check_config(c, ctx.instance, ctx.header, ctx.gateway.registry.get());
   if (!s) return s.error();
+  s->cursor_name = ctx.cursor_name;
   return std::unique_ptr<SinkWriter>(new MysqlWriter(std::move(s.value()), ctx.gateway.registry));
 }
 

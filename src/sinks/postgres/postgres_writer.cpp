@@ -45,10 +45,12 @@ uint32_t AttemptCounter::fail(const ReportPosition& first, size_t size) noexcept
 }
 
 PostgresWriter::PostgresWriter(PostgresConfig config, ConnectSpec spec, std::string instance,
-                               std::shared_ptr<const pipeline::Registry> registry)
+                               std::shared_ptr<const pipeline::Registry> registry,
+                               std::string cursor_name)
     : config_(std::move(config)),
       spec_(std::move(spec)),
       instance_(std::move(instance)),
+      cursor_name_(cursor_name.empty() ? instance_ : std::move(cursor_name)),
       registry_(std::move(registry)),
       per_tenant_(config_.table.find("{tenant}") != std::string::npos) {}
 
@@ -96,7 +98,7 @@ Result<std::vector<uint64_t>> PostgresWriter::open(uint32_t shards) {
     }
   }
   PgResult rows;
-  const std::string params[] = {instance_};
+  const std::string params[] = {cursor_name_};
   if (!conn_.query(select_cursors_sql(config_.schema), params, rows, err)) {
     return make_error("cannot read the cursors from " + config_.schema +
                       ".tianhe_cursors: " + describe(err));
@@ -284,7 +286,7 @@ bool PostgresWriter::attempt(const Batch& batch, bool durable, bool isolate_rows
       return false;
     }
   }
-  return conn_.exec(upsert_cursors_sql(config_.schema, instance_, batch.cursors) + "; COMMIT",
+  return conn_.exec(upsert_cursors_sql(config_.schema, cursor_name_, batch.cursors) + "; COMMIT",
                     nullptr, err);
 }
 

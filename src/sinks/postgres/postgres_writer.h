@@ -54,8 +54,10 @@ class AttemptCounter {
 
 class PostgresWriter final : public SinkWriter {
  public:
+  /// `cursor_name`: the cursors' key in tianhe_cursors ("<instance>@<log id>"; empty: the
+  /// instance).
   PostgresWriter(PostgresConfig config, ConnectSpec spec, std::string instance,
-                 std::shared_ptr<const pipeline::Registry> registry);
+                 std::shared_ptr<const pipeline::Registry> registry, std::string cursor_name = "");
   ~PostgresWriter() override;
   Result<std::vector<uint64_t>> open(uint32_t shards) override;
   WriteStatus write(const Batch& batch, bool durable, std::string& error) override;
@@ -87,6 +89,7 @@ class PostgresWriter final : public SinkWriter {
   PostgresConfig config_;
   ConnectSpec spec_;
   std::string instance_;
+  std::string cursor_name_;  ///< the cursors' key
   std::shared_ptr<const pipeline::Registry> registry_;
   PgConnection conn_;
   bool per_tenant_ = false;                                     ///< the table template has {tenant}

@@ -19,7 +19,8 @@ void register_extension(runtime::Extensions& extensions) {
       }
     }
     return std::unique_ptr<SinkWriter>(
-        new PostgresWriter(c, std::move(spec.value()), context.instance, context.gateway.registry));
+        new PostgresWriter(c, std::move(spec.value()), context.instance, context.gateway.registry,
+                           context.cursor_name));
   };
   CeilingFunction<PostgresConfig> measure = [](const PostgresConfig& c,
                                                const runtime::GatewayContext& gateway,

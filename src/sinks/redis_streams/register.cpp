@@ -21,6 +21,9 @@ Result<std::unique_ptr<SinkWriter>> make_writer(const RedisStreamsConfig& c,
                                                 const DeliveryContext& context) {
   auto s = make_settings(c, context.instance, context.header);
   if (!s) return s.error();
+  // The cursors and duplicate windows of this gateway's logs (DeliveryContext::cursor_name).
+  s->cursor_key = "tianhe:cursor:" + context.cursor_name;
+  s->seen_key = "tianhe:seen:" + context.cursor_name;
   return std::unique_ptr<SinkWriter>(
       new RedisStreamsWriter(std::move(s.value()), context.gateway.registry));
 }
