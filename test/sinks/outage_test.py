@@ -61,6 +61,11 @@ try:
     wait_for(lambda: all(sinks_lib.sinks_state(gw)[k]["lag_seconds"] < 1 for k in kinds), 120,
              "every sink to catch up with what arrived while its server was down")
     c.check(True, "every sink connected and caught up after its server came up")
+    table = subprocess.run([BIN, "sinks", "--http", f"127.0.0.1:{gw.http_port}"],
+                           capture_output=True, text=True, timeout=30)
+    rows = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:] if line}
+    c.check(table.returncode == 0 and all(rows.get(k) == "connected" for k in kinds),
+            f"tianhe sinks lists each sink as connected ({rows})")
 
     # 2. Each server stopped for 10 s: the others keep up.
     for k, s in servers.items():

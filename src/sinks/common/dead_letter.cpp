@@ -14,7 +14,8 @@
 
 namespace tianhe::sinks {
 
-DeadLetter::DeadLetter(std::string data_dir, std::string sink_name, uint64_t max_bytes)
+DeadLetter::DeadLetter(const std::string& data_dir, const std::string& sink_name,
+                       uint64_t max_bytes)
     : path_((std::filesystem::path(data_dir) / "dead-letter" / (sink_name + ".jsonl")).string()),
       max_bytes_(max_bytes) {}
 

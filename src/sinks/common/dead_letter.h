@@ -19,7 +19,8 @@ namespace tianhe::sinks {
 class DeadLetter {
  public:
   /// The file for sink `sink_name` ("mysql.archive") under `data_dir`/dead-letter/.
-  DeadLetter(std::string data_dir, std::string sink_name, uint64_t max_bytes = 256ull << 20);
+  DeadLetter(const std::string& data_dir, const std::string& sink_name,
+             uint64_t max_bytes = 256ull << 20);
   ~DeadLetter();
   DeadLetter(const DeadLetter&) = delete;
   DeadLetter& operator=(const DeadLetter&) = delete;

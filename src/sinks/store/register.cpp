@@ -48,9 +48,8 @@ void register_extension(runtime::Extensions& extensions) {
   spec.name = "store";
   spec.config = config_table();
   spec.enabled = [](const std::any& c) { return std::any_cast<const StoreConfig&>(c).enabled; };
-  spec.start =
-      [](const std::any& c, const runtime::GatewayContext& gateway,
-         std::string_view) -> Result<std::unique_ptr<runtime::SinkInstance>> {
+  spec.start = [](const std::any& c, const runtime::GatewayContext& gateway,
+                  std::string_view) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const auto& config = std::any_cast<const StoreConfig&>(c);
     auto sink = StoreSink::start(config, gateway.log, gateway.logs);
     if (!sink) return sink.error();

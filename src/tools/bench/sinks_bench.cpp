@@ -227,8 +227,10 @@ Options:
       if (s.name == kind) t.spec = &s;
     }
     if (t.spec == nullptr) {
-      return core::usage_error(
-          "bench", path + ": [" + header + "]: no sink \"" + kind + "\" is compiled in");
+      std::string problem = path;
+      problem.append(": [").append(header).append("]: no sink \"");
+      problem.append(kind).append("\" is compiled in");
+      return core::usage_error("bench", problem);
     }
     auto table = context.load_table(path, work, header);
     if (!table.ok()) return core::usage_error("bench", table.error().message);
