@@ -10,7 +10,7 @@
    the engine is stopped (SIGSTOP) for --outage seconds and resumed; the backlog's drain rate
    is reported as a multiple of the ingest rate.
 
-Usage: bench/sinks_bench.py TIANHE_BINARY [--outage S] [--reports N] [--json] [KIND ...]"""
+Usage: bench/sinks_bench.py TIANHE_BINARY [--outage S (0: skip)] [--reports N] [--json] [KIND ...]"""
 import json
 import os
 import shutil
@@ -71,7 +71,7 @@ try:
 
     # 2. Catch-up after an outage at half each sink's rate.
     catch = {}
-    for row in result["sinks"]:
+    for row in result["sinks"] if outage > 0 else []:
         k = row["sink"]
         if k not in servers or "delivery_per_s" not in row:
             continue
@@ -80,7 +80,7 @@ try:
         os.makedirs(d)
         gcfg = os.path.join(d, "tianhe.toml")
         write_config(gcfg, os.path.join(d, "data"), devices=10000,
-                     extra=sinks_lib.sink_table(servers[k], timeout="2s"))
+                     extra=sinks_lib.sink_table(servers[k]))
         gw = Gateway(gcfg, os.path.join(d, "serve.log")).start()
         try:
             wait_for(lambda: sinks_lib.sinks_state(gw)[k]["state"] == "connected", 60)
@@ -91,15 +91,17 @@ try:
                                     str(int(duration)), "--quiet", "--json"],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(5)
-            os.kill(servers[k].pid, signal.SIGSTOP)
+            paused = sinks_lib.pause(servers[k])
             time.sleep(outage)
             backlog = sinks_lib.sinks_state(gw)[k]
             delivered0 = backlog["delivered"]
-            os.kill(servers[k].pid, signal.SIGCONT)
+            sinks_lib.resume(servers[k], paused)
             t0 = time.time()
-            while time.time() - t0 < 600:
+            caught_up = False
+            while time.time() - t0 < 300:
                 s = sinks_lib.sinks_state(gw)[k]
                 if s["lag_seconds"] < 1:
+                    caught_up = True
                     break
                 time.sleep(0.1)
             t1 = time.time()
@@ -107,7 +109,10 @@ try:
             drain_rate = drained / max(t1 - t0, 1e-3)
             catch[k] = {"ingest_per_s": rate, "backlog_reports": backlog["lag_reports"],
                         "catch_up_s": t1 - t0, "drain_per_s": drain_rate,
-                        "ratio_to_ingest": drain_rate / rate}
+                        "ratio_to_ingest": drain_rate / rate, "caught_up": caught_up,
+                        "state_after": s["state"], "last_error": s["last_error"]}
+            if not caught_up:
+                say(f"[{k}] did not catch up within 300 s: {s['state']}: {s['last_error']}")
             sim.kill()
             sim.wait()
         finally:

@@ -117,3 +117,20 @@ def drain_and_verify(c, gw, sim, acked_file, servers):
     c.check(len(acked) > 1000, f"the fleet got acks throughout ({len(acked)})")
     for k, s in servers.items():
         exactly_once(c, k, acked, s.delivered(), at_least_once=k in AT_LEAST_ONCE)
+
+
+def pause(server):
+    """Stops the whole server (SIGSTOP): connections stay open and nothing answers. An adapter
+    whose server is several processes (PostgreSQL: a backend per connection) has stall()."""
+    if hasattr(server, "stall"):
+        return server.stall()
+    os.kill(server.pid, signal.SIGSTOP)
+    return None
+
+
+def resume(server, token):
+    """Undoes pause()."""
+    if hasattr(server, "resume"):
+        server.resume(token)
+    else:
+        os.kill(server.pid, signal.SIGCONT)
