@@ -62,7 +62,7 @@ class DataPlane {
   std::string recovery_summary() const;
   /// True when every running sink has written everything durable.
   bool sinks_caught_up() const;
-  /// A running sink: its instance name ("mysql.archive"), kind ("mysql") and state.
+  /// A running sink: its instance name ("<kind>" or "<kind>.<name>"), its kind and its state.
   struct SinkView {
     std::string name;
     std::string kind;
@@ -88,8 +88,8 @@ class DataPlane {
     std::unique_ptr<ProtocolInstance> instance;
   };
   struct RunningSink {
-    std::string name;       ///< "mysql.archive"
-    std::string_view kind;  ///< "mysql"
+    std::string name;       ///< "<kind>" or "<kind>.<name>"
+    std::string_view kind;  ///< SinkSpec::name
     std::unique_ptr<SinkInstance> instance;
   };
 

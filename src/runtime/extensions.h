@@ -138,8 +138,8 @@ struct SinkSpec {
   config::ConfigTable config;  ///< its table (config.instances: [sinks.<name>.<instance>] too)
   std::function<bool(const std::any& config)> enabled;
   /// Starts it (enabled only): registers its consumer with every log and starts its threads.
-  /// `instance` is its name as a label and log consumer: "mysql", or "mysql.archive" for the
-  /// table [sinks.mysql.archive].
+  /// `instance` is its name as a label and log consumer: "<name>", or "<name>.<instance>" for
+  /// the table [sinks.<name>.<instance>].
   std::function<Result<std::unique_ptr<SinkInstance>>(
       const std::any& config, const GatewayContext& gateway, std::string_view instance)>
       start;
