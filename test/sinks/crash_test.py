@@ -8,26 +8,16 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 
 import sinks_lib
-from harness import BIN, Checks, Gateway, reserved_port, tmpdir, write_config
+from harness import BIN, Checks, Gateway, reserved_port, write_config
 
 KILLS = 20
 DEVICES = 200
 
 c = Checks()
-kinds = sinks_lib.adapters(set(sys.argv[2:]) or None)
-if not kinds:
-    print("no sink with a server adapter is compiled in: nothing to test")
-    c.finish()
-print("sinks:", ", ".join(kinds))
-work = tmpdir("sink-crash")
-servers = {}
-for k, m in kinds.items():
-    os.makedirs(os.path.join(work, k), exist_ok=True)
-    servers[k] = m.Server(os.path.join(work, k))
+work, servers = sinks_lib.servers_for_test(c, "sink-crash")
 port = reserved_port(udp=True)
 cfg = os.path.join(work, "tianhe.toml")
 extra = "\n".join(sinks_lib.sink_table(s, timeout="2s", commit_interval="200ms")

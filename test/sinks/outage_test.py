@@ -12,26 +12,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import sinks_lib
-from harness import BIN, Checks, Gateway, reserved_port, tmpdir, wait_for, write_config
+from harness import BIN, Checks, Gateway, reserved_port, wait_for, write_config
 
 STOP_SECONDS = 10
 DEVICES = 200
 RATE = 1000
 
 c = Checks()
-kinds = sinks_lib.adapters(set(sys.argv[2:]) or None)
-if not kinds:
-    print("no sink with a server adapter is compiled in: nothing to test")
-    c.finish()
-print("sinks:", ", ".join(kinds))
-work = tmpdir("outage")
-servers = {k: m.Server(os.path.join(work, k)) for k, m in kinds.items()}
-for k, s in servers.items():
-    os.makedirs(os.path.join(work, k), exist_ok=True)
+work, servers = sinks_lib.servers_for_test(c, "outage")
+kinds = list(servers)
 extra = "\n".join(sinks_lib.sink_table(s, timeout="2s") for s in servers.values())
 port = reserved_port(udp=True)
 cfg = os.path.join(work, "tianhe.toml")

@@ -134,3 +134,20 @@ def resume(server, token):
         server.resume(token)
     else:
         os.kill(server.pid, signal.SIGCONT)
+
+
+def servers_for_test(c, name):
+    """The server of every sink named on the command line after the binary (default: every
+    sink compiled in with an adapter), each in its own directory of a new work dir. Ends the
+    test (nothing to test) when there is none. Returns (work dir, {kind: Server})."""
+    kinds = adapters(set(sys.argv[2:]) or None)
+    if not kinds:
+        print("no sink with a server adapter is compiled in: nothing to test")
+        c.finish()
+    print("sinks:", ", ".join(kinds))
+    work = harness.tmpdir(name)
+    servers = {}
+    for k, m in kinds.items():
+        os.makedirs(os.path.join(work, k), exist_ok=True)
+        servers[k] = m.Server(os.path.join(work, k))
+    return work, servers
