@@ -94,6 +94,7 @@ Result<std::unique_ptr<LogConsumer>> LogConsumer::start(ConsumerOptions options,
       sh->committed.store(first);
       sh->durable.store(first);
       sh->read_offset = first;
+      sh->floor_ns.store(core::wall_ns());  // the backlog's age counts from the start
     }
   }
   // "block": the log refuses appends that would put this sink further behind than its share.
