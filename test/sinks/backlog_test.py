@@ -32,9 +32,11 @@ def run_case(policy):
     extra = sinks_lib.sink_table(server, timeout="1s", max_backlog_bytes="1MiB",
                                  backlog_policy=policy)
     write_config(cfg, os.path.join(work, "data"), devices=DEVICES, extra=extra)
-    gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
     acked_file = os.path.join(work, "acked.txt")
+    gw = None
     try:
+        # Inside the try: a gateway that fails to start must not leave the server running.
+        gw = Gateway(cfg, os.path.join(work, "serve.log")).start()
         wait_for(lambda: sinks_lib.sinks_state(gw)["redis_streams"]["state"] == "connected", 30,
                  "the sink to connect")
         os.kill(server.pid, signal.SIGSTOP)
@@ -75,7 +77,8 @@ def run_case(policy):
             os.kill(server.pid, signal.SIGCONT)
         except Exception:
             pass
-        gw.stop()
+        if gw is not None:
+            gw.stop()
         server.stop()
     if c.failed == 0:
         shutil.rmtree(work, ignore_errors=True)

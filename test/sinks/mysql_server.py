@@ -91,8 +91,6 @@ class Server(sinks_lib.ServerProcess):
             self._initialised = True
         return self
 
-
-
     # ---- the client ----
 
     def _client(self, args, db=DATABASE, check=True):

@@ -194,8 +194,6 @@ class Server(sinks_lib.ServerProcess):
         raise RuntimeError(f"nats-server on 127.0.0.1:{self.port} did not accept connections "
                            f"with JetStream within {timeout}s; see {self.log}")
 
-
-
     def url(self):
         return f"nats://127.0.0.1:{self.port}"
 

@@ -70,8 +70,6 @@ class Server(sinks_lib.ServerProcess):
         raise RuntimeError(f"redis-server on 127.0.0.1:{self.port} did not answer PING within "
                            f"{timeout}s; see {self.log_path}")
 
-
-
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.redis_streams]" if instance is None else f"[sinks.redis_streams.{instance}]"
         return (f"{header}\nenabled = true\nurl = \"redis://127.0.0.1:{self.port}/0\"\n"

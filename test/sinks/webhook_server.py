@@ -56,8 +56,6 @@ class Server(sinks_lib.ServerProcess):
         raise RuntimeError(f"webhook receiver did not accept connections on port {self.port} "
                            f"within {timeout}s; see " + os.path.join(self.work, "receiver.log"))
 
-
-
     def sink_toml(self, instance=None, extra=""):
         header = "[sinks.webhook]" if instance is None else f"[sinks.webhook.{instance}]"
         return (f'{header}\nenabled = true\nurl = "{self.url}"\nsecret_env = "{SECRET_ENV}"\n'
