@@ -149,7 +149,8 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
       if (!spec.enabled(table)) continue;
       auto sink = spec.start(table, context, name);
       if (!sink.ok()) return fail(make_error("sinks." + name + ": " + sink.error().message));
-      d->sinks_.push_back({name, spec.name, std::move(sink.value())});
+      const uint64_t lag = sink.value()->lag_bytes();
+      d->sinks_.push_back({name, spec.name, std::move(sink.value()), lag});
     }
   }
   for (const ProtocolSpec& spec : extensions.protocols()) {
@@ -216,7 +217,7 @@ std::string DataPlane::recovery_summary() const {
     out = "cut a torn log tail of " + std::to_string(torn) + " bytes (a crash mid-write)";
   }
   for (const auto& s : sinks_) {
-    const uint64_t behind = s.instance->lag_bytes();
+    const uint64_t behind = s.lag_at_start;
     if (behind == 0) continue;
     out += out.empty() ? "" : "; ";
     out += "sink " + s.name + " is " + config::format_bytes_approx(behind) +

@@ -58,7 +58,8 @@ class DataPlane {
   uint16_t first_port() const noexcept;
   /// The running protocols' banner lines.
   std::string banner() const;
-  /// What opening found: a torn log tail cut at recovery, how far the sinks are behind; "clean".
+  /// What opening found: a torn log tail cut at recovery, how far the sinks were behind as they
+  /// started; "clean".
   std::string recovery_summary() const;
   /// True when every running sink has written everything durable.
   bool sinks_caught_up() const;
@@ -91,6 +92,8 @@ class DataPlane {
     std::string name;       ///< "<kind>" or "<kind>.<name>"
     std::string_view kind;  ///< SinkSpec::name
     std::unique_ptr<SinkInstance> instance;
+    uint64_t lag_at_start = 0;  ///< its lag as it started (recovery_summary): read before its
+                                ///< consumer thread has delivered anything
   };
 
   DataPlaneOptions options_;
