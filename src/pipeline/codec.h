@@ -25,6 +25,7 @@ enum class DecodeStatus : uint8_t {
   kOk,
   kMalformed,       ///< the payload breaks the codec's format
   kTooManyMetrics,  ///< more metrics than the batch or a report can hold
+  kTooLarge,        ///< its names and strings exceed the codec's per-batch text storage
   kCount,
 };
 
@@ -40,6 +41,10 @@ class Codec {
   /// failure nothing is appended. Strings and names may view into `payload`.
   virtual DecodeStatus decode(std::span<const uint8_t> payload, const CodecContext& context,
                               core::ReportBatch& batch, core::Report& r) noexcept = 0;
+  /// The batch the decoded metrics went into has been appended (or dropped): storage the codec
+  /// kept for their names and strings (dotted JSON names, unescaped strings, hex text) may be
+  /// reused. A codec whose metrics only view into the payload needs nothing here.
+  virtual void batch_done() noexcept {}
 };
 
 }  // namespace tianhe::pipeline

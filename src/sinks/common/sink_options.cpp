@@ -98,6 +98,8 @@ int hex(char c) {
   return -1;
 }
 
+}  // namespace
+
 bool percent_decode(std::string_view in, std::string& out) {
   out.clear();
   for (size_t i = 0; i < in.size(); ++i) {
@@ -113,8 +115,6 @@ bool percent_decode(std::string_view in, std::string& out) {
   }
   return true;
 }
-
-}  // namespace
 
 namespace detail {
 

@@ -54,6 +54,10 @@ config::ConfigTable sink_table(const SinkTableSpec& spec, std::span<const config
 Result<std::string> resolve_password(const SinkOptions& o, std::string_view url_password,
                                      std::string_view header);
 
+/// Decodes %XX escapes of `in` into `out`; false on a bad escape (a URL's user, password or
+/// query values).
+bool percent_decode(std::string_view in, std::string& out);
+
 /// A URL in its engine's usual form: scheme://[user[:password]@]host[:port][/path][?query].
 struct Url {
   std::string scheme;

@@ -58,29 +58,6 @@ constexpr std::string_view kSchemes[] = {"postgresql", "postgres"};
 constexpr std::string_view kUrlKeywords[] = {"host", "hostaddr", "port",    "dbname",
                                              "user", "password", "passfile"};
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      if (i + 2 >= in.size()) return false;
-      const int hi = hex_digit(in[i + 1]), lo = hex_digit(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else {
-      out += in[i];
-    }
-  }
-  return true;
-}
-
 // The keywords this libpq knows (PQconndefaults reads no server).
 std::set<std::string> libpq_keywords() {
   std::set<std::string> out;
