@@ -65,7 +65,8 @@ Options:
   --data-dir DIR    override gateway.data_dir (log and store live under it)
   --PROTOCOL-port N override a protocol's listen port, e.g. --report-port (0 picks a free one)
   --http-port N     override the HTTP port (0 picks a free one)
-  --ready-file F    write "<first protocol's port> <http port>" to F once serving (scripts, tests)
+  --ready-file F    write "<first protocol's port> <http port> <name>=<port>..." to F once
+                    serving, one <name>=<port> per running protocol (scripts, tests)
 
 Stops cleanly on SIGINT/SIGTERM: pending durable acks are sent and the log is synced.
 
@@ -124,8 +125,14 @@ Example:
   if (args->has("ready-file")) {
     const std::string f = args->str("ready-file"), tmp = f + ".tmp";
     FILE* out = std::fopen(tmp.c_str(), "w");
-    bool written =
-        out != nullptr && std::fprintf(out, "%u %u\n", g.first_port(), g.http_port()) > 0;
+    std::string line = std::to_string(g.first_port()) + " " + std::to_string(g.http_port());
+    for (const auto& p : ext.protocols()) {
+      if (const uint16_t port = g.port(p.name); port != 0) {
+        line += " " + std::string(p.name) + "=" + std::to_string(port);
+      }
+    }
+    line += "\n";
+    bool written = out != nullptr && std::fputs(line.c_str(), out) >= 0;
     written = (out != nullptr && std::fclose(out) == 0) && written;
     if (!written || std::rename(tmp.c_str(), f.c_str()) != 0) {
       // Whoever waits for the file would wait forever: stop instead.

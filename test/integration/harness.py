@@ -1,7 +1,8 @@
 """Shared helpers for the integration tests: start and stop gateways we own (by PID), loopback
 ports that survive restarts, HTTP GET, metrics parsing, waiting on conditions with deadlines.
 
-Ports: a gateway binds port 0 and reports what it got (--ready-file: "report_port http_port"),
+Ports: a gateway binds port 0 and reports what it got (--ready-file: "first_port http_port
+name=port..."; Gateway.ports maps each running protocol to its port),
 so two tests running at once never race for a port. Only a test that restarts a gateway on the
 same port while its clients keep sending there takes one from reserved_port()."""
 import fcntl
@@ -116,6 +117,7 @@ class Gateway:
         self.proc = None
         self.report_port = None
         self.http_port = None
+        self.ports = {}  # protocol name -> the port it bound ({"report": 40123, "mqtt_sn": ...})
 
     def start(self, timeout=60):
         ready = self.config + ".ready"
@@ -132,6 +134,7 @@ class Gateway:
             if os.path.exists(ready):
                 parts = open(ready).read().split()
                 self.report_port, self.http_port = int(parts[0]), int(parts[1])
+                self.ports = {k: int(v) for k, v in (p.split("=", 1) for p in parts[2:])}
                 return self
             time.sleep(0.02)
         raise RuntimeError("gateway did not become ready")
