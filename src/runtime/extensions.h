@@ -32,6 +32,8 @@ class ShardLog;
 
 namespace tianhe::runtime {
 
+class CodecStage;
+
 /// What the gateway hands an extension when it starts it.
 struct GatewayContext {
   std::string data_dir;                                ///< gateway.data_dir
@@ -44,6 +46,9 @@ struct GatewayContext {
   /// too, so two gateways (or a gateway whose data directory was replaced) never read each
   /// other's log offsets.
   std::string log_id;
+  /// The payload codecs (codec_stage.h): a protocol carrying opaque payloads makes one decoder
+  /// per shard from it. Outlives every protocol.
+  std::shared_ptr<CodecStage> codecs;
 };
 
 /// Numbers of one shard for /debug/shards ({"datagrams_received", 12}, ...).
@@ -154,7 +159,7 @@ struct SinkSpec {
 
 /// A registered payload codec (a device model names it).
 struct CodecSpec {
-  std::string_view name;  ///< as a model names it ("report_protobuf", "json", ...)
+  std::string_view name;  ///< as a model names it ("report", "json", ...)
   std::function<std::unique_ptr<pipeline::Codec>()> create;  ///< one per shard
 };
 
