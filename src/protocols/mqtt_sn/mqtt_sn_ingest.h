@@ -1,0 +1,141 @@
+// The MQTT-SN gateway on one shard: its SO_REUSEPORT UDP socket (the kernel hashes a client's
+// address to one shard, so its session lives here), batched receive, the session state machine
+// (CONNECT/WILL*/REGISTER/PUBLISH QoS -1..2/PUBREL/PINGREQ/DISCONNECT/SEARCHGW), hand-off of
+// payloads to the codec stage and of reports to validate-and-append, and replies released in
+// order once the log covers them (PUBACK, PUBREC and PUBCOMP only after the report is durable).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/report.h"
+#include "core/result.h"
+#include "pipeline/registry.h"
+#include "protocols/mqtt_sn/mqtt_sn_config.h"
+#include "protocols/mqtt_sn/mqtt_sn_parser.h"
+#include "protocols/mqtt_sn/mqtt_sn_session.h"
+#include "protocols/mqtt_sn/mqtt_sn_stats.h"
+#include "protocols/mqtt_sn/mqtt_sn_topics.h"
+#include "runtime/ack_queue.h"
+#include "runtime/codec_stage.h"
+#include "runtime/shard.h"
+#include "transports/udp_socket.h"
+
+namespace tianhe::protocols::mqtt_sn {
+
+/// A predefined topic with what its name says (device 0: the client id names it).
+struct ResolvedTopic {
+  uint16_t id = 0;
+  uint64_t device_id = 0;
+  std::string name;
+};
+
+/// What every shard's ingest shares: the validated config and what was compiled from it.
+/// Built once on the main thread, then read-only.
+struct MqttSnShared {
+  MqttSnConfig config;
+  TopicTemplate topics;
+  std::vector<ResolvedTopic> predefined;  ///< sorted by id
+  std::shared_ptr<const pipeline::Registry> registry;
+  ParserLimits limits;
+  uint32_t shards = 1;
+
+  /// Compiles `config` against the registry; an error names the key and the fix.
+  static Result<std::shared_ptr<const MqttSnShared>> build(
+      const MqttSnConfig& config, std::shared_ptr<const pipeline::Registry> registry,
+      uint32_t shards);
+  /// The predefined topic `id`, or nullptr.
+  const ResolvedTopic* predefined_topic(uint16_t id) const noexcept;
+};
+
+/// One shard's MQTT-SN endpoint. Lives on (and is called only by) its shard thread.
+class MqttSnIngest final : public runtime::Ingest {
+ public:
+  /// Binds the shard's socket to config.listen with SO_REUSEPORT; the first shard (`join`
+  /// false) fails when another process listens there. `stats` outlives the ingest; `decoder`
+  /// is the shard's payload decoder; `advertise` makes this shard send ADVERTISE.
+  static Result<std::unique_ptr<MqttSnIngest>> create(
+      std::shared_ptr<const MqttSnShared> shared, MqttSnStats* stats,
+      std::unique_ptr<runtime::PayloadDecoder> decoder, bool join, bool advertise);
+
+  void watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const override;
+  uint32_t poll_input(runtime::Shard& shard) noexcept override;
+  uint32_t receive_batch() const noexcept override { return recv_batch_; }
+  runtime::AckWait release_acks(uint64_t durable_offset) noexcept override;
+  bool can_receive() const noexcept override;
+  int64_t next_deadline_ns() const noexcept override;
+  void on_timer(runtime::Shard& shard, int64_t now_ns) noexcept override;
+  /// The UDP port bound (useful with port 0).
+  uint16_t port() const noexcept { return socket_.local_port(); }
+
+ private:
+  MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
+               MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder);
+
+  /// A QoS 1/2 (or 0) PUBLISH of the batch being built, answered after its append.
+  struct Pub {
+    int32_t report = -1;  ///< index in batch_ (-1: dead-lettered, no report)
+    uint32_t datagram = 0;
+    uint32_t ref = 0;  ///< session reference
+    uint16_t topic_id = 0;
+    uint16_t msg_id = 0;
+    Qos qos = Qos::kQos0;
+    bool duplicate = false;  ///< QoS 2 id already held: resend PUBREC only
+  };
+
+  void handle(runtime::Shard& shard, const Frame& f, uint32_t datagram, int64_t now_mono,
+              int64_t now_wall) noexcept;
+  void on_connect(const Frame& f, uint32_t datagram, const PeerKey& key, int64_t now) noexcept;
+  void on_register(const Frame& f, uint32_t datagram, uint32_t s) noexcept;
+  void on_publish(runtime::Shard& shard, const Frame& f, uint32_t datagram, uint32_t s,
+                  int64_t now_mono, int64_t now_wall) noexcept;
+  void on_pingreq(const Frame& f, uint32_t datagram, uint32_t s, int64_t now) noexcept;
+  void on_disconnect(const Frame& f, uint32_t datagram, uint32_t s, int64_t now) noexcept;
+  void flush(runtime::Shard& shard, int64_t received_mono) noexcept;
+  void touch(uint32_t s, int64_t now) noexcept;
+  void end_session(uint32_t s, SessionEnd why) noexcept;
+  void wake(uint32_t s) noexcept;
+  bool admit_connect(int64_t now) noexcept;
+  /// Parks a reply to datagram `datagram`'s sender (or to `to` when given).
+  void reply(std::span<const uint8_t> bytes, uint32_t datagram, uint64_t durable_at,
+             int64_t received_mono, uint32_t tag) noexcept;
+  void reply_to(std::span<const uint8_t> bytes, const sockaddr_storage& to, socklen_t to_len,
+                uint64_t durable_at, int64_t received_mono, uint32_t tag) noexcept;
+  /// Encodes a reply with `encode` into scratch and parks it.
+  template <typename F>
+  void send_now(uint32_t datagram, uint32_t tag, F&& encode) noexcept;
+  bool buffer_for_sleeper(uint32_t s, std::span<const uint8_t> bytes) noexcept;
+  void count_out(std::span<const uint8_t> bytes) noexcept;
+
+  std::shared_ptr<const MqttSnShared> shared_;
+  const MqttSnConfig& config_;
+  transports::UdpSocket socket_;
+  transports::DatagramBatch rx_;
+  core::ReportBatch batch_;
+  std::vector<uint8_t> status_;  ///< per report: pipeline::RejectReason
+  std::vector<Pub> pubs_;        ///< the batch's publishes, in arrival order
+  uint32_t pub_count_ = 0;
+  runtime::AckQueue replies_;
+  std::vector<mmsghdr> send_msgs_;
+  std::vector<iovec> send_iovs_;
+  SessionTable sessions_;
+  SleepBuffers sleep_buffers_;
+  std::unique_ptr<runtime::PayloadDecoder> decoder_;
+  MqttSnStats* stats_;
+  uint32_t recv_batch_;
+  uint32_t sleeping_ = 0;
+  // Connect admission (a token bucket of this shard's share of connect_rate).
+  double tokens_ = 0;
+  double rate_per_ns_ = 0;
+  double burst_ = 0;
+  int64_t tokens_at_ns_ = 0;
+  // Timers: the keep-alive reaper sweeps the slots a part at a time; ADVERTISE.
+  uint32_t sweep_cursor_ = 0;
+  int64_t next_sweep_ns_ = 0;
+  int64_t next_advertise_ns_ = runtime::kNoDeadline;
+  sockaddr_storage advertise_addr_{};
+  socklen_t advertise_len_ = 0;
+  uint8_t scratch_[kMaxReplyBytes] = {};
+};
+
+}  // namespace tianhe::protocols::mqtt_sn

@@ -1,0 +1,201 @@
+// The MQTT-SN gateway in a running Tianhe: one MqttSnIngest per shard on one shared UDP port,
+// its counters (tianhe_protocol_mqtt_sn_*) and banner; and its registration (the one line in
+// src/extensions.cmake).
+#include <string>
+#include <vector>
+
+#include "core/config_table.h"
+#include "protocols/mqtt_sn/mqtt_sn_config.h"
+#include "protocols/mqtt_sn/mqtt_sn_ingest.h"
+#include "protocols/mqtt_sn/mqtt_sn_simulator.h"
+#include "runtime/codec_stage.h"
+#include "runtime/extensions.h"
+
+namespace tianhe::protocols::mqtt_sn {
+namespace {
+
+constexpr std::string_view kName = "mqtt_sn";
+
+constexpr std::string_view type_name(size_t slot) {
+  switch (static_cast<MsgType>(slot)) {
+    case MsgType::kAdvertise: return "advertise";
+    case MsgType::kSearchGw: return "searchgw";
+    case MsgType::kGwInfo: return "gwinfo";
+    case MsgType::kConnect: return "connect";
+    case MsgType::kConnack: return "connack";
+    case MsgType::kWillTopicReq: return "willtopicreq";
+    case MsgType::kWillTopic: return "willtopic";
+    case MsgType::kWillMsgReq: return "willmsgreq";
+    case MsgType::kWillMsg: return "willmsg";
+    case MsgType::kRegister: return "register";
+    case MsgType::kRegack: return "regack";
+    case MsgType::kPublish: return "publish";
+    case MsgType::kPuback: return "puback";
+    case MsgType::kPubcomp: return "pubcomp";
+    case MsgType::kPubrec: return "pubrec";
+    case MsgType::kPubrel: return "pubrel";
+    case MsgType::kSubscribe: return "subscribe";
+    case MsgType::kSuback: return "suback";
+    case MsgType::kUnsubscribe: return "unsubscribe";
+    case MsgType::kUnsuback: return "unsuback";
+    case MsgType::kPingReq: return "pingreq";
+    case MsgType::kPingResp: return "pingresp";
+    case MsgType::kDisconnect: return "disconnect";
+    case MsgType::kWillTopicUpd: return "willtopicupd";
+    case MsgType::kWillTopicResp: return "willtopicresp";
+    case MsgType::kWillMsgUpd: return "willmsgupd";
+    case MsgType::kWillMsgResp: return "willmsgresp";
+    default: return "";
+  }
+}
+
+void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
+  const std::string p = "tianhe_protocol_mqtt_sn_";
+  for (size_t i = 0; i < kTypeSlots; ++i) {
+    const std::string_view n = type_name(i);
+    if (n.empty()) continue;
+    w.counter(p + "frames_received_total", "Well-formed MQTT-SN messages received, by type.",
+              {{"type", std::string(n)}}, s.frames_in[i].get());
+  }
+  for (size_t i = 0; i < kTypeSlots; ++i) {
+    const std::string_view n = type_name(i);
+    if (n.empty()) continue;
+    w.counter(p + "frames_sent_total", "MQTT-SN messages sent, by type.",
+              {{"type", std::string(n)}}, s.frames_out[i].get());
+  }
+  for (size_t i = 1; i < kDropReasonCount; ++i) {
+    w.counter(p + "frames_dropped_total", "Malformed datagrams dropped, by reason.",
+              {{"reason", std::string(drop_reason_name(static_cast<DropReason>(i)))}},
+              s.frames_dropped[i].get());
+  }
+  for (size_t i = 0; i < static_cast<size_t>(Reject::kCount); ++i) {
+    w.counter(p + "rejects_total",
+              "Well-formed messages refused or ignored, by reason (docs/protocols/mqtt_sn.md).",
+              {{"reason", std::string(reject_reason_name(static_cast<Reject>(i)))}},
+              s.rejects[i].get());
+  }
+  for (size_t i = 0; i < static_cast<size_t>(SessionEnd::kCount); ++i) {
+    w.counter(p + "sessions_ended_total", "Sessions ended, by why.",
+              {{"reason", std::string(session_end_name(static_cast<SessionEnd>(i)))}},
+              s.sessions_ended[i].get());
+  }
+  w.counter(p + "received_bytes_total", "Bytes received in datagrams.", {}, s.bytes_in.get());
+  w.counter(p + "sent_bytes_total", "Bytes sent in datagrams.", {}, s.bytes_out.get());
+  w.counter(p + "sessions_created_total", "Sessions created by an admitted CONNECT.", {},
+            s.sessions_created.get());
+  w.gauge(p + "sessions", "Client sessions held.", {}, s.sessions.get());
+  w.gauge(p + "sessions_sleeping", "Sessions of sleeping clients.", {}, s.sleeping.get());
+  w.gauge(p + "pending_replies", "Replies waiting for the log or the socket.", {},
+          s.pending_replies.get());
+  w.counter(p + "keep_alive_clamped_total",
+            "CONNECTs whose keep-alive was held to max_keep_alive.", {},
+            s.keep_alive_clamped.get());
+  w.counter(p + "duplicates_total",
+            "QoS 2 PUBLISHes whose message id was still held: not delivered again.", {},
+            s.duplicates.get());
+  w.counter(p + "wills_total", "Will handshakes completed.", {}, s.wills.get());
+  w.counter(p + "dead_lettered_total",
+            "PUBLISH payloads the codec could not decode (dead-lettered, acknowledged).", {},
+            s.dead_lettered.get());
+  w.counter(p + "sleep_buffered_total", "Replies held for sleeping clients.", {},
+            s.sleep_buffered.get());
+  w.counter(p + "sleep_delivered_total", "Held replies sent when their client woke.", {},
+            s.sleep_delivered.get());
+  w.counter(p + "send_errors_total", "Replies that could not be sent.", {}, s.send_errors.get());
+  w.counter("tianhe_udp_receive_drops_total",
+            "Datagrams the kernel dropped because a socket's receive buffer was full.",
+            {{"protocol", std::string(kName)}}, s.kernel_drops.get());
+  core::write_histogram(w, p + "ack_latency_seconds",
+                        "Time from receiving a QoS 1/2 PUBLISH to sending its PUBACK or PUBREC "
+                        "(after the covering log sync).",
+                        {}, s.ack_latency);
+  runtime::collect_pipeline_stats(w, s.pipeline, kName);
+}
+
+class MqttSnProtocol final : public runtime::ProtocolInstance {
+ public:
+  MqttSnProtocol(std::shared_ptr<const MqttSnShared> shared,
+                 std::shared_ptr<runtime::CodecStage> codecs)
+      : shared_(std::move(shared)), codecs_(std::move(codecs)) {}
+
+  Result<std::unique_ptr<runtime::Ingest>> create_ingest(uint32_t shard) override {
+    if (!codecs_) return make_error("protocols.mqtt_sn: the gateway has no codec stage");
+    auto decoder = codecs_->decoder(shard, kName, shared_->config.codec);
+    if (!decoder.ok()) return make_error("protocols.mqtt_sn.codec: " + decoder.error().message);
+    stats_.push_back(std::make_unique<MqttSnStats>());
+    auto shared = shared_;
+    if (shard > 0) {
+      // Port 0: the first shard picks a port, the others join it (SO_REUSEPORT).
+      auto c = std::make_shared<MqttSnShared>(*shared_);
+      c->config.listen.port = port_;
+      shared = std::move(c);
+    }
+    auto ingest = MqttSnIngest::create(std::move(shared), stats_.back().get(),
+                                       std::move(decoder.value()), shard > 0, shard == 0);
+    if (!ingest.ok()) return ingest.error();
+    port_ = ingest.value()->port();
+    return std::unique_ptr<runtime::Ingest>(std::move(ingest.value()));
+  }
+
+  void collect(core::PromWriter& w) const override {
+    // Samples of equal name and labels (one per shard) are added by the writer.
+    for (const auto& s : stats_) collect_shard(w, *s);
+  }
+
+  void debug(uint32_t shard, runtime::DebugFields& out) const override {
+    if (shard >= stats_.size()) return;
+    const MqttSnStats& s = *stats_[shard];
+    out.emplace_back("mqtt_sn_sessions", s.sessions.get());
+    out.emplace_back("mqtt_sn_sleeping", s.sleeping.get());
+    out.emplace_back("mqtt_sn_pending_replies", s.pending_replies.get());
+    out.emplace_back("mqtt_sn_kernel_drops", s.kernel_drops.get());
+  }
+
+  void add_totals(runtime::Totals& t) const override {
+    for (const auto& s : stats_) {
+      t.reports_accepted += s->pipeline.reports_accepted.get();
+      t.input_drops += s->kernel_drops.get();
+      t.acks_dropped += s->rejects[static_cast<size_t>(Reject::kReplyQueueFull)].get();
+      runtime::Totals::add(t.ack_latency_us, s->ack_latency);
+    }
+  }
+
+  std::string banner() const override {
+    const std::string where = shared_->config.listen.host + ":" + std::to_string(port_);
+    return "  mqtt_sn  udp://" + where + "   (MQTT-SN v1.2; topics \"" + shared_->config.topics +
+           "\", codec " + shared_->config.codec + ")\n";
+  }
+
+  uint16_t port() const noexcept override { return port_; }
+
+ private:
+  std::shared_ptr<const MqttSnShared> shared_;
+  std::shared_ptr<runtime::CodecStage> codecs_;
+  std::vector<std::unique_ptr<MqttSnStats>> stats_;  ///< per shard
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+void register_extension(runtime::Extensions& extensions) {
+  runtime::ProtocolSpec spec;
+  spec.name = kName;
+  spec.id = kProtocolId;
+  spec.config = config_table();
+  spec.enabled = [](const std::any& c) { return std::any_cast<const MqttSnConfig&>(c).enabled; };
+  spec.create =
+      [](const std::any& c,
+         const runtime::GatewayContext& g) -> Result<std::unique_ptr<runtime::ProtocolInstance>> {
+    auto shared = MqttSnShared::build(std::any_cast<const MqttSnConfig&>(c), g.registry, g.shards);
+    if (!shared.ok()) return shared.error();
+    return std::unique_ptr<runtime::ProtocolInstance>(
+        new MqttSnProtocol(std::move(shared.value()), g.codecs));
+  };
+  spec.set_port = [](std::any& c, uint16_t port) {
+    std::any_cast<MqttSnConfig&>(c).listen.port = port;
+  };
+  spec.simulate = cmd_simulate;
+  extensions.add_protocol(std::move(spec));
+}
+
+}  // namespace tianhe::protocols::mqtt_sn

@@ -1,0 +1,175 @@
+// Per-peer MQTT-SN state on one shard: a bounded table of sessions (keyed by client address and
+// by client id), each with its registered topics and its QoS 2 message ids; and the pool of
+// buffers that hold replies for sleeping clients (MQTT-SN v1.2 §6.14). Everything is allocated
+// once at start; a session is a fixed-size slot (sizeof(MqttSnSession) bytes) and a full table
+// refuses. Owned and used only by its shard thread.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace tianhe::protocols::mqtt_sn {
+
+/// Topics a session may register, and QoS 2 ids it may hold, at most (config caps).
+inline constexpr uint32_t kMaxTopics = 8;
+inline constexpr uint32_t kMaxPending = 8;
+/// Sessions one shard may hold at most (a session reference packs its index in 23 bits).
+inline constexpr uint32_t kMaxShardSessions = 1u << 23;
+/// No session.
+inline constexpr uint32_t kNoSession = UINT32_MAX;
+
+/// A client address, compact: 16 address bytes (IPv4 in the first 4), port, family.
+struct PeerKey {
+  uint8_t addr[16];
+  uint16_t port;
+  uint8_t family;  ///< 4 or 6
+  uint8_t pad;
+  bool operator==(const PeerKey& o) const noexcept;
+};
+
+/// The key of a socket address (IPv4 or IPv6); family 0 for anything else.
+PeerKey peer_key(const sockaddr_storage& addr, socklen_t len) noexcept;
+/// The socket address of a key (for sending), its length in `len`.
+void peer_address(const PeerKey& key, sockaddr_storage& out, socklen_t& len) noexcept;
+
+/// Where a session is in its life (§6.14 figure 4; the will handshake of §6.3).
+enum class SessionState : uint8_t {
+  kFree,
+  kAwaitWillTopic,  ///< CONNECT with Will: WILLTOPICREQ sent
+  kAwaitWillMsg,    ///< WILLMSGREQ sent
+  kActive,
+  kAsleep,  ///< DISCONNECT with a duration: replies are buffered
+  kAwake,   ///< PINGREQ with its client id: buffered replies are being sent
+};
+
+/// A registered topic id and the device its name resolved to.
+struct TopicSlot {
+  uint64_t device_id;
+  uint32_t name_hash;  ///< the topic name's hash (a second REGISTER gets the same id)
+  uint16_t id;
+  uint16_t pad;
+};
+
+/// A QoS 2 message id received and not yet released by PUBREL (§6.7 method B).
+struct Qos2Slot {
+  uint64_t durable_at;  ///< the log offset its report needs durable (PUBREC, PUBCOMP)
+  uint16_t msg_id;
+  uint8_t used;
+  uint8_t topic_type;
+  uint16_t topic_id;
+  uint16_t pad;
+};
+
+/// One client's session: a fixed-size slot, no heap. A trivial type: all-zero bytes are a free
+/// slot, so the table's pages are only touched as sessions arrive.
+struct MqttSnSession {
+  PeerKey peer;
+  SessionState state;
+  uint8_t generation;  ///< bumped on every reuse of the slot (stale references)
+  uint8_t client_id_len;
+  uint8_t topic_count;
+  char client_id[24];
+  uint64_t device_id;    ///< from the client id's trailing digits (0: none)
+  int64_t deadline_ns;   ///< reaped when the monotonic clock passes it
+  uint16_t keep_alive_s;
+  uint16_t sleep_s;
+  uint16_t inflight;       ///< QoS 1/2 acks not sent yet
+  uint16_t next_topic_id;
+  uint32_t last_seq;       ///< the seq of its last report (each report gets a newer one)
+  uint32_t sleep_buffer;   ///< 1 + index in SleepBuffers (0: none)
+  uint32_t sleep_bytes;    ///< bytes buffered there
+  uint32_t next_free;      ///< free list link (free slots only)
+  bool clean;
+  TopicSlot topics[kMaxTopics];
+  Qos2Slot qos2[kMaxPending];
+
+  /// Its client id.
+  std::string_view id() const noexcept { return {client_id, client_id_len}; }
+  /// The slot of registered topic `id`, or nullptr.
+  const TopicSlot* topic(uint16_t id) const noexcept;
+  /// The QoS 2 slot holding `msg_id`, or nullptr.
+  Qos2Slot* qos2_slot(uint16_t msg_id) noexcept;
+  /// A free QoS 2 slot, or nullptr.
+  Qos2Slot* free_qos2() noexcept;
+};
+
+/// The sessions of one shard: fixed slots plus two open-addressing indexes (by address, by
+/// client id). No allocation after construction; slots not used yet cost no resident memory.
+class SessionTable {
+ public:
+  /// Room for `capacity` sessions (at most kMaxShardSessions).
+  explicit SessionTable(uint32_t capacity);
+
+  /// The session of `peer`, or kNoSession.
+  uint32_t find_peer(const PeerKey& peer) const noexcept;
+  /// The session holding `client_id`, or kNoSession.
+  uint32_t find_client(std::string_view client_id) const noexcept;
+  /// A new session for `peer` and `client_id` (neither held by another), or kNoSession when
+  /// the table is full.
+  uint32_t add(const PeerKey& peer, std::string_view client_id) noexcept;
+  /// Ends session `index` (its slot becomes free; references to it go stale).
+  void remove(uint32_t index) noexcept;
+  /// Session `index` (a slot below high_water()).
+  MqttSnSession& at(uint32_t index) noexcept { return slots_[index]; }
+  const MqttSnSession& at(uint32_t index) const noexcept { return slots_[index]; }
+  /// Sessions held.
+  uint32_t size() const noexcept { return size_; }
+  uint32_t capacity() const noexcept { return capacity_; }
+  /// Slots ever used: every live session is below it (the reaper's sweep bound).
+  uint32_t high_water() const noexcept { return high_water_; }
+
+  /// A reference to session `index` that goes stale when the slot is reused (23 bits of index,
+  /// 7 of generation).
+  uint32_t ref(uint32_t index) const noexcept;
+  /// The session a reference names, or kNoSession when it went stale.
+  uint32_t resolve(uint32_t ref) const noexcept;
+
+ private:
+  static uint64_t hash_peer(const PeerKey& p) noexcept;
+  static uint64_t hash_id(std::string_view id) noexcept;
+  void index_insert(uint32_t* table, uint64_t h, uint32_t index) noexcept;
+  void index_erase(uint32_t* table, uint32_t index, bool by_peer) noexcept;
+
+  struct Unmap {
+    size_t bytes;
+    void operator()(void* p) const noexcept;
+  };
+  std::unique_ptr<MqttSnSession[], Unmap> slots_;
+  std::unique_ptr<uint32_t[], Unmap> by_peer_;    ///< 1 + session index; 0: empty
+  std::unique_ptr<uint32_t[], Unmap> by_client_;  ///< likewise
+  uint32_t mask_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t size_ = 0;
+  uint32_t high_water_ = 0;
+  uint32_t free_head_ = 0;  ///< 1 + first free slot below high_water_; 0: none
+};
+
+/// Fixed-size byte buffers for sleeping clients' replies, allocated once. Shard thread only.
+class SleepBuffers {
+ public:
+  /// `count` buffers of `bytes` each (either may be 0: nothing is buffered).
+  SleepBuffers(uint32_t count, uint32_t bytes);
+  /// A free buffer (1 + index), or 0 when none is left.
+  uint32_t take() noexcept;
+  /// Returns buffer `handle` (1 + index) to the pool.
+  void give_back(uint32_t handle) noexcept;
+  /// The bytes of buffer `handle`.
+  std::span<uint8_t> data(uint32_t handle) noexcept;
+  uint32_t buffer_bytes() const noexcept { return bytes_; }
+  /// Buffers in use.
+  uint32_t in_use() const noexcept { return in_use_; }
+
+ private:
+  std::unique_ptr<uint8_t[]> pool_;
+  std::unique_ptr<uint32_t[]> free_;
+  uint32_t count_;
+  uint32_t bytes_;
+  uint32_t free_count_;
+  uint32_t in_use_ = 0;
+};
+
+}  // namespace tianhe::protocols::mqtt_sn
