@@ -193,9 +193,8 @@ constexpr Field<C> kFields[] = {
      .check = check_advertise_to},
 };
 
-constexpr config::Section<C> kSection = {.header = "protocols.mqtt_sn",
-                                         .doc = "MQTT-SN v1.2 clients over UDP.",
-                                         .fields = kFields};
+constexpr config::Section<C> kSection = {
+    .header = "protocols.mqtt_sn", .doc = "MQTT-SN v1.2 clients over UDP.", .fields = kFields};
 
 std::string finish(C& c, std::string_view) {
   if (c.advertise_interval_ns > 0 && c.advertise_to.empty()) {

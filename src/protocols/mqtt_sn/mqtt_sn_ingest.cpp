@@ -61,9 +61,9 @@ uint32_t batch_metrics(uint32_t recv_batch) {
 
 std::string_view reject_reason_name(Reject r) noexcept {
   constexpr std::string_view kNames[] = {
-      "congestion",     "sessions_full",   "takeover_refused", "no_session",
-      "unexpected",     "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
-      "no_device",      "topics_full",     "pending_full",     "qos_minus1_topic",
+      "congestion",        "sessions_full",   "takeover_refused", "no_session",
+      "unexpected",        "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
+      "no_device",         "topics_full",     "pending_full",     "qos_minus1_topic",
       "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full", "batch_full"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
@@ -143,9 +143,8 @@ Result<std::unique_ptr<MqttSnIngest>> MqttSnIngest::create(
   return in;
 }
 
-MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared,
-                           transports::UdpSocket socket, MqttSnStats* stats,
-                           std::unique_ptr<runtime::PayloadDecoder> decoder)
+MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
+                           MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder)
     : shared_(std::move(shared)),
       config_(shared_->config),
       socket_(std::move(socket)),
@@ -202,8 +201,8 @@ void MqttSnIngest::on_timer(runtime::Shard&, int64_t now_ns) noexcept {
     for (uint32_t i = sweep_cursor_; i < end; ++i) {
       const MqttSnSession& s = sessions_.at(i);
       if (s.state == SessionState::kFree || s.deadline_ns > now_ns) continue;
-      end_session(i, s.state == SessionState::kAsleep ? SessionEnd::kSleepLapsed
-                                                      : SessionEnd::kKeepAlive);
+      end_session(
+          i, s.state == SessionState::kAsleep ? SessionEnd::kSleepLapsed : SessionEnd::kKeepAlive);
     }
     if (end >= sessions_.high_water()) {
       sweep_cursor_ = 0;
@@ -273,14 +272,12 @@ void MqttSnIngest::reply_to(std::span<const uint8_t> bytes, const sockaddr_stora
     return;
   }
   std::memcpy(out, bytes.data(), bytes.size());
-  replies_.commit(static_cast<uint32_t>(bytes.size()), durable_at, received_mono, &to, to_len,
-                  tag);
+  replies_.commit(static_cast<uint32_t>(bytes.size()), durable_at, received_mono, &to, to_len, tag);
 }
 
 void MqttSnIngest::touch(uint32_t s, int64_t now) noexcept {
   MqttSnSession& ss = sessions_.at(s);
-  ss.deadline_ns = now + grace_ns(ss.state == SessionState::kAsleep ? ss.sleep_s
-                                                                    : ss.keep_alive_s);
+  ss.deadline_ns = now + grace_ns(ss.state == SessionState::kAsleep ? ss.sleep_s : ss.keep_alive_s);
 }
 
 void MqttSnIngest::end_session(uint32_t s, SessionEnd why) noexcept {
@@ -326,9 +323,8 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
         return;
       }
       sessions_.at(s).state = SessionState::kAwaitWillMsg;
-      send_now(datagram, ref, [](std::span<uint8_t> o) noexcept {
-        return encode_empty(MsgType::kWillMsgReq, o);
-      });
+      send_now(datagram, ref,
+               [](std::span<uint8_t> o) noexcept { return encode_empty(MsgType::kWillMsgReq, o); });
       return;
     case MsgType::kWillMsg:
       if (s == kNoSession || sessions_.at(s).state != SessionState::kAwaitWillMsg) {
@@ -349,8 +345,8 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
         reject(Reject::kSessionless);
         return;
       }
-      const MsgType resp = f.type == MsgType::kWillTopicUpd ? MsgType::kWillTopicResp
-                                                            : MsgType::kWillMsgResp;
+      const MsgType resp =
+          f.type == MsgType::kWillTopicUpd ? MsgType::kWillTopicResp : MsgType::kWillMsgResp;
       send_now(datagram, ref, [&](std::span<uint8_t> o) noexcept {
         return encode_return_code(resp, ReturnCode::kAccepted, o);
       });
@@ -360,9 +356,8 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
       if (s == kNoSession || sessions_.at(s).state != SessionState::kActive) {
         reject(Reject::kSessionless);
         // §6.2: a client the gateway does not know is told to connect again.
-        send_now(datagram, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
-          return encode_disconnect(0, o);
-        });
+        send_now(datagram, kNoRef | kTagDirect,
+                 [](std::span<uint8_t> o) noexcept { return encode_disconnect(0, o); });
         return;
       }
       on_register(f, datagram, s);
@@ -534,8 +529,8 @@ void MqttSnIngest::on_register(const Frame& f, uint32_t datagram, uint32_t s) no
   answer(t.id, ReturnCode::kAccepted);
 }
 
-void MqttSnIngest::on_publish(runtime::Shard& shard, const Frame& f, uint32_t datagram,
-                              uint32_t s, int64_t now_mono, int64_t now_wall) noexcept {
+void MqttSnIngest::on_publish(runtime::Shard& shard, const Frame& f, uint32_t datagram, uint32_t s,
+                              int64_t now_mono, int64_t now_wall) noexcept {
   auto reject = [&](Reject r) noexcept { stats_->rejects[static_cast<size_t>(r)].add(); };
   const bool minus1 = f.flags.qos == Qos::kQosMinus1;
   const uint32_t ref = s == kNoSession ? kNoRef : sessions_.ref(s);
@@ -678,8 +673,8 @@ void MqttSnIngest::flush(runtime::Shard& shard, int64_t received_mono) noexcept 
   for (uint32_t i = 0; i < pub_count_; ++i) {
     const Pub& p = pubs_[i];
     const uint32_t s = sessions_.resolve(p.ref);
-    Qos2Slot* q = s != kNoSession && p.qos == Qos::kQos2 ? sessions_.at(s).qos2_slot(p.msg_id)
-                                                          : nullptr;
+    Qos2Slot* q =
+        s != kNoSession && p.qos == Qos::kQos2 ? sessions_.at(s).qos2_slot(p.msg_id) : nullptr;
     if (p.duplicate) {
       if (q == nullptr) continue;  // the first copy was refused: nothing holds the id
       const size_t n = encode_msg_id_only(MsgType::kPubrec, p.msg_id, scratch_);
@@ -710,8 +705,7 @@ void MqttSnIngest::flush(runtime::Shard& shard, int64_t received_mono) noexcept 
   }
 }
 
-void MqttSnIngest::on_pingreq(const Frame& f, uint32_t datagram, uint32_t s,
-                              int64_t now) noexcept {
+void MqttSnIngest::on_pingreq(const Frame& f, uint32_t datagram, uint32_t s, int64_t now) noexcept {
   // §6.14: a sleeping client wakes with PINGREQ carrying its client id; the gateway sends what
   // it held for it, then PINGRESP, and the client sleeps again.
   uint32_t who = s;

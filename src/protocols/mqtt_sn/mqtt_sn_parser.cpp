@@ -6,9 +6,10 @@ namespace tianhe::protocols::mqtt_sn {
 namespace {
 
 constexpr std::string_view kDropNames[] = {
-    "none",         "empty",          "oversized",       "truncated_header", "bad_length",
-    "length_mismatch", "bad_type",    "unsupported_type", "bad_body",        "bad_flags",
-    "bad_protocol_id", "bad_client_id", "topic_too_long", "bad_topic_name",
+    "none",           "empty",           "oversized",       "truncated_header",
+    "bad_length",     "length_mismatch", "bad_type",        "unsupported_type",
+    "bad_body",       "bad_flags",       "bad_protocol_id", "bad_client_id",
+    "topic_too_long", "bad_topic_name",
 };
 static_assert(std::size(kDropNames) == kDropReasonCount);
 
@@ -206,9 +207,7 @@ ParseResult parse_frame(std::span<const uint8_t> bytes, const ParserLimits& limi
       }
       break;
     case MsgType::kWillMsg:
-    case MsgType::kWillMsgUpd:
-      out.data = body;
-      break;
+    case MsgType::kWillMsgUpd: out.data = body; break;
     case MsgType::kRegister:  // §5.4.10
       if (b < 5) return fail(DropReason::kBadBody);
       out.topic_id = be16(p);

@@ -71,20 +71,20 @@ enum class ParseStatus : uint8_t {
 
 /// Why a datagram was dropped (a metric label; see drop_reason_name()).
 enum class DropReason : uint8_t {
-  kNone,               ///< not dropped
-  kEmpty,              ///< zero-length datagram
-  kOversized,          ///< longer than ParserLimits::max_frame_bytes
-  kTruncatedHeader,    ///< too short for its length field and message type
-  kBadLength,          ///< the length field is 0, below its header, or a 3-octet form < 256
-  kLengthMismatch,     ///< the length field disagrees with the datagram's size
-  kBadType,            ///< a reserved message type
-  kUnsupportedType,    ///< a type only a gateway sends, or an encapsulated message
-  kBadBody,            ///< the message's fields do not fit its length
-  kBadFlags,           ///< a reserved TopicIdType (0b11)
-  kBadProtocolId,      ///< CONNECT's ProtocolId is not 0x01
-  kBadClientId,        ///< a client id that is empty (CONNECT) or longer than max_client_id_bytes
-  kTopicTooLong,       ///< a topic name longer than ParserLimits::max_topic_bytes
-  kBadTopicName,       ///< an empty topic name or a wildcard in REGISTER
+  kNone,             ///< not dropped
+  kEmpty,            ///< zero-length datagram
+  kOversized,        ///< longer than ParserLimits::max_frame_bytes
+  kTruncatedHeader,  ///< too short for its length field and message type
+  kBadLength,        ///< the length field is 0, below its header, or a 3-octet form < 256
+  kLengthMismatch,   ///< the length field disagrees with the datagram's size
+  kBadType,          ///< a reserved message type
+  kUnsupportedType,  ///< a type only a gateway sends, or an encapsulated message
+  kBadBody,          ///< the message's fields do not fit its length
+  kBadFlags,         ///< a reserved TopicIdType (0b11)
+  kBadProtocolId,    ///< CONNECT's ProtocolId is not 0x01
+  kBadClientId,      ///< a client id that is empty (CONNECT) or longer than max_client_id_bytes
+  kTopicTooLong,     ///< a topic name longer than ParserLimits::max_topic_bytes
+  kBadTopicName,     ///< an empty topic name or a wildcard in REGISTER
 };
 
 /// Number of DropReason values (to size per-reason counter arrays).
@@ -113,16 +113,16 @@ struct Flags {
 /// One message, as read. Which members are set depends on `type` (see each member).
 struct Frame {
   MsgType type = MsgType::kAdvertise;
-  Flags flags;                 ///< CONNECT, WILLTOPIC(UPD), PUBLISH, SUBSCRIBE, UNSUBSCRIBE
-  uint16_t duration = 0;       ///< CONNECT keep-alive, DISCONNECT sleep, ADVERTISE (seconds)
-  bool has_duration = false;   ///< DISCONNECT: a sleep duration was present
-  uint16_t topic_id = 0;       ///< REGISTER, REGACK, PUBLISH, PUBACK, SUBSCRIBE (predefined)
-  uint16_t msg_id = 0;         ///< REGISTER, REGACK, PUBLISH, PUB*, SUBSCRIBE, UNSUBSCRIBE
-  uint8_t gw_id = 0;           ///< ADVERTISE, GWINFO
-  uint8_t radius = 0;          ///< SEARCHGW
+  Flags flags;                ///< CONNECT, WILLTOPIC(UPD), PUBLISH, SUBSCRIBE, UNSUBSCRIBE
+  uint16_t duration = 0;      ///< CONNECT keep-alive, DISCONNECT sleep, ADVERTISE (seconds)
+  bool has_duration = false;  ///< DISCONNECT: a sleep duration was present
+  uint16_t topic_id = 0;      ///< REGISTER, REGACK, PUBLISH, PUBACK, SUBSCRIBE (predefined)
+  uint16_t msg_id = 0;        ///< REGISTER, REGACK, PUBLISH, PUB*, SUBSCRIBE, UNSUBSCRIBE
+  uint8_t gw_id = 0;          ///< ADVERTISE, GWINFO
+  uint8_t radius = 0;         ///< SEARCHGW
   ReturnCode return_code = ReturnCode::kAccepted;  ///< REGACK, PUBACK from a client
-  std::string_view client_id;  ///< CONNECT, PINGREQ (empty: none)
-  std::string_view topic;      ///< REGISTER topic name, WILLTOPIC, SUBSCRIBE name, short topic
+  std::string_view client_id;                      ///< CONNECT, PINGREQ (empty: none)
+  std::string_view topic;         ///< REGISTER topic name, WILLTOPIC, SUBSCRIBE name, short topic
   std::span<const uint8_t> data;  ///< PUBLISH data, WILLMSG, GWINFO address
 };
 

@@ -18,8 +18,8 @@ void BM_ParsePublish(benchmark::State& state) {
   std::array<uint8_t, 128> buf{};
   Flags f;
   f.qos = Qos::kQos1;
-  const size_t n = encode_publish(
-      f, 1, 7, {reinterpret_cast<const uint8_t*>(kJson.data()), kJson.size()}, buf);
+  const size_t n =
+      encode_publish(f, 1, 7, {reinterpret_cast<const uint8_t*>(kJson.data()), kJson.size()}, buf);
   Frame frame;
   for (auto _ : state) {
     benchmark::DoNotOptimize(parse_frame({buf.data(), n}, ParserLimits{}, frame));

@@ -52,9 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case MsgType::kPublish:
         same(data, size, buf.data(), encode_publish(f.flags, f.topic_id, f.msg_id, f.data, buf));
         break;
-      case MsgType::kPingReq:
-        same(data, size, buf.data(), encode_pingreq(f.client_id, buf));
-        break;
+      case MsgType::kPingReq: same(data, size, buf.data(), encode_pingreq(f.client_id, buf)); break;
       case MsgType::kPubrel:
         same(data, size, buf.data(), encode_msg_id_only(MsgType::kPubrel, f.msg_id, buf));
         break;

@@ -164,7 +164,7 @@ TEST(MqttSnParser, DirectionOfTypes) {
   EXPECT_EQ(reason({0x06, 0x04, 0x04, 0x01, 0x00, 0x3C}, Sender::kGateway),
             DropReason::kUnsupportedType);
   EXPECT_EQ(reason({0x05, 0x00, 0x01, 0x00, 0x3C}), DropReason::kUnsupportedType);  // ADVERTISE
-  EXPECT_EQ(reason({0x03, 0xFE, 0x00}), DropReason::kUnsupportedType);  // encapsulated
+  EXPECT_EQ(reason({0x03, 0xFE, 0x00}), DropReason::kUnsupportedType);              // encapsulated
 }
 
 TEST(MqttSnParser, MalformedDatagrams) {
@@ -188,8 +188,8 @@ TEST(MqttSnParser, MalformedDatagrams) {
   EXPECT_EQ(reason({0x06, 0x0A, 0, 0, 0, 1}), DropReason::kBadBody);  // REGISTER without name
   EXPECT_EQ(reason({0x08, 0x0A, 0, 0, 0, 1, 'a', '#'}), DropReason::kBadTopicName);
   EXPECT_EQ(reason({0x04, 0x10, 0x00}), DropReason::kLengthMismatch);
-  EXPECT_EQ(reason({0x03, 0x10, 0x00}), DropReason::kBadBody);      // PUBREL: 1 byte of 2
-  EXPECT_EQ(reason({0x05, 0x18, 0, 1, 2}), DropReason::kBadBody);   // DISCONNECT: 3 bytes
+  EXPECT_EQ(reason({0x03, 0x10, 0x00}), DropReason::kBadBody);        // PUBREL: 1 byte of 2
+  EXPECT_EQ(reason({0x05, 0x18, 0, 1, 2}), DropReason::kBadBody);     // DISCONNECT: 3 bytes
   EXPECT_EQ(reason({0x06, 0x0C, 0, 0, 1, 0}), DropReason::kBadBody);  // PUBLISH without msg id
 }
 

@@ -1,6 +1,7 @@
 // The MQTT-SN gateway in a running Tianhe: one MqttSnIngest per shard on one shared UDP port,
 // its counters (tianhe_protocol_mqtt_sn_*) and banner; and its registration (the one line in
 // src/extensions.cmake).
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -87,9 +88,8 @@ void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
   w.gauge(p + "sessions_sleeping", "Sessions of sleeping clients.", {}, s.sleeping.get());
   w.gauge(p + "pending_replies", "Replies waiting for the log or the socket.", {},
           s.pending_replies.get());
-  w.counter(p + "keep_alive_clamped_total",
-            "CONNECTs whose keep-alive was held to max_keep_alive.", {},
-            s.keep_alive_clamped.get());
+  w.counter(p + "keep_alive_clamped_total", "CONNECTs whose keep-alive was held to max_keep_alive.",
+            {}, s.keep_alive_clamped.get());
   w.counter(p + "duplicates_total",
             "QoS 2 PUBLISHes whose message id was still held: not delivered again.", {},
             s.duplicates.get());
@@ -195,6 +195,21 @@ void register_extension(runtime::Extensions& extensions) {
     std::any_cast<MqttSnConfig&>(c).listen.port = port;
   };
   spec.simulate = cmd_simulate;
+  spec.bench = [](const std::string&, uint64_t devices) -> Result<runtime::ProtocolBenchPlan> {
+    // One session per simulated client (at most 10,000 of the bench's devices), every CONNECT
+    // admitted at once so the row measures PUBLISH, not admission.
+    const uint64_t clients = std::min<uint64_t>(devices, 10'000);
+    runtime::ProtocolBenchPlan plan;
+    plan.what = "MQTT-SN QoS 1 PUBLISH (JSON), PUBACK after durability, " +
+                std::to_string(clients) + " sessions";
+    plan.toml =
+        "[protocols.mqtt_sn]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
+        "connect_rate = 10000000\nconnect_burst = 10000000\nrecv_buffer_bytes = \"32MiB\"\n";
+    plan.simulate_args = {
+        "--clients", std::to_string(clients), "--tenant", "bench", "--qos", "1", "--rate", "0",
+        "--quiet"};
+    return plan;
+  };
   extensions.add_protocol(std::move(spec));
 }
 

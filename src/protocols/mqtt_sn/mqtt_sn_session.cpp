@@ -98,8 +98,8 @@ SessionTable::SessionTable(uint32_t capacity)
       static_cast<MqttSnSession*>(map_zeroed(session_bytes)), Unmap{session_bytes});
   by_peer_ = std::unique_ptr<uint32_t[], Unmap>(static_cast<uint32_t*>(map_zeroed(index_bytes)),
                                                 Unmap{index_bytes});
-  by_client_ = std::unique_ptr<uint32_t[], Unmap>(
-      static_cast<uint32_t*>(map_zeroed(index_bytes)), Unmap{index_bytes});
+  by_client_ = std::unique_ptr<uint32_t[], Unmap>(static_cast<uint32_t*>(map_zeroed(index_bytes)),
+                                                  Unmap{index_bytes});
 }
 
 uint64_t SessionTable::hash_peer(const PeerKey& p) noexcept {

@@ -73,16 +73,16 @@ struct MqttSnSession {
   uint8_t client_id_len;
   uint8_t topic_count;
   char client_id[24];
-  uint64_t device_id;    ///< from the client id's trailing digits (0: none)
-  int64_t deadline_ns;   ///< reaped when the monotonic clock passes it
+  uint64_t device_id;   ///< from the client id's trailing digits (0: none)
+  int64_t deadline_ns;  ///< reaped when the monotonic clock passes it
   uint16_t keep_alive_s;
   uint16_t sleep_s;
-  uint16_t inflight;       ///< QoS 1/2 acks not sent yet
+  uint16_t inflight;  ///< QoS 1/2 acks not sent yet
   uint16_t next_topic_id;
-  uint32_t last_seq;       ///< the seq of its last report (each report gets a newer one)
-  uint32_t sleep_buffer;   ///< 1 + index in SleepBuffers (0: none)
-  uint32_t sleep_bytes;    ///< bytes buffered there
-  uint32_t next_free;      ///< free list link (free slots only)
+  uint32_t last_seq;      ///< the seq of its last report (each report gets a newer one)
+  uint32_t sleep_buffer;  ///< 1 + index in SleepBuffers (0: none)
+  uint32_t sleep_bytes;   ///< bytes buffered there
+  uint32_t next_free;     ///< free list link (free slots only)
   bool clean;
   TopicSlot topics[kMaxTopics];
   Qos2Slot qos2[kMaxPending];

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "core/args.h"
@@ -63,7 +64,8 @@ class Fleet {
       auto any = transports::resolve("0.0.0.0", 0);
       if (!any.ok()) return any.error();
       auto s = transports::UdpSocket::bind(
-          *any, {.reuse_port = false, .recv_buffer_bytes = 8u << 20, .send_buffer_bytes = 8u << 20});
+          *any,
+          {.reuse_port = false, .recv_buffer_bytes = 8u << 20, .send_buffer_bytes = 8u << 20});
       if (!s.ok()) return s.error();
       const int on = 1;
       // The destination of each reply says which client (source address) it is for.
@@ -78,14 +80,14 @@ class Fleet {
     const int64_t connect_deadline = start + static_cast<int64_t>(o_.connect_timeout_s * 1e9);
     int64_t last_progress = start;
     // Phase 1: every client connects and registers (a storm when they are many).
-    while (connected_ < clients_.size() && core::mono_ns() < connect_deadline &&
+    while (connected_ + given_up_ < clients_.size() && core::mono_ns() < connect_deadline &&
            !(stop && stop->load())) {
       const int64_t now = core::mono_ns();
       uint32_t budget = 4096;  // sends per turn, so replies are read between bursts
       for (uint64_t k = 0; k < clients_.size() && budget > 0; ++k) {
         const uint64_t i = (cursor_ + k) % clients_.size();
         Client& c = clients_[i];
-        if (c.phase == Phase::kReady || c.retry_at_ns > now) continue;
+        if (c.phase == Phase::kReady || c.phase == Phase::kGaveUp || c.retry_at_ns > now) continue;
         if (c.phase == Phase::kRegistering) {
           send_register(i);
         } else {
@@ -103,25 +105,32 @@ class Fleet {
     // Phase 2: publish at the rate, round robin over the connected clients.
     const int64_t pub_start = core::mono_ns();
     const int64_t pub_end = pub_start + static_cast<int64_t>(o_.duration_s * 1e9);
-    uint64_t rr = 0;
     const bool acked = o_.qos == 1 || o_.qos == 2;
-    while (o_.rate > 0 && connected_ > 0 && core::mono_ns() < pub_end &&
-           !(stop && stop->load()) && (o_.max_reports == 0 || sum_.sent < o_.max_reports)) {
-      const int64_t now = core::mono_ns();
-      const auto due = static_cast<uint64_t>(static_cast<double>(now - pub_start) / 1e9 * o_.rate);
-      uint32_t budget = 1024;
-      uint64_t tried = 0;
-      while (sum_.sent < due && budget > 0 && tried < clients_.size() &&
-             (o_.max_reports == 0 || sum_.sent < o_.max_reports)) {
-        const uint64_t i = rr++ % clients_.size();
-        ++tried;
-        Client& c = clients_[i];
-        if (c.phase != Phase::kReady || (acked && c.inflight >= kWindow)) continue;
-        send_publish(i, now);
-        --budget;
-        tried = 0;
+    // Send permissions: a client is queued once per free slot of its window (QoS 0: once, and
+    // again after each send); an ack queues it again.
+    for (uint32_t w = 0; w < (acked ? kWindow : 1); ++w) {
+      for (uint64_t i = 0; i < clients_.size(); ++i) {
+        if (clients_[i].phase == Phase::kReady) ready_.push_back(i);
       }
-      receive(sum_.sent < due ? 0 : 1);
+    }
+    while (connected_ > 0 && core::mono_ns() < pub_end && !(stop && stop->load()) &&
+           (o_.max_reports == 0 || sum_.sent < o_.max_reports)) {
+      const int64_t now = core::mono_ns();
+      // Rate 0: as fast as the clients' windows allow (each waits for its acks).
+      const uint64_t due =
+          o_.rate > 0 ? static_cast<uint64_t>(static_cast<double>(now - pub_start) / 1e9 * o_.rate)
+                      : UINT64_MAX;
+      uint32_t budget = 1024;
+      while (sum_.sent < due && budget > 0 && !ready_.empty() &&
+             (o_.max_reports == 0 || sum_.sent < o_.max_reports)) {
+        const uint64_t i = ready_.front();
+        ready_.pop_front();
+        if (clients_[i].phase != Phase::kReady) continue;
+        send_publish(i, now);
+        if (!acked) ready_.push_back(i);
+        --budget;
+      }
+      receive(sum_.sent < due && budget == 0 ? 0 : 1);
       progress(last_progress, "sent");
     }
     const int64_t pub_stop = core::mono_ns();
@@ -218,23 +227,32 @@ class Fleet {
       ++c.inflight;
       ++sum_.ack_requested;
     }
-    char payload[96];
-    const int len = std::snprintf(payload, sizeof payload,
-                                  R"({"temperature":%.2f,"humidity":%.1f})",
-                                  15.0 + static_cast<double>((sum_.sent * 7) % 200) / 10.0,
-                                  40.0 + static_cast<double>(sum_.sent % 50));
-    const size_t n = encode_publish(
-        f, c.topic_id, id, {reinterpret_cast<const uint8_t*>(payload), static_cast<size_t>(len)},
-        buf_);
+    const double t = 15.0 + static_cast<double>((sum_.sent * 7) % 200) / 10.0;
+    uint8_t payload[64];
+    size_t len = 0;
+    if (o_.report_payload) {
+      // tianhe.v1.Report { metrics { name: "temperature" f64: t } }
+      const uint8_t head[] = {0x22, 22,  0x0a, 11,  't', 'e', 'm', 'p',
+                              'e',  'r', 'a',  't', 'u', 'r', 'e', 0x19};
+      std::memcpy(payload, head, sizeof head);
+      std::memcpy(payload + sizeof head, &t, sizeof t);
+      len = sizeof head + sizeof t;
+    } else {
+      len = static_cast<size_t>(std::snprintf(reinterpret_cast<char*>(payload), sizeof payload,
+                                              R"({"temperature":%.2f})", t));
+    }
+    const size_t n = encode_publish(f, c.topic_id, id, {payload, len}, buf_);
     send_from(i, buf_.data(), n);
     ++sum_.sent;
   }
 
-  void acked(Client& c, uint16_t msg_id, bool ok) {
+  void acked(uint64_t i, uint16_t msg_id, bool ok) {
+    Client& c = clients_[i];
     for (InFlight& w : c.window) {
       if (w.used && w.msg_id == msg_id) {
         w.used = false;
         --c.inflight;
+        ready_.push_back(i);
         if (ok) {
           ++sum_.acked_ok;
           latency_us_.push_back(static_cast<uint32_t>((core::mono_ns() - w.sent_ns) / 1000));
@@ -260,6 +278,11 @@ class Fleet {
           c.phase = Phase::kRegistering;
           send_register(i);
           c.retry_at_ns = now + kRetryNs;
+        } else if (f.return_code != ReturnCode::kCongestion) {
+          // Refused for good (a client id another address holds): not retried.
+          ++sum_.refused;
+          c.phase = Phase::kGaveUp;
+          ++given_up_;
         } else {
           // "rejected: congestion": come back later, spread out (§6.3: T_WAIT).
           ++sum_.congestion;
@@ -275,16 +298,18 @@ class Fleet {
           ++connected_;
           ++sum_.connected;
         } else {
+          ++sum_.refused;
           c.phase = Phase::kGaveUp;
+          ++given_up_;
         }
         break;
-      case MsgType::kPuback: acked(c, f.msg_id, f.return_code == ReturnCode::kAccepted); break;
+      case MsgType::kPuback: acked(i, f.msg_id, f.return_code == ReturnCode::kAccepted); break;
       case MsgType::kPubrec: {  // §6.7: release it; PUBCOMP completes the exchange
         const size_t n = encode_msg_id_only(MsgType::kPubrel, f.msg_id, buf_);
         send_from(i, buf_.data(), n);
         break;
       }
-      case MsgType::kPubcomp: acked(c, f.msg_id, true); break;
+      case MsgType::kPubcomp: acked(i, f.msg_id, true); break;
       case MsgType::kDisconnect:
         if (c.phase == Phase::kReady) --connected_;
         c.phase = Phase::kIdle;
@@ -341,7 +366,9 @@ class Fleet {
   std::array<std::array<uint8_t, 512>, kRecvBatch> rx_{};
   std::array<std::array<uint8_t, 64>, kRecvBatch> ctl_{};
   std::vector<uint32_t> latency_us_;
+  std::deque<uint64_t> ready_;  ///< clients that may send (see run())
   uint64_t connected_ = 0;
+  uint64_t given_up_ = 0;
   uint64_t cursor_ = 0;
   MqttSnSimSummary sum_;
 };
@@ -357,19 +384,19 @@ std::string MqttSnSimSummary::json() const {
   // The report simulator's keys (tianhe bench reads acked_rate and ack_latency_ms), plus the
   // sessions'.
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                R"({"sent":%llu,"ack_requested":%llu,"acked":%llu,"rejected":%llu,"lost":%llu,)"
-                R"("elapsed_s":%.3f,"rate":%.1f,"acked_rate":%.1f,)"
-                R"("ack_latency_ms":{"p50":%.3f,"p99":%.3f,"p999":%.3f,"max":%.3f},)"
-                R"("connects_sent":%llu,"connected":%llu,"congestion":%llu,"connect_s":%.3f})",
-                static_cast<unsigned long long>(sent),
-                static_cast<unsigned long long>(ack_requested),
-                static_cast<unsigned long long>(acked_ok),
-                static_cast<unsigned long long>(rejected), static_cast<unsigned long long>(lost),
-                elapsed_s, rate, acked_rate, p50_ms, p99_ms, p999_ms, max_ms,
-                static_cast<unsigned long long>(connects_sent),
-                static_cast<unsigned long long>(connected),
-                static_cast<unsigned long long>(congestion), connect_s);
+  std::snprintf(
+      buf, sizeof buf,
+      R"({"sent":%llu,"ack_requested":%llu,"acked":%llu,"rejected":%llu,"lost":%llu,)"
+      R"("elapsed_s":%.3f,"rate":%.1f,"acked_rate":%.1f,)"
+      R"("ack_latency_ms":{"p50":%.3f,"p99":%.3f,"p999":%.3f,"max":%.3f},)"
+      R"("connects_sent":%llu,"connected":%llu,"congestion":%llu,"refused":%llu,)"
+      R"("connect_s":%.3f})",
+      static_cast<unsigned long long>(sent), static_cast<unsigned long long>(ack_requested),
+      static_cast<unsigned long long>(acked_ok), static_cast<unsigned long long>(rejected),
+      static_cast<unsigned long long>(lost), elapsed_s, rate, acked_rate, p50_ms, p99_ms, p999_ms,
+      max_ms, static_cast<unsigned long long>(connects_sent),
+      static_cast<unsigned long long>(connected), static_cast<unsigned long long>(congestion),
+      static_cast<unsigned long long>(refused), connect_s);
   return buf;
 }
 
@@ -377,7 +404,7 @@ std::string MqttSnSimSummary::text() const {
   char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "sessions      %llu connected in %.1f s (%llu CONNECTs, %llu \"rejected: "
-                "congestion\" and retried)\n"
+                "congestion\" and retried, %llu refused)\n"
                 "sent          %llu PUBLISHes over %.1f s (%.0f/s)\n"
                 "acked         %llu OK (%.0f/s), %llu rejected\n"
                 "lost          %llu (ack requested, never answered)\n"
@@ -385,7 +412,8 @@ std::string MqttSnSimSummary::text() const {
                 "  (send to the fleet reading the PUBACK/PUBCOMP)\n",
                 static_cast<unsigned long long>(connected), connect_s,
                 static_cast<unsigned long long>(connects_sent),
-                static_cast<unsigned long long>(congestion), static_cast<unsigned long long>(sent),
+                static_cast<unsigned long long>(congestion),
+                static_cast<unsigned long long>(refused), static_cast<unsigned long long>(sent),
                 elapsed_s, rate, static_cast<unsigned long long>(acked_ok), acked_rate,
                 static_cast<unsigned long long>(rejected), static_cast<unsigned long long>(lost),
                 p50_ms, p99_ms, p999_ms, max_ms);
@@ -424,7 +452,8 @@ Options:
   --tenant T           {tenant} of the topic (default demo)
   --topics TEMPLATE    topic template (default {tenant}/{device}/telemetry)
   --qos Q              0, 1 or 2 (default 1)
-  --rate R             PUBLISHes per second in all (default 1000; 0: connect only)
+  --payload F          json (default) or report (tianhe.v1.Report, for models with codec "report")
+  --rate R             PUBLISHes per second in all (default 1000; 0: as fast as acks allow)
   --duration S         seconds to publish (default 10)
   --max-reports N      stop after N PUBLISHes
   --keep-alive S       CONNECT duration (default 60)
@@ -437,10 +466,10 @@ Example:
   tianhe simulate --protocol mqtt_sn --target 127.0.0.1:1884 --clients 10000 --rate 20000 --qos 1)");
     return 0;
   }
-  auto args = core::Args::parse(argc, argv, 2, {"json", "quiet"},
-                                {"target", "clients", "tenant", "topics", "qos", "rate",
-                                 "duration", "max-reports", "keep-alive", "sockets",
-                                 "connect-timeout", "drain", "first-device"});
+  auto args = core::Args::parse(
+      argc, argv, 2, {"json", "quiet"},
+      {"target", "clients", "tenant", "topics", "qos", "rate", "duration", "max-reports",
+       "keep-alive", "sockets", "connect-timeout", "drain", "first-device", "payload"});
   if (!args.ok()) return core::usage_error("simulate", args.error().message);
   MqttSnSimOptions o;
   auto ep = config::parse_endpoint(args->str("target", "127.0.0.1:1884"), "--target");
@@ -476,6 +505,11 @@ Example:
   o.tenant = args->str("tenant", "demo");
   o.topics = args->str("topics", "{tenant}/{device}/telemetry");
   o.progress = !args->has("quiet");
+  const std::string payload = args->str("payload", "json");
+  if (payload != "json" && payload != "report") {
+    return core::usage_error("simulate", "--payload: use json or report");
+  }
+  o.report_payload = payload == "report";
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   auto sum = run_mqtt_sn_simulator(o, &g_stop);

@@ -17,14 +17,15 @@ namespace tianhe::protocols::mqtt_sn {
 struct MqttSnSimOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 1884;
-  uint64_t clients = 1000;        ///< one session each
-  uint64_t first_device_id = 1;   ///< client i is device first_device_id + i
-  std::string tenant = "demo";    ///< {tenant} of the topic
+  uint64_t clients = 1000;       ///< one session each
+  uint64_t first_device_id = 1;  ///< client i is device first_device_id + i
+  std::string tenant = "demo";   ///< {tenant} of the topic
   std::string topics = "{tenant}/{device}/telemetry";
-  int qos = 1;                    ///< -1, 0, 1, 2
-  double rate = 1000;             ///< PUBLISHes per second over the fleet (0: none)
+  int qos = 1;                  ///< -1, 0, 1, 2
+  double rate = 1000;           ///< PUBLISHes per second over the fleet (0: as fast as acks allow)
+  bool report_payload = false;  ///< tianhe.v1.Report payloads (codec "report") instead of JSON
   double duration_s = 10;
-  uint64_t max_reports = 0;       ///< stop after this many PUBLISHes (0: no limit)
+  uint64_t max_reports = 0;  ///< stop after this many PUBLISHes (0: no limit)
   uint16_t keep_alive_s = 60;
   uint32_t sockets = 64;          ///< local ports; clients = sockets x addresses
   double drain_s = 2;             ///< how long to wait for outstanding acks at the end
@@ -36,15 +37,16 @@ struct MqttSnSimOptions {
 struct MqttSnSimSummary {
   uint64_t connects_sent = 0;
   uint64_t connected = 0;
-  uint64_t congestion = 0;   ///< CONNACK "rejected: congestion" (retried)
-  uint64_t sent = 0;         ///< PUBLISHes sent
+  uint64_t congestion = 0;  ///< CONNACK "rejected: congestion" (retried)
+  uint64_t refused = 0;     ///< CONNACK or REGACK refusing for good (not retried)
+  uint64_t sent = 0;        ///< PUBLISHes sent
   uint64_t ack_requested = 0;
-  uint64_t acked_ok = 0;     ///< PUBACK accepted (QoS 1) / PUBCOMP (QoS 2)
-  uint64_t rejected = 0;     ///< PUBACK with another return code
-  uint64_t lost = 0;         ///< ack requested, never answered
+  uint64_t acked_ok = 0;  ///< PUBACK accepted (QoS 1) / PUBCOMP (QoS 2)
+  uint64_t rejected = 0;  ///< PUBACK with another return code
+  uint64_t lost = 0;      ///< ack requested, never answered
   double elapsed_s = 0;
-  double connect_s = 0;      ///< until every client was connected (or gave up)
-  double rate = 0;           ///< PUBLISHes per second
+  double connect_s = 0;  ///< until every client was connected (or gave up)
+  double rate = 0;       ///< PUBLISHes per second
   double acked_rate = 0;
   double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;  ///< send to ack read
   /// JSON object with every field.

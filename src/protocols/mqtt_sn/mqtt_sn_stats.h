@@ -15,22 +15,22 @@ namespace tianhe::protocols::mqtt_sn {
 
 /// Why a well-formed message was refused or ignored (a metric label; see reject_reason_name()).
 enum class Reject : uint8_t {
-  kCongestion,        ///< CONNECT beyond connect_rate: CONNACK "rejected: congestion"
-  kSessionsFull,      ///< CONNECT with max_sessions held: "rejected: congestion"
-  kTakeoverRefused,   ///< CONNECT with a client id held at another address
-  kSessionless,       ///< a message that needs a session from an address without one
-  kUnexpected,        ///< a message the session's state does not expect (ignored)
-  kUnknownTopic,      ///< PUBLISH to a topic id never registered: "invalid topic ID"
-  kTopicMismatch,     ///< a topic name that does not follow the `topics` template
-  kTenantMismatch,    ///< a topic's {tenant} is not its device's tenant
-  kNoDevice,          ///< no device could be named (no {device}, no digits in the client id)
-  kTopicsFull,        ///< REGISTER beyond max_topics_per_session
-  kPendingFull,       ///< QoS 1/2 PUBLISH beyond max_pending_per_session
-  kQosMinus1Topic,    ///< QoS -1 with a normal topic id (§6.8: predefined or short only)
-  kSleepBufferFull,   ///< a reply for a sleeping client beyond max_sleep_buffer_bytes (dropped)
-  kNoSleepBuffer,     ///< max_sleeping_clients hold buffers already (dropped)
-  kReplyQueueFull,    ///< the shard's reply queue was full (dropped; the client retries)
-  kBatchFull,         ///< no room in the receive batch for the report (retry)
+  kCongestion,       ///< CONNECT beyond connect_rate: CONNACK "rejected: congestion"
+  kSessionsFull,     ///< CONNECT with max_sessions held: "rejected: congestion"
+  kTakeoverRefused,  ///< CONNECT with a client id held at another address
+  kSessionless,      ///< a message that needs a session from an address without one
+  kUnexpected,       ///< a message the session's state does not expect (ignored)
+  kUnknownTopic,     ///< PUBLISH to a topic id never registered: "invalid topic ID"
+  kTopicMismatch,    ///< a topic name that does not follow the `topics` template
+  kTenantMismatch,   ///< a topic's {tenant} is not its device's tenant
+  kNoDevice,         ///< no device could be named (no {device}, no digits in the client id)
+  kTopicsFull,       ///< REGISTER beyond max_topics_per_session
+  kPendingFull,      ///< QoS 1/2 PUBLISH beyond max_pending_per_session
+  kQosMinus1Topic,   ///< QoS -1 with a normal topic id (§6.8: predefined or short only)
+  kSleepBufferFull,  ///< a reply for a sleeping client beyond max_sleep_buffer_bytes (dropped)
+  kNoSleepBuffer,    ///< max_sleeping_clients hold buffers already (dropped)
+  kReplyQueueFull,   ///< the shard's reply queue was full (dropped; the client retries)
+  kBatchFull,        ///< no room in the receive batch for the report (retry)
   kCount,
 };
 
@@ -52,7 +52,7 @@ inline constexpr size_t type_slot(MsgType t) noexcept {
 
 /// The counters of the MQTT-SN gateway on one shard.
 struct MqttSnStats {
-  runtime::PipelineStats pipeline;  ///< received, accepted, rejected: shared by every protocol
+  runtime::PipelineStats pipeline;       ///< received, accepted, rejected: shared by every protocol
   core::Counter frames_in[kTypeSlots];   ///< well-formed messages received, by type
   core::Counter frames_out[kTypeSlots];  ///< messages sent, by type
   core::Counter bytes_in;
@@ -61,14 +61,14 @@ struct MqttSnStats {
   core::Counter rejects[static_cast<size_t>(Reject::kCount)];
   core::Counter sessions_ended[static_cast<size_t>(SessionEnd::kCount)];
   core::Counter sessions_created;
-  core::Counter sessions;           ///< gauge
-  core::Counter sleeping;           ///< gauge: sessions asleep
+  core::Counter sessions;            ///< gauge
+  core::Counter sleeping;            ///< gauge: sessions asleep
   core::Counter keep_alive_clamped;  ///< CONNECTs whose duration was held to max_keep_alive
-  core::Counter duplicates;         ///< QoS 2 PUBLISHes whose message id was held (not delivered)
-  core::Counter wills;              ///< will handshakes completed (WILLMSG received)
-  core::Counter dead_lettered;      ///< payloads the codec failed on (acknowledged: kept)
-  core::Counter sleep_buffered;     ///< replies held for sleeping clients
-  core::Counter sleep_delivered;    ///< held replies sent on wake
+  core::Counter duplicates;          ///< QoS 2 PUBLISHes whose message id was held (not delivered)
+  core::Counter wills;               ///< will handshakes completed (WILLMSG received)
+  core::Counter dead_lettered;       ///< payloads the codec failed on (acknowledged: kept)
+  core::Counter sleep_buffered;      ///< replies held for sleeping clients
+  core::Counter sleep_delivered;     ///< held replies sent on wake
   core::Counter send_errors;
   core::Counter pending_replies;    ///< gauge
   core::Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count

@@ -116,7 +116,7 @@ std::string TopicTemplate::render(std::string_view tenant, uint64_t device) cons
 }
 
 Result<std::vector<PredefinedTopic>> parse_predefined_topics(std::string_view text) {
-  constexpr std::string_view key = "protocols.mqtt_sn.predefined_topics";
+  constexpr std::string_view kPredefinedKey = "protocols.mqtt_sn.predefined_topics";
   std::vector<PredefinedTopic> out;
   while (!trim(text).empty()) {
     const size_t comma = text.find(',');
@@ -125,18 +125,18 @@ Result<std::vector<PredefinedTopic>> parse_predefined_topics(std::string_view te
     const size_t eq = item.find('=');
     uint64_t id = 0;
     if (eq == std::string_view::npos || !parse_id(trim(item.substr(0, eq)), id) || id > 65534) {
-      return make_error(std::string(key) + ": \"" + std::string(item) +
+      return make_error(std::string(kPredefinedKey) + ": \"" + std::string(item) +
                         "\" is not ID=TOPIC with an id of 1..65534; write e.g. "
                         "\"1=acme/7/telemetry, 2=acme/8/telemetry\"");
     }
     const std::string_view name = trim(item.substr(eq + 1));
     if (name.empty() || name.find_first_of("#+") != std::string_view::npos) {
-      return make_error(std::string(key) + ": topic " + std::to_string(id) +
+      return make_error(std::string(kPredefinedKey) + ": topic " + std::to_string(id) +
                         " needs a topic name without wildcards");
     }
     for (const auto& p : out) {
       if (p.id == id) {
-        return make_error(std::string(key) + ": topic id " + std::to_string(id) +
+        return make_error(std::string(kPredefinedKey) + ": topic id " + std::to_string(id) +
                           " is defined twice; give each topic its own id");
       }
     }

@@ -14,10 +14,10 @@ TEST(MqttSnTopics, TemplateMatchesTenantAndDevice) {
   EXPECT_EQ(m.device_id, 42u);
   EXPECT_EQ(m.tenant, "acme");
   EXPECT_FALSE(t->match("acme/42/telemetryx").matched);
-  EXPECT_FALSE(t->match("acme/042/telemetry").matched);   // leading zero: not the decimal id
-  EXPECT_FALSE(t->match("acme/0/telemetry").matched);     // ids start at 1
+  EXPECT_FALSE(t->match("acme/042/telemetry").matched);  // leading zero: not the decimal id
+  EXPECT_FALSE(t->match("acme/0/telemetry").matched);    // ids start at 1
   EXPECT_FALSE(t->match("acme/4x/telemetry").matched);
-  EXPECT_FALSE(t->match("a/b/42/telemetry").matched);     // a placeholder is one level
+  EXPECT_FALSE(t->match("a/b/42/telemetry").matched);  // a placeholder is one level
   EXPECT_FALSE(t->match("/42/telemetry").matched);
   EXPECT_FALSE(t->match("acme/18446744073709551616/telemetry").matched);  // > 2^64-1
   EXPECT_TRUE(t->match("acme/18446744073709551615/telemetry").matched);
