@@ -221,6 +221,8 @@ uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
   const int64_t now_wall = core::wall_ns();
   const int64_t now_mono = core::mono_ns();
   stats_->kernel_drops.set(rx_.kernel_drops());
+  stats_->recv_batches.add();
+  stats_->datagrams_received.add(rx_.size());
   batch_.clear();
   pub_count_ = 0;
   Frame f;
@@ -240,6 +242,7 @@ uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
     handle(shard, f, i, now_mono, now_wall);
   }
   flush(shard, now_mono);
+  stats_->batch_latency.observe_ns(core::mono_ns() - now_mono);
   stats_->sessions.set(sessions_.size());
   stats_->sleeping.set(sleeping_);
   stats_->pending_replies.set(replies_.size());

@@ -109,6 +109,17 @@ void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
                         "Time from receiving a QoS 1/2 PUBLISH to sending its PUBACK or PUBREC "
                         "(after the covering log sync).",
                         {}, s.ack_latency);
+  // The series every UDP protocol shares (the scenario runner settles on them).
+  const core::Labels pl{{"protocol", std::string(kName)}};
+  w.counter("tianhe_datagrams_received_total", "Datagrams received.", pl,
+            s.datagrams_received.get());
+  w.counter("tianhe_receive_batches_total",
+            "Receive calls (recvmmsg) that returned datagrams: datagrams / batches is the batch "
+            "size (see gateway.receive_window).",
+            pl, s.recv_batches.get());
+  core::write_histogram(w, "tianhe_ingest_batch_latency_seconds",
+                        "Time from receiving a batch to its reports being appended to the log.", pl,
+                        s.batch_latency);
   runtime::collect_pipeline_stats(w, s.pipeline, kName);
 }
 

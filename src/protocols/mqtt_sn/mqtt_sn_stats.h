@@ -55,6 +55,9 @@ struct MqttSnStats {
   runtime::PipelineStats pipeline;       ///< received, accepted, rejected: shared by every protocol
   core::Counter frames_in[kTypeSlots];   ///< well-formed messages received, by type
   core::Counter frames_out[kTypeSlots];  ///< messages sent, by type
+  core::Counter datagrams_received;      ///< tianhe_datagrams_received_total{protocol="mqtt_sn"}
+  core::Counter recv_batches;            ///< receive calls that returned datagrams
+  core::Log2Histogram batch_latency;     ///< receive to the batch's log append done
   core::Counter bytes_in;
   core::Counter bytes_out;
   core::Counter frames_dropped[kDropReasonCount];  ///< malformed datagrams, by DropReason
