@@ -3,6 +3,9 @@
 // text once and hands out tokens; string and number tokens view into the text; a string is
 // unescaped only when its user asks, into the user's buffer. Everything it accepts is valid JSON
 // (grammar, escapes, paired surrogates, UTF-8) and every error carries its byte offset.
+// Where RFC 8259 leaves a choice: a leading byte order mark is refused (§8.1: senders must not
+// add one), any value may be the top-level one (§2), a number beyond a double's range is refused
+// (§9), repeated member names are handed out as they come (§4: the caller decides).
 // A JsonScanner is a small value (no heap): one per parse, on the parsing thread.
 #pragma once
 

@@ -314,7 +314,7 @@ json build(JsonScanner& s, const JsonToken& t) {
 
 // Parses `text` with both; true when they agree (accept/refuse, and the values).
 ::testing::AssertionResult agree(const std::string& text) {
-  if (text.rfind("\xEF\xBB\xBF", 0) == 0) return ::testing::AssertionSuccess();  // BOM: see README
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) return ::testing::AssertionSuccess();  // BOM: json_scan.h
   if (text.find('\0') != std::string::npos) {
     // nlohmann-json reads a NUL byte as the end of its input; in JSON it is never valid (not
     // whitespace, and a control character inside a string).
