@@ -8,6 +8,38 @@ namespace tianhe::codecs::json {
 
 using pipeline::DecodeStatus;
 
+namespace {
+
+// Whether two metrics share a name: an open-addressing set of name hashes on the stack (a
+// report holds at most 64 metrics here, so 256 slots stay sparse), names compared only when
+// their hashes meet.
+bool has_repeated_name(std::span<const core::Metric> ms) noexcept {
+  constexpr size_t kSlots = 256;
+  if (ms.size() > kSlots / 2) {
+    for (size_t i = 1; i < ms.size(); ++i) {
+      for (size_t k = 0; k < i; ++k) {
+        if (ms[i].name == ms[k].name) return true;
+      }
+    }
+    return false;
+  }
+  uint16_t slots[kSlots] = {};  // metric index + 1; 0: empty
+  for (size_t i = 0; i < ms.size(); ++i) {
+    uint32_t h = 2166136261U;  // FNV-1a
+    for (const char c : ms[i].name) h = (h ^ static_cast<uint8_t>(c)) * 16777619U;
+    for (size_t at = h % kSlots;; at = (at + 1) % kSlots) {
+      if (slots[at] == 0) {
+        slots[at] = static_cast<uint16_t>(i + 1);
+        break;
+      }
+      if (ms[slots[at] - 1].name == ms[i].name) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 JsonCodec::JsonCodec(JsonCodecLimits limits)
     : limits_(limits), text_(new char[std::max<uint32_t>(limits.text_bytes, 1)]) {
   limits_.max_name_bytes = std::clamp<uint32_t>(limits_.max_name_bytes, 1, kMaxPath);
@@ -53,13 +85,7 @@ DecodeStatus JsonCodec::walk(std::string_view text, core::ReportBatch& batch,
       case core::JsonKind::kEnd: {
         // Two members flattened to one name ({"a.b":1,"a":{"b":2}}, or a repeated key, which
         // RFC 8259 §4 leaves to the implementation) would make one metric ambiguous: refused.
-        const auto ms = batch.metrics(r);
-        for (size_t i = 1; i < ms.size(); ++i) {
-          for (size_t k = 0; k < i; ++k) {
-            if (ms[i].name == ms[k].name) return DecodeStatus::kMalformed;
-          }
-        }
-        return DecodeStatus::kOk;
+        return has_repeated_name(batch.metrics(r)) ? DecodeStatus::kMalformed : DecodeStatus::kOk;
       }
       case core::JsonKind::kError: return DecodeStatus::kMalformed;
       case core::JsonKind::kObjectEnd:
