@@ -3,6 +3,9 @@
 # cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
 th_extension(protocols/mqtt_sn)
+th_extension(codecs/json)
+th_extension(codecs/cayenne_lpp)
+th_extension(codecs/raw)
 th_extension(sinks/store)
 th_extension(sinks/jsonl)
 th_extension(sinks/postgres)
