@@ -68,21 +68,6 @@ def payload(codec, temperature):
     return b"\x22" + _varint(len(metric)) + metric
 
 
-def pick_codec(tmp):
-    """"json" when this build has the JSON codec, else "report" (a gateway that starts)."""
-    cfg = os.path.join(tmp, "codec-probe.toml")
-    gateway_config(cfg, os.path.join(tmp, "probe-data"))
-    gw = harness.Gateway(cfg, os.path.join(tmp, "codec-probe.log"))
-    try:
-        gw.start()
-    except RuntimeError as e:
-        if 'codec "json" is not compiled in' in str(e):
-            return "report"
-        raise
-    gw.stop()
-    return "json"
-
-
 # Messages whose body may be empty: scapy decodes them as the bare header.
 EMPTY_TYPES = {sn.MQTTSNPingResp: sn.PINGRESP, sn.MQTTSNWillTopicReq: sn.WILLTOPICREQ,
                sn.MQTTSNWillMsgReq: sn.WILLMSGREQ, sn.MQTTSNDisconnect: sn.DISCONNECT,

@@ -286,8 +286,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="th-mqtt-sn-")
     ok = False
     try:
-        codec = c.pick_codec(tmp)
-        print(f"payload codec: {codec}")
+        codec = "json"  # the model names none: the protocol's default codec
         adv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         adv.bind(("127.0.0.1", 0))
         gw, port = c.start(
