@@ -80,8 +80,9 @@ constexpr Field<C> kFields[] = {
      .max = kGiB},
     {.key = "recv_batch",
      .kind = Kind::kInt,
-     .default_text = "64",
-     .doc = "Datagrams read by one recvmmsg call.",
+     .default_text = "256",
+     .doc = "Datagrams read by one recvmmsg call (MQTT-SN messages are small: a larger batch "
+            "than the report protocol's costs little memory and saves system calls).",
      .set = [](C& c, const P& p) { c.recv_batch = static_cast<uint32_t>(p.i); },
      .min = 1,
      .max = 1024},

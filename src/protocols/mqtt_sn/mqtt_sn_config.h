@@ -21,7 +21,7 @@ struct MqttSnConfig {
   std::string predefined_topics;                       ///< "1=acme/7/telemetry, 2=status" (§2.2)
   uint32_t recv_buffer_bytes = 8u << 20;               ///< SO_RCVBUF(FORCE) request per socket
   uint32_t send_buffer_bytes = 8u << 20;               ///< SO_SNDBUF request per socket
-  uint32_t recv_batch = 64;                            ///< datagrams per recvmmsg
+  uint32_t recv_batch = 256;                           ///< datagrams per recvmmsg
   uint32_t max_frame_bytes = 1024;                     ///< longer datagrams are dropped (counted)
   uint32_t max_sessions = 100000;                      ///< sessions held, over every shard
   uint32_t max_pending_per_session = 8;                ///< QoS 1/2 messages in flight per session

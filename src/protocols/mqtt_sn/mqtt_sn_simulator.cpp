@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "core/args.h"
@@ -23,11 +24,12 @@
 namespace tianhe::protocols::mqtt_sn {
 namespace {
 
-// A client keeps at most this many QoS 1/2 messages unanswered (below the gateway's default
-// max_pending_per_session of 8).
+// A client keeps at most this many QoS 1/2 messages unanswered (--window; below the gateway's
+// default max_pending_per_session of 8).
 constexpr uint32_t kWindow = 4;
 constexpr int64_t kRetryNs = 1'000'000'000;  // an unanswered CONNECT/REGISTER is sent again
 constexpr uint32_t kRecvBatch = 64;
+constexpr uint32_t kSendBatch = 64;
 
 enum class Phase : uint8_t { kIdle, kConnecting, kRegistering, kReady, kGaveUp };
 
@@ -71,6 +73,7 @@ class Fleet {
       // The destination of each reply says which client (source address) it is for.
       ::setsockopt(s->fd(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
       socks_.push_back(std::move(*s));
+      out_.push_back(std::make_unique<OutBatch>());
     }
     return {};
   }
@@ -108,7 +111,7 @@ class Fleet {
     const bool acked = o_.qos == 1 || o_.qos == 2;
     // Send permissions: a client is queued once per free slot of its window (QoS 0: once, and
     // again after each send); an ack queues it again.
-    for (uint32_t w = 0; w < (acked ? kWindow : 1); ++w) {
+    for (uint32_t w = 0; w < (acked ? o_.window : 1); ++w) {
       for (uint64_t i = 0; i < clients_.size(); ++i) {
         if (clients_[i].phase == Phase::kReady) ready_.push_back(i);
       }
@@ -171,28 +174,56 @@ class Fleet {
                  static_cast<unsigned long long>(sum_.acked_ok));
   }
 
-  // Client i speaks from 127.0.0.1 + (i / sockets) on socket i % sockets.
+  // Datagrams waiting to leave one socket: sent with one sendmmsg when the batch fills or the
+  // fleet is about to wait for replies (the fleet shares the cores with the gateway).
+  struct OutBatch {
+    std::array<std::array<uint8_t, 512>, kSendBatch> data{};
+    std::array<std::array<char, CMSG_SPACE(sizeof(in_pktinfo))>, kSendBatch> control{};
+    std::array<iovec, kSendBatch> iov{};
+    std::array<mmsghdr, kSendBatch> msgs{};
+    uint32_t count = 0;
+  };
+
+  // Client i speaks from 127.0.0.1 + (i / sockets) on socket i % sockets (IP_PKTINFO).
   void send_from(uint64_t i, const uint8_t* bytes, size_t n) {
     const size_t nsock = socks_.size();
-    in_addr src{};
-    src.s_addr = htonl(0x7F000001u + static_cast<uint32_t>(i / nsock));
-    iovec iov{const_cast<uint8_t*>(bytes), n};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in_pktinfo))] = {};
-    msghdr h{};
+    OutBatch& b = *out_[i % nsock];
+    const uint32_t k = b.count++;
+    std::memcpy(b.data[k].data(), bytes, std::min(n, b.data[k].size()));
+    b.iov[k] = {b.data[k].data(), std::min(n, b.data[k].size())};
+    msghdr& h = b.msgs[k].msg_hdr;
+    h = msghdr{};
     h.msg_name = const_cast<sockaddr_storage*>(&target_.addr);
     h.msg_namelen = target_.len;
-    h.msg_iov = &iov;
+    h.msg_iov = &b.iov[k];
     h.msg_iovlen = 1;
-    h.msg_control = control;
-    h.msg_controllen = sizeof control;
+    h.msg_control = b.control[k].data();
+    h.msg_controllen = b.control[k].size();
     cmsghdr* cm = CMSG_FIRSTHDR(&h);
     cm->cmsg_level = IPPROTO_IP;
     cm->cmsg_type = IP_PKTINFO;
     cm->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
     in_pktinfo pi{};
-    pi.ipi_spec_dst = src;
+    pi.ipi_spec_dst.s_addr = htonl(0x7F000001u + static_cast<uint32_t>(i / nsock));
     std::memcpy(CMSG_DATA(cm), &pi, sizeof pi);
-    ::sendmsg(socks_[i % nsock].fd(), &h, MSG_DONTWAIT);
+    if (b.count == kSendBatch) flush(i % nsock);
+  }
+
+  void flush(size_t sock) {
+    OutBatch& b = *out_[sock];
+    uint32_t done = 0;
+    while (done < b.count) {
+      const int n = ::sendmmsg(socks_[sock].fd(), &b.msgs[done], b.count - done, 0);
+      if (n <= 0) break;  // a full send buffer drops the rest: they count as lost
+      done += static_cast<uint32_t>(n);
+    }
+    b.count = 0;
+  }
+
+  void flush_all() {
+    for (size_t k = 0; k < out_.size(); ++k) {
+      if (out_[k]->count > 0) flush(k);
+    }
   }
 
   void send_connect(uint64_t i) {
@@ -320,6 +351,7 @@ class Fleet {
   }
 
   void receive(int timeout_ms) {
+    flush_all();
     std::vector<pollfd> fds;
     fds.reserve(socks_.size());
     for (const auto& s : socks_) fds.push_back({s.fd(), POLLIN, 0});
@@ -362,6 +394,7 @@ class Fleet {
   TopicTemplate topics_;
   std::vector<Client> clients_;
   std::vector<transports::UdpSocket> socks_;
+  std::vector<std::unique_ptr<OutBatch>> out_;  ///< per socket
   std::array<uint8_t, 512> buf_{};
   std::array<std::array<uint8_t, 512>, kRecvBatch> rx_{};
   std::array<std::array<uint8_t, 64>, kRecvBatch> ctl_{};
@@ -424,6 +457,7 @@ Result<MqttSnSimSummary> run_mqtt_sn_simulator(const MqttSnSimOptions& o,
                                                const std::atomic<bool>* stop) {
   if (o.clients == 0) return make_error("--clients must be at least 1");
   if (o.qos < -1 || o.qos > 2) return make_error("--qos must be -1, 0, 1 or 2");
+  if (o.window < 1 || o.window > kWindow) return make_error("--window must be 1..4");
   if (o.qos == -1) {
     return make_error("--qos -1 needs predefined topics per device; use 0, 1 or 2");
   }
@@ -456,6 +490,8 @@ Options:
   --rate R             PUBLISHes per second in all (default 1000; 0: as fast as acks allow)
   --duration S         seconds to publish (default 10)
   --max-reports N      stop after N PUBLISHes
+  --window N           QoS 1/2 messages a client has unanswered, 1..4 (default 1: MQTT-SN
+                       clients keep one message in flight)
   --keep-alive S       CONNECT duration (default 60)
   --sockets N          local ports (default 64)
   --connect-timeout S  how long clients retry CONNECT (default 30)
@@ -469,7 +505,7 @@ Example:
   auto args = core::Args::parse(
       argc, argv, 2, {"json", "quiet"},
       {"target", "clients", "tenant", "topics", "qos", "rate", "duration", "max-reports",
-       "keep-alive", "sockets", "connect-timeout", "drain", "first-device", "payload"});
+       "keep-alive", "sockets", "connect-timeout", "drain", "first-device", "payload", "window"});
   if (!args.ok()) return core::usage_error("simulate", args.error().message);
   MqttSnSimOptions o;
   auto ep = config::parse_endpoint(args->str("target", "127.0.0.1:1884"), "--target");
@@ -482,11 +518,12 @@ Example:
   auto duration = args->seconds("duration", 10);
   auto max_reports = args->u64("max-reports", 0);
   auto keep_alive = args->u64("keep-alive", 60, 1, 65535);
+  auto window = args->u64("window", 1, 1, kWindow);
   auto sockets = args->u64("sockets", 64, 1, 4096);
   auto connect_timeout = args->seconds("connect-timeout", 30);
   auto drain = args->seconds("drain", 2);
   auto first = args->u64("first-device", 1, 1);
-  for (const auto* r : {&clients, &qos, &max_reports, &keep_alive, &sockets, &first}) {
+  for (const auto* r : {&clients, &qos, &max_reports, &keep_alive, &sockets, &first, &window}) {
     if (!r->ok()) return core::usage_error("simulate", r->error().message);
   }
   for (const auto* r : {&rate, &duration, &connect_timeout, &drain}) {
@@ -498,6 +535,7 @@ Example:
   o.duration_s = *duration;
   o.max_reports = *max_reports;
   o.keep_alive_s = static_cast<uint16_t>(*keep_alive);
+  o.window = static_cast<uint32_t>(*window);
   o.sockets = static_cast<uint32_t>(*sockets);
   o.connect_timeout_s = *connect_timeout;
   o.drain_s = *drain;

@@ -27,6 +27,7 @@ struct MqttSnSimOptions {
   double duration_s = 10;
   uint64_t max_reports = 0;  ///< stop after this many PUBLISHes (0: no limit)
   uint16_t keep_alive_s = 60;
+  uint32_t window = 1;            ///< QoS 1/2 messages a client has unanswered (1..4)
   uint32_t sockets = 64;          ///< local ports; clients = sockets x addresses
   double drain_s = 2;             ///< how long to wait for outstanding acks at the end
   double connect_timeout_s = 30;  ///< how long clients keep retrying CONNECT
