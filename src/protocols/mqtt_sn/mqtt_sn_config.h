@@ -29,7 +29,7 @@ struct MqttSnConfig {
   uint32_t max_sleep_buffer_bytes = 512;               ///< replies buffered per sleeping client
   uint32_t max_sleeping_clients = 4096;  ///< sleeping clients with buffered replies, gateway
   int64_t max_keep_alive_ns = 3600 * config::kSec;  ///< CONNECT durations are clamped to it
-  int64_t max_sleep_ns = 86400 * config::kSec;      ///< DISCONNECT sleep durations likewise
+  int64_t max_sleep_ns = 18 * 3600 * config::kSec;  ///< DISCONNECT sleep durations likewise
   uint32_t connect_rate = 2000;                     ///< CONNECTs admitted per second, gateway-wide
   uint32_t connect_burst = 2000;      ///< CONNECTs admitted at once after a quiet spell
   bool allow_takeover = false;        ///< a client id may move to another address
