@@ -323,6 +323,7 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
         send_now(datagram, ref, [](std::span<uint8_t> o) noexcept {
           return encode_connack(ReturnCode::kAccepted, o);
         });
+        wake(s);  // a sleeper that reconnected with a will: what it was owed follows
         return;
       }
       sessions_.at(s).state = SessionState::kAwaitWillMsg;
@@ -341,6 +342,7 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
       send_now(datagram, ref, [](std::span<uint8_t> o) noexcept {
         return encode_connack(ReturnCode::kAccepted, o);
       });
+      wake(s);
       return;
     case MsgType::kWillTopicUpd:
     case MsgType::kWillMsgUpd: {
