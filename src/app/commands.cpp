@@ -168,12 +168,23 @@ int cmd_simulate(int argc, char** argv) {
       break;
     }
   }
+  // "mqttsn" names mqtt_sn: a protocol is found with or without the underscores of its name.
+  const auto same = [](std::string_view a, std::string_view b) {
+    std::string x, y;
+    for (const char c : a) {
+      if (c != '_') x += c;
+    }
+    for (const char c : b) {
+      if (c != '_') y += c;
+    }
+    return x == y;
+  };
   std::string known;
   const runtime::ProtocolSpec* chosen = nullptr;
   for (const auto& p : ext.protocols()) {
     if (!p.simulate) continue;
     known += (known.empty() ? "" : ", ") + std::string(p.name);
-    if (chosen == nullptr && (name.empty() || p.name == name)) chosen = &p;
+    if (chosen == nullptr && (name.empty() || same(p.name, name))) chosen = &p;
   }
   if (chosen == nullptr) {
     return usage_error("simulate", name.empty() ? "no protocol with a simulator is compiled in"
