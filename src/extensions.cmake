@@ -2,6 +2,7 @@
 # compiles that extension out; the rest builds and passes its tests. See docs/extending.md and
 # cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
+th_extension(protocols/lorawan)
 th_extension(sinks/store)
 th_extension(sinks/jsonl)
 th_extension(sinks/postgres)
