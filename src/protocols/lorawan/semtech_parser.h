@@ -109,3 +109,25 @@ struct Txpk {
 size_t encode_pull_resp(uint16_t token, const Txpk& t, std::span<uint8_t> out) noexcept;
 
 }  // namespace tianhe::protocols::lorawan
+
+namespace tianhe::protocols::lorawan {
+
+/// Most rxpk entries read from one PUSH_DATA (the reference forwarder sends at most 8).
+inline constexpr uint32_t kMaxRxpk = 16;
+
+/// The readable content of one PUSH_DATA JSON object.
+struct PushData {
+  uint32_t count = 0;                ///< rxpk entries seen (at most kMaxRxpk are kept)
+  Rxpk rxpk[kMaxRxpk];               ///< entries; valid where status[i] == kOk
+  RxpkStatus status[kMaxRxpk] = {};  ///< per entry
+  bool has_stat = false;             ///< a `stat` object was present (gateway status)
+  uint8_t data[kMaxRxpk][256];       ///< decoded payload bytes of each entry
+};
+
+/// Reads a PUSH_DATA's JSON object: its `rxpk` array (each entry checked on its own) and
+/// whether a `stat` object is present (its fields are skipped). Returns kOk, kBadJson (the text
+/// is not one valid JSON object: nothing of it is used) or kTooMany (entries beyond kMaxRxpk
+/// are counted in `count` but not read). Pure and bounded.
+RxpkStatus parse_push_data(std::span<const uint8_t> json, PushData& out) noexcept;
+
+}  // namespace tianhe::protocols::lorawan
