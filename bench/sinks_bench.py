@@ -50,6 +50,41 @@ def say(s):
     print(s, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
+def catch_up_floor(k, rate, d):
+    """The most the catch-up could reach on this machine: the engine's own plain client (no
+    Tianhe sink) writing as fast as it can while a store-only gateway ingests at the same rate
+    beside it, as a multiple of that rate. A sink draining a backlog while ingest goes on cannot
+    beat the engine's fastest client under the same load; on 2 shared cores this is the floor
+    the 2x target meets."""
+    fd = os.path.join(d, "floor")
+    os.makedirs(fd)
+    gcfg = os.path.join(fd, "tianhe.toml")
+    write_config(gcfg, os.path.join(fd, "data"), devices=10000)
+    gw = Gateway(gcfg, os.path.join(fd, "serve.log")).start()
+    sim = None
+    try:
+        sim = subprocess.Popen([BIN, "simulate", "--target", f"127.0.0.1:{gw.report_port}",
+                                "--devices", "10000", "--rate", str(int(rate)), "--duration",
+                                "600", "--quiet"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        time.sleep(3)
+        one = os.path.join(fd, "sink.toml")
+        with open(one, "w") as f:
+            f.write(servers[k].sink_toml())
+        run = subprocess.run([BIN, "bench", "--sinks", "--ceilings-only", "--sinks-config", one,
+                              "--reports", str(reports)], capture_output=True, text=True)
+        got = json.loads(run.stdout)["ceilings"] if run.returncode == 0 else {}
+        c = next(iter(got.values()), None)
+        if not isinstance(c, (int, float)):
+            return {"floor_error": str(c) if c is not None else run.stderr[-500:]}
+        return {"ceiling_beside_ingest_per_s": c, "floor_ratio": c / rate}
+    finally:
+        if sim:
+            sim.kill()
+            sim.wait()
+        gw.stop()
+
+
 work = tmpdir("bench-sinks")
 mods = sinks_lib.adapters(set(kinds_wanted) or None)
 servers = {}
@@ -117,6 +152,7 @@ try:
             sim.wait()
         finally:
             gw.stop()
+        catch[k].update(catch_up_floor(k, rate, d))
     result["catch_up"] = catch
 finally:
     for s in servers.values():
@@ -130,18 +166,25 @@ finally:
 if as_json:
     print(json.dumps(result, indent=2))
     sys.exit(0)
-print(f"\n{'SINK':<16} {'DELIVERY/s':>12} {'CEILING/s':>12} {'RATIO':>7} {'CATCH-UP x':>11}")
+print(f"\n{'SINK':<16} {'DELIVERY/s':>12} {'CEILING/s':>12} {'RATIO':>7} {'CATCH-UP x':>11}"
+      f" {'FLOOR x':>8}")
 for row in result["sinks"]:
     k = row["sink"]
     c = catch.get(k, {})
     print(f"{k:<16} {row.get('delivery_per_s', 0):>11.0f}{'+' if row.get('kept_up_with_ingest') else ' '}"
           f" {row.get('ceiling_per_s', 0):>12.0f} {row.get('ratio_to_ceiling', 0):>7.2f}"
-          f" {c.get('ratio_to_ingest', 0):>11.2f}")
+          f" {c.get('ratio_to_ingest', 0):>11.2f} {c.get('floor_ratio', 0):>8.2f}")
     for key in ("delivery_error", "ceiling_error"):
         if key in row:
             print(f"    {key}: {row[key]}")
 print("(+: kept up with ingest, at least this; CATCH-UP x: the backlog of an outage drained at "
-      "this multiple of the ingest rate, which ran at half the sink's rate)")
+      "this multiple of the ingest rate, which ran at half the sink's rate; FLOOR x: the engine's "
+      "own fastest client beside a gateway ingesting at that rate, as the same multiple: the most "
+      "a catch-up can reach here)")
 if "ingest_ratio" in result:
     print(f"ingest, store only: {result['ingest_store_only_per_s']:.0f}/s; store + every sink: "
           f"{result['ingest_all_sinks_per_s']:.0f}/s ({result['ingest_ratio']:.2f}x)")
+if "ingest_ratio_to_floor" in result:
+    print(f"floor: store only beside the engines taking {result['engines_rows_per_s']:.0f} rows/s "
+          f"from their own clients: {result['ingest_floor_per_s']:.0f}/s; store + every sink is "
+          f"{result['ingest_ratio_to_floor']:.2f}x that floor")

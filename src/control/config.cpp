@@ -323,6 +323,8 @@ class Parser {
 
  private:
   Result<void> parse_models(const toml::table& root, GatewayConfig& c) const;
+  Result<void> check_codecs(const toml::table& root, const GatewayConfig& c,
+                            const runtime::Extensions& ext) const;
   Result<void> parse_devices(const toml::table& root, GatewayConfig& c) const;
   Result<void> cross_check(const toml::table& root, GatewayConfig& c) const;
 
@@ -407,9 +409,27 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
     }
   }
   if (auto r = parse_models(root, c); !r.ok()) return r.error();
+  if (auto r = check_codecs(root, c, ext); !r.ok()) return r.error();
   if (auto r = parse_devices(root, c); !r.ok()) return r.error();
   if (auto r = cross_check(root, c); !r.ok()) return r.error();
   return c;
+}
+
+// A model's codec must be one compiled in; the error lists those that are.
+Result<void> Parser::check_codecs(const toml::table& root, const GatewayConfig& c,
+                                  const runtime::Extensions& ext) const {
+  auto models = tables_at(root, "models", "models");
+  if (!models.ok()) return models.error();
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const std::string& name = c.models[i].codec;
+    if (name.empty() || ext.codec(name) != nullptr) continue;
+    std::string known;
+    for (const auto& k : ext.codecs()) known += (known.empty() ? "" : ", ") + std::string(k.name);
+    return error((*models)[i]->get("codec"), indexed("models", i) + ".codec",
+                 "no codec called " + in_quotes(name) + "; use one of: " +
+                     (known.empty() ? std::string("(none compiled in)") : known));
+  }
+  return {};
 }
 
 Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) const {

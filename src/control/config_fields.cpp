@@ -281,6 +281,14 @@ constexpr Field<ModelSpec> kModelFields[] = {
      .default_text = "false",
      .doc = "Accept (and store) metrics the model does not list instead of rejecting the report.",
      .set = [](ModelSpec& m, const P& p) { m.allow_unknown_metrics = p.b; }},
+    {.key = "codec",
+     .kind = Kind::kString,
+     .default_text = "\"\" (the protocol's default)",
+     .doc = "How its devices' payloads are decoded on protocols that carry opaque payloads "
+            "(MQTT-SN, LoRaWAN, MQTT): a built-in codec (json, cayenne_lpp, raw, report); "
+            "see docs/codecs/builtin.md. Empty: the protocol's default (json on MQTT-SN, raw "
+            "on LoRaWAN). The report protocol carries typed metrics and needs none.",
+     .set = [](ModelSpec& m, const P& p) { m.codec = p.s; }},
 };
 
 constexpr Section<ModelSpec> kModelSection = {

@@ -456,6 +456,11 @@ TEST(Config, Models) {
                "unique");
   EXPECT_ERROR("[[models]]\nname = \"a\"\nallow_unknown_metrics = 1\n",
                "models[0].allow_unknown_metrics: expected a boolean");
+  // A model's codec must be compiled in; the error lists those that are.
+  EXPECT_EQ(parse_ok("[[models]]\nname = \"a\"\ncodec = \"report\"\n").models[0].codec, "report");
+  EXPECT_EQ(parse_ok("[[models]]\nname = \"a\"\n").models[0].codec, "");
+  EXPECT_ERROR("[[models]]\nname = \"a\"\n[[models]]\nname = \"b\"\ncodec = \"lpp\"\n",
+               "models[1].codec: no codec called \"lpp\"; use one of: ");
   EXPECT_ERROR("[[models]]\nname = \"a\"\nmetrics = 3\n",
                "models[0].metrics: expected an array of tables; write each entry as "
                "[[models[0].metrics]]");

@@ -27,6 +27,10 @@ struct ModelSpec {
   std::string name;                    ///< unique, [a-z0-9_]
   std::vector<MetricSpec> metrics;     ///< at most 64
   bool allow_unknown_metrics = false;  ///< accept (and store) metrics the model does not list
+  /// The payload codec of its devices on protocols that carry opaque payloads (MQTT-SN,
+  /// LoRaWAN, MQTT): a registered codec's name ("json", "cayenne_lpp", "raw", "report");
+  /// empty: the protocol's default.
+  std::string codec;
 };
 
 /// A contiguous range of device ids sharing a tenant and model (`[[devices]]` with `count`).

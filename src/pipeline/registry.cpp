@@ -6,8 +6,12 @@
 #include "core/assert.h"
 
 namespace tianhe::pipeline {
-Model::Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics)
-    : name_(std::move(name)), metrics_(std::move(metrics)), allow_unknown_(allow_unknown_metrics) {
+Model::Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics,
+             std::string codec)
+    : name_(std::move(name)),
+      metrics_(std::move(metrics)),
+      allow_unknown_(allow_unknown_metrics),
+      codec_(std::move(codec)) {
   TH_CHECK(metrics_.size() <= 64, "required_mask_ has one bit per metric");
   for (size_t i = 0; i < metrics_.size(); ++i) {
     if (metrics_[i].required) required_mask_ |= uint64_t{1} << i;
@@ -46,7 +50,8 @@ Result<std::shared_ptr<const Registry>> Registry::build(const RegistryConfig& rc
                                     .max = m.max.value_or(1e308),
                                     .required = m.required});
     }
-    reg->models_.emplace_back(spec.name, std::move(metrics), spec.allow_unknown_metrics);
+    reg->models_.emplace_back(spec.name, std::move(metrics), spec.allow_unknown_metrics,
+                              spec.codec);
   }
   auto model_index = [&](const std::string& name) -> int64_t {
     for (size_t i = 0; i < reg->models_.size(); ++i) {

@@ -28,11 +28,14 @@ struct ModelMetric {
 class Model {
  public:
   /// Compiles a model; at most 64 metrics (checked).
-  Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics);
+  Model(std::string name, std::vector<ModelMetric> metrics, bool allow_unknown_metrics,
+        std::string codec = {});
   /// The model's name.
   const std::string& name() const noexcept { return name_; }
   /// Its metrics; a metric's index is its id within the model.
   const std::vector<ModelMetric>& metrics() const noexcept { return metrics_; }
+  /// The codec its devices' payloads are decoded with ("": the protocol's default).
+  const std::string& codec() const noexcept { return codec_; }
   /// Whether metrics the model does not list are accepted.
   bool allow_unknown_metrics() const noexcept { return allow_unknown_; }
   /// Index of the metric called `name`, or -1.
@@ -44,6 +47,7 @@ class Model {
   std::string name_;
   std::vector<ModelMetric> metrics_;
   bool allow_unknown_;
+  std::string codec_;
   uint64_t required_mask_ = 0;
 };
 

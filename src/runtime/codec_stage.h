@@ -45,6 +45,19 @@ struct CodecCounters {
   core::Log2Histogram decode_time;
 };
 
+/// Failures counted by device for one decoder: a fixed table of the first devices that fail
+/// (written by its shard thread, read at scrape), the rest together.
+struct CodecDeviceCounts {
+  static constexpr size_t kTracked = 64;
+  struct Entry {
+    std::atomic<uint64_t> device_id{0};  ///< 0: free
+    core::Counter failures;
+  };
+  std::string protocol;
+  std::array<Entry, kTracked> top;
+  core::Counter other;
+};
+
 /// One shard's codec stage for one protocol. Shard thread only (except what collect() reads).
 class PayloadDecoder {
  public:
@@ -83,9 +96,10 @@ class PayloadDecoder {
   uint32_t shard_;
   std::string protocol_;
   std::vector<Slot> slots_;
-  std::vector<int32_t> slot_of_model_;  ///< model index -> slot (-1: none)
-  int32_t default_slot_ = -1;           ///< the protocol's default codec
-  std::string pending_;                 ///< dead-letter lines not yet written
+  std::vector<int32_t> slot_of_model_;    ///< model index -> slot
+  CodecDeviceCounts* devices_ = nullptr;  ///< owned by the stage
+  int32_t default_slot_ = -1;             ///< the protocol's default codec
+  std::string pending_;                   ///< dead-letter lines not yet written
   std::string path_;
   int fd_ = -1;
   uint64_t file_bytes_ = 0;
@@ -119,22 +133,11 @@ class CodecStage {
   /// The counters of codec `codec` for `protocol` on `shard`, made on first use (main thread).
   CodecCounters* counters(std::string_view codec, std::string_view protocol, uint32_t shard);
 
-  static constexpr size_t kTrackedDevices = 64;  ///< per decoder; the rest count as "other"
-  struct DeviceCount {
-    std::atomic<uint64_t> device_id{0};  ///< 0: free
-    core::Counter failures;
-  };
   struct Counters {
     std::string codec, protocol;
     uint32_t shard = 0;
     CodecCounters c;
   };
-  struct Devices {  ///< one decoder's per-device failure counts
-    std::string protocol;
-    std::array<DeviceCount, kTrackedDevices> top;
-    core::Counter other;
-  };
-  Devices* devices_for(std::string_view protocol);
 
   std::string data_dir_;
   std::shared_ptr<const pipeline::Registry> registry_;
@@ -142,7 +145,8 @@ class CodecStage {
   uint64_t max_dead_letter_bytes_ = 0;
   mutable std::mutex mu_;  ///< guards the two lists below (grown on the main thread only)
   std::vector<std::unique_ptr<Counters>> counters_;
-  std::vector<std::unique_ptr<Devices>> devices_;
+  std::vector<std::unique_ptr<CodecDeviceCounts>> devices_;
+  std::atomic<uint64_t> write_errors_{0};  ///< dead-letter opens or writes that failed
 };
 
 }  // namespace tianhe::runtime

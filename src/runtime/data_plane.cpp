@@ -121,6 +121,10 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   auto id = log_identity(o.log.dir);
   if (!id.ok()) return make_error("log: " + id.error().message);
   context.log_id = std::move(id.value());
+  auto codecs = CodecStage::create(o.data_dir, o.registry, extensions);
+  if (!codecs.ok()) return make_error("codecs: " + codecs.error().message);
+  d->codecs_ = std::move(codecs.value());
+  context.codecs = d->codecs_;
   for (uint32_t i = 0; i < shards; ++i) {
     d->log_stats_.push_back(std::make_unique<log::LogStats>());
     auto l = log::ShardLog::open(o.log, i, d->log_stats_.back().get());
@@ -271,6 +275,7 @@ void DataPlane::collect(core::PromWriter& w) const {
   w.gauge("tianhe_shards", "Shards (threads) serving the data plane.", {},
           static_cast<double>(shards_.size()));
   for (const auto& s : sinks_) s.instance->collect(w);
+  codecs_->collect(w);
 }
 
 Totals DataPlane::totals() const {

@@ -19,6 +19,7 @@
 #include "log/log_config.h"
 #include "log/shard_log.h"
 #include "pipeline/registry.h"
+#include "runtime/codec_stage.h"
 #include "runtime/extensions.h"
 #include "runtime/shard.h"
 
@@ -97,6 +98,7 @@ class DataPlane {
   };
 
   DataPlaneOptions options_;
+  std::shared_ptr<CodecStage> codecs_;  ///< before the shards: their decoders refer to it
   std::vector<std::unique_ptr<log::LogStats>> log_stats_;
   std::vector<RunningSink> sinks_;
   std::vector<RunningProtocol> protocols_;

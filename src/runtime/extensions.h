@@ -32,6 +32,8 @@ class ShardLog;
 
 namespace tianhe::runtime {
 
+class CodecStage;
+
 /// What the gateway hands an extension when it starts it.
 struct GatewayContext {
   std::string data_dir;                                ///< gateway.data_dir
@@ -44,6 +46,9 @@ struct GatewayContext {
   /// too, so two gateways (or a gateway whose data directory was replaced) never read each
   /// other's log offsets.
   std::string log_id;
+  /// The payload codecs (codec_stage.h): a protocol carrying opaque payloads makes one decoder
+  /// per shard from it. Outlives every protocol.
+  std::shared_ptr<CodecStage> codecs;
 };
 
 /// Numbers of one shard for /debug/shards ({"datagrams_received", 12}, ...).
@@ -71,6 +76,18 @@ class ProtocolInstance {
   virtual uint16_t port() const noexcept = 0;
 };
 
+/// How `tianhe bench --protocols` drives a protocol: a gateway with its tables, and its own
+/// simulator (`tianhe simulate --protocol <name>`) at full rate against it.
+struct ProtocolBenchPlan {
+  std::string what;  ///< the row's words, e.g. "QoS 1 PUBLISH, PUBACK after durability"
+  /// Tables that enable it on 127.0.0.1:0 in the bench gateway, which already has the report
+  /// protocol and `devices` env_sensor devices from id 1 (model "env_sensor", no codec).
+  std::string toml;
+  /// The simulator's arguments after `--target HOST:PORT --duration S --json` (the summary's
+  /// keys are the report simulator's: acked_rate, ack_latency_ms.p50/p99).
+  std::vector<std::string> simulate_args;
+};
+
 /// A registered protocol.
 struct ProtocolSpec {
   std::string_view name;       ///< "report": its table [protocols.<name>], its `protocol` label
@@ -87,6 +104,9 @@ struct ProtocolSpec {
   /// `tianhe simulate --protocol <name> ...`: a device fleet speaking it (null: none). Gets the
   /// command line without `--protocol <name>` (argv[1] is "simulate"); returns the exit status.
   std::function<int(int argc, char** argv)> simulate;
+  /// `tianhe bench --protocols`: its row (null: none). `dir` is the bench's work directory for
+  /// this protocol (for files its tables name, such as keys); `devices` the fleet size.
+  std::function<Result<ProtocolBenchPlan>(const std::string& dir, uint64_t devices)> bench;
 };
 
 /// A sink's state for `GET /api/v1/sinks` and `tianhe sinks` (scrape thread).
@@ -154,7 +174,7 @@ struct SinkSpec {
 
 /// A registered payload codec (a device model names it).
 struct CodecSpec {
-  std::string_view name;  ///< as a model names it ("report_protobuf", "json", ...)
+  std::string_view name;  ///< as a model names it ("report", "json", ...)
   std::function<std::unique_ptr<pipeline::Codec>()> create;  ///< one per shard
 };
 

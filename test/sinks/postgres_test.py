@@ -167,6 +167,11 @@ try:
         c.check(metric(m, "tianhe_sink_delivered_reports_total", sink=sink) > 0,
                 f"{sink}: tianhe_sink_delivered_reports_total counts (duplicates dropped by the "
                 f"key: {metric(m, 'tianhe_sink_duplicate_reports_total', sink=sink):.0f})")
+        c.check(metric(m, "tianhe_sink_direct_batches_total", sink=sink) > 0,
+                f"{sink}: batches go by COPY straight into the table "
+                f"({metric(m, 'tianhe_sink_direct_batches_total', sink=sink):.0f} direct, "
+                f"{metric(m, 'tianhe_sink_direct_fallbacks_total', sink=sink):.0f} through "
+                f"the staging table after a replay)")
     cursors = server.psql("SELECT sink, count(*) FROM tianhe_cursors GROUP BY sink ORDER BY sink")
     # Keyed "<instance>@<the gateway's log identity>": gateways sharing a server keep their own.
     cursors = "\n".join(sorted(line.split("@")[0] + "|" + line.split("|")[-1]
@@ -259,6 +264,12 @@ try:
             metric(m, "tianhe_sink_refused_reports_total", sink="postgres.p") == 1 and
             metric(m, "tianhe_sink_isolated_batches_total", sink="postgres.p") == 1,
             "dead-lettered, refused and isolated counters are 1")
+    # battery_mv smallint is not the canonical bigint: binary COPY into the table cannot work,
+    # so the sink turns to the staging table (which casts) and stays there.
+    c.check(metric(m, "tianhe_sink_direct_fallbacks_total", sink="postgres.p") == 1 and
+            metric(m, "tianhe_sink_direct_batches_total", sink="postgres.p") == 0,
+            "an adopted table whose types differ is written through the staging table "
+            f"({metric(m, 'tianhe_sink_direct_fallbacks_total', sink='postgres.p'):.0f} fallback)")
     states = {e["name"]: e for e in json.loads(gw.get("/api/v1/sinks"))["sinks"]}
     q = states.get("postgres.q", {})
     c.check("no primary key or unique index" in q.get("last_error", "") and

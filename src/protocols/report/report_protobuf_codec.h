@@ -1,4 +1,4 @@
-// The report protobuf as a payload codec ("report_protobuf"): a payload that is one Report
+// The report protobuf as a payload codec ("report"): a payload that is one Report
 // message (proto/tianhe/v1/report.proto) becomes the report's metrics. For devices that publish
 // the report protobuf over another transport (MQTT, MQTT-SN); the first pipeline::Codec.
 #pragma once

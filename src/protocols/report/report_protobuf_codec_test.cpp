@@ -75,7 +75,7 @@ TEST(ReportProtobufCodec, MoreMetricsThanTheBatchHoldsIsCountedNotTruncated) {
 }
 
 TEST(ReportProtobufCodec, IsRegistered) {
-  const runtime::CodecSpec* spec = runtime::builtin_extensions().codec("report_protobuf");
+  const runtime::CodecSpec* spec = runtime::builtin_extensions().codec("report");
   ASSERT_NE(spec, nullptr);
   auto codec = spec->create();
   const auto payload = report_message(3);

@@ -149,7 +149,7 @@ void register_extension(runtime::Extensions& extensions) {
   spec.simulate = cmd_simulate;
   extensions.add_protocol(std::move(spec));
   // The report protobuf as a payload codec, for devices that publish it over other transports.
-  extensions.add_codec({.name = "report_protobuf", .create = [] {
+  extensions.add_codec({.name = "report", .create = [] {
                           return std::unique_ptr<pipeline::Codec>(new ReportProtobufCodec());
                         }});
 }

@@ -309,9 +309,10 @@ void RowEncoder::encode(CopyEncoder& out, int32_t ord, const RecordFields& f,
     extra_ += ':';
     append_json_value(extra_, m.value);
   }
-  const size_t fields = 1 + std::size(kFixedColumns) + t.metrics.size() + (t.extra ? 1 : 0);
+  const size_t fields =
+      (ord >= 0 ? 1 : 0) + std::size(kFixedColumns) + t.metrics.size() + (t.extra ? 1 : 0);
   out.row(static_cast<uint16_t>(fields));
-  out.int4(ord);
+  if (ord >= 0) out.int4(ord);
   out.text(f.tenant);
   out.int8(static_cast<int64_t>(f.device_id));
   out.int8(f.seq);

@@ -132,7 +132,8 @@ class CopyEncoder {
   size_t rows_ = 0;
 };
 
-/// Writes one staging row (ord, the record, the model's metrics, extra) of report `r`.
+/// Writes one row of report `r`: ord (when `ord` >= 0: a staging row), the record, the model's
+/// metrics, extra. Without ord it is a row of the table itself.
 /// Scratch buffers are reused; metrics that the model does not list (or whose type no longer
 /// matches its column) go to `extra` when the table has it and are counted in `unmapped`
 /// otherwise.

@@ -331,6 +331,16 @@ TEST(PostgresCopy, ARowHasTheRecordTheTypedMetricsAndExtra) {
   EXPECT_EQ(r.int8(), 946'684'800'000'003'000);
   EXPECT_EQ(r.field(), "report");
   EXPECT_EQ(r.field(), "<null>");  // traceparent
+  // Without ord (a row COPYed straight into the table): one field fewer, the record first.
+  {
+    CopyEncoder direct;
+    direct.begin();
+    rows.encode(direct, -1, f, m, model, t, unmapped);
+    CopyReader d{direct.data(), CopyEncoder::kHeaderBytes};
+    EXPECT_EQ(d.be(2), 8u + 4 + 1);
+    EXPECT_EQ(d.field(), "acme");
+    EXPECT_EQ(direct.size(), e.size() - 2 - 8);  // no end marker yet, no ord (length + int4)
+  }
   double temp = 0;
   const int64_t bits = r.int8();
   std::memcpy(&temp, &bits, 8);

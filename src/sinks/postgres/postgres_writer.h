@@ -28,6 +28,8 @@ namespace tianhe::sinks::postgres {
 /// The writer's own counters (tianhe_sink_*_total{sink}); the consumer has the common ones.
 struct PostgresStats {
   std::atomic<uint64_t> duplicates{0};        ///< rows the primary key already held
+  std::atomic<uint64_t> direct_batches{0};    ///< batches COPYed straight into the tables
+  std::atomic<uint64_t> direct_fallbacks{0};  ///< of those tried, batches that went staged
   std::atomic<uint64_t> refused{0};           ///< rows refused for good, dead-lettered
   std::atomic<uint64_t> isolations{0};        ///< batches isolated row by row
   std::atomic<uint64_t> conflict_retries{0};  ///< transactions run again (40001, 40P01)
@@ -70,8 +72,12 @@ class PostgresWriter final : public SinkWriter {
   struct Target {
     TableLayout layout;
     uint32_t model = 0;
-    std::string staging;         ///< the session's temporary table
-    bool ready = false;          ///< created/migrated and staged on this connection
+    std::string staging;  ///< the session's temporary table
+    bool ready = false;   ///< created/migrated and staged on this connection
+    /// Batches go straight into the table by COPY (no staging). Off for good once the table
+    /// refuses the canonical binary types (an adopted table whose columns differ).
+    bool direct = true;
+    std::string direct_sql;      ///< COPY <table> (<columns>) FROM STDIN (FORMAT binary)
     CopyEncoder copy;            ///< this batch's rows
     std::vector<uint32_t> rows;  ///< batch index of each staged row (by ord)
     std::vector<size_t> starts;  ///< where each row starts in `copy`, then its end
@@ -80,6 +86,16 @@ class PostgresWriter final : public SinkWriter {
   Target* route(const RecordFields& f, std::string& why);
   /// Creates or migrates the table and creates the staging table (own transaction).
   bool ensure(Target& t, PgError& err);
+  /// Routes and encodes the batch's rows into their targets' streams, with ord (staging rows)
+  /// or without (the tables' own rows); kAccepted when done, else why not in `error`.
+  WriteStatus encode(const Batch& batch, bool with_ord, std::string& error);
+  /// The batch by COPY straight into the tables, with the cursors, in one transaction. False
+  /// with err.cls kRefused when a table refused it (a duplicate key after a replay, a value it
+  /// cannot hold): the caller goes the staging way.
+  bool attempt_direct(const Batch& batch, bool durable, PgError& err);
+  /// Writes the refused and unroutable rows to the dead-letter file and syncs it; false (and
+  /// err) when it cannot.
+  bool dead_letter(const Batch& batch, uint32_t attempts, PgError& err);
   /// One try of the batch; `isolate`: row ranges under savepoints, refused rows dead-lettered.
   bool attempt(const Batch& batch, bool durable, bool isolate, uint32_t attempts, PgError& err);
   /// Isolates the refused rows of `t` in [lo, hi) by bisection under savepoints.
@@ -105,6 +121,7 @@ class PostgresWriter final : public SinkWriter {
   std::vector<std::pair<uint32_t, std::string>> unroutable_;
   uint64_t staged_ = 0;
   uint64_t inserted_ = 0;
+  bool direct_tried_ = false;  ///< this batch was tried directly first
   std::string sql_;
   std::string slice_;
   std::vector<uint64_t> affected_;

@@ -667,6 +667,7 @@ Result<ComparisonPhases> comparison_phases(const BenchOptions& o, double single_
 int cmd_bench(int argc, char** argv, const runtime::CommandContext& context) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--sinks") == 0) return cmd_bench_sinks(argc, argv, context);
+    if (std::strcmp(argv[i], "--protocols") == 0) return cmd_bench_protocols(argc, argv);
   }
   BenchOptions o;
   if (const int status = bench_options(argc, argv, o); status >= 0) return status;

@@ -12,6 +12,8 @@ int cmd_bench(int argc, char** argv, const runtime::CommandContext& context);
 /// `tianhe bench --sinks` (sinks_bench.cpp): each sink's delivery rate next to its engine's
 /// ceiling, and ingest with every sink on next to the store alone.
 int cmd_bench_sinks(int argc, char** argv, const runtime::CommandContext& context);
+/// `tianhe bench --protocols`: each protocol's rate next to the report protocol's.
+int cmd_bench_protocols(int argc, char** argv);
 /// `tianhe bench-receiver`: a bare recvmmsg receiver that discards.
 int cmd_bench_receiver(int argc, char** argv);
 

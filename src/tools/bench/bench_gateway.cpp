@@ -134,6 +134,14 @@ Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& n
   }
   gw.report_port = static_cast<uint16_t>((*ports)[0]);
   gw.http_port = static_cast<uint16_t>((*ports)[1]);
+  // Then "name=port" per running protocol (serve --ready-file).
+  std::ifstream in(ready);
+  for (std::string word; in >> word;) {
+    const size_t eq = word.find('=');
+    if (eq == std::string::npos) continue;
+    gw.ports[word.substr(0, eq)] =
+        static_cast<uint16_t>(std::strtoul(word.c_str() + eq + 1, nullptr, 10));
+  }
   return {};
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ struct Gw {
   Child child;
   uint16_t report_port = 0;
   uint16_t http_port = 0;
+  std::map<std::string, uint16_t> ports;  ///< each running protocol's port, by name
 };
 
 /// Starts a gateway in work/name with bench_config(); fills `gw` with its PID and ports.

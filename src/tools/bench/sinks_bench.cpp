@@ -2,10 +2,12 @@
 // (a plain client writing the same rows, measured in the same run), and the gateway's ingest
 // rate with every sink on next to the store alone. The engines must be running; the sinks'
 // tables come from --sinks-config (bench/sinks.sh starts local servers and writes one).
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -161,6 +163,65 @@ Result<double> ingest_rate(const std::string& work, const std::string& name,
   return run->acked_rate;
 }
 
+/// The engines' own load at a given rate: each sink's plain ceiling client writes `rate` rows a
+/// second (in one-second chunks, then waits out the second) until stopped. With it running, a
+/// store-only gateway's ingest rate is the floor under the ingest rate with every sink on: the
+/// machine's cores also run the engines there, at the same delivery rate, and this is what the
+/// gateway can ingest beside them when it does no delivery work itself.
+class EngineLoad {
+ public:
+  EngineLoad(const std::vector<SinkTable>& sinks, const runtime::GatewayContext& gateway,
+             double rate) {
+    const uint64_t chunk = std::max<uint64_t>(1000, static_cast<uint64_t>(rate));
+    for (const SinkTable& t : sinks) {
+      if (!t.spec->ceiling) continue;
+      threads_.emplace_back([this, &t, &gateway, chunk, rate] {
+        while (!stop_.load()) {
+          const int64_t t0 = core::mono_ns();
+          auto c = t.spec->ceiling(t.config, gateway, chunk);
+          if (!c.ok()) {
+            std::lock_guard lock(mu_);
+            errors_ += t.instance + ": " + c.error().message + "; ";
+            return;
+          }
+          rows_.fetch_add(chunk);
+          const int64_t due = t0 + static_cast<int64_t>(1e9 * static_cast<double>(chunk) / rate);
+          while (!stop_.load() && core::mono_ns() < due) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+        }
+      });
+    }
+    start_ns_ = core::mono_ns();
+  }
+  ~EngineLoad() { stop(); }
+  /// Stops the clients (each finishes its chunk).
+  void stop() {
+    stop_.store(true);
+    for (auto& th : threads_) {
+      if (th.joinable()) th.join();
+    }
+    if (end_ns_ == 0) end_ns_ = core::mono_ns();
+  }
+  /// Rows the engines took per second, over every engine.
+  double rows_per_s() const {
+    const int64_t end = end_ns_ != 0 ? end_ns_ : core::mono_ns();
+    return static_cast<double>(rows_.load()) / ((end - start_ns_) / 1e9);
+  }
+  std::string errors() const {
+    std::lock_guard lock(mu_);
+    return errors_;
+  }
+
+ private:
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> rows_{0};
+  mutable std::mutex mu_;
+  std::string errors_;
+  int64_t start_ns_ = 0, end_ns_ = 0;
+};
+
 }  // namespace
 
 int cmd_bench_sinks(int argc, char** argv, const runtime::CommandContext& context) {
@@ -172,7 +233,9 @@ Needs the engines running; --sinks-config names a TOML file with their [sinks.<k
   ceiling   a plain client writing the same rows the engine's fastest usual way
   delivery  a gateway (store + that sink) ingests --reports as fast as it can; the sink's
             catch-up rate over the backlog is its sustained delivery rate
-Then the acked ingest rate with the store alone and with the store and every sink.
+Then the acked ingest rate with the store alone and with the store and every sink, and the
+floor under the latter: the store alone while every engine takes the same rows per second
+from its own plain client (the cores the engines need at that rate).
 
 Options:
   --sinks-config FILE  the sinks' tables (required)
@@ -181,11 +244,12 @@ Options:
   --devices N          devices (default 10000)
   --shards N           gateway shards (default 1)
   --work-dir DIR       where gateways keep data (default: a new directory under /tmp, removed)
+  --ceilings-only      only each engine's ceiling, as JSON
   --json               JSON only)");
     return 0;
   }
   auto args =
-      core::Args::parse(argc, argv, 2, {"sinks", "json"},
+      core::Args::parse(argc, argv, 2, {"sinks", "json", "ceilings-only"},
                         {"sinks-config", "reports", "duration", "devices", "shards", "work-dir"});
   if (!args.ok()) return core::usage_error("bench", args.error().message);
   if (!args->has("sinks-config")) {
@@ -249,6 +313,19 @@ Options:
   gateway.data_dir = work;
   gateway.registry = *registry;
 
+  if (args->has("ceilings-only")) {
+    // Only the engines' ceilings, as JSON: bench/sinks_bench.py measures them beside a gateway
+    // ingesting, for the floor under the catch-up rate after an outage.
+    Json c = Json::object();
+    for (const SinkTable& t : sinks) {
+      if (!t.spec->ceiling) continue;
+      auto r = t.spec->ceiling(t.config, gateway, reports);
+      c[t.instance] = r.ok() ? Json(*r) : Json(r.error().message);
+    }
+    std::printf("%s\n", Json{{"ceilings", c}}.dump().c_str());
+    if (remove_work) fs::remove_all(work);
+    return 0;
+  }
   Json result;
   result["reports"] = reports;
   result["devices"] = devices;
@@ -292,6 +369,20 @@ Options:
   if (alone.ok()) result["ingest_store_only_per_s"] = *alone;
   if (with_all.ok()) result["ingest_all_sinks_per_s"] = *with_all;
   if (alone.ok() && with_all.ok() && *alone > 0) result["ingest_ratio"] = *with_all / *alone;
+  if (with_all.ok() && *with_all > 0) {
+    say("[ingest] the floor: store only, while every engine takes " +
+        std::to_string(static_cast<int>(*with_all)) +
+        " rows/s from its own plain client (the engines' share of the cores) ...");
+    EngineLoad load(sinks, gateway, *with_all);
+    auto floor = ingest_rate(work, "store-beside-engines", "", devices, shards, duration);
+    load.stop();
+    result["engines_rows_per_s"] = load.rows_per_s();
+    if (!load.errors().empty()) result["engines_error"] = load.errors();
+    if (floor.ok() && *floor > 0) {
+      result["ingest_floor_per_s"] = *floor;
+      result["ingest_ratio_to_floor"] = *with_all / *floor;
+    }
+  }
   if (remove_work) fs::remove_all(work);
 
   if (json_only) {
@@ -320,6 +411,13 @@ Options:
                 result["ingest_store_only_per_s"].get<double>(),
                 result["ingest_all_sinks_per_s"].get<double>(),
                 result["ingest_ratio"].get<double>());
+  }
+  if (result.contains("ingest_ratio_to_floor")) {
+    std::printf(
+        "floor: store only beside the engines taking %.0f rows/s from their own clients: "
+        "%.0f reports/s; store + every sink is %.2fx that floor\n",
+        result["engines_rows_per_s"].get<double>(), result["ingest_floor_per_s"].get<double>(),
+        result["ingest_ratio_to_floor"].get<double>());
   }
   return 0;
 }
