@@ -25,7 +25,9 @@ std::string check_hex(const P& p, size_t digits, std::string_view what) {
   return "";
 }
 
-uint32_t hex32(const std::string& s) { return static_cast<uint32_t>(std::strtoul(s.c_str(), nullptr, 16)); }
+uint32_t hex32(const std::string& s) {
+  return static_cast<uint32_t>(std::strtoul(s.c_str(), nullptr, 16));
+}
 
 constexpr Field<C> kFields[] = {
     {.key = "enabled",

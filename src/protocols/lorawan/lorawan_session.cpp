@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <toml++/toml.h>
+#include <optional>
 #include <unordered_set>
 
 #include "core/crc32c.h"
@@ -108,7 +110,7 @@ bool write_all(int fd, const uint8_t* p, size_t n) {
 
 Result<KeysFile> load_keys_file(const std::string& path, std::string_view key) {
   const std::string where = std::string(key) + ": " + path;
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return make_error(where + ": " + std::strerror(errno) +
                       "; create it with [[devices]] and [[gateways]] (docs/protocols/lorawan.md)");
@@ -131,12 +133,13 @@ Result<KeysFile> load_keys_file(const std::string& path, std::string_view key) {
                         "; the file holds [[devices]] and [[gateways]]");
     }
   }
-  auto entries = [&](std::string_view name,
-                     std::vector<const toml::table*>& list) -> Result<void> {
+  auto entries = [&](std::string_view name, std::vector<const toml::table*>& list) -> Result<void> {
     const toml::node* n = root.get(name);
     if (n == nullptr) return {};
     const toml::array* a = n->as_array();
-    if (a == nullptr) return make_error(where + ": " + std::string(name) + ": write each as [[" + std::string(name) + "]]");
+    if (a == nullptr)
+      return make_error(where + ": " + std::string(name) + ": write each as [[" +
+                        std::string(name) + "]]");
     for (size_t i = 0; i < a->size(); ++i) {
       if (!a->get(i)->is_table()) {
         return make_error(where + ": " + std::string(name) + "[" + std::to_string(i) +
@@ -168,14 +171,16 @@ Result<KeysFile> load_keys_file(const std::string& path, std::string_view key) {
     Device d;
     uint64_t v = 0;
     auto eui = str("dev_eui");
-    if (!eui || !parse_hex_int(*eui, 8, v)) return make_error(at + "dev_eui: expected 16 hex digits");
+    if (!eui || !parse_hex_int(*eui, 8, v))
+      return make_error(at + "dev_eui: expected 16 hex digits");
     if (v == 0) return make_error(at + "dev_eui: 0 is not a device id; use the device's DevEUI");
     d.dev_eui = v;
     if (!seen.insert(v).second) return make_error(at + "dev_eui: " + *eui + " is listed twice");
     auto key16 = [&](std::string_view f, Key& k) -> Result<bool> {
       auto s = str(f);
       if (!s) return false;
-      if (!parse_hex(*s, k.data(), 16)) return make_error(at + std::string(f) + ": expected 32 hex digits");
+      if (!parse_hex(*s, k.data(), 16))
+        return make_error(at + std::string(f) + ": expected 32 hex digits");
       return true;
     };
     auto app_key = key16("app_key", d.app_key);
@@ -187,8 +192,9 @@ Result<KeysFile> load_keys_file(const std::string& path, std::string_view key) {
     auto addr = str("dev_addr");
     if (*app_key) {
       if (*nwk || *app || addr) {
-        return make_error(at + "app_key: give either app_key (OTAA) or dev_addr, nwk_s_key and "
-                               "app_s_key (ABP), not both");
+        return make_error(at +
+                          "app_key: give either app_key (OTAA) or dev_addr, nwk_s_key and "
+                          "app_s_key (ABP), not both");
       }
       d.otaa = true;
       if (auto j = str("join_eui")) {
@@ -197,8 +203,9 @@ Result<KeysFile> load_keys_file(const std::string& path, std::string_view key) {
       }
     } else {
       if (!*nwk || !*app || !addr) {
-        return make_error(at + "dev_addr: an ABP device needs dev_addr, nwk_s_key and app_s_key "
-                               "(or give app_key for OTAA)");
+        return make_error(at +
+                          "dev_addr: an ABP device needs dev_addr, nwk_s_key and app_s_key "
+                          "(or give app_key for OTAA)");
       }
       if (!parse_hex_int(*addr, 4, v)) return make_error(at + "dev_addr: expected 8 hex digits");
       d.dev_addr = static_cast<uint32_t>(v);
@@ -331,7 +338,8 @@ Result<SessionJournal> SessionJournal::open(const std::string& dir, SessionTable
   }
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error("protocols.lorawan: cannot write " + tmp + ": " + std::strerror(errno));
+  if (fd < 0)
+    return make_error("protocols.lorawan: cannot write " + tmp + ": " + std::strerror(errno));
   const bool ok = write_all(fd, j.pending_.data(), j.pending_.size()) && ::fdatasync(fd) == 0;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -345,12 +353,16 @@ Result<SessionJournal> SessionJournal::open(const std::string& dir, SessionTable
   j.pending_.clear();
   j.pending_.reserve(64 * 1024);
   j.fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (j.fd_ < 0) return make_error("protocols.lorawan: cannot open " + path + ": " + std::strerror(errno));
+  if (j.fd_ < 0)
+    return make_error("protocols.lorawan: cannot open " + path + ": " + std::strerror(errno));
   return j;
 }
 
 SessionJournal::SessionJournal(SessionJournal&& o) noexcept
-    : fd_(o.fd_), sync_(o.sync_), pending_(std::move(o.pending_)), file_bytes_(o.file_bytes_),
+    : fd_(o.fd_),
+      sync_(o.sync_),
+      pending_(std::move(o.pending_)),
+      file_bytes_(o.file_bytes_),
       syncs_(o.syncs_) {
   o.fd_ = -1;
 }
@@ -396,14 +408,20 @@ void SessionJournal::record(uint8_t type, const Device& d) noexcept {
   put(pending_, core::crc32c(&pending_[start], pending_.size() - start), 4);
 }
 
-void SessionJournal::uplink(const Device& d) noexcept { record(kUplink, d); }
-void SessionJournal::downlink(const Device& d) noexcept { record(kDownlink, d); }
-void SessionJournal::join(const Device& d) noexcept { record(kState, d); }
+void SessionJournal::uplink(const Device& d) noexcept {
+  record(kUplink, d);
+}
+void SessionJournal::downlink(const Device& d) noexcept {
+  record(kDownlink, d);
+}
+void SessionJournal::join(const Device& d) noexcept {
+  record(kState, d);
+}
 
 bool SessionJournal::commit() noexcept {
   if (pending_.empty()) return true;
-  const bool ok = write_all(fd_, pending_.data(), pending_.size()) &&
-                  (!sync_ || ::fdatasync(fd_) == 0);
+  const bool ok =
+      write_all(fd_, pending_.data(), pending_.size()) && (!sync_ || ::fdatasync(fd_) == 0);
   file_bytes_ += pending_.size();
   pending_.clear();
   if (ok) ++syncs_;

@@ -9,13 +9,11 @@
 namespace tianhe::protocols::lorawan {
 namespace {
 
-constexpr std::string_view kStatusNames[] = {"ok",          "too_short",      "bad_version",
-                                             "unknown_type", "server_type",   "trailing_bytes",
-                                             "no_json"};
+constexpr std::string_view kStatusNames[] = {
+    "ok", "too_short", "bad_version", "unknown_type", "server_type", "trailing_bytes", "no_json"};
 static_assert(std::size(kStatusNames) == static_cast<size_t>(SemtechStatus::kCount));
-constexpr std::string_view kRxpkNames[] = {"ok",         "bad_json",      "missing_field",
-                                           "bad_field",  "bad_base64",    "size_mismatch",
-                                           "too_many"};
+constexpr std::string_view kRxpkNames[] = {
+    "ok", "bad_json", "missing_field", "bad_field", "bad_base64", "size_mismatch", "too_many"};
 static_assert(std::size(kRxpkNames) == static_cast<size_t>(RxpkStatus::kCount));
 
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
