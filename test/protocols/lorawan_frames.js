@@ -27,6 +27,8 @@ function handle(r) {
     if (r.port !== undefined && r.port !== null) fields.FPort = r.port;
     if (r.fopts) fields.FOpts = hex(r.fopts);
     const p = lp.fromFields(fields, hex(r.app), hex(r.nwk), undefined, msb(r.fcnt));
+    // lora-packet leaves the MIC unset (EEEEEEEE) on a frame without FPort: sign it explicitly.
+    lp.recalculateMIC(p, hex(r.nwk), undefined, msb(r.fcnt));
     return { phy: p.getPHYPayload().toString("hex") };
   }
   if (r.op === "join") {

@@ -291,7 +291,7 @@ def run_all(c, gw, devs, work, data, config):
     add("size larger than data", lambda: hdr(0) + push_body(rx(valid(), size=200)), "rxpk_size_mismatch")
     add("data not base64", hdr(0) + push_body(rx(size=3, data="!!!!")), "rxpk_bad_base64")
     add("base64 bad padding", hdr(0) + push_body(rx(size=1, data="QQ=")), "rxpk_bad_base64")
-    add("data of 256 bytes", hdr(0) + push_body(rx(bytes(256))), "rxpk_bad_base64")
+    add("data of 256 bytes", hdr(0) + push_body(rx(bytes(256), size=255)), "rxpk_bad_base64")
     add("size -1", hdr(0) + push_body(rx(size=-1, data="QUJD")), "rxpk_bad_field")
     add("size 256", hdr(0) + push_body(rx(size=256, data="QUJD")), "rxpk_bad_field")
     add("size as a string", hdr(0) + push_body(rx(size="3", data="QUJD")), "rxpk_bad_field")
