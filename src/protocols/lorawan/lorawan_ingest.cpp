@@ -127,7 +127,7 @@ Result<std::unique_ptr<LoRaWanIngest>> LoRaWanIngest::create(
 }
 
 LoRaWanIngest::LoRaWanIngest(const LoRaWanConfig& config, transports::UdpSocket socket,
-                             KeysFile keys, std::unique_ptr<SessionTable> sessions,
+                             const KeysFile& keys, std::unique_ptr<SessionTable> sessions,
                              SessionJournal journal,
                              std::unique_ptr<runtime::PayloadDecoder> decoder, LoRaWanStats* stats)
     : config_(config),

@@ -71,7 +71,7 @@ class LoRaWanIngest final : public runtime::Ingest {
   };
   struct Pending;  ///< a frame waiting for its dedup window
   struct Downlink;
-  LoRaWanIngest(const LoRaWanConfig& config, transports::UdpSocket socket, KeysFile keys,
+  LoRaWanIngest(const LoRaWanConfig& config, transports::UdpSocket socket, const KeysFile& keys,
                 std::unique_ptr<SessionTable> sessions, SessionJournal journal,
                 std::unique_ptr<runtime::PayloadDecoder> decoder, LoRaWanStats* stats);
 

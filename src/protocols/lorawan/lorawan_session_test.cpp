@@ -21,7 +21,7 @@ class SessionTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string write(const std::string& text, mode_t mode = 0600) {
-    const std::string p = dir_ + "/keys.toml";
+    std::string p = dir_ + "/keys.toml";
     std::ofstream(p) << text;
     ::chmod(p.c_str(), mode);
     return p;
