@@ -3,6 +3,7 @@
 # cmake/tianhe.cmake (th_extension, th_write_extensions).
 th_extension(protocols/report)
 th_extension(protocols/mqtt_sn)
+th_extension(protocols/lorawan)
 th_extension(codecs/json)
 th_extension(codecs/cayenne_lpp)
 th_extension(codecs/raw)
