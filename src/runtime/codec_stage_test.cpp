@@ -55,12 +55,10 @@ class CodecStageTest : public ::testing::Test {
            ("codec_stage_test_" + std::to_string(::getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
-    ext_.add_codec({.name = "digit", .create = [] {
-                      return std::unique_ptr<pipeline::Codec>(new DigitCodec());
-                    }});
-    ext_.add_codec({.name = "empty", .create = [] {
-                      return std::unique_ptr<pipeline::Codec>(new EmptyCodec());
-                    }});
+    ext_.add_codec({.name = "digit",
+                    .create = [] { return std::unique_ptr<pipeline::Codec>(new DigitCodec()); }});
+    ext_.add_codec({.name = "empty",
+                    .create = [] { return std::unique_ptr<pipeline::Codec>(new EmptyCodec()); }});
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -130,8 +128,8 @@ TEST_F(CodecStageTest, AFailureIsDeadLetteredWithItsBytesAndReasonAndCountedByDe
   core::ReportBatch batch(8, 8);
   core::Report* r = batch.add_report();
   r->device_id = 4;
-  const pipeline::CodecContext ctx{.device_id = 4, .fport = 0, .received_ns = 123,
-                                   .topic = "test/4/\"telemetry\""};
+  const pipeline::CodecContext ctx{
+      .device_id = 4, .fport = 0, .received_ns = 123, .topic = "test/4/\"telemetry\""};
   EXPECT_EQ((*d)->decode(bytes("t=x"), ctx, batch, *r), PayloadOutcome::kDeadLettered);
   // What the codec appended before it failed is gone.
   EXPECT_EQ(r->metric_count, 0);
