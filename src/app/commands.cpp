@@ -168,7 +168,7 @@ int cmd_simulate(int argc, char** argv) {
       break;
     }
   }
-  // "mqttsn" names mqtt_sn: a protocol is found with or without the underscores of its name.
+  // A protocol is found with or without the underscores of its name ("ab" finds "a_b").
   const auto same = [](std::string_view a, std::string_view b) {
     std::string x, y;
     for (const char c : a) {

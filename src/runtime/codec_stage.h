@@ -1,5 +1,5 @@
-// The codec stage: protocols that carry opaque payloads (MQTT-SN, LoRaWAN, MQTT) hand each one to
-// the codec its device's model names (`[[models]] codec = "json"`); a payload the codec cannot
+// The codec stage: protocols that carry opaque payloads hand each one to the codec its device's
+// model names (`[[models]] codec = "<name>"`); a payload the codec cannot
 // decode is dead-lettered (one JSON line with the raw bytes in hex and the reason, under
 // <data_dir>/dead-letter/codecs/) and counted per codec, reason and device, and the shard goes on.
 // One CodecStage per gateway (DataPlane builds it; GatewayContext::codecs); one PayloadDecoder per
@@ -114,7 +114,7 @@ class CodecStage {
       std::string data_dir, std::shared_ptr<const pipeline::Registry> registry,
       const Extensions& extensions, uint64_t max_dead_letter_bytes = 256ull << 20);
 
-  /// A decoder for protocol `protocol` ("mqtt_sn") on shard `shard`, using codec
+  /// A decoder for protocol `protocol` (its registered name) on shard `shard`, using codec
   /// `default_codec` for models that name none. Main thread, before the shards start; an error
   /// names an unknown default codec.
   Result<std::unique_ptr<PayloadDecoder>> decoder(uint32_t shard, std::string_view protocol,
