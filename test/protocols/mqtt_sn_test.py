@@ -134,7 +134,9 @@ def test_sleep(gw, port, codec):
     assert mqtt_sn(gw, "sessions_sleeping") >= 1
     cl.send(sn.MQTTSN() / sn.MQTTSNPingReq(client_id=b"sleepy-9"))
     pa = cl.expect(sn.MQTTSNPuback)
-    assert (pa.mid, pa.return_code) == (mid, sn.ACCEPTED)
+    assert (pa.mid, pa.return_code) == (mid, sn.ACCEPTED), \
+        f"held PUBACK mid {pa.mid} code {pa.return_code}; expected mid {mid}, accepted " \
+        f"(attempt {attempt + 1})"
     cl.expect(sn.MQTTSNPingResp)
     assert mqtt_sn(gw, "sleep_delivered_total") >= 1
     print(f"  sleep: held on attempt {attempt + 1}")
