@@ -140,11 +140,9 @@ Result<LoRaWanSimSummary> run_lorawan_simulator(const LoRaWanSimOptions& o,
     header(b, g, static_cast<uint8_t>(SemtechType::kPullData));
     (void)::send(socks[g].fd(), b, 12, 0);
   }
-  uint32_t fcnt0 = o.first_fcnt;
-  if (fcnt0 == 0) {
-    // 64 per second since 2024: later runs start above earlier ones (below 2^32 until 2026+).
-    fcnt0 = static_cast<uint32_t>((core::wall_ns() / 1'000'000'000 - 1'704'067'200) * 64);
-  }
+  // A new session's first frames must have counters below 2^16: the network server cannot
+  // guess the upper 16 bits of a device it has not heard yet (§4.3.1.5).
+  const uint32_t fcnt0 = o.first_fcnt;
   LoRaWanCrypto crypto;
   const int64_t start = core::mono_ns();
   const int64_t end = start + static_cast<int64_t>(o.duration_s * 1e9);
@@ -230,6 +228,7 @@ Result<LoRaWanSimSummary> run_lorawan_simulator(const LoRaWanSimOptions& o,
   for (uint32_t g = 0; g < gws; ++g) {
     for (int64_t t : sent_at[g]) sum.lost += t != 0 ? 1 : 0;
   }
+  sum.last_fcnt = fcnt0 + static_cast<uint32_t>(round);
   sum.elapsed_s = static_cast<double>(sent_end - start) / 1e9;
   sum.rate = sum.elapsed_s > 0 ? static_cast<double>(sum.sent) / sum.elapsed_s : 0;
   sum.acked_rate = sum.elapsed_s > 0 ? static_cast<double>(sum.acked) / sum.elapsed_s : 0;
@@ -264,12 +263,14 @@ std::string LoRaWanSimSummary::text() const {
                 "lost          %llu (PUSH_DATA never acknowledged)\n"
                 "downlinks     %llu PULL_RESP\n"
                 "send errors   %llu\n"
+                "last FCnt     %u (a next run against the same gateway: --first-fcnt %u)\n"
                 "latency       p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms "
                 "(PUSH_DATA to PUSH_ACK)\n",
                 static_cast<unsigned long long>(sent), static_cast<unsigned long long>(datagrams),
                 elapsed_s, rate, static_cast<unsigned long long>(acked), acked_rate,
                 static_cast<unsigned long long>(lost), static_cast<unsigned long long>(downlinks),
-                static_cast<unsigned long long>(send_errors), p50_ms, p99_ms, p999_ms, max_ms);
+                static_cast<unsigned long long>(send_errors), last_fcnt, last_fcnt + 1, p50_ms,
+                p99_ms, p999_ms, max_ms);
   return buf;
 }
 
@@ -288,7 +289,8 @@ Options:
   --duration S         seconds to send (default 10)
   --per-datagram K     rxpk entries per PUSH_DATA (default 1)
   --confirmed-every N  every Nth uplink is a confirmed one (its ACK comes as PULL_RESP)
-  --first-fcnt N       first frame counter (default: from the clock, so reruns are not replays)
+  --first-fcnt N       first frame counter (default 0; a rerun against the same gateway
+                       continues above the last run's, which the summary prints)
   --seed N             key seed (must match the keys file)
   --write-keys FILE    write the fleet's keys file (mode 0600) and exit
   --json               print the summary as JSON ("acked" = PUSH_ACK received)

@@ -55,6 +55,7 @@ struct LoRaWanSimSummary {
   uint64_t lost = 0;       ///< PUSH_DATA never acknowledged
   uint64_t downlinks = 0;  ///< PULL_RESP received
   uint64_t send_errors = 0;
+  uint32_t last_fcnt = 0;  ///< the counter of the last round sent
   double elapsed_s = 0, rate = 0, acked_rate = 0;
   double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;  ///< PUSH_DATA to PUSH_ACK
   std::string json() const;                                ///< the report simulator's keys
