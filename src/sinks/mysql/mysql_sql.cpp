@@ -195,7 +195,7 @@ TableLayout table_layout(const pipeline::Model& model) {
   return l;
 }
 
-std::string create_table_sql(std::string_view table, const TableLayout& layout) {
+std::string create_table_sql(std::string_view table, const TableLayout& layout, KeyOrder order) {
   std::string s = "CREATE TABLE IF NOT EXISTS ";
   append_identifier(s, table);
   s += " (";
@@ -205,7 +205,15 @@ std::string create_table_sql(std::string_view table, const TableLayout& layout) 
     s += c.type;
     s += ", ";
   }
-  s += "PRIMARY KEY (`device_id`, `time_ns`, `seq`)) DEFAULT CHARSET = utf8mb4";
+  // InnoDB stores the rows in primary-key order (the clustered index). Device-first, each
+  // device's newest rows sit on a leaf page of their own, so a batch from N devices dirties N
+  // pages, and once N pages exceed the buffer pool every row costs a page read and a page
+  // write (10,000 devices: 160 MiB of 16 KiB pages). Time-first, rows arrive in about key
+  // order and go to the last pages. The set of columns, which is what exactly-once relies on
+  // (ON DUPLICATE KEY), is the same in either order.
+  s += order == KeyOrder::kTimeFirst ? "PRIMARY KEY (`time_ns`, `device_id`, `seq`))"
+                                     : "PRIMARY KEY (`device_id`, `time_ns`, `seq`))";
+  s += " DEFAULT CHARSET = utf8mb4";
   return s;
 }
 

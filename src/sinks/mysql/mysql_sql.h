@@ -67,9 +67,15 @@ std::span<const Column> fixed_columns();
 /// The layout of `model`'s table.
 TableLayout table_layout(const pipeline::Model& model);
 
-/// CREATE TABLE IF NOT EXISTS `table` (...) with the layout and PRIMARY KEY (device_id, time_ns,
-/// seq).
-std::string create_table_sql(std::string_view table, const TableLayout& layout);
+/// The order of a new table's primary key (always the columns device_id, time_ns, seq).
+enum class KeyOrder : uint8_t {
+  kTimeFirst,    ///< (time_ns, device_id, seq): InnoDB appends at the index's right edge
+  kDeviceFirst,  ///< (device_id, time_ns, seq): TiDB, where a time-first key is one hot region
+};
+
+/// CREATE TABLE IF NOT EXISTS `table` (...) with the layout and the primary key in `order`.
+std::string create_table_sql(std::string_view table, const TableLayout& layout,
+                             KeyOrder order = KeyOrder::kTimeFirst);
 
 /// ALTER TABLE `table` ADD COLUMN `c` <type>, for a column missing from an existing table (added
 /// as NULL-able, so a table with rows can take it).

@@ -158,8 +158,15 @@ Result<std::vector<uint64_t>> MysqlWriter::open(uint32_t shards) {
   };
   // Keep every statement below the server's max_allowed_packet (with room for the protocol).
   statement_limit_ = settings_.max_statement_bytes;
-  auto packet = conn_.select("SELECT @@max_allowed_packet");
+  auto packet = conn_.select("SELECT @@max_allowed_packet, VERSION()");
   if (!packet) return fail("cannot read max_allowed_packet");
+  // TiDB names itself in its version ("8.0.11-TiDB-v7.5.0"). It splits a table into regions
+  // by key range: a time-first key would put every write on the last region, so its new
+  // tables lead with the device (docs/sinks/mysql.md, "TiDB").
+  key_order_ = !packet->empty() && packet->front().size() > 1 &&
+                       packet->front()[1].find("TiDB") != std::string::npos
+                   ? KeyOrder::kDeviceFirst
+                   : KeyOrder::kTimeFirst;
   if (!packet->empty() && !packet->front().empty()) {
     const uint64_t limit = std::strtoull(packet->front()[0].c_str(), nullptr, 10);
     if (limit > 8192 && limit - 4096 < statement_limit_) {
@@ -226,7 +233,7 @@ uint32_t MysqlWriter::table_for(uint32_t tenant, uint32_t model) {
 MysqlWriter::Outcome MysqlWriter::ensure_table(Table& t, std::string& error) {
   if (t.ensured) return Outcome::kDone;
   const TableLayout& layout = layouts_[t.model];
-  if (!conn_.query(create_table_sql(t.name, layout))) {
+  if (!conn_.query(create_table_sql(t.name, layout, key_order_))) {
     error = "cannot create table `" + t.name + "`: " + conn_.message();
     return Outcome::kFail;
   }

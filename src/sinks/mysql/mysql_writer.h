@@ -120,7 +120,8 @@ class MysqlWriter final : public SinkWriter {
   Connection conn_;
   std::vector<Table> tables_;
   std::unordered_map<uint64_t, uint32_t> table_index_;  ///< (tenant << 32 | model) -> tables_
-  uint64_t statement_limit_ = 0;  ///< max_statement_bytes, below max_allowed_packet
+  uint64_t statement_limit_ = 0;               ///< max_statement_bytes, below max_allowed_packet
+  KeyOrder key_order_ = KeyOrder::kTimeFirst;  ///< of the tables it creates (by the server)
 
   // Per batch, reused.
   MetricDecoder decoder_;
