@@ -125,8 +125,8 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
         codec_note_ = "no payload codec \"raw\" compiled in: reports carry radio metrics only";
       }
     }
-    auto ingest = LoRaWanIngest::create(config_, std::move(*keys), std::move(sessions),
-                                        std::move(*journal), std::move(decoder), &stats_);
+    auto ingest = LoRaWanIngest::create(config_, *keys, std::move(sessions), std::move(*journal),
+                                        std::move(decoder), &stats_);
     if (!ingest.ok()) return ingest.error();
     port_ = ingest.value()->port();
     session_bytes_ = ingest.value()->session_bytes();
