@@ -1,5 +1,6 @@
 #include "app/gateway.h"
 
+#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -74,6 +75,49 @@ std::string Gateway::debug_shards_json() const {
   return Json{{"shards", arr}}.dump(2);
 }
 
+// GET /debug/sessions?protocol=NAME[&after=CURSOR][&limit=N]: one page of a protocol's
+// sessions (at most 1000), shard after shard; `next` is the cursor of the following page.
+control::HttpResponse Gateway::debug_sessions(const control::HttpRequest& req) const {
+  const std::string protocol = req.query_param("protocol");
+  if (protocol.empty()) {
+    return control::HttpResponse::error(
+        400, "missing protocol; ask /debug/sessions?protocol=NAME (e.g. mqtt_sn, lorawan)");
+  }
+  auto number = [&](std::string_view key, uint64_t fallback) -> Result<uint64_t> {
+    const std::string text = req.query_param(key);
+    if (text.empty()) return fallback;
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return make_error(std::string(key) + ": expected a non-negative integer; got \"" + text +
+                        "\"");
+    }
+    return v;
+  };
+  auto after = number("after", 0);
+  if (!after.ok()) return control::HttpResponse::error(400, after.error().message);
+  auto limit = number("limit", 100);
+  if (!limit.ok()) return control::HttpResponse::error(400, limit.error().message);
+  if (*limit == 0 || *limit > runtime::kMaxSessionPage) {
+    return control::HttpResponse::error(400, "limit: between 1 and " +
+                                                 std::to_string(runtime::kMaxSessionPage) +
+                                                 "; got " + std::to_string(*limit));
+  }
+  auto page = data_->sessions(protocol, *after, static_cast<uint32_t>(*limit));
+  if (!page.ok()) {
+    const bool unknown = page.error().message.find("is not running") != std::string::npos;
+    return control::HttpResponse::error(unknown ? 404 : 503, page.error().message);
+  }
+  std::string body = "{\"protocol\":" + Json(protocol).dump() +
+                     ",\"total\":" + std::to_string(page->total) + ",\"sessions\":[";
+  for (size_t i = 0; i < page->sessions.size(); ++i) {
+    if (i) body += ",";
+    body += page->sessions[i];
+  }
+  body += "],\"next\":" + (page->more ? "\"" + std::to_string(page->next) + "\"" : "null") + "}";
+  return control::HttpResponse{200, "application/json", std::move(body), {}};
+}
+
 std::string Gateway::sinks_json() const {
   Json arr = Json::array();
   const int64_t now = core::wall_ns();
@@ -122,6 +166,8 @@ Result<void> Gateway::start_http() {
   http_->route("GET", "/debug/shards", [this](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", debug_shards_json(), {}};
   });
+  http_->route("GET", "/debug/sessions",
+               [this](const control::HttpRequest& req) { return debug_sessions(req); });
   http_->route("GET", "/api/v1/devices/{id}", [this](const control::HttpRequest& req) {
     auto id = core::positive_id_param(req, "id", "device id");
     if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
@@ -151,7 +197,9 @@ Result<void> Gateway::start_http() {
         "<li><a href=\"/api/v1/sinks\">/api/v1/sinks</a> (each sink's state, lag, last error)</li>"
         "<li>/api/v1/devices/{id}, /api/v1/devices/{id}/latest, "
         "/api/v1/devices/{id}/reports?from=&amp;to=&amp;limit=</li>"
-        "<li><a href=\"/debug/shards\">/debug/shards</a></li></ul>";
+        "<li><a href=\"/debug/shards\">/debug/shards</a></li>"
+        "<li>/debug/sessions?protocol=NAME&amp;after=&amp;limit= (a protocol's sessions)</li>"
+        "</ul>";
     return r;
   });
   http_->set_idle_timeout(config_.http.idle_timeout);

@@ -53,6 +53,7 @@ class Gateway {
   std::string debug_shards_json() const;
   /// GET /api/v1/sinks: every running sink's state, lag, counts and last error.
   std::string sinks_json() const;
+  control::HttpResponse debug_sessions(const control::HttpRequest& req) const;
 
   control::GatewayConfig config_;
   std::unique_ptr<runtime::DataPlane> data_;

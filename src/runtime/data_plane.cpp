@@ -290,6 +290,44 @@ Totals DataPlane::totals() const {
   return t;
 }
 
+Result<SessionPage> DataPlane::sessions(std::string_view protocol, uint64_t after,
+                                        uint32_t limit) const {
+  const ProtocolInstance* instance = nullptr;
+  std::string running;
+  for (const RunningProtocol& p : protocols_) {
+    if (p.name == protocol) instance = p.instance.get();
+    running += (running.empty() ? "" : ", ") + std::string(p.name);
+  }
+  if (instance == nullptr) {
+    return make_error("protocol \"" + std::string(protocol) + "\" is not running; running: " +
+                      (running.empty() ? std::string("none") : running));
+  }
+  constexpr int kShardShift = 48;
+  constexpr uint64_t kLocalMask = (uint64_t{1} << kShardShift) - 1;
+  limit = std::min(limit, kMaxSessionPage);
+  SessionPage out;
+  const auto shards = static_cast<uint32_t>(shards_.size());
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    const auto first = static_cast<uint32_t>(after >> kShardShift);
+    const uint32_t room = static_cast<uint32_t>(limit - out.sessions.size());
+    // Shards before the cursor's and after a full page are asked for their count only.
+    const bool listing = shard >= first && !out.more;
+    auto page =
+        instance->sessions(shard, shard == first ? after & kLocalMask : 0, listing ? room : 0);
+    if (!page.ok())
+      return make_error("shard " + std::to_string(shard) + ": " + page.error().message);
+    out.total += page->total;
+    if (!listing) continue;
+    for (std::string& s : page->sessions) out.sessions.push_back(std::move(s));
+    out.next = (uint64_t{shard} << kShardShift) | (page->next & kLocalMask);
+    if (page->more || (out.sessions.size() == limit && shard + 1 < shards)) {
+      out.more = true;
+      if (!page->more) out.next = uint64_t{shard + 1} << kShardShift;
+    }
+  }
+  return out;
+}
+
 DebugFields DataPlane::debug(uint32_t shard) const {
   DebugFields out;
   for (const auto& p : protocols_) p.instance->debug(shard, out);

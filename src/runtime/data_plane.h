@@ -80,6 +80,10 @@ class DataPlane {
   Totals totals() const;
   /// Shard i's numbers for /debug/shards.
   DebugFields debug(uint32_t shard) const;
+  /// /debug/sessions: up to `limit` sessions of running protocol `protocol`, shard after shard,
+  /// after cursor `after` (0: the first; else a page's `next`: the shard in its top 16 bits, the
+  /// shard's own cursor below); `total` counts every shard's. An error names the protocols.
+  Result<SessionPage> sessions(std::string_view protocol, uint64_t after, uint32_t limit) const;
   const pipeline::Registry& registry() const noexcept { return *options_.registry; }
 
  private:

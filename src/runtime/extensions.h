@@ -25,6 +25,7 @@
 #include "pipeline/codec.h"
 #include "pipeline/registry.h"
 #include "runtime/ingest.h"
+#include "runtime/session_mailbox.h"
 #include "runtime/totals.h"
 
 namespace tianhe::log {
@@ -75,6 +76,15 @@ class ProtocolInstance {
   virtual std::string banner() const = 0;
   /// The port it listens on (0: none), for --ready-file and tests.
   virtual uint16_t port() const noexcept = 0;
+  /// /debug/sessions?protocol=<name>: up to `limit` of shard `shard`'s sessions after cursor
+  /// `after` (0: from the first). HTTP thread: an ingest answers through its SessionMailbox.
+  /// The default: it keeps no per-peer sessions.
+  virtual Result<SessionPage> sessions(uint32_t shard, uint64_t after, uint32_t limit) const {
+    (void)shard;
+    (void)after;
+    (void)limit;
+    return make_error("this protocol keeps no sessions");
+  }
 };
 
 /// How `tianhe bench --protocols` drives a protocol: a gateway with its tables, and its own

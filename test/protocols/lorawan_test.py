@@ -459,6 +459,23 @@ def run_all(c, gw, devs, work, data, config):
     wait_for(lambda: rejected(gw, "dev_nonce_replay") >= r0 + 1, 20, "DevNonce replay")
     c.check(True, "a replayed Join-Request is refused (DevNonce)")
 
+    # /debug/sessions?protocol=lorawan: every device, paged; the joined one with its DevAddr;
+    # no key material.
+    listed, after = [], None
+    while True:
+        page = json.loads(gw.get("/debug/sessions?protocol=lorawan&limit=2" +
+                                 (f"&after={after}" if after else "")))
+        listed += page["sessions"]
+        after = page["next"]
+        if after is None:
+            break
+    by_eui = {s["dev_eui"]: s for s in listed}
+    c.check(len(listed) == 3 and page["total"] == 3, f"3 device sessions listed ({len(listed)})")
+    jc = by_eui.get(EUI16(C["eui"]), {})
+    c.check(jc.get("activation") == "otaa" and jc.get("joined") and
+            jc.get("dev_addr") == acc["devAddr"].lower(), f"joined device listed ({jc})")
+    c.check(not any("key" in k for s in listed for k in s), "no keys in /debug/sessions")
+
     # ---- 6. kill -9, restart: no replay accepted ----
     last_b = devs.up(B, 0x20002, payload="02", confirmed=True)
     last_c = devs.up(joined, 3, payload="03")

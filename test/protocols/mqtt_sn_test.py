@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mqtt_sn_client as c  # noqa: E402
@@ -152,6 +153,43 @@ def test_sleep(gw, port, codec):
     cl.expect(sn.MQTTSNPingResp)
     assert mqtt_sn(gw, "sleep_delivered_total") >= 1
     cl.close()
+
+
+def http_error(gw, path):
+    """The HTTP status of a GET that must fail, and its body."""
+    try:
+        gw.get(path)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    raise AssertionError(f"GET {path} succeeded")
+
+
+def test_debug_sessions(gw, port, codec):
+    """/debug/sessions?protocol=mqtt_sn lists every session once, page by page."""
+    clients = [Client(port, f"listed-{i}").connected() for i in range(5)]
+    ids, after, pages = [], None, 0
+    while True:
+        q = "/debug/sessions?protocol=mqtt_sn&limit=2" + (f"&after={after}" if after else "")
+        page = json.loads(gw.get(q))
+        assert page["protocol"] == "mqtt_sn" and len(page["sessions"]) <= 2, page
+        ids += [s["client_id"] for s in page["sessions"]]
+        pages += 1
+        after = page["next"]
+        if after is None:
+            break
+    assert pages >= 3 and len(ids) == len(set(ids)), ids
+    assert {f"listed-{i}" for i in range(5)} <= set(ids), ids
+    assert page["total"] == len(ids), (page["total"], ids)
+    s = next(s for s in json.loads(gw.get("/debug/sessions?protocol=mqtt_sn&limit=1000"))
+             ["sessions"] if s["client_id"] == "listed-3")
+    assert s["state"] == "active" and s["peer"].startswith("127.0.0.1:"), s
+    assert http_error(gw, "/debug/sessions")[0] == 400
+    code, body = http_error(gw, "/debug/sessions?protocol=nope")
+    assert code == 404 and "mqtt_sn" in body, body
+    assert http_error(gw, "/debug/sessions?protocol=mqtt_sn&limit=0")[0] == 400
+    assert http_error(gw, "/debug/sessions?protocol=mqtt_sn&after=x")[0] == 400
+    for cl in clients:
+        cl.close()
 
 
 def test_keep_alive_and_takeover(gw, port, codec):
@@ -306,7 +344,8 @@ def main():
             extra_mqtt_sn=f'{PREDEFINED}\ngateway_id = 7\nadvertise_interval = "1s"\n'
                           f'advertise_to = "127.0.0.1:{adv.getsockname()[1]}"')
         try:
-            for t in (test_flows, test_sleep, test_keep_alive_and_takeover, test_vectors):
+            for t in (test_flows, test_sleep, test_debug_sessions, test_keep_alive_and_takeover,
+                      test_vectors):
                 print(t.__name__)
                 t(gw, port, codec)
             print("test_will_searchgw_advertise")

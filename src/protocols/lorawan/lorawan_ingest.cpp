@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "core/clock.h"
 #include "core/crc32c.h"
@@ -173,6 +175,7 @@ LoRaWanIngest::LoRaWanIngest(const LoRaWanConfig& config, transports::UdpSocket 
 LoRaWanIngest::~LoRaWanIngest() = default;
 
 void LoRaWanIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const {
+  if (mailbox_.fd() >= 0) out.push_back({mailbox_.fd(), POLLIN});
   out.push_back({socket_.fd(),
                  static_cast<short>(POLLIN | (wait == runtime::AckWait::kSocket ? POLLOUT : 0))});
 }
@@ -214,7 +217,36 @@ void LoRaWanIngest::send_answer(const sockaddr_storage& to, socklen_t len, Semte
   if (n == 4) (t == SemtechType::kPushAck ? stats_->push_acks : stats_->pull_acks).add();
 }
 
+void LoRaWanIngest::list_sessions(uint64_t after, uint32_t limit,
+                                  runtime::SessionPage& page) const {
+  auto hex = [](uint64_t v, int digits) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%0*llx", digits, static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  const SessionTable& t = *sessions_;
+  page.total = t.size();
+  uint64_t i = after;
+  for (; i < t.size() && page.sessions.size() < limit; ++i) {
+    const Device& d = t[static_cast<uint32_t>(i)];
+    nlohmann::json j{{"dev_eui", hex(d.dev_eui, 16)},
+                     {"device_id", d.dev_eui},
+                     {"activation", d.otaa ? "otaa" : "abp"},
+                     {"joined", d.has_session}};
+    if (d.has_session) j["dev_addr"] = hex(d.dev_addr, 8);
+    if (d.has_fcnt) j["fcnt_up"] = d.fcnt_up;
+    j["fcnt_down"] = d.fcnt_down;
+    if (d.has_dev_nonce) j["last_dev_nonce"] = d.dev_nonce;
+    page.sessions.push_back(j.dump());  // no key material: keys never leave the table
+  }
+  page.next = i;
+  page.more = i < t.size();
+}
+
 uint32_t LoRaWanIngest::poll_input(runtime::Shard& shard) noexcept {
+  mailbox_.serve([this](uint64_t after, uint32_t limit, runtime::SessionPage& page) {
+    list_sessions(after, limit, page);
+  });
   const int n = rx_.receive(socket_.fd());
   if (n <= 0) return 0;
   const int64_t now_mono = core::mono_ns();

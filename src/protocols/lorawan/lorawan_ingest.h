@@ -19,6 +19,7 @@
 #include "protocols/lorawan/lorawan_stats.h"
 #include "protocols/lorawan/semtech_parser.h"
 #include "runtime/codec_stage.h"
+#include "runtime/session_mailbox.h"
 #include "runtime/shard.h"
 #include "transports/udp_socket.h"
 
@@ -48,6 +49,8 @@ class LoRaWanIngest final : public runtime::Ingest {
   void on_timer(runtime::Shard& shard, int64_t now_ns) noexcept override;
   /// The UDP port bound.
   uint16_t port() const noexcept { return socket_.local_port(); }
+  /// Where /debug/sessions asks for the device sessions (any thread).
+  runtime::SessionMailbox& mailbox() noexcept { return mailbox_; }
   /// Heap bytes of the session table (for the memory-per-session figure).
   size_t session_bytes() const noexcept { return sessions_->bytes(); }
 
@@ -97,6 +100,9 @@ class LoRaWanIngest final : public runtime::Ingest {
   transports::DatagramBatch rx_;
   std::vector<Gateway> gateways_;  ///< sorted by eui
   std::unique_ptr<SessionTable> sessions_;
+  runtime::SessionMailbox mailbox_;
+  /// Fills a /debug/sessions page: devices from index `after` (the cursor is a device index).
+  void list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const;
   SessionJournal journal_;
   std::unique_ptr<runtime::PayloadDecoder> decoder_;
   LoRaWanCrypto crypto_;

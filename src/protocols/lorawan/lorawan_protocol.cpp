@@ -2,6 +2,7 @@
 // shard 0 (the other shards get an idle placeholder: device sessions are not handed across
 // shards yet, see README), its counters, banner, simulator and bench plan; and its
 // registration (the one line in src/extensions.cmake).
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,13 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
   LoRaWanProtocol(const LoRaWanConfig& config, runtime::GatewayContext gateway)
       : config_(config), gateway_(std::move(gateway)) {}
 
+  // Every device session lives on shard 0; the other shards hold none.
+  Result<runtime::SessionPage> sessions(uint32_t shard, uint64_t after,
+                                        uint32_t limit) const override {
+    if (shard > 0 || ingest_ == nullptr) return runtime::SessionPage{};
+    return ingest_->mailbox().ask(after, limit, std::chrono::seconds(2));
+  }
+
   Result<std::unique_ptr<runtime::Ingest>> create_ingest(uint32_t shard) override {
     if (shard > 0) return std::unique_ptr<runtime::Ingest>(new IdleIngest());
     auto keys = load_keys_file(config_.keys_file, "protocols.lorawan.keys_file");
@@ -136,6 +144,7 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
     if (!ingest.ok()) return ingest.error();
     port_ = ingest.value()->port();
     session_bytes_ = ingest.value()->session_bytes();
+    ingest_ = ingest.value().get();
     return std::unique_ptr<runtime::Ingest>(std::move(ingest.value()));
   }
 
@@ -169,6 +178,7 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
   LoRaWanStats stats_;
   uint16_t port_ = 0;
   size_t devices_ = 0, gateways_ = 0, session_bytes_ = 0;
+  LoRaWanIngest* ingest_ = nullptr;  ///< shard 0's; owned by the shard, which outlives calls
   std::string codec_note_;
 };
 

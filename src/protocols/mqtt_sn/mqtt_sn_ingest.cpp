@@ -1,10 +1,13 @@
 #include "protocols/mqtt_sn/mqtt_sn_ingest.h"
 
+#include <arpa/inet.h>
 #include <poll.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "core/clock.h"
 #include "pipeline/validator.h"
@@ -173,6 +176,8 @@ MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transport
 }
 
 void MqttSnIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const {
+  // The mailbox is served from poll_input, which runs only while the ingest can receive.
+  if (mailbox_.fd() >= 0 && can_receive()) out.push_back({mailbox_.fd(), POLLIN});
   out.push_back(
       {socket_.fd(), static_cast<short>((can_receive() ? POLLIN : 0) |
                                         (wait == runtime::AckWait::kSocket ? POLLOUT : 0))});
@@ -215,7 +220,58 @@ void MqttSnIngest::on_timer(runtime::Shard&, int64_t now_ns) noexcept {
   }
 }
 
+namespace {
+
+std::string_view state_name(SessionState s) noexcept {
+  switch (s) {
+    case SessionState::kAwaitWillTopic: return "await_will_topic";
+    case SessionState::kAwaitWillMsg: return "await_will_msg";
+    case SessionState::kActive: return "active";
+    case SessionState::kAsleep: return "asleep";
+    case SessionState::kAwake: return "awake";
+    default: return "free";
+  }
+}
+
+std::string peer_text(const PeerKey& p) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  inet_ntop(p.family == 6 ? AF_INET6 : AF_INET, p.addr, buf, sizeof buf);
+  return p.family == 6 ? "[" + std::string(buf) + "]:" + std::to_string(p.port)
+                       : std::string(buf) + ":" + std::to_string(p.port);
+}
+
+}  // namespace
+
+void MqttSnIngest::list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const {
+  const int64_t now = core::mono_ns();
+  page.total = sessions_.size();
+  uint64_t i = after;
+  for (; i < sessions_.high_water(); ++i) {
+    const MqttSnSession& s = sessions_.at(static_cast<uint32_t>(i));
+    if (s.state == SessionState::kFree) continue;
+    if (page.sessions.size() == limit) break;
+    nlohmann::json j{{"client_id", std::string(s.id())},
+                     {"peer", peer_text(s.peer)},
+                     {"state", state_name(s.state)},
+                     {"device_id", s.device_id},
+                     {"keep_alive_s", s.keep_alive_s},
+                     {"sleep_s", s.sleep_s},
+                     {"inflight", s.inflight},
+                     {"topics", s.topic_count},
+                     {"sleep_buffer_bytes", s.sleep_bytes},
+                     {"clean", s.clean},
+                     {"expires_in_s", static_cast<double>(s.deadline_ns - now) / 1e9}};
+    // A client id is bytes from the network: invalid UTF-8 is replaced, never thrown on.
+    page.sessions.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  page.next = i;
+  page.more = i < sessions_.high_water();
+}
+
 uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
+  mailbox_.serve([this](uint64_t after, uint32_t limit, runtime::SessionPage& page) {
+    list_sessions(after, limit, page);
+  });
   const int n = rx_.receive(socket_.fd());
   if (n <= 0) return 0;
   const int64_t now_wall = core::wall_ns();

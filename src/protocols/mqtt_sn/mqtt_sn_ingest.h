@@ -18,6 +18,7 @@
 #include "protocols/mqtt_sn/mqtt_sn_topics.h"
 #include "runtime/ack_queue.h"
 #include "runtime/codec_stage.h"
+#include "runtime/session_mailbox.h"
 #include "runtime/shard.h"
 #include "transports/udp_socket.h"
 
@@ -67,6 +68,8 @@ class MqttSnIngest final : public runtime::Ingest {
   void on_timer(runtime::Shard& shard, int64_t now_ns) noexcept override;
   /// The UDP port bound (useful with port 0).
   uint16_t port() const noexcept { return socket_.local_port(); }
+  /// Where /debug/sessions asks for this shard's sessions (any thread).
+  runtime::SessionMailbox& mailbox() noexcept { return mailbox_; }
 
  private:
   MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
@@ -119,6 +122,9 @@ class MqttSnIngest final : public runtime::Ingest {
   std::vector<mmsghdr> send_msgs_;
   std::vector<iovec> send_iovs_;
   SessionTable sessions_;
+  runtime::SessionMailbox mailbox_;
+  /// Fills a /debug/sessions page: live slots from index `after` (the cursor is a slot index).
+  void list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const;
   SleepBuffers sleep_buffers_;
   std::unique_ptr<runtime::PayloadDecoder> decoder_;
   MqttSnStats* stats_;

@@ -2,6 +2,7 @@
 // its counters (tianhe_protocol_mqtt_sn_*) and banner; and its registration (the one line in
 // src/extensions.cmake).
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -145,7 +146,14 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
                                        std::move(decoder.value()), shard > 0, shard == 0);
     if (!ingest.ok()) return ingest.error();
     port_ = ingest.value()->port();
+    ingests_.push_back(ingest.value().get());
     return std::unique_ptr<runtime::Ingest>(std::move(ingest.value()));
+  }
+
+  Result<runtime::SessionPage> sessions(uint32_t shard, uint64_t after,
+                                        uint32_t limit) const override {
+    if (shard >= ingests_.size()) return make_error("no such shard");
+    return ingests_[shard]->mailbox().ask(after, limit, std::chrono::seconds(2));
   }
 
   void collect(core::PromWriter& w) const override {
@@ -183,6 +191,7 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
   std::shared_ptr<const MqttSnShared> shared_;
   std::shared_ptr<runtime::CodecStage> codecs_;
   std::vector<std::unique_ptr<MqttSnStats>> stats_;  ///< per shard
+  std::vector<MqttSnIngest*> ingests_;  ///< per shard; owned by the shards, which outlive calls
   uint16_t port_ = 0;
 };
 
