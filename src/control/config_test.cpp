@@ -657,7 +657,7 @@ TEST(Config, ExampleFilesLoad) {
   EXPECT_EQ(c.log.durability, log::Durability::kBatch);
   EXPECT_TRUE(store_of(c).enabled);
   EXPECT_EQ(c.registry.unknown_devices, UnknownDevicePolicy::kReject);
-  ASSERT_EQ(c.models.size(), 1u);
+  ASSERT_EQ(c.models.size(), 2u);
   const ModelSpec& m = c.models[0];
   EXPECT_EQ(m.name, "env_sensor");
   ASSERT_EQ(m.metrics.size(), 5u);
@@ -674,10 +674,15 @@ TEST(Config, ExampleFilesLoad) {
   EXPECT_EQ(m.metrics[3].type, core::ValueType::kInt64);
   EXPECT_EQ(m.metrics[4].name, "door_open");
   EXPECT_EQ(m.metrics[4].type, core::ValueType::kBool);
-  ASSERT_EQ(c.devices.size(), 1u);
+  ASSERT_EQ(c.devices.size(), 2u);
   EXPECT_EQ(c.devices[0].first_id, 1u);
   EXPECT_EQ(c.devices[0].count, 500000u);
   EXPECT_EQ(c.devices[0].tenant, "demo");
+  // The tour's LoRaWAN nodes: DevEUIs 1000001.., a model taking the radio metrics.
+  EXPECT_EQ(c.models[1].name, "lorawan_node");
+  EXPECT_TRUE(c.models[1].allow_unknown_metrics);
+  EXPECT_EQ(c.devices[1].first_id, 1000001u);
+  EXPECT_EQ(c.devices[1].model, "lorawan_node");
 
   auto minimal = load_config(TH_SOURCE_DIR "/examples/minimal.toml");
   ASSERT_TRUE(minimal.ok()) << minimal.error().message;

@@ -166,8 +166,8 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
   std::string banner() const override {
     return "  lorawan  udp://" + config_.listen.host + ":" + std::to_string(port_) +
            "   (Semtech packet forwarder v2, LoRaWAN 1.0.4; " + std::to_string(devices_) +
-           " devices, " + std::to_string(gateways_) + " gateways allowed; shard 0 only" +
-           (codec_note_.empty() ? "" : "; " + codec_note_) + ")\n";
+           " devices, " + std::to_string(gateways_) + (gateways_ == 1 ? " gateway" : " gateways") +
+           " allowed; shard 0 only" + (codec_note_.empty() ? "" : "; " + codec_note_) + ")\n";
   }
 
   uint16_t port() const noexcept override { return port_; }

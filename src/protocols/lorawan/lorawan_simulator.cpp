@@ -360,17 +360,29 @@ Example:
 }
 
 Result<runtime::ProtocolBenchPlan> bench_plan(const std::string& dir, uint64_t devices) {
+  // Its own model and device range (DevEUIs from 10^9, clear of the bench's env_sensor ids):
+  // the reports carry the payload and radio metrics, which env_sensor does not list.
+  constexpr uint64_t kFirst = 1'000'000'000;
   FleetSpec f;
   f.devices = devices;
   f.gateways = 2;
+  f.first_dev_eui = kFirst;
   const std::string keys = dir + "/lorawan-keys.toml";
   if (auto r = write_fleet_keys(f, keys); !r.ok()) return r.error();
   runtime::ProtocolBenchPlan p;
   p.what = "ABP uplinks, MIC + decrypt, 2 gateways per frame deduplicated (acked = PUSH_ACK)";
   p.toml = "[protocols.lorawan]\nenabled = true\nlisten = \"127.0.0.1:0\"\nkeys_file = \"" + keys +
-           "\"\nmax_pending_frames = 200000\n";
-  p.simulate_args = {"--devices", std::to_string(devices), "--gateways", "2",      "--copies",
-                     "2",         "--per-datagram",        "8",          "--rate", "0",
+           "\"\nmax_pending_frames = 200000\n"
+           "[[models]]\nname = \"lorawan_bench\"\ncodec = \"raw\"\nallow_unknown_metrics = true\n"
+           "[[devices]]\nid = " +
+           std::to_string(kFirst) + "\ncount = " + std::to_string(devices) +
+           "\ntenant = \"bench\"\nmodel = \"lorawan_bench\"\n";
+  p.simulate_args = {"--devices",      std::to_string(devices),
+                     "--first-device", std::to_string(kFirst),
+                     "--gateways",     "2",
+                     "--copies",       "2",
+                     "--per-datagram", "8",
+                     "--rate",         "0",
                      "--quiet"};
   return p;
 }

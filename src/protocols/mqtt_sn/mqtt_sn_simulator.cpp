@@ -269,8 +269,10 @@ class Fleet {
       std::memcpy(payload + sizeof head, &t, sizeof t);
       len = sizeof head + sizeof t;
     } else {
+      // The example config's env_sensor requires temperature and humidity.
+      const double h = 30.0 + static_cast<double>((sum_.sent * 3) % 400) / 10.0;
       len = static_cast<size_t>(std::snprintf(reinterpret_cast<char*>(payload), sizeof payload,
-                                              R"({"temperature":%.2f})", t));
+                                              R"({"temperature":%.2f,"humidity":%.1f})", t, h));
     }
     const size_t n = encode_publish(f, c.topic_id, id, {payload, len}, buf_);
     send_from(i, buf_.data(), n);
