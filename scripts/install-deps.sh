@@ -11,11 +11,15 @@ PACKAGES=(
   nlohmann-json3-dev protobuf-compiler libprotobuf-dev librocksdb-dev liblmdb-dev
   # sink clients: MySQL/MariaDB/TiDB, PostgreSQL, Redis, NATS, HTTP (webhook)
   libmariadb-dev libpq-dev libhiredis-dev libnats-dev libcurl4-openssl-dev libssl-dev
+  # MQTT input: client libraries (libmosquitto, Eclipse Paho C)
+  libmosquitto-dev libpaho-mqtt-dev
   # test peers and tools: promtool (prometheus), curl, python with protobuf
   prometheus curl python3 python3-protobuf python3-scapy python3-pymodbus procps iproute2
   ccache
   # the sinks' real servers, started by the tests on loopback (never as system services)
   mariadb-server mariadb-client postgresql redis-server redis-tools nats-server
+  # the MQTT broker and its clients, for the MQTT input's tests and benchmark
+  mosquitto mosquitto-clients
 )
 
 missing=()

@@ -233,10 +233,13 @@ class Parser {
   }
 
   // Applies every field of `section` found in `table` to `target`; rejects unknown keys.
+  // `extra_keys` are keys read by the caller (arrays of tables, protocols' metric options).
   Result<void> apply(const toml::table& table, std::string_view path, const SectionView& section,
-                     void* target, bool instance_tables = false) const {
+                     void* target, bool instance_tables = false,
+                     std::span<const std::string_view> extra_keys = {}) const {
     std::vector<std::string_view> keys;
     for (const FieldInfo& f : section.fields) keys.push_back(f.key);
+    keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     for (auto&& [k, v] : table) {
       std::string_view key = k.str();
       if (instance_tables && v.is_table()) continue;  // [<path>.<instance>]
@@ -319,10 +322,40 @@ class Parser {
     return out;
   }
 
+  // An extension's table `t` (at `path`) into `value`: its keys, then its arrays of tables.
+  Result<void> apply_extension(const toml::table& t, std::string_view path,
+                               const config::ConfigTable& table, std::any& value,
+                               bool instance_tables) const {
+    std::vector<std::string_view> array_keys;
+    for (const config::ArrayTable& a : table.arrays) array_keys.push_back(a.key);
+    if (auto r = apply(t, path, table.section, table.target(value), instance_tables, array_keys);
+        !r.ok()) {
+      return r;
+    }
+    for (const config::ArrayTable& a : table.arrays) {
+      std::string apath = join_path(path, a.key);
+      auto entries = tables_at(t, a.key, apath);
+      if (!entries.ok()) return entries.error();
+      if (entries->size() > a.max_entries) {
+        return error(t.get(a.key), apath,
+                     std::to_string(entries->size()) + " entries; at most " +
+                         std::to_string(a.max_entries) + " are allowed");
+      }
+      for (size_t i = 0; i < entries->size(); ++i) {
+        if (auto r = apply(*(*entries)[i], indexed(apath, i), a.section, a.append(value));
+            !r.ok()) {
+          return r;
+        }
+      }
+    }
+    return {};
+  }
+
   Result<GatewayConfig> parse(const toml::table& root, const runtime::Extensions& ext) const;
 
  private:
-  Result<void> parse_models(const toml::table& root, GatewayConfig& c) const;
+  Result<void> parse_models(const toml::table& root, GatewayConfig& c,
+                            const runtime::Extensions& ext) const;
   Result<void> check_codecs(const toml::table& root, const GatewayConfig& c,
                             const runtime::Extensions& ext) const;
   Result<void> parse_devices(const toml::table& root, GatewayConfig& c) const;
@@ -372,7 +405,7 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
     auto t = table_at_header(root, s.header);
     if (!t.ok()) return t.error();
     if (*t != nullptr) {
-      if (auto r = apply(**t, s.header, s, table->target(value), table->instances); !r.ok()) {
+      if (auto r = apply_extension(**t, s.header, *table, value, table->instances); !r.ok()) {
         return r.error();
       }
     }
@@ -397,7 +430,7 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
             "an instance name is lower-case letters, digits and '_'; rename [" + header + "]");
       }
       std::any inst = table->make_default();
-      if (auto r = apply(*v.as_table(), header, s, table->target(inst)); !r.ok()) {
+      if (auto r = apply_extension(*v.as_table(), header, *table, inst, false); !r.ok()) {
         return r.error();
       }
       if (table->finish) {
@@ -408,7 +441,7 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
       c.extensions.emplace(header, std::move(inst));
     }
   }
-  if (auto r = parse_models(root, c); !r.ok()) return r.error();
+  if (auto r = parse_models(root, c, ext); !r.ok()) return r.error();
   if (auto r = check_codecs(root, c, ext); !r.ok()) return r.error();
   if (auto r = parse_devices(root, c); !r.ok()) return r.error();
   if (auto r = cross_check(root, c); !r.ok()) return r.error();
@@ -432,9 +465,15 @@ Result<void> Parser::check_codecs(const toml::table& root, const GatewayConfig& 
   return {};
 }
 
-Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) const {
+Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c,
+                                  const runtime::Extensions& ext) const {
   auto models = tables_at(root, "models", "models");
   if (!models.ok()) return models.error();
+  // Protocols' keys in [[models.metrics]] (`modbus = { ... }`).
+  std::vector<std::string_view> option_keys;
+  for (const auto& p : ext.protocols()) {
+    if (p.metric_options) option_keys.push_back(p.name);
+  }
   std::map<std::string, size_t, std::less<>> seen;
   for (size_t i = 0; i < models->size(); ++i) {
     const toml::table& mt = *(*models)[i];
@@ -461,8 +500,31 @@ Result<void> Parser::parse_models(const toml::table& root, GatewayConfig& c) con
       const toml::table& xt = *(*metrics)[j];
       std::string mpath = indexed(path + ".metrics", j);
       MetricSpec x;
-      if (auto r = apply(xt, mpath, config::view(config_fields::metric_section()), &x); !r.ok()) {
+      if (auto r = apply(xt, mpath, config::view(config_fields::metric_section()), &x, false,
+                         option_keys);
+          !r.ok()) {
         return r;
+      }
+      for (const auto& p : ext.protocols()) {
+        const toml::node* n = p.metric_options ? xt.get(p.name) : nullptr;
+        if (n == nullptr) continue;
+        std::string opath = join_path(mpath, p.name);
+        if (!n->is_table()) {
+          return error(n, opath,
+                       "expected an inline table, e.g. " + std::string(p.name) +
+                           " = { ... }; got " + describe(*n));
+        }
+        const config::ConfigTable& opts = *p.metric_options;
+        std::any value = opts.make_default();
+        if (auto r = apply(*n->as_table(), opath, opts.section, opts.target(value)); !r.ok()) {
+          return r;
+        }
+        if (opts.finish) {
+          if (std::string problem = opts.finish(value, c.data_dir); !problem.empty()) {
+            return error(n, opath, problem);
+          }
+        }
+        x.options.emplace_back(std::string(p.name), std::move(value));
       }
       if (auto [it, fresh] = names.emplace(x.name, j); !fresh) {
         return error(xt.get("name"), mpath + ".name",
@@ -663,16 +725,27 @@ std::string config_reference_markdown() {
     if (s.header == "log") {
       for (const auto& p : ext.protocols()) {
         render(out, p.config.section, "[" + std::string(p.config.section.header) + "]");
+        for (const config::ArrayTable& a : p.config.arrays) {
+          render(out, a.section, "[[" + std::string(a.section.header) + "]]");
+        }
       }
     }
     if (s.header == "http") {
       for (const auto& k : ext.sinks()) {
         render(out, k.config.section, "[" + std::string(k.config.section.header) + "]");
+        for (const config::ArrayTable& a : k.config.arrays) {
+          render(out, a.section, "[[" + std::string(a.section.header) + "]]");
+        }
       }
     }
   }
   render(out, config::view(config_fields::model_section()), "[[models]]");
   render(out, config::view(config_fields::metric_section()), "[[models.metrics]]");
+  for (const auto& p : ext.protocols()) {
+    if (!p.metric_options) continue;
+    render(out, p.metric_options->section,
+           "[[models.metrics]] " + std::string(p.name) + " = { ... }");
+  }
   render(out, config::view(config_fields::device_section()), "[[devices]]");
   out +=
       "Sizes are an integer byte count or a string with a unit: `B`, `KiB`, `MiB`, `GiB`, "

@@ -2,12 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <any>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "control/config_fields.h"
+#include "pipeline/registry.h"
 #include "protocols/report/report_config.h"
 #include "runtime/extensions.h"
 #include "sinks/store/store_config.h"
@@ -810,6 +813,177 @@ TEST(ConfigInstances, BadNamesAndUnknownKeysInAnInstanceAreErrors) {
       << typo.error().message;
   auto nested = parse_config("[sinks.demo.archive.deeper]\nenabled = true\n", "<test>", ext);
   EXPECT_FALSE(nested.ok());
+}
+
+// A protocol with an array of tables ([[protocols.demo.devices]]) and a key of its own in
+// [[models.metrics]] (`demo = { register = N }`).
+struct DemoDevice {
+  int64_t id = 0;
+  std::string where = "here";
+};
+struct DemoProtocol {
+  bool enabled = false;
+  std::vector<DemoDevice> devices;
+};
+struct DemoMetric {
+  int64_t reg = -1;
+};
+constexpr config::Field<DemoProtocol> kDemoProtocolFields[] = {
+    {.key = "enabled",
+     .kind = config::Kind::kBool,
+     .default_text = "false",
+     .doc = "On.",
+     .set = [](DemoProtocol& d, const config::Parsed& p) { d.enabled = p.b; }},
+};
+constexpr config::Field<DemoDevice> kDemoDeviceFields[] = {
+    {.key = "id",
+     .kind = config::Kind::kInt,
+     .doc = "Device.",
+     .set = [](DemoDevice& d, const config::Parsed& p) { d.id = p.i; },
+     .min = 1,
+     .required = true},
+    {.key = "where",
+     .kind = config::Kind::kString,
+     .default_text = "\"here\"",
+     .doc = "Where.",
+     .set = [](DemoDevice& d, const config::Parsed& p) { d.where = p.s; }},
+};
+constexpr config::Field<DemoMetric> kDemoMetricFields[] = {
+    {.key = "register",
+     .kind = config::Kind::kInt,
+     .doc = "Register.",
+     .set = [](DemoMetric& d, const config::Parsed& p) { d.reg = p.i; },
+     .max = 65535,
+     .required = true},
+};
+constexpr config::Section<DemoProtocol> kDemoProtocolSection = {
+    .header = "protocols.demo", .doc = "A demo protocol.", .fields = kDemoProtocolFields};
+constexpr config::Section<DemoDevice> kDemoDeviceSection = {
+    .header = "protocols.demo.devices", .doc = "A device.", .fields = kDemoDeviceFields};
+constexpr config::Section<DemoMetric> kDemoMetricSection = {
+    .header = "models.metrics.demo", .doc = "Its register.", .fields = kDemoMetricFields};
+
+runtime::Extensions demo_protocol_extensions() {
+  runtime::Extensions e;
+  runtime::ProtocolSpec spec;
+  spec.name = "demo";
+  spec.id = static_cast<core::Protocol>(200);
+  spec.config = config::table(
+      kDemoProtocolSection, +[](DemoProtocol& d, std::string_view) -> std::string {
+        return d.devices.size() == 3 ? "three devices are not allowed here" : "";
+      });
+  spec.config.arrays.push_back(
+      config::array_table("devices", kDemoDeviceSection, &DemoProtocol::devices, 4));
+  spec.metric_options = config::table(kDemoMetricSection);
+  spec.enabled = [](const std::any& a) { return std::any_cast<const DemoProtocol&>(a).enabled; };
+  spec.create =
+      [](const std::any&,
+         const runtime::GatewayContext&) -> Result<std::unique_ptr<runtime::ProtocolInstance>> {
+    return make_error("not started in this test");
+  };
+  e.add_protocol(std::move(spec));
+  return e;
+}
+
+TEST(ConfigArrays, EntriesFillTheVectorInOrder) {
+  const runtime::Extensions ext = demo_protocol_extensions();
+  auto c = parse_config(R"(
+[protocols.demo]
+enabled = true
+[[protocols.demo.devices]]
+id = 7
+where = "there"
+[[protocols.demo.devices]]
+id = 8
+)",
+                        "<test>", ext);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const DemoProtocol* d = c->extension<DemoProtocol>("protocols.demo");
+  ASSERT_NE(d, nullptr);
+  ASSERT_EQ(d->devices.size(), 2u);
+  EXPECT_EQ(d->devices[0].id, 7);
+  EXPECT_EQ(d->devices[0].where, "there");
+  EXPECT_EQ(d->devices[1].id, 8);
+  EXPECT_EQ(d->devices[1].where, "here");
+  // Absent: no entries.
+  auto none = parse_config("[protocols.demo]\nenabled = true\n", "<test>", ext);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->extension<DemoProtocol>("protocols.demo")->devices.empty());
+}
+
+TEST(ConfigArrays, ErrorsNameTheEntryAndKey) {
+  const runtime::Extensions ext = demo_protocol_extensions();
+  auto expect_error = [&](std::string_view toml, std::string_view part) {
+    auto c = parse_config(toml, "<test>", ext);
+    ASSERT_FALSE(c.ok()) << toml;
+    EXPECT_NE(c.error().message.find(part), std::string::npos) << c.error().message;
+  };
+  expect_error("[[protocols.demo.devices]]\nid = 1\n[[protocols.demo.devices]]\nid = 0\n",
+               "protocols.demo.devices[1].id");
+  expect_error("[[protocols.demo.devices]]\nid = 1\nwhere = 3\n", "devices[0].where");
+  expect_error("[[protocols.demo.devices]]\nwhere = \"x\"\n", "missing key id");
+  expect_error("[[protocols.demo.devices]]\nid = 1\nide = 2\n", "did you mean id");
+  expect_error("[protocols.demo]\ndevices = 5\n", "expected an array of tables");
+  expect_error("[protocols.demo.devices]\nid = 5\n", "expected an array of tables");
+  expect_error("[protocols.demo]\ndevices = [1]\n", "protocols.demo.devices[0]");
+  std::string five;
+  for (int i = 1; i <= 5; ++i)
+    five += "[[protocols.demo.devices]]\nid = " + std::to_string(i) + "\n";
+  expect_error(five, "at most 4");
+  // `finish` sees the filled vector.
+  expect_error(
+      "[[protocols.demo.devices]]\nid = 1\n[[protocols.demo.devices]]\nid = 2\n"
+      "[[protocols.demo.devices]]\nid = 3\n",
+      "three devices");
+}
+
+TEST(ConfigMetricOptions, AProtocolsKeyInAMetricIsKeptWithIt) {
+  const runtime::Extensions ext = demo_protocol_extensions();
+  auto c = parse_config(R"(
+[[models]]
+name = "m"
+[[models.metrics]]
+name = "a"
+type = "double"
+demo = { register = 12 }
+[[models.metrics]]
+name = "b"
+type = "double"
+)",
+                        "<test>", ext);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->models.size(), 1u);
+  ASSERT_EQ(c->models[0].metrics.size(), 2u);
+  const auto& a = c->models[0].metrics[0];
+  ASSERT_EQ(a.options.size(), 1u);
+  EXPECT_EQ(a.options[0].first, "demo");
+  EXPECT_EQ(std::any_cast<const DemoMetric&>(a.options[0].second).reg, 12);
+  EXPECT_TRUE(c->models[0].metrics[1].options.empty());
+  // The registry keeps them: ModelMetric::option().
+  auto reg = pipeline::Registry::build(c->registry, c->models, c->devices);
+  ASSERT_TRUE(reg.ok()) << reg.error().message;
+  const pipeline::ModelMetric& ma = (*reg)->model(0).metrics()[0];
+  ASSERT_NE(ma.option("demo"), nullptr);
+  EXPECT_EQ(std::any_cast<const DemoMetric&>(*ma.option("demo")).reg, 12);
+  EXPECT_EQ(ma.option("other"), nullptr);
+  EXPECT_EQ((*reg)->model(0).metrics()[1].option("demo"), nullptr);
+}
+
+TEST(ConfigMetricOptions, ErrorsNameTheMetricAndKey) {
+  const runtime::Extensions ext = demo_protocol_extensions();
+  auto expect_error = [&](std::string_view metric_line, std::string_view part) {
+    std::string toml =
+        "[[models]]\nname = \"m\"\n[[models.metrics]]\nname = \"a\"\ntype = \"int64\"\n" +
+        std::string(metric_line) + "\n";
+    auto c = parse_config(toml, "<test>", ext);
+    ASSERT_FALSE(c.ok()) << toml;
+    EXPECT_NE(c.error().message.find(part), std::string::npos) << c.error().message;
+  };
+  expect_error("demo = 5", "expected an inline table");
+  expect_error("demo = { register = 70000 }", "models[0].metrics[0].demo.register");
+  expect_error("demo = { regster = 1 }", "did you mean register");
+  expect_error("demo = {}", "missing key register");
+  expect_error("dem = { register = 1 }", "did you mean demo");
 }
 
 }  // namespace

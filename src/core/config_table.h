@@ -127,6 +127,15 @@ SectionView view(const Section<T>& s) {
   return v;
 }
 
+/// An array of tables inside an extension's table, [[<header>.<key>]]: each entry is parsed with
+/// `section` into a new element appended to a std::vector member of the table's struct.
+struct ArrayTable {
+  std::string_view key;  ///< "devices"
+  SectionView section;   ///< header "protocols.modbus.devices", its fields and doc
+  std::function<void*(std::any& parent)> append;  ///< appends a default element; returns it
+  size_t max_entries = 100000;                    ///< more entries are refused
+};
+
 /// An extension's TOML table ([protocols.<name>], [sinks.<name>]) with the struct it fills.
 /// The parsed struct reaches the extension as a std::any holding exactly that type.
 struct ConfigTable {
@@ -138,6 +147,8 @@ struct ConfigTable {
   /// Named instances allowed: a nested table [<header>.<name>] (name: [a-z0-9_]) is another
   /// instance with the same keys, parsed into its own struct under header "<header>.<name>".
   bool instances = false;
+  /// Its arrays of tables ([[<header>.<key>]]); parsed before `finish` runs.
+  std::vector<ArrayTable> arrays;
 };
 
 /// The ConfigTable of a section filling `T`; `finish` (optional) derives defaults from the
@@ -155,6 +166,23 @@ ConfigTable table(const Section<T>& s,
     };
   }
   return t;
+}
+
+/// The ArrayTable filling `member` (a std::vector<E> of the table's struct T) from
+/// [[<header>.<key>]]; `s` (a static, like every Section) describes one entry.
+template <typename T, typename E>
+ArrayTable array_table(std::string_view key, const Section<E>& s, std::vector<E> T::*member,
+                       size_t max_entries = 100000) {
+  ArrayTable a;
+  a.key = key;
+  a.section = view(s);
+  a.append = [member](std::any& parent) -> void* {
+    std::vector<E>& v = std::any_cast<T&>(parent).*member;
+    v.emplace_back();
+    return &v.back();
+  };
+  a.max_entries = max_entries;
+  return a;
 }
 
 /// A check for path fields: "" or the problem and the fix.

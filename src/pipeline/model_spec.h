@@ -3,9 +3,11 @@
 // is built from it and the validator enforces it.
 #pragma once
 
+#include <any>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/report.h"
@@ -20,6 +22,9 @@ struct MetricSpec {
   std::optional<double> min;  ///< inclusive lower bound (numeric types only)
   std::optional<double> max;  ///< inclusive upper bound (numeric types only)
   bool required = false;      ///< a report without it breaks the model
+  /// What protocols say about it (`modbus = { ... }`): protocol name -> the struct its
+  /// ProtocolSpec::metric_options table filled.
+  std::vector<std::pair<std::string, std::any>> options;
 };
 
 /// A device model: the data contract its devices' reports must meet.

@@ -48,7 +48,8 @@ Result<std::shared_ptr<const Registry>> Registry::build(const RegistryConfig& rc
                                     .unit = m.unit,
                                     .min = m.min.value_or(-1e308),
                                     .max = m.max.value_or(1e308),
-                                    .required = m.required});
+                                    .required = m.required,
+                                    .options = m.options});
     }
     reg->models_.emplace_back(spec.name, std::move(metrics), spec.allow_unknown_metrics,
                               spec.codec);

@@ -2,11 +2,13 @@
 // read-only snapshot shared by all shards (lookups are lock-free and allocation-free).
 #pragma once
 
+#include <any>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -22,6 +24,16 @@ struct ModelMetric {
   double min = -1e308;                              ///< inclusive bounds; +-1e308 when unset
   double max = 1e308;
   bool required = false;  ///< bit set in Model::required_mask()
+  /// Protocol name -> the struct its metric_options table filled (MetricSpec::options).
+  std::vector<std::pair<std::string, std::any>> options;
+
+  /// The parsed metric_options struct `protocol` gave this metric, or nullptr.
+  const std::any* option(std::string_view protocol) const noexcept {
+    for (const auto& [key, value] : options) {
+      if (key == protocol) return &value;
+    }
+    return nullptr;
+  }
 };
 
 /// A compiled device model. find() maps a metric name to its index (or -1).

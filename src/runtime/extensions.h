@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -107,6 +108,10 @@ struct ProtocolSpec {
   /// `tianhe bench --protocols`: its row (null: none). `dir` is the bench's work directory for
   /// this protocol (for files its tables name, such as keys); `devices` the fleet size.
   std::function<Result<ProtocolBenchPlan>(const std::string& dir, uint64_t devices)> bench;
+  /// Its key in every [[models.metrics]] entry: `<name> = { ... }` (an inline table) parsed with
+  /// this table (header "models.metrics.<name>"); the struct is kept with the metric
+  /// (MetricSpec::options, pipeline::ModelMetric::option()). Unset: none.
+  std::optional<config::ConfigTable> metric_options;
 };
 
 /// A sink's state for `GET /api/v1/sinks` and `tianhe sinks` (scrape thread).

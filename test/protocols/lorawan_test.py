@@ -36,8 +36,6 @@ EUI16 = lambda n: "%016x" % n  # noqa: E731
 KEYS = f"""
 [[gateways]]
 eui = "{GW1}"
-[[gateways]]
-eui = "{GW2}"
 [[devices]]
 dev_eui = "{EUI16(A['eui'])}"
 dev_addr = "{A['addr']}"
@@ -67,6 +65,8 @@ enabled = true
 enabled = true
 listen = "127.0.0.1:0"
 keys_file = "{keys}"
+[[protocols.lorawan.gateways]]
+eui = "{gw2}"
 [[models]]
 name = "lorawan_dev"
 allow_unknown_metrics = true
@@ -194,7 +194,7 @@ def main():
     os.chmod(keys, 0o600)
     config = os.path.join(work, "tianhe.toml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(data=data, keys=keys))
+        f.write(CONFIG.format(data=data, keys=keys, gw2=GW2))
     devs = Devices()
     gw = Gateway(config, os.path.join(work, "serve.log")).start()
     try:

@@ -8,6 +8,7 @@ Run: /usr/bin/python3 test/protocols/mqtt_sn_test.py build/dev/src/app/tianhe"""
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -106,41 +107,50 @@ def test_will_searchgw_advertise(gw, port, adv_sock):
     cl.close()
 
 
+def stopped(pid, timeout=10):
+    """Waits until every thread of `pid` is stopped (SIGSTOP takes effect asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                continue
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def test_sleep(gw, port, codec):
     """§6.14: a PUBACK that becomes due while its client sleeps is held and sent on wake-up,
-    before the PINGRESP. The PUBACK is held when the gateway handled the DISCONNECT before the
-    PUBLISH's append: seen as the DISCONNECT's answer arriving first (replies leave in order).
-    PUBLISH and DISCONNECT are sent back to back behind a burst of junk so that they share a
-    receive batch; attempts repeat until that happens once."""
+    before the PINGRESP. The PUBACK is held when the gateway handles the DISCONNECT before the
+    PUBLISH's append is durable. To make that certain, the gateway (a process this test
+    started) is stopped while PUBLISH and DISCONNECT are sent, so both wait in the socket and
+    one recvmmsg batch reads them: the batch's append is made durable only after it."""
     cl = Client(port, "sleepy-9").connected()
     tid = cl.register(f"{c.TENANT}/9/telemetry").tid
-    junk = Client(port)
-    for attempt in range(40):
-        for _ in range(100):
-            junk.send(b"\x03\x16")  # length mismatch: dropped, counted
-        buffered = mqtt_sn(gw, "sleep_buffered_total")
+    buffered = mqtt_sn(gw, "sleep_buffered_total")
+    os.kill(gw.proc.pid, signal.SIGSTOP)
+    try:
+        stopped(gw.proc.pid)
         mid = cl.publish(tid, c.payload(codec, 20.0), qos=1)
         cl.send(sn.MQTTSN() / sn.MQTTSNDisconnect(duration=60))
-        first = cl.recv()
-        assert first is not None
-        if c.is_type(first, sn.MQTTSNDisconnect):
-            break  # the PUBACK is held for the sleeper
-        assert first[sn.MQTTSNPuback].mid == mid
-        cl.expect(sn.MQTTSNDisconnect)
-        cl.connected()  # awake again, try once more
-    else:
-        raise AssertionError("PUBLISH and DISCONNECT never shared a receive batch")
+    finally:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+    first = cl.recv()
+    assert first is not None and c.is_type(first, sn.MQTTSNDisconnect), \
+        f"expected the DISCONNECT's answer first, got {first.summary() if first else None}"
     wait_sn(gw, "sleep_buffered_total", buffered + 1)
     assert mqtt_sn(gw, "sessions_sleeping") >= 1
     cl.send(sn.MQTTSN() / sn.MQTTSNPingReq(client_id=b"sleepy-9"))
     pa = cl.expect(sn.MQTTSNPuback)
     assert (pa.mid, pa.return_code) == (mid, sn.ACCEPTED), \
-        f"held PUBACK mid {pa.mid} code {pa.return_code}; expected mid {mid}, accepted " \
-        f"(attempt {attempt + 1})"
+        f"held PUBACK mid {pa.mid} code {pa.return_code}; expected mid {mid}, accepted"
     cl.expect(sn.MQTTSNPingResp)
     assert mqtt_sn(gw, "sleep_delivered_total") >= 1
-    print(f"  sleep: held on attempt {attempt + 1}")
-    junk.close()
     cl.close()
 
 

@@ -6,6 +6,8 @@
 #endif
 #include "protocols/lorawan/lorawan_config.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 namespace tianhe::protocols::lorawan {
@@ -158,6 +160,37 @@ constexpr Field<C> kFields[] = {
      .set = [](C& c, const P& p) { c.journal_sync = p.b; }},
 };
 
+constexpr Field<GatewayConfig> kGatewayFields[] = {
+    {.key = "eui",
+     .kind = Kind::kString,
+     .doc = "The gateway's EUI (16 hex digits, as its packet forwarder's gateway_ID); datagrams "
+            "from any other EUI are refused and counted.",
+     .set = [](GatewayConfig& g, const P& p) { g.eui = std::strtoull(p.s.c_str(), nullptr, 16); },
+     .check = [](const P& p) { return check_hex(p, 16, "a gateway EUI"); },
+     .required = true},
+};
+
+constexpr config::Section<GatewayConfig> kGatewaySection = {
+    .header = "protocols.lorawan.gateways",
+    .doc =
+        "A packet forwarder allowed to send (one entry per gateway); it is pinned to the "
+        "address it first sends from. Gateways may be listed in the keys file's [[gateways]] "
+        "too.",
+    .fields = kGatewayFields};
+
+std::string finish(C& c, std::string_view /*data_dir*/) {
+  std::vector<uint64_t> euis;
+  for (const GatewayConfig& g : c.gateways) euis.push_back(g.eui);
+  std::sort(euis.begin(), euis.end());
+  auto dup = std::adjacent_find(euis.begin(), euis.end());
+  if (dup != euis.end()) {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(*dup));
+    return "gateways: eui " + std::string(hex) + " is listed twice; remove one entry";
+  }
+  return "";
+}
+
 constexpr config::Section<C> kSection = {
     .header = "protocols.lorawan",
     .doc = "LoRaWAN 1.0.x through Semtech UDP packet forwarders (protocol v2).",
@@ -166,7 +199,9 @@ constexpr config::Section<C> kSection = {
 }  // namespace
 
 config::ConfigTable config_table() {
-  return config::table(kSection);
+  config::ConfigTable t = config::table(kSection, finish);
+  t.arrays.push_back(config::array_table("gateways", kGatewaySection, &C::gateways));
+  return t;
 }
 
 }  // namespace tianhe::protocols::lorawan

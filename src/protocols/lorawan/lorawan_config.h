@@ -4,10 +4,16 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/config_table.h"
 
 namespace tianhe::protocols::lorawan {
+
+/// `[[protocols.lorawan.gateways]]`: a packet forwarder allowed to send.
+struct GatewayConfig {
+  uint64_t eui = 0;  ///< its gateway EUI
+};
 
 /// `[protocols.lorawan]`.
 struct LoRaWanConfig {
@@ -27,7 +33,8 @@ struct LoRaWanConfig {
   uint32_t tx_power_dbm = 14;                       ///< txpk powe
   uint32_t recv_buffer_bytes = 8u << 20;            ///< SO_RCVBUF request
   uint32_t recv_batch = 64;                         ///< datagrams per recvmmsg
-  bool journal_sync = true;  ///< fdatasync the session journal before relying on it
+  bool journal_sync = true;             ///< fdatasync the session journal before relying on it
+  std::vector<GatewayConfig> gateways;  ///< allowed gateways (and any the keys file lists)
 };
 
 /// The `[protocols.lorawan]` table.

@@ -109,7 +109,7 @@ Reject rxpk_reject(RxpkStatus s) {
 }  // namespace
 
 Result<std::unique_ptr<LoRaWanIngest>> LoRaWanIngest::create(
-    const LoRaWanConfig& config, KeysFile keys, std::unique_ptr<SessionTable> sessions,
+    const LoRaWanConfig& config, const KeysFile& keys, std::unique_ptr<SessionTable> sessions,
     SessionJournal journal, std::unique_ptr<runtime::PayloadDecoder> decoder, LoRaWanStats* stats) {
   auto addr = transports::resolve(config.listen.host, config.listen.port);
   if (!addr.ok()) return make_error("protocols.lorawan.listen: " + addr.error().message);
@@ -120,8 +120,8 @@ Result<std::unique_ptr<LoRaWanIngest>> LoRaWanIngest::create(
   if (!socket.ok()) return make_error("protocols.lorawan.listen: " + socket.error().message);
   transports::enable_drop_counter(socket->fd());
   auto ingest = std::unique_ptr<LoRaWanIngest>(
-      new LoRaWanIngest(config, std::move(*socket), std::move(keys), std::move(sessions),
-                        std::move(journal), std::move(decoder), stats));
+      new LoRaWanIngest(config, std::move(*socket), keys, std::move(sessions), std::move(journal),
+                        std::move(decoder), stats));
   if (!ingest->crypto_.ok()) return make_error("protocols.lorawan: OpenSSL has no AES-128-ECB");
   return ingest;
 }

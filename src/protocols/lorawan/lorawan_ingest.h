@@ -34,7 +34,7 @@ class LoRaWanIngest final : public runtime::Ingest {
   /// `sessions`). `decoder` may be null (no payload codec compiled in: reports then carry only
   /// the radio metrics). `stats` outlives the ingest.
   static Result<std::unique_ptr<LoRaWanIngest>> create(
-      const LoRaWanConfig& config, KeysFile keys, std::unique_ptr<SessionTable> sessions,
+      const LoRaWanConfig& config, const KeysFile& keys, std::unique_ptr<SessionTable> sessions,
       SessionJournal journal, std::unique_ptr<runtime::PayloadDecoder> decoder,
       LoRaWanStats* stats);
   ~LoRaWanIngest() override;

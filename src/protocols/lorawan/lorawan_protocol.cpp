@@ -103,6 +103,12 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
     if (shard > 0) return std::unique_ptr<runtime::Ingest>(new IdleIngest());
     auto keys = load_keys_file(config_.keys_file, "protocols.lorawan.keys_file");
     if (!keys.ok()) return keys.error();
+    // The main config's [[protocols.lorawan.gateways]] and the keys file's [[gateways]].
+    for (const GatewayConfig& g : config_.gateways) {
+      bool listed = std::any_of(keys->gateways.begin(), keys->gateways.end(),
+                                [&](const GatewayEntry& e) { return e.eui == g.eui; });
+      if (!listed) keys->gateways.push_back({g.eui});
+    }
     devices_ = keys->devices.size();
     gateways_ = keys->gateways.size();
     uint32_t abp = 0;
@@ -125,8 +131,8 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
         codec_note_ = "no payload codec \"raw\" compiled in: reports carry radio metrics only";
       }
     }
-    auto ingest = LoRaWanIngest::create(config_, std::move(*keys), std::move(sessions),
-                                        std::move(*journal), std::move(decoder), &stats_);
+    auto ingest = LoRaWanIngest::create(config_, *keys, std::move(sessions), std::move(*journal),
+                                        std::move(decoder), &stats_);
     if (!ingest.ok()) return ingest.error();
     port_ = ingest.value()->port();
     session_bytes_ = ingest.value()->session_bytes();
