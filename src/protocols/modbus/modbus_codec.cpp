@@ -47,7 +47,6 @@ std::string_view response_status_name(ResponseStatus s) noexcept {
     case ResponseStatus::kUnitMismatch: return "unit_mismatch";
     case ResponseStatus::kFunctionMismatch: return "function_mismatch";
     case ResponseStatus::kBadExceptionLength: return "bad_exception_length";
-    case ResponseStatus::kShortPdu: return "short_pdu";
     case ResponseStatus::kByteCountMismatch: return "byte_count_mismatch";
     case ResponseStatus::kLengthMismatch: return "length_mismatch";
     case ResponseStatus::kNonZeroPadding: return "non_zero_padding";
@@ -87,7 +86,7 @@ ResponseStatus check_response(const MbapHeader& header, std::span<const uint8_t>
     return ResponseStatus::kException;
   }
   if (function != expected.function) return ResponseStatus::kFunctionMismatch;
-  if (pdu_bytes < 2) return ResponseStatus::kShortPdu;
+  // split_adu() let no length below 3 through: the PDU has its byte count.
   const uint8_t byte_count = adu[kMbapBytes + 1];
   // §6.1-6.4: FC 1/2 return ceil(quantity / 8) bytes of packed bits, FC 3/4 two bytes a
   // register.

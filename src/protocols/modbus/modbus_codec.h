@@ -61,7 +61,6 @@ enum class ResponseStatus : uint8_t {
   kUnitMismatch,        ///< unit id is not the request's
   kFunctionMismatch,    ///< function code is neither the request's nor its exception
   kBadExceptionLength,  ///< an exception response that is not exactly function + code
-  kShortPdu,            ///< a normal response without its byte count
   kByteCountMismatch,   ///< byte count is not what the requested quantity needs
   kLengthMismatch,      ///< MBAP length disagrees with the byte count
   kNonZeroPadding,      ///< FC 1/2: unused bits of the last byte are not zero
