@@ -24,8 +24,7 @@ std::string_view table_name(Table t) noexcept {
   }
 }
 
-void encode_read_request(const ReadRequest& r,
-                         std::span<uint8_t, kReadRequestBytes> out) noexcept {
+void encode_read_request(const ReadRequest& r, std::span<uint8_t, kReadRequestBytes> out) noexcept {
   // Messaging on TCP/IP §3.1.3: MBAP = transaction, protocol 0, length (unit + PDU), unit.
   put16(&out[0], r.transaction);
   put16(&out[2], 0);

@@ -22,7 +22,9 @@ constexpr uint8_t read_function(Table t) noexcept {
 }
 
 /// Whether a table holds single bits (coils, discrete inputs) rather than 16-bit registers.
-constexpr bool is_bit_table(Table t) noexcept { return t == Table::kCoil || t == Table::kDiscrete; }
+constexpr bool is_bit_table(Table t) noexcept {
+  return t == Table::kCoil || t == Table::kDiscrete;
+}
 
 /// MBAP header bytes (transaction id, protocol id, length, unit id).
 inline constexpr size_t kMbapBytes = 7;
@@ -97,8 +99,8 @@ struct Expected {
 
 /// A checked response.
 struct Response {
-  uint8_t exception_code = 0;      ///< kException: the code (0x01..0x0B in the spec)
-  std::span<const uint8_t> data;   ///< kOk: the register bytes or packed bits
+  uint8_t exception_code = 0;     ///< kException: the code (0x01..0x0B in the spec)
+  std::span<const uint8_t> data;  ///< kOk: the register bytes or packed bits
 };
 
 /// Checks an ADU split by split_adu() against its request: kOk, kException or a malformed reason.

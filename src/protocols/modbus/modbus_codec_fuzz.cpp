@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const Table t = static_cast<Table>(e.function - 1);
       Block b{t, 0, e.quantity, 0, 1};
       for (uint16_t a = 0; a < e.quantity; ++a) {
-        Point p{.table = t, .address = a,
+        Point p{.table = t,
+                .address = a,
                 .type = is_bit_table(t) ? DataType::kBool : DataType::kUint16};
         tianhe::core::Value v;
         (void)decode_point(p, b, r.data, v);

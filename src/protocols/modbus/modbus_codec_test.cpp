@@ -1,11 +1,12 @@
 // The codec's checks, field by field, and the planner and value decoding against hand-worked
 // layouts (every type in every word and byte order).
+#include "protocols/modbus/modbus_codec.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <vector>
 
-#include "protocols/modbus/modbus_codec.h"
 #include "protocols/modbus/modbus_map.h"
 
 namespace tianhe::protocols::modbus {
@@ -16,9 +17,13 @@ using S = ResponseStatus;
 std::vector<uint8_t> adu(uint16_t tid, uint16_t pid, uint8_t unit, std::vector<uint8_t> pdu,
                          int length_delta = 0) {
   const uint16_t len = static_cast<uint16_t>(pdu.size() + 1 + length_delta);
-  std::vector<uint8_t> v = {static_cast<uint8_t>(tid >> 8), static_cast<uint8_t>(tid),
-                            static_cast<uint8_t>(pid >> 8), static_cast<uint8_t>(pid),
-                            static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len), unit};
+  std::vector<uint8_t> v = {static_cast<uint8_t>(tid >> 8),
+                            static_cast<uint8_t>(tid),
+                            static_cast<uint8_t>(pid >> 8),
+                            static_cast<uint8_t>(pid),
+                            static_cast<uint8_t>(len >> 8),
+                            static_cast<uint8_t>(len),
+                            unit};
   v.insert(v.end(), pdu.begin(), pdu.end());
   return v;
 }
@@ -36,7 +41,10 @@ S check(const std::vector<uint8_t>& bytes, Expected e, Response* out = nullptr) 
 
 TEST(ModbusCodec, EncodesAReadRequest) {
   uint8_t out[kReadRequestBytes];
-  encode_read_request({.transaction = 0x1234, .unit = 7, .table = Table::kInput, .address = 0x0102,
+  encode_read_request({.transaction = 0x1234,
+                       .unit = 7,
+                       .table = Table::kInput,
+                       .address = 0x0102,
                        .quantity = 125},
                       out);
   const uint8_t want[] = {0x12, 0x34, 0, 0, 0, 6, 7, 4, 0x01, 0x02, 0, 125};
@@ -87,15 +95,15 @@ TEST(ModbusCodec, SplitsAStreamOfAdus) {
 }
 
 Point reg(uint16_t address, DataType t, Order wo = Order::kBig, Order bo = Order::kBig) {
-  return Point{.table = Table::kHolding, .address = address, .type = t, .word_order = wo,
-               .byte_order = bo};
+  return Point{
+      .table = Table::kHolding, .address = address, .type = t, .word_order = wo, .byte_order = bo};
 }
 
 TEST(ModbusMap, CoalescesAdjacentRegistersWithinLimits) {
   PlanLimits lim;
   lim.max_gap_registers = 2;
   std::vector<Point> pts = {reg(0, DataType::kFloat32), reg(2, DataType::kUint16),
-                            reg(5, DataType::kInt16),   reg(9, DataType::kInt16),
+                            reg(5, DataType::kInt16), reg(9, DataType::kInt16),
                             reg(200, DataType::kFloat64)};
   pts.push_back(Point{.table = Table::kCoil, .address = 3, .type = DataType::kBool});
   for (uint32_t i = 0; i < pts.size(); ++i) pts[i].metric = i;
@@ -148,8 +156,7 @@ TEST(ModbusMap, DecodesEveryTypeInEveryOrder) {
   EXPECT_EQ(decode(reg(0, DataType::kUint16), {0xFF, 0xFE}), 65534);
   EXPECT_EQ(decode(reg(0, DataType::kInt32, Order::kLittle), {0xFF, 0xFE, 0xFF, 0xFF}), -2);
   EXPECT_EQ(decode(reg(0, DataType::kUint32), {0x00, 0x01, 0x00, 0x02}), 65538);
-  EXPECT_EQ(decode(reg(0, DataType::kInt64), {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFD}),
-            -3);
+  EXPECT_EQ(decode(reg(0, DataType::kInt64), {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFD}), -3);
   EXPECT_EQ(decode(reg(0, DataType::kUint64, Order::kLittle), {0, 5, 0, 0, 0, 0, 0, 1}),
             281474976710661.0);  // 0x0001_0000_0000_0005
   // 1.5 as a double is 0x3FF8000000000000.
@@ -161,8 +168,8 @@ TEST(ModbusMap, DecodesEveryTypeInEveryOrder) {
   Point as_int = reg(0, DataType::kUint16);
   as_int.out = core::ValueType::kInt64;
   EXPECT_EQ(decode(as_int, {0x12, 0x34}), 0x1234);
-  Point bit{.table = Table::kCoil, .address = 10, .type = DataType::kBool,
-            .out = core::ValueType::kBool};
+  Point bit{
+      .table = Table::kCoil, .address = 10, .type = DataType::kBool, .out = core::ValueType::kBool};
   Block b{Table::kCoil, 0, 16, 0, 1};
   core::Value v;
   const uint8_t bits[] = {0x00, 0x04};  // address 10 = byte 1 bit 2

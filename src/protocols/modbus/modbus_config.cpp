@@ -20,7 +20,7 @@ using D = ModbusDevice;
 using M = ModbusMetricOptions;
 
 constexpr std::string_view kTables[] = {"coil", "discrete", "holding", "input"};
-constexpr std::string_view kTypes[] = {"bool",  "int16", "uint16", "int32",  "uint32",
+constexpr std::string_view kTypes[] = {"bool",    "int16", "uint16", "int32",  "uint32",
                                        "float32", "int64", "uint64", "float64"};
 constexpr std::string_view kOrders[] = {"big", "little"};
 
@@ -119,8 +119,9 @@ constexpr Field<C> kFields[] = {
 
 constexpr config::Section<C> kSection = {
     .header = "protocols.modbus",
-    .doc = "Modbus TCP poller: Tianhe connects to PLCs and gateways and reads coils, discrete "
-           "inputs, holding and input registers (FC 1-4) on an interval per device.",
+    .doc =
+        "Modbus TCP poller: Tianhe connects to PLCs and gateways and reads coils, discrete "
+        "inputs, holding and input registers (FC 1-4) on an interval per device.",
     .fields = kFields};
 
 constexpr Field<D> kDeviceFields[] = {
@@ -241,7 +242,8 @@ std::string finish(C& c, std::string_view) {
   for (size_t i = 0; i < c.devices.size(); ++i) {
     const ModbusDevice& d = c.devices[i];
     if (d.address.port == 0) {
-      return "protocols.modbus.devices[" + std::to_string(i) + "].address: port 0 names no "
+      return "protocols.modbus.devices[" + std::to_string(i) +
+             "].address: port 0 names no "
              "server; write the PLC's port (502 is the standard one)";
     }
     ids.emplace_back(d.device, i);

@@ -17,12 +17,12 @@ inline constexpr uint32_t kMaxInFlight = 16;
 
 /// One `[[protocols.modbus.devices]]` entry.
 struct ModbusDevice {
-  uint64_t device = 0;                      ///< a registered device id (its model has the map)
-  config::Endpoint address{"", 502};        ///< the PLC's or the gateway's host:port
-  uint32_t unit = 1;                        ///< unit identifier (0..255; a slave behind a gateway)
-  int64_t interval_ns = 1 * config::kSec;   ///< poll interval
-  uint32_t in_flight = 0;                   ///< transactions in flight; 0: the protocol's
-  int64_t request_timeout_ns = 0;           ///< 0: the protocol's
+  uint64_t device = 0;                     ///< a registered device id (its model has the map)
+  config::Endpoint address{"", 502};       ///< the PLC's or the gateway's host:port
+  uint32_t unit = 1;                       ///< unit identifier (0..255; a slave behind a gateway)
+  int64_t interval_ns = 1 * config::kSec;  ///< poll interval
+  uint32_t in_flight = 0;                  ///< transactions in flight; 0: the protocol's
+  int64_t request_timeout_ns = 0;          ///< 0: the protocol's
 };
 
 /// `[protocols.modbus]`.
@@ -34,10 +34,10 @@ struct ModbusConfig {
   uint32_t max_registers = 125;       ///< registers a request (FC 3/4)
   uint32_t max_bits = 2000;           ///< bits a request (FC 1/2)
   uint32_t in_flight = 1;             ///< transactions in flight a connection (default)
-  int64_t request_timeout_ns = 1 * config::kSec;  ///< a response not here by then: reset
-  int64_t connect_timeout_ns = 3 * config::kSec;  ///< a TCP connect not done by then: retry
-  int64_t backoff_min_ns = 100 * config::kMs;     ///< first reconnect delay
-  int64_t backoff_max_ns = 30 * config::kSec;     ///< reconnect and exception back-off ceiling
+  int64_t request_timeout_ns = 1 * config::kSec;    ///< a response not here by then: reset
+  int64_t connect_timeout_ns = 3 * config::kSec;    ///< a TCP connect not done by then: retry
+  int64_t backoff_min_ns = 100 * config::kMs;       ///< first reconnect delay
+  int64_t backoff_max_ns = 30 * config::kSec;       ///< reconnect and exception back-off ceiling
   int64_t exception_backoff_ns = 1 * config::kSec;  ///< first delay after an exception cycle
 };
 

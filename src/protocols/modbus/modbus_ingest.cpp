@@ -39,18 +39,18 @@ struct ModbusIngest::Dev {
   bool ever_connected = false;
   bool up = false;
   bool in_cycle = false;
-  uint32_t gen = 0;        ///< bumped on every new socket: stale epoll events are ignored
-  uint32_t failures = 0;   ///< consecutive failed connections
+  uint32_t gen = 0;       ///< bumped on every new socket: stale epoll events are ignored
+  uint32_t failures = 0;  ///< consecutive failed connections
   uint32_t heap_pos = 0;
-  uint32_t values = 0;     ///< first index in values_ / have_
+  uint32_t values = 0;  ///< first index in values_ / have_
   uint32_t in_flight = 1;
   int64_t timeout_ns = 0;
   int64_t interval_ns = 0;
-  int64_t when = 0;        ///< its timer (heap key)
-  int64_t due = 0;         ///< the next cycle's scheduled start
+  int64_t when = 0;  ///< its timer (heap key)
+  int64_t due = 0;   ///< the next cycle's scheduled start
   int64_t exception_backoff_ns = 0;
   int64_t last_rx_wall = 0;
-  uint32_t cycle = 0;      ///< the report's seq
+  uint32_t cycle = 0;  ///< the report's seq
   uint16_t next_block = 0;
   uint16_t answered = 0;
   uint16_t ok_blocks = 0;
@@ -118,7 +118,9 @@ Result<std::shared_ptr<const ModbusShared>> ModbusShared::build(
         Point p;
         p.table = o->table;
         p.address = static_cast<uint16_t>(o->address);
-        p.type = o->has_type ? o->type : is_bit_table(o->table) ? DataType::kBool : DataType::kUint16;
+        p.type = o->has_type              ? o->type
+                 : is_bit_table(o->table) ? DataType::kBool
+                                          : DataType::kUint16;
         p.word_order = o->word_order;
         p.byte_order = o->byte_order;
         p.scale = o->scale;
@@ -128,8 +130,8 @@ Result<std::shared_ptr<const ModbusShared>> ModbusShared::build(
         points.push_back(p);
       }
       if (points.empty()) {
-        return make_error(at(i) + ".device: model \"" + model.name() +
-                          "\" of device " + std::to_string(d.device) +
+        return make_error(at(i) + ".device: model \"" + model.name() + "\" of device " +
+                          std::to_string(d.device) +
                           " has no metric with `modbus = { table, address, type }`; add them "
                           "to its [[models.metrics]]");
       }
@@ -187,8 +189,8 @@ ModbusIngest::ModbusIngest(std::shared_ptr<const ModbusShared> shared, uint32_t 
     d.values = values;
     values += static_cast<uint32_t>(p.plan->points.size());
     d.in_flight = p.config.in_flight != 0 ? p.config.in_flight : c.in_flight;
-    d.timeout_ns = p.config.request_timeout_ns != 0 ? p.config.request_timeout_ns
-                                                    : c.request_timeout_ns;
+    d.timeout_ns =
+        p.config.request_timeout_ns != 0 ? p.config.request_timeout_ns : c.request_timeout_ns;
     d.interval_ns = p.config.interval_ns;
     // First cycles are spread over one interval by device id, so that thousands of devices
     // configured alike do not all send in the same millisecond.
@@ -408,13 +410,13 @@ void ModbusIngest::send_requests(Dev& d, int64_t now) noexcept {
     slot->sent_ns = now;
     slot->deadline_ns = now + d.timeout_ns;
     ++d.outstanding;
-    encode_read_request({.transaction = slot->tid,
-                         .unit = static_cast<uint8_t>(d.cfg->config.unit),
-                         .table = b.table,
-                         .address = b.address,
-                         .quantity = b.quantity},
-                        std::span<uint8_t, kReadRequestBytes>(buf + n * kReadRequestBytes,
-                                                              kReadRequestBytes));
+    encode_read_request(
+        {.transaction = slot->tid,
+         .unit = static_cast<uint8_t>(d.cfg->config.unit),
+         .table = b.table,
+         .address = b.address,
+         .quantity = b.quantity},
+        std::span<uint8_t, kReadRequestBytes>(buf + n * kReadRequestBytes, kReadRequestBytes));
     stats_->requests[static_cast<size_t>(b.table)].add();
     ++n;
   }
@@ -463,10 +465,9 @@ void ModbusIngest::on_readable(runtime::Shard& shard, Dev& d, int64_t now) noexc
     const Block* b = nullptr;
     if (slot != nullptr) {
       b = &d.plan->blocks[slot->block];
-      s = check_response(h, in.first(adu),
-                         {static_cast<uint8_t>(d.cfg->config.unit), read_function(b->table),
-                          b->quantity},
-                         resp);
+      s = check_response(
+          h, in.first(adu),
+          {static_cast<uint8_t>(d.cfg->config.unit), read_function(b->table), b->quantity}, resp);
     }
     if (is_malformed(s)) {
       // The stream cannot be trusted past a bad frame (framing or pairing is lost): drop it

@@ -61,11 +61,10 @@ Result<Plan> plan_reads(std::vector<Point> points, const PlanLimits& limits) {
       }
     }
     if (width > max_q) {
-      return make_error("metric " + std::to_string(p.metric) + ": spans " +
-                        std::to_string(width) + " registers, more than one request may read");
+      return make_error("metric " + std::to_string(p.metric) + ": spans " + std::to_string(width) +
+                        " registers, more than one request may read");
     }
-    plan.blocks.push_back(
-        Block{p.table, p.address, static_cast<uint16_t>(width), i, 1});
+    plan.blocks.push_back(Block{p.table, p.address, static_cast<uint16_t>(width), i, 1});
     end = p.address + width;
   }
   return plan;

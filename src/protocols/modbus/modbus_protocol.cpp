@@ -71,8 +71,7 @@ void collect_shard(core::PromWriter& w, const ModbusStats& s) {
   w.gauge(p + "devices_down", "Devices not connected or not answering yet.", {},
           s.devices.get() - std::min(s.devices.get(), s.devices_up.get()));
   core::write_histogram(w, p + "cycle_lag_seconds",
-                        "How late a poll cycle started after its scheduled time.", {},
-                        s.cycle_lag);
+                        "How late a poll cycle started after its scheduled time.", {}, s.cycle_lag);
   core::write_histogram(w, p + "response_latency_seconds",
                         "Time from sending a request to receiving its response.", {},
                         s.response_latency);

@@ -87,7 +87,8 @@ long serve_requests(const uint8_t* in, size_t len, uint8_t* out, size_t out_cap,
           }
         } else {
           for (uint16_t i = 0; i < quantity; ++i) {
-            const uint16_t v = simulated_register(h[6], t, static_cast<uint16_t>(address + i), tick);
+            const uint16_t v =
+                simulated_register(h[6], t, static_cast<uint16_t>(address + i), tick);
             d[2 * i] = static_cast<uint8_t>(v >> 8);
             d[2 * i + 1] = static_cast<uint8_t>(v);
           }
@@ -144,9 +145,9 @@ Result<std::unique_ptr<ModbusServer>> ModbusServer::start(const ServerOptions& o
       sockaddr_storage bound{};
       socklen_t len = sizeof bound;
       ::getsockname(w->listen_fd, reinterpret_cast<sockaddr*>(&bound), &len);
-      s->port_ = ntohs(bound.ss_family == AF_INET6
-                           ? reinterpret_cast<sockaddr_in6&>(bound).sin6_port
-                           : reinterpret_cast<sockaddr_in&>(bound).sin_port);
+      s->port_ =
+          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(bound).sin6_port
+                                            : reinterpret_cast<sockaddr_in&>(bound).sin_port);
     }
     w->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};

@@ -36,7 +36,8 @@ std::string simulator_config(const std::string& address, uint64_t first, uint64_
       "modbus = { table = \"input\", address = 0, type = \"uint16\", scale = 0.1, offset = -40 }\n"
       "[[models.metrics]]\nname = \"pump\"\ntype = \"bool\"\n"
       "modbus = { table = \"coil\", address = 0 }\n"
-      "[[devices]]\nid = " + std::to_string(first) + "\ncount = " + std::to_string(devices) +
+      "[[devices]]\nid = " +
+      std::to_string(first) + "\ncount = " + std::to_string(devices) +
       "\ntenant = \"demo\"\nmodel = \"sim_plc\"\n\n[protocols.modbus]\nenabled = true\n";
   for (uint64_t i = 0; i < devices; ++i) {
     s += "[[protocols.modbus.devices]]\ndevice = " + std::to_string(first + i) + "\naddress = \"" +
@@ -67,9 +68,9 @@ Example:
   tianhe simulate --protocol modbus --devices 1000 --interval 100ms --config modbus.toml)");
     return 0;
   }
-  auto args = core::Args::parse(argc, argv, 2, {"json", "quiet"},
-                                {"listen", "devices", "first-device", "interval", "threads",
-                                 "duration", "config"});
+  auto args = core::Args::parse(
+      argc, argv, 2, {"json", "quiet"},
+      {"listen", "devices", "first-device", "interval", "threads", "duration", "config"});
   if (!args.ok()) return core::usage_error("simulate", args.error().message);
   auto ep = config::parse_endpoint(args->str("listen", "127.0.0.1:0"), "--listen");
   if (!ep.ok()) return core::usage_error("simulate", ep.error().message);
@@ -92,8 +93,8 @@ Example:
     std::fprintf(stderr, "tianhe simulate: %s\n", server.error().message.c_str());
     return 1;
   }
-  const std::string host = ep->host.find(':') != std::string::npos ? "[" + ep->host + "]"
-                                                                    : ep->host;
+  const std::string host =
+      ep->host.find(':') != std::string::npos ? "[" + ep->host + "]" : ep->host;
   const std::string address = host + ":" + std::to_string((*server)->port());
   const std::string snippet = simulator_config(address, *first, *devices, interval);
   const bool quiet = args->has("quiet");
@@ -108,9 +109,9 @@ Example:
     }
     std::fputs(snippet.c_str(), f);
     std::fclose(f);
-    if (!quiet) std::printf("config for %llu device(s) written to %s\n",
-                            static_cast<unsigned long long>(*devices),
-                            args->str("config", "").c_str());
+    if (!quiet)
+      std::printf("config for %llu device(s) written to %s\n",
+                  static_cast<unsigned long long>(*devices), args->str("config", "").c_str());
   } else if (!quiet) {
     std::printf("# config for %llu device(s):\n%s", static_cast<unsigned long long>(*devices),
                 snippet.c_str());

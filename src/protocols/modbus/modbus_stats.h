@@ -39,21 +39,21 @@ struct ModbusStats {
   core::Counter responses[4];       ///< normal responses, by function code - 1
   core::Counter exceptions[kExceptionSlots];  ///< exception responses, by exception_slot()
   core::Counter malformed[static_cast<size_t>(ResponseStatus::kCount)];  ///< by reason
-  core::Counter timeouts;                     ///< requests not answered in time
-  core::Counter connects;                     ///< connection attempts
-  core::Counter reconnects;                   ///< attempts after a device's first
+  core::Counter timeouts;    ///< requests not answered in time
+  core::Counter connects;    ///< connection attempts
+  core::Counter reconnects;  ///< attempts after a device's first
   core::Counter disconnects[static_cast<size_t>(Disconnect::kCount)];
   core::Counter cycles_started;
-  core::Counter cycles_completed;  ///< every block answered (normally or by an exception)
-  core::Counter cycles_aborted;    ///< a connection lost mid-cycle: no report
-  core::Counter cycles_skipped;    ///< cycles that could not start within their interval
+  core::Counter cycles_completed;    ///< every block answered (normally or by an exception)
+  core::Counter cycles_aborted;      ///< a connection lost mid-cycle: no report
+  core::Counter cycles_skipped;      ///< cycles that could not start within their interval
   core::Counter exception_backoffs;  ///< cycles delayed because the last drew exceptions
   core::Counter decode_drops[static_cast<size_t>(DecodeDrop::kCount)];
-  core::Counter reports_durable;   ///< reports whose log append became durable
+  core::Counter reports_durable;  ///< reports whose log append became durable
   core::Counter bytes_in;
   core::Counter bytes_out;
-  core::Counter devices;     ///< gauge: devices this shard polls
-  core::Counter devices_up;  ///< gauge: connected and answering
+  core::Counter devices;                 ///< gauge: devices this shard polls
+  core::Counter devices_up;              ///< gauge: connected and answering
   core::Log2Histogram cycle_lag;         ///< how late a cycle started after its scheduled time
   core::Log2Histogram response_latency;  ///< request sent to its response received
 };
