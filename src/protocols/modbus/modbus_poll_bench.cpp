@@ -62,15 +62,20 @@ double plain_client(const Options& o, uint16_t port) {
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  uint8_t req[kReadRequestBytes];
-  auto send_one = [&](int fd, uint16_t tid) {
-    encode_read_request({.transaction = tid,
-                         .unit = 1,
-                         .table = Table::kHolding,
-                         .address = 0,
-                         .quantity = kRegistersPerBlock},
-                        req);
-    return ::send(fd, req, sizeof req, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof req);
+  // Requests answered by one read are replaced by one send, as the gateway does.
+  uint8_t req[kMaxInFlight * kReadRequestBytes];
+  auto send_many = [&](int fd, uint16_t first_tid, uint64_t count) {
+    for (uint64_t k = 0; k < count; ++k) {
+      encode_read_request(
+          {.transaction = static_cast<uint16_t>(first_tid + k),
+           .unit = 1,
+           .table = Table::kHolding,
+           .address = 0,
+           .quantity = kRegistersPerBlock},
+          std::span<uint8_t, kReadRequestBytes>(req + k * kReadRequestBytes, kReadRequestBytes));
+    }
+    const size_t bytes = count * kReadRequestBytes;
+    return ::send(fd, req, bytes, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes);
   };
   for (uint64_t i = 0; i < o.devices; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -86,7 +91,7 @@ double plain_client(const Options& o, uint16_t port) {
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     fds.push_back(fd);
     bufs[i].resize(8192);
-    for (uint64_t k = 0; k < o.in_flight; ++k) send_one(fd, static_cast<uint16_t>(k));
+    send_many(fd, 0, o.in_flight);
   }
   uint64_t responses = 0;
   const int64_t start = core::mono_ns();
@@ -100,14 +105,18 @@ double plain_client(const Options& o, uint16_t port) {
       if (r <= 0) continue;
       lens[i] += static_cast<size_t>(r);
       size_t off = 0;
+      uint64_t answered = 0;
+      uint16_t last_tid = 0;
       for (;;) {
         MbapHeader h;
         size_t adu = 0;
         if (split_adu({bufs[i].data() + off, lens[i] - off}, h, adu) != ResponseStatus::kOk) break;
         off += adu;
         ++responses;
-        send_one(fds[i], static_cast<uint16_t>(h.transaction + o.in_flight));
+        ++answered;
+        last_tid = h.transaction;
       }
+      if (answered > 0) send_many(fds[i], static_cast<uint16_t>(last_tid + 1), answered);
       std::memmove(bufs[i].data(), bufs[i].data() + off, lens[i] - off);
       lens[i] -= off;
     }
