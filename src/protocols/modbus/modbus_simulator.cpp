@@ -40,9 +40,15 @@ std::string simulator_config(const std::string& address, uint64_t first, uint64_
       std::to_string(first) + "\ncount = " + std::to_string(devices) +
       "\ntenant = \"demo\"\nmodel = \"sim_plc\"\n\n[protocols.modbus]\nenabled = true\n";
   for (uint64_t i = 0; i < devices; ++i) {
-    s += "[[protocols.modbus.devices]]\ndevice = " + std::to_string(first + i) + "\naddress = \"" +
-         address + "\"\nunit = " + std::to_string(1 + i % 247) + "\ninterval = \"" + interval +
-         "\"\n";
+    s += "[[protocols.modbus.devices]]\ndevice = ";
+    s += std::to_string(first + i);
+    s += "\naddress = \"";
+    s += address;
+    s += "\"\nunit = ";
+    s += std::to_string(1 + i % 247);
+    s += "\ninterval = \"";
+    s += interval;
+    s += "\"\n";
   }
   return s;
 }
