@@ -181,8 +181,10 @@ int cmd_simulate(int argc, char** argv) {
   };
   std::string known;
   const runtime::ProtocolSpec* chosen = nullptr;
+  std::string_view first;  // the default: the first protocol with a simulator
   for (const auto& p : ext.protocols()) {
     if (!p.simulate) continue;
+    if (first.empty()) first = p.name;
     known += (known.empty() ? "" : ", ") + std::string(p.name);
     if (chosen == nullptr && (name.empty() || same(p.name, name))) chosen = &p;
   }
@@ -195,7 +197,7 @@ int cmd_simulate(int argc, char** argv) {
     std::printf(
         "tianhe simulate [--protocol NAME] ...: a device fleet speaking a protocol "
         "(protocols with a simulator: %s; default %s)\n\n",
-        known.c_str(), std::string(chosen->name).c_str());
+        known.c_str(), std::string(first).c_str());
   }
   return chosen->simulate(static_cast<int>(rest.size()), rest.data());
 }
