@@ -13,6 +13,9 @@ PACKAGES=(
   libmariadb-dev libpq-dev libhiredis-dev libnats-dev libcurl4-openssl-dev libssl-dev
   # MQTT input: client libraries (libmosquitto, Eclipse Paho C)
   libmosquitto-dev libpaho-mqtt-dev
+  # user codecs: SpiderMonkey (JavaScript and WebAssembly), YAML example files; WebAssembly
+  # examples are built with clang --target=wasm32, wasm-ld (lld) and wabt's wat2wasm
+  libmozjs-102-dev libyaml-cpp-dev lld wabt
   # test peers and tools: promtool (prometheus), curl, python with protobuf
   prometheus curl python3 python3-protobuf python3-scapy python3-pymodbus procps iproute2
   ccache

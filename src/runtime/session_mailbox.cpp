@@ -39,6 +39,8 @@ Result<SessionPage> SessionMailbox::ask(uint64_t after, uint32_t limit,
                       " ms (stopped or overloaded); try again");
   }
   answered_ = false;
+  if (failed_)
+    return make_error("the shard could not build the page (out of memory); try a smaller limit");
   return std::move(page_);
 }
 

@@ -46,18 +46,28 @@ class SessionMailbox {
 
   /// Shard thread (every loop turn, e.g. at the top of poll_input): when a question waits,
   /// answers it with `fill(after, limit, page)`. Cheap when none waits.
+  /// Building the page allocates: should that fail, the asker gets an error, the shard goes on.
   template <typename F>
   void serve(F&& fill) noexcept {
     if (!asked_.load(std::memory_order_acquire)) return;
     take_signal();
-    std::lock_guard<std::mutex> lock(mu_);
-    asked_.store(false, std::memory_order_relaxed);
-    if (!pending_) return;  // the asker gave up
-    page_ = SessionPage{};
-    fill(after_, limit_, page_);
-    pending_ = false;
-    answered_ = true;
-    cv_.notify_all();
+    try {
+      std::lock_guard<std::mutex> lock(mu_);
+      asked_.store(false, std::memory_order_relaxed);
+      if (!pending_) return;  // the asker gave up
+      failed_ = false;
+      try {
+        page_ = SessionPage{};
+        fill(after_, limit_, page_);
+      } catch (...) {
+        page_ = SessionPage{};
+        failed_ = true;
+      }
+      pending_ = false;
+      answered_ = true;
+      cv_.notify_all();
+    } catch (...) {  // the mutex could not be taken: the asker times out
+    }
   }
 
  private:
@@ -70,6 +80,7 @@ class SessionMailbox {
   std::condition_variable cv_;
   bool pending_ = false;
   bool answered_ = false;
+  bool failed_ = false;  ///< the page could not be built (out of memory)
   uint64_t after_ = 0;
   uint32_t limit_ = 0;
   SessionPage page_;
