@@ -191,7 +191,7 @@ try:
                      "unnest(i.indkey) WITH ORDINALITY k(att, n), pg_attribute a WHERE "
                      "i.indrelid = 'public.env_sensor'::regclass AND i.indisprimary AND "
                      "a.attrelid = i.indrelid AND a.attnum = k.att")
-    c.check(pk == "device_id,time_ns,seq", f"primary key (device_id, time_ns, seq) ({pk})")
+    c.check(pk == "time_ns,device_id,seq", f"primary key (time_ns, device_id, seq) ({pk})")
     original_model = harness.MODEL
     harness.MODEL = original_model + '[[models.metrics]]\nname = "rssi"\ntype = "int64"\n'
     harness.write_config(cfg, data, devices=DEVICES, report_port=port, extra=sinks_toml)

@@ -54,7 +54,7 @@ struct TableLayout {
 TableLayout table_layout(const pipeline::Model& model, std::string_view schema,
                          std::string_view table);
 
-/// CREATE TABLE IF NOT EXISTS with the primary key (device_id, time_ns, seq).
+/// CREATE TABLE IF NOT EXISTS with the primary key (time_ns, device_id, seq).
 std::string create_table_sql(const TableLayout& t);
 /// ALTER TABLE ... ADD COLUMN IF NOT EXISTS for each column of `t` not in `existing`
 /// (an adopted table keeps its own columns and types); empty when nothing is missing.

@@ -134,7 +134,7 @@ TEST(PostgresLayout, OneTypedColumnPerMetricAfterTheRecord) {
             "NULL, \"time\" timestamptz NOT NULL, \"received_ns\" bigint NOT NULL, \"protocol\" "
             "text NOT NULL, \"traceparent\" text NULL, \"temperature\" double precision NULL, "
             "\"battery_mv\" bigint NULL, \"door_open\" boolean NULL, \"firmware\" text NULL, "
-            "PRIMARY KEY (device_id, time_ns, seq))");
+            "PRIMARY KEY (time_ns, device_id, seq))");
   const TableLayout x = table_layout(env_model(true), "s", "t");
   EXPECT_TRUE(contains(create_table_sql(x), "\"firmware\" text NULL, extra jsonb NULL, PRIMARY"));
   EXPECT_EQ(create_staging_sql(table_layout(env_model(), "public", "e"), "tianhe_stage_0"),

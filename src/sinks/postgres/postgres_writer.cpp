@@ -180,7 +180,7 @@ bool PostgresWriter::ensure(Target& t, PgError& err) {
       err = {
           "the table has no primary key or unique index, so a replay would add its rows "
           "again; add one: ALTER TABLE " +
-              t.layout.qualified() + " ADD PRIMARY KEY (device_id, time_ns, seq)",
+              t.layout.qualified() + " ADD PRIMARY KEY (time_ns, device_id, seq)",
           "", ErrorClass::kOther};
       return false;
     }

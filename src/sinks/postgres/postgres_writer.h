@@ -1,6 +1,6 @@
 // The PostgreSQL sink's writer on the shared log consumer. Each batch is one transaction: binary
 // COPY into a session's staging table per target table, INSERT ... SELECT ... ON CONFLICT DO
-// NOTHING into the model's table (its primary key (device_id, time_ns, seq) drops a reading the
+// NOTHING into the model's table (its primary key (time_ns, device_id, seq) drops a reading the
 // table already holds), the upsert of the sink's cursors in tianhe_cursors, COMMIT. A crash at
 // any point leaves either the whole batch with its cursors or none of it.
 //
