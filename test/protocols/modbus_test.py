@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -161,6 +160,21 @@ in_flight = {inflight}
             wait_for(lambda: metric(gw.metrics(), P + "devices_up") >= 3, 10, "devices up")
             c.check(metric(gw.metrics(), P + "devices_up") + metric(gw.metrics(), P + "devices_down")
                     == 6, "devices up + down = 6")
+            # /debug/sessions?protocol=modbus: every polled device once, page by page.
+            listed, after = [], None
+            while True:
+                page = json.loads(gw.get("/debug/sessions?protocol=modbus&limit=4" +
+                                         (f"&after={after}" if after else "")))
+                listed += page["sessions"]
+                after = page["next"]
+                if after is None:
+                    break
+            ids = sorted(s["device_id"] for s in listed)
+            c.check(len(ids) == 6 and len(set(ids)) == 6 and page["total"] == 6,
+                    f"/debug/sessions lists the 6 devices once ({ids})")
+            d1 = next(s for s in listed if s["device_id"] == 1)
+            c.check(d1["state"] == "connected" and d1["up"] and d1["cycle"] > 0,
+                    f"device 1 connected and cycling ({d1})")
         finally:
             rc = gw.stop()
             c.check(rc == 0, "gateway stopped cleanly")

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/clock.h"
@@ -218,6 +219,35 @@ ModbusIngest::~ModbusIngest() {
 void ModbusIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait) const {
   // One descriptor however many connections: the shard's poll() never sees thousands of fds.
   out.push_back({epoll_fd_, POLLIN});
+  if (mailbox_.fd() >= 0) out.push_back({mailbox_.fd(), POLLIN});
+}
+
+void ModbusIngest::list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const {
+  const int64_t now_wall = core::wall_ns();
+  page.total = devs_.size();
+  uint64_t i = after;
+  for (; i < devs_.size() && page.sessions.size() < limit; ++i) {
+    const Dev& d = devs_[i];
+    const ModbusDevice& c = d.cfg->config;
+    std::string_view state = d.state == State::kConnected    ? "connected"
+                             : d.state == State::kConnecting ? "connecting"
+                                                             : "backoff";
+    nlohmann::json j{{"device_id", c.device},
+                     {"address", c.address.host + ":" + std::to_string(c.address.port)},
+                     {"unit", c.unit},
+                     {"state", state},
+                     {"up", d.up},
+                     {"interval_s", static_cast<double>(d.interval_ns) / 1e9},
+                     {"in_flight", d.in_flight},
+                     {"cycle", d.cycle},
+                     {"failed_connects", d.failures}};
+    if (d.last_rx_wall > 0) {
+      j["last_response_age_s"] = static_cast<double>(now_wall - d.last_rx_wall) / 1e9;
+    }
+    page.sessions.push_back(j.dump());
+  }
+  page.next = i;
+  page.more = i < devs_.size();
 }
 
 size_t ModbusIngest::device_count() const noexcept {
@@ -593,6 +623,9 @@ runtime::AckWait ModbusIngest::release_acks(uint64_t durable_offset) noexcept {
 // --- the shard's calls --------------------------------------------------------------------
 
 uint32_t ModbusIngest::poll_input(runtime::Shard& shard) noexcept {
+  mailbox_.serve([this](uint64_t after, uint32_t limit, runtime::SessionPage& page) {
+    list_sessions(after, limit, page);
+  });
   const int n = ::epoll_wait(epoll_fd_, events_, kEvents, 0);
   if (n <= 0) return 0;
   const int64_t now = core::mono_ns();

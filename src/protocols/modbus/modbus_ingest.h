@@ -19,6 +19,7 @@
 #include "protocols/modbus/modbus_config.h"
 #include "protocols/modbus/modbus_map.h"
 #include "protocols/modbus/modbus_stats.h"
+#include "runtime/session_mailbox.h"
 #include "runtime/shard.h"
 
 namespace tianhe::protocols::modbus {
@@ -64,6 +65,8 @@ class ModbusIngest final : public runtime::Ingest {
   void on_timer(runtime::Shard& shard, int64_t now_ns) noexcept override;
   /// Devices this shard polls.
   size_t device_count() const noexcept;
+  /// Where /debug/sessions asks for this shard's devices (any thread).
+  runtime::SessionMailbox& mailbox() noexcept { return mailbox_; }
 
  private:
   static constexpr uint32_t kEvents = 256;
@@ -87,8 +90,12 @@ class ModbusIngest final : public runtime::Ingest {
   void sift_up(uint32_t pos) noexcept;
   void sift_down(uint32_t pos) noexcept;
 
+  /// Fills a /debug/sessions page: devices from index `after` (the cursor is a device index).
+  void list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const;
+
   std::shared_ptr<const ModbusShared> shared_;
   ModbusStats* stats_;
+  runtime::SessionMailbox mailbox_;
   int epoll_fd_;
   std::vector<Dev> devs_;
   std::vector<core::Value> values_;  ///< each device's point values, at Dev::values

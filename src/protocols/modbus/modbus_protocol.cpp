@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -100,7 +101,14 @@ class ModbusProtocol final : public runtime::ProtocolInstance {
     stats_.push_back(std::make_unique<ModbusStats>());
     auto ingest = ModbusIngest::create(shared_, shard, shards_, stats_.back().get());
     if (!ingest.ok()) return ingest.error();
+    ingests_.push_back(ingest.value().get());
     return std::unique_ptr<runtime::Ingest>(std::move(ingest.value()));
+  }
+
+  Result<runtime::SessionPage> sessions(uint32_t shard, uint64_t after,
+                                        uint32_t limit) const override {
+    if (shard >= ingests_.size()) return make_error("no such shard");
+    return ingests_[shard]->mailbox().ask(after, limit, std::chrono::seconds(2));
   }
 
   void collect(core::PromWriter& w) const override {
@@ -136,6 +144,7 @@ class ModbusProtocol final : public runtime::ProtocolInstance {
   uint32_t shards_;
   uint64_t fd_limit_;
   std::vector<std::unique_ptr<ModbusStats>> stats_;  ///< per shard
+  std::vector<ModbusIngest*> ingests_;  ///< per shard; owned by the shards, which outlive calls
 };
 
 }  // namespace
