@@ -4,6 +4,7 @@
 th_extension(protocols/report)
 th_extension(protocols/mqtt_sn)
 th_extension(protocols/lorawan)
+th_extension(protocols/mqtt)
 th_extension(codecs/json)
 th_extension(codecs/cayenne_lpp)
 th_extension(codecs/raw)
