@@ -364,9 +364,13 @@ bool MqttIngest::write_out() noexcept {
 uint32_t MqttIngest::next_seq(int64_t now_wall) noexcept {
   // A seq the store's duplicate windows accept when the payload carries none: newer than the
   // last one this shard gave and than the clock's microseconds, so it keeps rising per device
-  // across reconnects and restarts.
+  // across reconnects and restarts. A shared subscription spreads one device's messages over
+  // the shards: each shard keeps to its own residue modulo the shard count, so two shards never
+  // give one device the same seq.
+  const uint32_t shards = shared_->shards;
   uint32_t seq = static_cast<uint32_t>(now_wall / 1000);
-  if (static_cast<int32_t>(seq - last_seq_) <= 0) seq = last_seq_ + 1;
+  seq = seq - seq % shards + shard_;
+  if (static_cast<int32_t>(seq - last_seq_) <= 0) seq = last_seq_ + shards;
   last_seq_ = seq;
   return seq;
 }
