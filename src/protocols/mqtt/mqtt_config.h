@@ -29,8 +29,8 @@ struct MqttConfig {
   uint32_t qos = 1;                                    ///< subscription QoS (0 or 1)
   std::string codec = "json";                          ///< payload codec for models naming none
   Version version = Version::k5;                       ///< protocol_version
-  std::string client_id = "tianhe";  ///< shard i connects as "<client_id>-<i>"
-  bool clean_start = false;          ///< false: a persistent session (nothing lost while away)
+  std::string client_id = "tianhe";                    ///< shard i connects as "<client_id>-<i>"
+  bool clean_start = false;  ///< false: a persistent session (nothing lost while away)
   int64_t session_expiry_ns = 86400 * config::kSec;  ///< MQTT 5 Session Expiry Interval
   std::string shared_group;  ///< "": shard 0 subscribes alone; else every shard, $share/<group>/
   int64_t keep_alive_ns = 30 * config::kSec;
@@ -38,8 +38,8 @@ struct MqttConfig {
   int64_t reconnect_min_ns = 100 * config::kMs;
   int64_t reconnect_max_ns = 30 * config::kSec;
   std::string username;
-  std::string password_env;  ///< environment variable holding the password
-  uint32_t max_inflight = 1024;        ///< MQTT 5 Receive Maximum: unacknowledged QoS 1 deliveries
+  std::string password_env;      ///< environment variable holding the password
+  uint32_t max_inflight = 1024;  ///< MQTT 5 Receive Maximum: unacknowledged QoS 1 deliveries
   uint32_t max_packet_bytes = 256 * 1024;  ///< MQTT 5 Maximum Packet Size; longer: refused
   uint32_t recv_batch = 256;               ///< PUBLISH packets handled per poll
 };

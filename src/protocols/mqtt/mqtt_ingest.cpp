@@ -43,8 +43,8 @@ size_t packet_size_at(const uint8_t* p, size_t avail) {
 }  // namespace
 
 std::string_view reject_reason_name(Reject r) noexcept {
-  constexpr std::string_view kNames[] = {"unknown_topic", "tenant_mismatch", "codec_failure",
-                                         "qos2",          "duplicate",       "log_busy",
+  constexpr std::string_view kNames[] = {"unknown_topic",  "tenant_mismatch", "codec_failure",
+                                         "qos2",           "duplicate",       "log_busy",
                                          "ack_queue_full", "stale_ack"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
@@ -52,18 +52,16 @@ std::string_view reject_reason_name(Reject r) noexcept {
 }
 
 std::string_view conn_end_name(ConnEnd e) noexcept {
-  constexpr std::string_view kNames[] = {"connect_failed", "timeout",   "refused",
-                                         "subscribe_failed", "closed",  "disconnect",
-                                         "malformed",      "keep_alive", "push_back",
-                                         "protocol"};
+  constexpr std::string_view kNames[] = {
+      "connect_failed", "timeout",   "refused",    "subscribe_failed", "closed",
+      "disconnect",     "malformed", "keep_alive", "push_back",        "protocol"};
   static_assert(std::size(kNames) == static_cast<size_t>(ConnEnd::kCount));
   const auto i = static_cast<size_t>(e);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
 Result<std::shared_ptr<const MqttShared>> MqttShared::build(
-    const MqttConfig& config, std::shared_ptr<const pipeline::Registry> registry,
-    uint32_t shards) {
+    const MqttConfig& config, std::shared_ptr<const pipeline::Registry> registry, uint32_t shards) {
   auto s = std::make_shared<MqttShared>();
   s->config = config;
   s->registry = std::move(registry);
@@ -76,7 +74,8 @@ Result<std::shared_ptr<const MqttShared>> MqttShared::build(
     un.sun_family = AF_UNIX;
     std::memcpy(un.sun_path, s->broker.path.data(), s->broker.path.size());
     std::memcpy(&s->addr, &un, sizeof un);
-    s->addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + s->broker.path.size() + 1);
+    s->addr_len =
+        static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + s->broker.path.size() + 1);
   } else {
     // Resolved once, here on the main thread: a shard never blocks on a name lookup.
     auto a = transports::resolve(s->broker.host, s->broker.port);
@@ -233,8 +232,8 @@ void MqttIngest::start_connect(int64_t now) noexcept {
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   deadline_ns_ = now + config_.connect_timeout_ns;
-  const int rc = ::connect(fd_, reinterpret_cast<const sockaddr*>(&shared_->addr),
-                           shared_->addr_len);
+  const int rc =
+      ::connect(fd_, reinterpret_cast<const sockaddr*>(&shared_->addr), shared_->addr_len);
   if (rc == 0) {
     on_transport_up(now);
   } else if (errno == EINPROGRESS) {
@@ -417,8 +416,8 @@ bool MqttIngest::on_publish(runtime::Shard& shard, const Packet& p, int64_t now_
   if (!m.tenant.empty()) {
     // A device the registry does not know is left to the validator (it rejects it or registers
     // it, per the tenant policy); a known one must be in the tenant the topic names.
-    const pipeline::DeviceEntry* e = shared_->registry ? shared_->registry->find(m.device_id)
-                                                       : nullptr;
+    const pipeline::DeviceEntry* e =
+        shared_->registry ? shared_->registry->find(m.device_id) : nullptr;
     if (e != nullptr && shared_->registry->tenant_name(e->tenant) != m.tenant) {
       drop(Reject::kTenantMismatch, kReasonTopicInvalid);
       return true;
@@ -445,7 +444,8 @@ bool MqttIngest::on_publish(runtime::Shard& shard, const Packet& p, int64_t now_
     report = -1;
     stats_->rejects[static_cast<size_t>(Reject::kCodecFailure)].add();
   }
-  if (p.qos == 1) pubs_[pub_count_++] = Pub{report, p.packet_id, 1, kReasonPayloadInvalid, now_mono};
+  if (p.qos == 1)
+    pubs_[pub_count_++] = Pub{report, p.packet_id, 1, kReasonPayloadInvalid, now_mono};
   return true;
 }
 
@@ -490,8 +490,8 @@ bool MqttIngest::flush(runtime::Shard& shard) noexcept {
   return ok;
 }
 
-bool MqttIngest::handle(runtime::Shard& shard, const Packet& p, int64_t now_mono,
-                        int64_t now_wall, ConnEnd& why) noexcept {
+bool MqttIngest::handle(runtime::Shard& shard, const Packet& p, int64_t now_mono, int64_t now_wall,
+                        ConnEnd& why) noexcept {
   stats_->packets_in[static_cast<size_t>(p.type)].add();
   switch (p.type) {
     case PacketType::kConnack: {

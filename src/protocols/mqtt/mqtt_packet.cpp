@@ -71,7 +71,8 @@ constexpr CodeSet kConnack5 = {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0
                                0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F};
 constexpr CodeSet kPuback5 = {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99};
 constexpr CodeSet kSuback311 = {0x00, 0x01, 0x02, 0x80};
-constexpr CodeSet kSuback5 = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
+constexpr CodeSet kSuback5 = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87,
+                              0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
 constexpr CodeSet kDisconnect5 = {0x00, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E,
                                   0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A,
                                   0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
@@ -374,22 +375,34 @@ size_t packet(std::span<uint8_t> out, uint8_t first, size_t body, F&& fill) {
 }  // namespace
 
 std::string_view drop_reason_name(DropReason r) noexcept {
-  constexpr std::string_view kNames[] = {
-      "none",          "bad_remaining_length", "too_large",        "unexpected_type",
-      "bad_flags",     "bad_length",           "bad_connack",      "bad_reason_code",
-      "bad_topic",     "bad_utf8",             "zero_packet_id",   "bad_qos",
-      "dup_qos0",      "bad_properties",       "duplicate_property", "unknown_property",
-      "property_not_allowed", "topic_alias"};
+  constexpr std::string_view kNames[] = {"none",
+                                         "bad_remaining_length",
+                                         "too_large",
+                                         "unexpected_type",
+                                         "bad_flags",
+                                         "bad_length",
+                                         "bad_connack",
+                                         "bad_reason_code",
+                                         "bad_topic",
+                                         "bad_utf8",
+                                         "zero_packet_id",
+                                         "bad_qos",
+                                         "dup_qos0",
+                                         "bad_properties",
+                                         "duplicate_property",
+                                         "unknown_property",
+                                         "property_not_allowed",
+                                         "topic_alias"};
   static_assert(std::size(kNames) == kDropReasonCount);
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
 std::string_view packet_type_name(PacketType t) noexcept {
-  constexpr std::string_view kNames[] = {
-      "reserved", "connect",     "connack",  "publish", "puback",   "pubrec",
-      "pubrel",   "pubcomp",     "subscribe", "suback",  "unsubscribe", "unsuback",
-      "pingreq",  "pingresp",    "disconnect", "auth"};
+  constexpr std::string_view kNames[] = {"reserved",  "connect",  "connack",     "publish",
+                                         "puback",    "pubrec",   "pubrel",      "pubcomp",
+                                         "subscribe", "suback",   "unsubscribe", "unsuback",
+                                         "pingreq",   "pingresp", "disconnect",  "auth"};
   const auto i = static_cast<size_t>(t);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
@@ -486,8 +499,8 @@ size_t encode_connect(const ConnectOptions& o, std::span<uint8_t> out) noexcept 
   if (v5) body += varint_size(static_cast<uint32_t>(props)) + props;
   if (user) body += 2 + o.username.size();
   if (pass) body += 2 + o.password.size();
-  const uint8_t flags = static_cast<uint8_t>((user ? 0x80 : 0) | (pass ? 0x40 : 0) |
-                                             (o.clean_start ? 0x02 : 0));
+  const uint8_t flags =
+      static_cast<uint8_t>((user ? 0x80 : 0) | (pass ? 0x40 : 0) | (o.clean_start ? 0x02 : 0));
   return packet(out, 0x10, body, [&](Writer& w) {
     w.str("MQTT");
     w.u8(static_cast<uint8_t>(o.version));
@@ -536,16 +549,15 @@ size_t encode_puback(Version v, uint16_t packet_id, uint8_t reason,
   });
 }
 
-size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id,
-                      bool dup, std::span<const uint8_t> payload, std::string_view traceparent,
+size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id, bool dup,
+                      std::span<const uint8_t> payload, std::string_view traceparent,
                       std::span<uint8_t> out) noexcept {
   const bool v5 = v == Version::k5;
   size_t props = 0;
   if (v5 && !traceparent.empty()) props = 1 + 2 + 11 + 2 + traceparent.size();
   size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
   if (v5) body += varint_size(static_cast<uint32_t>(props)) + props;
-  const uint8_t first =
-      static_cast<uint8_t>(0x30 | (dup && qos > 0 ? 0x08 : 0) | ((qos & 3) << 1));
+  const uint8_t first = static_cast<uint8_t>(0x30 | (dup && qos > 0 ? 0x08 : 0) | ((qos & 3) << 1));
   return packet(out, first, body, [&](Writer& w) {
     w.str(topic);
     if (qos > 0) w.u16(packet_id);

@@ -45,23 +45,23 @@ enum class ParseStatus : uint8_t {
 /// Why a packet was refused (a metric label; see drop_reason_name()).
 enum class DropReason : uint8_t {
   kNone = 0,
-  kBadRemainingLength,   ///< more than 4 length bytes, or a non-minimal encoding
-  kTooLarge,             ///< longer than max_packet_bytes
-  kUnexpectedType,       ///< a type a server never sends to a client (or reserved)
-  kBadFlags,             ///< fixed-header flags a type forbids
-  kBadLength,            ///< the remaining length disagrees with the packet's contents
-  kBadConnack,           ///< CONNACK reserved flag bits set, or session present with a refusal
-  kBadReasonCode,        ///< a return / reason code the packet may not carry
-  kBadTopic,             ///< empty topic name, or one with a wildcard (+ #)
-  kBadUtf8,              ///< a string that is not well-formed UTF-8, or holds U+0000
-  kZeroPacketId,         ///< packet identifier 0 where one is required
-  kBadQos,               ///< PUBLISH QoS 3
-  kDupQos0,              ///< PUBLISH QoS 0 with DUP set (§3.3.1.1)
-  kBadProperties,        ///< properties that overrun their length, or a bad value
-  kDuplicateProperty,    ///< a single-valued property given twice
-  kUnknownProperty,      ///< a property identifier MQTT 5 does not define
-  kPropertyNotAllowed,   ///< a defined property this packet may not carry
-  kTopicAlias,           ///< a Topic Alias (the client allows none: Topic Alias Maximum 0)
+  kBadRemainingLength,  ///< more than 4 length bytes, or a non-minimal encoding
+  kTooLarge,            ///< longer than max_packet_bytes
+  kUnexpectedType,      ///< a type a server never sends to a client (or reserved)
+  kBadFlags,            ///< fixed-header flags a type forbids
+  kBadLength,           ///< the remaining length disagrees with the packet's contents
+  kBadConnack,          ///< CONNACK reserved flag bits set, or session present with a refusal
+  kBadReasonCode,       ///< a return / reason code the packet may not carry
+  kBadTopic,            ///< empty topic name, or one with a wildcard (+ #)
+  kBadUtf8,             ///< a string that is not well-formed UTF-8, or holds U+0000
+  kZeroPacketId,        ///< packet identifier 0 where one is required
+  kBadQos,              ///< PUBLISH QoS 3
+  kDupQos0,             ///< PUBLISH QoS 0 with DUP set (§3.3.1.1)
+  kBadProperties,       ///< properties that overrun their length, or a bad value
+  kDuplicateProperty,   ///< a single-valued property given twice
+  kUnknownProperty,     ///< a property identifier MQTT 5 does not define
+  kPropertyNotAllowed,  ///< a defined property this packet may not carry
+  kTopicAlias,          ///< a Topic Alias (the client allows none: Topic Alias Maximum 0)
   kCount,
 };
 
@@ -76,15 +76,15 @@ std::string_view packet_type_name(PacketType t) noexcept;
 
 /// What the reader accepts.
 struct ParserLimits {
-  Version version = Version::k5;        ///< the connection's protocol level
+  Version version = Version::k5;         ///< the connection's protocol level
   uint32_t max_packet_bytes = 1u << 18;  ///< fixed header included
 };
 
 /// A packet read. Views point into the bytes given to parse_packet().
 struct Packet {
   PacketType type = PacketType::kReserved;
-  uint8_t flags = 0;     ///< low nibble of the first byte
-  uint32_t size = 0;     ///< bytes of the whole packet
+  uint8_t flags = 0;       ///< low nibble of the first byte
+  uint32_t size = 0;       ///< bytes of the whole packet
   uint16_t packet_id = 0;  ///< PUBLISH (QoS > 0), PUBACK, SUBACK
   uint8_t reason = 0;      ///< CONNACK return/reason code, PUBACK and DISCONNECT reason code
   // PUBLISH
@@ -96,9 +96,9 @@ struct Packet {
   std::string_view traceparent;  ///< MQTT 5 user property "traceparent" (empty: none)
   // CONNACK
   bool session_present = false;
-  uint16_t receive_maximum = 0;    ///< MQTT 5 (0: not given, 65535 applies)
-  uint8_t maximum_qos = 2;         ///< MQTT 5 (2: not given)
-  int32_t server_keep_alive = -1;  ///< MQTT 5 (-1: not given)
+  uint16_t receive_maximum = 0;      ///< MQTT 5 (0: not given, 65535 applies)
+  uint8_t maximum_qos = 2;           ///< MQTT 5 (2: not given)
+  int32_t server_keep_alive = -1;    ///< MQTT 5 (-1: not given)
   uint32_t maximum_packet_size = 0;  ///< MQTT 5 (0: not given)
   std::string_view assigned_client_id;
   std::string_view reason_string;  ///< MQTT 5 Reason String, when given
@@ -127,11 +127,11 @@ struct ConnectOptions {
   std::string_view client_id;
   bool clean_start = false;
   uint16_t keep_alive_s = 30;
-  uint32_t session_expiry_s = 0;  ///< MQTT 5 Session Expiry Interval
-  uint16_t receive_maximum = 0;   ///< MQTT 5 Receive Maximum (0: not sent)
+  uint32_t session_expiry_s = 0;     ///< MQTT 5 Session Expiry Interval
+  uint16_t receive_maximum = 0;      ///< MQTT 5 Receive Maximum (0: not sent)
   uint32_t maximum_packet_size = 0;  ///< MQTT 5 Maximum Packet Size (0: not sent)
-  std::string_view username;  ///< empty: none
-  std::string_view password;  ///< empty: none
+  std::string_view username;         ///< empty: none
+  std::string_view password;         ///< empty: none
 };
 
 /// Encoders: each writes one packet into `out` and returns its size, 0 when `out` is too small
@@ -144,8 +144,8 @@ size_t encode_subscribe(Version v, uint16_t packet_id, std::string_view filter, 
 size_t encode_puback(Version v, uint16_t packet_id, uint8_t reason,
                      std::span<uint8_t> out) noexcept;
 /// PUBLISH (simulator, tests); MQTT 5 with a "traceparent" user property when one is given.
-size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id,
-                      bool dup, std::span<const uint8_t> payload, std::string_view traceparent,
+size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id, bool dup,
+                      std::span<const uint8_t> payload, std::string_view traceparent,
                       std::span<uint8_t> out) noexcept;
 /// PINGREQ (2 bytes).
 size_t encode_pingreq(std::span<uint8_t> out) noexcept;

@@ -47,8 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(inside(p.reason_codes.data(), p.reason_codes.size(), base, r.size));
       if (p.type == PacketType::kPublish) {
         check(p.qos <= 2 && !p.topic.empty() && valid_utf8(p.topic));
-        const size_t n = encode_publish(v, p.topic, p.qos, p.packet_id, p.dup, p.payload,
-                                        p.traceparent, buf);
+        const size_t n =
+            encode_publish(v, p.topic, p.qos, p.packet_id, p.dup, p.payload, p.traceparent, buf);
         if (n > 0 && n <= limits.max_packet_bytes) {
           Packet q;
           const ParseResult r2 = parse_packet({buf.data(), n}, limits, q);

@@ -57,8 +57,8 @@ void collect_shard(core::PromWriter& w, const MqttStats& s, uint32_t shard) {
             s.connected.get());
   w.counter(p + "sessions_resumed_total", "CONNACKs that resumed a stored session.", {},
             s.session_present.get());
-  w.counter(p + "reconnects_total", "Established connections that were lost (then retried).",
-            {}, s.reconnects.get());
+  w.counter(p + "reconnects_total", "Established connections that were lost (then retried).", {},
+            s.reconnects.get());
   w.gauge(p + "broker_state",
           "Broker connection state: 0 idle (this shard does not connect), 1 waiting to retry, "
           "2 connecting, 3 subscribing, 4 connected.",
@@ -82,7 +82,8 @@ void collect_shard(core::PromWriter& w, const MqttStats& s, uint32_t shard) {
 
 class MqttProtocol final : public runtime::ProtocolInstance {
  public:
-  MqttProtocol(std::shared_ptr<const MqttShared> shared, std::shared_ptr<runtime::CodecStage> codecs)
+  MqttProtocol(std::shared_ptr<const MqttShared> shared,
+               std::shared_ptr<runtime::CodecStage> codecs)
       : shared_(std::move(shared)), codecs_(std::move(codecs)) {}
 
   Result<std::unique_ptr<runtime::Ingest>> create_ingest(uint32_t shard) override {
@@ -125,8 +126,8 @@ class MqttProtocol final : public runtime::ProtocolInstance {
                                 : "every shard subscribes (shared group " + c.shared_group + ")";
     return "  mqtt     " + c.url + "   (MQTT " +
            std::string(c.version == Version::k5 ? "5" : "3.1.1") + ", QoS " +
-           std::to_string(c.qos) + ", \"" + shared_->filter + "\", " + how + ", codec " +
-           c.codec + ")\n";
+           std::to_string(c.qos) + ", \"" + shared_->filter + "\", " + how + ", codec " + c.codec +
+           ")\n";
   }
 
   uint16_t port() const noexcept override { return 0; }

@@ -14,10 +14,10 @@ TEST(MqttTopics, MatchAndFilter) {
   EXPECT_TRUE(m.matched);
   EXPECT_EQ(m.device_id, 42u);
   EXPECT_EQ(m.tenant, "acme");
-  for (const char* bad : {"acme/042/telemetry", "acme/0/telemetry", "acme/x/telemetry",
-                          "acme/42/status", "acme/42/telemetry/x", "acme/42", "/42/telemetry",
-                          "acme//telemetry", "acme/18446744073709551616/telemetry",
-                          "acme/-1/telemetry", ""}) {
+  for (const char* bad :
+       {"acme/042/telemetry", "acme/0/telemetry", "acme/x/telemetry", "acme/42/status",
+        "acme/42/telemetry/x", "acme/42", "/42/telemetry", "acme//telemetry",
+        "acme/18446744073709551616/telemetry", "acme/-1/telemetry", ""}) {
     EXPECT_FALSE(t->match(bad).matched) << bad;
   }
   EXPECT_TRUE(t->match("acme/18446744073709551615/telemetry").matched);
@@ -29,9 +29,9 @@ TEST(MqttTopics, MatchAndFilter) {
 }
 
 TEST(MqttTopics, Refused) {
-  for (const char* bad : {"", "{tenant}/telemetry", "{device}/{device}", "a/{device}x",
-                          "a/+/{device}", "a/#", "a//{device}", "$SYS/{device}",
-                          "{tenant}/{tenant}/{device}"}) {
+  for (const char* bad :
+       {"", "{tenant}/telemetry", "{device}/{device}", "a/{device}x", "a/+/{device}", "a/#",
+        "a//{device}", "$SYS/{device}", "{tenant}/{tenant}/{device}"}) {
     auto t = TopicTemplate::parse(bad);
     ASSERT_FALSE(t.ok()) << bad;
     EXPECT_NE(t.error().message.find("protocols.mqtt.topics"), std::string::npos);
