@@ -382,8 +382,8 @@ bool MqttIngest::park_puback(uint16_t packet_id, uint8_t reason, uint64_t durabl
     return false;
   }
   const size_t n = encode_puback(config_.version, packet_id, reason, {p, 8});
-  static const sockaddr_in6 kNoPeer{};
-  acks_.commit(static_cast<uint32_t>(n), durable_at, received_mono, &kNoPeer, 0, generation_);
+  static const sockaddr_in6 no_peer{};
+  acks_.commit(static_cast<uint32_t>(n), durable_at, received_mono, &no_peer, 0, generation_);
   return true;
 }
 
