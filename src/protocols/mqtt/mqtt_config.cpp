@@ -110,9 +110,9 @@ constexpr Field<C> kFields[] = {
     {.key = "shared_group",
      .kind = Kind::kString,
      .default_text = "\"\"",
-     .doc = "Shared subscription group (\"$share/<group>/<filter>\"): every shard of every node "
-            "subscribes and the broker splits the messages among them. Empty: shard 0 alone "
-            "subscribes.",
+     .doc = "Shared subscription group (\"$share/<group>/<filter>\"): each gateway subscribes "
+            "once (on shard 0) as a member and the broker splits the messages among the "
+            "gateways of the group. Empty: a plain subscription.",
      .set = [](C& c, const P& p) { c.shared_group = p.s; },
      .check = check_group},
     {.key = "keep_alive",

@@ -112,7 +112,11 @@ MqttIngest::MqttIngest(std::shared_ptr<const MqttShared> shared, MqttStats* stat
       stats_(stats),
       decoder_(std::move(decoder)),
       shard_(shard),
-      active_(!shared_->config.shared_group.empty() || shard == 0),
+      // One subscriber per gateway, shared group or not: a device's messages then stay in
+      // order on one shard. Members on several shards would each get some of a device's
+      // messages; their clock-based seqs interleave and the store's per-device window would
+      // drop the late ones. Several gateways split a shared group between them.
+      active_(shard == 0),
       client_id_(shared_->config.client_id + "-" + std::to_string(shard)),
       in_(std::make_unique_for_overwrite<uint8_t[]>(shared_->config.max_packet_bytes + kReadChunk)),
       in_cap_(shared_->config.max_packet_bytes + kReadChunk),

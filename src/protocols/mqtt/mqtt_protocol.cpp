@@ -123,7 +123,7 @@ class MqttProtocol final : public runtime::ProtocolInstance {
     const MqttConfig& c = shared_->config;
     const std::string how = c.shared_group.empty()
                                 ? "shard 0 subscribes"
-                                : "every shard subscribes (shared group " + c.shared_group + ")";
+                                : "shard 0 is a member of shared group " + c.shared_group;
     return "  mqtt     " + c.url + "   (MQTT " +
            std::string(c.version == Version::k5 ? "5" : "3.1.1") + ", QoS " +
            std::to_string(c.qos) + ", \"" + shared_->filter + "\", " + how + ", codec " + c.codec +
