@@ -414,8 +414,8 @@ TEST(Config, UnknownKeysSuggestTheClosest) {
                "log.durabilty: unknown key; did you mean durability?");
   EXPECT_ERROR("[http]\nzzz = 1",
                "http.zzz: unknown key; known keys: enabled, listen, max_connections");
-  EXPECT_ERROR("[protocols.mqtt]\nenabled = true",
-               "protocols.mqtt: unknown key; known keys: report");
+  EXPECT_ERROR("[protocols.zigbee]\nenabled = true",
+               "protocols.zigbee: unknown key; known keys: report");
   EXPECT_ERROR("[sinks.stor]\nenabled = true", "sinks.stor: unknown key; did you mean store?");
   EXPECT_ERROR(with_model("[[models.metrics]]\nname = \"x\"\ntype = \"bool\"\nrequird = true\n"),
                "models[0].metrics[1].requird: unknown key; did you mean required?");
