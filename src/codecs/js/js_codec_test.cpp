@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/config.h"
 #include "core/clock.h"
 #include "runtime/alloc_counter.h"
 #include "runtime/codec_stage.h"
@@ -349,6 +350,119 @@ TEST(JsCodec, RegisteredForJsFiles) {
   auto missing = spec->load("/nonexistent/acme.js", {});
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
+}
+
+// The codec stage with two shards' decoders for a model naming a .js file: each shard thread
+// decodes with its own codec; a payload that runs the script past its budget is dead-lettered
+// with reason "timeout" and counted, and the shard decodes the next payload.
+TEST(JsCodecStage, AModelNamingAJsFileDecodesOnEachShardAndDeadLettersBudgetHits) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("th_js_stage_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "acme.js").string();
+  std::ofstream(path) << "function decodeUplink(input) {\n"
+                         "  if (input.bytes[0] === 0xee) for (;;) {}\n"
+                         "  return { data: { t: input.bytes[0] } };\n}\n";
+  pipeline::ModelSpec model{.name = "acme", .codec = path};
+  pipeline::ModelSpec models[] = {model};
+  pipeline::DeviceRange devices[] = {{.first_id = 1, .count = 10, .model = "acme"}};
+  auto registry = pipeline::Registry::build({}, models, devices);
+  ASSERT_TRUE(registry.ok()) << registry.error().message;
+  auto stage =
+      runtime::CodecStage::create((dir / "data").string(), *registry, runtime::builtin_extensions(),
+                                  1u << 20, {.time_budget_ns = 20'000'000});
+  ASSERT_TRUE(stage.ok()) << stage.error().message;
+  std::vector<std::unique_ptr<runtime::PayloadDecoder>> kept;
+  for (uint32_t shard = 0; shard < 2; ++shard) {
+    auto d = (*stage)->decoder(shard, "mqtt_sn", "json");
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    std::thread t([&] {
+      core::ReportBatch batch(8, 64);
+      const uint8_t ok[] = {0x21}, loop[] = {0xee};
+      core::Report* r = batch.add_report();
+      r->device_id = 3;
+      EXPECT_EQ((*d)->decode(ok, {.device_id = 3}, batch, *r), runtime::PayloadOutcome::kDecoded);
+      ASSERT_EQ(r->metric_count, 1);
+      EXPECT_EQ(batch.metrics(*r)[0].value.i64, 0x21);
+      core::Report* r2 = batch.add_report();
+      r2->device_id = 4;
+      EXPECT_EQ((*d)->decode(loop, {.device_id = 4}, batch, *r2),
+                runtime::PayloadOutcome::kDeadLettered);
+      core::Report* r3 = batch.add_report();
+      r3->device_id = 3;
+      EXPECT_EQ((*d)->decode(ok, {.device_id = 3}, batch, *r3), runtime::PayloadOutcome::kDecoded);
+      (*d)->batch_done();
+    });
+    t.join();
+    kept.push_back(std::move(d.value()));  // destroyed below on this thread, after its own
+  }
+  EXPECT_EQ((*stage)->dead_lettered(), 2u);
+  std::ifstream dl(dir / "data" / "dead-letter" / "codecs" / "mqtt_sn-shard1.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(dl, line));
+  EXPECT_NE(line.find("\"reason\":\"timeout\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"payload_hex\":\"ee\""), std::string::npos) << line;
+  core::PromWriter w;
+  (*stage)->collect(w);
+  const std::string text = w.render();
+  EXPECT_NE(text.find("tianhe_codec_js_errors_total{codec=\"" + path + "\",kind=\"timeout\"} 2"),
+            std::string::npos)
+      << text;
+  kept.clear();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(JsCodecStage, AFileThatDoesNotCompileStopsTheStageWithItsReason) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("th_js_stage_bad_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "bad.js").string();
+  std::ofstream(path) << "function decodeUplink(input) {\n  return {\n";
+  pipeline::ModelSpec models[] = {{.name = "acme", .codec = path}};
+  pipeline::DeviceRange devices[] = {{.first_id = 1, .count = 1, .model = "acme"}};
+  auto registry = pipeline::Registry::build({}, models, devices);
+  ASSERT_TRUE(registry.ok());
+  auto stage = runtime::CodecStage::create(dir.string(), *registry, runtime::builtin_extensions());
+  ASSERT_FALSE(stage.ok());
+  EXPECT_NE(stage.error().message.find("model acme: codec " + path + ":"), std::string::npos)
+      << stage.error().message;
+  std::filesystem::remove_all(dir);
+}
+
+// The config: a model's codec path is relative to the config file's directory and made
+// absolute; a missing file is refused naming the key; [codecs] sets the budgets.
+TEST(JsCodecConfig, AModelsCodecFileIsResolvedFromTheConfigDirectory) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("th_js_config_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "codecs");
+  std::ofstream(dir / "codecs" / "acme.js") << "function Decoder(b, p) { return {}; }";
+  auto write = [&](std::string_view codec) {
+    std::ofstream(dir / "tianhe.toml", std::ios::trunc)
+        << "[codecs]\ntime_budget = \"5ms\"\nmemory_budget = \"8MiB\"\n"
+           "max_output_bytes = \"4KiB\"\n[[models]]\nname = \"acme\"\ncodec = \""
+        << codec << "\"\n";
+  };
+  write("codecs/acme.js");
+  auto c = control::load_config((dir / "tianhe.toml").string());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->models[0].codec, (dir / "codecs" / "acme.js").string());
+  const auto* limits = c->extension<runtime::CodecLimits>("codecs");
+  ASSERT_NE(limits, nullptr);
+  EXPECT_EQ(limits->time_budget_ns, 5'000'000);
+  EXPECT_EQ(limits->memory_budget, 8u << 20);
+  EXPECT_EQ(limits->max_output_bytes, 4096u);
+  write("codecs/missing.js");
+  auto missing = control::load_config((dir / "tianhe.toml").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("models[0].codec: no codec file"), std::string::npos)
+      << missing.error().message;
+  write("acme");
+  auto unknown = control::load_config((dir / "tianhe.toml").string());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("or a .js file"), std::string::npos)
+      << unknown.error().message;
+  std::filesystem::remove_all(dir);
 }
 
 // Whether this build counts allocations (alloc_counter.cpp stands down under the sanitizers).
