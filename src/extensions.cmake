@@ -18,3 +18,4 @@ th_extension(sinks/mysql)
 th_extension(sinks/webhook)
 # Tools: commands of the executable (tools/bench drives protocols/report: keep them together).
 th_extension(tools/bench)
+th_extension(tools/codec)

@@ -492,6 +492,21 @@ JsCodec::JsonResult JsCodec::call_json(std::string_view entry, std::string_view 
   engine_->begin_call(*realm_, limits_.time_budget.count(), limits_.memory_budget);
   const bool ok = JS::Call(cx, JS::UndefinedHandleValue, fn, args, &rv);
   const StopReason stop = engine_->end_call();
+  int32_t meta[4] = {};
+  {
+    JS::AutoCheckCannotGC nogc;
+    bool shared = false;
+    const uint8_t* data =
+        JS::GetArrayBufferData(engine_->slot(*realm_, kSlotBuffer), &shared, nogc);
+    std::memcpy(meta, data + Layout(limits_).meta, sizeof meta);
+  }
+  if (meta[3] != 0) {
+    JS_ClearPendingException(cx);
+    out.status = DecodeStatus::kOutOfMemory;
+    out.error = "stopped: an allocation over the codec's memory budget (" +
+                std::to_string(limits_.memory_budget) + " bytes)";
+    return out;
+  }
   if (!ok) {
     if (stop == StopReason::kTimeout) {
       out.status = DecodeStatus::kTimeout;
