@@ -297,7 +297,9 @@ DecodeStatus JsCodec::decode(std::span<const uint8_t> payload,
   JS::RootedValueArray<3> args(cx);
   args[0].setInt32(static_cast<int32_t>(payload.size()));
   args[1].setInt32(context.fport);
-  args[2].setDouble(static_cast<double>(context.received_ns / 1'000'000));
+  // TS013 recvTime is a Date: milliseconds since the epoch (whole, as Date keeps them).
+  const int64_t recv_ms = context.received_ns / 1'000'000;
+  args[2].setDouble(static_cast<double>(recv_ms));
   JS::RootedValue rv(cx);
   stats_->calls.add();
   const int64_t start = core::mono_ns();

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <optional>
 #include <thread>
 
@@ -150,7 +151,12 @@ std::shared_ptr<JsEngine> JsEngine::current() noexcept {
     if (initialised) std::atexit([] { JS_ShutDown(); });
   });
   if (!initialised) return nullptr;
-  std::shared_ptr<JsEngine> e(new JsEngine());
+  std::shared_ptr<JsEngine> e;
+  try {
+    e.reset(new JsEngine());
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
   e->cx_ = JS_NewContext(kContextHeapBytes);
   if (e->cx_ == nullptr) return nullptr;
   JS_SetNativeStackQuota(e->cx_, kStackQuotaBytes);

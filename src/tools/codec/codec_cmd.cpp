@@ -56,7 +56,7 @@ json to_json(const YAML::Node& n) {
       return o;
     }
     case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
+      const std::string& s = n.Scalar();
       if (n.Tag() == "!") return s;  // quoted: a string
       if (s == "true" || s == "True") return true;
       if (s == "false" || s == "False") return false;
@@ -100,16 +100,27 @@ void diff(const json& want, const json& got, const std::string& path,
   }
   if (want.is_object()) {
     for (const auto& [k, v] : want.items()) {
-      const std::string p = path.empty() ? k : path + "." + k;
+      std::string p = path;
+      if (!p.empty()) p += '.';
+      p += k;
       if (!got.contains(k)) {
-        out.push_back(p + ": expected " + v.dump() + ", missing");
+        std::string line = p;
+        line += ": expected ";
+        line += v.dump();
+        line += ", missing";
+        out.push_back(std::move(line));
       } else {
         diff(v, got[k], p, out);
       }
     }
     for (const auto& [k, v] : got.items()) {
       if (!want.contains(k)) {
-        out.push_back((path.empty() ? k : path + "." + k) + ": not expected, got " + v.dump());
+        std::string line = path;
+        if (!line.empty()) line += '.';
+        line += k;
+        line += ": not expected, got ";
+        line += v.dump();
+        out.push_back(std::move(line));
       }
     }
     return;
