@@ -25,8 +25,8 @@ using config_fields::Kind;
 using config_fields::Parsed;
 using config_fields::Section;
 
-constexpr std::string_view kTopLevelKeys[] = {"gateway", "log",      "protocols", "http",
-                                              "sinks",   "registry", "models",    "devices"};
+constexpr std::string_view kTopLevelKeys[] = {"gateway",  "log",    "protocols", "http",   "sinks",
+                                              "registry", "codecs", "models",    "devices"};
 
 std::string in_quotes(std::string_view s) {
   return "\"" + std::string(s) + "\"";
@@ -79,11 +79,23 @@ std::string join_choices(std::span<const std::string_view> choices) {
   return out;
 }
 
-// The tables of the extensions compiled in: protocols, then sinks, in registration order.
+}  // namespace
+
+// [codecs] (config_fields.cpp): parsed like an extension's table into a runtime::CodecLimits
+// under c.extensions["codecs"], so it reaches the data plane with the other tables.
+namespace config_fields {
+const config::ConfigTable& codecs_table();
+}
+
+namespace {
+
+// The tables of the extensions compiled in: protocols, then sinks, in registration order; then
+// the user codecs' budgets.
 std::vector<const config::ConfigTable*> extension_tables(const runtime::Extensions& ext) {
   std::vector<const config::ConfigTable*> out;
   for (const auto& p : ext.protocols()) out.push_back(&p.config);
   for (const auto& s : ext.sinks()) out.push_back(&s.config);
+  out.push_back(&config_fields::codecs_table());
   return out;
 }
 
@@ -356,7 +368,7 @@ class Parser {
  private:
   Result<void> parse_models(const toml::table& root, GatewayConfig& c,
                             const runtime::Extensions& ext) const;
-  Result<void> check_codecs(const toml::table& root, const GatewayConfig& c,
+  Result<void> check_codecs(const toml::table& root, GatewayConfig& c,
                             const runtime::Extensions& ext) const;
   Result<void> parse_devices(const toml::table& root, GatewayConfig& c) const;
   Result<void> cross_check(const toml::table& root, GatewayConfig& c) const;
@@ -448,16 +460,46 @@ Result<GatewayConfig> Parser::parse(const toml::table& root, const runtime::Exte
   return c;
 }
 
-// A model's codec must be one compiled in; the error lists those that are.
-Result<void> Parser::check_codecs(const toml::table& root, const GatewayConfig& c,
+// A model's codec must be one compiled in, or a file a codec compiled in loads (a path ending
+// in its extension, relative to the config file's directory, made absolute here so the gateway
+// finds it whatever its working directory); the error lists the codecs there are.
+Result<void> Parser::check_codecs(const toml::table& root, GatewayConfig& c,
                                   const runtime::Extensions& ext) const {
   auto models = tables_at(root, "models", "models");
   if (!models.ok()) return models.error();
   for (size_t i = 0; i < c.models.size(); ++i) {
-    const std::string& name = c.models[i].codec;
-    if (name.empty() || ext.codec(name) != nullptr) continue;
+    std::string& name = c.models[i].codec;
+    if (name.empty()) continue;
+    if (const runtime::CodecSpec* named = ext.codec(name); named != nullptr && named->create) {
+      continue;
+    }
+    if (const runtime::CodecSpec* file = runtime::codec_for_file(ext.codecs(), name);
+        file != nullptr) {
+      std::filesystem::path path(name);
+      if (path.is_relative()) {
+        std::error_code ec;
+        const std::filesystem::path origin(origin_);
+        const bool from_file = std::filesystem::is_regular_file(origin, ec);
+        path = std::filesystem::absolute(
+            (from_file ? origin.parent_path() : std::filesystem::path()) / path, ec);
+      }
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(path, ec)) {
+        return error((*models)[i]->get("codec"), indexed("models", i) + ".codec",
+                     "no codec file " + in_quotes(path.string()) +
+                         " (a relative path starts at the config file's directory); check the "
+                         "path, or name a built-in codec");
+      }
+      name = path.lexically_normal().string();
+      continue;
+    }
     std::string known;
-    for (const auto& k : ext.codecs()) known += (known.empty() ? "" : ", ") + std::string(k.name);
+    std::string files;
+    for (const auto& k : ext.codecs()) {
+      if (k.create) known += (known.empty() ? "" : ", ") + std::string(k.name);
+      if (!k.file_extension.empty()) files += " or a " + std::string(k.file_extension) + " file";
+    }
+    known += files;
     return error((*models)[i]->get("codec"), indexed("models", i) + ".codec",
                  "no codec called " + in_quotes(name) + "; use one of: " +
                      (known.empty() ? std::string("(none compiled in)") : known));
@@ -739,6 +781,7 @@ std::string config_reference_markdown() {
       }
     }
   }
+  render(out, config_fields::codecs_table().section, "[codecs]");
   render(out, config::view(config_fields::model_section()), "[[models]]");
   render(out, config::view(config_fields::metric_section()), "[[models.metrics]]");
   for (const auto& p : ext.protocols()) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/assert.h"
+#include "runtime/extensions.h"
 
 namespace tianhe::control::config_fields {
 namespace {
@@ -285,9 +286,11 @@ constexpr Field<ModelSpec> kModelFields[] = {
      .kind = Kind::kString,
      .default_text = "\"\" (the protocol's default)",
      .doc = "How its devices' payloads are decoded on protocols that carry opaque payloads "
-            "(MQTT-SN, LoRaWAN, MQTT): a built-in codec (json, cayenne_lpp, raw, report); "
-            "see docs/codecs/builtin.md. Empty: the protocol's default (json on MQTT-SN, raw "
-            "on LoRaWAN). The report protocol carries typed metrics and needs none.",
+            "(MQTT-SN, LoRaWAN, MQTT): a built-in codec (json, cayenne_lpp, raw, report; "
+            "see docs/codecs/builtin.md) or the path of a JavaScript codec file ending in .js, "
+            "relative to the config file's directory (docs/codecs/js.md). Empty: the "
+            "protocol's default (json on MQTT-SN, raw on LoRaWAN). The report protocol carries "
+            "typed metrics and needs none.",
      .set = [](ModelSpec& m, const P& p) { m.codec = p.s; }},
 };
 
@@ -380,7 +383,48 @@ constexpr Section<DeviceRange> kDeviceSection = {
     .doc = "Registered devices: one device, or a range of ids sharing tenant and model.",
     .fields = kDeviceFields};
 
+using L = runtime::CodecLimits;
+constexpr Field<L> kCodecFields[] = {
+    {.key = "time_budget",
+     .kind = Kind::kDuration,
+     .default_text = "\"10ms\"",
+     .doc = "Longest one call of a user codec (a .js or .wasm file a model names) may run: a "
+            "watchdog stops it past this, the payload is dead-lettered with reason \"timeout\" "
+            "and the shard goes on with the next.",
+     .set = [](L& l, const P& p) { l.time_budget_ns = p.i; },
+     .min = 100 * config::kUs,
+     .max = 10 * config::kSec},
+    {.key = "memory_budget",
+     .kind = Kind::kSize,
+     .default_text = "\"16MiB\"",
+     .doc = "Heap a user codec may hold (per codec and shard): a call past it is stopped "
+            "(reason \"out_of_memory\"), as is a single allocation over it.",
+     .set = [](L& l, const P& p) { l.memory_budget = static_cast<uint64_t>(p.i); },
+     .min = config::kMiB,
+     .max = 1 * config::kGiB},
+    {.key = "max_output_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"64KiB\"",
+     .doc = "Most bytes of metric names and string values one user codec call may return: "
+            "more is refused (reason \"output_too_large\").",
+     .set = [](L& l, const P& p) { l.max_output_bytes = static_cast<uint64_t>(p.i); },
+     .min = 64,
+     .max = 16 * config::kMiB},
+};
+
+constexpr Section<L> kCodecSection = {
+    .header = "codecs",
+    .doc =
+        "Budgets of user codecs (JavaScript files a model names as its codec; see "
+        "docs/codecs/js.md), the same for every codec.",
+    .fields = kCodecFields};
+
 }  // namespace
+
+const config::ConfigTable& codecs_table() {
+  static const config::ConfigTable table = config::table(kCodecSection);
+  return table;
+}
 
 std::span<const Section<GatewayConfig>> gateway_sections() noexcept {
   return kGatewaySections;

@@ -26,6 +26,10 @@ enum class DecodeStatus : uint8_t {
   kMalformed,       ///< the payload breaks the codec's format
   kTooManyMetrics,  ///< more metrics than the batch or a report can hold
   kTooLarge,        ///< its names and strings exceed the codec's per-batch text storage
+  kTimeout,         ///< a user codec ran past its time budget and was stopped
+  kOutOfMemory,     ///< a user codec ran past its memory budget (or the engine's) and was stopped
+  kThrown,          ///< a user codec threw (an error, too much recursion) or failed to load
+  kOutputTooLarge,  ///< a user codec's result exceeds its output cap
   kCount,
 };
 

@@ -46,6 +46,13 @@ size_t line_bound(size_t n, size_t t) {
   return 2 * n + 6 * t + 320;
 }
 
+/// The codec a model names by `name` (one made by CodecSpec::create), or nullptr: a codec that
+/// only loads files is not one a model can name.
+const CodecSpec* named_codec(const Extensions& extensions, std::string_view name) {
+  const CodecSpec* spec = extensions.codec(name);
+  return spec != nullptr && spec->create ? spec : nullptr;
+}
+
 }  // namespace
 
 PayloadDecoder::PayloadDecoder(CodecStage& stage, uint32_t shard, std::string protocol)
@@ -183,12 +190,20 @@ void PayloadDecoder::count_device(uint64_t device_id) noexcept {
 
 Result<std::shared_ptr<CodecStage>> CodecStage::create(
     std::string data_dir, std::shared_ptr<const pipeline::Registry> registry,
-    const Extensions& extensions, uint64_t max_dead_letter_bytes) {
+    const Extensions& extensions, uint64_t max_dead_letter_bytes, const CodecLimits& limits) {
+  std::set<std::string> checked;
   for (size_t i = 0; i < registry->model_count(); ++i) {
     const pipeline::Model& m = registry->model(static_cast<uint32_t>(i));
-    if (!m.codec().empty() && extensions.codec(m.codec()) == nullptr) {
+    if (m.codec().empty() || named_codec(extensions, m.codec()) != nullptr) continue;
+    const CodecSpec* file = codec_for_file(extensions.codecs(), m.codec());
+    if (file == nullptr) {
       return make_error("model " + m.name() + ": no codec called \"" + m.codec() +
                         "\" is compiled in");
+    }
+    // A codec file is loaded once here, so an error in it stops the start with its reason.
+    if (!checked.insert(m.codec()).second) continue;
+    if (auto c = file->load(m.codec(), limits); !c.ok()) {
+      return make_error("model " + m.name() + ": codec " + c.error().message);
     }
   }
   auto stage = std::shared_ptr<CodecStage>(new CodecStage());
@@ -196,33 +211,53 @@ Result<std::shared_ptr<CodecStage>> CodecStage::create(
   stage->registry_ = std::move(registry);
   stage->extensions_ = &extensions;
   stage->max_dead_letter_bytes_ = max_dead_letter_bytes;
+  stage->limits_ = limits;
   return stage;
 }
 
 Result<std::unique_ptr<PayloadDecoder>> CodecStage::decoder(uint32_t shard,
                                                             std::string_view protocol,
                                                             std::string_view default_codec) {
-  if (extensions_->codec(default_codec) == nullptr) {
+  if (named_codec(*extensions_, default_codec) == nullptr) {
     return make_error("protocols." + std::string(protocol) + ": its default codec \"" +
                       std::string(default_codec) +
                       "\" is not compiled in; name a codec in every model it serves");
   }
   auto d = std::unique_ptr<PayloadDecoder>(new PayloadDecoder(*this, shard, std::string(protocol)));
+  std::string error;
   auto slot_of = [&](std::string_view name) -> int32_t {
     for (size_t i = 0; i < d->slots_.size(); ++i) {
       if (d->slots_[i].name == name) return static_cast<int32_t>(i);
     }
-    const CodecSpec* spec = extensions_->codec(name);
+    std::unique_ptr<pipeline::Codec> codec;
+    if (const CodecSpec* spec = named_codec(*extensions_, name); spec != nullptr) {
+      codec = spec->create();
+    } else if (const CodecSpec* file = codec_for_file(extensions_->codecs(), name);
+               file != nullptr) {
+      // One codec per shard and file: each shard compiles it in its own engine.
+      auto loaded = file->load(std::string(name), limits_);
+      if (!loaded.ok()) {
+        error = "codec " + loaded.error().message;
+        return -1;
+      }
+      codec = std::move(loaded.value());
+    } else {
+      error = "no codec called \"" + std::string(name) + "\" is compiled in";
+      return -1;
+    }
     d->slots_.push_back({.name = std::string(name),
-                         .codec = spec->create(),
+                         .codec = std::move(codec),
                          .counters = counters(name, protocol, shard)});
     return static_cast<int32_t>(d->slots_.size() - 1);
   };
   d->default_slot_ = slot_of(default_codec);
+  if (d->default_slot_ < 0) return make_error("protocols." + std::string(protocol) + ": " + error);
   d->slot_of_model_.resize(registry_->model_count(), d->default_slot_);
   for (size_t i = 0; i < registry_->model_count(); ++i) {
-    const std::string& c = registry_->model(static_cast<uint32_t>(i)).codec();
-    if (!c.empty()) d->slot_of_model_[i] = slot_of(c);
+    const pipeline::Model& m = registry_->model(static_cast<uint32_t>(i));
+    if (m.codec().empty()) continue;
+    d->slot_of_model_[i] = slot_of(m.codec());
+    if (d->slot_of_model_[i] < 0) return make_error("model " + m.name() + ": " + error);
   }
   std::lock_guard lock(mu_);
   devices_.push_back(std::make_unique<CodecDeviceCounts>());
@@ -280,6 +315,9 @@ void CodecStage::collect(core::PromWriter& w) const {
               "shard and protocol; the rest under device=\"other\").",
               {{"protocol", d->protocol}, {"device", "other"}},
               static_cast<double>(d->other.get()));
+  }
+  for (const CodecSpec& spec : extensions_->codecs()) {
+    if (spec.collect) spec.collect(w);
   }
   w.counter("tianhe_codec_dead_letter_write_errors_total",
             "Writes to a codec dead-letter file that failed (disk full, permissions).", {},

@@ -22,10 +22,10 @@
 #include "core/result.h"
 #include "pipeline/codec.h"
 #include "pipeline/registry.h"
+#include "runtime/extensions.h"
 
 namespace tianhe::runtime {
 
-class Extensions;
 class CodecStage;
 
 /// What a protocol learns from PayloadDecoder::decode().
@@ -108,11 +108,14 @@ class PayloadDecoder {
 /// The gateway's codecs: creates each shard's decoders, owns their counters and serves them.
 class CodecStage {
  public:
-  /// Checks that every codec a model names is registered; an error names the model and the
-  /// codecs there are. `max_dead_letter_bytes` bounds each decoder's file.
+  /// Checks that every codec a model names is registered, or is a file a registered codec
+  /// loads (CodecSpec::file_extension; loaded once here to report its errors); an error names
+  /// the model and the problem. `max_dead_letter_bytes` bounds each decoder's file; `limits`
+  /// are the budgets of user codecs (the [codecs] table).
   static Result<std::shared_ptr<CodecStage>> create(
       std::string data_dir, std::shared_ptr<const pipeline::Registry> registry,
-      const Extensions& extensions, uint64_t max_dead_letter_bytes = 256ull << 20);
+      const Extensions& extensions, uint64_t max_dead_letter_bytes = 256ull << 20,
+      const CodecLimits& limits = {});
 
   /// A decoder for protocol `protocol` (its registered name) on shard `shard`, using codec
   /// `default_codec` for models that name none. Main thread, before the shards start; an error
@@ -143,6 +146,7 @@ class CodecStage {
   std::shared_ptr<const pipeline::Registry> registry_;
   const Extensions* extensions_ = nullptr;
   uint64_t max_dead_letter_bytes_ = 0;
+  CodecLimits limits_;
   mutable std::mutex mu_;  ///< guards the two lists below (grown on the main thread only)
   std::vector<std::unique_ptr<Counters>> counters_;
   std::vector<std::unique_ptr<CodecDeviceCounts>> devices_;

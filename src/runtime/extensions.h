@@ -187,11 +187,40 @@ struct SinkSpec {
       ceiling;
 };
 
+/// The budgets of user codecs (the [codecs] table): each call of a JavaScript or WebAssembly
+/// codec runs within them.
+struct CodecLimits {
+  int64_t time_budget_ns = 10'000'000;    ///< per call; past it the call is stopped
+  uint64_t memory_budget = 16u << 20;     ///< the codec's heap; past it the call is stopped
+  uint64_t max_output_bytes = 64u << 10;  ///< names and strings of one result
+};
+
 /// A registered payload codec (a device model names it).
 struct CodecSpec {
   std::string_view name;  ///< as a model names it ("report", "json", ...)
   std::function<std::unique_ptr<pipeline::Codec>()> create;  ///< one per shard
+  /// A codec a model names by a file path ending in `file_extension` (".js"): `load` makes one
+  /// per shard and file from the (absolute) path; an error says what is wrong with the file.
+  /// Empty: the codec is named by `name` only.
+  std::string_view file_extension;
+  std::function<Result<std::unique_ptr<pipeline::Codec>>(const std::string& path,
+                                                         const CodecLimits& limits)>
+      load;
+  /// Its own samples (scrape thread), beside the codec stage's tianhe_codec_*; null: none.
+  std::function<void(core::PromWriter& w)> collect;
 };
+
+/// The codec that loads files like `path` (by its extension), or nullptr.
+inline const CodecSpec* codec_for_file(const std::vector<CodecSpec>& codecs,
+                                       std::string_view path) noexcept {
+  for (const CodecSpec& c : codecs) {
+    if (!c.file_extension.empty() && path.size() > c.file_extension.size() &&
+        path.substr(path.size() - c.file_extension.size()) == c.file_extension) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
 
 /// A command of the `tianhe` executable an extension adds (`tianhe query` reads the store).
 /// What the executable gives an extension's command.
