@@ -81,12 +81,6 @@ std::string join_choices(std::span<const std::string_view> choices) {
 
 }  // namespace
 
-// [codecs] (config_fields.cpp): parsed like an extension's table into a runtime::CodecLimits
-// under c.extensions["codecs"], so it reaches the data plane with the other tables.
-namespace config_fields {
-const config::ConfigTable& codecs_table();
-}
-
 namespace {
 
 // The tables of the extensions compiled in: protocols, then sinks, in registration order; then

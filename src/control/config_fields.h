@@ -34,6 +34,10 @@ const Section<ModelSpec>& model_section() noexcept;
 const Section<MetricSpec>& metric_section() noexcept;
 /// `[[devices]]`.
 const Section<DeviceRange>& device_section() noexcept;
+/// `[codecs]`: the user codecs' budgets, parsed like an extension's table into a
+/// runtime::CodecLimits under GatewayConfig::extensions["codecs"] (so it reaches the data plane
+/// with the other tables).
+const config::ConfigTable& codecs_table();
 
 /// Most devices a configuration may declare in all.
 inline constexpr uint64_t kMaxDevices = 10'000'000;

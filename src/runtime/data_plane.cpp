@@ -121,7 +121,12 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   auto id = log_identity(o.log.dir);
   if (!id.ok()) return make_error("log: " + id.error().message);
   context.log_id = std::move(id.value());
-  auto codecs = CodecStage::create(o.data_dir, o.registry, extensions);
+  // The user codecs' budgets ([codecs]; the control plane parses it like an extension table).
+  CodecLimits limits;
+  if (auto it = o.tables.find("codecs"); it != o.tables.end()) {
+    if (const auto* l = std::any_cast<CodecLimits>(&it->second)) limits = *l;
+  }
+  auto codecs = CodecStage::create(o.data_dir, o.registry, extensions, 256ull << 20, limits);
   if (!codecs.ok()) return make_error("codecs: " + codecs.error().message);
   d->codecs_ = std::move(codecs.value());
   context.codecs = d->codecs_;
