@@ -81,7 +81,7 @@ control::HttpResponse Gateway::debug_sessions(const control::HttpRequest& req) c
   const std::string protocol = req.query_param("protocol");
   if (protocol.empty()) {
     return control::HttpResponse::error(
-        400, "missing protocol; ask /debug/sessions?protocol=NAME (e.g. mqtt_sn, lorawan)");
+        400, "missing protocol; ask /debug/sessions?protocol=NAME, NAME a running protocol");
   }
   auto number = [&](std::string_view key, uint64_t fallback) -> Result<uint64_t> {
     const std::string text = req.query_param(key);
