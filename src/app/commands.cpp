@@ -374,3 +374,101 @@ Options:
 }
 
 }  // namespace tianhe::app
+
+namespace tianhe::app {
+
+namespace {
+
+std::string format_after(const nlohmann::json& t) {
+  if (t.is_null()) return "not yet";
+  if (t.is_string()) return t.get<std::string>();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "after %.3f ms", t.value("after_ms", 0.0));
+  return buf;
+}
+
+}  // namespace
+
+int cmd_trace(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::puts(R"(tianhe trace DEVICE SEQ — where report SEQ of device DEVICE went
+
+Asks the running gateway (GET /api/v1/devices/DEVICE/reports/SEQ/trace). Every copy the
+gateway received recently: accepted (when its shard made it durable, when each sink delivered
+it), rejected and why, refused by the log (busy) or dead-lettered by its codec; with the trace
+id to look up in your tracing backend when it was sampled. Works for reports that were not
+sampled: each shard keeps the last 4 fates of up to [tracing] fate_devices devices.
+
+Options:
+  --config FILE   (default ./tianhe.toml, else built-in defaults): where the gateway listens
+  --http HOST:PORT  ask this address instead
+  --json          the API's JSON as it is)");
+    return 0;
+  }
+  auto args = Args::parse(argc, argv, 2, {"json"}, {"config", "http"});
+  if (!args.ok()) return usage_error("trace", args.error().message);
+  if (args->positional().size() != 2) {
+    return usage_error("trace", "give a device id and a report seq: tianhe trace 1001 42");
+  }
+  const std::string& device = args->positional()[0];
+  const std::string& seq = args->positional()[1];
+  config::Endpoint at;
+  if (args->has("http")) {
+    auto ep = config::parse_endpoint(args->str("http"), "--http");
+    if (!ep.ok()) return usage_error("trace", ep.error().message);
+    at = *ep;
+  } else {
+    auto cfg = load(*args);
+    if (!cfg.ok()) return usage_error("trace", cfg.error().message);
+    at = cfg->http.listen;
+  }
+  const std::string host = at.host == "0.0.0.0" ? "127.0.0.1" : at.host;
+  auto reply = core::http_get(host, at.port,
+                              "/api/v1/devices/" + device + "/reports/" + seq + "/trace", 5000);
+  if (!reply.ok()) {
+    std::fprintf(stderr,
+                 "tianhe trace: %s; is the gateway running with the HTTP API on %s:%u? (pass "
+                 "--config or --http)\n",
+                 reply.error().message.c_str(), host.c_str(), at.port);
+    return 1;
+  }
+  const auto j = nlohmann::json::parse(reply->body, nullptr, false);
+  if (reply->status == 404 && !j.is_discarded() && j.contains("found")) {
+    std::fprintf(stderr,
+                 "tianhe trace: no shard remembers report %s of device %s: not received "
+                 "recently (each shard keeps a device's last 4 reports), or never\n",
+                 seq.c_str(), device.c_str());
+    return 1;
+  }
+  if (reply->status != 200 || j.is_discarded() || !j.contains("copies")) {
+    std::fprintf(stderr, "tianhe trace: the gateway answered %d: %s\n", reply->status,
+                 reply->body.c_str());
+    return 1;
+  }
+  if (args->has("json")) {
+    std::printf("%s\n", reply->body.c_str());
+    return 0;
+  }
+  std::printf("device %s, report %s: %zu cop%s received\n", device.c_str(), seq.c_str(),
+              j["copies"].size(), j["copies"].size() == 1 ? "y" : "ies");
+  for (const auto& c : j["copies"]) {
+    const std::string outcome = c.value("outcome", "");
+    std::printf("- %s over %s on shard %d", outcome.c_str(), c.value("protocol", "").c_str(),
+                c.value("shard", 0));
+    if (c.contains("reason")) std::printf(": %s", c["reason"].get<std::string>().c_str());
+    std::printf("\n  trace %s%s\n", c.value("trace_id", "(the sender's)").c_str(),
+                c.value("traced", false) ? " (spans recorded)" : " (not sampled)");
+    if (outcome == "accepted") {
+      std::printf("  durable: %s\n", format_after(c["durable"]).c_str());
+      for (const auto& s : c["sinks"]) {
+        std::printf("  sink %-16s %s\n", s.value("sink", "").c_str(),
+                    s.value("state", "") == "pending"
+                        ? "pending"
+                        : ("delivered " + format_after(s["delivered"])).c_str());
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace tianhe::app

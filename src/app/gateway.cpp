@@ -187,6 +187,24 @@ Result<void> Gateway::start_http() {
            {"metrics", metrics}};
     return control::HttpResponse{200, "application/json", j.dump(), {}};
   });
+  // The fate of one report: from the shards' per-device fate tables and the durability and
+  // delivery histories (runtime/tracing.h), sampled or not.
+  http_->route(
+      "GET", "/api/v1/devices/{id}/reports/{seq}/trace", [this](const control::HttpRequest& req) {
+        auto id = core::positive_id_param(req, "id", "device id");
+        if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
+        const std::string seq_text = req.param("seq");
+        uint64_t seq = 0;
+        const auto [end, ec] =
+            std::from_chars(seq_text.data(), seq_text.data() + seq_text.size(), seq);
+        if (ec != std::errc() || end != seq_text.data() + seq_text.size() || seq > UINT32_MAX) {
+          return control::HttpResponse::error(
+              400, "seq must be a report sequence number (0..4294967295)");
+        }
+        std::string body = data_->tracing()->fate_json(*id, static_cast<uint32_t>(seq));
+        const bool found = body.find("\"found\":true") != std::string::npos;
+        return control::HttpResponse{found ? 200 : 404, "application/json", std::move(body), {}};
+      });
   http_->route("GET", "/", [](const control::HttpRequest&) {
     control::HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
@@ -196,7 +214,8 @@ Result<void> Gateway::start_http() {
         "<li><a href=\"/api/v1/stats\">/api/v1/stats</a></li>"
         "<li><a href=\"/api/v1/sinks\">/api/v1/sinks</a> (each sink's state, lag, last error)</li>"
         "<li>/api/v1/devices/{id}, /api/v1/devices/{id}/latest, "
-        "/api/v1/devices/{id}/reports?from=&amp;to=&amp;limit=</li>"
+        "/api/v1/devices/{id}/reports?from=&amp;to=&amp;limit=, "
+        "/api/v1/devices/{id}/reports/{seq}/trace (where that report went)</li>"
         "<li><a href=\"/debug/shards\">/debug/shards</a></li>"
         "<li>/debug/sessions?protocol=NAME&amp;after=&amp;limit= (a protocol's sessions)</li>"
         "</ul>";

@@ -25,8 +25,9 @@ using config_fields::Kind;
 using config_fields::Parsed;
 using config_fields::Section;
 
-constexpr std::string_view kTopLevelKeys[] = {"gateway",  "log",    "protocols", "http",   "sinks",
-                                              "registry", "codecs", "models",    "devices"};
+constexpr std::string_view kTopLevelKeys[] = {"gateway", "log",      "protocols", "http",
+                                              "sinks",   "registry", "codecs",    "tracing",
+                                              "models",  "devices"};
 
 std::string in_quotes(std::string_view s) {
   return "\"" + std::string(s) + "\"";
@@ -90,6 +91,7 @@ std::vector<const config::ConfigTable*> extension_tables(const runtime::Extensio
   for (const auto& p : ext.protocols()) out.push_back(&p.config);
   for (const auto& s : ext.sinks()) out.push_back(&s.config);
   out.push_back(&config_fields::codecs_table());
+  out.push_back(&config_fields::tracing_table());
   return out;
 }
 
@@ -206,6 +208,25 @@ class Parser {
         out.s = n.as_string()->get();
         if (std::find(f.choices.begin(), f.choices.end(), out.s) == f.choices.end()) {
           return in_quotes(out.s) + " is not " + std::string(f.what) + "; use one of " + choices;
+        }
+        return "";
+      }
+      case Kind::kEnumList: {
+        const std::string choices = join_choices(f.choices);
+        const toml::array* a = n.as_array();
+        if (a == nullptr)
+          return "expected an array of strings from " + choices + "; got " + describe(n);
+        out.list.clear();
+        for (const toml::node& e : *a) {
+          if (!e.is_string()) return "expected strings from " + choices + "; got " + describe(e);
+          std::string v = e.as_string()->get();
+          if (std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end()) {
+            return in_quotes(v) + " is not " + std::string(f.what) + "; use any of " + choices;
+          }
+          if (std::find(out.list.begin(), out.list.end(), v) != out.list.end()) {
+            return in_quotes(v) + " is listed twice; list each once";
+          }
+          out.list.push_back(std::move(v));
         }
         return "";
       }
@@ -776,6 +797,7 @@ std::string config_reference_markdown() {
     }
   }
   render(out, config_fields::codecs_table().section, "[codecs]");
+  render(out, config_fields::tracing_table().section, "[tracing]");
   render(out, config::view(config_fields::model_section()), "[[models]]");
   render(out, config::view(config_fields::metric_section()), "[[models.metrics]]");
   for (const auto& p : ext.protocols()) {

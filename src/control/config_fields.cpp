@@ -10,6 +10,7 @@
 
 #include "core/assert.h"
 #include "runtime/extensions.h"
+#include "runtime/tracing.h"
 
 namespace tianhe::control::config_fields {
 namespace {
@@ -419,7 +420,106 @@ constexpr Section<L> kCodecSection = {
         "docs/codecs/js.md), the same for every codec.",
     .fields = kCodecFields};
 
+using TO = runtime::TracingOptions;
+constexpr std::string_view kKeepChoices[] = {"rejected", "dead_lettered", "retried", "slow"};
+constexpr Field<TO> kTracingFields[] = {
+    {.key = "endpoint",
+     .kind = Kind::kString,
+     .default_text = "\"\"",
+     .doc = "OTLP/HTTP traces endpoint spans are exported to, e.g. "
+            "\"http://127.0.0.1:4318/v1/traces\"; empty: no spans are recorded (report fates "
+            "still are: `tianhe trace`).",
+     .set = [](TO& t, const P& p) { t.endpoint = p.s; },
+     .check = [](const P& p) -> std::string {
+       if (p.s.empty() || p.s.starts_with("http://") || p.s.starts_with("https://")) return "";
+       return "must be an http:// or https:// URL such as \"http://127.0.0.1:4318/v1/traces\"";
+     }},
+    {.key = "sample_rate",
+     .kind = Kind::kNumber,
+     .default_text = "0.01",
+     .doc = "Fraction of traces recorded, one decision per trace from its trace id (consistent "
+            "across hops); a report with a traceparent follows its sampled flag.",
+     .set = [](TO& t, const P& p) { t.sample_rate = p.d; },
+     .check = [](const P& p) -> std::string {
+       return p.d >= 0 && p.d <= 1 ? "" : "must be between 0 and 1 (0.01 = one trace in 100)";
+     }},
+    {.key = "max_spans_per_second",
+     .kind = Kind::kInt,
+     .default_text = "20000",
+     .doc = "Spans per second the gateway records at most: above it the sampling rate adapts "
+            "down, second by second (always_keep reports still count).",
+     .set = [](TO& t, const P& p) { t.max_spans_per_second = static_cast<uint64_t>(p.i); },
+     .min = 1,
+     .max = 100'000'000},
+    {.key = "always_keep",
+     .kind = Kind::kEnumList,
+     .default_text = "[\"rejected\", \"dead_lettered\", \"retried\", \"slow\"]",
+     .doc = "Reports traced whatever the sampling rate: rejected by validation, dead-lettered "
+            "by their codec, refused by the log (the device retries), slower than the shard's "
+            "recent p99 to become durable.",
+     .set =
+         [](TO& t, const P& p) {
+           t.always_keep = 0;
+           for (const auto& k : p.list) t.always_keep |= runtime::keep_reason_bit(k);
+         },
+     .choices = kKeepChoices,
+     .what = "a keep reason"},
+    {.key = "consistent",
+     .kind = Kind::kBool,
+     .default_text = "true",
+     .doc = "Sample consistently (from the trace id, following a parent's flag). false samples "
+            "each hop on its own, which breaks traces across hops: only for comparison.",
+     .set = [](TO& t, const P& p) { t.consistent = p.b; }},
+    {.key = "ring_spans",
+     .kind = Kind::kInt,
+     .default_text = "16384",
+     .doc = "Spans each shard and each sink can hold until the exporter takes them; a full "
+            "ring drops spans, counted (tianhe_tracing_spans_dropped_total).",
+     .set = [](TO& t, const P& p) { t.ring_spans = static_cast<uint64_t>(p.i); },
+     .min = 64,
+     .max = 1 << 24},
+    {.key = "fate_devices",
+     .kind = Kind::kInt,
+     .default_text = "65536",
+     .doc = "Devices per shard whose last 4 report fates are kept for `tianhe trace` (about "
+            "128 bytes each); a device beyond it takes the slot of one not heard from longest.",
+     .set = [](TO& t, const P& p) { t.fate_devices = static_cast<uint64_t>(p.i); },
+     .min = 8,
+     .max = 1 << 26},
+    {.key = "service_instance",
+     .kind = Kind::kString,
+     .default_text = "\"\"",
+     .doc = "The service.instance.id of exported spans; empty: the log's identity.",
+     .set = [](TO& t, const P& p) { t.service_instance = p.s; }},
+    {.key = "export_interval",
+     .kind = Kind::kDuration,
+     .default_text = "\"1s\"",
+     .doc = "How often the exporter sends what the rings hold (sooner when a batch is full).",
+     .set = [](TO& t, const P& p) { t.export_interval_ns = p.i; },
+     .min = 10 * config::kMs,
+     .max = 60 * config::kSec},
+    {.key = "export_timeout",
+     .kind = Kind::kDuration,
+     .default_text = "\"5s\"",
+     .doc = "Longest one export request may take before it is retried.",
+     .set = [](TO& t, const P& p) { t.export_timeout_ns = p.i; },
+     .min = 100 * config::kMs,
+     .max = 60 * config::kSec},
+};
+
+constexpr Section<TO> kTracingSection = {
+    .header = "tracing",
+    .doc =
+        "Traces (OpenTelemetry, exported over OTLP/HTTP) and report fates; see "
+        "docs/observability.md.",
+    .fields = kTracingFields};
+
 }  // namespace
+
+const config::ConfigTable& tracing_table() {
+  static const config::ConfigTable table = config::table(kTracingSection);
+  return table;
+}
 
 const config::ConfigTable& codecs_table() {
   static const config::ConfigTable table = config::table(kCodecSection);

@@ -38,6 +38,9 @@ const Section<DeviceRange>& device_section() noexcept;
 /// runtime::CodecLimits under GatewayConfig::extensions["codecs"] (so it reaches the data plane
 /// with the other tables).
 const config::ConfigTable& codecs_table();
+/// `[tracing]`: spans and fates, parsed the same way into a runtime::TracingOptions under
+/// GatewayConfig::extensions["tracing"].
+const config::ConfigTable& tracing_table();
 
 /// Most devices a configuration may declare in all.
 inline constexpr uint64_t kMaxDevices = 10'000'000;

@@ -76,6 +76,7 @@ std::string_view kind_name(Kind kind) noexcept {
     case Kind::kEndpoint: return "host:port";
     case Kind::kEnum: return "enum";
     case Kind::kNumber: return "number";
+    case Kind::kEnumList: return "array of strings";
   }
   return "?";
 }

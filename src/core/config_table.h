@@ -47,6 +47,7 @@ enum class Kind : uint8_t {
   kEndpoint,   ///< "host:port"
   kEnum,       ///< one of `choices`
   kNumber,     ///< integer or float
+  kEnumList,   ///< an array of distinct strings, each one of `choices`
 };
 
 /// The user-facing name of a kind ("size", "duration", ...), used in docs and errors.
@@ -55,10 +56,11 @@ std::string_view kind_name(Kind kind) noexcept;
 /// A value read from TOML; the member matching the field's kind is set.
 struct Parsed {
   bool b = false;
-  int64_t i = 0;  ///< kInt, kIntOrAuto, kSize; nanoseconds for kDuration
-  double d = 0;   ///< kNumber
-  std::string s;  ///< kString, kEnum
-  Endpoint ep;    ///< kEndpoint
+  int64_t i = 0;                  ///< kInt, kIntOrAuto, kSize; nanoseconds for kDuration
+  double d = 0;                   ///< kNumber
+  std::string s;                  ///< kString, kEnum
+  std::vector<std::string> list;  ///< kEnumList
+  Endpoint ep;                    ///< kEndpoint
 };
 
 /// What a field is, whatever struct it fills.
@@ -70,7 +72,7 @@ struct FieldInfo {
   std::string (*check)(const Parsed&) = nullptr;   ///< extra check: "" or the problem + fix
   int64_t min = 0;                                 ///< kInt/kIntOrAuto/kSize/kDuration
   int64_t max = INT64_MAX;                         ///< ditto (inclusive)
-  std::span<const std::string_view> choices = {};  ///< kEnum
+  std::span<const std::string_view> choices = {};  ///< kEnum, kEnumList
   std::string_view what = "a valid value";         ///< kEnum: "a type", "a policy"
   bool required = false;                           ///< must be present
   int64_t unit_ns = 1;  ///< kDuration: the value must be a whole multiple of this
@@ -87,7 +89,7 @@ struct Field {
   std::string (*check)(const Parsed&) = nullptr;   ///< extra check: "" or the problem + fix
   int64_t min = 0;                                 ///< kInt/kIntOrAuto/kSize/kDuration
   int64_t max = INT64_MAX;                         ///< ditto (inclusive)
-  std::span<const std::string_view> choices = {};  ///< kEnum
+  std::span<const std::string_view> choices = {};  ///< kEnum, kEnumList
   std::string_view what = "a valid value";         ///< kEnum: "a type", "a policy"
   bool required = false;                           ///< must be present
   int64_t unit_ns = 1;  ///< kDuration: the value must be a whole multiple of this

@@ -133,7 +133,8 @@ size_t encode_report(const ReportBatch& batch, const Report& r, std::span<uint8_
   w.put(r.device_time_ns);
   w.put(r.received_ns);
   w.put(static_cast<uint8_t>(r.protocol));
-  w.put(static_cast<uint8_t>((r.ack_requested ? 1 : 0) | (r.trace.present ? 2 : 0)));
+  w.put(static_cast<uint8_t>((r.ack_requested ? 1 : 0) | (r.trace.present ? 2 : 0) |
+                               (r.traced ? 4 : 0)));
   if (r.trace.present) {
     w.put(r.trace.trace_id.data(), 16);
     w.put(r.trace.span_id.data(), 8);
@@ -183,9 +184,10 @@ RecordStatus decode_payload(std::span<const uint8_t> payload, ReportBatch& out) 
     }
     // Any protocol id is valid: a log written while a protocol was compiled in stays readable
     // after it is compiled out (its reports then show as "unknown").
-    if ((flags & ~3u) != 0) return fail(RecordStatus::kMalformed);
+    if ((flags & ~7u) != 0) return fail(RecordStatus::kMalformed);
     r->protocol = static_cast<Protocol>(protocol);
     r->ack_requested = (flags & 1) != 0;
+    r->traced = (flags & 4) != 0;
     if (flags & 2) {
       const uint8_t* t = nullptr;
       if (!rd.bytes(16 + 8, t) || !rd.get(r->trace.flags)) return fail(RecordStatus::kMalformed);

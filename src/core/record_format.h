@@ -3,7 +3,8 @@
 //
 //   payload := u8 version(=1) u16 count report*count
 //   report  := u64 device_id u32 tenant u32 seq i64 device_time_ns i64 received_ns
-//              u8 protocol u8 flags(bit0 ack_requested, bit1 trace) [trace_id(16) span_id(8) u8]
+//              u8 protocol u8 flags(bit0 ack_requested, bit1 trace,
+//              bit2 traced) [trace_id(16) span_id(8) u8]
 //              metrics
 //   metrics := u8 count metric*count
 //   metric  := u8 name_len name[name_len] [u32 id when name_len == 0] u8 type value

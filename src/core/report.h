@@ -62,10 +62,15 @@ struct Report {
   int64_t received_ns = 0;  ///< gateway wall clock at receive
   Protocol protocol = Protocol::kUnknown;
   bool ack_requested = false;
+  /// Traced: this gateway records spans for the report (decided at validation, kept in the log
+  /// record so the sinks record theirs; core/tracing.h).
+  bool traced = false;
   TraceContext trace;
   uint32_t metric_begin = 0;
   uint16_t metric_count = 0;
   uint32_t peer = 0;  ///< index of the sender in the receiving transport's batch (for acks)
+  uint32_t decode_ns = 0;        ///< time its payload codec took (0: no codec ran)
+  int64_t decode_start_ns = 0;   ///< wall clock when its codec started
   /// When decoded from a log record: the encoded metrics section (see record_format.h).
   std::span<const uint8_t> raw_metrics;
 };

@@ -64,4 +64,9 @@ size_t format_traceparent(const TraceContext& trace, std::span<char> out) noexce
   return i;
 }
 
+std::string traceparent_string(const TraceContext& trace) {
+  char buf[kTraceparentLength];
+  return std::string(buf, format_traceparent(trace, buf));
+}
+
 }  // namespace tianhe::core

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "core/report.h"
@@ -18,5 +19,8 @@ bool parse_traceparent(std::string_view text, TraceContext& out) noexcept;
 
 /// Writes `trace` as a version-00 traceparent; returns 55, or 0 if `out` is shorter than that.
 size_t format_traceparent(const TraceContext& trace, std::span<char> out) noexcept;
+
+/// `trace` as a traceparent string (control plane and tests).
+std::string traceparent_string(const TraceContext& trace);
 
 }  // namespace tianhe::core

@@ -28,7 +28,13 @@
 namespace tianhe::core::tracing {
 
 /// OTLP Span.SpanKind values.
-enum class SpanKind : uint8_t { kInternal = 1, kServer = 2, kClient = 3, kProducer = 4, kConsumer = 5 };
+enum class SpanKind : uint8_t {
+  kInternal = 1,
+  kServer = 2,
+  kClient = 3,
+  kProducer = 4,
+  kConsumer = 5
+};
 
 /// OTLP Status.StatusCode values.
 enum class SpanStatus : uint8_t { kUnset = 0, kOk = 1, kError = 2 };
@@ -65,9 +71,9 @@ struct SpanRecord {
   SpanStatus status = SpanStatus::kUnset;
   Protocol protocol = Protocol::kUnknown;
   uint8_t trace_flags = 1;
-  char model[32] = {};    ///< the device's model name (NUL-terminated, truncated)
-  char sink[32] = {};     ///< kSink: the sink's name ("postgres", "nats", ...)
-  char detail[48] = {};   ///< why a stage failed: a reject, dead-letter or drop reason
+  char model[32] = {};   ///< the device's model name (NUL-terminated, truncated)
+  char sink[32] = {};    ///< kSink: the sink's name ("postgres", "nats", ...)
+  char detail[48] = {};  ///< why a stage failed: a reject, dead-letter or drop reason
 };
 
 /// Copies `text` into a fixed field, truncated and NUL-terminated.
@@ -140,5 +146,14 @@ ReportTrace report_trace(const Report& r) noexcept;
 /// The span id of `stage` in `trace` (`index`: which sink, for kSink); stable across threads.
 std::array<uint8_t, 8> stage_span_id(const ReportTrace& trace, Stage stage,
                                      uint32_t index = 0) noexcept;
+
+/// The derived context of a report that arrived with none: its derived trace id and our root
+/// span, not sampled (what sinks send downstream for it, and what `tianhe trace` shows).
+TraceContext derived_trace(const Report& r) noexcept;
+
+/// The traceparent a sink sends downstream for report `r`: a child of our root span, sampled,
+/// when we traced it; the sender's own when it sent one and we did not; else the derived trace
+/// id with our root span, not sampled.
+TraceContext outgoing_trace(const Report& r) noexcept;
 
 }  // namespace tianhe::core::tracing

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
@@ -81,9 +82,13 @@ PayloadOutcome PayloadDecoder::decode(std::span<const uint8_t> payload,
     return PayloadOutcome::kUnknownDevice;
   }
   const Slot& slot = slots_[static_cast<size_t>(slot_of_model_[model])];
-  const int64_t start = core::mono_ns();
+  // Wall clock (the same vDSO read as the monotonic one): it is also the decode span's start.
+  const int64_t start = core::wall_ns();
   const pipeline::DecodeStatus status = slot.codec->decode(payload, context, batch, r);
-  slot.counters->decode_time.observe_ns(core::mono_ns() - start);
+  const int64_t took = core::wall_ns() - start;
+  slot.counters->decode_time.observe_ns(took);
+  r.decode_start_ns = start;
+  r.decode_ns = took > 0 ? static_cast<uint32_t>(std::min<int64_t>(took, UINT32_MAX)) : 0;
   if (status == pipeline::DecodeStatus::kOk) {
     slot.counters->decoded.add();
     return PayloadOutcome::kDecoded;
@@ -95,6 +100,9 @@ PayloadOutcome PayloadDecoder::decode(std::span<const uint8_t> payload,
   slot.counters->failed[static_cast<size_t>(reason)].add();
   count_device(r.device_id);
   dead_letter(slot, payload, context, reason);
+  if (stage_.tracing_ != nullptr && shard_ < stage_.tracing_->shards()) {
+    stage_.tracing_->shard(shard_).dead_lettered(r, reason, registry);
+  }
   return PayloadOutcome::kDeadLettered;
 }
 

@@ -23,6 +23,7 @@
 #include "pipeline/codec.h"
 #include "pipeline/registry.h"
 #include "runtime/extensions.h"
+#include "runtime/tracing.h"
 
 namespace tianhe::runtime {
 
@@ -123,6 +124,9 @@ class CodecStage {
   Result<std::unique_ptr<PayloadDecoder>> decoder(uint32_t shard, std::string_view protocol,
                                                   std::string_view default_codec);
 
+  /// Fates and spans of dead-lettered payloads go to `tracing` (main thread, before decoders
+  /// are made; null: none).
+  void set_tracing(std::shared_ptr<Tracing> tracing) { tracing_ = std::move(tracing); }
   /// tianhe_codec_* samples, every decoder's (scrape thread).
   void collect(core::PromWriter& w) const;
   /// Payloads dead-lettered so far, over every decoder.
@@ -147,6 +151,7 @@ class CodecStage {
   const Extensions* extensions_ = nullptr;
   uint64_t max_dead_letter_bytes_ = 0;
   CodecLimits limits_;
+  std::shared_ptr<Tracing> tracing_;
   mutable std::mutex mu_;  ///< guards the two lists below (grown on the main thread only)
   std::vector<std::unique_ptr<Counters>> counters_;
   std::vector<std::unique_ptr<CodecDeviceCounts>> devices_;

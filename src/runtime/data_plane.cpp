@@ -126,9 +126,18 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   if (auto it = o.tables.find("codecs"); it != o.tables.end()) {
     if (const auto* l = std::any_cast<CodecLimits>(&it->second)) limits = *l;
   }
+  // Tracing ([tracing]; parsed by the control plane like [codecs]).
+  TracingOptions tracing;
+  if (auto it = o.tables.find("tracing"); it != o.tables.end()) {
+    if (const auto* t = std::any_cast<TracingOptions>(&it->second)) tracing = *t;
+  }
+  if (tracing.service_instance.empty()) tracing.service_instance = context.log_id;
+  d->tracing_ = std::make_shared<Tracing>(std::move(tracing), shards);
+  context.tracing = d->tracing_;
   auto codecs = CodecStage::create(o.data_dir, o.registry, extensions, 256ull << 20, limits);
   if (!codecs.ok()) return make_error("codecs: " + codecs.error().message);
   d->codecs_ = std::move(codecs.value());
+  d->codecs_->set_tracing(d->tracing_);
   context.codecs = d->codecs_;
   for (uint32_t i = 0; i < shards; ++i) {
     d->log_stats_.push_back(std::make_unique<log::LogStats>());
@@ -174,6 +183,7 @@ Result<std::unique_ptr<DataPlane>> DataPlane::open(DataPlaneOptions options,
   for (uint32_t i = 0; i < shards; ++i) {
     auto shard = std::make_unique<Shard>(i, std::move(logs[i]), o.registry,
                                          ShardOptions{.receive_window = o.receive_window});
+    shard->set_tracer(&d->tracing_->shard(i));
     for (auto& p : d->protocols_) {
       auto ingest = p.instance->create_ingest(i);
       // Its error names its key already ("protocols.report.listen: ...").
@@ -257,6 +267,7 @@ Result<void> DataPlane::add_routes(core::HttpRoutes& routes) {
 
 void DataPlane::collect(core::PromWriter& w) const {
   for (const auto& p : protocols_) p.instance->collect(w);
+  tracing_->collect(w);
   for (uint32_t i = 0; i < shards_.size(); ++i) {
     Shard& sh = *shards_[i];
     collect_log(w, *log_stats_[i], sh.log(), i);

@@ -22,6 +22,7 @@
 #include "runtime/codec_stage.h"
 #include "runtime/extensions.h"
 #include "runtime/shard.h"
+#include "runtime/tracing.h"
 
 namespace tianhe::runtime {
 
@@ -80,6 +81,8 @@ class DataPlane {
   Totals totals() const;
   /// Shard i's numbers for /debug/shards.
   DebugFields debug(uint32_t shard) const;
+  /// The gateway's tracing (fates, span rings); never null once open.
+  const std::shared_ptr<Tracing>& tracing() const noexcept { return tracing_; }
   /// /debug/sessions: up to `limit` sessions of running protocol `protocol`, shard after shard,
   /// after cursor `after` (0: the first; else a page's `next`: the shard in its top 16 bits, the
   /// shard's own cursor below); `total` counts every shard's. An error names the protocols.
@@ -102,6 +105,7 @@ class DataPlane {
   };
 
   DataPlaneOptions options_;
+  std::shared_ptr<Tracing> tracing_;    ///< before the shards and sinks: they refer to it
   std::shared_ptr<CodecStage> codecs_;  ///< before the shards: their decoders refer to it
   std::vector<std::unique_ptr<log::LogStats>> log_stats_;
   std::vector<RunningSink> sinks_;

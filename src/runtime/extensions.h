@@ -35,6 +35,7 @@ class ShardLog;
 namespace tianhe::runtime {
 
 class CodecStage;
+class Tracing;
 
 /// What the gateway hands an extension when it starts it.
 struct GatewayContext {
@@ -51,6 +52,9 @@ struct GatewayContext {
   /// The payload codecs (codec_stage.h): a protocol carrying opaque payloads makes one decoder
   /// per shard from it. Outlives every protocol.
   std::shared_ptr<CodecStage> codecs;
+  /// Tracing and fates (tracing.h): sinks record their confirmations and spans in it. Null in
+  /// tools that run a sink without a gateway.
+  std::shared_ptr<Tracing> tracing;
 };
 
 /// Numbers of one shard for /debug/shards ({"datagrams_received", 12}, ...).

@@ -50,6 +50,8 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
   // Valid reports are encoded into log records of at most kRecordBytes (one record per receive
   // batch in practice); each record is one append. The header's count is written last.
   std::span<uint8_t> out(record_.get(), record_bytes_);
+  ShardTracer* const tracer = tracer_;
+  const int64_t t0 = tracer != nullptr ? core::wall_ns() : 0;
   AppendOutcome outcome;
   outcome.ok = true;
   size_t used = 3;
@@ -76,6 +78,8 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
     core::Report& r = batch[i];
     bool auto_registered = false;
     auto reason = validator_.validate(batch, r, auto_registered);
+    // Decided before the encode: the log record keeps the decision for the sinks.
+    r.traced = tracer != nullptr && tracer->decide(r, reason);
     if (reason == pipeline::RejectReason::kNone) {
       const size_t need = core::encoded_report_size(batch, r);
       if (used + need > out.size() || in_record == UINT16_MAX) append_record();
@@ -96,7 +100,12 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
       stats.reports_rejected[static_cast<int>(reason)].add();
     }
   }
+  const int64_t t1 = tracer != nullptr ? core::wall_ns() : 0;
   append_record();
+  if (tracer != nullptr) {
+    tracer->batch_done(batch, status.first(count), outcome.ok, outcome.busy, outcome.durable_at, t0,
+                       t1, core::wall_ns(), validator_.registry());
+  }
   // If any append failed, the whole batch is answered BUSY: a report in an earlier record may
   // still be stored, and its retry is dropped as a duplicate by the sinks (at least once).
   if (outcome.ok) {
@@ -147,6 +156,10 @@ void Shard::run() noexcept {
     for (size_t i = 0; i < ingests_.size(); ++i) {
       waits[i] = ingests_[i]->release_acks(durable);
       wait_durable |= waits[i] == AckWait::kDurability;
+    }
+    if (tracer_ != nullptr) {
+      tracer_->on_durable(durable);
+      wait_durable |= tracer_->waiting();
     }
     stats_.heap_allocations.set(thread_allocations());
     if (handled > 0) {

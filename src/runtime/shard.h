@@ -17,6 +17,7 @@
 #include "pipeline/validator.h"
 #include "runtime/ingest.h"
 #include "runtime/pipeline_stats.h"
+#include "runtime/tracing.h"
 
 namespace tianhe::runtime {
 
@@ -44,6 +45,10 @@ class Shard {
         std::shared_ptr<const pipeline::Registry> registry, ShardOptions options = {});
   ~Shard();
 
+  /// Records fates and spans with `tracer` (before start(); null: neither). Kept by the caller.
+  void set_tracer(ShardTracer* tracer) noexcept { tracer_ = tracer; }
+  /// The shard's tracer (null when none).
+  ShardTracer* tracer() const noexcept { return tracer_; }
   /// Adds a protocol ingest (before start()).
   void add_ingest(std::unique_ptr<Ingest> ingest) { ingests_.push_back(std::move(ingest)); }
   /// Starts the thread.
@@ -69,6 +74,7 @@ class Shard {
   std::unique_ptr<log::ShardLog> log_;
   pipeline::Validator validator_;
   std::vector<std::unique_ptr<Ingest>> ingests_;
+  ShardTracer* tracer_ = nullptr;
   std::unique_ptr<uint8_t[]> record_;  ///< encode buffer for one log record
   size_t record_bytes_ = 0;
   ShardStats stats_;

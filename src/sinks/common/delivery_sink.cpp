@@ -46,6 +46,7 @@ ConsumerOptions consumer_options(const SinkOptions& o, const DeliveryContext& co
   c.drop_oldest = o.backlog_policy == BacklogPolicy::kDropOldest;
   c.start_unavailable = true;
   c.dead_letter_dir = context.gateway.data_dir;
+  c.tracing = context.gateway.tracing;
   return c;
 }
 

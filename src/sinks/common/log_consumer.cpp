@@ -6,8 +6,11 @@
 #include <cstdio>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/record_format.h"
+#include "core/tracing.h"
 #include "log/shard_log.h"
+#include "runtime/tracing.h"
 #include "sinks/common/dead_letter.h"
 
 namespace tianhe::sinks {
@@ -60,6 +63,10 @@ LogConsumer::LogConsumer(ConsumerOptions options, const log::LogConfig& log_conf
   if (options_.batch_reports == 0) options_.batch_reports = 65536;
   if (!options_.dead_letter_dir.empty()) {
     dead_letter_ = std::make_unique<DeadLetter>(options_.dead_letter_dir, options_.name);
+  }
+  if (options_.tracing != nullptr) {
+    progress_ = options_.tracing->add_sink(options_.name);
+    span_index_ = core::mix64(std::hash<std::string>{}(options_.name)) & 0xffffffffu;
   }
   drop_floor_.assign(logs.size(), 0);
   drop_from_.assign(logs.size(), UINT64_MAX);
@@ -174,6 +181,7 @@ void LogConsumer::stop() {
 }
 
 bool LogConsumer::read_batch() {
+  if (progress_ != nullptr) batch_read_ns_ = core::wall_ns();
   pending_.clear();
   arena_.clear();
   metric_offsets_.clear();
@@ -281,6 +289,7 @@ WriteStatus LogConsumer::write(bool durable) {
                  pending_.size(), error.c_str());
     set_error(error);
   }
+  if (progress_ != nullptr) note_delivered(st);
   const int64_t now = core::wall_ns();
   for (auto& sh : shards_) {
     sh->committed.store(sh->read_offset, std::memory_order_release);
@@ -299,6 +308,39 @@ WriteStatus LogConsumer::write(bool durable) {
     dirty_since_durable_ = true;
   }
   return st;
+}
+
+void LogConsumer::note_delivered(WriteStatus st) {
+  const int64_t now = core::wall_ns();
+  for (auto& sh : shards_) {
+    if (sh->index < progress_->shards.size()) {
+      progress_->shards[sh->index]->note(sh->read_offset, now);
+    }
+  }
+  if (progress_->ring == nullptr) return;
+  for (const core::Report& r : pending_) {
+    if (!r.traced) continue;
+    const core::tracing::ReportTrace t = core::tracing::report_trace(r);
+    core::tracing::SpanRecord s;
+    s.trace_id = t.trace_id;
+    s.span_id = core::tracing::stage_span_id(t, core::tracing::Stage::kSink,
+                                             static_cast<uint32_t>(span_index_));
+    s.parent_span_id = t.root_span_id;
+    s.start_ns = batch_read_ns_;
+    s.end_ns = now;
+    s.device_id = r.device_id;
+    s.seq = r.seq;
+    s.tenant = r.tenant;
+    s.count = static_cast<uint32_t>(pending_.size());
+    s.stage = core::tracing::Stage::kSink;
+    s.kind = core::tracing::SpanKind::kClient;
+    s.protocol = r.protocol;
+    s.status = st == WriteStatus::kAccepted ? core::tracing::SpanStatus::kOk
+                                            : core::tracing::SpanStatus::kError;
+    if (st != WriteStatus::kAccepted) core::tracing::set_text(s.detail, "rejected_by_sink");
+    core::tracing::set_text(s.sink, options_.name);
+    progress_->ring->push(s);
+  }
 }
 
 void LogConsumer::publish_durable() {

@@ -27,6 +27,11 @@ class ShardLog;
 class LogReader;
 }  // namespace tianhe::log
 
+namespace tianhe::runtime {
+class Tracing;
+struct SinkProgress;
+}  // namespace tianhe::runtime
+
 namespace tianhe::sinks {
 
 class DeadLetter;
@@ -106,6 +111,8 @@ struct ConsumerOptions {
   bool start_unavailable = false;
   /// The dead-letter file's directory (the data dir); empty: the sink has none.
   std::string dead_letter_dir;
+  /// Where the sink notes what it delivered (fates) and records its spans; null: nowhere.
+  std::shared_ptr<runtime::Tracing> tracing;
 };
 
 /// The consumer's counters (written by its thread, read at scrape time).
@@ -203,6 +210,11 @@ class LogConsumer {
   uint64_t jitter_ = 0x9e3779b97f4a7c15ull;  ///< back-off jitter state
   std::atomic<bool> blocked_{false};
   std::unique_ptr<DeadLetter> dead_letter_;
+  runtime::SinkProgress* progress_ = nullptr;  ///< owned by options_.tracing
+  uint64_t span_index_ = 0;                    ///< this sink's kSink span id index
+  int64_t batch_read_ns_ = 0;                  ///< wall clock when the batch began to be read
+  /// Notes what the write delivered (fates) and records the traced reports' sink spans.
+  void note_delivered(WriteStatus st);
   std::vector<uint64_t> drop_floor_;  ///< per shard: nothing below it is read again
   /// Per shard: where dropping started since the last write attempt (UINT64_MAX: no drop
   /// since). That write may have timed out here and landed there; open() then un-counts what

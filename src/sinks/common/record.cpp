@@ -4,6 +4,7 @@
 
 #include "core/metrics_json.h"
 #include "core/record_format.h"
+#include "core/tracing.h"
 
 namespace tianhe::sinks {
 
@@ -21,7 +22,9 @@ RecordFields record_fields(const core::Report& r, const pipeline::Registry* regi
       f.model = registry->model(d->model).name();
     }
   }
-  if (r.trace.present) f.traceparent_len = core::format_traceparent(r.trace, f.traceparent_buf);
+  // Downstream joins the report's trace (core/tracing.h outgoing_trace): the derived trace id
+  // when the sender sent none is the one `tianhe trace` shows.
+  f.traceparent_len = core::format_traceparent(core::tracing::outgoing_trace(r), f.traceparent_buf);
   return f;
 }
 

@@ -26,7 +26,7 @@ struct RecordFields {
   int64_t received_ns = 0;  ///< gateway receive time
   std::string_view protocol;
   char traceparent_buf[core::kTraceparentLength] = {};
-  size_t traceparent_len = 0;  ///< 0 when the report carried none
+  size_t traceparent_len = 0;  ///< always set: the sender's, ours, or a derived root
   std::string_view traceparent() const noexcept { return {traceparent_buf, traceparent_len}; }
 };
 
@@ -53,7 +53,7 @@ std::string metric_name(const core::Metric& m);
 /// The record as one JSON object (no newline):
 /// {"tenant":"acme","device_id":7,"model":"env_sensor","seq":12,"time_ns":...,
 ///  "received_ns":...,"protocol":"report","traceparent":"00-...","metrics":{"temperature":21.5}}
-/// (traceparent only when present; tenant and model only when known).
+/// (tenant and model only when known).
 std::string record_json(const core::Report& r, const pipeline::Registry* registry);
 /// Appends the same to `out`.
 void append_record_json(std::string& out, const core::Report& r,

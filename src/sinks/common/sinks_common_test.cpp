@@ -16,6 +16,8 @@
 
 #include "core/clock.h"
 #include "core/record_format.h"
+#include "core/trace_context.h"
+#include "core/tracing.h"
 #include "log/shard_log.h"
 #include "sinks/common/cursor_file.h"
 #include "sinks/common/dead_letter.h"
@@ -158,7 +160,8 @@ TEST(Record, TheDocumentedFieldsAndATypedMetric) {
   EXPECT_EQ(j["seq"], 3);
   EXPECT_EQ(j["time_ns"], 1'700'000'000'000'000'000);
   EXPECT_EQ(j["metrics"]["temperature"], 20.5);
-  EXPECT_FALSE(j.contains("traceparent"));
+  EXPECT_EQ(j["traceparent"], core::traceparent_string(core::tracing::derived_trace(
+                                  back[0])));  // none sent: the derived one
   MetricDecoder d;
   auto metrics = d.decode(back[0]);
   ASSERT_EQ(metrics.size(), 1u);

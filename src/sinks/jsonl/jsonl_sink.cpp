@@ -183,6 +183,7 @@ void register_extension(runtime::Extensions& extensions) {
     o.name = std::string(instance);
     o.batch_reports = cfg.batch_reports;
     o.commit_interval = cfg.commit_interval;
+    o.tracing = gateway.tracing;
     auto consumer = LogConsumer::start(std::move(o), gateway.log, gateway.logs,
                                        std::make_unique<JsonlWriter>(cfg.path, gateway.registry));
     if (!consumer) return consumer.error();

@@ -12,6 +12,8 @@
 #include <limits>
 
 #include "core/record_format.h"
+#include "core/trace_context.h"
+#include "core/tracing.h"
 #include "runtime/extensions.h"
 #include "sinks/common/dead_letter.h"
 #include "sinks/common/delivery_sink.h"
@@ -264,7 +266,9 @@ TEST(MysqlSql, ARowOfTheDocumentedRecord) {
   ASSERT_TRUE(append_row(out, f, d.decode(e.back[0]), reg->model(0), l, slots, why));
   EXPECT_EQ(out,
             "('acme',3,42,1700000000000001000,'2023-11-14 22:13:20.000001',1700000000500000000,"
-            "'unknown',NULL,21.5,3700,TRUE,'it\\'s','{\\\"rssi\\\":-70}')");
+            "'unknown','" +
+                core::traceparent_string(core::tracing::derived_trace(e.back[0])) +
+                "',21.5,3700,TRUE,'it\\'s','{\\\"rssi\\\":-70}')");
   const std::string_view tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
   std::memcpy(f.traceparent_buf, tp.data(), tp.size());
   f.traceparent_len = tp.size();

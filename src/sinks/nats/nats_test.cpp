@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/record_format.h"
+#include "core/trace_context.h"
+#include "core/tracing.h"
 #include "sinks/common/delivery_sink.h"
 #include "sinks/nats/nats_config.h"
 #include "sinks/nats/nats_writer.h"
@@ -265,12 +267,14 @@ TEST(NatsMessage, TheDocumentedRecordWithItsHeaders) {
   EXPECT_EQ(j["traceparent"], parts.traceparent);
   EXPECT_EQ(j["metrics"]["temperature"], 21.5);
   EXPECT_EQ(j["metrics"]["battery_mv"], 3300);
-  // The buffers are reused: a report without a trace leaves no traceparent behind.
+  // A report that carried no trace gets the derived one (not sampled), not the last one's.
   const core::Report plain = logged_report(bytes, decoded, false, acme);
   build_message(*t, plain, ReportPosition{}, reg.get(), parts);
-  EXPECT_EQ(parts.traceparent, "");
+  const std::string derived = core::traceparent_string(core::tracing::derived_trace(plain));
+  EXPECT_EQ(parts.traceparent, derived);
+  EXPECT_TRUE(derived.ends_with("-00"));
   EXPECT_EQ(parts.position, "0/0/0");
-  EXPECT_EQ(nlohmann::json::parse(parts.body).count("traceparent"), 0u);
+  EXPECT_EQ(nlohmann::json::parse(parts.body)["traceparent"], derived);
 }
 
 TEST(NatsPubAck, WhatARefusalMeans) {

@@ -51,7 +51,7 @@ void register_extension(runtime::Extensions& extensions) {
   spec.start = [](const std::any& c, const runtime::GatewayContext& gateway,
                   std::string_view) -> Result<std::unique_ptr<runtime::SinkInstance>> {
     const auto& config = std::any_cast<const StoreConfig&>(c);
-    auto sink = StoreSink::start(config, gateway.log, gateway.logs);
+    auto sink = StoreSink::start(config, gateway.log, gateway.logs, gateway.tracing);
     if (!sink) return sink.error();
     return std::unique_ptr<runtime::SinkInstance>(
         new StoreSinkInstance(std::move(sink.value()), config.dir, gateway.registry));

@@ -74,7 +74,8 @@ class StoreWriterSink final : public SinkWriter {
 
 Result<std::unique_ptr<StoreSink>> StoreSink::start(const StoreConfig& config,
                                                     const log::LogConfig& log_config,
-                                                    std::vector<log::ShardLog*> logs) {
+                                                    std::vector<log::ShardLog*> logs,
+                                                    std::shared_ptr<runtime::Tracing> tracing) {
   if (config.dir.empty()) {
     return make_error("sinks.store.dir: empty: set it (default <data_dir>/store)");
   }
@@ -84,6 +85,7 @@ Result<std::unique_ptr<StoreSink>> StoreSink::start(const StoreConfig& config,
   o.name = std::string(kSinkName);
   o.batch_reports = config.batch_reports;
   o.commit_interval = config.commit_interval;
+  o.tracing = std::move(tracing);
   auto c = LogConsumer::start(std::move(o), log_config, std::move(logs),
                               std::make_unique<StoreWriterSink>(config, s->stats_.get()));
   if (!c) return c.error();

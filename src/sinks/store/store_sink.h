@@ -19,6 +19,10 @@ namespace tianhe::log {
 class ShardLog;
 }
 
+namespace tianhe::runtime {
+class Tracing;
+}  // namespace tianhe::runtime
+
 namespace tianhe::sinks::store {
 
 /// Counters of the store sink (written by the consumer thread, read at scrape time).
@@ -40,7 +44,8 @@ class StoreSink {
  public:
   static Result<std::unique_ptr<StoreSink>> start(const StoreConfig& config,
                                                   const log::LogConfig& log_config,
-                                                  std::vector<log::ShardLog*> logs);
+                                                  std::vector<log::ShardLog*> logs,
+                                                  std::shared_ptr<runtime::Tracing> tracing = nullptr);
   ~StoreSink();
   StoreSink(const StoreSink&) = delete;
   StoreSink& operator=(const StoreSink&) = delete;

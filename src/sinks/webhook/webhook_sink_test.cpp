@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/record_format.h"
+#include "core/trace_context.h"
+#include "core/tracing.h"
 #include "sinks/webhook/webhook_config.h"
 #include "sinks/webhook/webhook_message.h"
 
@@ -183,7 +185,8 @@ TEST(WebhookBody, TheSinkAndTheDocumentedRecordsInOrder) {
   EXPECT_EQ(j["records"][0]["metrics"]["temperature"], 21.5);
   EXPECT_EQ(j["records"][0]["metrics"]["door_open"], true);
   EXPECT_TRUE(j["records"][0].contains("protocol"));
-  EXPECT_FALSE(j["records"][0].contains("traceparent"));
+  EXPECT_EQ(j["records"][0]["traceparent"],
+            core::traceparent_string(core::tracing::derived_trace(rs.span()[0])));
   body.clear();
   append_body(body, "webhook", rs.span(), {}, nullptr);
   EXPECT_EQ(body, "{\"sink\":\"webhook\",\"records\":[]}");
