@@ -174,7 +174,11 @@ struct OtlpExporter::Impl {
     };
     add("Content-Type: application/x-protobuf");
     add("Expect:");
-    for (const auto& [name, value] : options.headers) add(name + ": " + value);
+    for (const auto& [name, value] : options.headers) {
+      std::string line = name;
+      line.append(": ").append(value);
+      add(line);
+    }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, header_list);
     return {};
   }
@@ -377,7 +381,7 @@ OtlpExporter::~OtlpExporter() {
   stop(std::chrono::milliseconds(2'000));
 }
 
-Result<void> OtlpExporter::start(std::vector<SpanRing*> rings) {
+Result<void> OtlpExporter::start(const std::vector<SpanRing*>& rings) {
   Impl& m = *impl_;
   const OtlpExporterOptions& o = m.options;
   if (m.thread.joinable()) return make_error("tracing: the exporter is already running");

@@ -93,7 +93,7 @@ class OtlpExporter {
 
   /// Validates the options (errors name the tracing.* key and the fix) and starts the thread
   /// draining `rings` (each must outlive the exporter's stop()).
-  Result<void> start(std::vector<core::tracing::SpanRing*> rings);
+  Result<void> start(const std::vector<core::tracing::SpanRing*>& rings);
   /// Adds a ring to drain (any thread, before or while running); it must outlive stop().
   void add_ring(core::tracing::SpanRing* ring);
   /// Drains the rings and exports what is queued, retries included, until done or `deadline`

@@ -27,6 +27,7 @@ OtlpTestReceiver::OtlpTestReceiver(std::vector<std::string> options) {
   std::vector<std::string> args = {TH_PYTHON, TH_OTLP_RECEIVER, "--out", out_};
   args.insert(args.end(), options.begin(), options.end());
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   int fds[2];
