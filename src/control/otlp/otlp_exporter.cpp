@@ -311,6 +311,9 @@ struct OtlpExporter::Impl {
         if (queue_len > 0) drop(queue_len, DropReason::kExportFailed);
         break;
       }
+      // Nothing waited for this flush: the next one is a full interval away, so a trickle of
+      // spans is sent once per interval, not once per poll.
+      if (queue_len == 0 && now >= next_flush) next_flush = now + flush_ns;
       if (inflight == 0 && queue_len > 0 &&
           (queue_len >= options.max_batch_spans || now >= next_flush || stopping)) {
         inflight = std::min(queue_len, options.max_batch_spans);
@@ -384,7 +387,7 @@ OtlpExporter::~OtlpExporter() {
 Result<void> OtlpExporter::start(const std::vector<SpanRing*>& rings) {
   Impl& m = *impl_;
   const OtlpExporterOptions& o = m.options;
-  if (m.thread.joinable()) return make_error("tracing: the exporter is already running");
+  if (m.curl != nullptr) return make_error("tracing: an exporter starts once (build a new one)");
   const std::string_view url = o.endpoint;
   const bool http = url.starts_with("http://") && url.size() > 7;
   const bool https = url.starts_with("https://") && url.size() > 8;

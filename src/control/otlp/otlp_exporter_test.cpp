@@ -435,6 +435,11 @@ TEST(OtlpExporterTest, StartRefusesBadOptionsNamingTheKey) {
   r = OtlpExporter(o, "x").start({});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("tracing.headers"), std::string::npos);
+  OtlpExporter once(OtlpExporterOptions{}, "x");  // no spans: it never connects
+  ASSERT_TRUE(once.start({}).ok());
+  EXPECT_FALSE(once.start({}).ok());
+  once.stop();
+  EXPECT_FALSE(once.start({}).ok());
 }
 
 }  // namespace
