@@ -7,7 +7,8 @@ python3-protobuf: code Tianhe did not write. Each span becomes one JSON line (id
 attributes as a dict) in --out; each request one line too ({"type": "request", ...}).
 
 The first line on stdout is {"port": N} (bound to port 0: the kernel picks it). Options make it
-misbehave on purpose: --fail-first N answers 503 (with Retry-After) to the first N requests,
+misbehave on purpose: --fail-first N answers 503 (or --fail-status, with Retry-After) to the
+first N requests,
 --reject-spans K reports K rejected spans (partial success) on each accepted request,
 --status S answers S to every request.
 
@@ -90,7 +91,8 @@ def main():
     ap.add_argument("--out", help="JSON lines file (default: stdout)")
     ap.add_argument("--proto-dir", default=DEFAULT_PROTO_DIR)
     ap.add_argument("--fail-first", type=int, default=0)
-    ap.add_argument("--retry-after", default="0", help="Retry-After value sent with 503")
+    ap.add_argument("--fail-status", type=int, default=503, help="the status of --fail-first")
+    ap.add_argument("--retry-after", default="0", help="Retry-After value sent with it")
     ap.add_argument("--reject-spans", type=int, default=0)
     ap.add_argument("--status", type=int, default=0, help="answer this status to everything")
     args = ap.parse_args()
@@ -138,8 +140,8 @@ def main():
                 emit([dict(info, status=args.status)])
                 return self.answer(args.status)
             if n <= args.fail_first:
-                emit([dict(info, status=503)])
-                return self.answer(503, headers=[("Retry-After", args.retry_after)])
+                emit([dict(info, status=args.fail_status)])
+                return self.answer(args.fail_status, headers=[("Retry-After", args.retry_after)])
             try:
                 request = pb.ExportTraceServiceRequest.FromString(body)
             except Exception as e:  # a body our schema cannot read: say so and refuse

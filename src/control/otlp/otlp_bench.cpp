@@ -12,6 +12,7 @@
 #include "control/otlp/otlp_exporter.h"
 #include "control/otlp/otlp_test_receiver.h"
 #include "core/report.h"
+#include "runtime/alloc_counter.h"
 
 namespace tianhe::control::otlp {
 namespace {
@@ -48,11 +49,16 @@ void BM_Encode(benchmark::State& state) {
   for (size_t i = 0; i < spans.size(); ++i) spans[i] = sample_span(static_cast<uint32_t>(i));
   OtlpEncoder enc({"node-1", "bench-host", "0.1.0"});
   std::string out;
+  enc.encode(spans, out);  // warm: the output string's capacity
+  const uint64_t allocs_before = runtime::thread_allocations();
   for (auto _ : state) {
     enc.encode(spans, out);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(state.iterations() * state.range(0));
+  state.counters["allocs_per_batch"] =
+      static_cast<double>(runtime::thread_allocations() - allocs_before) /
+      static_cast<double>(state.iterations());
   state.counters["bytes_per_span"] =
       static_cast<double>(out.size()) / static_cast<double>(state.range(0));
 }

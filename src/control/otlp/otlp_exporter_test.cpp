@@ -63,8 +63,13 @@ std::string hex(std::span<const uint8_t> bytes) {
 /// A span whose ids and times follow from `i`.
 SpanRecord span(uint32_t i, Stage stage = Stage::kReport) {
   SpanRecord s;
-  for (size_t b = 0; b < 16; ++b) s.trace_id[b] = static_cast<uint8_t>(0x10 + b + i);
-  for (size_t b = 0; b < 8; ++b) s.span_id[b] = static_cast<uint8_t>(0xa0 + b + i);
+  // The first four bytes of both ids are `i` (unique per test), the rest a fixed pattern.
+  for (size_t b = 0; b < 16; ++b) {
+    s.trace_id[b] = static_cast<uint8_t>(b < 4 ? i >> (8 * (3 - b)) : 0x10 + b);
+  }
+  for (size_t b = 0; b < 8; ++b) {
+    s.span_id[b] = static_cast<uint8_t>(b < 4 ? i >> (8 * (3 - b)) : 0xa0 + b);
+  }
   s.start_ns = 1'700'000'000'000'000'000 + int64_t{i} * 1000;
   s.end_ns = s.start_ns + 500 + i;
   s.device_id = 1000 + i;
@@ -276,14 +281,22 @@ TEST(OtlpExporterTest, EveryFieldAsTheReceiverDecodesIt) {
   EXPECT_EQ(st.ring_spans, 0u);
 }
 
-TEST(OtlpExporterTest, RetriesAfter503NothingLostNothingTwice) {
+// 503 and 429 with Retry-After: 0. The back-off is an hour, so the test finishes only if the
+// receiver's Retry-After is what the exporter waits for.
+class OtlpRetryTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(OtlpRetryTest, RetriesAfterRetryAfterNothingLostNothingTwice) {
   name_protocols();
-  const OtlpTestReceiver rx({"--fail-first", "2", "--retry-after", "0"});
+  const int status = GetParam();
+  const OtlpTestReceiver rx(
+      {"--fail-first", "2", "--fail-status", std::to_string(status), "--retry-after", "0"});
   ASSERT_TRUE(rx.ok());
   SpanRing ring(256, "shard-0");
   OtlpExporterOptions o = options_for(rx.endpoint());
-  o.flush_interval = std::chrono::hours(1);  // one batch, cut by stop() below or by size
+  o.flush_interval = std::chrono::hours(1);  // one batch, cut by size
   o.max_batch_spans = 50;
+  o.initial_backoff = std::chrono::hours(1);
+  o.max_backoff = std::chrono::hours(1);
   OtlpExporter exporter(o, "node-1");
   ASSERT_TRUE(exporter.start({&ring}).ok());
   for (uint32_t i = 0; i < 50; ++i) ASSERT_TRUE(ring.push(span(i)));
@@ -293,13 +306,52 @@ TEST(OtlpExporterTest, RetriesAfter503NothingLostNothingTwice) {
   ASSERT_TRUE(eventually([&] { return exporter.stats().spans_exported == 50; }));
   const std::vector<json> reqs = rx.rows("request");
   ASSERT_EQ(reqs.size(), 3u);
-  EXPECT_EQ(reqs[0]["status"], 503);
-  EXPECT_EQ(reqs[1]["status"], 503);
+  EXPECT_EQ(reqs[0]["status"], status);
+  EXPECT_EQ(reqs[1]["status"], status);
   EXPECT_EQ(reqs[2]["status"], 200);
   EXPECT_EQ(reqs[0]["bytes"], reqs[2]["bytes"]);  // the same batch sent again
+  exporter.stop();
   const OtlpExporterStats st = exporter.stats();
   EXPECT_EQ(requests(st, RequestResult::kRetryStatus), 2u);
   EXPECT_EQ(requests(st, RequestResult::kOk), 1u);
+  EXPECT_EQ(dropped(st, DropReason::kExportFailed), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Statuses, OtlpRetryTest, ::testing::Values(503, 429));
+
+// Two recording threads push while the exporter sends: every span a ring accepted arrives once.
+TEST(OtlpExporterTest, ProducersWhileExportingNothingLostNothingTwice) {
+  name_protocols();
+  const OtlpTestReceiver rx;
+  ASSERT_TRUE(rx.ok());
+  SpanRing a(128, "shard-0");
+  SpanRing b(128, "shard-1");
+  OtlpExporterOptions o = options_for(rx.endpoint());
+  o.max_batch_spans = 64;
+  o.max_queue_spans = 256;
+  OtlpExporter exporter(o, "node-1");
+  ASSERT_TRUE(exporter.start({&a, &b}).ok());
+  constexpr uint32_t kEach = 3000;
+  std::atomic<uint64_t> accepted{0};
+  auto produce = [&](SpanRing& ring, uint32_t first) {
+    for (uint32_t i = first; i < first + kEach; ++i) {
+      if (ring.push(span(i))) accepted.fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  std::thread ta(produce, std::ref(a), 0);
+  std::thread tb(produce, std::ref(b), kEach);
+  ta.join();
+  tb.join();
+  EXPECT_EQ(a.pushed() + a.dropped() + b.pushed() + b.dropped(), 2 * kEach);
+  ASSERT_TRUE(eventually([&] { return exporter.stats().spans_exported == accepted.load(); }))
+      << exporter.last_error();
+  exporter.stop();
+  const std::vector<json> rows = rx.wait_rows("span", accepted.load());
+  EXPECT_EQ(rows.size(), accepted.load());
+  const auto got = by_span_id(rows);
+  EXPECT_EQ(got.size(), rows.size()) << "a span arrived twice";
+  const OtlpExporterStats st = exporter.stats();
+  EXPECT_EQ(st.ring_full, a.dropped() + b.dropped());
   EXPECT_EQ(dropped(st, DropReason::kExportFailed), 0u);
 }
 
