@@ -302,6 +302,9 @@ struct OtlpExporter::Impl {
         if (stop_requested && !stopping) {
           stopping = true;
           deadline = stop_deadline_ns;
+          // A batch waiting out its back-off gets one more try now rather than a wait that
+          // may outlast the deadline.
+          retry_at = std::min(retry_at, core::mono_ns());
         }
       }
       drain();

@@ -436,6 +436,24 @@ TEST(OtlpExporterTest, StopGivesUpAtItsDeadline) {
   EXPECT_EQ(dropped(exporter.stats(), DropReason::kExportFailed), 10u);
 }
 
+// A batch waiting out an hour's Retry-After is tried once more at stop(), not dropped.
+TEST(OtlpExporterTest, StopRetriesAWaitingBatchAtOnce) {
+  name_protocols();
+  const OtlpTestReceiver rx({"--fail-first", "1", "--retry-after", "3600"});
+  ASSERT_TRUE(rx.ok());
+  SpanRing ring(64, "shard-0");
+  OtlpExporterOptions o = options_for(rx.endpoint());
+  o.max_backoff = std::chrono::hours(2);
+  OtlpExporter exporter(o, "node-1");
+  ASSERT_TRUE(exporter.start({&ring}).ok());
+  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(ring.push(span(i)));
+  ASSERT_TRUE(
+      eventually([&] { return requests(exporter.stats(), RequestResult::kRetryStatus) == 1; }));
+  exporter.stop(std::chrono::seconds(30));
+  EXPECT_EQ(exporter.stats().spans_exported, 10u);
+  EXPECT_EQ(by_span_id(rx.wait_rows("span", 10)).size(), 10u);
+}
+
 TEST(OtlpExporterTest, PartialSuccessCountsRejectedSpans) {
   name_protocols();
   const OtlpTestReceiver rx({"--reject-spans", "3"});
