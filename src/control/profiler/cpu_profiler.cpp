@@ -176,7 +176,7 @@ struct CpuProfiler::Impl {
   void publish_stacks();
   bool add_new_threads(const itimerspec& every);
   void drain();
-  void body(CpuProfileOptions options, CpuProfileDone done);
+  void body(CpuProfileOptions options, const CpuProfileDone& done);
 };
 
 Result<void> CpuProfiler::Impl::install_handler() {
@@ -266,7 +266,7 @@ void CpuProfiler::Impl::drain() {
   }
 }
 
-void CpuProfiler::Impl::body(CpuProfileOptions options, CpuProfileDone done) {
+void CpuProfiler::Impl::body(CpuProfileOptions options, const CpuProfileDone& done) {
   pthread_setname_np(pthread_self(), "profiler");
   const long interval_ns = 1'000'000'000L / options.sample_hz;
   itimerspec every{};
@@ -376,8 +376,7 @@ CpuProfileResult CpuProfiler::start(const CpuProfileOptions& options, CpuProfile
   s.stats = CpuProfileStats{};
   s.running = true;
   s.cancel = false;
-  s.thread = std::thread(
-      [&s, options, done = std::move(done)]() mutable { s.body(options, std::move(done)); });
+  s.thread = std::thread([&s, options, done = std::move(done)] { s.body(options, done); });
   return r;
 }
 

@@ -46,7 +46,9 @@ __attribute__((no_sanitize("address", "undefined"))) WalkStatus walk_frames(
   WalkStatus status = WalkStatus::kComplete;
   while (true) {
     if (fp < sp || fp % 8 != 0 || fp < range->begin || fp > range->end - 16) break;
-    const auto* frame = reinterpret_cast<const uintptr_t*>(fp);
+    // A frame pointer is an address read from the stack: nothing to derive it from.
+    const auto* frame =
+        reinterpret_cast<const uintptr_t*>(fp);  // NOLINT(performance-no-int-to-ptr)
     const uintptr_t next = frame[0];
     const uintptr_t ret = frame[1];
     if (ret == 0) break;
