@@ -21,6 +21,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -168,7 +169,8 @@ struct CpuProfiler::Impl {
   std::vector<std::unique_ptr<const std::vector<StackRange>>> snapshots;
 
   // Profiler-thread state of the profile now running.
-  std::unordered_map<pid_t, timer_t> timers;
+  // Every thread seen; nullopt: seen without a timer (a kernel timer id may be 0).
+  std::unordered_map<pid_t, std::optional<timer_t>> timers;
   std::unordered_map<std::vector<uint64_t>, uint64_t, StackHash> stacks;
   CpuProfileStats stats;
 
@@ -221,7 +223,7 @@ bool CpuProfiler::Impl::add_new_threads(const itimerspec& every) {
     if (timers.count(tid) != 0) continue;
     if (timers.size() >= kMaxThreads) {
       ++stats.threads_unsampled;
-      timers.emplace(tid, timer_t{});  // seen: not counted again
+      timers.emplace(tid, std::nullopt);  // seen: not counted again
       continue;
     }
     sigevent sev{};
@@ -287,7 +289,7 @@ void CpuProfiler::Impl::body(CpuProfileOptions options, const CpuProfileDone& do
                   [&] { return cancel; });
   }
   for (auto& [tid, t] : timers) {
-    if (t != timer_t{}) timer_delete(t);
+    if (t) timer_delete(*t);
   }
   stats.duration_ns = core::mono_ns() - t0;
   // No handler reads the buffer once it is unpublished and every handler now running is done.

@@ -59,7 +59,7 @@ struct CpuProfileResult {
   CpuProfileStats stats;                      ///< what the profile counted
 };
 
-/// Called once on the profiler thread with the finished profile.
+/// Called once on the profiler thread with the finished profile (it must not start another).
 using CpuProfileDone = std::function<void(CpuProfileResult)>;
 
 /// The process's profiler (a singleton: SIGPROF and its handler are process-wide). start()

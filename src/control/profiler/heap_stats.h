@@ -28,7 +28,8 @@ struct MallocInfoTotals {
 /// A snapshot of the process's memory.
 struct HeapStats {
   // glibc mallinfo2(3)
-  uint64_t arena_bytes = 0;       ///< arena: non-mmapped bytes the main arena got from sbrk
+  uint64_t arena_bytes =
+      0;  ///< arena: bytes every arena holds from the system (not mmapped chunks)
   uint64_t free_chunks = 0;       ///< ordblks: free chunks
   uint64_t mmap_chunks = 0;       ///< hblks: chunks allocated with mmap
   uint64_t mmap_bytes = 0;        ///< hblkhd: their bytes
