@@ -141,8 +141,9 @@ c.check(proc["rss_bytes"] > 1 << 20 and proc["peak_rss_bytes"] >= proc["rss_byte
 c.check(proc["threads"] >= 3, f"/debug/heap: {proc['threads']} threads")
 c.check(all(isinstance(v, int) and v >= 0 for v in heap["mallinfo2"].values()),
         "/debug/heap: mallinfo2 fields are counts")
-if "asan" in heap:
-    c.check(heap["asan"]["allocated_bytes"] > 0, "/debug/heap: ASan's allocator figures")
+if "sanitizer" in heap:
+    c.check(heap["sanitizer"]["allocated_bytes"] > 0,
+            f"/debug/heap: the {heap['sanitizer']['name']} sanitizer's allocator figures")
 else:
     c.check(heap["mallinfo2"]["in_use_bytes"] > 0, "/debug/heap: bytes in use")
 c.check(heap["cost_ns"]["mallinfo2"] >= 0 and heap["cost_ns"]["malloc_info"] >= 0,

@@ -148,6 +148,20 @@ TEST(CpuProfiler, HttpAnswerIsAFileWithCounts) {
           .ok());
 }
 
+TEST(CpuProfiler, RefusedWhereUnsupported) {
+  if (supported()) GTEST_SKIP() << "profiling is supported in this build";
+  CpuProfileOptions o;
+  o.duration = kMinProfileDuration;
+  const CpuProfileResult r = CpuProfiler::instance().run(o);
+  EXPECT_EQ(r.status, ProfileStatus::kUnsupported);
+  EXPECT_EQ(r.message, profiling_unsupported_reason());
+  core::HttpRequest req;
+  req.query = "seconds=1";
+  const core::HttpResponse resp = profile_response(req);
+  EXPECT_EQ(resp.status, 501);
+  EXPECT_NE(resp.body.find("profiler"), std::string::npos);
+}
+
 TEST(CpuProfiler, HeapAnswerIsJson) {
   const core::HttpResponse resp = heap_response();
   EXPECT_EQ(resp.status, 200);

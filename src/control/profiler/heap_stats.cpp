@@ -15,9 +15,10 @@
 
 #include "core/clock.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TH_SANITIZER_ALLOCATOR 1
 // The sanitizer runtime's allocator interface (compiler-rt's sanitizer/allocator_interface.h,
-// which GCC does not install; libasan exports the functions).
+// which GCC does not install; libasan and libtsan export the functions).
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 extern "C" size_t __sanitizer_get_heap_size();
 #endif
@@ -128,10 +129,14 @@ HeapStats read_heap_stats() {
   s.peak_rss_bytes = status_value(status, "VmHWM", 1024);
   s.virtual_bytes = status_value(status, "VmSize", 1024);
   s.threads = status_value(status, "Threads", 1);
+#if defined(TH_SANITIZER_ALLOCATOR)
 #if defined(__SANITIZE_ADDRESS__)
-  s.asan = true;
-  s.asan_allocated_bytes = __sanitizer_get_current_allocated_bytes();
-  s.asan_heap_bytes = __sanitizer_get_heap_size();
+  s.sanitizer = "address";
+#else
+  s.sanitizer = "thread";
+#endif
+  s.sanitizer_allocated_bytes = __sanitizer_get_current_allocated_bytes();
+  s.sanitizer_heap_bytes = __sanitizer_get_heap_size();
 #endif
   return s;
 }
@@ -167,12 +172,13 @@ std::string heap_stats_json(const HeapStats& s) {
                         {"system_max_bytes", m.system_max},
                         {"address_space_bytes", m.aspace_total}};
   }
-  if (s.asan) {
-    j["asan"] = {{"allocated_bytes", s.asan_allocated_bytes},
-                 {"heap_bytes", s.asan_heap_bytes},
-                 {"note",
-                  "AddressSanitizer build: malloc is ASan's allocator, so glibc's figures above "
-                  "cover only what glibc itself allocated"}};
+  if (s.sanitizer != nullptr) {
+    j["sanitizer"] = {{"name", s.sanitizer},
+                      {"allocated_bytes", s.sanitizer_allocated_bytes},
+                      {"heap_bytes", s.sanitizer_heap_bytes},
+                      {"note",
+                       "sanitizer build: malloc is the sanitizer's allocator, so the mallinfo2 and "
+                       "malloc_info figures cover only what glibc allocated itself"}};
   }
   return j.dump(2);
 }

@@ -1,5 +1,5 @@
 // Heap statistics of the running process: glibc's allocator totals (mallinfo2, malloc_info),
-// the kernel's view of memory (/proc/self/status) and, under AddressSanitizer, ASan's
+// the kernel's view of memory (/proc/self/status) and, in sanitizer builds, the sanitizer's
 // allocator. Control plane only: reading them walks every malloc arena under its lock.
 #pragma once
 
@@ -42,10 +42,10 @@ struct HeapStats {
   uint64_t peak_rss_bytes = 0;  ///< VmHWM
   uint64_t virtual_bytes = 0;   ///< VmSize
   uint64_t threads = 0;         ///< Threads
-  // AddressSanitizer's allocator (only in ASan builds, where malloc is ASan's, not glibc's)
-  bool asan = false;                  ///< this build runs under ASan
-  uint64_t asan_allocated_bytes = 0;  ///< __sanitizer_get_current_allocated_bytes
-  uint64_t asan_heap_bytes = 0;       ///< __sanitizer_get_heap_size
+  // A sanitizer's allocator (ASan and TSan builds, where malloc is the sanitizer's)
+  const char* sanitizer = nullptr;         ///< "address", "thread", or nullptr: glibc's malloc
+  uint64_t sanitizer_allocated_bytes = 0;  ///< __sanitizer_get_current_allocated_bytes
+  uint64_t sanitizer_heap_bytes = 0;       ///< __sanitizer_get_heap_size
   // cost of this snapshot
   int64_t mallinfo2_ns = 0;    ///< time mallinfo2() took
   int64_t malloc_info_ns = 0;  ///< time malloc_info() took (including its XML)

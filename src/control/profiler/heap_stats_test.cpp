@@ -76,10 +76,11 @@ TEST(HeapStats, SnapshotIsSane) {
   EXPECT_GE(s.virtual_bytes, s.rss_bytes);
   EXPECT_GE(s.threads, 1u);
   EXPECT_GE(s.mallinfo2_ns, 0);
-#if defined(__SANITIZE_ADDRESS__)
-  EXPECT_TRUE(s.asan);
-  EXPECT_GT(s.asan_allocated_bytes, 0u);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  ASSERT_NE(s.sanitizer, nullptr);
+  EXPECT_GT(s.sanitizer_allocated_bytes, 0u);
 #else
+  EXPECT_EQ(s.sanitizer, nullptr);
   EXPECT_GT(s.in_use_bytes, 0u);
 #endif
   const auto j = nlohmann::json::parse(heap_stats_json(s));
