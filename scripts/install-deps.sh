@@ -19,6 +19,8 @@ PACKAGES=(
   # test peers and tools: promtool (prometheus), curl, python with protobuf
   prometheus curl python3 python3-protobuf python3-scapy python3-pymodbus procps iproute2
   ccache
+  # google-pprof (gperftools' pprof), which reads the gateway's /debug/pprof/profile
+  google-perftools
   # the sinks' real servers, started by the tests on loopback (never as system services)
   mariadb-server mariadb-client postgresql redis-server redis-tools nats-server
   # the MQTT broker and its clients, for the MQTT input's tests and benchmark

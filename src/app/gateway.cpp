@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "control/profiler/profiler_routes.h"
 #include "core/clock.h"
 #include "runtime/extensions.h"
 
@@ -168,6 +169,7 @@ Result<void> Gateway::start_http() {
   });
   http_->route("GET", "/debug/sessions",
                [this](const control::HttpRequest& req) { return debug_sessions(req); });
+  control::profiler::add_routes(*http_);  // /debug/pprof/profile, /debug/heap
   http_->route("GET", "/api/v1/devices/{id}", [this](const control::HttpRequest& req) {
     auto id = core::positive_id_param(req, "id", "device id");
     if (!id.ok()) return control::HttpResponse::error(400, id.error().message);
@@ -218,6 +220,8 @@ Result<void> Gateway::start_http() {
         "/api/v1/devices/{id}/reports/{seq}/trace (where that report went)</li>"
         "<li><a href=\"/debug/shards\">/debug/shards</a></li>"
         "<li>/debug/sessions?protocol=NAME&amp;after=&amp;limit= (a protocol's sessions)</li>"
+        "<li>/debug/pprof/profile?seconds=30 (a CPU profile for google-pprof; 1..60 s)</li>"
+        "<li><a href=\"/debug/heap\">/debug/heap</a> (heap statistics)</li>"
         "</ul>";
     return r;
   });
