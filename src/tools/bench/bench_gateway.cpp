@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +35,61 @@ void Child::terminate() {
     waitpid(pid, &status, 0);
     pid = -1;
   }
+}
+
+namespace {
+
+/// The command and utime + stime (seconds) of a /proc stat file; false when it cannot be read.
+bool read_stat(const std::string& path, std::string& comm, double& seconds) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // proc(5): field 2, the command, is in parentheses and may hold spaces, so fields are counted
+  // from the last ')'; utime and stime are fields 14 and 15, in clock ticks (a process's are
+  // the sum of its threads', the exited ones too).
+  const size_t open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return false;
+  comm = text.substr(open + 1, close - open - 1);
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  for (int i = 3; i < 14; ++i) rest >> field;
+  unsigned long long utime = 0, stime = 0;
+  if (!(rest >> utime >> stime)) return false;
+  seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return true;
+}
+
+}  // namespace
+
+CpuTimes cpu_times(pid_t pid) {
+  CpuTimes t;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::string comm;
+  double s = 0;
+  if (read_stat(dir + "/stat", comm, s)) t.process = s;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(dir + "/task", ec)) {
+    if (read_stat(task.path().string() + "/stat", comm, s) && comm.rfind("shard-", 0) == 0) {
+      t.shards += s;
+    }
+  }
+  return t;
+}
+
+Result<void> start_discard(Discard& d, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string ready = dir + "/discard-ready";
+  d.stats_file = dir + "/discard-stats";
+  fs::remove(ready, ec);
+  auto pid = spawn({"tianhe", "bench-receiver", "--shards", "1", "--ready-file", ready,
+                    "--stats-file", d.stats_file},
+                   dir + "/discard.log");
+  if (!pid.ok()) return pid.error();
+  d.child.pid = *pid;
+  auto ports = wait_ready(ready, *pid, 30);
+  if (!ports.ok()) return make_error("the discarding receiver: " + ports.error().message);
+  d.port = static_cast<uint16_t>(ports->front());
+  return {};
 }
 
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {

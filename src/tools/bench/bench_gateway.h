@@ -23,6 +23,23 @@ struct Child {
   ~Child() { terminate(); }
 };
 
+/// The CPU time a process has used so far (utime + stime of /proc/<pid>/stat), seconds.
+struct CpuTimes {
+  double process = -1;  ///< every thread, those that exited too; -1 when it cannot be read
+  double shards = 0;    ///< the shard threads ("shard-N": receive to log append), live ones
+};
+/// `pid`'s CPU times now.
+CpuTimes cpu_times(pid_t pid);
+
+/// A bare receiver that discards (`tianhe bench-receiver`, one socket) started as a child.
+struct Discard {
+  Child child;
+  uint16_t port = 0;
+  std::string stats_file;  ///< where it writes the datagrams it received when terminated
+};
+/// Starts a Discard in `dir`.
+Result<void> start_discard(Discard& d, const std::string& dir);
+
 /// Starts this executable with `args` (args[0] is a name), stdout and stderr to `log_path`.
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path);
 /// Waits for a "ready file" holding the ports a child bound.
