@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +91,61 @@ Result<void> start_discard(Discard& d, const std::string& dir) {
   if (!ports.ok()) return make_error("the discarding receiver: " + ports.error().message);
   d.port = static_cast<uint16_t>(ports->front());
   return {};
+}
+
+Result<std::string> with_codec(const std::string& toml, const std::string& codec) {
+  size_t at = 0;
+  while (at < toml.size()) {
+    const size_t eol = std::min(toml.find('\n', at), toml.size());
+    if (toml.compare(at, 8, "codec = ") == 0) {
+      std::string quoted = "\"";
+      for (const char c : codec) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      quoted += '"';
+      return toml.substr(0, at) + "codec = " + quoted + toml.substr(eol);
+    }
+    at = eol + 1;
+  }
+  return make_error("--codec: this protocol's bench plan names no model codec");
+}
+
+std::map<std::string, uint64_t> counter_by_label(const std::string& page, const std::string& name,
+                                                 const std::string& label) {
+  std::map<std::string, double> sums;
+  std::istringstream in(page);
+  const std::string key = label + "=\"";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;  // another metric whose name starts with `name`
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    std::string value;
+    const size_t brace = line.find('}');
+    if (next == '{' && brace != std::string::npos) {
+      // The label, matched at a label boundary ({ or ,) so "reason" is not "season".
+      for (size_t at = line.find(key); at != std::string::npos && at < brace;
+           at = line.find(key, at + 1)) {
+        if (line[at - 1] != '{' && line[at - 1] != ',') continue;
+        const size_t b = at + key.size(), e = line.find('"', b);
+        if (e != std::string::npos) value = line.substr(b, e - b);
+        break;
+      }
+    }
+    sums[value] += std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  std::map<std::string, uint64_t> out;
+  for (const auto& [v, n] : sums) out[v] = static_cast<uint64_t>(n);
+  return out;
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
 }
 
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {

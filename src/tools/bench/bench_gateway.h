@@ -40,6 +40,16 @@ struct Discard {
 /// Starts a Discard in `dir`.
 Result<void> start_discard(Discard& d, const std::string& dir);
 
+/// `toml` with the value of its first `codec = ...` line (a [[models]] entry's) set to `codec`,
+/// a built-in name or a file path, written as a TOML basic string; an error when it has none.
+Result<std::string> with_codec(const std::string& toml, const std::string& codec);
+/// The samples of the counter `name` in a Prometheus text page, summed by the value of their
+/// label `label` (samples without it under "").
+std::map<std::string, uint64_t> counter_by_label(const std::string& page, const std::string& name,
+                                                 const std::string& label);
+/// `s` split at whitespace (--simulate-args).
+std::vector<std::string> split_words(const std::string& s);
+
 /// Starts this executable with `args` (args[0] is a name), stdout and stderr to `log_path`.
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path);
 /// Waits for a "ready file" holding the ports a child bound.

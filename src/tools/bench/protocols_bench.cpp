@@ -45,6 +45,7 @@ struct ProtocolRow {
   double gateway_cpu_s = 0;     ///< the gateway process's CPU seconds (every thread) meanwhile
   double shard_cpu_s = 0;       ///< of which its shard threads'
   uint64_t codec_failures = 0;  ///< payloads its codec could not decode (dead-lettered)
+  std::map<std::string, uint64_t> failures_by_reason;  ///< the same by reason (timeout, ...)
   double p50_ms = 0, p99_ms = 0;
   uint64_t sent = 0, acked = 0, lost = 0;
   std::string error;  ///< "" when measured
@@ -114,20 +115,6 @@ std::vector<std::string> simulate_command(const std::string& name, uint16_t port
   return args;
 }
 
-/// The sum of every sample of the counter `name` in a Prometheus text page.
-uint64_t metric_sum(const std::string& page, const std::string& name) {
-  double sum = 0;
-  std::istringstream in(page);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(name, 0) != 0) continue;
-    const char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;  // another metric with this prefix
-    const size_t sp = line.rfind(' ');
-    if (sp != std::string::npos) sum += std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return static_cast<uint64_t>(sum);
-}
-
 /// The protocol's simulator, as the row runs it, against a socket that discards (nothing
 /// answers, so it sends as fast as it can make its frames: signed and encrypted uplinks, or
 /// PUBLISHes). A simulator that cannot send without answers (a session first) gets no floor.
@@ -154,36 +141,18 @@ Floor run_floor(const std::string& name, const std::vector<std::string>& plan_ar
   return f;
 }
 
-/// `toml` with the value of its first `codec = ...` line (a [[models]] entry's) set to
-/// `codec`: a built-in name or a file path, as a TOML basic string.
-Result<std::string> with_codec(const std::string& toml, const std::string& codec) {
-  size_t at = 0;
-  while (at < toml.size()) {
-    const size_t eol = std::min(toml.find('\n', at), toml.size());
-    if (toml.compare(at, 8, "codec = ") == 0) {
-      std::string quoted = "\"";
-      for (const char c : codec) {
-        if (c == '"' || c == '\\') quoted += '\\';
-        quoted += c;
-      }
-      quoted += '"';
-      return toml.substr(0, at) + "codec = " + quoted + toml.substr(eol);
-    }
-    at = eol + 1;
-  }
-  return make_error("--codec: this protocol's bench plan names no model codec");
-}
-
 /// The gateway's counters a row reads before and after its simulator.
 struct Snapshot {
-  uint64_t accepted = 0, codec_failures = 0;
+  uint64_t accepted = 0;
+  std::map<std::string, uint64_t> codec_failures;  ///< by reason
   CpuTimes cpu;
 };
 
 Snapshot snapshot(const Gw& gw) {
-  return {totals_of(gw.http_port).reports_accepted,
-          metric_sum(http_get(gw.http_port, "/metrics"), "tianhe_codec_failures_total"),
-          cpu_times(gw.child.pid)};
+  return {
+      totals_of(gw.http_port).reports_accepted,
+      counter_by_label(http_get(gw.http_port, "/metrics"), "tianhe_codec_failures_total", "reason"),
+      cpu_times(gw.child.pid)};
 }
 
 /// Runs one row: a gateway with the plan's tables (the model's codec set to `codec` unless
@@ -236,7 +205,13 @@ ProtocolRow run_protocol(const runtime::ProtocolSpec& p, const runtime::Protocol
   const Snapshot after = snapshot(gw);
   const Json& j = *sum;
   row.stored = after.accepted - before.accepted;
-  row.codec_failures = after.codec_failures - before.codec_failures;
+  for (const auto& [reason, n] : after.codec_failures) {
+    const auto b = before.codec_failures.find(reason);
+    const uint64_t d = n - (b == before.codec_failures.end() ? 0 : b->second);
+    if (d == 0) continue;
+    row.failures_by_reason[reason] = d;
+    row.codec_failures += d;
+  }
   row.gateway_cpu_s = after.cpu.process - before.cpu.process;
   row.shard_cpu_s = after.cpu.shards - before.cpu.shards;
   const double elapsed = j.value("elapsed_s", duration);
@@ -266,6 +241,7 @@ Json row_json(const ProtocolRow& r, double reference, const Floor& floor) {
             {"shard_cpu_s", r.shard_cpu_s},
             {"stored_per_shard_cpu_s", r.per_shard_core_s()},
             {"codec_failures", r.codec_failures},
+            {"codec_failures_by_reason", r.failures_by_reason},
             {"ack_latency_ms", {{"p50", r.p50_ms}, {"p99", r.p99_ms}}},
             {"ratio_to_report", reference > 0 ? r.stored_rate / reference : 0.0}};
   if (!r.codec.empty()) j["codec"] = r.codec;
@@ -280,14 +256,6 @@ Json floor_json(const Floor& f) {
   Json j = {{"sent", f.sent}, {"sent_per_s", f.rate}, {"datagrams_received", f.datagrams_received}};
   if (!f.error.empty()) j["error"] = f.error;
   return j;
-}
-
-/// The words after --simulate-args, split at spaces.
-std::vector<std::string> split_words(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
 }
 
 /// The table: one line per row, then the codec comparison when one ran.
@@ -322,8 +290,12 @@ void print_rows(const std::vector<ProtocolRow>& rows, const std::map<std::string
   }
   for (const ProtocolRow& r : rows) {
     if (r.error.empty() && r.codec_failures > 0) {
-      std::printf("  %s: %llu payloads its codec could not decode (dead-lettered)\n",
-                  r.label.c_str(), static_cast<unsigned long long>(r.codec_failures));
+      std::string why;
+      for (const auto& [reason, n] : r.failures_by_reason) {
+        why += (why.empty() ? "" : ", ") + reason + " " + std::to_string(n);
+      }
+      std::printf("  %s: %llu payloads its codec could not decode, dead-lettered (%s)\n",
+                  r.label.c_str(), static_cast<unsigned long long>(r.codec_failures), why.c_str());
     }
   }
 }
@@ -544,6 +516,10 @@ int cmd_bench_protocols(int argc, char** argv) {
         run_protocol(p, *plan, o.work, o.devices, o.shards, o.seconds, o.versus, o.simulate_extra));
     result["protocols"][name].update(row_json(rows.back(), report->stored_rate, floor));
     if (o.codec.empty()) continue;
+    if (!with_codec(plan->toml, o.codec).ok()) {
+      say("[" + name + "] its bench plan names no model codec: no --codec row");
+      continue;
+    }
     const size_t versus_at = rows.size() - 1;
     say("[" + name + "] the same with the model codec " + o.codec + ", " + secs + " ...");
     rows.push_back(
