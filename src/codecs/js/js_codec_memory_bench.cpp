@@ -8,6 +8,7 @@
 // `js_codec_memory_bench [--codecs N] [--json]`.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -130,7 +131,9 @@ MemoryRun load_all(const std::vector<std::string>& paths) {
   };
   const auto count = static_cast<uint32_t>(paths.size());
   for (const std::string& path : paths) {
-    auto codec = JsCodec::from_file(path);
+    // A generous time budget: the figure is memory, and on a loaded machine a call whose thread
+    // is descheduled past the default 10 ms (wall-clock) would be stopped.
+    auto codec = JsCodec::from_file(path, {.time_budget = std::chrono::seconds(10)});
     if (!codec.ok()) {
       run.error = codec.error().message;
       return run;

@@ -76,21 +76,15 @@ CpuTimes cpu_times(pid_t pid) {
   return t;
 }
 
-Result<void> start_discard(Discard& d, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string ready = dir + "/discard-ready";
-  d.stats_file = dir + "/discard-stats";
-  fs::remove(ready, ec);
-  auto pid = spawn({"tianhe", "bench-receiver", "--shards", "1", "--ready-file", ready,
-                    "--stats-file", d.stats_file},
-                   dir + "/discard.log");
-  if (!pid.ok()) return pid.error();
-  d.child.pid = *pid;
-  auto ports = wait_ready(ready, *pid, 30);
-  if (!ports.ok()) return make_error("the discarding receiver: " + ports.error().message);
-  d.port = static_cast<uint16_t>(ports->front());
-  return {};
+Result<Discard> open_discard() {
+  auto addr = transports::resolve("127.0.0.1", 0);
+  if (!addr.ok()) return addr.error();
+  auto sock = transports::UdpSocket::bind(
+      *addr, transports::UdpOptions{.reuse_port = false, .recv_buffer_bytes = 64u << 10});
+  if (!sock.ok()) return make_error("the discarding socket: " + sock.error().message);
+  Discard d{std::move(*sock)};
+  d.port = d.socket.local_port();
+  return d;
 }
 
 Result<std::string> with_codec(const std::string& toml, const std::string& codec) {

@@ -12,6 +12,7 @@
 #include "core/result.h"
 #include "protocols/report/report_simulator.h"
 #include "runtime/totals.h"
+#include "transports/udp_socket.h"
 
 namespace tianhe::tools::bench {
 
@@ -31,14 +32,14 @@ struct CpuTimes {
 /// `pid`'s CPU times now.
 CpuTimes cpu_times(pid_t pid);
 
-/// A bare receiver that discards (`tianhe bench-receiver`, one socket) started as a child.
+/// A socket on 127.0.0.1 that nobody reads: the kernel drops what does not fit its small
+/// buffer, nothing answers, and no process competes with a sender for the cores.
 struct Discard {
-  Child child;
+  transports::UdpSocket socket;
   uint16_t port = 0;
-  std::string stats_file;  ///< where it writes the datagrams it received when terminated
 };
-/// Starts a Discard in `dir`.
-Result<void> start_discard(Discard& d, const std::string& dir);
+/// Opens a Discard.
+Result<Discard> open_discard();
 
 /// `toml` with the value of its first `codec = ...` line (a [[models]] entry's) set to `codec`,
 /// a built-in name or a file path, written as a TOML basic string; an error when it has none.
