@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -207,11 +208,8 @@ void print(const MemoryRun& run, bool json_only) {
   std::printf("\n%s\n", j.dump().c_str());
 }
 
-}  // namespace
-}  // namespace tianhe::codecs::js
-
-int main(int argc, char** argv) {
-  using namespace tianhe::codecs::js;  // NOLINT(google-build-using-namespace)
+/// The program (main() fails fast on an exception from the library, e.g. std::filesystem).
+int run_main(int argc, char** argv) {
   uint32_t count = 100;
   bool json_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -245,4 +243,16 @@ int main(int argc, char** argv) {
   }
   print(run, json_only);
   return 0;
+}
+
+}  // namespace
+}  // namespace tianhe::codecs::js
+
+int main(int argc, char** argv) {
+  try {
+    return tianhe::codecs::js::run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "js_codec_memory_bench: %s\n", e.what());
+    return 1;
+  }
 }

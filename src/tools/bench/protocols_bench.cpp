@@ -501,14 +501,27 @@ int cmd_bench_protocols(int argc, char** argv) {
       rows.push_back(failed);
       continue;
     }
-    say("[" + name + "] its simulator against a discarding socket (its floor), " + secs + " ...");
+    // "[name] what, N s ...": one progress line per phase.
+    auto phase = [&](const std::string& what) {
+      std::string line = "[";
+      line += name;
+      line += "] ";
+      line += what;
+      line += ", ";
+      line += secs;
+      line += " ...";
+      say(line);
+    };
+    phase("its simulator against a discarding socket (its floor)");
     const Floor& floor = floors[name] =
         run_floor(name, plan->simulate_args, o.simulate_extra, dir + "/floor", o.seconds);
     result["protocols"][name]["simulator_floor"] = floor_json(floor);
-    say("[" + name + "] its simulator at full rate against a gateway" +
-        (o.codec.empty() ? std::string()
-                         : ", model codec " + (o.versus.empty() ? "as planned" : o.versus)) +
-        ", " + secs + " ...");
+    std::string what = "its simulator at full rate against a gateway";
+    if (!o.codec.empty()) {
+      what += ", model codec ";
+      what += o.versus.empty() ? "as planned" : o.versus;
+    }
+    phase(what);
     rows.push_back(
         run_protocol(p, *plan, o.work, o.devices, o.shards, o.seconds, o.versus, o.simulate_extra));
     result["protocols"][name].update(row_json(rows.back(), report->stored_rate, floor));
@@ -518,7 +531,7 @@ int cmd_bench_protocols(int argc, char** argv) {
       continue;
     }
     const size_t versus_at = rows.size() - 1;
-    say("[" + name + "] the same with the model codec " + o.codec + ", " + secs + " ...");
+    phase("the same with the model codec " + o.codec);
     rows.push_back(
         run_protocol(p, *plan, o.work, o.devices, o.shards, o.seconds, o.codec, o.simulate_extra));
     if (rows[versus_at].codec.empty()) rows[versus_at].codec = "(plan's own)";
