@@ -233,10 +233,17 @@ Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& n
   gw.child.pid = *pid;
   auto ports = wait_ready(ready, *pid, 60);
   if (!ports.ok() || ports->size() < 2) {
-    return make_error(
-        "the gateway did not start (" +
-        (ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message) +
-        "): see " + dir + "/serve.log");
+    // The log's last line says why (a config error names its key): the work directory may be
+    // gone when the message is read.
+    std::string why =
+        ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message;
+    std::ifstream log(dir + "/serve.log");
+    std::string last;
+    for (std::string line; std::getline(log, line);) {
+      if (!line.empty()) last = line;
+    }
+    if (!last.empty()) why += "; it said: " + last;
+    return make_error("the gateway did not start (" + why + "): see " + dir + "/serve.log");
   }
   gw.report_port = static_cast<uint16_t>((*ports)[0]);
   gw.http_port = static_cast<uint16_t>((*ports)[1]);

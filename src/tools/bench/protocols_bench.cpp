@@ -535,6 +535,11 @@ int cmd_bench_protocols(int argc, char** argv) {
     rows.push_back(
         run_protocol(p, *plan, o.work, o.devices, o.shards, o.seconds, o.codec, o.simulate_extra));
     if (rows[versus_at].codec.empty()) rows[versus_at].codec = "(plan's own)";
+    if (!rows.back().error.empty() || !rows[versus_at].error.empty()) {
+      const std::string& e = rows.back().error.empty() ? rows[versus_at].error : rows.back().error;
+      result["codecs"][name] = {{"codec", o.codec}, {"error", e}};
+      continue;
+    }
     result["codecs"][name] = codec_comparison(rows.back(), rows[versus_at]);
     result["codecs"][name]["row"] = row_json(rows.back(), report->stored_rate, floor);
   }
@@ -546,12 +551,17 @@ int cmd_bench_protocols(int argc, char** argv) {
   // "x report" compares what became durable: for most protocols that is what was acknowledged,
   // but a packet forwarder's PUSH_ACK only says a datagram arrived.
   print_rows(rows, floors, *report, report_floor);
-  if (result.contains("codecs")) {
+  bool compared = false;
+  for (const auto& [name, c] : result.value("codecs", Json::object()).items()) {
+    compared = compared || !c.contains("error");
+  }
+  if (compared) {
     std::printf("\n%-10s %-20s %10s %12s %12s   %s\n", "protocol", "model codec", "stored/s",
                 "per gw CPU-s", "per shard-s",
                 "(user codec over the built-in: end to end, per gw "
                 "CPU-s, per shard CPU-s)");
     for (const auto& [name, c] : result["codecs"].items()) {
+      if (c.contains("error")) continue;  // its row above says why
       std::printf("%-10s %-20s %10.0f %12.0f %12.0f   x %.2f, x %.2f, x %.2f\n", name.c_str(),
                   fs::path(c["codec"].get<std::string>()).filename().c_str(),
                   c["stored_rate"].get<double>(), c["stored_per_gateway_cpu_s"].get<double>(),
