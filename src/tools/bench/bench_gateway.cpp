@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +36,110 @@ void Child::terminate() {
     waitpid(pid, &status, 0);
     pid = -1;
   }
+}
+
+namespace {
+
+/// The command and utime + stime (seconds) of a /proc stat file; false when it cannot be read.
+bool read_stat(const std::string& path, std::string& comm, double& seconds) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // proc(5): field 2, the command, is in parentheses and may hold spaces, so fields are counted
+  // from the last ')'; utime and stime are fields 14 and 15, in clock ticks (a process's are
+  // the sum of its threads', the exited ones too).
+  const size_t open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return false;
+  comm = text.substr(open + 1, close - open - 1);
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  for (int i = 3; i < 14; ++i) rest >> field;
+  unsigned long long utime = 0, stime = 0;
+  if (!(rest >> utime >> stime)) return false;
+  seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return true;
+}
+
+}  // namespace
+
+CpuTimes cpu_times(pid_t pid) {
+  CpuTimes t;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::string comm;
+  double s = 0;
+  if (read_stat(dir + "/stat", comm, s)) t.process = s;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(dir + "/task", ec)) {
+    if (read_stat(task.path().string() + "/stat", comm, s) && comm.rfind("shard-", 0) == 0) {
+      t.shards += s;
+    }
+  }
+  return t;
+}
+
+Result<Discard> open_discard() {
+  auto addr = transports::resolve("127.0.0.1", 0);
+  if (!addr.ok()) return addr.error();
+  auto sock = transports::UdpSocket::bind(
+      *addr, transports::UdpOptions{.reuse_port = false, .recv_buffer_bytes = 64u << 10});
+  if (!sock.ok()) return make_error("the discarding socket: " + sock.error().message);
+  Discard d{std::move(*sock)};
+  d.port = d.socket.local_port();
+  return d;
+}
+
+Result<std::string> with_codec(const std::string& toml, const std::string& codec) {
+  size_t at = 0;
+  while (at < toml.size()) {
+    const size_t eol = std::min(toml.find('\n', at), toml.size());
+    if (toml.compare(at, 8, "codec = ") == 0) {
+      std::string quoted = "\"";
+      for (const char c : codec) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      quoted += '"';
+      return toml.substr(0, at) + "codec = " + quoted + toml.substr(eol);
+    }
+    at = eol + 1;
+  }
+  return make_error("--codec: this protocol's bench plan names no model codec");
+}
+
+std::map<std::string, uint64_t> counter_by_label(const std::string& page, const std::string& name,
+                                                 const std::string& label) {
+  std::map<std::string, double> sums;
+  std::istringstream in(page);
+  const std::string key = label + "=\"";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;  // another metric whose name starts with `name`
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    std::string value;
+    const size_t brace = line.find('}');
+    if (next == '{' && brace != std::string::npos) {
+      // The label, matched at a label boundary ({ or ,) so "reason" is not "season".
+      for (size_t at = line.find(key); at != std::string::npos && at < brace;
+           at = line.find(key, at + 1)) {
+        if (line[at - 1] != '{' && line[at - 1] != ',') continue;
+        const size_t b = at + key.size(), e = line.find('"', b);
+        if (e != std::string::npos) value = line.substr(b, e - b);
+        break;
+      }
+    }
+    sums[value] += std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  std::map<std::string, uint64_t> out;
+  for (const auto& [v, n] : sums) out[v] = static_cast<uint64_t>(n);
+  return out;
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
 }
 
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path) {
@@ -127,10 +233,17 @@ Result<void> start_gateway(Gw& gw, const std::string& work, const std::string& n
   gw.child.pid = *pid;
   auto ports = wait_ready(ready, *pid, 60);
   if (!ports.ok() || ports->size() < 2) {
-    return make_error(
-        "the gateway did not start (" +
-        (ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message) +
-        "): see " + dir + "/serve.log");
+    // The log's last line says why (a config error names its key): the work directory may be
+    // gone when the message is read.
+    std::string why =
+        ports.ok() ? std::string("its ready file lacks the ports") : ports.error().message;
+    std::ifstream log(dir + "/serve.log");
+    std::string last;
+    for (std::string line; std::getline(log, line);) {
+      if (!line.empty()) last = line;
+    }
+    if (!last.empty()) why += "; it said: " + last;
+    return make_error("the gateway did not start (" + why + "): see " + dir + "/serve.log");
   }
   gw.report_port = static_cast<uint16_t>((*ports)[0]);
   gw.http_port = static_cast<uint16_t>((*ports)[1]);

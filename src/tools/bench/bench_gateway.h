@@ -12,6 +12,7 @@
 #include "core/result.h"
 #include "protocols/report/report_simulator.h"
 #include "runtime/totals.h"
+#include "transports/udp_socket.h"
 
 namespace tianhe::tools::bench {
 
@@ -22,6 +23,33 @@ struct Child {
   void terminate();
   ~Child() { terminate(); }
 };
+
+/// The CPU time a process has used so far (utime + stime of /proc/<pid>/stat), seconds.
+struct CpuTimes {
+  double process = -1;  ///< every thread, those that exited too; -1 when it cannot be read
+  double shards = 0;    ///< the shard threads ("shard-N": receive to log append), live ones
+};
+/// `pid`'s CPU times now.
+CpuTimes cpu_times(pid_t pid);
+
+/// A socket on 127.0.0.1 that nobody reads: the kernel drops what does not fit its small
+/// buffer, nothing answers, and no process competes with a sender for the cores.
+struct Discard {
+  transports::UdpSocket socket;
+  uint16_t port = 0;
+};
+/// Opens a Discard.
+Result<Discard> open_discard();
+
+/// `toml` with the value of its first `codec = ...` line (a [[models]] entry's) set to `codec`,
+/// a built-in name or a file path, written as a TOML basic string; an error when it has none.
+Result<std::string> with_codec(const std::string& toml, const std::string& codec);
+/// The samples of the counter `name` in a Prometheus text page, summed by the value of their
+/// label `label` (samples without it under "").
+std::map<std::string, uint64_t> counter_by_label(const std::string& page, const std::string& name,
+                                                 const std::string& label);
+/// `s` split at whitespace (--simulate-args).
+std::vector<std::string> split_words(const std::string& s);
 
 /// Starts this executable with `args` (args[0] is a name), stdout and stderr to `log_path`.
 Result<pid_t> spawn(const std::vector<std::string>& args, const std::string& log_path);
