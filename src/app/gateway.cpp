@@ -33,6 +33,19 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const control::GatewayConfig& co
   auto data = runtime::DataPlane::open(std::move(o), runtime::builtin_extensions());
   if (!data.ok()) return data.error();
   g->data_ = std::move(data.value());
+  // Spans are exported once an endpoint is configured; the rings exist by now (shards, sinks).
+  if (const runtime::Tracing& t = *g->data_->tracing(); t.recording()) {
+    control::otlp::OtlpExporterOptions eo;
+    eo.endpoint = t.options().endpoint;
+    eo.timeout = std::chrono::milliseconds(t.options().export_timeout_ns / 1'000'000);
+    eo.flush_interval = std::chrono::milliseconds(t.options().export_interval_ns / 1'000'000);
+    g->exporter_ =
+        std::make_unique<control::otlp::OtlpExporter>(std::move(eo), t.options().service_instance);
+    if (auto r = g->exporter_->start(t.rings()); !r.ok()) {
+      g->data_->stop();
+      return r.error();
+    }
+  }
   g->register_collectors();
   if (config.http.enabled) {
     if (auto r = g->start_http(); !r.ok()) {
@@ -53,6 +66,8 @@ void Gateway::stop() noexcept {
   stopped_ = true;
   if (http_) http_->stop();
   if (data_) data_->stop();
+  // After the shards and sinks: their last spans are in the rings.
+  if (exporter_) exporter_->stop(std::chrono::milliseconds(2'000));
 }
 
 uint16_t Gateway::http_port() const noexcept {
@@ -62,6 +77,7 @@ uint16_t Gateway::http_port() const noexcept {
 void Gateway::register_collectors() {
   metrics_.add([this](core::PromWriter& w) {
     data_->collect(w);
+    if (exporter_) exporter_->collect(w);
     if (http_) http_->collect(w);
   });
 }

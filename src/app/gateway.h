@@ -9,6 +9,7 @@
 
 #include "control/config.h"
 #include "control/http_server.h"
+#include "control/otlp/otlp_exporter.h"
 #include "core/metrics.h"
 #include "core/result.h"
 #include "runtime/data_plane.h"
@@ -58,6 +59,7 @@ class Gateway {
   control::GatewayConfig config_;
   std::unique_ptr<runtime::DataPlane> data_;
   std::unique_ptr<control::HttpServer> http_;
+  std::unique_ptr<control::otlp::OtlpExporter> exporter_;  ///< when [tracing] endpoint is set
   core::MetricsRegistry metrics_;
   int64_t started_ns_ = 0;
   bool stopped_ = false;

@@ -56,11 +56,12 @@ size_t SpanRing::pop(std::span<SpanRecord> out) noexcept {
 uint64_t threshold_for_rate(double rate) noexcept {
   if (!(rate > 0)) return kMaxThreshold;  // also NaN
   if (rate >= 1) return 0;
-  // Sampled iff randomness >= threshold: P = (2^56 - T) / 2^56, so T = (1 - rate) * 2^56.
-  const double t = std::round((1.0 - rate) * static_cast<double>(kMaxThreshold));
-  if (t <= 0) return 0;
-  if (t >= static_cast<double>(kMaxThreshold)) return kMaxThreshold;
-  return static_cast<uint64_t>(t);
+  // Sampled iff randomness >= threshold: P = (2^56 - T) / 2^56, so T = 2^56 - rate * 2^56,
+  // the kept count rounded first as the specification's examples do (1 % -> fd70a3d70a3d71).
+  const double keep = std::round(rate * static_cast<double>(kMaxThreshold));
+  if (keep >= static_cast<double>(kMaxThreshold)) return 0;
+  if (keep <= 0) return kMaxThreshold;
+  return kMaxThreshold - static_cast<uint64_t>(keep);
 }
 
 uint64_t trace_randomness(const std::array<uint8_t, 16>& trace_id) noexcept {

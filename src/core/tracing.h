@@ -61,7 +61,8 @@ struct SpanRecord {
   int64_t start_ns = 0;                     ///< wall clock (unix ns)
   int64_t end_ns = 0;
   uint64_t device_id = 0;
-  uint64_t threshold = 0;  ///< the sampling threshold (56 bits) for tracestate ot=th; 0: none
+  uint64_t threshold = 0;      ///< the sampling threshold (56 bits) for tracestate ot=th
+  bool has_threshold = false;  ///< a root we sampled: tracestate carries `threshold`
   uint32_t seq = 0;
   uint32_t tenant = 0;
   uint32_t count = 1;  ///< reports the span covers (a batch-level span: more than one)

@@ -30,7 +30,7 @@ TEST(Tracing, TracestateFollowsTheSpec) {
   EXPECT_EQ(text(0), "ot=th:0");
   EXPECT_EQ(text(threshold_for_rate(0.5)), "ot=th:8");
   EXPECT_EQ(text(threshold_for_rate(0.25)), "ot=th:c");
-  EXPECT_EQ(text(threshold_for_rate(0.01)), "ot=th:fd70a3d70a3d7");
+  EXPECT_EQ(text(threshold_for_rate(0.01)), "ot=th:fd70a3d70a3d71");
   char small[4];
   EXPECT_EQ(format_tracestate(0, small), 0u);
 }

@@ -202,7 +202,9 @@ ShardTracer::ShardTracer(uint32_t shard, const TracingOptions& options,
       pending_(ring != nullptr ? kPendingEntries : 0) {
   fates_.shard_ = shard;
   rate_now_.store(rate_, std::memory_order_relaxed);
-  rng_ ^= core::mix64(shard + 1);
+  // Independent draws (consistent = false) differ between shards and between processes.
+  rng_ ^= core::mix64(shard + 1) ^ core::mix64(static_cast<uint64_t>(core::wall_ns()));
+  if (rng_ == 0) rng_ = 1;
 }
 
 void ShardTracer::roll_window(int64_t now) noexcept {
@@ -295,7 +297,8 @@ void ShardTracer::fill(SpanRecord& s, const core::Report& r, const core::tracing
   s.shard = static_cast<uint16_t>(shard_);
   s.protocol = r.protocol;
   s.trace_flags = 1;
-  s.threshold = t.has_parent ? 0 : threshold_;
+  s.threshold = threshold_;
+  s.has_threshold = !t.has_parent;
   s.count = 1;
   if (const pipeline::DeviceEntry* d = registry.find(r.device_id); d != nullptr) {
     core::tracing::set_text(s.model, registry.model(d->model).name());

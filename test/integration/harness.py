@@ -9,6 +9,7 @@ import fcntl
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -221,3 +222,32 @@ class Checks:
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed else 0)
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def _field(num, wire, payload):
+    key = _varint(num << 3 | wire)
+    if wire == 2:
+        return key + _varint(len(payload)) + payload
+    return key + payload
+
+
+def report_datagram(device, seq, time_ns, metrics, traceparent=None):
+    """One Envelope of the report protocol (proto/tianhe/v1/report.proto) holding one report with
+    double `metrics` ({name: value}), encoded by hand."""
+    r = _field(1, 0, _varint(device)) + _field(2, 0, _varint(seq)) + _field(3, 0, _varint(time_ns))
+    for name, value in metrics.items():
+        r += _field(4, 2, _field(1, 2, name.encode()) + _field(3, 1, struct.pack("<d", value)))
+    if traceparent:
+        r += _field(5, 2, traceparent.encode())
+    return _field(2, 2, r)

@@ -3,7 +3,8 @@
 1. A fresh server: the sink creates stream TIANHE (subjects tianhe.>, file storage, the
    duplicate window); a second instance [sinks.nats.archive] writes its own stream; every
    acknowledged report reaches both exactly once, on tianhe.{tenant}.{model}.{device}, as the
-   record in JSON with Nats-Msg-Id, Tianhe-Log-Position and (when the report had one) traceparent.
+   record in JSON with Nats-Msg-Id, Tianhe-Log-Position and traceparent (the device's, or the
+   one Tianhe derived, not sampled).
    A device's retransmission (the same reading at another log position) is stored once. With
    the server hung, a published batch does not move the cursor file; its PubAcks do.
 2. The same gateway stopped with SIGTERM and killed with SIGKILL under load, and restarted:
@@ -103,11 +104,12 @@ def field(num, wire, payload):
     return key + payload
 
 
-def report_datagram(device, seq, time_ns, temperature, traceparent=None):
-    """One Envelope (proto/tianhe/v1/report.proto) with one report, encoded by hand."""
-    metric_pb = field(1, 2, b"temperature") + field(3, 1, struct.pack("<d", temperature))
+def report_datagram(device, seq, time_ns, temperature, traceparent=None, extra=()):
+    """One Envelope (proto/tianhe/v1/report.proto) with one report, encoded by hand; `extra`:
+    more (name, double) metrics."""
     r = field(1, 0, varint(device)) + field(2, 0, varint(seq)) + field(3, 0, varint(time_ns))
-    r += field(4, 2, metric_pb)
+    for name, value in (("temperature", temperature),) + tuple(extra):
+        r += field(4, 2, field(1, 2, name.encode()) + field(3, 1, struct.pack("<d", value)))
     if traceparent:
         r += field(5, 2, traceparent.encode())
     return field(2, 2, r)
@@ -165,7 +167,10 @@ try:
     pos_ok = all(re.fullmatch(r"[01]/\d+/\d+", h.get("Tianhe-Log-Position", "")) for _, h, _ in msgs)
     c.check(pos_ok, f"Tianhe-Log-Position is <shard>/<offset>/<index> "
                     f"({msgs[0][1].get('Tianhe-Log-Position')})")
-    c.check(all("traceparent" not in h for _, h, _ in msgs), "no traceparent header without one")
+    c.check(all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", h.get("traceparent", ""))
+                and h["traceparent"] == b.get("traceparent") for b, h, _ in msgs[:50]),
+            "a report sent without a trace carries a derived traceparent (not sampled), in the "
+            f"header and the record ({msgs[0][1].get('traceparent')})")
     m = gw.metrics()
     c.check(metric(m, "tianhe_sink_delivered_reports_total", sink="nats") >= len(set(acked)),
             "tianhe_sink_delivered_reports_total{sink=\"nats\"} counts them")
@@ -255,24 +260,24 @@ try:
 
     # ---------------------------- 4. a record the stream refuses for good (over max_msg_size)
     # The traced report of part 1 is the last message on device 7's subject; a stream whose
-    # max_msg_size lies between it and the same report without a traceparent refuses only
-    # traced reports of that shape.
+    # max_msg_size lies just above its size refuses a report of the same shape with two more
+    # metrics, and takes the others.
     cl = server.client()
     last = cl.api("$JS.API.STREAM.MSG.GET.TIANHE", {"last_by_subj": "tianhe.test.env_sensor.7"})
     cl.close()
     traced_size = len(base64.b64decode(last["message"].get("hdrs", ""))) + \
         len(base64.b64decode(last["message"].get("data", "")))
     made = server.create_stream({"name": "TIANHE_POISON", "subjects": ["tianhe_poison.>"],
-                                 "storage": "file", "max_msg_size": traced_size - 30})
-    c.check("error" not in made, f"a stream refusing messages over {traced_size - 30} bytes")
+                                 "storage": "file", "max_msg_size": traced_size + 15})
+    c.check("error" not in made, f"a stream refusing messages over {traced_size + 15} bytes")
     data_p = os.path.join(work, "data-p")
     cfg_p = os.path.join(work, "tianhe-p.toml")
     write_config(cfg_p, data_p, devices=DEVICES,
                  extra=server.sink_toml("poison", extra="max_attempts = 2"))
     gw_p = Gateway(cfg_p, os.path.join(work, "serve-p.log")).start()
     now = time.time_ns()
-    for i, trace in ((1, None), (2, tp), (3, None)):
-        send(gw_p.report_port, report_datagram(7, 4_000_000_000 + i, now + i, 21.5, trace))
+    for i, extra in ((1, ()), (2, (("humidity", 40.5), ("pressure", 1013.25))), (3, ())):
+        send(gw_p.report_port, report_datagram(7, 4_000_000_000 + i, now + i, 21.5, tp, extra))
     wait_for(lambda: metric(gw_p.metrics(), "tianhe_sink_delivered_reports_total",
                             sink="nats.poison") >= 3, 60, "the three reports handled")
     wait_for(lambda: lag_zero(gw_p, ["nats.poison"]), 60, "the poison instance caught up")

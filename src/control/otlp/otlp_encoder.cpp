@@ -97,7 +97,7 @@ void fill_span(const SpanRecord& r, pb_trace::Span* s) {
     s->mutable_parent_span_id()->assign(reinterpret_cast<const char*>(r.parent_span_id.data()),
                                         r.parent_span_id.size());
   }
-  if (r.threshold != 0) {
+  if (r.has_threshold) {
     std::array<char, 24> ts{};
     const size_t n = core::tracing::format_tracestate(r.threshold, ts);
     if (n != 0) s->mutable_trace_state()->assign(ts.data(), n);

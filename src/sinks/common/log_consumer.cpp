@@ -318,7 +318,8 @@ void LogConsumer::note_delivered(WriteStatus st) {
     }
   }
   if (progress_->ring == nullptr) return;
-  for (const core::Report& r : pending_) {
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    const core::Report& r = pending_[i];
     if (!r.traced) continue;
     const core::tracing::ReportTrace t = core::tracing::report_trace(r);
     core::tracing::SpanRecord s;
@@ -331,6 +332,7 @@ void LogConsumer::note_delivered(WriteStatus st) {
     s.device_id = r.device_id;
     s.seq = r.seq;
     s.tenant = r.tenant;
+    s.shard = static_cast<uint16_t>(i < positions_.size() ? positions_[i].shard : 0);
     s.count = static_cast<uint32_t>(pending_.size());
     s.stage = core::tracing::Stage::kSink;
     s.kind = core::tracing::SpanKind::kClient;
