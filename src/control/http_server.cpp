@@ -150,9 +150,7 @@ class CompletionQueue final : public core::HttpCompletionSink {
     HttpResponse response;
   };
 
-  CompletionQueue(Fd wake, size_t capacity) : wake_(std::move(wake)) {
-    pending_.reserve(capacity);
-  }
+  CompletionQueue(Fd wake, size_t capacity) : wake_(std::move(wake)) { pending_.reserve(capacity); }
 
   void complete(uint64_t ticket, HttpResponse response) noexcept override {
     push(Entry{ticket, false, std::move(response)});
@@ -226,9 +224,9 @@ struct HttpServer::Impl {
     // A deferred response is awaited (its ticket is the connection id): no further request is
     // parsed, and the client closing its side means it has gone.
     bool waiting = false;
-    bool waiting_head = false;        // the awaited response is to a HEAD request
-    bool waiting_keep_alive = true;   // and keeps the connection open
-    std::string waiting_failure;      // the deferred handler threw: the 500's message
+    bool waiting_head = false;       // the awaited response is to a HEAD request
+    bool waiting_keep_alive = true;  // and keeps the connection open
+    std::string waiting_failure;     // the deferred handler threw: the 500's message
     uint32_t events = 0;             // epoll interest now registered
   };
 
@@ -347,13 +345,12 @@ void HttpServer::Impl::answer_waiting_at_stop() {
   for (auto& [id, c] : conns) {
     if (c->waiting) {
       c->waiting = false;
-      queue_response(*c,
-                     HttpResponse::error(503, "the server is stopping; retry when it is back"),
+      queue_response(*c, HttpResponse::error(503, "the server is stopping; retry when it is back"),
                      c->waiting_head, false);
     }
     if (c->out_off < c->out.size()) {
-      [[maybe_unused]] const ssize_t n = ::send(c->fd.get(), c->out.data() + c->out_off,
-                                                c->out.size() - c->out_off, MSG_NOSIGNAL);
+      [[maybe_unused]] const ssize_t n =
+          ::send(c->fd.get(), c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
     }
   }
   waiting = 0;
@@ -548,12 +545,9 @@ void HttpServer::Impl::defer(Conn& c, const HttpRequest& req, const Route& r) {
   const bool head = req.method == "HEAD";
   if (waiting >= max_deferred) {
     n_deferred_refused.fetch_add(1, std::memory_order_relaxed);
-    queue_response(c,
-                   HttpResponse::error(503, "too many requests are waiting for a deferred "
-                                            "response (" +
-                                                std::to_string(max_deferred) +
-                                                "); retry when they are answered"),
-                   head, req.keep_alive);
+    const std::string why = "too many requests are waiting for a deferred response (" +
+                            std::to_string(max_deferred) + "); retry when they are answered";
+    queue_response(c, HttpResponse::error(503, why), head, req.keep_alive);
     return;
   }
   n_deferred.fetch_add(1, std::memory_order_relaxed);
@@ -591,7 +585,7 @@ HttpResponse HttpServer::Impl::call(const Route& r, const HttpRequest& req) {
 // Returns the route that answers `req` (its params set), or null with a 404 or 405 in
 // `otherwise`.
 const HttpServer::Impl::Route* HttpServer::Impl::find_route(HttpRequest& req,
-                                                           HttpResponse& otherwise) {
+                                                            HttpResponse& otherwise) {
   const std::vector<std::string_view> segs = split_path(req.path);
   const Route* best = nullptr;
   int best_score = -1;
@@ -816,8 +810,7 @@ void HttpServer::route(std::string method, std::string pattern, HttpHandler hand
   impl_->routes.push_back(std::move(r));
 }
 
-void HttpServer::route_deferred(std::string method, std::string pattern,
-                                DeferredHandler handler) {
+void HttpServer::route_deferred(std::string method, std::string pattern, DeferredHandler handler) {
   TH_BUG(!impl_->started.load(), "routes are added before start()");
   if (impl_->started.load() || !handler) return;
   route(std::move(method), std::move(pattern), nullptr);
@@ -972,8 +965,8 @@ void HttpServer::collect(PromWriter& w) const {
             "timeout.",
             {}, d(st.request_timeouts));
   w.counter("tianhe_http_deferred_requests_total",
-            "HTTP requests handed to a deferred route (answered later, off the server thread).",
-            {}, d(st.deferred));
+            "HTTP requests handed to a deferred route (answered later, off the server thread).", {},
+            d(st.deferred));
   w.gauge("tianhe_http_deferred_waiting", "Deferred HTTP requests waiting for their response now.",
           {}, d(st.deferred_waiting));
   w.counter("tianhe_http_deferred_refused_total",

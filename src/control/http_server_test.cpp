@@ -741,9 +741,9 @@ TEST_F(DeferredHttpTest, OtherConnectionsAreServedWhileOneWaitsThenItIsAnsweredF
 TEST_F(DeferredHttpTest, PipelinedRequestsAfterAWaitingOneAreAnsweredInOrder) {
   start();
   Client c(port());
-  ASSERT_TRUE(c.send(
-      "GET /slow/a HTTP/1.1\r\n\r\nGET /echo/b HTTP/1.1\r\n\r\nGET /slow/c HTTP/1.1\r\n\r\n"
-      "GET /now/d HTTP/1.1\r\n\r\nGET /echo/e HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send("GET /slow/a HTTP/1.1\r\n\r\nGET /echo/b HTTP/1.1\r\n\r\nGET /slow/c HTTP/1.1\r\n\r\n"
+             "GET /now/d HTTP/1.1\r\n\r\nGET /echo/e HTTP/1.1\r\nConnection: close\r\n\r\n"));
   ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
   // Responses come in request order: b's cannot come first, as b is parsed only after a.
   answer_from_another_thread(parked_->take(), "a");

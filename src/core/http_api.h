@@ -116,8 +116,7 @@ class HttpRoutes {
   /// through its HttpResponder from any thread. The connection waits (its pipelined requests
   /// after it too, in order) while other connections are served; a bounded number of requests
   /// wait at once, beyond which the server answers 503.
-  virtual void route_deferred(std::string method, std::string pattern,
-                              DeferredHandler handler) = 0;
+  virtual void route_deferred(std::string method, std::string pattern, DeferredHandler handler) = 0;
 };
 
 }  // namespace tianhe::core

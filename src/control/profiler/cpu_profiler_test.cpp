@@ -227,8 +227,8 @@ TEST(CpuProfiler, DeferredRouteAnswersFromTheProfilerThreadAndABusyProfilerAtOnc
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->content_type, "application/octet-stream");
-  EXPECT_TRUE(parse_cpu_profile({reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()})
-                  .ok());
+  EXPECT_TRUE(
+      parse_cpu_profile({reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()}).ok());
 }
 
 TEST(CpuProfiler, HeapAnswerIsJson) {
