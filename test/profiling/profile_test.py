@@ -152,5 +152,17 @@ status, _, body = fetch("/")
 c.check(b"/debug/pprof/profile" in body and b"/debug/heap" in body, "the index lists both")
 
 sim.wait(timeout=120)
-c.check(gw.stop() == 0, "clean stop")
+
+# Stopping the gateway during a 60 s profile: the profile is cancelled rather than waited for
+# (the harness kills a gateway that takes 60 s to stop), and its request is answered, with what
+# was collected (200) or by the stopping server (503).
+last = {}
+tl = threading.Thread(target=lambda: last.update(r=fetch("/debug/pprof/profile?seconds=60")))
+tl.start()
+wait_for(lambda: "r" in last or metric(gw.metrics(), "tianhe_http_deferred_waiting") == 1, 60,
+         "the last profile request to wait for the profiler")
+c.check(gw.stop() == 0, "clean stop during a profile")
+tl.join(timeout=60)
+status = last.get("r", (0, {}, b""))[0]
+c.check(status in (200, 503), f"the profile running at stop was answered ({status})")
 c.finish()
