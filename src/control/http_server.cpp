@@ -364,6 +364,8 @@ void HttpServer::Impl::drain_completions(bool closing) {
   for (CompletionQueue::Entry& e : completed) {
     TH_BUG(waiting > 0, "a completion belongs to a waiting request");
     if (waiting > 0) --waiting;
+    // Before the response is written: a client that reads it then sees the gauge agree.
+    n_deferred_waiting.store(waiting, std::memory_order_relaxed);
     if (e.abandoned) n_deferred_abandoned.fetch_add(1, std::memory_order_relaxed);
     const auto it = conns.find(e.ticket);
     if (it == conns.end() || !it->second->waiting) {
@@ -389,7 +391,6 @@ void HttpServer::Impl::drain_completions(bool closing) {
     if (!closing) serve(c);  // the requests pipelined after it, in order
   }
   completed.clear();
-  n_deferred_waiting.store(waiting, std::memory_order_relaxed);
 }
 
 void HttpServer::Impl::accept_all() {
