@@ -64,6 +64,9 @@ Gateway::~Gateway() {
 void Gateway::stop() noexcept {
   if (stopped_) return;
   stopped_ = true;
+  // A running profile ends now: shutdown does not wait for it (its request gets what was
+  // collected, or 503 from the stopping server).
+  control::profiler::cancel_running_profile();
   if (http_) http_->stop();
   if (data_) data_->stop();
   // After the shards and sinks: their last spans are in the rings.

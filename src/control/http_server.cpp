@@ -19,6 +19,7 @@
 #include <cstring>
 #include <ctime>
 #include <exception>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -135,6 +136,70 @@ constexpr uint64_t kWakeId = 0;
 constexpr uint64_t kListenId = 1;
 constexpr uint64_t kFirstConnId = 16;
 
+// What a server shares with the responders of its deferred requests, which may outlive it:
+// the completions not yet taken and the eventfd that wakes the server thread. Responders push
+// from any thread; the server thread takes them all at once. Each waiting request has one
+// responder that pushes once, so the queue never holds more than the server's limit of waiting
+// requests: both vectors are reserved to it and a push never allocates.
+class CompletionQueue final : public core::HttpCompletionSink {
+ public:
+  // One completion: a response, or a responder destroyed without one.
+  struct Entry {
+    uint64_t ticket = 0;
+    bool abandoned = false;
+    HttpResponse response;
+  };
+
+  CompletionQueue(Fd wake, size_t capacity) : wake_(std::move(wake)) { pending_.reserve(capacity); }
+
+  void complete(uint64_t ticket, HttpResponse response) noexcept override {
+    push(Entry{ticket, false, std::move(response)});
+  }
+  void abandon(uint64_t ticket) noexcept override { push(Entry{ticket, true, HttpResponse{}}); }
+
+  // Moves every pending completion into `out` (emptied first; capacities are swapped, never
+  // lost). `close`: completions pushed from now on are dropped and counted.
+  void take(std::vector<Entry>& out, bool close) {
+    out.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (out.capacity() < pending_.capacity()) out.reserve(pending_.capacity());
+    pending_.swap(out);
+    if (close) closed_ = true;
+  }
+
+  // Wakes the server thread's epoll_wait.
+  void wake() const noexcept {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t r = ::write(wake_.get(), &one, sizeof one);
+  }
+  int fd() const noexcept { return wake_.get(); }
+  uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  void push(Entry&& e) noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      TH_BUG(pending_.size() < pending_.capacity(), "one completion per waiting request");
+      if (pending_.size() >= pending_.capacity()) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      pending_.push_back(std::move(e));
+    }
+    wake();
+  }
+
+  const Fd wake_;
+  std::mutex mu_;
+  std::vector<Entry> pending_;  // under mu_
+  bool closed_ = false;         // under mu_: the server has stopped
+  std::atomic<uint64_t> dropped_{0};
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -156,6 +221,12 @@ struct HttpServer::Impl {
     bool close_after_write = false;  // Connection: close, HTTP/1.0, or an error response
     bool peer_eof = false;           // the client shut its write side
     bool refused = false;            // counted against kMaxRefusedConnections, not the limit
+    // A deferred response is awaited (its ticket is the connection id): no further request is
+    // parsed, and the client closing its side means it has gone.
+    bool waiting = false;
+    bool waiting_head = false;       // the awaited response is to a HEAD request
+    bool waiting_keep_alive = true;  // and keeps the connection open
+    std::string waiting_failure;     // the deferred handler threw: the 500's message
     uint32_t events = 0;             // epoll interest now registered
   };
 
@@ -164,17 +235,20 @@ struct HttpServer::Impl {
     std::string pattern;
     std::vector<std::string> segments;  // literal, or {name}
     int literals = 0;
-    HttpHandler handler;
+    HttpHandler handler;       // one of the two is set
+    DeferredHandler deferred;  // answered later through an HttpResponder
   };
 
   std::vector<Route> routes;
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds request_timeout{10'000};
   uint32_t max_connections = 256;
+  uint32_t max_deferred = kDefaultMaxDeferred;
 
   Fd listen_fd;
   Fd epoll_fd;
-  Fd wake_fd;
+  // Holds the wake eventfd (stop() and completions use it); responders share it.
+  std::shared_ptr<CompletionQueue> completions;
   std::thread thread;
   std::atomic<bool> started{false};
   std::atomic<bool> stopping{false};
@@ -186,6 +260,8 @@ struct HttpServer::Impl {
   size_t active = 0;
   size_t refused = 0;
   bool listen_paused = false;
+  size_t waiting = 0;  // deferred requests whose responder has not completed
+  std::vector<CompletionQueue::Entry> completed;
   std::array<char, 64 * 1024> read_buf{};
 
   // Counters, read by stats() from any thread.
@@ -197,17 +273,27 @@ struct HttpServer::Impl {
   std::atomic<uint64_t> n_handler_errors{0};
   std::atomic<uint64_t> n_idle_closed{0};
   std::atomic<uint64_t> n_request_timeouts{0};
+  std::atomic<uint64_t> n_deferred{0};
+  std::atomic<uint64_t> n_deferred_waiting{0};
+  std::atomic<uint64_t> n_deferred_refused{0};
+  std::atomic<uint64_t> n_deferred_dropped{0};
+  std::atomic<uint64_t> n_deferred_abandoned{0};
 
   void run();
   void accept_all();
   void on_event(Conn& c, uint32_t events);
   void on_readable(Conn& c);
+  void serve(Conn& c);
   bool process(Conn& c);
+  void defer(Conn& c, const HttpRequest& req, const Route& r);
+  void drain_completions(bool closing);
+  void answer_waiting_at_stop();
   void flush(Conn& c);
   void update_interest(Conn& c);
   void close_conn(Conn& c);
   void sweep(int64_t now);
-  HttpResponse dispatch(HttpRequest& req);
+  const Route* find_route(HttpRequest& req, HttpResponse& otherwise);
+  HttpResponse call(const Route& r, const HttpRequest& req);
   void queue_response(Conn& c, const HttpResponse& r, bool head, bool keep_alive);
   void queue_error(Conn& c, int status, std::string_view message);
 };
@@ -229,7 +315,8 @@ void HttpServer::Impl::run() {
       const uint64_t id = events[i].data.u64;
       if (id == kWakeId) {
         uint64_t v = 0;
-        [[maybe_unused]] const ssize_t r = ::read(wake_fd.get(), &v, sizeof v);
+        [[maybe_unused]] const ssize_t r = ::read(completions->fd(), &v, sizeof v);
+        drain_completions(false);
         continue;
       }
       if (id == kListenId) {
@@ -246,8 +333,64 @@ void HttpServer::Impl::run() {
       next_sweep = now + sweep_every_ns;
     }
   }
+  answer_waiting_at_stop();
   conns.clear();
   n_open.store(0, std::memory_order_relaxed);
+}
+
+// Responses completed before stop() are still written; requests still waiting get 503. Each
+// connection gets one non-blocking write: stop() never waits for a slow client.
+void HttpServer::Impl::answer_waiting_at_stop() {
+  drain_completions(true);
+  for (auto& [id, c] : conns) {
+    if (c->waiting) {
+      c->waiting = false;
+      queue_response(*c, HttpResponse::error(503, "the server is stopping; retry when it is back"),
+                     c->waiting_head, false);
+    }
+    if (c->out_off < c->out.size()) {
+      [[maybe_unused]] const ssize_t n =
+          ::send(c->fd.get(), c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
+    }
+  }
+  waiting = 0;
+  n_deferred_waiting.store(0, std::memory_order_relaxed);
+}
+
+// Completions are taken in one batch. A ticket whose connection has closed (the client gave
+// up) is dropped and counted; ids are never reused, so it cannot reach another client.
+void HttpServer::Impl::drain_completions(bool closing) {
+  completions->take(completed, closing);
+  for (CompletionQueue::Entry& e : completed) {
+    TH_BUG(waiting > 0, "a completion belongs to a waiting request");
+    if (waiting > 0) --waiting;
+    // Before the response is written: a client that reads it then sees the gauge agree.
+    n_deferred_waiting.store(waiting, std::memory_order_relaxed);
+    if (e.abandoned) n_deferred_abandoned.fetch_add(1, std::memory_order_relaxed);
+    const auto it = conns.find(e.ticket);
+    if (it == conns.end() || !it->second->waiting) {
+      TH_BUG(it == conns.end(), "a connection waits for its one responder");
+      n_deferred_dropped.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    Conn& c = *it->second;
+    c.waiting = false;
+    if (e.abandoned) {
+      e.response = HttpResponse::error(
+          500, c.waiting_failure.empty()
+                   ? "the handler of this request ended without answering it (a server bug); "
+                     "retry, and report it if it persists"
+                   : c.waiting_failure);
+      c.waiting_failure.clear();
+    }
+    const int64_t now = core::mono_ns();
+    c.last_active_ns = now;
+    // Pipelined bytes that arrived meanwhile start the next request's clock now.
+    c.request_started_ns = c.in.empty() ? 0 : now;
+    queue_response(c, e.response, c.waiting_head, c.waiting_keep_alive);
+    if (!closing) serve(c);  // the requests pipelined after it, in order
+  }
+  completed.clear();
 }
 
 void HttpServer::Impl::accept_all() {
@@ -306,10 +449,22 @@ void HttpServer::Impl::on_event(Conn& c, uint32_t events) {
     close_conn(c);
     return;
   }
-  if ((events & (EPOLLIN | EPOLLHUP)) != 0) {
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) != 0) {
     on_readable(c);
     if (conns.count(id) == 0) return;
   }
+  // The client closed while its response is being prepared: nobody will read it (a half-close
+  // is taken as leaving too, as the peer's FIN cannot tell the two apart; Go's net/http does
+  // the same). The completion, when it comes, is dropped and counted.
+  if (c.waiting && (c.peer_eof || (events & EPOLLRDHUP) != 0)) {
+    close_conn(c);
+    return;
+  }
+  serve(c);
+}
+
+void HttpServer::Impl::serve(Conn& c) {
+  const uint64_t id = c.id;
   while (true) {
     const bool held_back = c.mode == Conn::Mode::kHttp && !c.refused && process(c);
     flush(c);
@@ -347,7 +502,7 @@ void HttpServer::Impl::on_readable(Conn& c) {
 // Parses and answers every complete request in the input buffer. Returns true when it
 // stopped because of the output backlog (more requests may be waiting).
 bool HttpServer::Impl::process(Conn& c) {
-  while (!c.close_after_write) {
+  while (!c.close_after_write && !c.waiting) {
     if (c.out.size() - c.out_off >= kMaxOutputBacklog) return true;
     HttpRequest req;
     size_t consumed = 0;
@@ -375,13 +530,63 @@ bool HttpServer::Impl::process(Conn& c) {
     c.in.erase(0, consumed);
     // Pipelined bytes already here start the next request's clock now.
     c.request_started_ns = c.in.empty() ? 0 : core::mono_ns();
-    const HttpResponse resp = dispatch(req);
+    HttpResponse resp;
+    const Route* r = find_route(req, resp);
+    if (r != nullptr && r->deferred) {
+      defer(c, req, *r);
+      continue;
+    }
+    if (r != nullptr) resp = call(*r, req);
     queue_response(c, resp, req.method == "HEAD", req.keep_alive);
   }
   return false;
 }
 
-HttpResponse HttpServer::Impl::dispatch(HttpRequest& req) {
+void HttpServer::Impl::defer(Conn& c, const HttpRequest& req, const Route& r) {
+  const bool head = req.method == "HEAD";
+  if (waiting >= max_deferred) {
+    n_deferred_refused.fetch_add(1, std::memory_order_relaxed);
+    const std::string why = "too many requests are waiting for a deferred response (" +
+                            std::to_string(max_deferred) + "); retry when they are answered";
+    queue_response(c, HttpResponse::error(503, why), head, req.keep_alive);
+    return;
+  }
+  n_deferred.fetch_add(1, std::memory_order_relaxed);
+  ++waiting;
+  n_deferred_waiting.store(waiting, std::memory_order_relaxed);
+  c.waiting = true;
+  c.waiting_head = head;
+  c.waiting_keep_alive = req.keep_alive;
+  c.waiting_failure.clear();
+  // A handler that answers at once (from this thread) only queues its completion: it is
+  // written after the eventfd wakes the loop, never from inside the handler.
+  try {
+    r.deferred(req, HttpResponder(completions, c.id));
+  } catch (const std::exception& e) {
+    n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+    c.waiting_failure = e.what();
+  } catch (...) {
+    n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+    c.waiting_failure = "handler failed with a non-standard exception";
+  }
+}
+
+HttpResponse HttpServer::Impl::call(const Route& r, const HttpRequest& req) {
+  try {
+    return r.handler(req);
+  } catch (const std::exception& e) {
+    n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+    return HttpResponse::error(500, e.what());
+  } catch (...) {
+    n_handler_errors.fetch_add(1, std::memory_order_relaxed);
+    return HttpResponse::error(500, "handler failed with a non-standard exception");
+  }
+}
+
+// Returns the route that answers `req` (its params set), or null with a 404 or 405 in
+// `otherwise`.
+const HttpServer::Impl::Route* HttpServer::Impl::find_route(HttpRequest& req,
+                                                            HttpResponse& otherwise) {
   const std::vector<std::string_view> segs = split_path(req.path);
   const Route* best = nullptr;
   int best_score = -1;
@@ -417,17 +622,12 @@ HttpResponse HttpServer::Impl::dispatch(HttpRequest& req) {
   }
   if (best != nullptr) {
     req.params = std::move(best_params);
-    try {
-      return best->handler(req);
-    } catch (const std::exception& e) {
-      n_handler_errors.fetch_add(1, std::memory_order_relaxed);
-      return HttpResponse::error(500, e.what());
-    } catch (...) {
-      n_handler_errors.fetch_add(1, std::memory_order_relaxed);
-      return HttpResponse::error(500, "handler failed with a non-standard exception");
-    }
+    return best;
   }
-  if (allowed.empty()) return HttpResponse::error(404, "no such path: " + req.path);
+  if (allowed.empty()) {
+    otherwise = HttpResponse::error(404, "no such path: " + req.path);
+    return nullptr;
+  }
   std::sort(allowed.begin(), allowed.end());
   allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
   std::string allow;
@@ -435,9 +635,9 @@ HttpResponse HttpServer::Impl::dispatch(HttpRequest& req) {
     if (!allow.empty()) allow += ", ";
     allow += m;
   }
-  HttpResponse r = HttpResponse::error(405, "method " + req.method + " not allowed; use " + allow);
-  r.headers.emplace_back("Allow", allow);
-  return r;
+  otherwise = HttpResponse::error(405, "method " + req.method + " not allowed; use " + allow);
+  otherwise.headers.emplace_back("Allow", allow);
+  return nullptr;
 }
 
 void HttpServer::Impl::queue_error(Conn& c, int status, std::string_view message) {
@@ -527,6 +727,8 @@ void HttpServer::Impl::update_interest(Conn& c) {
         !c.refused) {
       want |= EPOLLIN;
     }
+    // A full input buffer stops reading, but the client leaving must still be seen.
+    if (c.waiting) want |= EPOLLRDHUP;
     if (c.out_off < c.out.size()) want |= EPOLLOUT;
   }
   if (want == c.events) return;
@@ -555,6 +757,8 @@ void HttpServer::Impl::sweep(int64_t now) {
   std::vector<Conn*> too_slow;
   for (auto& [id, c] : conns) {
     const bool lingering = c->mode == Conn::Mode::kLinger;
+    // Waiting for its handler is not idleness, nor a slow request (the handler bounds it).
+    if (!lingering && c->waiting) continue;
     if ((lingering && now >= c->linger_until_ns) ||
         (!lingering && now - c->last_active_ns >= idle_ns)) {
       expired.push_back(c.get());
@@ -605,6 +809,18 @@ void HttpServer::route(std::string method, std::string pattern, HttpHandler hand
   r.pattern = std::move(pattern);
   r.handler = std::move(handler);
   impl_->routes.push_back(std::move(r));
+}
+
+void HttpServer::route_deferred(std::string method, std::string pattern, DeferredHandler handler) {
+  TH_BUG(!impl_->started.load(), "routes are added before start()");
+  if (impl_->started.load() || !handler) return;
+  route(std::move(method), std::move(pattern), nullptr);
+  impl_->routes.back().deferred = std::move(handler);
+}
+
+void HttpServer::set_max_deferred(uint32_t max_waiting) {
+  TH_BUG(!impl_->started.load(), "the deferred limit is set before start()");
+  if (!impl_->started.load()) impl_->max_deferred = std::max<uint32_t>(max_waiting, 1);
 }
 
 void HttpServer::set_request_timeout(std::chrono::milliseconds timeout) {
@@ -672,14 +888,17 @@ Result<void> HttpServer::start(const Endpoint& listen, uint32_t max_connections)
                    : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port));
 
   s.epoll_fd = Fd(epoll_create1(EPOLL_CLOEXEC));
-  s.wake_fd = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (s.epoll_fd.get() < 0 || s.wake_fd.get() < 0) {
+  Fd wake(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (s.epoll_fd.get() < 0 || wake.get() < 0) {
     return make_error("http: cannot create epoll/eventfd: " + errno_text(errno));
   }
+  s.completions = std::make_shared<CompletionQueue>(std::move(wake), s.max_deferred);
+  s.completed.reserve(s.max_deferred);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWakeId;
-  TH_CHECK(epoll_ctl(s.epoll_fd.get(), EPOLL_CTL_ADD, s.wake_fd.get(), &ev) == 0, "add eventfd");
+  TH_CHECK(epoll_ctl(s.epoll_fd.get(), EPOLL_CTL_ADD, s.completions->fd(), &ev) == 0,
+           "add eventfd");
   ev.data.u64 = kListenId;
   TH_CHECK(epoll_ctl(s.epoll_fd.get(), EPOLL_CTL_ADD, fd.get(), &ev) == 0, "add listener");
   s.listen_fd = std::move(fd);
@@ -698,12 +917,10 @@ void HttpServer::stop() noexcept {
   Impl& s = *impl_;
   if (!s.thread.joinable()) return;
   s.stopping.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  [[maybe_unused]] const ssize_t r = ::write(s.wake_fd.get(), &one, sizeof one);
+  s.completions->wake();
   s.thread.join();
   s.listen_fd.reset();
-  s.wake_fd.reset();
-  s.epoll_fd.reset();
+  s.epoll_fd.reset();  // the eventfd lives on in the completion queue while responders hold it
 }
 
 HttpServerStats HttpServer::stats() const noexcept {
@@ -717,6 +934,13 @@ HttpServerStats HttpServer::stats() const noexcept {
   st.handler_errors = s.n_handler_errors.load(std::memory_order_relaxed);
   st.idle_closed = s.n_idle_closed.load(std::memory_order_relaxed);
   st.request_timeouts = s.n_request_timeouts.load(std::memory_order_relaxed);
+  st.deferred = s.n_deferred.load(std::memory_order_relaxed);
+  st.deferred_waiting = s.n_deferred_waiting.load(std::memory_order_relaxed);
+  st.deferred_refused = s.n_deferred_refused.load(std::memory_order_relaxed);
+  st.deferred_dropped = s.n_deferred_dropped.load(std::memory_order_relaxed);
+  // Responders called after stop() count their dropped response in the queue they share.
+  if (s.started.load()) st.deferred_dropped += s.completions->dropped();
+  st.deferred_abandoned = s.n_deferred_abandoned.load(std::memory_order_relaxed);
   return st;
 }
 
@@ -741,6 +965,20 @@ void HttpServer::collect(PromWriter& w) const {
             "HTTP requests answered 408 because they did not arrive whole within the request "
             "timeout.",
             {}, d(st.request_timeouts));
+  w.counter("tianhe_http_deferred_requests_total",
+            "HTTP requests handed to a deferred route (answered later, off the server thread).", {},
+            d(st.deferred));
+  w.gauge("tianhe_http_deferred_waiting", "Deferred HTTP requests waiting for their response now.",
+          {}, d(st.deferred_waiting));
+  w.counter("tianhe_http_deferred_refused_total",
+            "Deferred HTTP requests answered 503 because the limit of waiting ones was reached.",
+            {}, d(st.deferred_refused));
+  w.counter("tianhe_http_deferred_dropped_total",
+            "Deferred HTTP responses dropped because the client had gone or the server stopped.",
+            {}, d(st.deferred_dropped));
+  w.counter("tianhe_http_deferred_abandoned_total",
+            "Deferred HTTP requests whose handler never answered (answered 500).", {},
+            d(st.deferred_abandoned));
 }
 
 }  // namespace tianhe::control

@@ -21,8 +21,10 @@ namespace tianhe::control {
 
 using core::PromWriter;
 
+using core::DeferredHandler;
 using core::HttpHandler;
 using core::HttpRequest;
+using core::HttpResponder;
 using core::HttpResponse;
 using core::HttpRoutes;
 using core::percent_decode;
@@ -61,11 +63,24 @@ struct HttpServerStats {
   uint64_t handler_errors = 0;        ///< handlers that threw (answered 500)
   uint64_t idle_closed = 0;           ///< connections closed after the idle timeout
   uint64_t request_timeouts = 0;      ///< 408: a request not complete within the request timeout
+  uint64_t deferred = 0;              ///< requests handed to a deferred route
+  uint64_t deferred_waiting = 0;      ///< deferred requests not answered by their handler yet
+  uint64_t deferred_refused = 0;      ///< 503: the limit of waiting deferred requests reached
+  uint64_t deferred_dropped = 0;      ///< deferred responses dropped: the client had gone, or
+                                      ///< the server had stopped
+  uint64_t deferred_abandoned = 0;    ///< responders destroyed without a response (answered 500)
 };
+
+/// Deferred requests that may wait for their response at once (across all connections).
+inline constexpr uint32_t kDefaultMaxDeferred = 64;
 
 /// The server: one thread, epoll, non-blocking sockets. Routes are added before start();
 /// handlers run on the server thread (keep them short: they delay every other connection).
-/// A connection lives from accept until close, idle timeout or stop(), only on that thread.
+/// Work that takes long (a CPU profile) goes on a deferred route: its handler returns at once
+/// and answers later from any thread through an HttpResponder, which reaches the server thread
+/// through a bounded queue and its wake eventfd. A connection lives from accept until close,
+/// idle timeout or stop(), only on that thread; one waiting for a deferred response reads no
+/// further request, and is closed when the client closes (or half-closes) it meanwhile.
 class HttpServer final : public HttpRoutes {
  public:
   /// A server with no routes, not started.
@@ -79,6 +94,11 @@ class HttpServer final : public HttpRoutes {
   /// segment matches a non-empty path segment). The pattern with most literal segments wins;
   /// GET routes also answer HEAD. Known path, other method: 405 with Allow; else 404.
   void route(std::string method, std::string pattern, HttpHandler handler) override;
+  /// Adds a deferred route (core::HttpRoutes::route_deferred); matched like route().
+  void route_deferred(std::string method, std::string pattern, DeferredHandler handler) override;
+  /// How many deferred requests may wait at once (default kDefaultMaxDeferred, at least 1);
+  /// one more is answered 503 at once. Before start().
+  void set_max_deferred(uint32_t max_waiting);
   /// Closes connections without traffic for this long (default 60 s); before start().
   void set_idle_timeout(std::chrono::milliseconds timeout);
   /// Answers 408 and closes when a request has not fully arrived this long after its first
@@ -88,7 +108,9 @@ class HttpServer final : public HttpRoutes {
   Result<void> start(const Endpoint& listen, uint32_t max_connections = 256);
   /// The port actually bound.
   uint16_t port() const noexcept;
-  /// Stops the thread and closes every connection.
+  /// Stops the thread and closes every connection; a request waiting for a deferred response
+  /// is answered 503 (best effort, one non-blocking write), and its responder, called later,
+  /// does nothing but count the dropped response.
   void stop() noexcept;
   /// A snapshot of the counters.
   HttpServerStats stats() const noexcept;

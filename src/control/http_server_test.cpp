@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -639,6 +640,275 @@ TEST(HttpServer, BindErrorsNameTheKeyAndTheFix) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("http.listen"), std::string::npos);
   EXPECT_FALSE(a.start(Endpoint{"127.0.0.1", 0}).ok());  // already started
+}
+
+// Responders kept by a deferred route until the test answers them (the route runs on the
+// server thread, the test on its own: a mutex between them).
+class Parked {
+ public:
+  void add(HttpResponder r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    responders_.push_back(std::move(r));
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return responders_.size();
+  }
+  HttpResponder take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    HttpResponder r = std::move(responders_.front());
+    responders_.erase(responders_.begin());
+    return r;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<HttpResponder> responders_;
+};
+
+// Answers `r` from a thread of its own, as a profiler's callback would.
+void answer_from_another_thread(HttpResponder r, std::string body) {
+  std::thread t([r = std::move(r), body = std::move(body)]() mutable { r(text(body)); });
+  t.join();
+}
+
+class DeferredHttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_->route("GET", "/metrics", [](const HttpRequest&) { return text("metrics\n"); });
+    server_->route("GET", "/echo/{word}",
+                   [](const HttpRequest& r) { return text(r.param("word")); });
+    // Keeps the responder for the test to answer.
+    server_->route_deferred("GET", "/slow/{name}", [this](const HttpRequest&, HttpResponder r) {
+      parked_->add(std::move(r));
+    });
+    // Answers from inside the handler, on the server thread.
+    server_->route_deferred("GET", "/now/{word}", [](const HttpRequest& req, HttpResponder r) {
+      r(text("now " + req.param("word")));
+    });
+    // Forgets to answer: the responder ends with the call.
+    server_->route_deferred("GET", "/forgets", [](const HttpRequest&, HttpResponder) {});
+    server_->route_deferred("GET", "/throws", [](const HttpRequest&, HttpResponder) {
+      throw std::runtime_error("profiler \"unavailable\"");
+    });
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+
+  void start() {
+    auto r = server_->start(Endpoint{"127.0.0.1", 0});
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  uint16_t port() const { return server_->port(); }
+  HttpServerStats stats() const { return server_->stats(); }
+
+  std::shared_ptr<Parked> parked_ = std::make_shared<Parked>();
+  std::unique_ptr<HttpServer> server_ = std::make_unique<HttpServer>();
+};
+
+TEST_F(DeferredHttpTest, OtherConnectionsAreServedWhileOneWaitsThenItIsAnsweredFromAThread) {
+  start();
+  Client slow(port());
+  ASSERT_TRUE(slow.send("GET /slow/a HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  EXPECT_EQ(stats().deferred_waiting, 1u);
+  // The server thread is free: a scrape on another connection is answered meanwhile.
+  for (int i = 0; i < 3; ++i) {
+    Client scrape(port());
+    ASSERT_TRUE(scrape.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto m = scrape.read();
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->body, "metrics\n");
+  }
+  answer_from_another_thread(parked_->take(), "late");
+  auto r = slow.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "late");
+  EXPECT_EQ(r->headers["connection"], "keep-alive");
+  // The connection is kept alive and serves the next request.
+  ASSERT_TRUE(slow.send("GET /echo/next HTTP/1.1\r\n\r\n"));
+  auto next = slow.read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "next");
+  const HttpServerStats st = stats();
+  EXPECT_EQ(st.deferred, 1u);
+  EXPECT_EQ(st.deferred_waiting, 0u);
+  EXPECT_EQ(st.deferred_dropped + st.deferred_abandoned + st.deferred_refused, 0u);
+}
+
+TEST_F(DeferredHttpTest, PipelinedRequestsAfterAWaitingOneAreAnsweredInOrder) {
+  start();
+  Client c(port());
+  ASSERT_TRUE(
+      c.send("GET /slow/a HTTP/1.1\r\n\r\nGET /echo/b HTTP/1.1\r\n\r\nGET /slow/c HTTP/1.1\r\n\r\n"
+             "GET /now/d HTTP/1.1\r\n\r\nGET /echo/e HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  // Responses come in request order: b's cannot come first, as b is parsed only after a.
+  answer_from_another_thread(parked_->take(), "a");
+  auto a = c.read();
+  auto b = c.read();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->body + b->body, "ab");
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  answer_from_another_thread(parked_->take(), "c");
+  std::string bodies;
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.read();
+    ASSERT_TRUE(r) << i;
+    bodies += r->body + "|";
+  }
+  EXPECT_EQ(bodies, "c|now d|e|");
+  EXPECT_TRUE(c.wait_closed());  // e asked for Connection: close
+  EXPECT_EQ(stats().deferred, 3u);
+}
+
+TEST_F(DeferredHttpTest, AnsweredSynchronouslyFromTheHandler) {
+  start();
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /now/x HTTP/1.1\r\n\r\n"));
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "now x");
+  // HEAD on a deferred GET route: the same headers, no body.
+  ASSERT_TRUE(c.send("HEAD /now/y HTTP/1.1\r\n\r\n"));
+  auto h = c.read(/*head=*/true);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(h->headers["content-length"], "5");
+  ASSERT_TRUE(c.send("GET /echo/after HTTP/1.1\r\n\r\n"));
+  auto after = c.read();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "after");  // the HEAD response carried no body bytes
+  EXPECT_EQ(stats().deferred_waiting, 0u);
+}
+
+TEST_F(DeferredHttpTest, AResponderDroppedUnansweredIs500) {
+  start();
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /forgets HTTP/1.1\r\n\r\n"));
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_NE(r->body.find("ended without answering"), std::string::npos) << r->body;
+  // A handler that throws before answering: 500 with its message.
+  ASSERT_TRUE(c.send("GET /throws HTTP/1.1\r\n\r\n"));
+  r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_EQ(r->body, R"({"error":"profiler \"unavailable\""})");
+  // A responder kept, then destroyed on another thread without an answer.
+  ASSERT_TRUE(c.send("GET /slow/z HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  std::thread([r = parked_->take()] {}).join();
+  r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  const HttpServerStats st = stats();
+  EXPECT_EQ(st.deferred_abandoned, 3u);
+  EXPECT_EQ(st.handler_errors, 1u);
+  EXPECT_EQ(st.deferred_waiting, 0u);
+}
+
+TEST_F(DeferredHttpTest, AClientLeavingBeforeTheAnswerIsCountedAndTheAnswerDropped) {
+  start();
+  {
+    Client gone(port());
+    ASSERT_TRUE(gone.send("GET /slow/a HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  }  // closed
+  // The server sees the close while the request waits and closes its side.
+  ASSERT_TRUE(eventually([&] { return stats().connections_open == 0; }));
+  EXPECT_EQ(stats().deferred_waiting, 1u);  // the handler's work still counts against the limit
+  answer_from_another_thread(parked_->take(), "nobody reads this");
+  ASSERT_TRUE(eventually([&] { return stats().deferred_dropped == 1; }));
+  EXPECT_TRUE(eventually([&] { return stats().deferred_waiting == 0; }));
+  // The server carries on.
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /echo/fine HTTP/1.1\r\n\r\n"));
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "fine");
+}
+
+TEST_F(DeferredHttpTest, BeyondTheLimitOfWaitingRequestsIs503AtOnce) {
+  server_->set_max_deferred(2);
+  start();
+  Client a(port());
+  Client b(port());
+  ASSERT_TRUE(a.send("GET /slow/a HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(b.send("GET /slow/b HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 2; }));
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /slow/c HTTP/1.1\r\n\r\nGET /now/c HTTP/1.1\r\n\r\n"));
+  auto refused = c.read();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_NE(refused->body.find("too many requests are waiting for a deferred response (2)"),
+            std::string::npos)
+      << refused->body;
+  // A deferred route answering at once is refused as well while the limit is reached.
+  auto refused2 = c.read();
+  ASSERT_TRUE(refused2);
+  EXPECT_EQ(refused2->status, 503);
+  EXPECT_EQ(stats().deferred_refused, 2u);
+  // Normal routes are not limited.
+  ASSERT_TRUE(c.send("GET /metrics HTTP/1.1\r\n\r\n"));
+  auto m = c.read();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  answer_from_another_thread(parked_->take(), "a");
+  answer_from_another_thread(parked_->take(), "b");
+  auto ra = a.read();
+  auto rb = b.read();
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(ra->body + rb->body, "ab");
+  // Room again.
+  ASSERT_TRUE(c.send("GET /now/again HTTP/1.1\r\n\r\n"));
+  auto again = c.read();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body, "now again");
+}
+
+TEST_F(DeferredHttpTest, StopAnswersAWaitingRequest503AndALaterResponderIsHarmless) {
+  start();
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /slow/a HTTP/1.1\r\n\r\n"));
+  Client d(port());
+  ASSERT_TRUE(d.send("GET /slow/b HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 2; }));
+  server_->stop();
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("stopping"), std::string::npos) << r->body;
+  EXPECT_EQ(r->headers["connection"], "close");
+  EXPECT_TRUE(c.wait_closed());
+  // Answered after stop(), from another thread: dropped and counted.
+  answer_from_another_thread(parked_->take(), "too late");
+  EXPECT_EQ(stats().deferred_dropped, 1u);
+  // And after the server is gone altogether: the responder holds what it needs.
+  HttpResponder last = parked_->take();
+  server_.reset();
+  answer_from_another_thread(std::move(last), "much too late");
+  HttpResponder empty;
+  EXPECT_FALSE(empty.pending());
+}
+
+TEST_F(DeferredHttpTest, MetricsCollectorReportsDeferredCounters) {
+  start();
+  Client c(port());
+  ASSERT_TRUE(c.send("GET /slow/a HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return parked_->size() == 1; }));
+  core::MetricsRegistry reg;
+  reg.add([this](PromWriter& w) { server_->collect(w); });
+  const std::string text = reg.render();
+  EXPECT_NE(text.find("\ntianhe_http_deferred_requests_total 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\ntianhe_http_deferred_waiting 1\n"), std::string::npos) << text;
+  answer_from_another_thread(parked_->take(), "a");
+  ASSERT_TRUE(c.read());
 }
 
 // parse_http_request on its own: pure bytes in, request out.

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "core/assert.h"
+
 namespace tianhe::core {
 namespace {
 
@@ -89,6 +91,33 @@ HttpResponse HttpResponse::error(int status, std::string_view message) {
   r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
                                                    nlohmann::json::error_handler_t::replace);
   return r;
+}
+
+HttpResponder::HttpResponder(std::shared_ptr<HttpCompletionSink> sink, uint64_t ticket) noexcept
+    : sink_(std::move(sink)), ticket_(ticket) {}
+
+HttpResponder::HttpResponder(HttpResponder&& other) noexcept
+    : sink_(std::move(other.sink_)), ticket_(other.ticket_) {}
+
+HttpResponder& HttpResponder::operator=(HttpResponder&& other) noexcept {
+  if (this != &other) {
+    if (sink_) sink_->abandon(ticket_);
+    sink_ = std::move(other.sink_);
+    ticket_ = other.ticket_;
+  }
+  return *this;
+}
+
+HttpResponder::~HttpResponder() {
+  if (sink_) sink_->abandon(ticket_);
+}
+
+void HttpResponder::operator()(HttpResponse response) noexcept {
+  TH_BUG(sink_ != nullptr, "an HttpResponder is called once");
+  if (!sink_) return;
+  // Released before the call returns: the sink may be the last thing keeping state alive.
+  const std::shared_ptr<HttpCompletionSink> sink = std::move(sink_);
+  sink->complete(ticket_, std::move(response));
 }
 
 Result<uint64_t> positive_id_param(const HttpRequest& req, std::string_view name,

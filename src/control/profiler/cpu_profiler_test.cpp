@@ -6,8 +6,12 @@
 #include <time.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "control/profiler/cpu_profile_format.h"
@@ -160,6 +164,71 @@ TEST(CpuProfiler, RefusedWhereUnsupported) {
   const core::HttpResponse resp = profile_response(req);
   EXPECT_EQ(resp.status, 501);
   EXPECT_NE(resp.body.find("profiler"), std::string::npos);
+}
+
+// Takes deferred answers as the HTTP server does, from whichever thread gives them.
+class Answers final : public core::HttpCompletionSink {
+ public:
+  void complete(uint64_t ticket, core::HttpResponse r) noexcept override {
+    std::lock_guard<std::mutex> lock(mu_);
+    answers_[ticket] = std::move(r);
+    cv_.notify_all();
+  }
+  void abandon(uint64_t ticket) noexcept override {
+    complete(ticket, core::HttpResponse::error(500, "abandoned"));
+  }
+  // The answer to `ticket` if it has come (now, without waiting).
+  std::optional<core::HttpResponse> now(uint64_t ticket) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = answers_.find(ticket);
+    if (it == answers_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Waits for the answer to `ticket`, with a deadline.
+  std::optional<core::HttpResponse> wait(uint64_t ticket) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(120), [&] { return answers_.count(ticket) != 0; });
+    const auto it = answers_.find(ticket);
+    if (it == answers_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, core::HttpResponse> answers_;
+};
+
+TEST(CpuProfiler, DeferredRouteAnswersFromTheProfilerThreadAndABusyProfilerAtOnce) {
+  auto answers = std::make_shared<Answers>();
+  core::HttpRequest bad;
+  bad.query = "seconds=abc";
+  start_profile(bad, core::HttpResponder(answers, 1));
+  auto r = answers->now(1);  // answered before start_profile returned
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  core::HttpRequest req;
+  req.query = "seconds=60";  // ended by cancel() below: the second request surely overlaps it
+  start_profile(req, core::HttpResponder(answers, 2));
+  if (!supported()) {
+    r = answers->now(2);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 501);
+    return;
+  }
+  EXPECT_FALSE(answers->now(2));  // running, on the profiler's thread
+  start_profile(req, core::HttpResponder(answers, 3));
+  r = answers->now(3);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 409);
+  EXPECT_NE(r->body.find("already running"), std::string::npos) << r->body;
+  CpuProfiler::instance().cancel();
+  r = answers->wait(2);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->content_type, "application/octet-stream");
+  EXPECT_TRUE(
+      parse_cpu_profile({reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()}).ok());
 }
 
 TEST(CpuProfiler, HeapAnswerIsJson) {

@@ -15,6 +15,15 @@ void add_routes(core::HttpRoutes& routes);
 /// where profiling is unsupported. Blocks the calling thread for the profile's duration.
 core::HttpResponse profile_response(const core::HttpRequest& req);
 
+/// The deferred form the route uses: answers a bad request through `respond` at once, or
+/// starts the profile and returns; the profiler's thread answers through `respond` when it
+/// ends. Same responses as profile_response(); a profile already running is a 409 at once.
+void start_profile(const core::HttpRequest& req, core::HttpResponder respond);
+
+/// Ends a running profile early (its request is answered with what was collected): for
+/// shutdown, which then need not wait up to a profile's length.
+void cancel_running_profile() noexcept;
+
 /// Answers /debug/heap with heap_stats_json(read_heap_stats()).
 core::HttpResponse heap_response();
 
