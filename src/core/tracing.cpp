@@ -22,7 +22,7 @@ std::string_view stage_name(Stage s) noexcept {
 }
 
 SpanRing::SpanRing(size_t capacity, std::string_view name) {
-  const size_t n = std::bit_ceil(capacity < 2 ? size_t{2} : capacity);
+  const size_t n = std::bit_ceil(capacity < 1 ? size_t{1} : capacity);
   slots_ = std::make_unique<SpanRecord[]>(n);
   mask_ = n - 1;
   name_len_ = name.size() < sizeof name_ - 1 ? name.size() : sizeof name_ - 1;
@@ -76,10 +76,10 @@ size_t format_tracestate(uint64_t threshold, std::span<char> out) noexcept {
   static constexpr char kHex[] = "0123456789abcdef";
   char digits[14];
   size_t n = 0;
+  if (threshold >= kMaxThreshold) return 0;  // keep none: no spelling (never on a kept span)
   if (threshold == 0) {
     digits[n++] = '0';
   } else {
-    if (threshold >= kMaxThreshold) threshold = kMaxThreshold - 1;
     for (int i = 13; i >= 0; --i) digits[n++] = kHex[(threshold >> (i * 4)) & 0xf];
     while (n > 1 && digits[n - 1] == '0') --n;
   }

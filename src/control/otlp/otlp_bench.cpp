@@ -34,6 +34,7 @@ SpanRecord sample_span(uint32_t i) {
   s.tenant = 1;
   s.shard = 2;
   s.threshold = core::tracing::threshold_for_rate(0.01);
+  s.has_threshold = true;
   s.stage = i % 2 == 0 ? Stage::kReport : Stage::kSink;
   s.kind = i % 2 == 0 ? core::tracing::SpanKind::kServer : core::tracing::SpanKind::kClient;
   s.protocol = static_cast<core::Protocol>(1);

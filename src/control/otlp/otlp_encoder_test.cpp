@@ -20,8 +20,8 @@ TEST(TracingTest, StageNames) {
   EXPECT_EQ(core::tracing::stage_name(Stage::kReport), "tianhe.report");
   EXPECT_EQ(core::tracing::stage_name(Stage::kDecode), "tianhe.decode");
   EXPECT_EQ(core::tracing::stage_name(Stage::kValidate), "tianhe.validate");
-  EXPECT_EQ(core::tracing::stage_name(Stage::kAppend), "tianhe.append");
-  EXPECT_EQ(core::tracing::stage_name(Stage::kDurable), "tianhe.durable");
+  EXPECT_EQ(core::tracing::stage_name(Stage::kAppend), "tianhe.log.append");
+  EXPECT_EQ(core::tracing::stage_name(Stage::kDurable), "tianhe.log.durable");
   EXPECT_EQ(core::tracing::stage_name(Stage::kSink), "tianhe.sink");
 }
 

@@ -151,6 +151,7 @@ TEST(OtlpExporterTest, EveryFieldAsTheReceiverDecodesIt) {
   // 0: a root report span over UDP, sampled at 25 %, OK.
   SpanRecord s = span(0);
   s.threshold = core::tracing::threshold_for_rate(0.25);
+  s.has_threshold = true;
   s.status = SpanStatus::kOk;
   sent.push_back(s);
   // 1: an MQTT report continuing the sender's trace (remote parent), CONSUMER, not sampled flag.
