@@ -303,6 +303,39 @@ Options:
 
 namespace tianhe::app {
 
+namespace {
+
+// GET `path` from the running gateway: at --http, else at the config's http.listen. On failure
+// prints why (naming the address and --config/--http) and returns the exit code; 0 and *out set
+// otherwise.
+int ask_gateway(const Args& args, std::string_view command, const std::string& path,
+                core::HttpReply& out) {
+  const std::string cmd(command);
+  config::Endpoint at;
+  if (args.has("http")) {
+    auto ep = config::parse_endpoint(args.str("http"), "--http");
+    if (!ep.ok()) return usage_error(cmd, ep.error().message);
+    at = *ep;
+  } else {
+    auto cfg = load(args);
+    if (!cfg.ok()) return usage_error(cmd, cfg.error().message);
+    at = cfg->http.listen;
+  }
+  const std::string host = at.host == "0.0.0.0" ? "127.0.0.1" : at.host;
+  auto reply = core::http_get(host, at.port, path, 5000);
+  if (!reply.ok()) {
+    std::fprintf(stderr,
+                 "tianhe %s: %s; is the gateway running with the HTTP API on %s:%u? (pass "
+                 "--config or --http)\n",
+                 cmd.c_str(), reply.error().message.c_str(), host.c_str(), at.port);
+    return 1;
+  }
+  out = std::move(reply.value());
+  return 0;
+}
+
+}  // namespace
+
 int cmd_sinks(int argc, char** argv) {
   if (wants_help(argc, argv)) {
     std::puts(R"(tianhe sinks — the running gateway's sinks: state, lag, deliveries, last error
@@ -317,25 +350,9 @@ Options:
   }
   auto args = Args::parse(argc, argv, 2, {"json"}, {"config", "http"});
   if (!args.ok()) return usage_error("sinks", args.error().message);
-  config::Endpoint at;
-  if (args->has("http")) {
-    auto ep = config::parse_endpoint(args->str("http"), "--http");
-    if (!ep.ok()) return usage_error("sinks", ep.error().message);
-    at = *ep;
-  } else {
-    auto cfg = load(*args);
-    if (!cfg.ok()) return usage_error("sinks", cfg.error().message);
-    at = cfg->http.listen;
-  }
-  const std::string host = at.host == "0.0.0.0" ? "127.0.0.1" : at.host;
-  auto reply = core::http_get(host, at.port, "/api/v1/sinks", 5000);
-  if (!reply.ok()) {
-    std::fprintf(stderr,
-                 "tianhe sinks: %s; is the gateway running with the HTTP API on %s:%u? (pass "
-                 "--config or --http)\n",
-                 reply.error().message.c_str(), host.c_str(), at.port);
-    return 1;
-  }
+  core::HttpReply reply_value;
+  if (int rc = ask_gateway(*args, "sinks", "/api/v1/sinks", reply_value); rc != 0) return rc;
+  const core::HttpReply* reply = &reply_value;
   if (reply->status != 200) {
     std::fprintf(stderr, "tianhe sinks: the gateway answered %d: %s\n", reply->status,
                  reply->body.c_str());
@@ -412,26 +429,13 @@ Options:
   }
   const std::string& device = args->positional()[0];
   const std::string& seq = args->positional()[1];
-  config::Endpoint at;
-  if (args->has("http")) {
-    auto ep = config::parse_endpoint(args->str("http"), "--http");
-    if (!ep.ok()) return usage_error("trace", ep.error().message);
-    at = *ep;
-  } else {
-    auto cfg = load(*args);
-    if (!cfg.ok()) return usage_error("trace", cfg.error().message);
-    at = cfg->http.listen;
+  core::HttpReply reply_value;
+  if (int rc = ask_gateway(*args, "trace",
+                           "/api/v1/devices/" + device + "/reports/" + seq + "/trace", reply_value);
+      rc != 0) {
+    return rc;
   }
-  const std::string host = at.host == "0.0.0.0" ? "127.0.0.1" : at.host;
-  auto reply = core::http_get(host, at.port,
-                              "/api/v1/devices/" + device + "/reports/" + seq + "/trace", 5000);
-  if (!reply.ok()) {
-    std::fprintf(stderr,
-                 "tianhe trace: %s; is the gateway running with the HTTP API on %s:%u? (pass "
-                 "--config or --http)\n",
-                 reply.error().message.c_str(), host.c_str(), at.port);
-    return 1;
-  }
+  const core::HttpReply* reply = &reply_value;
   const auto j = nlohmann::json::parse(reply->body, nullptr, false);
   if (reply->status == 404 && !j.is_discarded() && j.contains("found")) {
     std::fprintf(stderr,

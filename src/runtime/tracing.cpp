@@ -31,6 +31,22 @@ int keep_index(KeepReason k) noexcept {
 
 constexpr std::string_view kKeepNames[] = {"rejected", "dead_lettered", "retried", "slow"};
 
+// A stage span under `root` (its ids from `t`): the root's identity and attributes, kind
+// INTERNAL, status OK (the caller marks a failure); the root's detail, if any, is kept.
+SpanRecord child_span(const SpanRecord& root, const core::tracing::ReportTrace& t, Stage stage,
+                      int64_t start_ns, int64_t end_ns, uint32_t count) noexcept {
+  SpanRecord s = root;
+  s.stage = stage;
+  s.kind = SpanKind::kInternal;
+  s.span_id = core::tracing::stage_span_id(t, stage);
+  s.parent_span_id = t.root_span_id;
+  s.start_ns = start_ns;
+  s.end_ns = end_ns;
+  s.count = count;
+  s.status = SpanStatus::kOk;
+  return s;
+}
+
 }  // namespace
 
 uint32_t keep_reason_bit(std::string_view name) noexcept {
@@ -366,25 +382,11 @@ void ShardTracer::batch_done(const core::ReportBatch& batch, std::span<const uin
     }
     stats_.reports_traced.add();
     if (r.decode_ns > 0) {
-      SpanRecord d = root;
-      d.stage = Stage::kDecode;
-      d.kind = SpanKind::kInternal;
-      d.span_id = core::tracing::stage_span_id(t, Stage::kDecode);
-      d.parent_span_id = t.root_span_id;
-      d.start_ns = r.decode_start_ns;
-      d.end_ns = r.decode_start_ns + r.decode_ns;
-      d.status = SpanStatus::kOk;
-      emit(d);
+      emit(child_span(root, t, Stage::kDecode, r.decode_start_ns, r.decode_start_ns + r.decode_ns,
+                      1));
     }
-    SpanRecord v = root;
-    v.stage = Stage::kValidate;
-    v.kind = SpanKind::kInternal;
-    v.span_id = core::tracing::stage_span_id(t, Stage::kValidate);
-    v.parent_span_id = t.root_span_id;
-    v.start_ns = t0;
-    v.end_ns = t1;
-    v.count = n;
-    v.status = rejected ? SpanStatus::kError : SpanStatus::kOk;
+    SpanRecord v = child_span(root, t, Stage::kValidate, t0, t1, n);
+    if (rejected) v.status = SpanStatus::kError;
     if (rejected) core::tracing::set_text(v.detail, pipeline::reject_reason_name(reason));
     emit(v);
     if (rejected) {
@@ -394,15 +396,8 @@ void ShardTracer::batch_done(const core::ReportBatch& batch, std::span<const uin
       emit(root);
       continue;
     }
-    SpanRecord a = root;
-    a.stage = Stage::kAppend;
-    a.kind = SpanKind::kInternal;
-    a.span_id = core::tracing::stage_span_id(t, Stage::kAppend);
-    a.parent_span_id = t.root_span_id;
-    a.start_ns = t1;
-    a.end_ns = t2;
-    a.count = n;
-    a.status = ok ? SpanStatus::kOk : SpanStatus::kError;
+    SpanRecord a = child_span(root, t, Stage::kAppend, t1, t2, n);
+    if (!ok) a.status = SpanStatus::kError;
     if (!ok) core::tracing::set_text(a.detail, busy_reason_name(busy));
     emit(a);
     if (!ok) {
@@ -442,15 +437,7 @@ void ShardTracer::finish(Pending& p, int64_t now) noexcept {
   }
   core::tracing::ReportTrace t;
   t.root_span_id = root.span_id;
-  SpanRecord d = root;
-  d.stage = Stage::kDurable;
-  d.kind = SpanKind::kInternal;
-  d.span_id = core::tracing::stage_span_id(t, Stage::kDurable);
-  d.parent_span_id = root.span_id;
-  d.start_ns = p.appended_ns;
-  d.end_ns = now;
-  d.status = SpanStatus::kOk;
-  emit(d);
+  emit(child_span(root, t, Stage::kDurable, p.appended_ns, now, root.count));
   root.end_ns = now;
   root.status = SpanStatus::kOk;
   emit(root);
@@ -497,13 +484,9 @@ void ShardTracer::dead_lettered(const core::Report& r, pipeline::DecodeStatus st
   root.start_ns = r.received_ns;
   root.status = SpanStatus::kError;
   core::tracing::set_text(root.detail, pipeline::decode_status_name(status));
-  SpanRecord d = root;
-  d.stage = Stage::kDecode;
-  d.kind = SpanKind::kInternal;
-  d.span_id = core::tracing::stage_span_id(t, Stage::kDecode);
-  d.parent_span_id = t.root_span_id;
-  d.start_ns = r.decode_start_ns != 0 ? r.decode_start_ns : r.received_ns;
-  d.end_ns = d.start_ns + r.decode_ns;
+  const int64_t decode_start = r.decode_start_ns != 0 ? r.decode_start_ns : r.received_ns;
+  SpanRecord d = child_span(root, t, Stage::kDecode, decode_start, decode_start + r.decode_ns, 1);
+  d.status = SpanStatus::kError;  // its detail is the root's: the decode status
   root.end_ns = std::max(d.end_ns, root.start_ns);
   window_spans_ += 2;
   emit(d);

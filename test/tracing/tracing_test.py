@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -296,4 +297,12 @@ finally:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+    if c.failed:  # what the first gateway said, before its directory goes
+        path = os.path.join(work, "serve.log")
+        if os.path.exists(path):
+            print("--- serve.log (last lines)\n" + "".join(open(path).readlines()[-15:]))
+    if os.environ.get("TIANHE_TEST_KEEP"):
+        print("kept", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)  # eleven gateways' logs: gigabytes
 c.finish()
