@@ -134,7 +134,7 @@ size_t encode_report(const ReportBatch& batch, const Report& r, std::span<uint8_
   w.put(r.received_ns);
   w.put(static_cast<uint8_t>(r.protocol));
   w.put(static_cast<uint8_t>((r.ack_requested ? 1 : 0) | (r.trace.present ? 2 : 0) |
-                               (r.traced ? 4 : 0)));
+                             (r.traced ? 4 : 0)));
   if (r.trace.present) {
     w.put(r.trace.trace_id.data(), 16);
     w.put(r.trace.span_id.data(), 8);

@@ -68,9 +68,9 @@ struct Report {
   TraceContext trace;
   uint32_t metric_begin = 0;
   uint16_t metric_count = 0;
-  uint32_t peer = 0;  ///< index of the sender in the receiving transport's batch (for acks)
-  uint32_t decode_ns = 0;        ///< time its payload codec took (0: no codec ran)
-  int64_t decode_start_ns = 0;   ///< wall clock when its codec started
+  uint32_t peer = 0;       ///< index of the sender in the receiving transport's batch (for acks)
+  uint32_t decode_ns = 0;  ///< time its payload codec took (0: no codec ran)
+  int64_t decode_start_ns = 0;  ///< wall clock when its codec started
   /// When decoded from a log record: the encoded metrics section (see record_format.h).
   std::span<const uint8_t> raw_metrics;
 };

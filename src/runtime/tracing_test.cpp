@@ -157,7 +157,7 @@ TEST_F(ShardTracing, RejectedReportsAreKeptWithTheirReason) {
 
 TEST_F(ShardTracing, AParentDecidesForTheTrace) {
   start({.sample_rate = 0.0, .always_keep = 0});
-  const AppendOutcome out = append(5, 1, 10, 20, /*parent=*/true, /*sampled=*/true);
+  const AppendOutcome out = append(5, 1, 10, 20, /*parent=*/true, /*parent_sampled=*/true);
   make_durable(out.durable_at);
   auto spans = drain(ring());
   EXPECT_EQ(spans.size(), 40u);
@@ -167,7 +167,7 @@ TEST_F(ShardTracing, AParentDecidesForTheTrace) {
     }
   }
   start({.sample_rate = 1.0, .always_keep = 0});
-  append(5, 1, 10, 20, /*parent=*/true, /*sampled=*/false);
+  append(5, 1, 10, 20, /*parent=*/true, /*parent_sampled=*/false);
   EXPECT_TRUE(drain(ring()).empty());
 }
 

@@ -168,7 +168,7 @@ try:
     c.check(pos_ok, f"Tianhe-Log-Position is <shard>/<offset>/<index> "
                     f"({msgs[0][1].get('Tianhe-Log-Position')})")
     c.check(all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", h.get("traceparent", ""))
-                and h["traceparent"] == b.get("traceparent") for b, h, _ in msgs[:50]),
+                and h["traceparent"] == r.get("traceparent") for _, h, r in msgs[:50]),
             "a report sent without a trace carries a derived traceparent (not sampled), in the "
             f"header and the record ({msgs[0][1].get('traceparent')})")
     m = gw.metrics()

@@ -42,10 +42,9 @@ struct StoreSinkStats {
 /// commits durably and ends. The logs must outlive the sink; logs[i] is shard i.
 class StoreSink {
  public:
-  static Result<std::unique_ptr<StoreSink>> start(const StoreConfig& config,
-                                                  const log::LogConfig& log_config,
-                                                  std::vector<log::ShardLog*> logs,
-                                                  std::shared_ptr<runtime::Tracing> tracing = nullptr);
+  static Result<std::unique_ptr<StoreSink>> start(
+      const StoreConfig& config, const log::LogConfig& log_config, std::vector<log::ShardLog*> logs,
+      std::shared_ptr<runtime::Tracing> tracing = nullptr);
   ~StoreSink();
   StoreSink(const StoreSink&) = delete;
   StoreSink& operator=(const StoreSink&) = delete;
