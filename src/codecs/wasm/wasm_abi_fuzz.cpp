@@ -36,9 +36,10 @@ void fuzz_module(const uint8_t* data, size_t size) {
   check(again->memory_max_pages <= 256);
   check(again->memory_min_pages == info->memory_min_pages);
   check(again->exports.size() == info->exports.size());
-  for (const WasmExport& e : info->exports) {
-    const WasmExport* f = again->find_export(e.name);
-    check(f != nullptr && f->kind == e.kind);
+  for (size_t i = 0; i < info->exports.size(); ++i) {  // (names may repeat: the engine refuses)
+    const WasmExport& e = info->exports[i];
+    const WasmExport& f = again->exports[i];
+    check(f.name == e.name && f.kind == e.kind && f.index == e.index);
   }
 }
 
@@ -61,7 +62,7 @@ void fuzz_output(const uint8_t* data, size_t size) {
       read_wasm_output(memory, ptr % (memory.size() + 8), limits, text, batch, *r);
   if (out.status != DecodeStatus::kOk) {
     check(r->metric_count == 0 && batch.metrics_free() == 128 && text.empty());
-    check(!out.message.empty() || out.error_code != 0);
+    check(!out.message.empty());
     return;
   }
   check(out.bytes >= 4 && out.bytes <= limits.max_output_bytes);

@@ -3,6 +3,8 @@
 // and in hand-written WAT, against codecs/cayenne_lpp. Also a call stopped by its budget.
 #include <benchmark/benchmark.h>
 
+#include <fstream>
+#include <memory>
 #include <vector>
 
 #include "codecs/cayenne_lpp/cayenne_lpp_codec.h"
@@ -78,6 +80,40 @@ void BM_EndlessLoopStopped(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_EndlessLoopStopped)->Unit(benchmark::kMillisecond)->Iterations(20);
+
+// Resident and virtual size of the process, in bytes (/proc/self/statm, in pages).
+std::pair<double, double> rss_and_vsz() {
+  std::ifstream in("/proc/self/statm");
+  double vsz = 0, rss = 0;
+  in >> vsz >> rss;
+  return {rss * 4096, vsz * 4096};
+}
+
+// 100 codecs of one shard (100 instances of the C example, each decoding once): the memory
+// per shard for 100 loaded codecs, as counters (resident and address space per codec).
+void BM_HundredCodecsMemory(benchmark::State& state) {
+  for (auto _ : state) {
+    const auto [rss0, vsz0] = rss_and_vsz();
+    std::vector<std::unique_ptr<WasmCodec>> codecs;
+    core::ReportBatch batch(4, 64);
+    for (int i = 0; i < 100; ++i) {
+      auto c = WasmCodec::from_file(std::string(TH_WASM_MODULES) + "/lpp_subset_c.wasm",
+                                    {.reload_check = std::chrono::nanoseconds(0)});
+      if (!c.ok()) {
+        state.SkipWithError(c.error().message.c_str());
+        return;
+      }
+      batch.clear();
+      core::Report* r = batch.add_report();
+      benchmark::DoNotOptimize((*c)->decode(kLpp, {}, batch, *r));
+      codecs.push_back(std::move(c.value()));
+    }
+    const auto [rss1, vsz1] = rss_and_vsz();
+    state.counters["rss_KiB_per_codec"] = (rss1 - rss0) / 1024 / 100;
+    state.counters["vsz_MiB_per_codec"] = (vsz1 - vsz0) / (1 << 20) / 100;
+  }
+}
+BENCHMARK(BM_HundredCodecsMemory)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 }  // namespace tianhe::codecs::wasm

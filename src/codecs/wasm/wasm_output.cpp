@@ -74,6 +74,7 @@ WasmOutput read_wasm_output(std::span<const uint8_t> memory, uint32_t ptr,
     out.status = s;
     out.message = {reinterpret_cast<const char*>(memory.data() + at),
                    len < limits.max_message_bytes ? len : limits.max_message_bytes};
+    if (out.message.empty()) out.message = "the module reported an error without a reason";
     out.bytes = at + len - ptr;
     return out;
   }
