@@ -63,7 +63,8 @@ struct WasmCodecStats {
   }
 };
 
-struct WasmCompiled;  // a compiled module, shareable between threads (wasm_codec.cpp)
+/// A compiled module, shareable between threads (wasm_codec.cpp).
+struct WasmCompiled;
 
 /// A WebAssembly codec (see the file comment). decode() runs on one thread only.
 class WasmCodec final : public pipeline::Codec {
@@ -99,31 +100,36 @@ class WasmCodec final : public pipeline::Codec {
   const std::string& name() const noexcept { return name_; }
 
  private:
+  /// Sets the limits and reserves the text and error storage (from_bytes compiles).
   WasmCodec(std::string name, WasmCodecLimits limits);
   /// Instantiates compiled_ in a new realm of the calling thread's engine; "" or the error.
   std::string bind();
   /// A fresh instance in the bound realm (after a trap or a timeout); "" or the error.
   std::string instantiate();
+  /// The instance memory's current ArrayBuffer (memory.grow detaches the previous one).
   JSObject* memory_buffer() noexcept;
+  /// Hot reload: once per reload_check, swaps in a changed file that passes the checks.
   void check_reload() noexcept;
+  /// Counts a failed call of status `s` and keeps `why`; returns `s`.
   pipeline::DecodeStatus fail(pipeline::DecodeStatus s, std::string_view why) noexcept;
+  /// Keeps `text` (cut at 512 bytes) as last_error(), without allocating.
   void set_error(std::string_view text) noexcept;
 
-  std::string name_;
-  std::string path_;  ///< the file, for hot reload ("" for from_bytes)
-  WasmCodecLimits limits_;
-  WasmOutputLimits output_limits_;
-  std::shared_ptr<const WasmCompiled> compiled_;
-  std::shared_ptr<js::JsEngine> engine_;
-  std::shared_ptr<js::RealmHandle> realm_;
-  uint32_t input_ptr_ = 0;  ///< alloc(max_payload_bytes) of the current instance
-  bool instance_ok_ = false;
-  std::string text_;        ///< names and strings of the current batch
-  std::string last_error_;  ///< capacity reserved: set without allocating
-  std::shared_ptr<WasmCodecStats> stats_ = std::make_shared<WasmCodecStats>();
-  int64_t next_reload_check_ns_ = 0;
-  int64_t file_mtime_ns_ = 0;
-  uint64_t file_size_ = 0;
+  std::string name_;                ///< the file's path (or the name from_bytes was given)
+  std::string path_;                ///< the file, for hot reload ("" for from_bytes)
+  WasmCodecLimits limits_;          ///< its budgets and limits
+  WasmOutputLimits output_limits_;  ///< limits_ as the output reader takes them
+  std::shared_ptr<const WasmCompiled> compiled_;  ///< the module, compiled once
+  std::shared_ptr<js::JsEngine> engine_;          ///< the engine of the thread that decodes
+  std::shared_ptr<js::RealmHandle> realm_;        ///< the realm holding the instance
+  uint32_t input_ptr_ = 0;    ///< alloc(max_payload_bytes) of the current instance
+  bool instance_ok_ = false;  ///< false after a failed restart: the next decode() retries
+  std::string text_;          ///< names and strings of the current batch
+  std::string last_error_;    ///< capacity reserved: set without allocating
+  std::shared_ptr<WasmCodecStats> stats_ = std::make_shared<WasmCodecStats>();  ///< its counters
+  int64_t next_reload_check_ns_ = 0;  ///< core::mono_ns() of the next look at the file
+  int64_t file_mtime_ns_ = 0;         ///< the file's stamp when last loaded
+  uint64_t file_size_ = 0;            ///< and its size
 };
 
 }  // namespace tianhe::codecs::wasm

@@ -22,8 +22,9 @@ enum class WasmValueType : uint8_t { kF64 = 1, kI64 = 2, kBool = 3, kString = 4 
 
 /// The count that marks the error form.
 inline constexpr uint32_t kWasmErrorForm = 0xffffffffu;
-/// Error codes of the error form (others read as kMalformed).
+/// Error code of the error form: the payload is malformed (any code but 2 reads as this).
 inline constexpr uint32_t kWasmErrorMalformed = 1;
+/// Error code of the error form: the module found no memory for the result (kOutOfMemory).
 inline constexpr uint32_t kWasmErrorNoMemory = 2;
 
 /// The limits one result is held to.
@@ -37,7 +38,7 @@ struct WasmOutputLimits {
 
 /// What read_wasm_output() found.
 struct WasmOutput {
-  pipeline::DecodeStatus status = pipeline::DecodeStatus::kOk;
+  pipeline::DecodeStatus status = pipeline::DecodeStatus::kOk;  ///< kOk, or why it was refused
   uint32_t error_code = 0;  ///< the module's code, for the error form (0 otherwise)
   /// Why it failed: the error form's message (a view into the memory: copy it before the
   /// memory can change) or what the gateway found wrong (static text).
