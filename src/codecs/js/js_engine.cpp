@@ -234,14 +234,15 @@ void JsEngine::free_released() noexcept {
   });
 }
 
-void JsEngine::begin_call(const RealmHandle& realm, int64_t budget_ns,
-                          uint64_t memory_budget) noexcept {
+int64_t JsEngine::begin_call(const RealmHandle& realm, int64_t budget_ns,
+                             uint64_t memory_budget) noexcept {
   running_ = &realm;
   memory_budget_ = memory_budget;
   stop_ = StopReason::kNone;
   const int64_t now = core::mono_ns();
   started_ns_.store(now, std::memory_order_relaxed);
   deadline_ns_.store(now + budget_ns, std::memory_order_release);
+  return now;
 }
 
 StopReason JsEngine::end_call() noexcept {

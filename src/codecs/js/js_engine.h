@@ -67,8 +67,9 @@ class JsEngine {
 
   /// Arms the watchdog for one call into `realm`: past `budget_ns` of this thread's CPU time the
   /// call is interrupted (kTimeout); while it runs its zone's GC heap is checked against
-  /// `memory_budget` bytes (kMemory). Owner thread; no allocation, no system call.
-  void begin_call(const RealmHandle& realm, int64_t budget_ns, uint64_t memory_budget) noexcept;
+  /// `memory_budget` bytes (kMemory). Owner thread; no allocation, no system call. Returns the
+  /// call's start (core::mono_ns()), so the caller need not read the clock again.
+  int64_t begin_call(const RealmHandle& realm, int64_t budget_ns, uint64_t memory_budget) noexcept;
   /// Disarms the watchdog; returns why the call was stopped, if it was.
   StopReason end_call() noexcept;
   /// The GC heap bytes of `realm`'s zone now (owner thread).

@@ -128,6 +128,7 @@ class WasmCodec final : public pipeline::Codec {
   std::string last_error_;    ///< capacity reserved: set without allocating
   std::shared_ptr<WasmCodecStats> stats_ = std::make_shared<WasmCodecStats>();  ///< its counters
   int64_t next_reload_check_ns_ = 0;  ///< core::mono_ns() of the next look at the file
+  int64_t last_call_end_ns_ = 0;      ///< core::mono_ns() when the last call returned
   int64_t file_mtime_ns_ = 0;         ///< the file's stamp when last loaded
   uint64_t file_size_ = 0;            ///< and its size
 };
