@@ -7,6 +7,7 @@
 #include <js/Stack.h>
 #include <jsapi.h>
 #include <jsfriendapi.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <array>
@@ -166,6 +167,7 @@ std::shared_ptr<JsEngine> JsEngine::current() noexcept {
   }
   JS_SetContextPrivate(e->cx_, e.get());
   JS_AddInterruptCallback(e->cx_, interrupt_callback);
+  if (pthread_getcpuclockid(pthread_self(), &e->cpu_clock_) != 0) e->cpu_clock_ = CLOCK_MONOTONIC;
   e->owner_thread_ = thread_token();
   Watchdog::get().add(e.get());
   holder.engine = e;
@@ -232,14 +234,15 @@ void JsEngine::free_released() noexcept {
   });
 }
 
-void JsEngine::begin_call(const RealmHandle& realm, int64_t budget_ns,
-                          uint64_t memory_budget) noexcept {
+int64_t JsEngine::begin_call(const RealmHandle& realm, int64_t budget_ns,
+                             uint64_t memory_budget) noexcept {
   running_ = &realm;
   memory_budget_ = memory_budget;
   stop_ = StopReason::kNone;
   const int64_t now = core::mono_ns();
   started_ns_.store(now, std::memory_order_relaxed);
   deadline_ns_.store(now + budget_ns, std::memory_order_release);
+  return now;
 }
 
 StopReason JsEngine::end_call() noexcept {
@@ -276,11 +279,29 @@ bool JsEngine::on_interrupt() noexcept {
 void JsEngine::watchdog_tick(int64_t now_ns) noexcept {
   const int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
   if (deadline == 0) return;
-  if (now_ns >= deadline) {
+  const int64_t started = started_ns_.load(std::memory_order_relaxed);
+  auto thread_cpu_ns = [this] {
+    struct timespec ts {};
+    // The thread's clock fails once the thread is gone: count that as the budget spent.
+    if (clock_gettime(cpu_clock_, &ts) != 0) return INT64_MAX / 2;
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  };
+  if (deadline != watched_deadline_) {
+    // The first tick that sees this call: the owner's CPU time from here on is what it spends
+    // (one system call per call a tick finds running; none on the calling thread).
+    watched_deadline_ = deadline;
+    watched_cpu_ns_ = thread_cpu_ns();
+    watched_wall_ns_ = now_ns;
+  }
+  constexpr int64_t kTickNs = std::chrono::nanoseconds(kTick).count();
+  // Past the budget in wall time, the call is stopped once the thread has had the budget in CPU
+  // time (the time before the first sight, under a tick, counted as spent).
+  if (now_ns >= deadline &&
+      thread_cpu_ns() - watched_cpu_ns_ + std::min<int64_t>(watched_wall_ns_ - started, kTickNs) >=
+          deadline - started) {
     expired_deadline_.store(deadline, std::memory_order_release);
     JS_RequestInterruptCallback(cx_);
-  } else if (now_ns - started_ns_.load(std::memory_order_relaxed) >=
-             std::chrono::nanoseconds(kTick).count()) {
+  } else if (now_ns - started >= kTickNs) {
     check_memory_.store(true, std::memory_order_relaxed);
     JS_RequestInterruptCallback(cx_);
   }

@@ -5,7 +5,11 @@
 // it; nothing is shared between threads. A process-wide watchdog thread stops a call that runs
 // past its time budget (JS_RequestInterruptCallback; the context's interrupt callback refuses to
 // go on) and has the callback check the realm's heap against its memory budget while it runs.
+// The time budget is the calling thread's CPU time, so a thread the scheduler holds off its core
+// is not stopped for the wait. The WebAssembly codecs (codecs/wasm) run in the same engine.
 #pragma once
+
+#include <time.h>
 
 #include <atomic>
 #include <cstdint>
@@ -61,10 +65,11 @@ class JsEngine {
   /// frees a realm, or exits. Any thread.
   void release(const std::shared_ptr<RealmHandle>& realm) noexcept;
 
-  /// Arms the watchdog for one call into `realm`: past `budget_ns` the call is interrupted
-  /// (kTimeout); while it runs its zone's GC heap is checked against `memory_budget` bytes
-  /// (kMemory). Owner thread; no allocation, no system call.
-  void begin_call(const RealmHandle& realm, int64_t budget_ns, uint64_t memory_budget) noexcept;
+  /// Arms the watchdog for one call into `realm`: past `budget_ns` of this thread's CPU time the
+  /// call is interrupted (kTimeout); while it runs its zone's GC heap is checked against
+  /// `memory_budget` bytes (kMemory). Owner thread; no allocation, no system call. Returns the
+  /// call's start (core::mono_ns()), so the caller need not read the clock again.
+  int64_t begin_call(const RealmHandle& realm, int64_t budget_ns, uint64_t memory_budget) noexcept;
   /// Disarms the watchdog; returns why the call was stopped, if it was.
   StopReason end_call() noexcept;
   /// The GC heap bytes of `realm`'s zone now (owner thread).
@@ -96,6 +101,11 @@ class JsEngine {
   std::atomic<int64_t> deadline_ns_{0};  ///< the running call's deadline (0: none running)
   std::atomic<int64_t> started_ns_{0};
   std::atomic<int64_t> expired_deadline_{0};  ///< the deadline of the call the watchdog expired
+  clockid_t cpu_clock_{};                     ///< the owner thread's CPU-time clock
+  // The watchdog thread's own view of the running call (only it reads or writes these).
+  int64_t watched_deadline_ = 0;  ///< the deadline of the call it last saw running
+  int64_t watched_cpu_ns_ = 0;    ///< the owner thread's CPU time when it first saw that call
+  int64_t watched_wall_ns_ = 0;   ///< the wall time of that first sight
   std::atomic<bool> check_memory_{false};
   const RealmHandle* running_ = nullptr;
   uint64_t memory_budget_ = 0;

@@ -1,0 +1,6 @@
+;; Refused: no decode export.
+(module
+  (memory (export "memory") 1)
+  (func (export "tianhe_abi_version") (result i32) (i32.const 1))
+  (func (export "alloc") (param i32) (result i32) (i32.const 0x1000))
+)
