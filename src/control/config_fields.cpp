@@ -288,8 +288,9 @@ constexpr Field<ModelSpec> kModelFields[] = {
      .default_text = "\"\" (the protocol's default)",
      .doc = "How its devices' payloads are decoded on protocols that carry opaque payloads "
             "(MQTT-SN, LoRaWAN, MQTT): a built-in codec (json, cayenne_lpp, raw, report; "
-            "see docs/codecs/builtin.md) or the path of a JavaScript codec file ending in .js, "
-            "relative to the config file's directory (docs/codecs/js.md). Empty: the "
+            "see docs/codecs/builtin.md), or the path of a JavaScript codec ending in .js "
+            "(docs/codecs/js.md) or a WebAssembly codec ending in .wasm (docs/codecs/wasm.md), "
+            "relative to the config file's directory. Empty: the "
             "protocol's default (json on MQTT-SN, raw on LoRaWAN). The report protocol carries "
             "typed metrics and needs none.",
      .set = [](ModelSpec& m, const P& p) { m.codec = p.s; }},
