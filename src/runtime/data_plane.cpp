@@ -10,12 +10,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "core/clock.h"
-
 #include "core/config_table.h"
 
 namespace tianhe::runtime {
@@ -527,8 +526,8 @@ DiagnosisSample DataPlane::diagnosis_sample() const {
   }
   d.codecs = codecs_->usage();
   for (const auto& s : sinks_) {
-    DiagnosisSample::SinkPart p{.name = s.name, .kind = std::string(s.kind),
-                                .status = s.instance->status()};
+    DiagnosisSample::SinkPart p{
+        .name = s.name, .kind = std::string(s.kind), .status = s.instance->status()};
     // LogConsumer names its thread "<name>-sink", cut to the kernel's 15 characters: two sinks
     // whose names agree that far cannot be told apart, and show no CPU.
     const std::string thread = (s.name + "-sink").substr(0, 15);
@@ -580,10 +579,9 @@ nlohmann::json DataPlane::diagnosis(std::string_view part) const {
       const auto& b = shard_at(rate_base, i);
       const uint64_t busy = minus(n.busy_ns, b.busy_ns), idle = minus(n.idle_ns, b.idle_ns);
       Json j{{"shard", i},
-             {"busy_percent",
-              busy + idle == 0 ? 0.0
-                               : 100.0 * static_cast<double>(busy) /
-                                     static_cast<double>(busy + idle)},
+             {"busy_percent", busy + idle == 0 ? 0.0
+                                               : 100.0 * static_cast<double>(busy) /
+                                                     static_cast<double>(busy + idle)},
              {"cpu_seconds_per_second", per_s(n.cpu_ns, b.cpu_ns) / 1e9},
              {"loop_turns_per_second", per_s(n.turns, b.turns)},
              {"receive_batch", batch_sizes(n.input_batch, b.input_batch)},
