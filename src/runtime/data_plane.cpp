@@ -404,6 +404,13 @@ void DataPlane::collect(core::PromWriter& w) const {
     w.counter("tianhe_shard_receive_windows_total",
               "Waits of gateway.receive_window before a receive (receive coalescing).", sl,
               sh.stats().receive_windows.get());
+    w.counter("tianhe_shard_busy_seconds_total",
+              "Time the shard's loop spent working (outside its waits; busy share = rate of this "
+              "over busy + idle).",
+              sl, static_cast<double>(sh.stats().busy_ns.get()) / 1e9);
+    w.counter("tianhe_shard_idle_seconds_total",
+              "Time the shard's loop spent waiting (idle waits and receive windows).", sl,
+              static_cast<double>(sh.stats().idle_ns.get()) / 1e9);
   }
   w.gauge("tianhe_registry_devices", "Devices registered.", {},
           static_cast<double>(options_.registry->device_count()));
@@ -522,7 +529,7 @@ DiagnosisSample DataPlane::diagnosis_sample() const {
     p.log_append.add(log_stats_[i]->append_latency);
     p.log_fsync.add(log_stats_[i]->sync_latency);
     cpu_of("shard-" + std::to_string(i), p.cpu_ns);
-    d.shards.push_back(std::move(p));
+    d.shards.push_back(p);
   }
   d.codecs = codecs_->usage();
   for (const auto& s : sinks_) {
