@@ -12,6 +12,8 @@ int cmd_check_config(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
 /// `tianhe sinks`: asks a running gateway for its sinks' state (GET /api/v1/sinks).
 int cmd_sinks(int argc, char** argv);
+/// `tianhe top`: a running gateway's self-diagnosis (GET /debug/top), redrawn every second.
+int cmd_top(int argc, char** argv);
 /// `tianhe trace DEVICE SEQ`: where a report went (the running gateway's fate tables).
 int cmd_trace(int argc, char** argv);
 /// A command an extension registered (runtime::CommandSpec), with the configuration loader.

@@ -87,12 +87,14 @@ void Gateway::register_collectors() {
 
 std::string Gateway::debug_shards_json() const {
   Json arr = Json::array();
+  const Json diagnosis = data_->diagnosis("shards");  // busy %, batch sizes, rates
   for (uint32_t i = 0; i < data_->shard_count(); ++i) {
     Json shard{{"shard", i}};
     for (const auto& [k, v] : data_->debug(i)) shard[k] = v;
+    if (i < diagnosis["shards"].size()) shard.update(diagnosis["shards"][i]);
     arr.push_back(std::move(shard));
   }
-  return Json{{"shards", arr}}.dump(2);
+  return Json{{"shards", arr}, {"window_seconds", diagnosis["window_seconds"]}}.dump(2);
 }
 
 // GET /debug/sessions?protocol=NAME[&after=CURSOR][&limit=N]: one page of a protocol's
@@ -186,6 +188,17 @@ Result<void> Gateway::start_http() {
   http_->route("GET", "/debug/shards", [this](const control::HttpRequest&) {
     return control::HttpResponse{200, "application/json", debug_shards_json(), {}};
   });
+  // Self-diagnosis (runtime::DataPlane::diagnosis): one part each, and all of them for top.
+  for (const char* part : {"stages", "codecs", "sinks"}) {
+    http_->route("GET", std::string("/debug/") + part, [this, part](const control::HttpRequest&) {
+      return control::HttpResponse{200, "application/json", data_->diagnosis(part).dump(2), {}};
+    });
+  }
+  http_->route("GET", "/debug/top", [this](const control::HttpRequest&) {
+    Json j = data_->diagnosis("");
+    j["uptime_seconds"] = static_cast<double>(core::wall_ns() - started_ns_) / 1e9;
+    return control::HttpResponse{200, "application/json", j.dump(2), {}};
+  });
   http_->route("GET", "/debug/sessions",
                [this](const control::HttpRequest& req) { return debug_sessions(req); });
   control::profiler::add_routes(*http_);  // /debug/pprof/profile, /debug/heap
@@ -237,7 +250,10 @@ Result<void> Gateway::start_http() {
         "<li>/api/v1/devices/{id}, /api/v1/devices/{id}/latest, "
         "/api/v1/devices/{id}/reports?from=&amp;to=&amp;limit=, "
         "/api/v1/devices/{id}/reports/{seq}/trace (where that report went)</li>"
-        "<li><a href=\"/debug/shards\">/debug/shards</a></li>"
+        "<li><a href=\"/debug/shards\">/debug/shards</a> (busy %, batch sizes, backlog)</li>"
+        "<li><a href=\"/debug/stages\">/debug/stages</a> (the slowest stages now), "
+        "<a href=\"/debug/codecs\">/debug/codecs</a>, <a href=\"/debug/sinks\">/debug/sinks</a>, "
+        "<a href=\"/debug/top\">/debug/top</a> (all of them: tianhe top)</li>"
         "<li>/debug/sessions?protocol=NAME&amp;after=&amp;limit= (a protocol's sessions)</li>"
         "<li>/debug/pprof/profile?seconds=30 (a CPU profile for google-pprof; 1..60 s)</li>"
         "<li><a href=\"/debug/heap\">/debug/heap</a> (heap statistics)</li>"

@@ -16,6 +16,7 @@ Commands:
   simulate       run a device fleet against a gateway and report what came back
 %s  devices        list the device models and devices a config registers
   sinks          a running gateway's sinks: state, lag, deliveries, last error
+  top            a running gateway's shards, slowest stages, codecs and sinks, live
   trace          where one report went: durable, delivered by each sink, or why not
   check-config   validate a config file without starting anything
   version        print the version
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   if (cmd == "simulate") return tianhe::app::cmd_simulate(argc, argv);
   if (cmd == "devices") return tianhe::app::cmd_devices(argc, argv);
   if (cmd == "sinks") return tianhe::app::cmd_sinks(argc, argv);
+  if (cmd == "top") return tianhe::app::cmd_top(argc, argv);
   if (cmd == "trace") return tianhe::app::cmd_trace(argc, argv);
   if (cmd == "check-config") return tianhe::app::cmd_check_config(argc, argv);
   if (cmd == "version" || cmd == "--version") {

@@ -332,6 +332,28 @@ void CodecStage::collect(core::PromWriter& w) const {
             static_cast<double>(write_errors_.load(std::memory_order_relaxed)));
 }
 
+std::vector<CodecUsage> CodecStage::usage() const {
+  std::lock_guard lock(mu_);
+  std::vector<CodecUsage> out;
+  for (const auto& c : counters_) {
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const CodecUsage& u) { return u.codec == c->codec; });
+    if (it == out.end()) {
+      out.push_back(CodecUsage{.codec = c->codec});
+      it = out.end() - 1;
+    }
+    uint64_t failed = 0;
+    for (size_t i = 1; i < c->c.failed.size(); ++i) failed += c->c.failed[i].get();
+    it->failures += failed;
+    it->calls += c->c.decoded.get() + failed;
+    for (int b = 0; b < core::Log2Histogram::kBuckets; ++b) {
+      it->time_buckets[static_cast<size_t>(b)] += c->c.decode_time.bucket(b);
+    }
+    it->time_ns += c->c.decode_time.sum_ns();
+  }
+  return out;
+}
+
 uint64_t CodecStage::dead_lettered() const noexcept {
   std::lock_guard lock(mu_);
   uint64_t n = 0;

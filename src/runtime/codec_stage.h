@@ -46,6 +46,15 @@ struct CodecCounters {
   core::Log2Histogram decode_time;
 };
 
+/// One codec's numbers summed over every shard and protocol (self-diagnosis, scrape thread).
+struct CodecUsage {
+  std::string codec;
+  uint64_t calls = 0;     ///< decode calls, decoded or failed
+  uint64_t failures = 0;  ///< calls that failed (dead-lettered)
+  std::array<uint64_t, core::Log2Histogram::kBuckets> time_buckets{};  ///< of decode_time
+  uint64_t time_ns = 0;  ///< decode time summed: the codec's CPU time on the shard threads
+};
+
 /// Failures counted by device for one decoder: a fixed table of the first devices that fail
 /// (written by its shard thread, read at scrape), the rest together.
 struct CodecDeviceCounts {
@@ -129,6 +138,8 @@ class CodecStage {
   void set_tracing(std::shared_ptr<Tracing> tracing) { tracing_ = std::move(tracing); }
   /// tianhe_codec_* samples, every decoder's (scrape thread).
   void collect(core::PromWriter& w) const;
+  /// Every codec in use, summed over shards and protocols, by codec name (scrape thread).
+  std::vector<CodecUsage> usage() const;
   /// Payloads dead-lettered so far, over every decoder.
   uint64_t dead_lettered() const noexcept;
   /// The directory the dead-letter files are in.

@@ -6,12 +6,17 @@
 #pragma once
 
 #include <any>
+#include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/metrics.h"
@@ -35,6 +40,37 @@ struct DataPlaneOptions {
   std::shared_ptr<const pipeline::Registry> registry;
   /// Every extension table by header ("protocols.report"), as parsed.
   std::map<std::string, std::any, std::less<>> tables;
+};
+
+/// A Log2Histogram's cumulative counts at one moment (self-diagnosis takes deltas of two).
+struct HistogramSample {
+  std::array<uint64_t, core::Log2Histogram::kBuckets> buckets{};
+  uint64_t sum_ns = 0;
+  /// Adds `h`'s counts now.
+  void add(const core::Log2Histogram& h) noexcept;
+};
+
+/// Every cumulative number self-diagnosis shows, at one moment (DataPlane::diagnosis()).
+struct DiagnosisSample {
+  /// One shard's loop, log and thread.
+  struct ShardPart {
+    uint64_t busy_ns = 0, idle_ns = 0, turns = 0;
+    uint64_t reports_in = 0, reports_accepted = 0, reports_rejected = 0;
+    uint64_t log_backlog_bytes = 0;
+    uint64_t cpu_ns = 0;  ///< the shard thread's CPU time (/proc/self/task)
+    HistogramSample input_batch, input_time, append_batch, validate_time, log_append, log_fsync;
+  };
+  /// One running sink.
+  struct SinkPart {
+    std::string name, kind;
+    SinkStatus status;
+    uint64_t cpu_ns = 0;     ///< its consumer thread's CPU time
+    bool cpu_known = false;  ///< the thread was found (by its name, "<name>-sink")
+  };
+  int64_t mono_ns = 0;
+  std::vector<ShardPart> shards;
+  std::vector<CodecUsage> codecs;
+  std::vector<SinkPart> sinks;
 };
 
 /// A running data plane.
@@ -81,6 +117,15 @@ class DataPlane {
   Totals totals() const;
   /// Shard i's numbers for /debug/shards.
   DebugFields debug(uint32_t shard) const;
+  /// Every cumulative self-diagnosis number now (any thread; reads /proc/self/task).
+  DiagnosisSample diagnosis_sample() const;
+  /// Self-diagnosis as JSON: rates over the last second and stage latencies over the last
+  /// `kStageWindowSeconds`, from deltas between a sample taken now and the sampler's ring (one
+  /// sample a second; before the first, the sample taken at start_shards()). `part`: "shards",
+  /// "stages", "codecs", "sinks", or "" for all of them with a "summary" (any thread).
+  nlohmann::json diagnosis(std::string_view part) const;
+  /// Seconds of history the slowest-stages view covers.
+  static constexpr int kStageWindowSeconds = 5;
   /// The gateway's tracing (fates, span rings); never null once open.
   const std::shared_ptr<Tracing>& tracing() const noexcept { return tracing_; }
   /// /debug/sessions: up to `limit` sessions of running protocol `protocol`, shard after shard,
@@ -112,6 +157,15 @@ class DataPlane {
   std::vector<RunningProtocol> protocols_;
   std::vector<std::unique_ptr<Shard>> shards_;
   bool stopped_ = false;
+
+  /// Takes a diagnosis sample a second into ring_ until stop().
+  void run_sampler();
+  static constexpr size_t kRing = 8;  ///< samples kept (seconds)
+  mutable std::mutex diag_mu_;        ///< guards ring_, sampler_stop_
+  std::condition_variable diag_cv_;
+  std::vector<DiagnosisSample> ring_;  ///< oldest first, at most kRing
+  bool sampler_stop_ = false;
+  std::thread sampler_;
 };
 
 }  // namespace tianhe::runtime

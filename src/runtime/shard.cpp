@@ -50,6 +50,8 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
   // Valid reports are encoded into log records of at most kRecordBytes (one record per receive
   // batch in practice); each record is one append. The header's count is written last.
   std::span<uint8_t> out(record_.get(), record_bytes_);
+  // Two clock reads per batch (not per report) for the diagnosis' validate+append stage.
+  const int64_t m0 = core::mono_ns();
   ShardTracer* const tracer = tracer_;
   const int64_t t0 = tracer != nullptr ? core::wall_ns() : 0;
   AppendOutcome outcome;
@@ -113,6 +115,11 @@ AppendOutcome Shard::validate_and_append(core::ReportBatch& batch, std::span<uin
   } else {
     stats.reports_busy[static_cast<int>(outcome.busy)].add(accepted);
   }
+  stats_.reports_in.add(count);
+  stats_.reports_accepted.add(outcome.ok ? accepted : 0);
+  stats_.reports_rejected.add(outcome.ok ? count - accepted : count);
+  observe_count(stats_.append_batch, count);
+  stats_.validate_time.observe_ns(core::mono_ns() - m0);
   return outcome;
 }
 
@@ -128,8 +135,24 @@ void Shard::run() noexcept {
   const int64_t window_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.receive_window).count();
   const timespec window{window_ns / 1'000'000'000, window_ns % 1'000'000'000};
+  // Busy vs idle: the time between two ppoll calls is work, the time inside them is idle. One
+  // clock read per turn and two per wait; `mark` is where the current busy stretch began.
+  int64_t mark = core::mono_ns();
+  const auto wait = [&](pollfd* pfds, nfds_t n, const timespec* timeout) noexcept {
+    const int64_t before = core::mono_ns();
+    stats_.busy_ns.add(static_cast<uint64_t>(before - mark));
+    ppoll(pfds, n, timeout, nullptr);
+    mark = core::mono_ns();
+    stats_.idle_ns.add(static_cast<uint64_t>(mark - before));
+  };
   while (!stop_.load(std::memory_order_relaxed)) {
     stats_.loop_iterations.add();
+    {
+      // Publish the busy time of a loop that never waits (saturated) every turn too.
+      const int64_t now = core::mono_ns();
+      stats_.busy_ns.add(static_cast<uint64_t>(now - mark));
+      mark = now;
+    }
     // Timers first: a request that timed out is answered before new input is read.
     int64_t deadline = kNoDeadline;
     for (auto& ingest : ingests_) deadline = std::min(deadline, ingest->next_deadline_ns());
@@ -147,7 +170,12 @@ void Shard::run() noexcept {
     bool more_waiting = false;  // a receive came back full: the socket may hold more
     for (auto& ingest : ingests_) {
       if (!ingest->can_receive()) continue;
+      const int64_t start = core::mono_ns();
       const uint32_t n = ingest->poll_input(*this);
+      if (n > 0) {
+        observe_count(stats_.input_batch, n);
+        stats_.input_time.observe_ns(core::mono_ns() - start);
+      }
       handled += n;
       more_waiting |= n == ingest->receive_batch();
     }
@@ -167,7 +195,7 @@ void Shard::run() noexcept {
       // comes: the receive, the log append and the ack send are then paid once per batch.
       if (window_ns > 0 && handled > 1 && !more_waiting) {
         stats_.receive_windows.add();
-        ppoll(nullptr, 0, &window, nullptr);
+        wait(nullptr, 0, &window);
       }
       continue;
     }
@@ -187,8 +215,8 @@ void Shard::run() noexcept {
     if (deadline != kNoDeadline) {
       wait_ns = std::clamp<int64_t>(deadline - core::mono_ns(), 0, wait_ns);
     }
-    const timespec wait{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
-    ppoll(fds.data(), fds.size(), &wait, nullptr);
+    const timespec timeout{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
+    wait(fds.data(), fds.size(), &timeout);
     if (fds.back().revents & POLLIN) {
       uint64_t signals = 0;
       [[maybe_unused]] const ssize_t r = ::read(durable_fd, &signals, sizeof signals);

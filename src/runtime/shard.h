@@ -21,12 +21,29 @@
 
 namespace tianhe::runtime {
 
-/// Shard-wide counters (log-side).
+/// Records a count (a batch size) into a Log2Histogram: one unit is recorded as one
+/// microsecond, so bucket i counts batches of fewer than 2^i units and sum_ns() / 1000 is the
+/// number of units. Owner thread only.
+inline void observe_count(core::Log2Histogram& h, uint32_t units) noexcept {
+  h.observe_ns(int64_t{units} * 1000);
+}
+
+/// Shard-wide counters (log-side) and the loop's accounting (self-diagnosis: /debug/shards,
+/// /debug/stages). Written by the shard thread, read by any.
 struct ShardStats {
   core::Counter heap_allocations;  ///< operator new calls on the shard thread (see alloc_counter.h)
   core::Counter loop_iterations;
   core::Counter idle_waits;
-  core::Counter receive_windows;  ///< waits of ShardOptions::receive_window
+  core::Counter receive_windows;     ///< waits of ShardOptions::receive_window
+  core::Counter busy_ns;             ///< loop time outside ppoll (work), monotonic ns
+  core::Counter idle_ns;             ///< loop time inside ppoll (idle waits, receive windows)
+  core::Log2Histogram input_batch;   ///< units per poll_input call that handled any (observe_count)
+  core::Log2Histogram input_time;    ///< such a call's duration: receive, parse, decode, append
+  core::Log2Histogram append_batch;  ///< reports per validate_and_append call (observe_count)
+  core::Log2Histogram validate_time;  ///< a validate_and_append call's duration (with the append)
+  core::Counter reports_in;           ///< reports given to validate_and_append
+  core::Counter reports_accepted;     ///< of those, appended to the log
+  core::Counter reports_rejected;     ///< of those, refused by the validator or the log
 };
 
 /// How a shard's loop receives.
