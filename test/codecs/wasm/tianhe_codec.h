@@ -39,7 +39,9 @@ TIANHE_EXPORT("alloc") uint32_t alloc(uint32_t len) {
   return (uint32_t)p;
 }
 
-TIANHE_EXPORT("tianhe_abi_version") int32_t tianhe_abi_version(void) { return TIANHE_ABI_VERSION; }
+TIANHE_EXPORT("tianhe_abi_version") int32_t tianhe_abi_version(void) {
+  return TIANHE_ABI_VERSION;
+}
 
 /* The output of one call: written from the start at each call, then returned by decode(). */
 typedef struct {
