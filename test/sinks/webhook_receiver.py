@@ -123,7 +123,10 @@ class Handler(BaseHTTPRequestHandler):
             append_synced(os.path.join(d, "requests.jsonl"), json.dumps(
                 {"status": status, "key": key, "sink": sink, "records": len(records),
                  "signature_ok": sig, "signed": "X-Tianhe-Signature" in self.headers,
-                 "content_type": self.headers.get("Content-Type", "")}) + "\n")
+                 "content_type": self.headers.get("Content-Type", ""),
+                 "traceparent": self.headers.get("traceparent", ""),
+                 "record_traceparents": [r.get("traceparent", "") for r in records
+                                         if isinstance(r, dict)]}) + "\n")
         self.answer(status, text, extra)
 
 

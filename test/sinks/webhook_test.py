@@ -10,6 +10,7 @@ goes to the dead-letter file after max_attempts while the rest is delivered.
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,10 @@ try:
             f"every request carries an X-Tianhe-Signature the receiver verifies ({len(reqs)})")
     c.check(all(r["content_type"] == "application/json" and r["key"] for r in reqs),
             "JSON bodies with an Idempotency-Key")
+    c.check(all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", r["traceparent"])
+                and r["traceparent"] in r["record_traceparents"] for r in reqs if r["records"]),
+            "every request's traceparent header is one of its records' traceparents "
+            f"({reqs[0]['traceparent']})")
     keys = [r["key"] for r in reqs if r["status"] == 200]
     c.check(len(keys) == len(set(keys)) and
             {k.split(":")[0] for k in keys} == {"webhook", "webhook.b"},

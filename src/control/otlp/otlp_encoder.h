@@ -37,7 +37,7 @@ struct SinkSystem {
 SinkSystem sink_system(std::string_view sink) noexcept;
 
 /// Encodes span batches into ExportTraceServiceRequest bytes. One per exporter thread (not
-/// thread-safe); the protobuf message is reused, so a steady batch size allocates nothing.
+/// thread-safe); its buffers are reused, so a steady batch size allocates nothing.
 class OtlpEncoder {
  public:
   /// An encoder whose requests carry `info` as resource and scope.
@@ -51,7 +51,7 @@ class OtlpEncoder {
   void encode(std::span<const core::tracing::SpanRecord> spans, std::string& out) noexcept;
 
  private:
-  struct Impl;                  ///< the reused protobuf request
+  struct Impl;                  ///< the reused buffers
   std::unique_ptr<Impl> impl_;  ///< never null
 };
 

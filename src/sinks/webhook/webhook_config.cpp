@@ -54,8 +54,8 @@ constexpr std::string_view kSchemes[] = {"http", "https"};
 
 // The headers the sink writes itself.
 constexpr std::string_view kReserved[] = {
-    "content-type",       "content-length",    "host",  "idempotency-key",
-    "x-tianhe-signature", "transfer-encoding", "expect"};
+    "content-type",       "content-length",    "host",   "idempotency-key",
+    "x-tianhe-signature", "transfer-encoding", "expect", "traceparent"};
 
 bool is_token_char(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;

@@ -7,6 +7,8 @@
 #include <mutex>
 
 #include "core/clock.h"
+#include "core/trace_context.h"
+#include "core/tracing.h"
 #include "sinks/common/cursor_file.h"
 #include "sinks/common/dead_letter.h"
 
@@ -128,7 +130,8 @@ size_t HttpClient::on_header(char* data, size_t size, size_t n, void* self) {
   return len;
 }
 
-const Response& HttpClient::post(std::string_view body, std::string_view key) {
+const Response& HttpClient::post(std::string_view body, std::string_view key,
+                                 std::string_view traceparent) {
   response_ = Response{};
   if (handle_ == nullptr) {
     response_.error = "no libcurl handle";
@@ -140,6 +143,7 @@ const Response& HttpClient::post(std::string_view body, std::string_view key) {
   add("Content-Type: application/json");
   add("Expect:");  // no 100-continue round trip before each body
   add("Idempotency-Key: " + std::string(key));
+  if (!traceparent.empty()) add("traceparent: " + std::string(traceparent));
   if (!settings_.secret.empty()) {
     const int64_t t = core::wall_ns() / 1'000'000'000;
     add("X-Tianhe-Signature: " + signature(settings_.secret, t, body));
@@ -279,7 +283,20 @@ Outcome WebhookWriter::post_group(const Batch& b, std::span<const uint32_t> idx,
   append_body(body_, instance_, b.reports, idx, registry_.get());
   const std::string key =
       idempotency_key(instance_, b.positions[idx.front()], b.positions[idx.back()]);
-  const Response& r = client_->post(body_, key);
+  // One request carries many records, each with its own traceparent in the body; the header,
+  // which an instrumented HTTP server continues, is the first traced record's (so a sampled
+  // trace goes on downstream), else the first record's.
+  size_t first = idx.front();
+  for (uint32_t i : idx) {
+    if (b.reports[i].traced) {
+      first = i;
+      break;
+    }
+  }
+  char tp[core::kTraceparentLength];
+  const size_t tp_len =
+      core::format_traceparent(core::tracing::outgoing_trace(b.reports[first]), tp);
+  const Response& r = client_->post(body_, key, std::string_view(tp, tp_len));
   stats_.request_bytes.fetch_add(body_.size(), std::memory_order_relaxed);
   if (!r.transport_ok) {
     stats_.requests[kOutcomeFailed].fetch_add(1, std::memory_order_relaxed);

@@ -51,8 +51,10 @@ class HttpClient {
   /// Connects to the endpoint (TCP, and TLS for https) within the timeout: "" or the problem
   /// in words with what to check.
   std::string probe();
-  /// POSTs `body` with the Idempotency-Key `key` (and the signature when a secret is set).
-  const Response& post(std::string_view body, std::string_view key);
+  /// POSTs `body` with the Idempotency-Key `key` (and the signature when a secret is set),
+  /// and the W3C `traceparent` header when `traceparent` is not empty.
+  const Response& post(std::string_view body, std::string_view key,
+                       std::string_view traceparent = {});
 
  private:
   static size_t on_body(char* data, size_t size, size_t n, void* self);

@@ -432,7 +432,12 @@ Options:
                       at least 1)
   --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
   --keep              keep the default work directory (its path is printed)
-  --json              JSON only)");
+  --json              JSON only
+
+Other benchmarks (each has its own --help):
+  tianhe bench --sinks      each sink's delivery rate next to its engine's own ceiling
+  tianhe bench --protocols  each protocol's rate next to the report protocol's
+  tianhe bench --tracing    what tracing costs, per report and per span)");
       return 0;
     }
   }
@@ -668,6 +673,7 @@ int cmd_bench(int argc, char** argv, const runtime::CommandContext& context) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--sinks") == 0) return cmd_bench_sinks(argc, argv, context);
     if (std::strcmp(argv[i], "--protocols") == 0) return cmd_bench_protocols(argc, argv);
+    if (std::strcmp(argv[i], "--tracing") == 0) return cmd_bench_tracing(argc, argv);
   }
   BenchOptions o;
   if (const int status = bench_options(argc, argv, o); status >= 0) return status;

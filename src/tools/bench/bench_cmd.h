@@ -14,6 +14,8 @@ int cmd_bench(int argc, char** argv, const runtime::CommandContext& context);
 int cmd_bench_sinks(int argc, char** argv, const runtime::CommandContext& context);
 /// `tianhe bench --protocols`: each protocol's rate next to the report protocol's.
 int cmd_bench_protocols(int argc, char** argv);
+/// `tianhe bench --tracing` (tracing_bench.cpp): what tracing costs per report and per span.
+int cmd_bench_tracing(int argc, char** argv);
 /// `tianhe bench-receiver`: a bare recvmmsg receiver that discards.
 int cmd_bench_receiver(int argc, char** argv);
 
