@@ -34,6 +34,7 @@
 #include "runtime/totals.h"
 #include "tools/bench/bench_gateway.h"
 #include "tools/bench/disk_floor.h"
+#include "tools/bench/storm_bench.h"
 #include "transports/udp_socket.h"
 
 namespace tianhe::tools::bench {
@@ -432,7 +433,8 @@ Options:
                       at least 1)
   --work-dir DIR      where gateways keep data (default: a new directory under /tmp, removed)
   --keep              keep the default work directory (its path is printed)
-  --json              JSON only)");
+  --json              JSON only
+  --storm             instead: a reconnect storm and a sink outage at once (--storm --help))");
       return 0;
     }
   }
@@ -668,6 +670,7 @@ int cmd_bench(int argc, char** argv, const runtime::CommandContext& context) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--sinks") == 0) return cmd_bench_sinks(argc, argv, context);
     if (std::strcmp(argv[i], "--protocols") == 0) return cmd_bench_protocols(argc, argv);
+    if (std::strcmp(argv[i], "--storm") == 0) return cmd_bench_storm(argc, argv);
   }
   BenchOptions o;
   if (const int status = bench_options(argc, argv, o); status >= 0) return status;
