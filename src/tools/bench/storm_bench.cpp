@@ -1,8 +1,8 @@
 // `tianhe bench --storm`: the classic failure of the reference design, reproduced on one
 // machine. A fleet of MQTT-SN devices (the `tianhe simulate --protocol mqtt_sn` child) loses
 // its link all at once and comes back within a second (the child is killed by its PID and a new
-// one started with the same devices: every client sends CONNECT again from a new address, and
-// the sessions of the old ones are still held until their keep-alive runs out), while the
+// one started with the same devices: every client sends CONNECT again from a new address and
+// takes over its old session, allow_takeover on, as after a NAT rebinding), while the
 // webhook sink's endpoint is down (its listening socket is closed: connection refused). The
 // reference design fell over here: admission of the reconnects, the sink's growing backlog and
 // its retries all landed on the same cores and the same memory at once. After --outage seconds
@@ -152,8 +152,7 @@ class Receiver {
   uint64_t duplicates() const { return records_.load() - distinct_.load(); }
   uint64_t posts() const { return posts_.load(); }
   uint64_t bad_requests() const { return bad_.load(); }
-  /// Connections the endpoint refused or closed by being down is not countable here (the
-  /// kernel answers them); what it counts is the connections it took.
+  /// Connections the endpoint took (those made while it was down the kernel refused).
   uint64_t connections() const { return connections_.load(); }
 
  private:
@@ -560,7 +559,8 @@ QoS 1, a child process). Phases, printed as they start:
   connect   the fleet connects (admitted at mqtt_sn.connect_rate)
   steady    steady load
   storm     the fleet's process is killed and a new one started at once with the same devices
-            (every session reconnects), and the endpoint stops listening (connection refused)
+            (every session reconnects from a new address; allow_takeover is on), and the
+            endpoint stops listening (connection refused)
             for --outage seconds
   recovery  the endpoint is back; the load goes on to the end of --duration
   drain     the load stops; waits until the sink's backlog is delivered (with a deadline)
@@ -742,7 +742,6 @@ class Storm {
   double storm_at_s_ = 0, return_at_s_ = 0;
   std::optional<double> reconnect_s_, catch_up_s_, drain_s_;
   uint64_t steady_lag_max_ = 0;
-  uint64_t connects_at_storm_ = 0, congestion_at_storm_ = 0;
 };
 
 Result<pid_t> Storm::start_fleet(const std::string& log) const {
@@ -809,7 +808,11 @@ Result<void> Storm::run() {
   // The MQTT-SN ingest with the gateway's default admission (the storm meets it as shipped, or
   // as --connect-rate says), and the webhook sink in batches the endpoint takes whole.
   toml << "[protocols.mqtt_sn]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
-       << "connect_rate = " << o_.connect_rate << "\nconnect_burst = " << o_.connect_rate << "\n"
+       << "connect_rate = " << o_.connect_rate << "\nconnect_burst = " << o_.connect_rate
+       << "\n"
+       // The new process's clients come from new addresses (a NAT rebinding after the outage):
+       // each CONNECT takes over its client id's old session (docs/protocols/mqtt_sn.md).
+       << "allow_takeover = true\n"
        << "[sinks.webhook]\nenabled = true\nurl = \"http://127.0.0.1:" << rx_.port()
        << "/ingest\"\nbatch_reports = 1000\n";
   say("[start] gateway (MQTT-SN, store, webhook to 127.0.0.1:" + std::to_string(rx_.port()) +
@@ -1039,6 +1042,7 @@ void Storm::summarize(const Json& fleet2, double storm_span_s,
       {"duplicates_at_endpoint", rx_.duplicates()},
       {"endpoint_posts", rx_.posts()},
       {"endpoint_bad_requests", rx_.bad_requests()},
+      {"endpoint_connections", rx_.connections()},
       {"missing", accepted > got ? accepted - got : 0},
       {"sink_dead_lettered",
        counter_by_label(page, "tianhe_sink_dead_lettered_reports_total", "sink")["webhook"]},
