@@ -34,6 +34,7 @@
 #include "runtime/totals.h"
 #include "tools/bench/bench_gateway.h"
 #include "tools/bench/disk_floor.h"
+#include "tools/bench/storm_bench.h"
 #include "transports/udp_socket.h"
 
 namespace tianhe::tools::bench {
@@ -437,7 +438,8 @@ Options:
 Other benchmarks (each has its own --help):
   tianhe bench --sinks      each sink's delivery rate next to its engine's own ceiling
   tianhe bench --protocols  each protocol's rate next to the report protocol's
-  tianhe bench --tracing    what tracing costs, per report and per span)");
+  tianhe bench --tracing    what tracing costs, per report and per span
+  tianhe bench --storm      a reconnect storm and a sink outage at once)");
       return 0;
     }
   }
@@ -674,6 +676,7 @@ int cmd_bench(int argc, char** argv, const runtime::CommandContext& context) {
     if (std::strcmp(argv[i], "--sinks") == 0) return cmd_bench_sinks(argc, argv, context);
     if (std::strcmp(argv[i], "--protocols") == 0) return cmd_bench_protocols(argc, argv);
     if (std::strcmp(argv[i], "--tracing") == 0) return cmd_bench_tracing(argc, argv);
+    if (std::strcmp(argv[i], "--storm") == 0) return cmd_bench_storm(argc, argv);
   }
   BenchOptions o;
   if (const int status = bench_options(argc, argv, o); status >= 0) return status;

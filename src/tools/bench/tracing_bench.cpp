@@ -296,8 +296,8 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const CpuTimes before = cpu_times(gw.child.pid);
-  auto s = protocols::report::run_simulator(
-      sim(gw.report_port, o.devices, 0, o.seconds, batch, true));
+  auto s =
+      protocols::report::run_simulator(sim(gw.report_port, o.devices, 0, o.seconds, batch, true));
   const CpuTimes shards_after = cpu_times(gw.child.pid);
   if (!s.ok()) {
     r.error = s.error().message;
@@ -378,8 +378,8 @@ int cmd_bench_tracing(int argc, char** argv) {
   result["duration_s"] = o.seconds;
   result["rounds"] = o.rounds;
   // runs[load][mode]
-  std::vector<std::vector<std::vector<Run>>> runs(
-      loads.size(), std::vector<std::vector<Run>>(modes.size()));
+  std::vector<std::vector<std::vector<Run>>> runs(loads.size(),
+                                                  std::vector<std::vector<Run>>(modes.size()));
   const size_t total = loads.size() * modes.size() * o.rounds;
   size_t step = 0;
   char line[256];
