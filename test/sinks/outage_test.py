@@ -74,8 +74,11 @@ try:
         c.check(behind["lag_bytes"] > 0 and behind["state"] != "connected",
                 f"{k} stopped {STOP_SECONDS} s: it fell behind and says so "
                 f"({behind['lag_bytes']} bytes, {behind['state']}: {behind['last_error'][:60]})")
-        c.check(all(v < 1.0 for v in worst.values()),
-                f"{k} stopped: the other sinks' lag stayed under 1 s (worst: " +
+        # A sink held back by the stopped one would lag by the whole outage; a loaded machine
+        # (two suites at once) can put a healthy one a second or so behind.
+        c.check(all(v < STOP_SECONDS / 2 for v in worst.values()),
+                f"{k} stopped: the other sinks' lag stayed under {STOP_SECONDS / 2:g} s "
+                f"(not held back for the outage's {STOP_SECONDS} s; worst: " +
                 ", ".join(f"{n} {v:.2f} s" for n, v in worst.items()) + ")")
         wait_for(lambda: sinks_lib.sinks_state(gw)[k]["lag_seconds"] < 1, 120,
                  f"{k} to catch up after SIGCONT")
