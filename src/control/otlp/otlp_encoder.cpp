@@ -132,11 +132,10 @@ void put_fixed(Out& out, uint32_t field, uint64_t v, size_t width) {
   out.append(buf, width);
 }
 
-/// A KeyValue with a string AnyValue as field `field`.
+/// The head of a KeyValue as field `field` whose AnyValue is `any` bytes long: its tag and
+/// length, the key, and the AnyValue's tag and length (the caller writes the value's field).
 template <class Out>
-void put_string_kv(Out& out, uint32_t field, std::string_view key, std::string_view value) {
-  // AnyValue{string_value} is written even when the string is empty: the value is set.
-  const size_t any = 1 + varint_size(value.size()) + value.size();
+void put_kv_head(Out& out, uint32_t field, std::string_view key, size_t any) {
   const size_t kv =
       (key.empty() ? 0 : 1 + varint_size(key.size()) + key.size()) + 1 + varint_size(any) + any;
   put_tag(out, field, kLen);
@@ -144,6 +143,13 @@ void put_string_kv(Out& out, uint32_t field, std::string_view key, std::string_v
   put_nonempty(out, kKeyValueKey, key);
   put_tag(out, kKeyValueValue, kLen);
   put_varint(out, any);
+}
+
+/// A KeyValue with a string AnyValue as field `field`.
+template <class Out>
+void put_string_kv(Out& out, uint32_t field, std::string_view key, std::string_view value) {
+  // AnyValue{string_value} is written even when the string is empty: the value is set.
+  put_kv_head(out, field, key, 1 + varint_size(value.size()) + value.size());
   put_bytes(out, kAnyString, value);
 }
 
@@ -151,14 +157,7 @@ void put_string_kv(Out& out, uint32_t field, std::string_view key, std::string_v
 template <class Out>
 void put_int_kv(Out& out, uint32_t field, std::string_view key, int64_t value) {
   const uint64_t u = static_cast<uint64_t>(value);  // int64: two's complement, 10 bytes if < 0
-  const size_t any = 1 + varint_size(u);
-  const size_t kv =
-      (key.empty() ? 0 : 1 + varint_size(key.size()) + key.size()) + 1 + varint_size(any) + any;
-  put_tag(out, field, kLen);
-  put_varint(out, kv);
-  put_nonempty(out, kKeyValueKey, key);
-  put_tag(out, kKeyValueValue, kLen);
-  put_varint(out, any);
+  put_kv_head(out, field, key, 1 + varint_size(u));
   put_tag(out, kAnyInt, kVarint);
   put_varint(out, u);
 }
