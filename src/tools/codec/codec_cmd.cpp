@@ -217,46 +217,44 @@ int run_wasm(const Args& a, const std::vector<uint8_t>& payload, uint8_t fport) 
   return 0;
 }
 
+/// --hex and --fport of `codec run`: the payload bytes and the port, or a usage message on
+/// stderr and false.
+bool run_input(const Args& a, std::vector<uint8_t>& payload, uint8_t& fport) {
+  const std::string hex = a.str("hex");
+  if (hex.size() % 2 != 0 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    std::cerr << "tianhe codec run: --hex " << hex
+              << ": not hexadecimal bytes; pass e.g. --hex 0169ff\n";
+    return false;
+  }
+  auto port = a.u64("fport", 1, 0, 255);
+  if (!port.ok()) {
+    std::cerr << "tianhe codec run: " << port.error().message << "\n";
+    return false;
+  }
+  payload.clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    payload.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  fport = static_cast<uint8_t>(*port);
+  return true;
+}
+
 int cmd_run(const Args& a) {
+  std::vector<uint8_t> payload;
+  uint8_t fport = 1;
   if (is_wasm(a.str("codec"))) {
-    const std::string hex = a.str("hex");
-    if (hex.size() % 2 != 0 ||
-        hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-      std::cerr << "tianhe codec run: --hex " << hex
-                << ": not hexadecimal bytes; pass e.g. --hex 0169ff\n";
-      return 2;
-    }
-    auto fport = a.u64("fport", 1, 0, 255);
-    if (!fport.ok()) {
-      std::cerr << "tianhe codec run: " << fport.error().message << "\n";
-      return 2;
-    }
-    std::vector<uint8_t> payload;
-    for (size_t i = 0; i < hex.size(); i += 2) {
-      payload.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-    }
-    return run_wasm(a, payload, static_cast<uint8_t>(*fport));
+    if (!run_input(a, payload, fport)) return 2;
+    return run_wasm(a, payload, fport);
   }
   auto c = load(a);
   if (!c.ok()) {
     std::cerr << "tianhe codec run: " << c.error().message << "\n";
     return 2;
   }
-  const std::string hex = a.str("hex");
-  if (hex.size() % 2 != 0 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-    std::cerr << "tianhe codec run: --hex " << hex
-              << ": not hexadecimal bytes; pass e.g. --hex 0169ff\n";
-    return 2;
-  }
-  auto fport = a.u64("fport", 1, 0, 255);
-  if (!fport.ok()) {
-    std::cerr << "tianhe codec run: " << fport.error().message << "\n";
-    return 2;
-  }
+  if (!run_input(a, payload, fport)) return 2;
   json bytes = json::array();
-  for (size_t i = 0; i < hex.size(); i += 2)
-    bytes.push_back(std::stoi(hex.substr(i, 2), nullptr, 16));
-  const json input = {{"bytes", bytes}, {"fPort", *fport}};
+  for (const uint8_t byte : payload) bytes.push_back(byte);
+  const json input = {{"bytes", bytes}, {"fPort", fport}};
   (*c)->call_json("decodeUplink", "{\"bytes\":[],\"fPort\":1}");  // bind (console unlimited)
   auto r = (*c)->call_json("decodeUplink", input.dump());
   if (r.status != pipeline::DecodeStatus::kOk) {
