@@ -10,7 +10,7 @@
 // delivered, then checks that every report the gateway accepted reached the endpoint.
 //
 // The endpoint is a small HTTP/1.1 server of this process (its own thread, 127.0.0.1, port 0):
-// it answers 200 to each POST and keeps the (device_id, seq) of every record it received, so
+// it answers 200 to each POST and keeps the (device_id, seq, time_ns) of every record, so
 // duplicates (at-least-once delivery may repeat a batch) are counted apart from missing ones.
 //
 // What is sampled once a second, and why:
@@ -95,15 +95,17 @@ bool nap(double s) {
 // ---------------------------------------------------------------------------------------------
 // The webhook's endpoint.
 
-/// (device_id, seq) of a record: what makes a report unique (the MQTT-SN ingest gives every
-/// accepted report a seq newer than its device's last, across reconnects).
+/// (device_id, seq, time_ns) of a record: what makes a report unique. A batch sent again
+/// carries the same three; (device_id, seq) alone is not enough, as a new session's seq may
+/// start again at 1 (counted apart as seq_collisions: a report the endpoint could not tell
+/// from an earlier one of its device).
 struct RecordKey {
-  uint64_t device = 0, seq = 0;
+  uint64_t device = 0, seq = 0, time_ns = 0;
   bool operator==(const RecordKey&) const = default;
 };
 struct RecordKeyHash {
   size_t operator()(const RecordKey& k) const noexcept {
-    return std::hash<uint64_t>{}(k.device * 0x9e3779b97f4a7c15ull ^ k.seq);
+    return std::hash<uint64_t>{}((k.device * 0x9e3779b97f4a7c15ull ^ k.seq) * 31 + k.time_ns);
   }
 };
 
@@ -151,6 +153,8 @@ class Receiver {
   uint64_t records() const { return records_.load(); }
   uint64_t duplicates() const { return records_.load() - distinct_.load(); }
   uint64_t posts() const { return posts_.load(); }
+  /// Distinct reports whose (device_id, seq) an earlier one of the same device had.
+  uint64_t seq_collisions() const { return seq_collisions_.load(); }
   uint64_t bad_requests() const { return bad_.load(); }
   /// Connections the endpoint took (those made while it was down the kernel refused).
   uint64_t connections() const { return connections_.load(); }
@@ -341,9 +345,12 @@ class Receiver {
     }
     for (const Json& r : j["records"]) {
       if (!r.is_object()) continue;
-      const RecordKey k{r.value("device_id", uint64_t{0}), r.value("seq", uint64_t{0})};
+      const RecordKey k{r.value("device_id", uint64_t{0}), r.value("seq", uint64_t{0}),
+                        r.value("time_ns", uint64_t{0})};
       records_.fetch_add(1);
-      if (seen_.insert(k).second) distinct_.fetch_add(1);
+      if (!seen_.insert(k).second) continue;
+      distinct_.fetch_add(1);
+      if (!seen_seq_.insert(RecordKey{k.device, k.seq, 0}).second) seq_collisions_.fetch_add(1);
     }
     return true;
   }
@@ -351,11 +358,13 @@ class Receiver {
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::vector<Conn> conns_;
-  std::unordered_set<RecordKey, RecordKeyHash> seen_;  ///< the receiver thread's only
+  std::unordered_set<RecordKey, RecordKeyHash> seen_;      ///< the receiver thread's only
+  std::unordered_set<RecordKey, RecordKeyHash> seen_seq_;  ///< (device, seq) of those
   std::string rebind_error_;
   std::atomic<bool> want_open_{true}, stopping_{false};
   std::atomic<int> listen_fd_state_{0};  ///< 1 listening, 0 refusing, -1 could not listen again
-  std::atomic<uint64_t> distinct_{0}, records_{0}, posts_{0}, bad_{0}, connections_{0};
+  std::atomic<uint64_t> distinct_{0}, records_{0}, posts_{0}, bad_{0}, connections_{0},
+      seq_collisions_{0};
   std::thread thread_;
 };
 
@@ -1043,6 +1052,7 @@ void Storm::summarize(const Json& fleet2, double storm_span_s,
       {"endpoint_posts", rx_.posts()},
       {"endpoint_bad_requests", rx_.bad_requests()},
       {"endpoint_connections", rx_.connections()},
+      {"seq_collisions", rx_.seq_collisions()},
       {"missing", accepted > got ? accepted - got : 0},
       {"sink_dead_lettered",
        counter_by_label(page, "tianhe_sink_dead_lettered_reports_total", "sink")["webhook"]},
@@ -1147,13 +1157,15 @@ void print_text(const Json& r) {
   const Json& a = s["at_least_once"];
   std::printf(
       "\nat least once: %llu accepted, %llu distinct at the endpoint (%llu duplicates), "
-      "%llu missing; the sink dead-lettered %llu and dropped %llu\n",
+      "%llu missing; the sink dead-lettered %llu and dropped %llu; %llu reports reused "
+      "an earlier (device_id, seq) of their device\n",
       static_cast<unsigned long long>(a["accepted"].get<uint64_t>()),
       static_cast<unsigned long long>(a["received_distinct"].get<uint64_t>()),
       static_cast<unsigned long long>(a["duplicates_at_endpoint"].get<uint64_t>()),
       static_cast<unsigned long long>(a["missing"].get<uint64_t>()),
       static_cast<unsigned long long>(a["sink_dead_lettered"].get<uint64_t>()),
-      static_cast<unsigned long long>(a["sink_dropped"].get<uint64_t>()));
+      static_cast<unsigned long long>(a["sink_dropped"].get<uint64_t>()),
+      static_cast<unsigned long long>(a["seq_collisions"].get<uint64_t>()));
 }
 
 }  // namespace
@@ -1181,8 +1193,9 @@ int cmd_bench_storm(int argc, char** argv) {
     Storm storm(o, result);
     r = storm.run();
   }  // the gateway, the fleet and the endpoint are gone here, on every path
-  // A failed run keeps its directory: the error names the log to read there.
-  if (o.remove_work && r.ok()) {
+  // A failed run keeps its directory (the error names the log to read there); an interrupted
+  // one does not.
+  if (o.remove_work && (r.ok() || g_interrupted.load())) {
     fs::remove_all(o.work);
   } else {
     std::fprintf(o.json_only ? stderr : stdout, "work directory kept: %s\n", o.work.c_str());
