@@ -26,6 +26,7 @@
 #include "runtime/extensions.h"
 #include "tools/bench/bench_cmd.h"
 #include "tools/bench/bench_gateway.h"
+#include "tools/bench/udp_floor.h"
 
 namespace tianhe::tools::bench {
 namespace {
@@ -259,7 +260,7 @@ Json floor_json(const Floor& f) {
 
 /// The table: one line per row, then the codec comparison when one ran.
 void print_rows(const std::vector<ProtocolRow>& rows, const std::map<std::string, Floor>& floors,
-                const ProtocolRow& report, const Floor& report_floor) {
+                const ProtocolRow& report, const Floor& report_floor, const UdpFloor& udp) {
   std::printf("\n%-22s %9s %9s %6s %6s %6s %10s %10s %9s %6s %8s %8s\n", "protocol", "acked/s",
               "stored/s", "x rep", "gw CPU", "shards", "per gw s", "per shd s", "floor/s", "x flr",
               "p50 ms", "p99 ms");
@@ -286,6 +287,20 @@ void print_rows(const std::vector<ProtocolRow>& rows, const std::map<std::string
       "x flr: stored/s over the simulator's own sending rate to a discarding socket)\n");
   for (const auto& [name, f] : floors) {
     if (!f.error.empty()) std::printf("  %s floor: %s\n", name.c_str(), f.error.c_str());
+  }
+  if (!udp.error.empty()) {
+    std::printf("  UDP request/reply floor: %s\n", udp.error.c_str());
+  } else {
+    // What a protocol that answers every message with a datagram of its own can reach here.
+    std::printf(
+        "  UDP request/reply floor (the kernel alone: one datagram in, one reply out, %.1f us "
+        "of the answering thread per exchange): %.0f/s\n",
+        udp.server_us_per_exchange(), udp.exchanges_per_s);
+    for (const ProtocolRow& r : rows) {
+      if (r.error.empty() && udp.exchanges_per_s > 0) {
+        std::printf("    %s: x %.2f of it\n", r.label.c_str(), r.stored_rate / udp.exchanges_per_s);
+      }
+    }
   }
   for (const ProtocolRow& r : rows) {
     if (r.error.empty() && r.codec_failures > 0) {
@@ -484,6 +499,20 @@ int cmd_bench_protocols(int argc, char** argv) {
     std::fprintf(stderr, "tianhe bench: %s\n", report.error().message.c_str());
     return 1;
   }
+  // The kernel's floor for protocols that answer each message with its own datagram.
+  say("[reference] the kernel's UDP request/reply floor (one reply datagram per request), " + secs +
+      " ...");
+  UdpFloorOptions udp_options;
+  udp_options.seconds = o.seconds;
+  const UdpFloor udp = probe_udp_request_reply(udp_options);
+  result["udp_request_reply_floor"] = {{"exchanges_per_s", udp.exchanges_per_s},
+                                       {"exchanges", udp.exchanges},
+                                       {"requests", udp.requests},
+                                       {"resent_windows", udp.resent_windows},
+                                       {"server_cpu_s", udp.server_cpu_s},
+                                       {"client_cpu_s", udp.client_cpu_s},
+                                       {"server_us_per_exchange", udp.server_us_per_exchange()}};
+  if (!udp.error.empty()) result["udp_request_reply_floor"]["error"] = udp.error;
   std::vector<ProtocolRow> rows;
   std::map<std::string, Floor> floors;
   for (const auto& p : runtime::builtin_extensions().protocols()) {
@@ -525,6 +554,10 @@ int cmd_bench_protocols(int argc, char** argv) {
     rows.push_back(
         run_protocol(p, *plan, o.work, o.devices, o.shards, o.seconds, o.versus, o.simulate_extra));
     result["protocols"][name].update(row_json(rows.back(), report->stored_rate, floor));
+    if (udp.exchanges_per_s > 0) {
+      result["protocols"][name]["ratio_to_udp_request_reply_floor"] =
+          rows.back().stored_rate / udp.exchanges_per_s;
+    }
     if (o.codec.empty()) continue;
     if (!with_codec(plan->toml, o.codec).ok()) {
       say("[" + name + "] its bench plan names no model codec: no --codec row");
@@ -550,7 +583,7 @@ int cmd_bench_protocols(int argc, char** argv) {
   }
   // "x report" compares what became durable: for most protocols that is what was acknowledged,
   // but a packet forwarder's PUSH_ACK only says a datagram arrived.
-  print_rows(rows, floors, *report, report_floor);
+  print_rows(rows, floors, *report, report_floor, udp);
   bool compared = false;
   if (result.contains("codecs")) {
     const Json& codecs = result["codecs"];
