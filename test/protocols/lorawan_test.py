@@ -444,6 +444,9 @@ def run_all(c, gw, devs, work, data, config):
     c.check(seqs == fcnts, f"stored seq = 32-bit FCnt across the rollover ({seqs[:2]}..{seqs[-2:]})")
     c.check(all(r["metrics"].get("lorawan_gateways") == 1 for r in rows), "one gateway each")
     c.check(all(("rssi_" + GW1) in r["metrics"] for r in rows), f"rssi_{GW1} kept")
+    jbytes = metric(gw.metrics(), "tianhe_protocol_lorawan_journal_bytes")
+    jfile = os.path.getsize(os.path.join(data, "lorawan", "sessions.journal"))
+    c.check(jbytes > 0 and jbytes == jfile, f"journal_bytes gauge is the journal's size ({jbytes}, {jfile})")
 
     # ---- 3. dedup across gateways ----
     m0 = gw.metrics()

@@ -685,7 +685,7 @@ void LoRaWanIngest::on_tx_ack(uint32_t gw, uint16_t token, std::span<const uint8
 
 bool LoRaWanIngest::commit_journal() noexcept {
   // A commit may compact the journal (its file past the threshold): the shard stalls for the
-  // rewrite, measured here (README: 100,000 sessions take tens of milliseconds).
+  // rewrite, measured here (README: 100,000 sessions take about 13 ms).
   const uint64_t before = journal_.compactions();
   const bool ok = journal_.commit(*sessions_);
   if (journal_.compactions() != before) {
