@@ -4,7 +4,8 @@
 //   {"op":"up", "devAddr", "nwk", "app", "fcnt", "port", "payload", "confirmed", "fopts"}
 //       -> {"phy"}: a signed, encrypted uplink (32-bit fcnt: its upper 16 bits sign the MIC)
 //   {"op":"join", "appKey", "joinEui", "devEui", "devNonce"} -> {"phy"}: a Join-Request
-//   {"op":"down", "phy", "nwk", "app", "fcnt"} -> {"micOk", "ack", "devAddr", "fcnt", "mtype"}
+//   {"op":"down", "phy", "nwk", "app", "fcnt"} -> {"micOk", "ack", "devAddr", "fcnt", "mtype",
+//       "fopts"}: a downlink checked, with its FOpts (MAC answers, plain in 1.0.x) in hex
 //   {"op":"accept", "phy", "appKey", "devNonce"} -> {"micOk", "devAddr", "appNonce", "netId",
 //       "nwk", "app"}: a Join-Accept decrypted and checked, and the session keys it gives
 "use strict";
@@ -50,6 +51,7 @@ function handle(r) {
       devAddr: p.DevAddr.toString("hex"),
       fcnt: p.getFCnt(),
       mtype: p.getMType(),
+      fopts: p.FOpts ? Buffer.from(p.FOpts).toString("hex") : "",
     };
   }
   if (r.op === "accept") {

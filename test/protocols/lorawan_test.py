@@ -9,10 +9,15 @@ code). Every wait is on a counter or a datagram, with a deadline.
    with its expected outcome: accepted, or rejected with which reason's counter.
 2. ABP uplinks end to end into stored reports (seq = 32-bit FCnt), across a 16-bit rollover.
 3. One frame heard by two gateways: one report with both gateways' RSSI/SNR.
-4. A confirmed uplink gets its ACK through PULL_RESP at RX1 (tmst + 1 s), checked by lora-packet.
+4. A confirmed uplink gets its ACK through PULL_RESP at RX1 (tmst + rx1_delay), checked by
+   lora-packet; so does one whose payload the codec dead-letters and one the validator refuses
+   (FCntDown advances). A TX_ACK TOO_LATE sends the downlink again in RX2 (tmst + rx1_delay +
+   1 s, 869.525 MHz, SF12BW125), once. LinkCheckReq and DeviceTimeReq (FOpts and port 0) are
+   answered in the downlink's FOpts, even for unconfirmed uplinks.
 5. OTAA: Join-Request, Join-Accept through PULL_RESP at tmst + 5 s, then uplinks with the keys.
 6. kill -9 and restart: a replayed uplink and a replayed Join-Request are refused.
 7. A keys file readable by others is refused at start.
+8. An ACK ready too late for RX1 (dedup window longer than RX1 allows) goes in RX2.
 """
 import base64
 import json
@@ -31,6 +36,14 @@ A = dict(eui=1, addr="26011bda", nwk="44024241ed4ce9a68c6a8bc055233fd3",
 B = dict(eui=2, addr="26011bdb", nwk="000102030405060708090a0b0c0d0e0f",
          app="0f0e0d0c0b0a09080706050403020100")
 C = dict(eui=3, join_eui="70b3d57ed0000001", app_key="2b7e151628aed2a6abf7158809cf4f3c")
+# D's model decodes with cayenne_lpp (a bad payload is dead-lettered); E is not registered (the
+# validator refuses its reports).
+D = dict(eui=20, addr="26011bdc", nwk="101112131415161718191a1b1c1d1e1f",
+         app="202122232425262728292a2b2c2d2e2f")
+E = dict(eui=30, addr="26011bdd", nwk="303132333435363738393a3b3c3d3e3f",
+         app="404142434445464748494a4b4c4d4e4f")
+RX1_US = 3_000_000  # rx1_delay in the config: room for RX2 however loaded the machine is
+GPS_EPOCH_UNIX, GPS_LEAP = 315964800, 18
 EUI16 = lambda n: "%016x" % n  # noqa: E731
 
 KEYS = f"""
@@ -50,6 +63,16 @@ app_s_key = "{B['app']}"
 dev_eui = "{EUI16(C['eui'])}"
 join_eui = "{C['join_eui']}"
 app_key = "{C['app_key']}"
+[[devices]]
+dev_eui = "{EUI16(D['eui'])}"
+dev_addr = "{D['addr']}"
+nwk_s_key = "{D['nwk']}"
+app_s_key = "{D['app']}"
+[[devices]]
+dev_eui = "{EUI16(E['eui'])}"
+dev_addr = "{E['addr']}"
+nwk_s_key = "{E['nwk']}"
+app_s_key = "{E['app']}"
 """
 
 CONFIG = """[gateway]
@@ -65,6 +88,7 @@ enabled = true
 enabled = true
 listen = "127.0.0.1:0"
 keys_file = "{keys}"
+rx1_delay = "3s"
 [[protocols.lorawan.gateways]]
 eui = "{gw2}"
 [[models]]
@@ -73,11 +97,20 @@ allow_unknown_metrics = true
 [[models.metrics]]
 name = "lorawan_gateways"
 type = "int64"
+[[models]]
+name = "lorawan_lpp"
+codec = "cayenne_lpp"
+allow_unknown_metrics = true
 [[devices]]
 id = 1
 count = 10
 tenant = "test"
 model = "lorawan_dev"
+[[devices]]
+id = 20
+count = 1
+tenant = "test"
+model = "lorawan_lpp"
 """
 
 
@@ -140,7 +173,9 @@ class Forwarder:
         while time.time() < deadline:
             d = self.recv(max(0.01, deadline - time.time()))
             if d[3] == 3:
-                self.downlinks.append(json.loads(d[4:])["txpk"])
+                txpk = json.loads(d[4:])["txpk"]
+                txpk["_token"] = d[1] << 8 | d[2]  # echoed by TX_ACK (PROTOCOL.TXT v2 §5)
+                self.downlinks.append(txpk)
                 if ident == 3:
                     return d
                 continue
@@ -160,6 +195,11 @@ class Forwarder:
         self.send(self.header(0) + json.dumps({"rxpk": rx}).encode())
         if wait:
             self.expect(1, self.token)
+
+    def tx_ack(self, token, error):
+        """TX_ACK for the PULL_RESP of `token`."""
+        self.send(bytes([2, token >> 8, token & 0xFF, 5]) + self.eui +
+                  json.dumps({"txpk_ack": {"error": error}}).encode())
 
     def push_raw(self, body):
         self.send(self.header(0) + body)
@@ -329,8 +369,9 @@ def run_all(c, gw, devs, work, data, config):
     add("valid uplink", lambda: hdr(0) + push_body(rx(replay_first())), "accepted")
     add("replayed uplink", lambda: hdr(0) + push_body(rx(replay_src["p"])), "replay")
     add("old counter", lambda: hdr(0) + push_body(rx(devs.up(A, fc["a"] - 5))), "replay")
-    add("uplink with FOpts", lambda: hdr(0) + push_body(rx(next_a(fopts="02"))), "accepted")
-    add("uplink on port 0 (MAC)", lambda: hdr(0) + push_body(rx(next_a(port=0, payload="02")), ), "accepted")
+    # LinkADRAns (not answered: no downlink), in FOpts and on port 0.
+    add("uplink with FOpts", lambda: hdr(0) + push_body(rx(next_a(fopts="0307"))), "accepted")
+    add("uplink on port 0 (MAC)", lambda: hdr(0) + push_body(rx(next_a(port=0, payload="0307")), ), "accepted")
     add("uplink without FPort", lambda: hdr(0) + push_body(rx(next_a(port=None, payload=""))), "accepted")
     add("uplink of 222 payload bytes", lambda: hdr(0) + push_body(rx(next_a(payload="5a" * 222))), "accepted")
     add("Join-Request, unknown DevEUI", lambda: hdr(0) + push_body(rx(devs.join(dict(C, eui=9), 1))), "unknown_dev_eui")
@@ -403,6 +444,9 @@ def run_all(c, gw, devs, work, data, config):
     c.check(seqs == fcnts, f"stored seq = 32-bit FCnt across the rollover ({seqs[:2]}..{seqs[-2:]})")
     c.check(all(r["metrics"].get("lorawan_gateways") == 1 for r in rows), "one gateway each")
     c.check(all(("rssi_" + GW1) in r["metrics"] for r in rows), f"rssi_{GW1} kept")
+    jbytes = metric(gw.metrics(), "tianhe_protocol_lorawan_journal_bytes")
+    jfile = os.path.getsize(os.path.join(data, "lorawan", "sessions.journal"))
+    c.check(jbytes > 0 and jbytes == jfile, f"journal_bytes gauge is the journal's size ({jbytes}, {jfile})")
 
     # ---- 3. dedup across gateways ----
     m0 = gw.metrics()
@@ -431,13 +475,91 @@ def run_all(c, gw, devs, work, data, config):
     chk = devs.ask(op="down", phy=down.hex(), nwk=B["nwk"], app=B["app"], fcnt=0)
     c.check(chk["micOk"] and chk["ack"], f"ACK downlink verified by lora-packet ({chk})")
     c.check(chk["devAddr"] == B["addr"] and chk["mtype"] == "Unconfirmed Data Down", "to the device")
-    c.check(txpk["tmst"] == 200000 + 1000000 and txpk["ipol"] is True and txpk["size"] == len(down),
-            f"RX1: uplink tmst + 1 s through the strongest gateway ({txpk['tmst']})")
+    c.check(txpk["tmst"] == 200000 + RX1_US and txpk["ipol"] is True and txpk["size"] == len(down),
+            f"RX1: uplink tmst + rx1_delay through the strongest gateway ({txpk['tmst']})")
     g1.send(g1.header(5) + b'{"txpk_ack":{"error":"NONE"}}')
     p = devs.up(B, 0x20002, payload="02", confirmed=True)
     g1.push([p])
     chk = devs.ask(op="down", phy=bytes(base64.b64decode(g1.downlink()["data"])).hex(), nwk=B["nwk"], app=B["app"])
     c.check(chk["micOk"] and chk["fcnt"] == 1, "the next ACK uses the next downlink counter")
+
+    # ---- 4b. confirmed uplinks that make no stored report are ACKed all the same ----
+    def ack_of(dev, fcnt, payload, tmst, what):
+        g1.push([devs.up(dev, fcnt, payload=payload, confirmed=True)], tmst=tmst)
+        t = g1.downlink()
+        chk = devs.ask(op="down", phy=bytes(base64.b64decode(t["data"])).hex(), nwk=dev["nwk"], app=dev["app"])
+        c.check(chk["micOk"] and chk["ack"] and chk["devAddr"] == dev["addr"] and t["tmst"] == tmst + RX1_US,
+                f"{what}: ACK verified by lora-packet at RX1 ({chk})")
+        return chk
+
+    m0 = gw.metrics()
+    dead0 = metric(m0, "tianhe_protocol_lorawan_acks_unstored_total", reason="dead_lettered")
+    rej0 = metric(m0, "tianhe_protocol_lorawan_acks_unstored_total", reason="rejected")
+    acc0 = metric(m0, "tianhe_reports_accepted_total", protocol="lorawan")
+    # Cayenne LPP channel 1, temperature (0x67) without its 2 bytes: the codec fails.
+    k0 = ack_of(D, 1, "0167", 400000, "dead-lettered payload")
+    k1 = ack_of(D, 2, "0167", 410000, "second dead-lettered payload")
+    c.check(k0["fcnt"] == 0 and k1["fcnt"] == 1, f"FCntDown advances ({k0['fcnt']}, {k1['fcnt']})")
+    k2 = ack_of(E, 1, "0102", 420000, "report refused by the validator (unknown device)")
+    m1 = gw.metrics()
+    c.check(metric(m1, "tianhe_protocol_lorawan_acks_unstored_total", reason="dead_lettered") == dead0 + 2,
+            "2 ACKs of dead-lettered uplinks counted")
+    c.check(metric(m1, "tianhe_protocol_lorawan_acks_unstored_total", reason="rejected") == rej0 + 1 and
+            k2["fcnt"] == 0, "1 ACK of a refused uplink counted")
+    c.check(metric(m1, "tianhe_reports_accepted_total", protocol="lorawan") == acc0, "none of them stored")
+    c.check(metric(m1, "tianhe_protocol_lorawan_acks_not_sent_total") == 0, "no ACK withheld")
+    dl_dir = os.path.join(data, "dead-letter", "codecs")
+    lines = []
+    for root, _, files in os.walk(dl_dir):
+        for f in files:
+            lines += open(os.path.join(root, f)).read().splitlines()
+    c.check(sum("0167" in ln for ln in lines) >= 2, f"both payloads in the dead-letter file ({len(lines)} lines)")
+
+    # ---- 4c. RX1 refused by the gateway (TX_ACK TOO_LATE): RX2, once ----
+    m0 = gw.metrics()
+    rx2_0 = metric(m0, "tianhe_protocol_lorawan_downlinks_rx2_total", cause="tx_ack")
+    fail0 = metric(m0, "tianhe_protocol_lorawan_downlinks_failed_total", reason="too_late")
+    g1.push([devs.up(B, 0x20003, payload="03", confirmed=True)], tmst=600000)
+    t1 = g1.downlink()
+    g1.tx_ack(t1["_token"], "TOO_LATE")
+    t2 = g1.downlink()
+    c.check(t1["tmst"] == 600000 + RX1_US and abs(t1["freq"] - 868.1) < 1e-6 and t1["datr"] == "SF7BW125",
+            f"first at RX1 ({t1['tmst']}, {t1['freq']}, {t1['datr']})")
+    c.check(t2["tmst"] == 600000 + RX1_US + 1000000 and abs(t2["freq"] - 869.525) < 1e-6 and
+            t2["datr"] == "SF12BW125" and t2["ipol"] is True and t2["_token"] != t1["_token"],
+            f"then at RX2: tmst + RECEIVE_DELAY2, 869.525 MHz, SF12BW125 ({t2['tmst']}, {t2['freq']}, {t2['datr']})")
+    chk = devs.ask(op="down", phy=bytes(base64.b64decode(t2["data"])).hex(), nwk=B["nwk"], app=B["app"])
+    c.check(chk["micOk"] and chk["ack"] and chk["fcnt"] == 2 and t2["data"] == t1["data"],
+            f"the same ACK frame, verified by lora-packet ({chk})")
+    wait_counter(gw, "tianhe_protocol_lorawan_downlinks_rx2_total", rx2_0, 1, "RX2 counted", cause="tx_ack")
+    g1.tx_ack(t2["_token"], "TOO_LATE")
+    wait_counter(gw, "tianhe_protocol_lorawan_downlinks_failed_total", fail0, 1, "second refusal counted",
+                 reason="too_late")
+    c.check(True, "a refused RX2 is counted as failed (too_late), not sent again")
+
+    # ---- 4d. MAC commands answered in FOpts, for an unconfirmed uplink too ----
+    p = devs.up(B, 0x20004, payload="04", fopts="020d")  # LinkCheckReq, DeviceTimeReq
+    sent_at = time.time()
+    g1.push([p], rssi=-40, lsnr=5.0, tmst=800000)
+    g2.push([p], rssi=-60, lsnr=-2.0, tmst=800100)
+    t = g1.downlink()
+    chk = devs.ask(op="down", phy=bytes(base64.b64decode(t["data"])).hex(), nwk=B["nwk"], app=B["app"])
+    fo = bytes.fromhex(chk["fopts"])
+    # Margin: best SNR 5.0 dB above SF7's floor of -7.5 dB = 12; 2 gateways heard it.
+    c.check(chk["micOk"] and not chk["ack"] and chk["fcnt"] == 3 and fo[:3] == bytes([2, 12, 2]),
+            f"LinkCheckAns margin 12 dB, 2 gateways, no ACK bit ({chk})")
+    gps = int.from_bytes(fo[4:8], "little") + fo[8] / 256 if len(fo) == 9 else 0
+    want = sent_at - GPS_EPOCH_UNIX + GPS_LEAP
+    c.check(len(fo) == 9 and fo[3] == 0x0D and abs(gps - want) < 30,
+            f"DeviceTimeAns: GPS time {gps:.2f} (expected about {want:.2f})")
+    g1.push([devs.up(B, 0x20005, port=0, payload="02")], lsnr=-10.0, tmst=900000)  # on port 0
+    chk = devs.ask(op="down", phy=bytes(base64.b64decode(g1.downlink()["data"])).hex(), nwk=B["nwk"], app=B["app"])
+    c.check(chk["micOk"] and chk["fopts"] == "020001" and chk["fcnt"] == 4,
+            f"LinkCheckReq on port 0: margin 0 (SNR -10 dB at SF7 is below the floor), 1 gateway ({chk})")
+    m1 = gw.metrics()
+    c.check(metric(m1, "tianhe_protocol_lorawan_mac_answers_total", command="link_check_ans") == 2 and
+            metric(m1, "tianhe_protocol_lorawan_mac_answers_total", command="device_time_ans") == 1,
+            "MAC answers counted")
 
     # ---- 5. OTAA join ----
     nonce = 10
@@ -470,14 +592,14 @@ def run_all(c, gw, devs, work, data, config):
         if after is None:
             break
     by_eui = {s["dev_eui"]: s for s in listed}
-    c.check(len(listed) == 3 and page["total"] == 3, f"3 device sessions listed ({len(listed)})")
+    c.check(len(listed) == 5 and page["total"] == 5, f"5 device sessions listed ({len(listed)})")
     jc = by_eui.get(EUI16(C["eui"]), {})
     c.check(jc.get("activation") == "otaa" and jc.get("joined") and
             jc.get("dev_addr") == acc["devAddr"].lower(), f"joined device listed ({jc})")
     c.check(not any("key" in k for s in listed for k in s), "no keys in /debug/sessions")
 
     # ---- 6. kill -9, restart: no replay accepted ----
-    last_b = devs.up(B, 0x20002, payload="02", confirmed=True)
+    last_b = devs.up(B, 0x20005, port=0, payload="02")
     last_c = devs.up(joined, 3, payload="03")
     gw.kill9()
     gw.start()
@@ -497,6 +619,28 @@ def run_all(c, gw, devs, work, data, config):
     wait_counter(gw, "tianhe_reports_accepted_total", acc0, 1, "joined session survives", protocol="lorawan")
     c.check(True, "the joined session survives the restart")
     gw.stop()
+
+    # ---- 8. an ACK ready too late for RX1 goes in RX2 straight away ----
+    # The dedup window (900 ms) closes after RX1's send-by time (1 s - 150 ms), whatever the
+    # load; RX2's (2 s - 150 ms) leaves more than 900 ms.
+    late_config = os.path.join(work, "tianhe-late.toml")
+    with open(config) as f, open(late_config, "w") as o:
+        o.write(f.read().replace('rx1_delay = "3s"',
+                                 'rx1_delay = "1s"\ndedup_window = "900ms"\ndownlink_lead = "150ms"'))
+    g = Gateway(late_config, os.path.join(work, "serve-late.log")).start()
+    try:
+        fw = Forwarder(GW1, g.ports["lorawan"])
+        fw.pull()
+        fw.push([devs.up(B, 0x20010, payload="10", confirmed=True)], tmst=50000)
+        t = fw.downlink()
+        chk = devs.ask(op="down", phy=bytes(base64.b64decode(t["data"])).hex(), nwk=B["nwk"], app=B["app"])
+        c.check(t["tmst"] == 50000 + 2000000 and abs(t["freq"] - 869.525) < 1e-6 and t["datr"] == "SF12BW125"
+                and chk["micOk"] and chk["ack"],
+                f"late for RX1: the ACK goes at RX2 ({t['tmst']}, {t['freq']}, {t['datr']}, {chk})")
+        c.check(metric(g.metrics(), "tianhe_protocol_lorawan_downlinks_rx2_total", cause="late") == 1,
+                "counted as downlinks_rx2_total{cause=late}")
+    finally:
+        g.stop()
 
     # ---- 7. keys file readable by others ----
     keys = os.path.join(work, "lorawan-keys.toml")

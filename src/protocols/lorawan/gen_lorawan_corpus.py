@@ -25,6 +25,12 @@ edge = {
     "reserved_port": vectors["readme"][:8] + b"\xe1" + vectors["readme"][9:],
     "downlink": b"\x60" + vectors["readme"][1:],
     "max_len": b"\x40" + bytes(254),
+    # MAC command lists (parse_mac_up reads the same input): LinkCheckReq, DeviceTimeReq,
+    # LinkADRAns + DevStatusAns, a truncated DevStatusAns, an unknown CID.
+    "mac_link_check_device_time": b"\x02\x0d",
+    "mac_answers": b"\x03\x07\x06\xfe\x20\x02",
+    "mac_truncated": b"\x06\xfe",
+    "mac_unknown": b"\x02\x80\x01",
 }
 os.makedirs(PHY, exist_ok=True)
 os.makedirs(SEM, exist_ok=True)
@@ -43,6 +49,10 @@ def rx(phy, **over):
 sem = {
     "pull_data": hdr(2),
     "tx_ack": hdr(5) + b'{"txpk_ack":{"error":"NONE"}}',
+    "tx_ack_too_late": hdr(5) + b'{"txpk_ack":{"error":"TOO_LATE"}}',
+    "tx_ack_unknown": hdr(5) + b'{"txpk_ack":{"error":"SOMETHING","warn":"x"}}',
+    "tx_ack_bad_json": hdr(5) + b'{"txpk_ack":{"error":',
+    "tx_ack_empty": hdr(5),
     "push_stat": hdr(0) + json.dumps({"stat": {"time": "2014-01-12 08:59:28 GMT", "rxnb": 2}}).encode(),
     "push_one": hdr(0) + json.dumps({"rxpk": [rx(vectors["readme"])]}).encode(),
     "push_join": hdr(0) + json.dumps({"rxpk": [rx(vectors["join_request"])]}).encode(),

@@ -124,6 +124,32 @@ constexpr Field<C> kFields[] = {
      .min = config::kSec,
      .max = 15 * config::kSec,
      .unit_ns = config::kSec},
+    {.key = "rx2_frequency",
+     .kind = Kind::kNumber,
+     .default_text = "869.525",
+     .doc = "RX2 frequency (MHz) for downlinks RX1 cannot carry; must be the devices' RX2 "
+            "frequency (the region's default: EU868 869.525).",
+     .set = [](C& c, const P& p) { c.rx2_frequency_mhz = p.d; },
+     .check = [](const P& p) -> std::string {
+       if (p.d >= 137 && p.d <= 1020) return "";
+       return "expected a frequency in MHz between 137 and 1020, e.g. 869.525";
+     }},
+    {.key = "rx2_datarate",
+     .kind = Kind::kInt,
+     .default_text = "0",
+     .doc = "RX2 data rate (EU868 DR0..DR6: SF12BW125 .. SF7BW250), sent to joining devices in "
+            "the Join-Accept's DLSettings; ABP devices must be configured with it.",
+     .set = [](C& c, const P& p) { c.rx2_datarate = static_cast<uint32_t>(p.i); },
+     .min = 0,
+     .max = 6},
+    {.key = "downlink_lead",
+     .kind = Kind::kDuration,
+     .default_text = "\"50ms\"",
+     .doc = "A downlink is sent for RX1 only if it leaves this long before RX1 opens (counted "
+            "from the uplink's arrival); else it goes in RX2, or is dropped and counted.",
+     .set = [](C& c, const P& p) { c.downlink_lead_ns = p.i; },
+     .min = 0,
+     .max = 900 * config::kMs},
     {.key = "gateway_pin",
      .kind = Kind::kDuration,
      .default_text = "\"600s\"",
@@ -158,6 +184,14 @@ constexpr Field<C> kFields[] = {
      .doc = "fdatasync the session journal (frame counters, DevNonces, join keys) before an "
             "uplink is stored or a Join-Accept sent; false only for benchmarks.",
      .set = [](C& c, const P& p) { c.journal_sync = p.b; }},
+    {.key = "journal_compact_bytes",
+     .kind = Kind::kSize,
+     .default_text = "\"4MiB\"",
+     .doc = "The session journal is rewritten compacted (one record per device) while running "
+            "once it outgrows the larger of this and 4 times its last compacted size.",
+     .set = [](C& c, const P& p) { c.journal_compact_bytes = static_cast<uint64_t>(p.i); },
+     .min = 64 * config::kKiB,
+     .max = 64 * config::kGiB},
 };
 
 constexpr Field<GatewayConfig> kGatewayFields[] = {

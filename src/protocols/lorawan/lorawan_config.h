@@ -30,11 +30,15 @@ struct LoRaWanConfig {
   int64_t rx1_delay_ns = 1 * config::kSec;          ///< RECEIVE_DELAY1 (§2.4 regional: 1 s)
   int64_t join_accept_delay_ns = 5 * config::kSec;  ///< JOIN_ACCEPT_DELAY1 (5 s)
   int64_t gateway_pin_ns = 600 * config::kSec;      ///< a silent gateway's address pin expires
+  double rx2_frequency_mhz = 869.525;               ///< RX2 frequency (RP002 EU868 default)
+  uint32_t rx2_datarate = 0;                        ///< RX2 data rate (EU868 DR0: SF12BW125)
+  int64_t downlink_lead_ns = 50 * config::kMs;      ///< a downlink needs this before its window
   uint32_t tx_power_dbm = 14;                       ///< txpk powe
   uint32_t recv_buffer_bytes = 8u << 20;            ///< SO_RCVBUF request
   uint32_t recv_batch = 64;                         ///< datagrams per recvmmsg
-  bool journal_sync = true;             ///< fdatasync the session journal before relying on it
-  std::vector<GatewayConfig> gateways;  ///< allowed gateways (and any the keys file lists)
+  bool journal_sync = true;  ///< fdatasync the session journal before relying on it
+  uint64_t journal_compact_bytes = 4u << 20;  ///< compact past max(this, 4 x compacted size)
+  std::vector<GatewayConfig> gateways;        ///< allowed gateways (and any the keys file lists)
 };
 
 /// The `[protocols.lorawan]` table.

@@ -25,6 +25,9 @@
 
 namespace tianhe::protocols::lorawan {
 
+/// Largest downlink PHYPayload sent (an ACK with 15 bytes of FOpts is 27; a Join-Accept 17).
+inline constexpr size_t kMaxDownPhy = 64;
+
 /// The protocol id stored with LoRaWAN reports.
 inline constexpr core::Protocol kProtocolId = static_cast<core::Protocol>(3);
 
@@ -87,10 +90,19 @@ class LoRaWanIngest final : public runtime::Ingest {
   Pending* new_pending(uint64_t key, uint32_t mic, uint32_t gw, const Rxpk& rx, int64_t now_mono,
                        int64_t now_wall) noexcept;
   void flush(runtime::Shard& shard, int64_t now_ns) noexcept;
+  /// Commits the journal (compacting it past its threshold) and updates its counters.
+  bool commit_journal() noexcept;
   void queue_downlink(const Pending& p, std::span<const uint8_t> phy, uint32_t delay_us,
                       uint64_t durable_at) noexcept;
   void send_answer(const sockaddr_storage& to, socklen_t len, SemtechType t,
                    uint16_t token) noexcept;
+  enum class SendResult : uint8_t { kSent, kAgain, kFailed };
+  /// Sends `dl` as a PULL_RESP for its window (RX1 or RX2) and keeps it until its TX_ACK.
+  SendResult send_downlink(const Downlink& dl) noexcept;
+  /// Mono time by which `dl` must be sent for `window` (1 or 2).
+  int64_t send_by(const Downlink& dl, uint8_t window) const noexcept;
+  /// A TX_ACK from gateway `gw`: an RX1 refusal sends the downlink again in RX2.
+  void on_tx_ack(uint32_t gw, uint16_t token, std::span<const uint8_t> json) noexcept;
   void index_insert(uint64_t key, uint32_t slot) noexcept;
   void index_erase(uint64_t key, uint32_t slot) noexcept;
   int64_t index_find(uint64_t key) const noexcept;
@@ -116,6 +128,10 @@ class LoRaWanIngest final : public runtime::Ingest {
   std::vector<uint32_t> index_slots_;  ///< ring slot + 1; 0: empty
   std::vector<Downlink> downlinks_;    ///< a ring of downlinks waiting
   uint32_t dl_head_ = 0, dl_count_ = 0;
+  std::vector<Downlink> inflight_;  ///< sent, until their TX_ACK: slot = token & mask
+  uint32_t inflight_mask_;
+  uint16_t next_token_ = 1;  ///< PULL_RESP tokens, one per downlink sent
+  uint8_t tx_buf_[640];      ///< one PULL_RESP being sent
   uint32_t next_dev_addr_;
   core::ReportBatch batch_;
   std::vector<uint8_t> status_;

@@ -167,4 +167,81 @@ size_t encode_join_request(LoRaWanCrypto& crypto, const Key& app_key, uint64_t j
   return kJoinRequestBytes;
 }
 
+MacStatus parse_mac_up(std::span<const uint8_t> bytes, MacRequests& out) noexcept {
+  // Payload bytes after the CID of each end-device-to-server command (LoRaWAN 1.0.4 §5,
+  // Table 4; class B §12-§14); -1: not defined in 1.0.x (1.1's ResetInd, RekeyInd, ... too).
+  static constexpr int8_t kUpPayload[0x14] = {
+      -1,  // 0x00
+      -1,  // 0x01 ResetInd (1.1)
+      0,   // 0x02 LinkCheckReq
+      1,   // 0x03 LinkADRAns
+      0,   // 0x04 DutyCycleAns
+      1,   // 0x05 RXParamSetupAns
+      2,   // 0x06 DevStatusAns
+      1,   // 0x07 NewChannelAns
+      0,   // 0x08 RXTimingSetupAns
+      0,   // 0x09 TxParamSetupAns
+      1,   // 0x0A DlChannelAns
+      -1,  // 0x0B RekeyInd (1.1)
+      -1,  // 0x0C ADRParamSetupAns (1.1)
+      0,   // 0x0D DeviceTimeReq
+      -1,  // 0x0E ForceRejoinReq (1.1, downlink)
+      -1,  // 0x0F RejoinParamSetupAns (1.1)
+      1,   // 0x10 PingSlotInfoReq
+      1,   // 0x11 PingSlotChannelAns
+      0,   // 0x12 BeaconTimingReq (deprecated)
+      1,   // 0x13 BeaconFreqAns
+  };
+  out = MacRequests{};
+  size_t at = 0;
+  while (at < bytes.size()) {
+    const uint8_t cid = bytes[at];
+    const int n = cid < std::size(kUpPayload) ? kUpPayload[cid] : -1;
+    if (n < 0) return MacStatus::kUnknownCommand;
+    if (at + 1 + static_cast<size_t>(n) > bytes.size()) return MacStatus::kTruncated;
+    if (cid == 0x02) out.link_check = true;
+    if (cid == 0x0D) out.device_time = true;
+    if (out.commands < UINT8_MAX) ++out.commands;
+    at += 1 + static_cast<size_t>(n);
+  }
+  return MacStatus::kOk;
+}
+
+uint8_t link_margin(std::string_view datr, double best_snr_db) noexcept {
+  // datr "SF<n>BW<k>": the spreading factor's demodulation floor (RP002-1.0.4, the table of
+  // SNR limits: -7.5 dB at SF7, 2.5 dB lower for each step up to -20 dB at SF12).
+  if (datr.size() < 3 || datr[0] != 'S' || datr[1] != 'F') return 0;
+  int sf = 0;
+  size_t i = 2;
+  while (i < datr.size() && i < 4 && datr[i] >= '0' && datr[i] <= '9')
+    sf = sf * 10 + (datr[i++] - '0');
+  if (sf < 7 || sf > 12) return 0;
+  const double floor_db = -7.5 - 2.5 * (sf - 7);
+  const double m = best_snr_db - floor_db;
+  if (!(m > 0)) return 0;  // also NaN
+  return m >= 254 ? 254 : static_cast<uint8_t>(m);
+}
+
+size_t encode_link_check_ans(uint8_t margin, uint8_t gateways, std::span<uint8_t> out) noexcept {
+  if (out.size() < 3) return 0;
+  out[0] = 0x02;
+  out[1] = margin;
+  out[2] = gateways;
+  return 3;
+}
+
+size_t encode_device_time_ans(int64_t unix_ns, std::span<uint8_t> out) noexcept {
+  if (out.size() < 6) return 0;
+  // §5.9: GPS time (seconds since 1980-01-06T00:00:00Z, no leap seconds: UTC + 18 s today),
+  // 32 bits (it wraps in 2116), and the fractional second in 1/256 s steps.
+  constexpr int64_t kGpsEpochUnix = 315'964'800;
+  const int64_t unix_s = unix_ns / 1'000'000'000;
+  const int64_t frac_ns = unix_ns % 1'000'000'000;
+  const int64_t gps = unix_s - kGpsEpochUnix + kGpsLeapSeconds;
+  out[0] = 0x0D;
+  put_le(out.data() + 1, static_cast<uint64_t>(gps), 4);
+  out[5] = static_cast<uint8_t>((frac_ns * 256) / 1'000'000'000);
+  return 6;
+}
+
 }  // namespace tianhe::protocols::lorawan

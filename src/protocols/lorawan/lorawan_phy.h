@@ -100,6 +100,40 @@ struct DownlinkData {
 size_t encode_data_down(LoRaWanCrypto& crypto, const Key& nwk_s_key, const Key& app_s_key,
                         const DownlinkData& d, std::span<uint8_t> out) noexcept;
 
+/// Why parse_mac_up() stopped before the end of its input.
+enum class MacStatus : uint8_t {
+  kOk = 0,
+  kUnknownCommand,  ///< a CID this version does not define (the rest cannot be read, §5)
+  kTruncated,       ///< a command shorter than its CID's payload
+  kCount,
+};
+
+/// The uplink MAC commands the network server answers, read from FOpts or a port-0 payload.
+struct MacRequests {
+  bool link_check = false;   ///< LinkCheckReq (CID 0x02, §5.2)
+  bool device_time = false;  ///< DeviceTimeReq (CID 0x0D, §5.9)
+  uint8_t commands = 0;      ///< commands read (any CID)
+};
+
+/// Reads the MAC commands of an uplink (LoRaWAN 1.0.4 §5, the end-device-to-server CIDs and
+/// their payload sizes, plus the class B ones 0x10..0x13). Pure and bounded.
+MacStatus parse_mac_up(std::span<const uint8_t> bytes, MacRequests& out) noexcept;
+
+/// The LinkCheckAns margin (§5.2): dB of the best SNR above the demodulation floor of the
+/// uplink's spreading factor (RP002: SF7 -7.5 dB .. SF12 -20 dB, 2.5 dB a step), 0..254;
+/// 0 when `datr` names no SF7..SF12.
+uint8_t link_margin(std::string_view datr, double best_snr_db) noexcept;
+
+/// Writes LinkCheckAns (0x02, Margin, GwCnt) into `out`; returns 3, or 0 when it does not fit.
+size_t encode_link_check_ans(uint8_t margin, uint8_t gateways, std::span<uint8_t> out) noexcept;
+
+/// GPS minus UTC seconds (leap seconds since 1980-01-06; 18 since 2017-01-01).
+inline constexpr int64_t kGpsLeapSeconds = 18;
+
+/// Writes DeviceTimeAns (§5.9: 0x0D, seconds since the GPS epoch as u32 little endian, then the
+/// fraction in 1/256 s) for the wall-clock time `unix_ns`; returns 6, or 0 when it does not fit.
+size_t encode_device_time_ans(int64_t unix_ns, std::span<uint8_t> out) noexcept;
+
 /// Fields of a Join-Accept (§6.2.6, 1.0.x, no CFList).
 struct JoinAcceptFields {
   uint32_t join_nonce = 0;  ///< 24 bits (AppNonce)

@@ -1,5 +1,6 @@
 // Fuzz target: parse_phy() never reads outside its input, and whatever it accepts is
-// self-consistent (views inside the input, lengths adding up).
+// self-consistent (views inside the input, lengths adding up); parse_mac_up() reads the same
+// bytes as a MAC command list.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -18,6 +19,10 @@ bool inside(std::span<const uint8_t> v, std::span<const uint8_t> in) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tianhe::protocols::lorawan;  // NOLINT(google-build-using-namespace)
   const std::span<const uint8_t> in(data, size);
+  // The same bytes as a MAC command list: bounded, and never more commands than bytes.
+  MacRequests mac;
+  (void)parse_mac_up(in, mac);
+  check(mac.commands <= size);
   PhyFrame f;
   if (parse_phy(in, f) != PhyStatus::kOk) return 0;
   if (f.mtype == MType::kJoinRequest) {

@@ -206,5 +206,58 @@ TEST(LoRaWanPhy, DownlinkRoundTrip) {
   EXPECT_EQ(c.data_mic(nwk, Dir::kDown, d.dev_addr, d.fcnt, {out, n - 4}), load_mic(out + n - 4));
 }
 
+// Uplink MAC commands (LoRaWAN 1.0.4 §5): payload sizes per CID, LinkCheckReq and DeviceTimeReq
+// found among others, and the reading stops at an unknown CID or a short command.
+TEST(LoRaWanMac, ParsesUplinkCommands) {
+  MacRequests m;
+  const uint8_t both[] = {0x02, 0x0D};
+  EXPECT_EQ(parse_mac_up(both, m), MacStatus::kOk);
+  EXPECT_TRUE(m.link_check);
+  EXPECT_TRUE(m.device_time);
+  EXPECT_EQ(m.commands, 2);
+  // LinkADRAns(1) DevStatusAns(2) RXParamSetupAns(1) LinkCheckReq: sizes skip their payloads
+  // (0x02 and 0x0D inside them are not commands).
+  const uint8_t mixed[] = {0x03, 0x0D, 0x06, 0xFE, 0x02, 0x05, 0x07, 0x02};
+  EXPECT_EQ(parse_mac_up(mixed, m), MacStatus::kOk);
+  EXPECT_TRUE(m.link_check);
+  EXPECT_FALSE(m.device_time);
+  EXPECT_EQ(m.commands, 4);
+  const uint8_t none[] = {0x03, 0x07};
+  EXPECT_EQ(parse_mac_up(none, m), MacStatus::kOk);
+  EXPECT_FALSE(m.link_check);
+  const uint8_t truncated[] = {0x02, 0x06, 0xFE};
+  EXPECT_EQ(parse_mac_up(truncated, m), MacStatus::kTruncated);
+  EXPECT_TRUE(m.link_check);  // what precedes the bad command is kept
+  const uint8_t unknown[] = {0x0D, 0x80, 0x02};
+  EXPECT_EQ(parse_mac_up(unknown, m), MacStatus::kUnknownCommand);
+  EXPECT_TRUE(m.device_time);
+  EXPECT_FALSE(m.link_check);
+  EXPECT_EQ(parse_mac_up({}, m), MacStatus::kOk);
+  EXPECT_EQ(m.commands, 0);
+}
+
+TEST(LoRaWanMac, LinkCheckAndDeviceTimeAnswers) {
+  // Floors: SF7 -7.5 dB, SF12 -20 dB.
+  EXPECT_EQ(link_margin("SF7BW125", 7.5), 15);
+  EXPECT_EQ(link_margin("SF12BW125", -10.0), 10);
+  EXPECT_EQ(link_margin("SF10BW125", -15.0), 0);
+  EXPECT_EQ(link_margin("SF9BW125", -20.0), 0);  // below the floor
+  EXPECT_EQ(link_margin("SF7BW125", 1000.0), 254);
+  EXPECT_EQ(link_margin("SF6BW125", 5.0), 0);
+  EXPECT_EQ(link_margin("50000", 5.0), 0);  // FSK
+  uint8_t out[6];
+  ASSERT_EQ(encode_link_check_ans(12, 3, out), 3u);
+  EXPECT_EQ(out[0], 0x02);
+  EXPECT_EQ(out[1], 12);
+  EXPECT_EQ(out[2], 3);
+  EXPECT_EQ(encode_link_check_ans(1, 1, std::span<uint8_t>(out, 2)), 0u);
+  // 2024-01-01T00:00:00.5Z is Unix 1704067200.5: GPS seconds 1704067200 - 315964800 + 18.
+  ASSERT_EQ(encode_device_time_ans(1'704'067'200'500'000'000LL, out), 6u);
+  const uint32_t gps = 1'704'067'200u - 315'964'800u + 18u;
+  EXPECT_EQ(out[0], 0x0D);
+  EXPECT_EQ(out[1] | (out[2] << 8) | (out[3] << 16) | (static_cast<uint32_t>(out[4]) << 24), gps);
+  EXPECT_EQ(out[5], 128);  // half a second in 1/256 s
+}
+
 }  // namespace
 }  // namespace tianhe::protocols::lorawan

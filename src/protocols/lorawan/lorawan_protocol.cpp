@@ -66,16 +66,63 @@ void collect_stats(core::PromWriter& w, const LoRaWanStats& s) {
             "Downlinks not sent: queue full, no PULL_DATA address, or a send error.", none,
             s.downlinks_dropped.get());
   w.counter("tianhe_protocol_lorawan_acks_not_sent_total",
-            "Confirmed uplinks whose report was not stored, so not acknowledged.", none,
+            "Confirmed uplinks the log could not take (or the journal not record): no ACK.", none,
             s.acks_not_sent.get());
+  w.counter("tianhe_protocol_lorawan_acks_unstored_total",
+            "ACKs of confirmed uplinks that made no stored report, by why.",
+            {{"reason", "dead_lettered"}}, s.acks_dead_lettered.get());
+  w.counter("tianhe_protocol_lorawan_acks_unstored_total",
+            "ACKs of confirmed uplinks that made no stored report, by why.",
+            {{"reason", "rejected"}}, s.acks_rejected.get());
   w.counter("tianhe_protocol_lorawan_tx_acks_total", "TX_ACKs from gateways, by result.",
             {{"result", "ok"}}, s.tx_ack_ok.get());
   w.counter("tianhe_protocol_lorawan_tx_acks_total", "TX_ACKs from gateways, by result.",
             {{"result", "error"}}, s.tx_ack_error.get());
+  w.counter("tianhe_protocol_lorawan_tx_acks_unmatched_total",
+            "TX_ACKs whose token is no downlink in flight (late, repeated, or not ours).", none,
+            s.tx_ack_unmatched.get());
+  w.counter("tianhe_protocol_lorawan_downlinks_rx2_total",
+            "Downlinks sent for RX2, by why RX1 was not used.", {{"cause", "tx_ack"}},
+            s.rx2_after_tx_ack.get());
+  w.counter("tianhe_protocol_lorawan_downlinks_rx2_total",
+            "Downlinks sent for RX2, by why RX1 was not used.", {{"cause", "late"}},
+            s.rx2_late.get());
+  for (size_t e = 1; e < static_cast<size_t>(TxAckError::kCount); ++e) {
+    w.counter("tianhe_protocol_lorawan_downlinks_failed_total",
+              "Downlinks not transmitted: refused by the gateway (TX_ACK error, after RX2 where "
+              "RX2 may help) or too late for RX2.",
+              {{"reason", std::string(tx_ack_error_name(static_cast<TxAckError>(e)))}},
+              s.downlinks_failed[e].get());
+  }
+  w.counter("tianhe_protocol_lorawan_downlinks_failed_total",
+            "Downlinks not transmitted: refused by the gateway (TX_ACK error, after RX2 where "
+            "RX2 may help) or too late for RX2.",
+            {{"reason", "late"}}, s.downlinks_late.get());
+  w.counter("tianhe_protocol_lorawan_mac_commands_total", "Uplink MAC commands read.", none,
+            s.mac_commands.get());
+  constexpr std::string_view kMacStatus[] = {"ok", "unknown_command", "truncated"};
+  static_assert(std::size(kMacStatus) == static_cast<size_t>(MacStatus::kCount));
+  for (size_t m = 0; m < std::size(kMacStatus); ++m) {
+    w.counter("tianhe_protocol_lorawan_mac_lists_total",
+              "Uplink MAC command lists (FOpts or port 0) read, by how the reading ended.",
+              {{"result", std::string(kMacStatus[m])}}, s.mac_status[m].get());
+  }
+  w.counter("tianhe_protocol_lorawan_mac_answers_total", "MAC answers sent in FOpts, by command.",
+            {{"command", "link_check_ans"}}, s.link_check_answers.get());
+  w.counter("tianhe_protocol_lorawan_mac_answers_total", "MAC answers sent in FOpts, by command.",
+            {{"command", "device_time_ans"}}, s.device_time_answers.get());
   w.counter("tianhe_protocol_lorawan_gateway_stats_total", "Gateway `stat` objects received.", none,
             s.stats_received.get());
   w.counter("tianhe_protocol_lorawan_journal_syncs_total", "Session journal commits.", none,
             s.journal_syncs.get());
+  w.counter("tianhe_protocol_lorawan_journal_compactions_total",
+            "Session journal rewrites while running (past journal_compact_bytes).", none,
+            s.journal_compactions.get());
+  w.gauge("tianhe_protocol_lorawan_journal_bytes", "Size of the session journal file.", none,
+          s.journal_bytes.get());
+  core::write_histogram(w, "tianhe_protocol_lorawan_journal_compaction_seconds",
+                        "Duration of one journal compaction (the shard's stall).", none,
+                        s.journal_compaction_time);
   w.gauge("tianhe_protocol_lorawan_sessions", "Active device sessions (ABP and joined).", none,
           s.sessions.get());
   w.gauge("tianhe_protocol_lorawan_pending_frames", "Frames waiting for their dedup window.", none,
@@ -127,8 +174,8 @@ class LoRaWanProtocol final : public runtime::ProtocolInstance {
                         std::to_string(config_.max_sessions) + "; raise max_sessions");
     }
     auto sessions = std::make_unique<SessionTable>(keys->devices);
-    auto journal =
-        SessionJournal::open(gateway_.data_dir + "/lorawan", *sessions, config_.journal_sync);
+    auto journal = SessionJournal::open(gateway_.data_dir + "/lorawan", *sessions,
+                                        config_.journal_sync, config_.journal_compact_bytes);
     if (!journal.ok()) return journal.error();
     std::unique_ptr<runtime::PayloadDecoder> decoder;
     if (gateway_.codecs) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "core/clock.h"
 #include "core/crc32c.h"
 #include "core/hash.h"
 
@@ -23,6 +24,8 @@ constexpr uint8_t kUplink = 1;
 constexpr uint8_t kDownlink = 2;
 constexpr uint8_t kState = 3;
 constexpr size_t kStateBytes = 8 + 4 + 4 + 4 + 4 + 2 + 1 + 16 + 16;
+constexpr size_t kMaxRecordBytes = 2 + kStateBytes + 4;
+constexpr size_t kChunkBytes = 64 * 1024;  // compaction's write buffer
 
 bool parse_hex(std::string_view s, uint8_t* out, size_t bytes) {
   if (s.size() != 2 * bytes) return false;
@@ -56,9 +59,6 @@ bool parse_hex_int(std::string_view s, size_t bytes, uint64_t& v) {
   return true;
 }
 
-void put(std::vector<uint8_t>& o, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) o.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 uint64_t get(const uint8_t* p, int n) {
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
@@ -104,6 +104,36 @@ bool write_all(int fd, const uint8_t* p, size_t n) {
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+// One record (type, length, payload, CRC-32C of type..payload) into `out` (kMaxRecordBytes);
+// returns its size.
+size_t encode_record(uint8_t type, const Device& d, uint8_t* out) noexcept {
+  size_t n = 2;
+  auto put_le = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out[n++] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  out[0] = type;
+  put_le(d.dev_eui, 8);
+  if (type == kUplink) {
+    put_le(d.fcnt_up, 4);
+  } else if (type == kDownlink) {
+    put_le(d.fcnt_down, 4);
+  } else {
+    put_le(d.dev_addr, 4);
+    put_le(d.fcnt_up, 4);
+    put_le(d.fcnt_down, 4);
+    put_le(d.join_nonce, 4);
+    put_le(d.dev_nonce, 2);
+    out[n++] = static_cast<uint8_t>((d.has_session ? 1 : 0) | (d.has_fcnt ? 2 : 0) |
+                                    (d.has_dev_nonce ? 4 : 0));
+    std::memcpy(out + n, d.nwk_s_key.data(), 16);
+    std::memcpy(out + n + 16, d.app_s_key.data(), 16);
+    n += 32;
+  }
+  out[1] = static_cast<uint8_t>(n - 2);
+  put_le(core::crc32c(out, n), 4);
+  return n;
 }
 
 }  // namespace
@@ -298,14 +328,16 @@ size_t SessionTable::bytes() const noexcept {
          (addr_slots_.capacity() + eui_slots_.capacity()) * sizeof(uint32_t);
 }
 
-Result<SessionJournal> SessionJournal::open(const std::string& dir, SessionTable& table,
-                                            bool sync) {
+Result<SessionJournal> SessionJournal::open(const std::string& dir, SessionTable& table, bool sync,
+                                            uint64_t compact_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error("protocols.lorawan: cannot create " + dir + ": " + ec.message());
   const std::string path = dir + "/sessions.journal";
   // Replay: records up to the first torn or corrupt one (a crash mid-write leaves at most the
-  // last commit's records incomplete, and those were never relied on).
+  // last commit's records incomplete, and those were never relied on). A temporary file left
+  // by a compaction that did not finish is ignored: until its rename the journal is the old
+  // file, complete; it is overwritten below.
   {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -329,42 +361,85 @@ Result<SessionJournal> SessionJournal::open(const std::string& dir, SessionTable
     }
   }
   table.rebuild();
-  // Compact: one state record per device into a new file, synced, renamed over the old one.
   SessionJournal j;
   j.sync_ = sync;
-  for (uint32_t i = 0; i < table.size(); ++i) {
-    const Device& d = table[i];
-    if (d.has_session || d.has_dev_nonce || d.fcnt_down != 0) j.record(kState, d);
-  }
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return make_error("protocols.lorawan: cannot write " + tmp + ": " + std::strerror(errno));
-  const bool ok = write_all(fd, j.pending_.data(), j.pending_.size()) && ::fdatasync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return make_error("protocols.lorawan: cannot write " + path + ": " + std::strerror(errno));
-  }
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  j.file_bytes_ = j.pending_.size();
-  j.pending_.clear();
+  j.dir_ = dir;
+  j.path_ = path;
+  j.tmp_path_ = path + ".tmp";
+  j.compact_bytes_ = compact_bytes;
+  j.chunk_ = std::make_unique<uint8_t[]>(kChunkBytes);
   j.pending_.reserve(64 * 1024);
-  j.fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (j.fd_ < 0)
-    return make_error("protocols.lorawan: cannot open " + path + ": " + std::strerror(errno));
+  if (!j.write_compacted(table)) {
+    return make_error("protocols.lorawan: cannot write " + j.tmp_path_ + " and rename it to " +
+                      path + ": " + std::strerror(errno) +
+                      "; check that gateway.data_dir is writable and has space");
+  }
   return j;
 }
 
-SessionJournal::SessionJournal(SessionJournal&& o) noexcept
-    : fd_(o.fd_),
-      sync_(o.sync_),
-      pending_(std::move(o.pending_)),
-      file_bytes_(o.file_bytes_),
-      syncs_(o.syncs_) {
-  o.fd_ = -1;
+bool SessionJournal::write_compacted(const SessionTable& table) noexcept {
+  // One state record per device into a new file. The descriptor is opened with O_APPEND and,
+  // once renamed, is the journal's: no reopen that could fail after the rename.
+  const int fd = ::open(tmp_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  uint64_t bytes = 0;
+  size_t used = 0;
+  bool ok = true;
+  for (uint32_t i = 0; i < table.size() && ok; ++i) {
+    const Device& d = table[i];
+    if (!(d.has_session || d.has_dev_nonce || d.fcnt_down != 0)) continue;
+    if (used + kMaxRecordBytes > kChunkBytes) {
+      ok = write_all(fd, chunk_.get(), used);
+      bytes += used;
+      used = 0;
+    }
+    used += encode_record(kState, d, chunk_.get() + used);
+  }
+  ok = ok && write_all(fd, chunk_.get(), used);
+  bytes += used;
+  // Durable before the rename makes it the journal; the rename durable (the directory synced)
+  // before anything relies on what only the new file holds.
+  ok = ok && (!sync_ || ::fdatasync(fd) == 0);
+  ok = ok && ::rename(tmp_path_.c_str(), path_.c_str()) == 0;
+  if (ok && sync_) {
+    const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0) ::close(dfd);
+  }
+  if (!ok) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp_path_.c_str());  // harmless when renamed: the name is gone then
+    errno = err;
+    return false;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  file_bytes_ = compacted_bytes_ = bytes;
+  return true;
+}
+
+uint64_t SessionJournal::compact_threshold() const noexcept {
+  return std::max(compact_bytes_, 4 * compacted_bytes_);
+}
+
+bool SessionJournal::compact(const SessionTable& table) noexcept {
+  const int64_t t0 = core::mono_ns();
+  const bool ok = write_compacted(table);
+  last_compaction_ns_ = core::mono_ns() - t0;
+  // The records gathered are in the table's state, hence in the new file when ok; when not,
+  // they were never durable (commit() reports it) and the next commit compacts again.
+  pending_.clear();
+  must_compact_ = !ok;
+  if (ok) {
+    ++compactions_;
+    ++syncs_;
+  }
+  return ok;
+}
+
+SessionJournal::SessionJournal(SessionJournal&& o) noexcept {
+  *this = std::move(o);
 }
 
 SessionJournal& SessionJournal::operator=(SessionJournal&& o) noexcept {
@@ -373,9 +448,18 @@ SessionJournal& SessionJournal::operator=(SessionJournal&& o) noexcept {
     fd_ = o.fd_;
     o.fd_ = -1;
     sync_ = o.sync_;
+    must_compact_ = o.must_compact_;
+    dir_ = std::move(o.dir_);
+    path_ = std::move(o.path_);
+    tmp_path_ = std::move(o.tmp_path_);
     pending_ = std::move(o.pending_);
+    chunk_ = std::move(o.chunk_);
     file_bytes_ = o.file_bytes_;
+    compacted_bytes_ = o.compacted_bytes_;
+    compact_bytes_ = o.compact_bytes_;
     syncs_ = o.syncs_;
+    compactions_ = o.compactions_;
+    last_compaction_ns_ = o.last_compaction_ns_;
   }
   return *this;
 }
@@ -385,27 +469,9 @@ SessionJournal::~SessionJournal() {
 }
 
 void SessionJournal::record(uint8_t type, const Device& d) noexcept {
-  const size_t start = pending_.size();
-  pending_.push_back(type);
-  pending_.push_back(0);
-  put(pending_, d.dev_eui, 8);
-  if (type == kUplink) {
-    put(pending_, d.fcnt_up, 4);
-  } else if (type == kDownlink) {
-    put(pending_, d.fcnt_down, 4);
-  } else {
-    put(pending_, d.dev_addr, 4);
-    put(pending_, d.fcnt_up, 4);
-    put(pending_, d.fcnt_down, 4);
-    put(pending_, d.join_nonce, 4);
-    put(pending_, d.dev_nonce, 2);
-    pending_.push_back(static_cast<uint8_t>((d.has_session ? 1 : 0) | (d.has_fcnt ? 2 : 0) |
-                                            (d.has_dev_nonce ? 4 : 0)));
-    pending_.insert(pending_.end(), d.nwk_s_key.begin(), d.nwk_s_key.end());
-    pending_.insert(pending_.end(), d.app_s_key.begin(), d.app_s_key.end());
-  }
-  pending_[start + 1] = static_cast<uint8_t>(pending_.size() - start - 2);
-  put(pending_, core::crc32c(&pending_[start], pending_.size() - start), 4);
+  uint8_t r[kMaxRecordBytes];
+  const size_t n = encode_record(type, d, r);
+  pending_.insert(pending_.end(), r, r + n);
 }
 
 void SessionJournal::uplink(const Device& d) noexcept {
@@ -418,13 +484,20 @@ void SessionJournal::join(const Device& d) noexcept {
   record(kState, d);
 }
 
-bool SessionJournal::commit() noexcept {
-  if (pending_.empty()) return true;
+bool SessionJournal::commit(const SessionTable& table) noexcept {
+  if (pending_.empty() && !must_compact_) return true;
+  // Bounded file: past its threshold (or after a failed write, which may have left a torn
+  // record that would hide every later one from replay) the journal is rewritten instead.
+  if (must_compact_ || file_bytes_ + pending_.size() > compact_threshold()) return compact(table);
   const bool ok =
       write_all(fd_, pending_.data(), pending_.size()) && (!sync_ || ::fdatasync(fd_) == 0);
   file_bytes_ += pending_.size();
   pending_.clear();
-  if (ok) ++syncs_;
+  if (ok) {
+    ++syncs_;
+  } else {
+    must_compact_ = true;
+  }
   return ok;
 }
 

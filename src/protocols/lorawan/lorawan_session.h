@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -99,12 +100,14 @@ class SessionTable {
 /// The session journal: an append-only file of CRC-framed records under
 /// <data_dir>/lorawan/sessions.journal. Records are gathered in memory by the shard and written
 /// (and fdatasync'ed when `sync`) by commit(), before what they record is relied on. Replayed
-/// and compacted at start. Shard thread only.
+/// and compacted at start, and compacted again by commit() whenever the file outgrows
+/// max(`compact_bytes`, 4 x its last compacted size). Shard thread only.
 class SessionJournal {
  public:
   /// Opens (creating) the journal in `dir`, replays it into `table` (records of DevEUIs no
   /// longer in the keys file are dropped), and rewrites it compacted (one record per device).
-  static Result<SessionJournal> open(const std::string& dir, SessionTable& table, bool sync);
+  static Result<SessionJournal> open(const std::string& dir, SessionTable& table, bool sync,
+                                     uint64_t compact_bytes = 4u << 20);
   SessionJournal(SessionJournal&& o) noexcept;
   SessionJournal& operator=(SessionJournal&& o) noexcept;
   ~SessionJournal();
@@ -115,22 +118,45 @@ class SessionJournal {
   void join(const Device& d) noexcept;
   /// Whether records wait for commit().
   bool dirty() const noexcept { return !pending_.empty(); }
-  /// Writes the records gathered (one write, then fdatasync when sync); false on an I/O error
-  /// (then nothing recorded since the last commit may be relied on).
-  bool commit() noexcept;
+  /// Makes the records gathered durable: appends them (one write, then fdatasync when sync);
+  /// or, when the file has outgrown its threshold (or an earlier write failed), rewrites the
+  /// journal from `table` (whose state includes every record gathered) with compact(). false
+  /// on an I/O error (then nothing recorded since the last commit may be relied on, and the
+  /// next commit compacts).
+  bool commit(const SessionTable& table) noexcept;
+  /// Rewrites the journal as one state record per device of `table`: a temporary file,
+  /// fdatasync, rename over the journal, fsync of the directory. A crash at any point leaves
+  /// the old journal or the new one, each complete. Drops the records gathered (the table holds
+  /// them). Writes through a fixed 64 KiB buffer: no allocation. false on an I/O error (the old
+  /// journal stays in use).
+  bool compact(const SessionTable& table) noexcept;
   /// Bytes in the file.
   uint64_t file_bytes() const noexcept { return file_bytes_; }
+  /// The size that makes commit() compact.
+  uint64_t compact_threshold() const noexcept;
   /// commit() calls that reached the disk.
   uint64_t syncs() const noexcept { return syncs_; }
+  /// Compactions done while running (not counting the one at open).
+  uint64_t compactions() const noexcept { return compactions_; }
+  /// Duration of the last compaction, nanoseconds.
+  int64_t last_compaction_ns() const noexcept { return last_compaction_ns_; }
 
  private:
   SessionJournal() = default;
   void record(uint8_t type, const Device& d) noexcept;
+  bool write_compacted(const SessionTable& table) noexcept;
   int fd_ = -1;
   bool sync_ = true;
+  bool must_compact_ = false;  ///< a write failed: the file may end in a torn record
+  std::string dir_, path_, tmp_path_;
   std::vector<uint8_t> pending_;
+  std::unique_ptr<uint8_t[]> chunk_;  ///< compaction's write buffer (kChunkBytes)
   uint64_t file_bytes_ = 0;
+  uint64_t compacted_bytes_ = 0;  ///< size right after the last compaction
+  uint64_t compact_bytes_ = 4u << 20;
   uint64_t syncs_ = 0;
+  uint64_t compactions_ = 0;
+  int64_t last_compaction_ns_ = 0;
 };
 
 }  // namespace tianhe::protocols::lorawan

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -116,7 +117,7 @@ TEST_F(SessionTest, JournalSurvivesRestartAndTornTail) {
     o.nwk_s_key[0] = 0xAB;
     t.set_addr(1, 0x26000005);
     j->join(o);
-    ASSERT_TRUE(j->commit());
+    ASSERT_TRUE(j->commit(t));
     t[0].fcnt_up = 43;
     j->uplink(t[0]);  // never committed: as if the process died before relying on it
   }
@@ -134,7 +135,7 @@ TEST_F(SessionTest, JournalSurvivesRestartAndTornTail) {
     EXPECT_EQ(t.find_addr(0x26000005, [](uint32_t) { return true; }), 1);
     t[0].fcnt_up = 50;
     j->uplink(t[0]);
-    ASSERT_TRUE(j->commit());
+    ASSERT_TRUE(j->commit(t));
   }
   // A torn record at the end (a crash mid-write) is ignored; what precedes it holds.
   {
@@ -144,6 +145,119 @@ TEST_F(SessionTest, JournalSurvivesRestartAndTornTail) {
     ASSERT_TRUE(j.ok());
     EXPECT_EQ(t[0].fcnt_up, 50u);
   }
+}
+
+// Many uplinks: the journal is compacted while running whenever it outgrows its threshold, stays
+// bounded, and a reload gives the same counters and join state.
+TEST_F(SessionTest, JournalCompactsWhileRunning) {
+  auto k = load_keys_file(write(kKeys), "k");
+  ASSERT_TRUE(k.ok());
+  const std::string jdir = dir_ + "/lorawan";
+  constexpr uint64_t kCompact = 2048;
+  uint64_t largest = 0;
+  {
+    SessionTable t(k->devices);
+    auto j = SessionJournal::open(jdir, t, true, kCompact);
+    ASSERT_TRUE(j.ok()) << j.error().message;
+    Device& o = t[1];
+    o.dev_nonce = 9;
+    o.has_dev_nonce = true;
+    o.join_nonce = 4;
+    o.app_s_key[3] = 0x5A;
+    t.set_addr(1, 0x26000009);
+    j->join(o);
+    ASSERT_TRUE(j->commit(t));
+    for (uint32_t c = 1; c <= 2000; ++c) {
+      t[0].fcnt_up = c;
+      t[0].has_fcnt = true;
+      j->uplink(t[0]);
+      if (c % 7 == 0) {
+        t[1].fcnt_down = c / 7;
+        j->downlink(t[1]);
+      }
+      if (c % 10 == 0) {
+        ASSERT_TRUE(j->commit(t));
+        largest = std::max(largest, j->file_bytes());
+        EXPECT_EQ(j->file_bytes(), std::filesystem::file_size(jdir + "/sessions.journal"));
+      }
+    }
+    // 2000 uplinks of 18 bytes (36,000 bytes) through a 2 KiB threshold.
+    EXPECT_GE(j->compactions(), 10u);
+    EXPECT_LE(largest, kCompact);
+    EXPECT_FALSE(std::filesystem::exists(jdir + "/sessions.journal.tmp"));
+  }
+  SessionTable t(k->devices);
+  auto j = SessionJournal::open(jdir, t, true, kCompact);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(t[0].fcnt_up, 2000u);
+  EXPECT_TRUE(t[0].has_fcnt);
+  EXPECT_EQ(t[1].fcnt_down, 2000u / 7);
+  EXPECT_TRUE(t[1].has_session);
+  EXPECT_EQ(t[1].dev_addr, 0x26000009u);
+  EXPECT_EQ(t[1].dev_nonce, 9);
+  EXPECT_EQ(t[1].join_nonce, 4u);
+  EXPECT_EQ(t[1].app_s_key[3], 0x5A);
+  EXPECT_EQ(t.find_addr(0x26000009, [](uint32_t) { return true; }), 1);
+}
+
+// A crash during a compaction leaves the old journal (the temporary file, complete or not, is
+// ignored) or the new one; a crash during an append leaves a truncated tail, which replay
+// stops before.
+TEST_F(SessionTest, JournalCrashDuringCompactionOrAppend) {
+  auto k = load_keys_file(write(kKeys), "k");
+  ASSERT_TRUE(k.ok());
+  const std::string jdir = dir_ + "/lorawan";
+  const std::string journal = jdir + "/sessions.journal";
+  {
+    SessionTable t(k->devices);
+    auto j = SessionJournal::open(jdir, t, true);
+    ASSERT_TRUE(j.ok());
+    t[0].fcnt_up = 70;
+    t[0].has_fcnt = true;
+    j->uplink(t[0]);
+    ASSERT_TRUE(j->commit(t));
+  }
+  // 1. Died mid-compaction, before the rename: a partial temporary file with a higher counter
+  // (never relied on: compact() had not returned).
+  {
+    SessionTable t(k->devices);
+    t[0].fcnt_up = 999;
+    t[0].has_fcnt = true;
+    auto j = SessionJournal::open(dir_ + "/other", t, true);
+    ASSERT_TRUE(j.ok());
+    std::filesystem::copy_file(dir_ + "/other/sessions.journal", journal + ".tmp");
+    std::ofstream(journal + ".tmp", std::ios::app) << std::string("\x03\x3b\x01", 3);  // torn
+  }
+  {
+    SessionTable t(k->devices);
+    auto j = SessionJournal::open(jdir, t, true);
+    ASSERT_TRUE(j.ok());
+    EXPECT_EQ(t[0].fcnt_up, 70u);
+    // 2. Compacted now (the temporary file was replaced and renamed), then appends of which the
+    // last is cut short by the crash.
+    EXPECT_FALSE(std::filesystem::exists(journal + ".tmp"));
+    for (uint32_t c = 71; c <= 73; ++c) {
+      t[0].fcnt_up = c;
+      j->uplink(t[0]);
+      ASSERT_TRUE(j->commit(t));
+    }
+  }
+  std::filesystem::resize_file(journal, std::filesystem::file_size(journal) - 5);
+  {
+    SessionTable t(k->devices);
+    auto j = SessionJournal::open(jdir, t, true);
+    ASSERT_TRUE(j.ok());
+    EXPECT_EQ(t[0].fcnt_up, 72u);
+    // 3. An explicit compaction, then the same file reloaded.
+    ASSERT_TRUE(j->compact(t));
+    EXPECT_EQ(j->compactions(), 1u);
+    EXPECT_EQ(j->file_bytes(), std::filesystem::file_size(journal));
+  }
+  SessionTable t(k->devices);
+  auto j = SessionJournal::open(jdir, t, true);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(t[0].fcnt_up, 72u);
+  EXPECT_TRUE(t[0].has_fcnt);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <string_view>
 
 #include "core/counter.h"
+#include "protocols/lorawan/lorawan_phy.h"
+#include "protocols/lorawan/semtech_parser.h"
 #include "runtime/pipeline_stats.h"
 
 namespace tianhe::protocols::lorawan {
@@ -76,28 +78,44 @@ struct LoRaWanStats {
   core::Counter datagrams_in[static_cast<size_t>(Dgram::kCount)];
   core::Counter bytes_in;
   core::Counter rejected[static_cast<size_t>(Reject::kCount)];
-  core::Counter frames_in;          ///< uplink PHYPayloads read from rxpk entries
-  core::Counter uplinks;            ///< data frames that passed MIC and counter checks
-  core::Counter duplicates;         ///< copies merged into a pending frame
-  core::Counter copies_dropped;     ///< copies beyond max_gateways_per_frame (merged, no metrics)
-  core::Counter mac_only;           ///< frames without application payload (no report)
-  core::Counter joins;              ///< Join-Accepts queued
-  core::Counter push_acks;          ///< PUSH_ACK sent
-  core::Counter pull_acks;          ///< PULL_ACK sent
-  core::Counter downlinks_sent;     ///< PULL_RESP sent
-  core::Counter downlinks_dropped;  ///< queue full, no pull address, or send error
-  core::Counter acks_not_sent;      ///< confirmed uplinks whose report was not stored (no ACK)
-  core::Counter tx_ack_ok;          ///< TX_ACK with error NONE (or none given)
-  core::Counter tx_ack_error;       ///< TX_ACK reporting an error
-  core::Counter stats_received;     ///< PUSH_DATA `stat` objects
-  core::Counter journal_syncs;      ///< session journal commits
-  core::Counter sessions;           ///< gauge: active sessions
-  core::Counter pending_frames;     ///< gauge
-  core::Counter pending_downlinks;  ///< gauge
-  core::Counter kernel_drops;       ///< gauge: SO_RXQ_OVFL
-  core::Counter recv_buffer_bytes;  ///< gauge
-  core::Log2Histogram uplink_latency;    ///< first copy received to report appended
-  core::Log2Histogram downlink_latency;  ///< uplink received to its downlink sent
+  core::Counter frames_in;           ///< uplink PHYPayloads read from rxpk entries
+  core::Counter uplinks;             ///< data frames that passed MIC and counter checks
+  core::Counter duplicates;          ///< copies merged into a pending frame
+  core::Counter copies_dropped;      ///< copies beyond max_gateways_per_frame (merged, no metrics)
+  core::Counter mac_only;            ///< frames without application payload (no report)
+  core::Counter joins;               ///< Join-Accepts queued
+  core::Counter push_acks;           ///< PUSH_ACK sent
+  core::Counter pull_acks;           ///< PULL_ACK sent
+  core::Counter downlinks_sent;      ///< PULL_RESP sent
+  core::Counter downlinks_dropped;   ///< queue full, no pull address, or send error
+  core::Counter acks_not_sent;       ///< confirmed uplinks the log could not take (no ACK)
+  core::Counter acks_dead_lettered;  ///< ACKs of confirmed uplinks whose payload was dead-lettered
+  core::Counter acks_rejected;       ///< ACKs of confirmed uplinks the validator refused
+  core::Counter tx_ack_ok;           ///< TX_ACK with error NONE (or none given)
+  core::Counter tx_ack_error;        ///< TX_ACK reporting an error
+  core::Counter tx_ack_unmatched;    ///< TX_ACK whose token is no downlink in flight
+  core::Counter downlinks_rx2;       ///< PULL_RESP sent for RX2
+  core::Counter rx2_after_tx_ack;    ///< RX1 refused by the gateway: sent again for RX2
+  core::Counter rx2_late;            ///< ready too late for RX1: sent for RX2
+  core::Counter downlinks_late;      ///< too late for RX2 as well: not sent
+  /// Downlinks the gateway refused for good, by TX_ACK error (kNone unused).
+  core::Counter downlinks_failed[static_cast<size_t>(TxAckError::kCount)];
+  core::Counter mac_commands;                                        ///< uplink MAC commands read
+  core::Counter mac_status[static_cast<size_t>(MacStatus::kCount)];  ///< MAC command lists read
+  core::Counter link_check_answers;                                  ///< LinkCheckAns sent
+  core::Counter device_time_answers;                                 ///< DeviceTimeAns sent
+  core::Counter stats_received;                                      ///< PUSH_DATA `stat` objects
+  core::Counter journal_syncs;                                       ///< session journal commits
+  core::Counter journal_compactions;            ///< journal rewrites while running
+  core::Counter journal_bytes;                  ///< gauge: the journal file's size
+  core::Counter sessions;                       ///< gauge: active sessions
+  core::Counter pending_frames;                 ///< gauge
+  core::Counter pending_downlinks;              ///< gauge
+  core::Counter kernel_drops;                   ///< gauge: SO_RXQ_OVFL
+  core::Counter recv_buffer_bytes;              ///< gauge
+  core::Log2Histogram uplink_latency;           ///< first copy received to report appended
+  core::Log2Histogram downlink_latency;         ///< uplink received to its downlink sent
+  core::Log2Histogram journal_compaction_time;  ///< one compaction (the shard's stall)
 };
 
 }  // namespace tianhe::protocols::lorawan

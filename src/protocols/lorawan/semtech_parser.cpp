@@ -297,4 +297,52 @@ size_t encode_pull_resp(uint16_t token, const Txpk& t, std::span<uint8_t> out) n
   return 4 + static_cast<size_t>(n);
 }
 
+std::string_view tx_ack_error_name(TxAckError e) noexcept {
+  static constexpr std::string_view kNames[] = {
+      "none",     "too_late",     "too_early", "collision_packet", "collision_beacon", "tx_freq",
+      "tx_power", "gps_unlocked", "other"};
+  static_assert(std::size(kNames) == static_cast<size_t>(TxAckError::kCount));
+  return kNames[static_cast<size_t>(e)];
+}
+
+TxAckError parse_tx_ack(std::span<const uint8_t> json) noexcept {
+  // PROTOCOL.TXT v2 §5: {"txpk_ack":{"error":"..."}}; no JSON at all means NONE. Anything else
+  // (bad JSON, no error string) is kOther: not retried, counted.
+  if (json.empty()) return TxAckError::kNone;
+  JsonScanner s({reinterpret_cast<const char*>(json.data()), json.size()}, 4);
+  std::string_view error;
+  bool found = false;
+  for (JsonToken t = s.next(); t.kind != JsonKind::kEnd; t = s.next()) {
+    if (t.kind == JsonKind::kError) return TxAckError::kOther;
+    if (t.kind == JsonKind::kKey && !t.escaped && t.text == "error") {
+      const JsonToken v = s.next();
+      if (v.kind == JsonKind::kError) return TxAckError::kOther;
+      if (v.kind == JsonKind::kString && !v.escaped) {
+        error = v.text;
+        found = true;
+      }
+    }
+  }
+  if (!found) return TxAckError::kOther;
+  static constexpr std::string_view kWire[] = {
+      "NONE",    "TOO_LATE", "TOO_EARLY",   "COLLISION_PACKET", "COLLISION_BEACON",
+      "TX_FREQ", "TX_POWER", "GPS_UNLOCKED"};
+  for (size_t i = 0; i < std::size(kWire); ++i) {
+    if (error == kWire[i]) return static_cast<TxAckError>(i);
+  }
+  return TxAckError::kOther;
+}
+
+bool rx2_may_help(TxAckError e) noexcept {
+  switch (e) {
+    case TxAckError::kTooLate:
+    case TxAckError::kTooEarly:
+    case TxAckError::kCollisionPacket:
+    case TxAckError::kCollisionBeacon:
+    case TxAckError::kTxFreq:
+    case TxAckError::kTxPower: return true;
+    default: return false;
+  }
+}
+
 }  // namespace tianhe::protocols::lorawan

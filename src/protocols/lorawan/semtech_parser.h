@@ -105,6 +105,30 @@ struct Txpk {
   std::span<const uint8_t> data;
 };
 
+/// What a TX_ACK reports (PROTOCOL.TXT v2 §5: `txpk_ack.error`).
+enum class TxAckError : uint8_t {
+  kNone = 0,         ///< sent (no JSON, or "NONE")
+  kTooLate,          ///< "TOO_LATE": the PULL_RESP came too late for its tmst
+  kTooEarly,         ///< "TOO_EARLY": too far ahead for the gateway to schedule
+  kCollisionPacket,  ///< "COLLISION_PACKET": another downlink takes that time
+  kCollisionBeacon,  ///< "COLLISION_BEACON": a class B beacon takes that time
+  kTxFreq,           ///< "TX_FREQ": frequency not supported by the radio
+  kTxPower,          ///< "TX_POWER": power not supported
+  kGpsUnlocked,      ///< "GPS_UNLOCKED": a GPS-timed downlink without GPS
+  kOther,            ///< an error string not above, or JSON that is not a txpk_ack
+  kCount,
+};
+
+/// Snake-case name of a TX_ACK error (a metric label): "too_late".
+std::string_view tx_ack_error_name(TxAckError e) noexcept;
+
+/// Reads a TX_ACK's optional JSON (empty: kNone). Pure and bounded.
+TxAckError parse_tx_ack(std::span<const uint8_t> json) noexcept;
+
+/// Whether a downlink refused for RX1 with `e` may go in RX2 (another time, frequency and data
+/// rate): the timing, collision, frequency and power errors.
+bool rx2_may_help(TxAckError e) noexcept;
+
 /// Writes PULL_RESP (version, token, 3, {"txpk":{...}}) into `out`; returns its length or 0.
 size_t encode_pull_resp(uint16_t token, const Txpk& t, std::span<uint8_t> out) noexcept;
 

@@ -1,6 +1,7 @@
 // Fuzz target: parse_semtech() and parse_push_data() (rxpk JSON through core/json_scan) never
 // read outside their input; accepted rxpk entries decode to at most 255 bytes whose length is
-// the claimed size, and every PHYPayload they carry goes through parse_phy() too.
+// the claimed size, and every PHYPayload they carry goes through parse_phy() too; a TX_ACK's
+// JSON goes through parse_tx_ack().
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SemtechDatagram d;
   const std::span<const uint8_t> in(data, size);
   if (parse_semtech(in, d) != SemtechStatus::kOk) return 0;
+  if (d.type == SemtechType::kTxAck) {
+    check(parse_tx_ack(d.json) < TxAckError::kCount);
+    return 0;
+  }
   if (d.type != SemtechType::kPushData) return 0;
   if (parse_push_data(d.json, *push) == RxpkStatus::kBadJson) return 0;
   for (uint32_t i = 0; i < push->count && i < kMaxRxpk; ++i) {

@@ -104,5 +104,32 @@ TEST(Semtech, PullRespIsValidJson) {
   EXPECT_NE(json.find("\"size\":12"), std::string_view::npos);
 }
 
+// TX_ACK (PROTOCOL.TXT v2 §5): no JSON or NONE is success; each error string; anything else is
+// kOther. RX2 may help with timing, collision, frequency and power errors only.
+TEST(Semtech, TxAck) {
+  auto of = [](std::string_view j) {
+    return parse_tx_ack({reinterpret_cast<const uint8_t*>(j.data()), j.size()});
+  };
+  EXPECT_EQ(of(""), TxAckError::kNone);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"NONE"}})"), TxAckError::kNone);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"TOO_LATE"}})"), TxAckError::kTooLate);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"TOO_EARLY"}})"), TxAckError::kTooEarly);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"COLLISION_PACKET"}})"), TxAckError::kCollisionPacket);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"COLLISION_BEACON"}})"), TxAckError::kCollisionBeacon);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"TX_FREQ"}})"), TxAckError::kTxFreq);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"TX_POWER"}})"), TxAckError::kTxPower);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"GPS_UNLOCKED"}})"), TxAckError::kGpsUnlocked);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":"SOMETHING"}})"), TxAckError::kOther);
+  EXPECT_EQ(of(R"({"txpk_ack":{}})"), TxAckError::kOther);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":)"), TxAckError::kOther);
+  EXPECT_EQ(of(R"({"txpk_ack":{"error":5}})"), TxAckError::kOther);
+  EXPECT_EQ(tx_ack_error_name(TxAckError::kCollisionBeacon), "collision_beacon");
+  EXPECT_TRUE(rx2_may_help(TxAckError::kTooLate));
+  EXPECT_TRUE(rx2_may_help(TxAckError::kTxPower));
+  EXPECT_FALSE(rx2_may_help(TxAckError::kGpsUnlocked));
+  EXPECT_FALSE(rx2_may_help(TxAckError::kOther));
+  EXPECT_FALSE(rx2_may_help(TxAckError::kNone));
+}
+
 }  // namespace
 }  // namespace tianhe::protocols::lorawan
