@@ -1,7 +1,8 @@
 """The MQTT-SN gateway against Debian's python3-scapy MQTT-SN layer over real UDP on loopback:
 sessions, QoS -1/0/1/2 with acknowledgements after durability (a PUBACKed report survives
 kill -9), QoS 2 duplicates, will handshake, SEARCHGW/GWINFO, ADVERTISE, sleeping clients,
-keep-alive reaping, client id takeover, a reconnect storm, and the malformed-vector table
+keep-alive reaping, client id takeover, wills published when a session is lost (and discarded
+on a clean DISCONNECT), a reconnect storm, and the malformed-vector table
 (mqtt_sn_vectors.py) replayed against a running gateway with each expected counter.
 
 Run: /usr/bin/python3 test/protocols/mqtt_sn_test.py build/dev/src/app/tianhe"""
@@ -90,13 +91,14 @@ def test_flows(gw, port, codec):
 
 def test_will_searchgw_advertise(gw, port, adv_sock):
     cl = Client(port, "will-1")
+    wills = mqtt_sn(gw, "wills_total")
     cl.connect(will=1)
     cl.expect(sn.MQTTSNWillTopicReq)
     cl.send(sn.MQTTSN() / sn.MQTTSNWillTopic(qos=1, will_topic=b"test/1/status"))
     cl.expect(sn.MQTTSNWillMsgReq)
     cl.send(sn.MQTTSN() / sn.MQTTSNWillMsg(will_msg=b"offline"))
     assert cl.expect(sn.MQTTSNConnack).return_code == sn.ACCEPTED
-    assert mqtt_sn(gw, "wills_total") == 1
+    assert mqtt_sn(gw, "wills_total") == wills + 1
     cl.send(sn.MQTTSN() / sn.MQTTSNSearchGW(radius=1))
     assert cl.expect(sn.MQTTSNGwInfo).gw_id == 7
     # ADVERTISE goes to advertise_to every advertise_interval (1 s here): wait for one.
@@ -106,6 +108,82 @@ def test_will_searchgw_advertise(gw, port, adv_sock):
     assert adv.haslayer(sn.MQTTSNAdvertise), adv.summary()
     assert (adv[sn.MQTTSNAdvertise].gw_id, adv[sn.MQTTSNAdvertise].duration) == (7, 1)
     cl.close()
+
+
+def reports(gw, device):
+    """The reports of `device` the store holds (the gateway's HTTP query API)."""
+    return json.loads(gw.get(f"/api/v1/devices/{device}/reports?limit=10000"))["reports"]
+
+
+def listed(gw):
+    """The client ids of the sessions the gateway holds (/debug/sessions)."""
+    page = json.loads(gw.get("/debug/sessions?protocol=mqtt_sn&limit=1000"))
+    assert page["next"] is None, "more than one page of sessions"
+    return {s["client_id"] for s in page["sessions"]}
+
+
+def connect_with_will(cl, topic, message, duration=60, expect=sn.ACCEPTED):
+    """CONNECT with the Will flag, then WILLTOPIC and WILLMSG (§6.3); the CONNACK's code."""
+    cl.connect(will=1, duration=duration)
+    cl.expect(sn.MQTTSNWillTopicReq)
+    cl.send(sn.MQTTSN() / sn.MQTTSNWillTopic(qos=1, retain=1, will_topic=topic.encode()))
+    if len(topic) > 256:
+        return cl.expect(sn.MQTTSNConnack).return_code
+    cl.expect(sn.MQTTSNWillMsgReq)
+    cl.send(sn.MQTTSN() / sn.MQTTSNWillMsg(will_msg=message))
+    rc = cl.expect(sn.MQTTSNConnack).return_code
+    assert rc == expect, (rc, expect)
+    return rc
+
+
+def test_wills(gw, port, codec):
+    """A lost session's will becomes its device's report; a clean DISCONNECT, or WILLTOPICUPD
+    with an empty topic, throws it away; a will beyond max_will_bytes (256) is refused."""
+    published = mqtt_sn(gw, "wills_published_total")
+    lapsed = mqtt_sn(gw, "sessions_ended_total", reason="keep_alive")
+    assert not {"will-21", "will-22", "will-23"} & listed(gw)
+    # Client 22 disconnects cleanly: its will is discarded, no report.
+    clean = Client(port, "will-22")
+    connect_with_will(clean, f"{c.TENANT}/22/telemetry", c.payload(codec, 22.0))
+    discarded = mqtt_sn(gw, "wills_discarded_total", reason="disconnect")
+    clean.send(sn.MQTTSN(len=2, type=sn.DISCONNECT))
+    clean.expect(sn.MQTTSNDisconnect)
+    wait_sn(gw, "wills_discarded_total", discarded + 1, reason="disconnect")
+    # Client 23 deletes its will (WILLTOPICUPD, empty topic) and then lapses: nothing is sent.
+    deleted = Client(port, "will-23")
+    connect_with_will(deleted, f"{c.TENANT}/23/telemetry", c.payload(codec, 23.0), duration=1)
+    gone = mqtt_sn(gw, "wills_discarded_total", reason="deleted")
+    deleted.send(sn.MQTTSN() / sn.MQTTSNWillTopicUpd(will_topic=b""))
+    assert deleted.expect(sn.MQTTSNWillTopicResp).return_code == sn.ACCEPTED
+    assert mqtt_sn(gw, "wills_discarded_total", reason="deleted") == gone + 1
+    # Client 21 stops pinging: after 1.5 x its 1 s keep-alive the reaper ends the session and
+    # its will is published as the report a PUBLISH of it on test/21/telemetry would be.
+    lost = Client(port, "will-21")
+    connect_with_will(lost, f"{c.TENANT}/21/telemetry", c.payload(codec, 21.25), duration=1)
+    # A will moved by WILLMSGUPD (§6.4): the new message is the one published.
+    lost.send(sn.MQTTSN() / sn.MQTTSNWillMsgUpd(will_msg=c.payload(codec, 21.75)))
+    assert lost.expect(sn.MQTTSNWillMsgResp).return_code == sn.ACCEPTED
+    # ... and one beyond max_will_bytes is refused, leaving it as it was.
+    too_large = mqtt_sn(gw, "rejects_total", reason="will_too_large")
+    lost.send(sn.MQTTSN() / sn.MQTTSNWillMsgUpd(will_msg=b"x" * 300))
+    assert lost.expect(sn.MQTTSNWillMsgResp).return_code == sn.REJ_CONJ
+    assert mqtt_sn(gw, "rejects_total", reason="will_too_large") == too_large + 1
+    harness.wait_for(lambda: not {"will-21", "will-23"} & listed(gw), 30,
+                     "will-21 and will-23 reaped")
+    assert mqtt_sn(gw, "sessions_ended_total", reason="keep_alive") >= lapsed + 2
+    wait_sn(gw, "wills_published_total", published + 1)
+    harness.wait_for(lambda: len(reports(gw, 21)) == 1, 30, "device 21's will in the store")
+    row = reports(gw, 21)[0]
+    assert row["metrics"]["temperature"] == 21.75, row
+    assert mqtt_sn(gw, "wills_published_total") == published + 1  # 23's deleted will: none
+    assert reports(gw, 22) == [] and reports(gw, 23) == []
+    # A will beyond max_will_bytes in the CONNECT handshake: CONNACK "rejected: congestion".
+    big = Client(port, "will-24")
+    connect_with_will(big, f"{c.TENANT}/24/telemetry", b"y" * 250, expect=sn.REJ_CONJ)
+    assert mqtt_sn(gw, "rejects_total", reason="will_too_large") == too_large + 2
+    assert mqtt_sn(gw, "sessions_ended_total", reason="refused") >= 1
+    for x in (clean, deleted, lost, big):
+        x.close()
 
 
 def stopped(pid, timeout=10):
@@ -299,10 +377,15 @@ def test_storm(tmp, codec):
 def test_takeover_allowed(tmp, codec):
     gw, port = c.start(tmp, "takeover", codec, extra_mqtt_sn="allow_takeover = true")
     try:
-        a = Client(port, "moving-5").connected()
+        a = Client(port, "moving-5")
+        connect_with_will(a, f"{c.TENANT}/5/telemetry", c.payload(codec, 5.5))
         tid = a.register(f"{c.TENANT}/5/telemetry").tid
         b = Client(port, "moving-5").connected()
         assert mqtt_sn(gw, "sessions_ended_total", reason="takeover") == 1
+        # The taken-over session was lost, not closed: its will is published (§6.3).
+        wait_sn(gw, "wills_published_total", 1)
+        harness.wait_for(lambda: len(reports(gw, 5)) == 1, 30, "device 5's will in the store")
+        assert reports(gw, 5)[0]["metrics"]["temperature"] == 5.5
         a.publish(tid, c.payload(codec, 20), qos=1)
         a.expect(sn.MQTTSNDisconnect)  # the old address no longer has a session
         tid = b.register(f"{c.TENANT}/5/telemetry").tid
@@ -345,7 +428,7 @@ def main():
                           f'advertise_to = "127.0.0.1:{adv.getsockname()[1]}"')
         try:
             for t in (test_flows, test_sleep, test_debug_sessions, test_keep_alive_and_takeover,
-                      test_vectors):
+                      test_wills, test_vectors):
                 print(t.__name__)
                 t(gw, port, codec)
             print("test_will_searchgw_advertise")

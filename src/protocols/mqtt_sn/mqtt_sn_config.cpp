@@ -170,6 +170,23 @@ constexpr Field<C> kFields[] = {
      .doc = "Let a CONNECT take over a client id held by a session at another address (the "
             "old session ends); otherwise it is refused and counted.",
      .set = [](C& c, const P& p) { c.allow_takeover = p.b; }},
+    {.key = "max_will_bytes",
+     .kind = Kind::kSize,
+     .default_text = "256",
+     .doc = "Bytes a will may take, its topic name plus its message (MQTT-SN §6.3); a longer "
+            "will gets CONNACK \"rejected: congestion\" (WILLTOPICUPD and WILLMSGUPD: "
+            "\"rejected\") and is counted.",
+     .set = [](C& c, const P& p) { c.max_will_bytes = static_cast<uint32_t>(p.i); },
+     .min = 0,
+     .max = 16 * kKiB},
+    {.key = "max_wills",
+     .kind = Kind::kInt,
+     .default_text = "10000",
+     .doc = "Wills held at once, over every shard (a fixed pool of max_will_bytes buffers); a "
+            "will beyond it is refused like one too long, and counted.",
+     .set = [](C& c, const P& p) { c.max_wills = static_cast<uint32_t>(p.i); },
+     .min = 0,
+     .max = 8'000'000},
     {.key = "gateway_id",
      .kind = Kind::kInt,
      .default_text = "1",

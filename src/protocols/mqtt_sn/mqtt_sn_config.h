@@ -33,6 +33,8 @@ struct MqttSnConfig {
   uint32_t connect_rate = 2000;                     ///< CONNECTs admitted per second, gateway-wide
   uint32_t connect_burst = 2000;      ///< CONNECTs admitted at once after a quiet spell
   bool allow_takeover = false;        ///< a client id may move to another address
+  uint32_t max_will_bytes = 256;      ///< a will's topic name plus message, at most (§6.3)
+  uint32_t max_wills = 10000;         ///< wills held at once, over every shard
   uint32_t gateway_id = 1;            ///< GwId in GWINFO and ADVERTISE (0..255)
   int64_t advertise_interval_ns = 0;  ///< ADVERTISE period (0: never)
   std::string advertise_to;           ///< "host:port" ADVERTISE is sent to ("": nowhere)

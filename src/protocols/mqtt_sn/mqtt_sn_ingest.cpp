@@ -63,20 +63,29 @@ uint32_t batch_metrics(uint32_t recv_batch) {
 }  // namespace
 
 std::string_view reject_reason_name(Reject r) noexcept {
-  constexpr std::string_view kNames[] = {
-      "congestion",        "sessions_full",   "takeover_refused", "no_session",
-      "unexpected",        "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
-      "no_device",         "topics_full",     "pending_full",     "qos_minus1_topic",
-      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full", "batch_full"};
+  constexpr std::string_view kNames[] = {"congestion",        "sessions_full",   "takeover_refused",
+                                         "no_session",        "unexpected",      "unknown_topic",
+                                         "topic_mismatch",    "tenant_mismatch", "no_device",
+                                         "topics_full",       "pending_full",    "qos_minus1_topic",
+                                         "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full",
+                                         "batch_full",        "will_too_large",  "wills_full"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
 std::string_view session_end_name(SessionEnd e) noexcept {
-  constexpr std::string_view kNames[] = {"disconnect", "keep_alive", "sleep_lapsed", "takeover"};
+  constexpr std::string_view kNames[] = {"disconnect", "keep_alive", "sleep_lapsed",
+                                         "takeover",   "replaced",   "refused"};
   static_assert(std::size(kNames) == static_cast<size_t>(SessionEnd::kCount));
   const auto i = static_cast<size_t>(e);
+  return i < std::size(kNames) ? kNames[i] : "unknown";
+}
+
+std::string_view will_discard_name(WillDiscard d) noexcept {
+  constexpr std::string_view kNames[] = {"disconnect", "replaced", "deleted", "unresolved"};
+  static_assert(std::size(kNames) == static_cast<size_t>(WillDiscard::kCount));
+  const auto i = static_cast<size_t>(d);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
@@ -162,6 +171,8 @@ MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transport
                          (config_.max_sessions + shared_->shards - 1) / shared_->shards)),
       sleep_buffers_((config_.max_sleeping_clients + shared_->shards - 1) / shared_->shards,
                      config_.max_sleep_buffer_bytes),
+      will_buffers_((config_.max_wills + shared_->shards - 1) / shared_->shards,
+                    config_.max_will_bytes + kWillHeaderBytes),
       decoder_(std::move(decoder)),
       stats_(stats),
       recv_batch_(config_.recv_batch) {
@@ -193,7 +204,8 @@ int64_t MqttSnIngest::next_deadline_ns() const noexcept {
   return std::min(next_sweep_ns_, next_advertise_ns_);
 }
 
-void MqttSnIngest::on_timer(runtime::Shard&, int64_t now_ns) noexcept {
+void MqttSnIngest::on_timer(runtime::Shard& shard, int64_t now_ns) noexcept {
+  shard_ = &shard;
   if (now_ns >= next_advertise_ns_) {
     // §6.1: ADVERTISE carries the time until the next one.
     const auto d = static_cast<uint16_t>(config_.advertise_interval_ns / 1'000'000'000);
@@ -202,6 +214,10 @@ void MqttSnIngest::on_timer(runtime::Shard&, int64_t now_ns) noexcept {
     next_advertise_ns_ = now_ns + config_.advertise_interval_ns;
   }
   if (now_ns >= next_sweep_ns_) {
+    // The last receive batch was appended already: the wills of reaped sessions start a
+    // batch of their own, appended below.
+    batch_.clear();
+    pub_count_ = 0;
     const uint32_t end = std::min(sessions_.high_water(), sweep_cursor_ + kSweepSlots);
     for (uint32_t i = sweep_cursor_; i < end; ++i) {
       const MqttSnSession& s = sessions_.at(i);
@@ -215,6 +231,9 @@ void MqttSnIngest::on_timer(runtime::Shard&, int64_t now_ns) noexcept {
     } else {
       sweep_cursor_ = end;  // more to look at: continue on the next loop turn
     }
+    if (!batch_.empty()) flush(shard, now_ns);
+    batch_.clear();
+    stats_->wills_held.set(will_buffers_.in_use());
     stats_->sessions.set(sessions_.size());
     stats_->sleeping.set(sleeping_);
   }
@@ -260,6 +279,7 @@ void MqttSnIngest::list_sessions(uint64_t after, uint32_t limit, runtime::Sessio
                      {"topics", s.topic_count},
                      {"sleep_buffer_bytes", s.sleep_bytes},
                      {"clean", s.clean},
+                     {"will", s.will != 0},
                      {"expires_in_s", static_cast<double>(s.deadline_ns - now) / 1e9}};
     // A client id is bytes from the network: invalid UTF-8 is replaced, never thrown on.
     page.sessions.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -269,6 +289,7 @@ void MqttSnIngest::list_sessions(uint64_t after, uint32_t limit, runtime::Sessio
 }
 
 uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
+  shard_ = &shard;
   mailbox_.serve([this](uint64_t after, uint32_t limit, runtime::SessionPage& page) {
     list_sessions(after, limit, page);
   });
@@ -302,6 +323,7 @@ uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
   stats_->sessions.set(sessions_.size());
   stats_->sleeping.set(sleeping_);
   stats_->pending_replies.set(replies_.size());
+  stats_->wills_held.set(will_buffers_.in_use());
   return rx_.size();
 }
 
@@ -341,6 +363,22 @@ void MqttSnIngest::touch(uint32_t s, int64_t now) noexcept {
 
 void MqttSnIngest::end_session(uint32_t s, SessionEnd why) noexcept {
   MqttSnSession& ss = sessions_.at(s);
+  if (ss.will != 0) {
+    // MQTT-SN v1.2 §6.3 keeps MQTT's will semantics (MQTT 3.1.1 §3.1.2.5): published when the
+    // session is lost (keep-alive or sleep lapsed, its client id taken over, its address
+    // reused), discarded on a clean DISCONNECT. A will whose handshake did not finish was never
+    // accepted (no CONNACK): it is released unpublished.
+    const bool connected =
+        ss.state != SessionState::kAwaitWillTopic && ss.state != SessionState::kAwaitWillMsg;
+    if (!connected || why == SessionEnd::kRefused) {
+      will_buffers_.give_back(ss.will);
+      ss.will = 0;
+    } else if (why == SessionEnd::kDisconnect) {
+      drop_will(s, WillDiscard::kDisconnect);
+    } else {
+      publish_will(s);
+    }
+  }
   if (ss.state == SessionState::kAsleep && sleeping_ > 0) --sleeping_;
   if (ss.sleep_buffer != 0) sleep_buffers_.give_back(ss.sleep_buffer);
   stats_->sessions_ended[static_cast<size_t>(why)].add();
@@ -374,45 +412,23 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
         reject(Reject::kUnexpected);
         return;
       }
-      if (f.topic.empty()) {  // an empty WILLTOPIC: no will after all
-        sessions_.at(s).state = SessionState::kActive;
-        send_now(datagram, ref, [](std::span<uint8_t> o) noexcept {
-          return encode_connack(ReturnCode::kAccepted, o);
-        });
-        wake(s);  // a sleeper that reconnected with a will: what it was owed follows
-        return;
-      }
-      sessions_.at(s).state = SessionState::kAwaitWillMsg;
-      send_now(datagram, ref,
-               [](std::span<uint8_t> o) noexcept { return encode_empty(MsgType::kWillMsgReq, o); });
+      on_will_topic(f, datagram, s);
       return;
     case MsgType::kWillMsg:
       if (s == kNoSession || sessions_.at(s).state != SessionState::kAwaitWillMsg) {
         reject(Reject::kUnexpected);
         return;
       }
-      // The will is acknowledged but not stored: nothing subscribes through this gateway (it
-      // ingests telemetry); a lost session is counted by its end reason instead.
-      stats_->wills.add();
-      sessions_.at(s).state = SessionState::kActive;
-      send_now(datagram, ref, [](std::span<uint8_t> o) noexcept {
-        return encode_connack(ReturnCode::kAccepted, o);
-      });
-      wake(s);
+      on_will_msg(f, datagram, s);
       return;
     case MsgType::kWillTopicUpd:
-    case MsgType::kWillMsgUpd: {
+    case MsgType::kWillMsgUpd:
       if (s == kNoSession) {
         reject(Reject::kSessionless);
         return;
       }
-      const MsgType resp =
-          f.type == MsgType::kWillTopicUpd ? MsgType::kWillTopicResp : MsgType::kWillMsgResp;
-      send_now(datagram, ref, [&](std::span<uint8_t> o) noexcept {
-        return encode_return_code(resp, ReturnCode::kAccepted, o);
-      });
+      on_will_update(f, datagram, s);
       return;
-    }
     case MsgType::kRegister:
       if (s == kNoSession || sessions_.at(s).state != SessionState::kActive) {
         reject(Reject::kSessionless);
@@ -489,7 +505,7 @@ void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& 
   }
   bool woke = false;
   if (s != kNoSession && sessions_.at(s).id() != f.client_id) {
-    end_session(s, SessionEnd::kDisconnect);  // the address now speaks for another client
+    end_session(s, SessionEnd::kReplaced);  // the address now speaks for another client
     s = kNoSession;
   }
   if (s == kNoSession) {
@@ -505,6 +521,8 @@ void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& 
       if (sleeping_ > 0) --sleeping_;
       woke = true;
     }
+    // §6.3: a CONNECT sets the will afresh (its Will flag asks for one, or there is none).
+    drop_will(s, WillDiscard::kReplaced);
     if (f.flags.clean_session) {
       // §6.3: CleanSession drops the registrations (and held QoS 2 ids) of the old session.
       ss.topic_count = 0;
@@ -537,6 +555,201 @@ void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& 
   if (woke) wake(s);
 }
 
+uint64_t MqttSnIngest::resolve_topic(std::string_view name, uint64_t session_device,
+                                     Reject& why) const noexcept {
+  // The topic name names the device (the `topics` template), checked against the registry;
+  // a template without {device} leaves it to the client id.
+  const TopicMatch m = shared_->topics.match(name);
+  if (!m.matched) {
+    why = Reject::kTopicMismatch;
+    return 0;
+  }
+  const uint64_t device = m.device_id != 0 ? m.device_id : session_device;
+  if (device == 0) {
+    why = Reject::kNoDevice;
+    return 0;
+  }
+  if (!m.tenant.empty()) {
+    // A device the registry does not know is left to the validator (it rejects it or registers
+    // it, per the tenant policy); a known one must be in the tenant the topic names.
+    const pipeline::DeviceEntry* e = shared_->registry->find(device);
+    if (e != nullptr && shared_->registry->tenant_name(e->tenant) != m.tenant) {
+      why = Reject::kTenantMismatch;
+      return 0;
+    }
+  }
+  return device;
+}
+
+std::span<uint8_t> MqttSnIngest::will_buffer(uint32_t s) noexcept {
+  MqttSnSession& ss = sessions_.at(s);
+  if (ss.will == 0) {
+    ss.will = will_buffers_.take();
+    if (ss.will == 0) return {};
+    will_reset(will_buffers_.data(ss.will));
+  }
+  return will_buffers_.data(ss.will);
+}
+
+void MqttSnIngest::drop_will(uint32_t s, WillDiscard why) noexcept {
+  MqttSnSession& ss = sessions_.at(s);
+  if (ss.will == 0) return;
+  will_buffers_.give_back(ss.will);
+  ss.will = 0;
+  stats_->wills_discarded[static_cast<size_t>(why)].add();
+}
+
+void MqttSnIngest::on_will_topic(const Frame& f, uint32_t datagram, uint32_t s) noexcept {
+  MqttSnSession& ss = sessions_.at(s);
+  auto refuse = [&](Reject why) noexcept {
+    // §5.4.5: the CONNECT is answered "rejected: congestion"; the client may retry (with a
+    // smaller will, or later). The half-made session ends.
+    stats_->rejects[static_cast<size_t>(why)].add();
+    send_now(datagram, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kCongestion, o);
+    });
+    end_session(s, SessionEnd::kRefused);
+  };
+  if (f.topic.empty()) {  // §5.4.7: an empty WILLTOPIC: no will after all
+    ss.state = SessionState::kActive;
+    send_now(datagram, sessions_.ref(s), [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kAccepted, o);
+    });
+    wake(s);  // a sleeper that reconnected with a will: what it was owed follows
+    return;
+  }
+  if (f.topic.size() > config_.max_will_bytes) {
+    refuse(Reject::kWillTooLarge);
+    return;
+  }
+  const std::span<uint8_t> buf = will_buffer(s);
+  if (buf.empty()) {
+    refuse(Reject::kWillsFull);
+    return;
+  }
+  will_reset(buf);  // a fresh handshake: no message yet
+  if (!will_set_topic(buf, encode_flags(f.flags), f.topic)) {
+    refuse(Reject::kWillTooLarge);
+    return;
+  }
+  ss.state = SessionState::kAwaitWillMsg;
+  send_now(datagram, sessions_.ref(s),
+           [](std::span<uint8_t> o) noexcept { return encode_empty(MsgType::kWillMsgReq, o); });
+}
+
+void MqttSnIngest::on_will_msg(const Frame& f, uint32_t datagram, uint32_t s) noexcept {
+  MqttSnSession& ss = sessions_.at(s);
+  if (ss.will == 0 || !will_set_message(will_buffers_.data(ss.will), f.data)) {
+    stats_->rejects[static_cast<size_t>(Reject::kWillTooLarge)].add();
+    send_now(datagram, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kCongestion, o);
+    });
+    end_session(s, SessionEnd::kRefused);
+    return;
+  }
+  stats_->wills.add();
+  ss.state = SessionState::kActive;
+  send_now(datagram, sessions_.ref(s),
+           [](std::span<uint8_t> o) noexcept { return encode_connack(ReturnCode::kAccepted, o); });
+  wake(s);
+}
+
+void MqttSnIngest::on_will_update(const Frame& f, uint32_t datagram, uint32_t s) noexcept {
+  // §6.4: WILLTOPICUPD / WILLMSGUPD change the will during the session; an empty WILLTOPICUPD
+  // deletes it. A refused update leaves the will as it was.
+  MqttSnSession& ss = sessions_.at(s);
+  const bool topic = f.type == MsgType::kWillTopicUpd;
+  const MsgType resp = topic ? MsgType::kWillTopicResp : MsgType::kWillMsgResp;
+  auto answer = [&](ReturnCode rc) noexcept {
+    send_now(datagram, sessions_.ref(s),
+             [&](std::span<uint8_t> o) noexcept { return encode_return_code(resp, rc, o); });
+  };
+  auto refuse = [&](Reject why, ReturnCode rc) noexcept {
+    stats_->rejects[static_cast<size_t>(why)].add();
+    answer(rc);
+  };
+  if (topic && f.topic.empty()) {
+    drop_will(s, WillDiscard::kDeleted);
+    answer(ReturnCode::kAccepted);
+    return;
+  }
+  if (!topic && ss.will == 0) {  // a message for a will that has no topic: nothing to update
+    refuse(Reject::kUnexpected, ReturnCode::kNotSupported);
+    return;
+  }
+  const size_t size = topic ? f.topic.size() : f.data.size();
+  if (size > config_.max_will_bytes) {
+    refuse(Reject::kWillTooLarge, ReturnCode::kCongestion);
+    return;
+  }
+  const bool fresh = ss.will == 0;
+  const std::span<uint8_t> buf = will_buffer(s);
+  if (buf.empty()) {
+    refuse(Reject::kWillsFull, ReturnCode::kCongestion);
+    return;
+  }
+  const bool ok =
+      topic ? will_set_topic(buf, encode_flags(f.flags), f.topic) : will_set_message(buf, f.data);
+  if (!ok) {
+    if (fresh) {
+      will_buffers_.give_back(ss.will);
+      ss.will = 0;
+    }
+    refuse(Reject::kWillTooLarge, ReturnCode::kCongestion);
+    return;
+  }
+  answer(ReturnCode::kAccepted);
+}
+
+void MqttSnIngest::make_room() noexcept {
+  if (batch_.reports_free() == 0 || batch_.metrics_free() < kMetricsPerPublish ||
+      pub_count_ == pubs_.size()) {
+    flush(*shard_, core::mono_ns());
+    batch_.clear();
+    pub_count_ = 0;
+  }
+}
+
+void MqttSnIngest::publish_will(uint32_t s) noexcept {
+  MqttSnSession& ss = sessions_.at(s);
+  const WillView w = will_view(will_buffers_.data(ss.will));
+  // The will becomes what a PUBLISH of its message on its topic would: the topic names the
+  // device, the device model's codec decodes the message, the report is validated, appended
+  // and delivered to sinks like any other (no acknowledgement: the client is gone).
+  Reject why = Reject::kCount;
+  const uint64_t device = resolve_topic(w.topic, ss.device_id, why);
+  if (device == 0 || shard_ == nullptr) {
+    drop_will(s, WillDiscard::kUnresolved);
+    return;
+  }
+  make_room();
+  core::Report* r = batch_.add_report();
+  if (r == nullptr) {  // cannot happen after make_room()
+    stats_->rejects[static_cast<size_t>(Reject::kBatchFull)].add();
+    drop_will(s, WillDiscard::kUnresolved);
+    return;
+  }
+  const int64_t now_wall = core::wall_ns();
+  r->device_id = device;
+  r->protocol = kProtocolId;
+  r->received_ns = now_wall;
+  r->device_time_ns = now_wall;
+  r->ack_requested = false;
+  r->peer = 0;
+  uint32_t seq = static_cast<uint32_t>(now_wall / 1000);
+  if (static_cast<int32_t>(seq - ss.last_seq) <= 0) seq = ss.last_seq + 1;
+  ss.last_seq = seq;
+  r->seq = seq;
+  const pipeline::CodecContext ctx{.device_id = device, .received_ns = now_wall, .topic = w.topic};
+  if (decoder_->decode(w.message, ctx, batch_, *r) == runtime::PayloadOutcome::kDeadLettered) {
+    batch_.pop_report();
+    stats_->dead_lettered.add();
+  }
+  stats_->wills_published.add();
+  will_buffers_.give_back(ss.will);
+  ss.will = 0;
+}
+
 void MqttSnIngest::on_register(const Frame& f, uint32_t datagram, uint32_t s) noexcept {
   MqttSnSession& ss = sessions_.at(s);
   const uint32_t ref = sessions_.ref(s);
@@ -549,26 +762,11 @@ void MqttSnIngest::on_register(const Frame& f, uint32_t datagram, uint32_t s) no
     stats_->rejects[static_cast<size_t>(why)].add();
     answer(0, rc);
   };
-  // The topic name names the device (the `topics` template), checked against the registry;
-  // a template without {device} leaves it to the client id.
-  const TopicMatch m = shared_->topics.match(f.topic);
-  if (!m.matched) {
-    refuse(Reject::kTopicMismatch, ReturnCode::kInvalidTopicId);
-    return;
-  }
-  const uint64_t device = m.device_id != 0 ? m.device_id : ss.device_id;
+  Reject why = Reject::kCount;
+  const uint64_t device = resolve_topic(f.topic, ss.device_id, why);
   if (device == 0) {
-    refuse(Reject::kNoDevice, ReturnCode::kInvalidTopicId);
+    refuse(why, ReturnCode::kInvalidTopicId);
     return;
-  }
-  if (!m.tenant.empty()) {
-    // A device the registry does not know is left to the validator (it rejects it or registers
-    // it, per the tenant policy); a known one must be in the tenant the topic names.
-    const pipeline::DeviceEntry* e = shared_->registry->find(device);
-    if (e != nullptr && shared_->registry->tenant_name(e->tenant) != m.tenant) {
-      refuse(Reject::kTenantMismatch, ReturnCode::kInvalidTopicId);
-      return;
-    }
   }
   const uint32_t h = topic_hash(f.topic);
   for (uint32_t i = 0; i < ss.topic_count; ++i) {

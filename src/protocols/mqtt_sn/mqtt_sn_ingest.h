@@ -96,7 +96,24 @@ class MqttSnIngest final : public runtime::Ingest {
   void on_disconnect(const Frame& f, uint32_t datagram, uint32_t s, int64_t now) noexcept;
   void flush(runtime::Shard& shard, int64_t received_mono) noexcept;
   void touch(uint32_t s, int64_t now) noexcept;
+  /// Ends session `s`: a lost session's will is published first, a closed one's discarded.
   void end_session(uint32_t s, SessionEnd why) noexcept;
+  /// The device a topic name names (the `topics` template; `session_device` when it has no
+  /// {device}), or 0 with the reason in `why`.
+  uint64_t resolve_topic(std::string_view name, uint64_t session_device,
+                         Reject& why) const noexcept;
+  /// Appends session `s`'s will to the batch as the report its PUBLISH would be (§6.3).
+  void publish_will(uint32_t s) noexcept;
+  /// Returns session `s`'s will buffer to the pool, counted as discarded for `why`.
+  void drop_will(uint32_t s, WillDiscard why) noexcept;
+  /// Session `s`'s will buffer, taken from the pool (empty) when it has none; empty span
+  /// when the pool is exhausted.
+  std::span<uint8_t> will_buffer(uint32_t s) noexcept;
+  void on_will_topic(const Frame& f, uint32_t datagram, uint32_t s) noexcept;
+  void on_will_msg(const Frame& f, uint32_t datagram, uint32_t s) noexcept;
+  void on_will_update(const Frame& f, uint32_t datagram, uint32_t s) noexcept;
+  /// Makes room in the batch for one report (flushing it first when full).
+  void make_room() noexcept;
   void wake(uint32_t s) noexcept;
   bool admit_connect(int64_t now) noexcept;
   /// Parks a reply to datagram `datagram`'s sender (or to `to` when given).
@@ -126,6 +143,8 @@ class MqttSnIngest final : public runtime::Ingest {
   /// Fills a /debug/sessions page: live slots from index `after` (the cursor is a slot index).
   void list_sessions(uint64_t after, uint32_t limit, runtime::SessionPage& page) const;
   SleepBuffers sleep_buffers_;
+  BufferPool will_buffers_;          ///< wills: max_will_bytes (+ header) each, max_wills / shard
+  runtime::Shard* shard_ = nullptr;  ///< the shard being served (set by poll_input, on_timer)
   std::unique_ptr<runtime::PayloadDecoder> decoder_;
   MqttSnStats* stats_;
   uint32_t recv_batch_;

@@ -95,6 +95,15 @@ void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
             "QoS 2 PUBLISHes whose message id was still held: not delivered again.", {},
             s.duplicates.get());
   w.counter(p + "wills_total", "Will handshakes completed.", {}, s.wills.get());
+  w.counter(p + "wills_published_total",
+            "Wills published as their device's report when a session was lost.", {},
+            s.wills_published.get());
+  for (size_t i = 0; i < static_cast<size_t>(WillDiscard::kCount); ++i) {
+    w.counter(p + "wills_discarded_total", "Wills thrown away unpublished, by reason.",
+              {{"reason", std::string(will_discard_name(static_cast<WillDiscard>(i)))}},
+              s.wills_discarded[i].get());
+  }
+  w.gauge(p + "wills", "Wills held.", {}, s.wills_held.get());
   w.counter(p + "dead_lettered_total",
             "PUBLISH payloads the codec could not decode (dead-lettered, acknowledged).", {},
             s.dead_lettered.get());

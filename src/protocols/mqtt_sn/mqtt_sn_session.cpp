@@ -214,7 +214,7 @@ uint32_t SessionTable::resolve(uint32_t ref) const noexcept {
   return index;
 }
 
-SleepBuffers::SleepBuffers(uint32_t count, uint32_t bytes)
+BufferPool::BufferPool(uint32_t count, uint32_t bytes)
     : pool_(std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(count) * bytes)),
       free_(std::make_unique<uint32_t[]>(count)),
       count_(count),
@@ -223,20 +223,63 @@ SleepBuffers::SleepBuffers(uint32_t count, uint32_t bytes)
   for (uint32_t i = 0; i < count; ++i) free_[i] = count - i;
 }
 
-uint32_t SleepBuffers::take() noexcept {
+uint32_t BufferPool::take() noexcept {
   if (free_count_ == 0 || bytes_ == 0) return 0;
   ++in_use_;
   return free_[--free_count_];
 }
 
-void SleepBuffers::give_back(uint32_t handle) noexcept {
+void BufferPool::give_back(uint32_t handle) noexcept {
   if (handle == 0 || handle > count_ || free_count_ == count_) return;
   free_[free_count_++] = handle;
   --in_use_;
 }
 
-std::span<uint8_t> SleepBuffers::data(uint32_t handle) noexcept {
+std::span<uint8_t> BufferPool::data(uint32_t handle) noexcept {
   return {pool_.get() + static_cast<size_t>(handle - 1) * bytes_, bytes_};
+}
+
+// A will buffer: [flags][topic length][message length, big-endian 16][topic][message]. The
+// topic length fits one octet: the parser bounds topic names at ParserLimits::max_topic_bytes.
+bool will_set_topic(std::span<uint8_t> buf, uint8_t flags, std::string_view topic) noexcept {
+  if (buf.size() < kWillHeaderBytes || topic.size() > 255) return false;
+  const WillView old = will_view(buf);
+  const size_t msg = old.message.size();
+  if (kWillHeaderBytes + topic.size() + msg > buf.size()) return false;
+  // The message moves to follow the new topic (memmove: the two may overlap).
+  std::memmove(buf.data() + kWillHeaderBytes + topic.size(), old.message.data(), msg);
+  if (!topic.empty()) std::memcpy(buf.data() + kWillHeaderBytes, topic.data(), topic.size());
+  buf[0] = flags;
+  buf[1] = static_cast<uint8_t>(topic.size());
+  return true;
+}
+
+void will_reset(std::span<uint8_t> buf) noexcept {
+  std::memset(buf.data(), 0, std::min<size_t>(buf.size(), kWillHeaderBytes));
+}
+
+bool will_set_message(std::span<uint8_t> buf, std::span<const uint8_t> message) noexcept {
+  if (buf.size() < kWillHeaderBytes) return false;
+  const size_t topic = buf[1];
+  if (kWillHeaderBytes + topic + message.size() > buf.size()) return false;
+  if (!message.empty()) {
+    std::memcpy(buf.data() + kWillHeaderBytes + topic, message.data(), message.size());
+  }
+  buf[2] = static_cast<uint8_t>(message.size() >> 8);
+  buf[3] = static_cast<uint8_t>(message.size());
+  return true;
+}
+
+WillView will_view(std::span<const uint8_t> buf) noexcept {
+  WillView w;
+  if (buf.size() < kWillHeaderBytes) return w;
+  const size_t topic = buf[1];
+  const size_t msg = static_cast<size_t>((buf[2] << 8) | buf[3]);
+  if (kWillHeaderBytes + topic + msg > buf.size()) return w;  // cannot happen: written bounded
+  w.flags = buf[0];
+  w.topic = {reinterpret_cast<const char*>(buf.data()) + kWillHeaderBytes, topic};
+  w.message = buf.subspan(kWillHeaderBytes + topic, msg);
+  return w;
 }
 
 }  // namespace tianhe::protocols::mqtt_sn

@@ -84,6 +84,7 @@ struct MqttSnSession {
   uint32_t sleep_bytes;   ///< bytes buffered there
   uint32_t next_free;     ///< free list link (free slots only)
   bool clean;
+  uint32_t will;  ///< 1 + index of its will in the will pool (0: none); fills padding
   TopicSlot topics[kMaxTopics];
   Qos2Slot qos2[kMaxPending];
 
@@ -148,11 +149,16 @@ class SessionTable {
   uint32_t free_head_ = 0;  ///< 1 + first free slot below high_water_; 0: none
 };
 
-/// Fixed-size byte buffers for sleeping clients' replies, allocated once. Shard thread only.
-class SleepBuffers {
+// A session without a will costs what it did before wills were kept: the will is a pool handle
+// in the slot's padding (the idle-session memory budget is 512 bytes, docs/protocols/mqtt_sn.md).
+static_assert(sizeof(MqttSnSession) == 352, "the session slot grew: recheck the memory budget");
+
+/// Fixed-size byte buffers, allocated once: replies held for sleeping clients (§6.14) and wills
+/// (§6.3). Shard thread only.
+class BufferPool {
  public:
   /// `count` buffers of `bytes` each (either may be 0: nothing is buffered).
-  SleepBuffers(uint32_t count, uint32_t bytes);
+  BufferPool(uint32_t count, uint32_t bytes);
   /// A free buffer (1 + index), or 0 when none is left.
   uint32_t take() noexcept;
   /// Returns buffer `handle` (1 + index) to the pool.
@@ -171,5 +177,29 @@ class SleepBuffers {
   uint32_t free_count_;
   uint32_t in_use_ = 0;
 };
+
+/// The pool of sleeping clients' reply buffers.
+using SleepBuffers = BufferPool;
+
+/// Bytes a will buffer spends on its own header: flags, topic length, message length (2).
+inline constexpr uint32_t kWillHeaderBytes = 4;
+
+/// A will as it is kept (MQTT-SN v1.2 §5.4.7, §5.4.9): WILLTOPIC's flags and topic name, and
+/// WILLMSG's message; views into its buffer.
+struct WillView {
+  uint8_t flags = 0;  ///< the WILLTOPIC flags octet (QoS, retain)
+  std::string_view topic;
+  std::span<const uint8_t> message;
+};
+
+/// Makes will buffer `buf` empty (no topic, no message): a pool buffer holds old bytes.
+void will_reset(std::span<uint8_t> buf) noexcept;
+/// Writes `flags` and `topic` into will buffer `buf`, keeping the message it holds (all-zero
+/// bytes: none). False, and `buf` unchanged, when topic and message exceed the buffer.
+bool will_set_topic(std::span<uint8_t> buf, uint8_t flags, std::string_view topic) noexcept;
+/// Writes `message` into will buffer `buf` after its topic; false (unchanged) when too long.
+bool will_set_message(std::span<uint8_t> buf, std::span<const uint8_t> message) noexcept;
+/// The will buffer `buf` holds.
+WillView will_view(std::span<const uint8_t> buf) noexcept;
 
 }  // namespace tianhe::protocols::mqtt_sn

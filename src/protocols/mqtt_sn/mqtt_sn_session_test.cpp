@@ -92,6 +92,59 @@ TEST(MqttSnSessions, SleepBuffersAreBounded) {
   EXPECT_EQ(none.take(), 0u);
 }
 
+std::span<const uint8_t> bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string text(std::span<const uint8_t> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+TEST(MqttSnWills, TopicAndMessageAreKeptWithinTheBuffer) {
+  // A buffer for max_will_bytes = 16: topic and message together fit in 16 bytes.
+  BufferPool pool(1, kWillHeaderBytes + 16);
+  const uint32_t h = pool.take();
+  ASSERT_NE(h, 0u);
+  const std::span<uint8_t> buf = pool.data(h);
+  std::fill(buf.begin(), buf.end(), 0xAB);  // a reused buffer holds old bytes
+  will_reset(buf);
+  WillView w = will_view(buf);
+  EXPECT_TRUE(w.topic.empty());
+  EXPECT_TRUE(w.message.empty());
+  ASSERT_TRUE(will_set_topic(buf, 0x30, "a/1/t"));
+  ASSERT_TRUE(will_set_message(buf, bytes("offline")));
+  w = will_view(buf);
+  EXPECT_EQ(w.flags, 0x30);
+  EXPECT_EQ(w.topic, "a/1/t");
+  EXPECT_EQ(text(w.message), "offline");
+  // A longer topic moves the message behind it; a shorter one too.
+  ASSERT_TRUE(will_set_topic(buf, 0x20, "a/12/tt"));
+  w = will_view(buf);
+  EXPECT_EQ(w.topic, "a/12/tt");
+  EXPECT_EQ(text(w.message), "offline");
+  ASSERT_TRUE(will_set_topic(buf, 0x20, "b"));
+  EXPECT_EQ(text(will_view(buf).message), "offline");
+  // 16 bytes exactly fit; one more is refused and leaves the will as it was.
+  ASSERT_TRUE(will_set_message(buf, bytes("123456789012345")));  // 1 + 15
+  EXPECT_FALSE(will_set_message(buf, bytes("1234567890123456")));
+  EXPECT_FALSE(will_set_topic(buf, 0, "bb"));
+  w = will_view(buf);
+  EXPECT_EQ(w.topic, "b");
+  EXPECT_EQ(text(w.message), "123456789012345");
+  ASSERT_TRUE(will_set_message(buf, {}));
+  EXPECT_TRUE(will_view(buf).message.empty());
+  EXPECT_EQ(pool.take(), 0u);  // the pool is bounded
+}
+
+TEST(MqttSnWills, AnEmptyBufferHoldsNoWill) {
+  EXPECT_FALSE(will_set_topic({}, 0, "t"));
+  EXPECT_FALSE(will_set_message({}, bytes("m")));
+  EXPECT_TRUE(will_view({}).topic.empty());
+  uint8_t tiny[kWillHeaderBytes] = {};
+  EXPECT_TRUE(will_set_topic(tiny, 0, ""));
+  EXPECT_FALSE(will_set_topic(tiny, 0, "t"));
+}
+
 TEST(MqttSnSessions, SlotIsSmall) {
   // The memory budget is 512 bytes per idle session, indexes included (two 4-byte entries per
   // slot at load 1/2: 16 bytes).

@@ -31,17 +31,40 @@ enum class Reject : uint8_t {
   kNoSleepBuffer,    ///< max_sleeping_clients hold buffers already (dropped)
   kReplyQueueFull,   ///< the shard's reply queue was full (dropped; the client retries)
   kBatchFull,        ///< no room in the receive batch for the report (retry)
+  kWillTooLarge,     ///< a will beyond max_will_bytes: CONNACK / WILL*RESP "rejected"
+  kWillsFull,        ///< max_wills are held: CONNACK / WILL*RESP "rejected: congestion"
   kCount,
 };
 
 /// The snake_case name of a reject reason ("congestion", "sessions_full", ...).
 std::string_view reject_reason_name(Reject r) noexcept;
 
-/// Why a session ended.
-enum class SessionEnd : uint8_t { kDisconnect, kKeepAlive, kSleepLapsed, kTakeover, kCount };
+/// Why a session ended. A will is published for kKeepAlive, kSleepLapsed, kTakeover and
+/// kReplaced (the session was lost, not closed: MQTT-SN v1.2 §6.3, MQTT 3.1.1 §3.1.2.5).
+enum class SessionEnd : uint8_t {
+  kDisconnect,   ///< DISCONNECT without a duration
+  kKeepAlive,    ///< silent for 1.5 keep-alive periods
+  kSleepLapsed,  ///< a sleeper silent for 1.5 sleep durations
+  kTakeover,     ///< its client id CONNECTed from another address (allow_takeover)
+  kReplaced,     ///< another client id CONNECTed from its address
+  kRefused,      ///< its CONNECT's will handshake was refused (CONNACK "rejected")
+  kCount
+};
 
 /// The snake_case name of a session end ("disconnect", "keep_alive", ...).
 std::string_view session_end_name(SessionEnd e) noexcept;
+
+/// Why a will was not published (a metric label; see will_discard_name()).
+enum class WillDiscard : uint8_t {
+  kDisconnect,  ///< DISCONNECT without a duration (§6.12: a clean end)
+  kReplaced,    ///< a new CONNECT of the same client on its session (with or without a will)
+  kDeleted,     ///< WILLTOPICUPD with an empty topic (§6.4)
+  kUnresolved,  ///< its topic names no device (the `topics` template, the registry's tenant)
+  kCount
+};
+
+/// The snake_case name of a will discard reason ("disconnect", "replaced", ...).
+std::string_view will_discard_name(WillDiscard d) noexcept;
 
 /// Message types as counter indexes (MsgType values are below 0x1E; 0xFE counts as 0x1F).
 inline constexpr size_t kTypeSlots = 32;
@@ -69,9 +92,12 @@ struct MqttSnStats {
   core::Counter keep_alive_clamped;  ///< CONNECTs whose duration was held to max_keep_alive
   core::Counter duplicates;          ///< QoS 2 PUBLISHes whose message id was held (not delivered)
   core::Counter wills;               ///< will handshakes completed (WILLMSG received)
-  core::Counter dead_lettered;       ///< payloads the codec failed on (acknowledged: kept)
-  core::Counter sleep_buffered;      ///< replies held for sleeping clients
-  core::Counter sleep_delivered;     ///< held replies sent on wake
+  core::Counter wills_published;     ///< wills that became reports (a session lost)
+  core::Counter wills_discarded[static_cast<size_t>(WillDiscard::kCount)];
+  core::Counter wills_held;       ///< gauge: wills kept
+  core::Counter dead_lettered;    ///< payloads the codec failed on (acknowledged: kept)
+  core::Counter sleep_buffered;   ///< replies held for sleeping clients
+  core::Counter sleep_delivered;  ///< held replies sent on wake
   core::Counter send_errors;
   core::Counter pending_replies;    ///< gauge
   core::Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count
