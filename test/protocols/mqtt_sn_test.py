@@ -2,7 +2,7 @@
 sessions, QoS -1/0/1/2 with acknowledgements after durability (a PUBACKed report survives
 kill -9), QoS 2 duplicates, will handshake, SEARCHGW/GWINFO, ADVERTISE, sleeping clients,
 keep-alive reaping, client id takeover, wills published when a session is lost (and discarded
-on a clean DISCONNECT), a reconnect storm, and the malformed-vector table
+on a clean DISCONNECT), clients behind a forwarder (encapsulation, §5.5), a reconnect storm, and the malformed-vector table
 (mqtt_sn_vectors.py) replayed against a running gateway with each expected counter.
 
 Run: /usr/bin/python3 test/protocols/mqtt_sn_test.py build/dev/src/app/tianhe"""
@@ -397,6 +397,103 @@ def test_takeover_allowed(tmp, codec):
         gw.stop()
 
 
+class Forwarder:
+    """A forwarder (§5.5) on its own UDP socket: it wraps scapy-built client messages in the
+    encapsulation header, built here by hand, and unwraps what the gateway sends back."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.addr = ("127.0.0.1", port)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, node_id, pkt, ctrl=0):
+        header = bytes([3 + len(node_id), 0xFE, ctrl]) + node_id
+        self.sock.sendto(header + bytes(pkt), self.addr)
+
+    def recv(self, timeout=10):
+        """(node id, Ctrl, the message inside decoded by scapy) of the next datagram."""
+        self.sock.settimeout(timeout)
+        data, _ = self.sock.recvfrom(65536)
+        assert len(data) >= 5 and data[1] == 0xFE, f"not encapsulated: {data.hex()}"
+        head = data[0]
+        # scapy's own MQTT-SN layer reads the header the same way (a cross-check).
+        outer = sn.MQTTSN(data)
+        assert outer.type == sn.ENCAPS_MSG and outer[sn.MQTTSNEncaps].w_node_id == data[3:head]
+        return data[3:head], data[2], sn.MQTTSN(data[head:])
+
+    def expect(self, node_id, layer):
+        got_node, ctrl, p = self.recv()
+        assert got_node == node_id, f"reply for node {got_node.hex()}, expected {node_id.hex()}"
+        assert ctrl & 0xFC == 0, ctrl
+        assert c.is_type(p, layer), f"expected {layer.__name__}, got {p.summary()}"
+        return p.getlayer(layer) or p
+
+
+def test_forwarder(tmp, codec):
+    """Two clients behind one forwarder, told apart by their Wireless Node Ids, get two
+    sessions: CONNECT, REGISTER and PUBLISH QoS 1 arrive encapsulated, every answer goes back
+    encapsulated with the node id it came from, and both reports are stored. The forwarder's
+    own address (no encapsulation) is a third client, with no session."""
+    gw, port = c.start(tmp, "forwarder", codec, extra_mqtt_sn='forwarders = "127.0.0.1"')
+    try:
+        fw = Forwarder(port)
+        nodes = {b"\x01": 31, b"\x02\x03" + b"\x00" * 14: 32}  # 1 octet, and the longest: 16
+        tids = {}
+        for node, dev in nodes.items():
+            fw.send(node, sn.MQTTSN() / sn.MQTTSNConnect(cleansess=1, duration=60,
+                                                         client_id=f"node-{dev}".encode()))
+            assert fw.expect(node, sn.MQTTSNConnack).return_code == sn.ACCEPTED
+        assert mqtt_sn(gw, "sessions") == 2
+        for i, (node, dev) in enumerate(nodes.items()):
+            fw.send(node, sn.MQTTSN() / sn.MQTTSNRegister(
+                tid=0, mid=10 + i, topic_name=f"{c.TENANT}/{dev}/telemetry".encode()))
+            ack = fw.expect(node, sn.MQTTSNRegack)
+            assert (ack.mid, ack.return_code) == (10 + i, sn.ACCEPTED)
+            tids[node] = ack.tid
+        # Both sessions got topic id 1: each is its own session.
+        assert set(tids.values()) == {1}, tids
+        for i, (node, dev) in enumerate(nodes.items()):
+            fw.send(node, sn.MQTTSN() / sn.MQTTSNPublish(qos=1, tid=tids[node], mid=20 + i,
+                                                         data=c.payload(codec, dev + 0.5)))
+            pa = fw.expect(node, sn.MQTTSNPuback)
+            assert (pa.mid, pa.tid, pa.return_code) == (20 + i, tids[node], sn.ACCEPTED)
+        for dev in nodes.values():
+            harness.wait_for(lambda: len(reports(gw, dev)) == 1, 30, f"device {dev}'s report")
+            assert reports(gw, dev)[0]["metrics"]["temperature"] == dev + 0.5
+        listed = json.loads(gw.get("/debug/sessions?protocol=mqtt_sn&limit=1000"))["sessions"]
+        by_id = {s["client_id"]: s for s in listed}
+        assert by_id["node-31"]["node_id"] == "01", by_id
+        assert by_id["node-32"]["node_id"] == "0203" + "00" * 14, by_id
+        assert by_id["node-31"]["peer"] == by_id["node-32"]["peer"] == \
+            f"127.0.0.1:{fw.sock.getsockname()[1]}", by_id
+        # The forwarder's address itself has no session: a PUBLISH from it, not encapsulated,
+        # is told to connect again (and not encapsulated either).
+        fw.sock.sendto(bytes(sn.MQTTSN() / sn.MQTTSNPublish(qos=1, tid=1, mid=30,
+                                                            data=c.payload(codec, 1.0))),
+                       fw.addr)
+        data, _ = fw.sock.recvfrom(65536)
+        assert c.is_type(sn.MQTTSN(data), sn.MQTTSNDisconnect), data.hex()
+        # A clean DISCONNECT ends one node's session only.
+        first = next(iter(nodes))
+        fw.send(first, sn.MQTTSN(len=2, type=sn.DISCONNECT))
+        fw.expect(first, sn.MQTTSNDisconnect)
+        wait_sn(gw, "sessions_ended_total", 1, reason="disconnect")
+        assert mqtt_sn(gw, "sessions") == 1
+        second = list(nodes)[1]
+        fw.send(second, sn.MQTTSN() / sn.MQTTSNPingReq())
+        fw.expect(second, sn.MQTTSNPingResp)
+        # CONNECT, REGISTER, PUBLISH for each node, a DISCONNECT and a PINGREQ; as many answers.
+        assert mqtt_sn(gw, "encapsulated_received_total") == 8
+        wait_sn(gw, "encapsulated_sent_total", 8)
+        assert mqtt_sn(gw, "rejects_total", reason="forwarder_refused") == 0
+        fw.close()
+    finally:
+        gw.stop()
+
+
 def test_acked_survives_kill9(tmp, codec):
     """Every PUBACKed report is in the store after kill -9 and a restart."""
     gw, port = c.start(tmp, "crash", codec)
@@ -436,7 +533,7 @@ def main():
             assert gw.stop() == 0
         finally:
             gw.stop()
-        for t in (test_storm, test_takeover_allowed, test_acked_survives_kill9):
+        for t in (test_storm, test_takeover_allowed, test_forwarder, test_acked_survives_kill9):
             print(t.__name__)
             t(tmp, codec)
         ok = True

@@ -39,6 +39,11 @@ def register(topic, mid=1):
     return msg(0x0A, struct.pack(">HH", 0, mid) + topic)
 
 
+def encap(node_id, message, ctrl=0):
+    """`message` as a forwarder encapsulates it (§5.5)."""
+    return bytes([3 + len(node_id), 0xFE, ctrl]) + node_id + message
+
+
 def report_padded(good, size):
     """A Report message of exactly `size` bytes: `good` plus a string metric "note"."""
     from mqtt_sn_client import _varint
@@ -91,7 +96,36 @@ def vectors(codec="json"):
     # Types: reserved ones, encapsulation, types only a gateway sends.
     for t in (0x03, 0x11, 0x19, 0x1E, 0x80, 0xFF):
         v(f"reserved_type_{t:02x}", msg(t), "none", ("dropped", "bad_type"))
-    v("encapsulated", msg(0xFE, b"\x01" + msg(0x16)), "none", ("dropped", "unsupported_type"))
+    # Encapsulation (§5.5): Length (to the end of the node id), 0xFE, Ctrl, Wireless Node Id,
+    # then one message that fills the rest. This gateway allows no forwarder: a well-formed one
+    # is refused (not answered); the malformed ones are dropped by the parser.
+    v("encapsulated", msg(0xFE, b"\x01" + msg(0x16)), "none", ("dropped", "bad_encapsulation"))
+    v("encap_two_bytes", b"\x02\xfe", "none", ("dropped", "truncated_header"))
+    v("encap_no_node_id", encap(b"", msg(0x16)), "none", ("dropped", "bad_encapsulation"))
+    v("encap_header_only", b"\x04\xfe\x00\x01", "none", ("dropped", "bad_encapsulation"))
+    v("encap_header_past_end", b"\x09\xfe\x00\x01\x02", "none", ("dropped", "bad_encapsulation"))
+    v("encap_node_id_17", encap(b"n" * 17, msg(0x16)), "none", ("dropped", "node_id_too_long"))
+    v("encap_node_id_252", encap(b"n" * 252, msg(0x16)), "none", ("dropped", "node_id_too_long"))
+    v("encap_reserved_ctrl", encap(b"\x01", msg(0x16), ctrl=0x04), "none",
+      ("dropped", "bad_encapsulation"))
+    v("encap_nested", encap(b"\x01", encap(b"\x02", msg(0x16))), "none",
+      ("dropped", "bad_encapsulation"))
+    v("encap_three_octet_form", b"\x01\x01\x00\xfe" + b"\x00" * 252, "none",
+      ("dropped", "bad_encapsulation"))
+    v("encap_inner_short_of_end", encap(b"\x01", b"\x03\x16"), "none",
+      ("dropped", "length_mismatch"))
+    v("encap_inner_trailing_byte", encap(b"\x01", msg(0x16) + b"\x00"), "none",
+      ("dropped", "length_mismatch"))
+    v("encap_inner_empty", encap(b"\x01", b"\x00"), "none", ("dropped", "truncated_header"))
+    v("encap_inner_reserved_type", encap(b"\x01", msg(0x03)), "none", ("dropped", "bad_type"))
+    v("encap_inner_connack", encap(b"\x01", msg(0x05, b"\x00")), "none",
+      ("dropped", "unsupported_type"))
+    v("encap_inner_connect_no_id", encap(b"\x01", connect(b"")), "none",
+      ("dropped", "bad_client_id"))
+    v("encap_not_a_forwarder", encap(b"\x01\x02", connect(b"behind-1")), "none",
+      ("rejected", "forwarder_refused"))
+    v("encap_not_a_forwarder_publish", encap(b"\x03", publish(QOS1, 1, 1, GOOD)), "none",
+      ("rejected", "forwarder_refused"))
     for name, t, body in (("advertise", 0x00, b"\x01\x00\x3c"), ("connack", 0x05, b"\x00"),
                           ("willtopicreq", 0x06, b""), ("willmsgreq", 0x08, b""),
                           ("suback", 0x13, b"\x00\x00\x01\x00\x01\x00"), ("unsuback", 0x15, b"\x00\x01"),

@@ -1,5 +1,6 @@
 #include "protocols/mqtt_sn/mqtt_sn_config.h"
 
+#include "protocols/mqtt_sn/mqtt_sn_session.h"
 #include "protocols/mqtt_sn/mqtt_sn_topics.h"
 
 namespace tianhe::protocols::mqtt_sn {
@@ -21,6 +22,11 @@ std::string check_topics(const P& p) {
 std::string check_predefined(const P& p) {
   auto t = parse_predefined_topics(p.s);
   return t.ok() ? "" : t.error().message;
+}
+
+std::string check_forwarders(const P& p) {
+  auto f = parse_forwarders(p.s);
+  return f.ok() ? "" : f.error().message;
 }
 
 std::string check_advertise_to(const P& p) {
@@ -187,6 +193,21 @@ constexpr Field<C> kFields[] = {
      .set = [](C& c, const P& p) { c.max_wills = static_cast<uint32_t>(p.i); },
      .min = 0,
      .max = 8'000'000},
+    {.key = "forwarders",
+     .kind = Kind::kString,
+     .default_text = "\"\"",
+     .doc = "Forwarders (MQTT-SN §5.5) that may send encapsulated messages: \"10.0.0.5, "
+            "10.0.0.6:1885, [fd00::7]:1885\" (no port: any). Each (forwarder, Wireless Node "
+            "Id) is a client of its own. Empty: encapsulated messages are refused and counted "
+            "(forwarder_refused), unless allow_all_forwarders.",
+     .set = [](C& c, const P& p) { c.forwarders = p.s; },
+     .check = check_forwarders},
+    {.key = "allow_all_forwarders",
+     .kind = Kind::kBool,
+     .default_text = "false",
+     .doc = "Accept encapsulated messages from any address (a closed network only: whoever "
+            "can reach the port can then speak for any node id).",
+     .set = [](C& c, const P& p) { c.allow_all_forwarders = p.b; }},
     {.key = "gateway_id",
      .kind = Kind::kInt,
      .default_text = "1",

@@ -35,6 +35,8 @@ struct MqttSnConfig {
   bool allow_takeover = false;        ///< a client id may move to another address
   uint32_t max_will_bytes = 256;      ///< a will's topic name plus message, at most (§6.3)
   uint32_t max_wills = 10000;         ///< wills held at once, over every shard
+  std::string forwarders;             ///< addresses that may send encapsulated messages (§5.5)
+  bool allow_all_forwarders = false;  ///< any address may (off: only `forwarders`)
   uint32_t gateway_id = 1;            ///< GwId in GWINFO and ADVERTISE (0..255)
   int64_t advertise_interval_ns = 0;  ///< ADVERTISE period (0: never)
   std::string advertise_to;           ///< "host:port" ADVERTISE is sent to ("": nowhere)

@@ -38,16 +38,35 @@ int64_t grace_ns(uint32_t seconds) {
   return static_cast<int64_t>(seconds) * 1'500'000'000;
 }
 
+// Whether a reply was encapsulated for a forwarder (§5.5); then b[0] is its header's length.
+bool wrapped(std::span<const uint8_t> b) {
+  return b.size() >= 2 && b[0] != 0x01 && b[1] == static_cast<uint8_t>(MsgType::kEncapsulated);
+}
+
+// The message a reply carries (inside its encapsulation, if any).
+std::span<const uint8_t> unwrapped(std::span<const uint8_t> b) {
+  return wrapped(b) && b[0] < b.size() ? b.subspan(b[0]) : b;
+}
+
 MsgType reply_type(std::span<const uint8_t> b) {
   if (b.size() >= 4 && b[0] == 0x01) return static_cast<MsgType>(b[3]);
   return b.size() >= 2 ? static_cast<MsgType>(b[1]) : MsgType::kEncapsulated;
 }
 
 // A message's length per its own header (§5.2.1), 0 when it cannot be read.
-size_t message_length(std::span<const uint8_t> b) {
+size_t plain_length(std::span<const uint8_t> b) {
   if (b.empty()) return 0;
   if (b[0] != 0x01) return b[0];
   return b.size() >= 3 ? static_cast<size_t>((b[1] << 8) | b[2]) : 0;
+}
+
+// A held reply's length: its encapsulation header (§5.5) and the message inside, or the message.
+size_t message_length(std::span<const uint8_t> b) {
+  if (!wrapped(b)) return plain_length(b);
+  const size_t head = b[0];
+  if (head >= b.size()) return 0;
+  const size_t inner = plain_length(b.subspan(head));
+  return inner == 0 ? 0 : head + inner;
 }
 
 uint32_t topic_hash(std::string_view name) {
@@ -63,12 +82,12 @@ uint32_t batch_metrics(uint32_t recv_batch) {
 }  // namespace
 
 std::string_view reject_reason_name(Reject r) noexcept {
-  constexpr std::string_view kNames[] = {"congestion",        "sessions_full",   "takeover_refused",
-                                         "no_session",        "unexpected",      "unknown_topic",
-                                         "topic_mismatch",    "tenant_mismatch", "no_device",
-                                         "topics_full",       "pending_full",    "qos_minus1_topic",
-                                         "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full",
-                                         "batch_full",        "will_too_large",  "wills_full"};
+  constexpr std::string_view kNames[] = {
+      "congestion",        "sessions_full",   "takeover_refused", "no_session",
+      "unexpected",        "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
+      "no_device",         "topics_full",     "pending_full",     "qos_minus1_topic",
+      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full", "batch_full",
+      "will_too_large",    "wills_full",      "forwarder_refused"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "unknown";
@@ -97,6 +116,9 @@ Result<std::shared_ptr<const MqttSnShared>> MqttSnShared::build(
   s->registry = std::move(registry);
   s->shards = std::max<uint32_t>(shards, 1);
   s->limits.max_frame_bytes = config.max_frame_bytes;
+  auto fw = parse_forwarders(config.forwarders);
+  if (!fw.ok()) return fw.error();
+  s->forwarders = std::move(fw.value());
   auto t = TopicTemplate::parse(config.topics);
   if (!t.ok()) return t.error();
   s->topics = std::move(t.value());
@@ -164,6 +186,7 @@ MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transport
       batch_(config_.recv_batch, batch_metrics(config_.recv_batch)),
       status_(config_.recv_batch),
       pubs_(config_.recv_batch),
+      node_len_(config_.recv_batch),
       replies_(kReplyQueueEntries, kReplyArenaBytes),
       send_msgs_(kMaxRepliesPerSend),
       send_iovs_(kMaxRepliesPerSend),
@@ -255,8 +278,19 @@ std::string_view state_name(SessionState s) noexcept {
 std::string peer_text(const PeerKey& p) {
   char buf[INET6_ADDRSTRLEN] = "?";
   inet_ntop(p.family == 6 ? AF_INET6 : AF_INET, p.addr, buf, sizeof buf);
-  return p.family == 6 ? "[" + std::string(buf) + "]:" + std::to_string(p.port)
-                       : std::string(buf) + ":" + std::to_string(p.port);
+  const uint16_t port = ntohs(p.port);  // kept in network order
+  return p.family == 6 ? "[" + std::string(buf) + "]:" + std::to_string(port)
+                       : std::string(buf) + ":" + std::to_string(port);
+}
+
+std::string node_text(const PeerKey& p) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (uint32_t i = 0; i < p.node_len; ++i) {
+    out += kHex[p.node[i] >> 4];
+    out += kHex[p.node[i] & 0x0F];
+  }
+  return out;
 }
 
 }  // namespace
@@ -280,6 +314,7 @@ void MqttSnIngest::list_sessions(uint64_t after, uint32_t limit, runtime::Sessio
                      {"sleep_buffer_bytes", s.sleep_bytes},
                      {"clean", s.clean},
                      {"will", s.will != 0},
+                     {"node_id", node_text(s.peer)},
                      {"expires_in_s", static_cast<double>(s.deadline_ns - now) / 1e9}};
     // A client id is bytes from the network: invalid UTF-8 is replaced, never thrown on.
     page.sessions.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -310,12 +345,24 @@ uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
       stats_->frames_dropped[static_cast<size_t>(DropReason::kOversized)].add();
       continue;
     }
+    node_len_[i] = 0;
     const ParseResult res = parse_frame(bytes, shared_->limits, f);
     if (res.status != ParseStatus::kComplete) {
       stats_->frames_dropped[static_cast<size_t>(res.reason)].add();
       continue;
     }
     stats_->frames_in[type_slot(f.type)].add();
+    if (!f.node_id.empty()) {
+      // §5.5: whoever sends an encapsulation speaks for any node id: only the forwarders
+      // configured (or any, when allowed) may. Refused ones are not answered.
+      if (!config_.allow_all_forwarders &&
+          !forwarder_allowed(shared_->forwarders, peer_key(rx_.peer(i), rx_.peer_len(i)))) {
+        stats_->rejects[static_cast<size_t>(Reject::kForwarderRefused)].add();
+        continue;
+      }
+      stats_->encapsulated_in.add();
+      node_len_[i] = static_cast<uint8_t>(f.node_id.size());
+    }
     handle(shard, f, i, now_mono, now_wall);
   }
   flush(shard, now_mono);
@@ -333,8 +380,23 @@ void MqttSnIngest::send_now(uint32_t datagram, uint32_t tag, F&& encode) noexcep
   if (n > 0) reply({scratch_, n}, datagram, 0, core::mono_ns(), tag);
 }
 
+PeerKey MqttSnIngest::key_of(uint32_t datagram) const noexcept {
+  const PeerKey direct = peer_key(rx_.peer(datagram), rx_.peer_len(datagram));
+  if (node_len_[datagram] == 0) return direct;
+  // The header is [Length, 0xFE, Ctrl, node id...]: the parser checked it in this datagram.
+  return forwarded_key(direct, rx_.data(datagram).subspan(3, node_len_[datagram]));
+}
+
 void MqttSnIngest::reply(std::span<const uint8_t> bytes, uint32_t datagram, uint64_t durable_at,
                          int64_t received_mono, uint32_t tag) noexcept {
+  if (node_len_[datagram] != 0) {
+    // §5.5: a reply to a client behind a forwarder goes back to the forwarder, encapsulated
+    // with the client's node id (and the Ctrl radius it came with).
+    const auto d = rx_.data(datagram);
+    const size_t n = encode_encapsulated(d[2], d.subspan(3, node_len_[datagram]), bytes, wrapped_);
+    if (n == 0) return;  // cannot happen: wrapped_ holds the largest reply and header
+    bytes = {wrapped_, n};
+  }
   reply_to(bytes, rx_.peer(datagram), rx_.peer_len(datagram), durable_at, received_mono, tag);
 }
 
@@ -395,7 +457,7 @@ bool MqttSnIngest::admit_connect(int64_t now) noexcept {
 
 void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagram,
                           int64_t now_mono, int64_t now_wall) noexcept {
-  const PeerKey key = peer_key(rx_.peer(datagram), rx_.peer_len(datagram));
+  const PeerKey key = key_of(datagram);
   const uint32_t s = f.type == MsgType::kConnect ? kNoSession : sessions_.find_peer(key);
   auto reject = [&](Reject r) noexcept { stats_->rejects[static_cast<size_t>(r)].add(); };
   const uint32_t ref = s == kNoSession ? kNoRef : sessions_.ref(s);
@@ -970,7 +1032,7 @@ void MqttSnIngest::on_pingreq(const Frame& f, uint32_t datagram, uint32_t s, int
   uint32_t who = s;
   if (!f.client_id.empty()) who = sessions_.find_client(f.client_id);
   if (who != kNoSession && sessions_.at(who).state == SessionState::kAsleep) {
-    if (!(sessions_.at(who).peer == peer_key(rx_.peer(datagram), rx_.peer_len(datagram)))) {
+    if (!(sessions_.at(who).peer == key_of(datagram))) {
       who = kNoSession;  // another address naming this client: not its wake-up
     }
   }
@@ -1043,7 +1105,8 @@ bool MqttSnIngest::buffer_for_sleeper(uint32_t s, std::span<const uint8_t> bytes
 }
 
 void MqttSnIngest::count_out(std::span<const uint8_t> bytes) noexcept {
-  stats_->frames_out[type_slot(reply_type(bytes))].add();
+  if (wrapped(bytes)) stats_->encapsulated_out.add();
+  stats_->frames_out[type_slot(reply_type(unwrapped(bytes)))].add();
   stats_->bytes_out.add(bytes.size());
 }
 

@@ -37,6 +37,7 @@ struct MqttSnShared {
   MqttSnConfig config;
   TopicTemplate topics;
   std::vector<ResolvedTopic> predefined;  ///< sorted by id
+  std::vector<ForwarderRule> forwarders;  ///< who may send encapsulated messages (§5.5)
   std::shared_ptr<const pipeline::Registry> registry;
   ParserLimits limits;
   uint32_t shards = 1;
@@ -121,6 +122,9 @@ class MqttSnIngest final : public runtime::Ingest {
              int64_t received_mono, uint32_t tag) noexcept;
   void reply_to(std::span<const uint8_t> bytes, const sockaddr_storage& to, socklen_t to_len,
                 uint64_t durable_at, int64_t received_mono, uint32_t tag) noexcept;
+  /// The key of datagram `datagram`'s client: its address, and its node id when a forwarder
+  /// encapsulated it (§5.5).
+  PeerKey key_of(uint32_t datagram) const noexcept;
   /// Encodes a reply with `encode` into scratch and parks it.
   template <typename F>
   void send_now(uint32_t datagram, uint32_t tag, F&& encode) noexcept;
@@ -132,8 +136,9 @@ class MqttSnIngest final : public runtime::Ingest {
   transports::UdpSocket socket_;
   transports::DatagramBatch rx_;
   core::ReportBatch batch_;
-  std::vector<uint8_t> status_;  ///< per report: pipeline::RejectReason
-  std::vector<Pub> pubs_;        ///< the batch's publishes, in arrival order
+  std::vector<uint8_t> status_;    ///< per report: pipeline::RejectReason
+  std::vector<Pub> pubs_;          ///< the batch's publishes, in arrival order
+  std::vector<uint8_t> node_len_;  ///< per datagram: its node id's length (0: not encapsulated)
   uint32_t pub_count_ = 0;
   runtime::AckQueue replies_;
   std::vector<mmsghdr> send_msgs_;
@@ -161,6 +166,7 @@ class MqttSnIngest final : public runtime::Ingest {
   sockaddr_storage advertise_addr_{};
   socklen_t advertise_len_ = 0;
   uint8_t scratch_[kMaxReplyBytes] = {};
+  uint8_t wrapped_[kMaxReplyBytes + kMaxEncapsulationBytes] = {};  ///< a reply, encapsulated
 };
 
 }  // namespace tianhe::protocols::mqtt_sn

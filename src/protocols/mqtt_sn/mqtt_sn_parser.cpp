@@ -1,15 +1,16 @@
 #include "protocols/mqtt_sn/mqtt_sn_parser.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tianhe::protocols::mqtt_sn {
 namespace {
 
 constexpr std::string_view kDropNames[] = {
-    "none",           "empty",           "oversized",       "truncated_header",
-    "bad_length",     "length_mismatch", "bad_type",        "unsupported_type",
-    "bad_body",       "bad_flags",       "bad_protocol_id", "bad_client_id",
-    "topic_too_long", "bad_topic_name",
+    "none",           "empty",           "oversized",         "truncated_header",
+    "bad_length",     "length_mismatch", "bad_type",          "unsupported_type",
+    "bad_body",       "bad_flags",       "bad_protocol_id",   "bad_client_id",
+    "topic_too_long", "bad_topic_name",  "bad_encapsulation", "node_id_too_long",
 };
 static_assert(std::size(kDropNames) == kDropReasonCount);
 
@@ -126,12 +127,60 @@ bool sent_by_gateway(MsgType type) noexcept {
   }
 }
 
+namespace {
+
+// Whether `b` starts with an encapsulation header (§5.5: its Length is always one octet).
+bool encapsulated(std::span<const uint8_t> b) noexcept {
+  return b.size() >= 2 && b[0] != 0x01 && b[1] == static_cast<uint8_t>(MsgType::kEncapsulated);
+}
+
+ParseResult parse_message(std::span<const uint8_t> bytes, const ParserLimits& limits, Frame& out,
+                          Sender sender) noexcept;
+
+// §5.5: Length (1 octet, counting up to the end of the Wireless Node Id), MsgType 0xFE, Ctrl
+// (bits 7-2 reserved, 1-0 the radius), the Wireless Node Id (at least one octet), and then one
+// MQTT-SN message that must fill the rest of the datagram exactly. One level only: a forwarder
+// does not wrap an encapsulation.
+ParseResult parse_encapsulated(std::span<const uint8_t> bytes, const ParserLimits& limits,
+                               Frame& out, Sender sender) noexcept {
+  const size_t n = bytes.size();
+  if (n < 3) return fail(DropReason::kTruncatedHeader);
+  const size_t head = bytes[0];
+  if (head < 4) return fail(DropReason::kBadEncapsulation);  // no Wireless Node Id
+  if (head - 3 > std::min<uint32_t>(limits.max_node_id_bytes, kMaxNodeIdBytes)) {
+    return fail(DropReason::kNodeIdTooLong);
+  }
+  if (head >= n) return fail(DropReason::kBadEncapsulation);  // no message after it
+  if ((bytes[2] & 0xFC) != 0) return fail(DropReason::kBadEncapsulation);
+  const std::span<const uint8_t> inner = bytes.subspan(head);
+  if (encapsulated(inner) || (inner.size() >= 4 && inner[0] == 0x01 &&
+                              inner[3] == static_cast<uint8_t>(MsgType::kEncapsulated))) {
+    return fail(DropReason::kBadEncapsulation);
+  }
+  const ParseResult r = parse_message(inner, limits, out, sender);
+  if (r.status != ParseStatus::kComplete) return r;
+  out.node_id = bytes.subspan(3, head - 3);
+  out.ctrl = bytes[2];
+  return r;
+}
+
+}  // namespace
+
 ParseResult parse_frame(std::span<const uint8_t> bytes, const ParserLimits& limits, Frame& out,
                         Sender sender) noexcept {
   out = Frame{};
+  if (bytes.empty()) return fail(DropReason::kEmpty);
+  if (bytes.size() > limits.max_frame_bytes) return fail(DropReason::kOversized);
+  if (encapsulated(bytes)) return parse_encapsulated(bytes, limits, out, sender);
+  return parse_message(bytes, limits, out, sender);
+}
+
+namespace {
+
+ParseResult parse_message(std::span<const uint8_t> bytes, const ParserLimits& limits, Frame& out,
+                          Sender sender) noexcept {
   const size_t n = bytes.size();
   if (n == 0) return fail(DropReason::kEmpty);
-  if (n > limits.max_frame_bytes) return fail(DropReason::kOversized);
   // §5.2.1: the first octet is the length, or 0x01 followed by a two-octet length.
   size_t len = 0;
   size_t head = 0;
@@ -153,7 +202,8 @@ ParseResult parse_frame(std::span<const uint8_t> bytes, const ParserLimits& limi
   const uint8_t t = bytes[head - 1];
   if (!known_type(t)) return fail(DropReason::kBadType);
   out.type = static_cast<MsgType>(t);
-  if (out.type == MsgType::kEncapsulated) return fail(DropReason::kUnsupportedType);
+  // The three-octet length form is not an encapsulation's (§5.5: its Length is one octet).
+  if (out.type == MsgType::kEncapsulated) return fail(DropReason::kBadEncapsulation);
   if (!(sender == Sender::kClient ? sent_by_client(out.type) : sent_by_gateway(out.type))) {
     return fail(DropReason::kUnsupportedType);
   }
@@ -277,9 +327,24 @@ ParseResult parse_frame(std::span<const uint8_t> bytes, const ParserLimits& limi
         return fail(DropReason::kBadBody);
       }
       break;
-    case MsgType::kEncapsulated: return fail(DropReason::kUnsupportedType);
+    case MsgType::kEncapsulated: return fail(DropReason::kBadEncapsulation);
   }
   return {};
+}
+
+}  // namespace
+
+size_t encode_encapsulated(uint8_t ctrl, std::span<const uint8_t> node_id,
+                           std::span<const uint8_t> message, std::span<uint8_t> out) noexcept {
+  if (node_id.empty() || node_id.size() > kMaxNodeIdBytes) return 0;
+  const size_t head = 3 + node_id.size();
+  if (head + message.size() > out.size()) return 0;
+  out[0] = static_cast<uint8_t>(head);
+  out[1] = static_cast<uint8_t>(MsgType::kEncapsulated);
+  out[2] = static_cast<uint8_t>(ctrl & 0x03);
+  std::memcpy(out.data() + 3, node_id.data(), node_id.size());
+  if (!message.empty()) std::memcpy(out.data() + head, message.data(), message.size());
+  return head + message.size();
 }
 
 size_t encode_connack(ReturnCode rc, std::span<uint8_t> out) noexcept {

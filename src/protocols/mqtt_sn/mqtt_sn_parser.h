@@ -2,7 +2,8 @@
 // frame out), noexcept, no allocation: the frame's strings and payload are views into the
 // datagram, which must outlive the frame. One datagram carries exactly one message (MQTT-SN
 // v1.2 §5.2: the length field covers the whole message) and its length must equal the
-// datagram's. Safe on untrusted input (fuzzed: mqtt_sn_parser_fuzz).
+// datagram's; a forwarder's encapsulation (§5.5) wraps exactly one such message, which fills
+// the rest of the datagram. Safe on untrusted input (fuzzed: mqtt_sn_parser_fuzz).
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,10 @@ namespace tianhe::protocols::mqtt_sn {
 
 /// The MQTT-SN protocol's id, stored with each of its reports (see core::Protocol).
 inline constexpr core::Protocol kProtocolId = static_cast<core::Protocol>(2);
+
+/// Longest Wireless Node Id of an encapsulated message accepted (§5.5 allows any length; the
+/// gateway keeps it inline in the client's address key, so it is bounded).
+inline constexpr uint32_t kMaxNodeIdBytes = 16;
 
 /// Message types (MQTT-SN v1.2 §5.3.3, table 3).
 enum class MsgType : uint8_t {
@@ -71,33 +76,36 @@ enum class ParseStatus : uint8_t {
 
 /// Why a datagram was dropped (a metric label; see drop_reason_name()).
 enum class DropReason : uint8_t {
-  kNone,             ///< not dropped
-  kEmpty,            ///< zero-length datagram
-  kOversized,        ///< longer than ParserLimits::max_frame_bytes
-  kTruncatedHeader,  ///< too short for its length field and message type
-  kBadLength,        ///< the length field is 0, below its header, or a 3-octet form < 256
-  kLengthMismatch,   ///< the length field disagrees with the datagram's size
-  kBadType,          ///< a reserved message type
-  kUnsupportedType,  ///< a type only a gateway sends, or an encapsulated message
-  kBadBody,          ///< the message's fields do not fit its length
-  kBadFlags,         ///< a reserved TopicIdType (0b11)
-  kBadProtocolId,    ///< CONNECT's ProtocolId is not 0x01
-  kBadClientId,      ///< a client id that is empty (CONNECT) or longer than max_client_id_bytes
-  kTopicTooLong,     ///< a topic name longer than ParserLimits::max_topic_bytes
-  kBadTopicName,     ///< an empty topic name or a wildcard in REGISTER
+  kNone,              ///< not dropped
+  kEmpty,             ///< zero-length datagram
+  kOversized,         ///< longer than ParserLimits::max_frame_bytes
+  kTruncatedHeader,   ///< too short for its length field and message type
+  kBadLength,         ///< the length field is 0, below its header, or a 3-octet form < 256
+  kLengthMismatch,    ///< the length field disagrees with the datagram's size
+  kBadType,           ///< a reserved message type
+  kUnsupportedType,   ///< a type only a gateway sends, or an encapsulated message
+  kBadBody,           ///< the message's fields do not fit its length
+  kBadFlags,          ///< a reserved TopicIdType (0b11)
+  kBadProtocolId,     ///< CONNECT's ProtocolId is not 0x01
+  kBadClientId,       ///< a client id that is empty (CONNECT) or longer than max_client_id_bytes
+  kTopicTooLong,      ///< a topic name longer than ParserLimits::max_topic_bytes
+  kBadTopicName,      ///< an empty topic name or a wildcard in REGISTER
+  kBadEncapsulation,  ///< §5.5 header without a node id or message, reserved Ctrl bits, nested
+  kNodeIdTooLong,     ///< a Wireless Node Id longer than ParserLimits::max_node_id_bytes
 };
 
 /// Number of DropReason values (to size per-reason counter arrays).
-inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kBadTopicName) + 1;
+inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kNodeIdTooLong) + 1;
 
 /// The snake_case name of a drop reason, used as a metric label ("empty", "bad_length", ...).
 std::string_view drop_reason_name(DropReason reason) noexcept;
 
 /// Bounds on one datagram. Immutable once built from config; shared by all shards.
 struct ParserLimits {
-  uint32_t max_frame_bytes = 1024;    ///< largest message accepted (datagram size)
-  uint32_t max_client_id_bytes = 23;  ///< §5.3.1: 1..23 characters
-  uint32_t max_topic_bytes = 128;     ///< a REGISTER's or WILLTOPIC's topic name
+  uint32_t max_frame_bytes = 1024;               ///< largest message accepted (datagram size)
+  uint32_t max_client_id_bytes = 23;             ///< §5.3.1: 1..23 characters
+  uint32_t max_topic_bytes = 128;                ///< a REGISTER's or WILLTOPIC's topic name
+  uint32_t max_node_id_bytes = kMaxNodeIdBytes;  ///< an encapsulation's Wireless Node Id (≤ it)
 };
 
 /// The flags field (§5.3.4), unpacked.
@@ -124,6 +132,10 @@ struct Frame {
   std::string_view client_id;                      ///< CONNECT, PINGREQ (empty: none)
   std::string_view topic;         ///< REGISTER topic name, WILLTOPIC, SUBSCRIBE name, short topic
   std::span<const uint8_t> data;  ///< PUBLISH data, WILLMSG, GWINFO address
+  /// Encapsulated by a forwarder (§5.5): the Wireless Node Id of the client it came from;
+  /// empty when the message came directly.
+  std::span<const uint8_t> node_id;
+  uint8_t ctrl = 0;  ///< encapsulated: the Ctrl octet (radius in bits 0-1)
 };
 
 /// What parse_frame() did with one datagram.
@@ -142,7 +154,8 @@ bool sent_by_client(MsgType type) noexcept;
 bool sent_by_gateway(MsgType type) noexcept;
 
 /// Parses one datagram from `sender` into `out`. Strings view into `bytes`. A type the other
-/// side never sends is kUnsupportedType.
+/// side never sends is kUnsupportedType. An encapsulated message (§5.5) is unwrapped: `out` is
+/// the message inside, with its node id and Ctrl.
 ParseResult parse_frame(std::span<const uint8_t> bytes, const ParserLimits& limits, Frame& out,
                         Sender sender = Sender::kClient) noexcept;
 
@@ -180,6 +193,12 @@ size_t encode_suback(const Flags& flags, uint16_t topic_id, uint16_t msg_id, Ret
                      std::span<uint8_t> out) noexcept;
 /// UNSUBACK (§5.4.18).
 size_t encode_unsuback(uint16_t msg_id, std::span<uint8_t> out) noexcept;
+/// Bytes an encapsulation header (§5.5) adds before a message, at most.
+inline constexpr size_t kMaxEncapsulationBytes = 3 + kMaxNodeIdBytes;
+/// `message` encapsulated for a forwarder (§5.5): Length, 0xFE, `ctrl`, `node_id` (1 to
+/// kMaxNodeIdBytes octets), then the message; 0 when `out` is too small or the id is bad.
+size_t encode_encapsulated(uint8_t ctrl, std::span<const uint8_t> node_id,
+                           std::span<const uint8_t> message, std::span<uint8_t> out) noexcept;
 
 // Encoders of what clients send (the simulator, tests and benchmarks).
 

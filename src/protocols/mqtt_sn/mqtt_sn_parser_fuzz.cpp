@@ -1,6 +1,7 @@
 // Fuzz target: parse_frame() must never read out of bounds or crash on any bytes, from either
 // side; a frame it accepts views only into the input; and the client messages the gateway acts
-// on re-encode to exactly the bytes accepted (the parser is strict: one encoding per message).
+// on re-encode to exactly the bytes accepted (the parser is strict: one encoding per message),
+// inside a forwarder's encapsulation (§5.5) too, whose header re-encodes likewise.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -42,23 +43,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(inside(f.client_id.data(), f.client_id.size(), data, size));
     check(inside(f.topic.data(), f.topic.size(), data, size));
     check(inside(f.data.data(), f.data.size(), data, size));
+    check(inside(f.node_id.data(), f.node_id.size(), data, size));
     check(from == Sender::kClient ? sent_by_client(f.type) : sent_by_gateway(f.type));
+    // An encapsulation: a bounded node id, Ctrl without reserved bits, and the header and the
+    // message inside re-encode to the datagram.
+    size_t head = 0;
+    if (!f.node_id.empty()) {
+      check(f.node_id.size() <= kMaxNodeIdBytes && (f.ctrl & 0xFC) == 0);
+      head = 3 + f.node_id.size();
+      check(head < size && f.node_id.data() == data + 3);
+      same(data, size, buf.data(),
+           encode_encapsulated(f.ctrl, f.node_id, {data + head, size - head}, buf));
+    }
     if (from != Sender::kClient) continue;
+    const uint8_t* m = data + head;  // the message itself
+    const size_t ms = size - head;
     switch (f.type) {
       case MsgType::kConnect:
         check(!f.client_id.empty() && f.client_id.size() <= limits.max_client_id_bytes);
-        same(data, size, buf.data(), encode_connect(f.flags, f.duration, f.client_id, buf));
+        same(m, ms, buf.data(), encode_connect(f.flags, f.duration, f.client_id, buf));
         break;
       case MsgType::kPublish:
-        same(data, size, buf.data(), encode_publish(f.flags, f.topic_id, f.msg_id, f.data, buf));
+        same(m, ms, buf.data(), encode_publish(f.flags, f.topic_id, f.msg_id, f.data, buf));
         break;
-      case MsgType::kPingReq: same(data, size, buf.data(), encode_pingreq(f.client_id, buf)); break;
+      case MsgType::kPingReq: same(m, ms, buf.data(), encode_pingreq(f.client_id, buf)); break;
       case MsgType::kPubrel:
-        same(data, size, buf.data(), encode_msg_id_only(MsgType::kPubrel, f.msg_id, buf));
+        same(m, ms, buf.data(), encode_msg_id_only(MsgType::kPubrel, f.msg_id, buf));
         break;
       case MsgType::kDisconnect:
         if (!f.has_duration || f.duration > 0) {
-          same(data, size, buf.data(), encode_disconnect(f.duration, buf));
+          same(m, ms, buf.data(), encode_disconnect(f.duration, buf));
         }
         break;
       default: break;

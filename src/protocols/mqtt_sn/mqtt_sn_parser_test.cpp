@@ -164,7 +164,7 @@ TEST(MqttSnParser, DirectionOfTypes) {
   EXPECT_EQ(reason({0x06, 0x04, 0x04, 0x01, 0x00, 0x3C}, Sender::kGateway),
             DropReason::kUnsupportedType);
   EXPECT_EQ(reason({0x05, 0x00, 0x01, 0x00, 0x3C}), DropReason::kUnsupportedType);  // ADVERTISE
-  EXPECT_EQ(reason({0x03, 0xFE, 0x00}), DropReason::kUnsupportedType);              // encapsulated
+  EXPECT_EQ(reason({0x03, 0xFE, 0x00}), DropReason::kBadEncapsulation);  // encapsulated, no node
 }
 
 TEST(MqttSnParser, MalformedDatagrams) {
@@ -191,6 +191,80 @@ TEST(MqttSnParser, MalformedDatagrams) {
   EXPECT_EQ(reason({0x03, 0x10, 0x00}), DropReason::kBadBody);        // PUBREL: 1 byte of 2
   EXPECT_EQ(reason({0x05, 0x18, 0, 1, 2}), DropReason::kBadBody);     // DISCONNECT: 3 bytes
   EXPECT_EQ(reason({0x06, 0x0C, 0, 0, 1, 0}), DropReason::kBadBody);  // PUBLISH without msg id
+}
+
+// §5.5: Length, 0xFE, Ctrl, Wireless Node Id, then the message.
+Bytes wrap(const Bytes& node, const Bytes& message, uint8_t ctrl = 0) {
+  Bytes b = {static_cast<uint8_t>(3 + node.size()), 0xFE, ctrl};
+  b.insert(b.end(), node.begin(), node.end());
+  b.insert(b.end(), message.begin(), message.end());
+  return b;
+}
+
+TEST(MqttSnParser, EncapsulatedFromAForwarder) {
+  // §5.5 figure: a forwarder wraps a client's PINGREQ ("c1" wakes up) with node id 0x0102.
+  const Bytes b = {0x05, 0xFE, 0x01, 0x01, 0x02, 0x04, 0x16, 'c', '1'};
+  Frame f;
+  const ParseResult r = parse(b, f);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << drop_reason_name(r.reason);
+  EXPECT_EQ(f.type, MsgType::kPingReq);
+  EXPECT_EQ(f.client_id, "c1");
+  EXPECT_EQ(Bytes(f.node_id.begin(), f.node_id.end()), (Bytes{0x01, 0x02}));
+  EXPECT_EQ(f.ctrl, 0x01);
+  // A direct message has no node id.
+  ASSERT_EQ(parse({0x02, 0x16}, f).status, ParseStatus::kComplete);
+  EXPECT_TRUE(f.node_id.empty());
+  // The longest node id accepted, and a long (three-octet) message inside.
+  Bytes node(kMaxNodeIdBytes, 0xAA);
+  Bytes publish = {0x01, 0x01, 0x2C, 0x0C, 0x00, 0x00, 0x01, 0x00, 0x00};
+  publish.resize(300, 'x');
+  ASSERT_EQ(parse(wrap(node, publish), f).status, ParseStatus::kComplete);
+  EXPECT_EQ(f.type, MsgType::kPublish);
+  EXPECT_EQ(f.node_id.size(), kMaxNodeIdBytes);
+  EXPECT_EQ(f.data.size(), 291u);
+}
+
+TEST(MqttSnParser, MalformedEncapsulations) {
+  const Bytes ping = {0x02, 0x16};
+  EXPECT_EQ(reason({0x02, 0xFE}), DropReason::kTruncatedHeader);
+  EXPECT_EQ(reason(wrap({}, ping)), DropReason::kBadEncapsulation);                  // no node id
+  EXPECT_EQ(reason({0x04, 0xFE, 0x00, 0x01}), DropReason::kBadEncapsulation);        // no message
+  EXPECT_EQ(reason({0x09, 0xFE, 0x00, 0x01, 0x02}), DropReason::kBadEncapsulation);  // past end
+  EXPECT_EQ(reason(wrap(Bytes(kMaxNodeIdBytes + 1, 1), ping)), DropReason::kNodeIdTooLong);
+  EXPECT_EQ(reason(wrap(Bytes(252, 1), ping)), DropReason::kNodeIdTooLong);
+  EXPECT_EQ(reason(wrap({1}, ping, 0x04)), DropReason::kBadEncapsulation);  // reserved Ctrl bit
+  EXPECT_EQ(reason(wrap({1}, wrap({2}, ping))), DropReason::kBadEncapsulation);  // nested
+  EXPECT_EQ(reason(wrap({1}, {0x03, 0x16})), DropReason::kLengthMismatch);       // short of the end
+  EXPECT_EQ(reason(wrap({1}, {0x02, 0x16, 0x00})), DropReason::kLengthMismatch);  // past it
+  EXPECT_EQ(reason(wrap({1}, {0x02, 0x03})), DropReason::kBadType);
+  EXPECT_EQ(reason(wrap({1}, {0x03, 0x05, 0x00})), DropReason::kUnsupportedType);  // CONNACK
+  Bytes long_form = {0x01, 0x01, 0x00, 0xFE};
+  long_form.resize(256, 0);
+  EXPECT_EQ(reason(long_form), DropReason::kBadEncapsulation);  // Length is one octet (§5.5)
+  ParserLimits tight;
+  tight.max_node_id_bytes = 2;
+  Frame f;
+  EXPECT_EQ(parse_frame(wrap({1, 2, 3}, ping), tight, f).reason, DropReason::kNodeIdTooLong);
+  EXPECT_EQ(parse_frame(wrap({1, 2}, ping), tight, f).status, ParseStatus::kComplete);
+}
+
+TEST(MqttSnParser, EncapsulationEncoderRoundTrips) {
+  std::array<uint8_t, 64> b{};
+  const Bytes msg = {0x03, 0x05, 0x00};  // CONNACK accepted, as the gateway answers
+  const Bytes node = {0x0A, 0x0B, 0x0C};
+  const size_t n = encode_encapsulated(0x02, node, msg, b);
+  ASSERT_EQ(n, 9u);
+  EXPECT_EQ(Bytes(b.begin(), b.begin() + static_cast<long>(n)),
+            (Bytes{0x06, 0xFE, 0x02, 0x0A, 0x0B, 0x0C, 0x03, 0x05, 0x00}));
+  Frame f;
+  ASSERT_EQ(parse_frame({b.data(), n}, {}, f, Sender::kGateway).status, ParseStatus::kComplete);
+  EXPECT_EQ(f.type, MsgType::kConnack);
+  EXPECT_EQ(f.node_id.size(), 3u);
+  EXPECT_EQ(encode_encapsulated(0, {}, msg, b), 0u);  // a node id is required
+  EXPECT_EQ(encode_encapsulated(0, Bytes(kMaxNodeIdBytes + 1, 1), msg, b), 0u);
+  EXPECT_EQ(encode_encapsulated(0, node, msg, std::span<uint8_t>(b.data(), 8)), 0u);
+  EXPECT_EQ(encode_encapsulated(0xFF, node, msg, b), 9u);
+  EXPECT_EQ(b[2], 0x03);  // only the radius bits are written
 }
 
 }  // namespace

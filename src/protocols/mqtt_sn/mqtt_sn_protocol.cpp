@@ -112,6 +112,11 @@ void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
   w.counter(p + "sleep_delivered_total", "Held replies sent when their client woke.", {},
             s.sleep_delivered.get());
   w.counter(p + "send_errors_total", "Replies that could not be sent.", {}, s.send_errors.get());
+  w.counter(p + "encapsulated_received_total",
+            "Messages received encapsulated by an allowed forwarder (MQTT-SN §5.5).", {},
+            s.encapsulated_in.get());
+  w.counter(p + "encapsulated_sent_total", "Replies sent encapsulated to a forwarder.", {},
+            s.encapsulated_out.get());
   w.counter("tianhe_udp_receive_drops_total",
             "Datagrams the kernel dropped because a socket's receive buffer was full.",
             {{"protocol", std::string(kName)}}, s.kernel_drops.get());

@@ -1,5 +1,6 @@
 #include "protocols/mqtt_sn/mqtt_sn_session.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
 
@@ -7,6 +8,7 @@
 #include <bit>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "core/assert.h"
 #include "core/hash.h"
@@ -43,6 +45,99 @@ PeerKey peer_key(const sockaddr_storage& addr, socklen_t len) noexcept {
     k.family = 6;
   }
   return k;
+}
+
+PeerKey forwarded_key(const PeerKey& forwarder, std::span<const uint8_t> node_id) noexcept {
+  PeerKey k = forwarder;
+  const size_t n = std::min<size_t>(node_id.size(), kMaxNodeIdBytes);
+  std::memset(k.node, 0, sizeof k.node);
+  if (n > 0) std::memcpy(k.node, node_id.data(), n);
+  k.node_len = static_cast<uint8_t>(n);
+  return k;
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// One entry: an IPv4 or IPv6 literal, with an optional port ("a.b.c.d:p", "[v6]:p").
+bool parse_forwarder(std::string_view e, ForwarderRule& out) {
+  std::string host(e);
+  std::string port;
+  if (!e.empty() && e.front() == '[') {
+    const size_t close = e.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(e.substr(1, close - 1));
+    const std::string_view rest = e.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || rest.size() == 1) return false;
+      port = std::string(rest.substr(1));
+    }
+  } else if (std::count(e.begin(), e.end(), ':') == 1) {
+    const size_t colon = e.find(':');
+    host = std::string(e.substr(0, colon));
+    port = std::string(e.substr(colon + 1));
+    if (port.empty()) return false;
+  }
+  out = ForwarderRule{};
+  if (inet_pton(AF_INET, host.c_str(), out.addr.addr) == 1) {
+    out.addr.family = 4;
+  } else if (inet_pton(AF_INET6, host.c_str(), out.addr.addr) == 1) {
+    out.addr.family = 6;
+  } else {
+    return false;
+  }
+  out.any_port = port.empty();
+  if (!out.any_port) {
+    uint32_t p = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return false;
+      p = p * 10 + static_cast<uint32_t>(c - '0');
+      if (p > 65535) return false;
+    }
+    if (p == 0) return false;
+    out.addr.port = htons(static_cast<uint16_t>(p));
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<ForwarderRule>> parse_forwarders(std::string_view list) {
+  std::vector<ForwarderRule> rules;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view e = trim(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    if (e.empty()) continue;
+    ForwarderRule r;
+    if (!parse_forwarder(e, r)) {
+      return make_error("protocols.mqtt_sn.forwarders: \"" + std::string(e) +
+                        "\" is not an IP address with an optional port; write e.g. "
+                        "\"10.0.0.5\", \"10.0.0.5:1885\" or \"[fd00::5]:1885\"");
+    }
+    if (rules.size() == kMaxForwarders) {
+      return make_error("protocols.mqtt_sn.forwarders: more than " +
+                        std::to_string(kMaxForwarders) +
+                        " entries; list fewer, or set allow_all_forwarders = true");
+    }
+    rules.push_back(r);
+  }
+  return rules;
+}
+
+bool forwarder_allowed(std::span<const ForwarderRule> rules, const PeerKey& peer) noexcept {
+  for (const ForwarderRule& r : rules) {
+    if (r.addr.family == peer.family && std::memcmp(r.addr.addr, peer.addr, 16) == 0 &&
+        (r.any_port || r.addr.port == peer.port)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void peer_address(const PeerKey& key, sockaddr_storage& out, socklen_t& len) noexcept {
@@ -107,7 +202,16 @@ uint64_t SessionTable::hash_peer(const PeerKey& p) noexcept {
   uint64_t b = 0;
   std::memcpy(&a, p.addr, 8);
   std::memcpy(&b, p.addr + 8, 8);
-  return core::mix64(a ^ core::mix64(b ^ (static_cast<uint64_t>(p.port) << 8 | p.family)));
+  uint64_t h = core::mix64(a ^ core::mix64(b ^ (static_cast<uint64_t>(p.port) << 8 | p.family)));
+  static_assert(kMaxNodeIdBytes == 16, "the node id is hashed as two 8-byte words");
+  if (p.node_len != 0) {  // clients behind one forwarder differ only in their node ids
+    uint64_t c = 0;
+    uint64_t d = 0;
+    std::memcpy(&c, p.node, 8);
+    std::memcpy(&d, p.node + 8, 8);
+    h = core::mix64(h ^ c ^ core::mix64(d ^ p.node_len));
+  }
+  return h;
 }
 
 uint64_t SessionTable::hash_id(std::string_view id) noexcept {

@@ -11,6 +11,10 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "protocols/mqtt_sn/mqtt_sn_parser.h"
 
 namespace tianhe::protocols::mqtt_sn {
 
@@ -22,18 +26,38 @@ inline constexpr uint32_t kMaxShardSessions = 1u << 23;
 /// No session.
 inline constexpr uint32_t kNoSession = UINT32_MAX;
 
-/// A client address, compact: 16 address bytes (IPv4 in the first 4), port, family.
+/// A client address, compact: 16 address bytes (IPv4 in the first 4), port, family; for a
+/// client behind a forwarder (§5.5), the forwarder's address and the client's Wireless Node Id.
 struct PeerKey {
   uint8_t addr[16];
   uint16_t port;
-  uint8_t family;  ///< 4 or 6
-  uint8_t pad;
+  uint8_t family;                 ///< 4 or 6
+  uint8_t node_len;               ///< the Wireless Node Id's length (0: a direct client)
+  uint8_t node[kMaxNodeIdBytes];  ///< the Wireless Node Id, zero beyond node_len
   bool operator==(const PeerKey& o) const noexcept;
 };
 
 /// The key of a socket address (IPv4 or IPv6); family 0 for anything else.
 PeerKey peer_key(const sockaddr_storage& addr, socklen_t len) noexcept;
-/// The socket address of a key (for sending), its length in `len`.
+/// The key of the client `node_id` (1..kMaxNodeIdBytes octets) behind forwarder `forwarder`.
+PeerKey forwarded_key(const PeerKey& forwarder, std::span<const uint8_t> node_id) noexcept;
+/// A forwarder allowed to send encapsulated messages (§5.5): an address, one port or any.
+struct ForwarderRule {
+  PeerKey addr{};         ///< family, address and (network-order) port; no node id
+  bool any_port = false;  ///< the rule names no port
+};
+
+/// Forwarder rules a config may list, at most.
+inline constexpr size_t kMaxForwarders = 64;
+
+/// Parses a `forwarders` list: "10.0.0.5, 10.0.0.6:1885, fd00::1, [fd00::2]:1885" (IP
+/// literals; no port: any port). An error names the entry and the fix.
+Result<std::vector<ForwarderRule>> parse_forwarders(std::string_view list);
+/// Whether `rules` allow the direct address `peer` to forward.
+bool forwarder_allowed(std::span<const ForwarderRule> rules, const PeerKey& peer) noexcept;
+
+/// The socket address of a key (for sending; a forwarded client's is its forwarder's), its
+/// length in `len`.
 void peer_address(const PeerKey& key, sockaddr_storage& out, socklen_t& len) noexcept;
 
 /// Where a session is in its life (§6.14 figure 4; the will handshake of §6.3).
@@ -149,9 +173,10 @@ class SessionTable {
   uint32_t free_head_ = 0;  ///< 1 + first free slot below high_water_; 0: none
 };
 
-// A session without a will costs what it did before wills were kept: the will is a pool handle
-// in the slot's padding (the idle-session memory budget is 512 bytes, docs/protocols/mqtt_sn.md).
-static_assert(sizeof(MqttSnSession) == 352, "the session slot grew: recheck the memory budget");
+// A session without a will costs nothing for it: the will is a pool handle in the slot's
+// padding. The forwarded client's node id (§5.5) is inline in its key: 16 bytes. The budget is
+// 512 bytes per idle session, indexes included (docs/protocols/mqtt_sn.md).
+static_assert(sizeof(MqttSnSession) == 368, "the session slot grew: recheck the memory budget");
 
 /// Fixed-size byte buffers, allocated once: replies held for sleeping clients (§6.14) and wills
 /// (§6.3). Shard thread only.

@@ -76,6 +76,86 @@ TEST(MqttSnSessions, Ipv6AndIpv4KeysDiffer) {
   EXPECT_EQ(peer_key(back, len), k6);
 }
 
+TEST(MqttSnSessions, ClientsBehindAForwarderAreKeyedByNodeId) {
+  constexpr uint32_t kCap = 300;
+  SessionTable t(kCap);
+  const PeerKey fw = key(9);
+  const uint8_t a[] = {0x01};
+  const uint8_t b[] = {0x01, 0x00};  // differs from `a` only in its length
+  const uint8_t c[kMaxNodeIdBytes] = {0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02};
+  const PeerKey ka = forwarded_key(fw, a);
+  const PeerKey kb = forwarded_key(fw, b);
+  const PeerKey kc = forwarded_key(fw, c);
+  EXPECT_FALSE(ka == kb);
+  EXPECT_FALSE(ka == fw);
+  EXPECT_EQ(kc.node_len, kMaxNodeIdBytes);
+  const uint32_t sd = t.add(fw, "direct");
+  const uint32_t sa = t.add(ka, "node-a");
+  const uint32_t sb = t.add(kb, "node-b");
+  const uint32_t sc = t.add(kc, "node-c");
+  EXPECT_EQ(t.find_peer(fw), sd);
+  EXPECT_EQ(t.find_peer(ka), sa);
+  EXPECT_EQ(t.find_peer(kb), sb);
+  EXPECT_EQ(t.find_peer(kc), sc);
+  // Replies go to the forwarder's address.
+  sockaddr_storage to{};
+  socklen_t len = 0;
+  peer_address(kc, to, len);
+  EXPECT_EQ(peer_key(to, len), fw);
+  t.remove(sa);
+  EXPECT_EQ(t.find_peer(ka), kNoSession);
+  EXPECT_EQ(t.find_peer(kb), sb);
+  // Many node ids behind one forwarder: the index tells them apart.
+  for (uint32_t i = 0; i < 200; ++i) {
+    const uint8_t id[2] = {static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    ASSERT_NE(t.add(forwarded_key(key(10), id), "n" + std::to_string(i)), kNoSession);
+  }
+  for (uint32_t i = 0; i < 200; ++i) {
+    const uint8_t id[2] = {static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    const uint32_t s = t.find_peer(forwarded_key(key(10), id));
+    ASSERT_NE(s, kNoSession);
+    EXPECT_EQ(t.at(s).id(), "n" + std::to_string(i));
+  }
+}
+
+TEST(MqttSnSessions, ForwarderRules) {
+  auto r = parse_forwarders(" 127.0.0.1, 10.0.0.6:1885 ,[::1]:7, fd00::2,");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_TRUE((*r)[0].any_port);
+  EXPECT_FALSE((*r)[1].any_port);
+  EXPECT_TRUE(forwarder_allowed(*r, key(1)));  // 127.0.0.1, any port
+  EXPECT_TRUE(forwarder_allowed(*r, key(65535)));
+  EXPECT_FALSE(forwarder_allowed(*r, key(0x10000)));  // 127.0.0.2
+  sockaddr_storage ss{};
+  auto& a = reinterpret_cast<sockaddr_in&>(ss);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(0x0A000006);
+  a.sin_port = htons(1885);
+  EXPECT_TRUE(forwarder_allowed(*r, peer_key(ss, sizeof a)));
+  a.sin_port = htons(1886);
+  EXPECT_FALSE(forwarder_allowed(*r, peer_key(ss, sizeof a)));
+  auto& a6 = reinterpret_cast<sockaddr_in6&>(ss);
+  ss = sockaddr_storage{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_addr = in6addr_loopback;
+  a6.sin6_port = htons(7);
+  EXPECT_TRUE(forwarder_allowed(*r, peer_key(ss, sizeof a6)));
+  a6.sin6_port = htons(8);
+  EXPECT_FALSE(forwarder_allowed(*r, peer_key(ss, sizeof a6)));
+  EXPECT_TRUE(parse_forwarders("").ok());
+  EXPECT_TRUE(parse_forwarders("")->empty());
+  for (const char* bad : {"host.example", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536", "[::1",
+                          "[::1]x", "10.0.0.256", "*"}) {
+    auto e = parse_forwarders(bad);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.error().message.find("protocols.mqtt_sn.forwarders"), std::string::npos);
+  }
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "10.0.0." + std::to_string(i) + ",";
+  EXPECT_FALSE(parse_forwarders(many).ok());
+}
+
 TEST(MqttSnSessions, SleepBuffersAreBounded) {
   SleepBuffers b(2, 64);
   const uint32_t x = b.take();

@@ -15,24 +15,25 @@ namespace tianhe::protocols::mqtt_sn {
 
 /// Why a well-formed message was refused or ignored (a metric label; see reject_reason_name()).
 enum class Reject : uint8_t {
-  kCongestion,       ///< CONNECT beyond connect_rate: CONNACK "rejected: congestion"
-  kSessionsFull,     ///< CONNECT with max_sessions held: "rejected: congestion"
-  kTakeoverRefused,  ///< CONNECT with a client id held at another address
-  kSessionless,      ///< a message that needs a session from an address without one
-  kUnexpected,       ///< a message the session's state does not expect (ignored)
-  kUnknownTopic,     ///< PUBLISH to a topic id never registered: "invalid topic ID"
-  kTopicMismatch,    ///< a topic name that does not follow the `topics` template
-  kTenantMismatch,   ///< a topic's {tenant} is not its device's tenant
-  kNoDevice,         ///< no device could be named (no {device}, no digits in the client id)
-  kTopicsFull,       ///< REGISTER beyond max_topics_per_session
-  kPendingFull,      ///< QoS 1/2 PUBLISH beyond max_pending_per_session
-  kQosMinus1Topic,   ///< QoS -1 with a normal topic id (§6.8: predefined or short only)
-  kSleepBufferFull,  ///< a reply for a sleeping client beyond max_sleep_buffer_bytes (dropped)
-  kNoSleepBuffer,    ///< max_sleeping_clients hold buffers already (dropped)
-  kReplyQueueFull,   ///< the shard's reply queue was full (dropped; the client retries)
-  kBatchFull,        ///< no room in the receive batch for the report (retry)
-  kWillTooLarge,     ///< a will beyond max_will_bytes: CONNACK / WILL*RESP "rejected"
-  kWillsFull,        ///< max_wills are held: CONNACK / WILL*RESP "rejected: congestion"
+  kCongestion,        ///< CONNECT beyond connect_rate: CONNACK "rejected: congestion"
+  kSessionsFull,      ///< CONNECT with max_sessions held: "rejected: congestion"
+  kTakeoverRefused,   ///< CONNECT with a client id held at another address
+  kSessionless,       ///< a message that needs a session from an address without one
+  kUnexpected,        ///< a message the session's state does not expect (ignored)
+  kUnknownTopic,      ///< PUBLISH to a topic id never registered: "invalid topic ID"
+  kTopicMismatch,     ///< a topic name that does not follow the `topics` template
+  kTenantMismatch,    ///< a topic's {tenant} is not its device's tenant
+  kNoDevice,          ///< no device could be named (no {device}, no digits in the client id)
+  kTopicsFull,        ///< REGISTER beyond max_topics_per_session
+  kPendingFull,       ///< QoS 1/2 PUBLISH beyond max_pending_per_session
+  kQosMinus1Topic,    ///< QoS -1 with a normal topic id (§6.8: predefined or short only)
+  kSleepBufferFull,   ///< a reply for a sleeping client beyond max_sleep_buffer_bytes (dropped)
+  kNoSleepBuffer,     ///< max_sleeping_clients hold buffers already (dropped)
+  kReplyQueueFull,    ///< the shard's reply queue was full (dropped; the client retries)
+  kBatchFull,         ///< no room in the receive batch for the report (retry)
+  kWillTooLarge,      ///< a will beyond max_will_bytes: CONNACK / WILL*RESP "rejected"
+  kWillsFull,         ///< max_wills are held: CONNACK / WILL*RESP "rejected: congestion"
+  kForwarderRefused,  ///< an encapsulated message (§5.5) from an address not in `forwarders`
   kCount,
 };
 
@@ -99,6 +100,8 @@ struct MqttSnStats {
   core::Counter sleep_buffered;   ///< replies held for sleeping clients
   core::Counter sleep_delivered;  ///< held replies sent on wake
   core::Counter send_errors;
+  core::Counter encapsulated_in;    ///< encapsulated messages accepted from forwarders (§5.5)
+  core::Counter encapsulated_out;   ///< replies sent encapsulated to forwarders
   core::Counter pending_replies;    ///< gauge
   core::Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count
   core::Counter recv_buffer_bytes;  ///< gauge: receive buffer granted by the kernel
