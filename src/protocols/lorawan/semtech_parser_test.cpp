@@ -13,8 +13,12 @@ namespace tianhe::protocols::lorawan {
 namespace {
 
 std::vector<uint8_t> dgram(uint8_t type, std::string_view json = {}) {
-  std::vector<uint8_t> b = {2, 0x12, 0x34, type, 1, 2, 3, 4, 5, 6, 7, 8};
-  b.insert(b.end(), json.begin(), json.end());
+  // Sized once and filled: GCC 12 at -O3 misreads an insert into a 12-byte vector as out of
+  // bounds (-Warray-bounds, -Wstringop-overflow).
+  const uint8_t header[] = {2, 0x12, 0x34, type, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<uint8_t> b(sizeof header + json.size());
+  for (size_t i = 0; i < sizeof header; ++i) b[i] = header[i];
+  for (size_t i = 0; i < json.size(); ++i) b[sizeof header + i] = static_cast<uint8_t>(json[i]);
   return b;
 }
 
