@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "transports/udp_socket.h"
 
 namespace tianhe::tools::bench {
 namespace {
@@ -23,40 +23,17 @@ constexpr uint32_t kBatch = 64;        ///< datagrams per recvmmsg / sendmmsg
 constexpr size_t kMaxDatagram = 2048;  ///< request and reply sizes are clamped to this
 constexpr int kStallMs = 50;           ///< a client socket silent this long sends its window again
 
-/// A UDP socket on 127.0.0.1, closed on scope exit.
-struct Sock {
-  int fd = -1;
-  Sock() = default;
-  Sock(const Sock&) = delete;
-  Sock& operator=(const Sock&) = delete;
-  Sock(Sock&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  Sock& operator=(Sock&&) = delete;
-  ~Sock() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-/// A socket bound to 127.0.0.1:0 (its port in `port`), with large buffers so the floor measures
-/// the kernel's path, not a small buffer's drops; -1 and errno on failure.
-int bind_loopback(uint16_t& port) {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  const int bytes = 8 << 20;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    const int e = errno;
-    ::close(fd);
-    errno = e;
-    return -1;
-  }
-  port = ntohs(a.sin_port);
-  return fd;
+/// A socket bound to 127.0.0.1:0 with large buffers, so the floor measures the kernel's path,
+/// not a small buffer's drops.
+Result<transports::UdpSocket> bind_loopback() {
+  auto local = transports::resolve("127.0.0.1", 0);
+  if (!local.ok()) return local.error();
+  transports::UdpOptions opts;
+  opts.reuse_port = false;
+  opts.recv_buffer_bytes = 8u << 20;
+  opts.send_buffer_bytes = 8u << 20;
+  opts.nonblocking = false;
+  return transports::UdpSocket::bind(*local, opts);
 }
 
 double thread_cpu_s() {
@@ -115,30 +92,33 @@ UdpFloor probe_udp_request_reply(const UdpFloorOptions& o) {
   const size_t request_bytes = std::clamp<size_t>(o.request_bytes, 1, kMaxDatagram);
   const uint32_t reply_bytes = std::clamp<uint32_t>(o.reply_bytes, 1, kMaxDatagram);
 
-  Sock server;
-  uint16_t server_port = 0;
-  server.fd = bind_loopback(server_port);
-  if (server.fd < 0) {
-    out.error = std::string("cannot bind a UDP socket on 127.0.0.1: ") + std::strerror(errno);
+  auto server = bind_loopback();
+  if (!server.ok()) {
+    out.error = server.error().message;
     return out;
   }
-  std::vector<Sock> clients(sockets);
-  for (Sock& c : clients) {
-    uint16_t port = 0;
-    c.fd = bind_loopback(port);
+  std::vector<transports::UdpSocket> clients;
+  clients.reserve(sockets);
+  for (uint32_t i = 0; i < sockets; ++i) {
+    auto c = bind_loopback();
+    if (!c.ok()) {
+      out.error = c.error().message;
+      return out;
+    }
     sockaddr_in to{};
     to.sin_family = AF_INET;
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    to.sin_port = htons(server_port);
-    if (c.fd < 0 || ::connect(c.fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
-      out.error = std::string("cannot make a client UDP socket: ") + std::strerror(errno);
+    to.sin_port = htons(server->local_port());
+    if (::connect(c->fd(), reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+      out.error = std::string("cannot connect a client UDP socket: ") + std::strerror(errno);
       return out;
     }
+    clients.push_back(std::move(*c));
   }
 
   std::atomic<bool> stop{false};
   double server_cpu = 0;
-  std::thread answering(answer, server.fd, reply_bytes, std::cref(stop), std::ref(server_cpu));
+  std::thread answering(answer, server->fd(), reply_bytes, std::cref(stop), std::ref(server_cpu));
 
   std::vector<uint8_t> request(request_bytes, 0x30);
   std::vector<iovec> iov(kBatch, iovec{request.data(), request.size()});
@@ -151,8 +131,8 @@ UdpFloor probe_udp_request_reply(const UdpFloorOptions& o) {
   std::vector<iovec> rx_iov(kBatch, iovec{sink.data(), sink.size()});
   std::vector<mmsghdr> rx(kBatch);
   // Sends `n` requests on client `c` (at most kBatch); returns how many left.
-  auto send = [&](const Sock& c, uint32_t n) -> uint32_t {
-    const int sent = ::sendmmsg(c.fd, msgs.data(), std::min(n, kBatch), 0);
+  auto send = [&](const transports::UdpSocket& c, uint32_t n) -> uint32_t {
+    const int sent = ::sendmmsg(c.fd(), msgs.data(), std::min(n, kBatch), 0);
     return sent > 0 ? static_cast<uint32_t>(sent) : 0;
   };
 
@@ -162,7 +142,7 @@ UdpFloor probe_udp_request_reply(const UdpFloorOptions& o) {
   fds.reserve(sockets);
   const int64_t start = core::mono_ns();
   for (uint32_t i = 0; i < sockets; ++i) {
-    fds.push_back({clients[i].fd, POLLIN, 0});
+    fds.push_back({clients[i].fd(), POLLIN, 0});
     out.requests += send(clients[i], window);
     last_reply[i] = start;
   }
@@ -178,7 +158,7 @@ UdpFloor probe_udp_request_reply(const UdpFloorOptions& o) {
         rx[k].msg_hdr.msg_iov = &rx_iov[k];
         rx[k].msg_hdr.msg_iovlen = 1;
       }
-      const int got = ::recvmmsg(clients[i].fd, rx.data(), kBatch, MSG_DONTWAIT, nullptr);
+      const int got = ::recvmmsg(clients[i].fd(), rx.data(), kBatch, MSG_DONTWAIT, nullptr);
       if (got <= 0) continue;
       out.exchanges += static_cast<uint64_t>(got);
       last_reply[i] = now;
