@@ -13,7 +13,8 @@ code). Every wait is on a counter or a datagram, with a deadline.
    lora-packet; so does one whose payload the codec dead-letters and one the validator refuses
    (FCntDown advances). A TX_ACK TOO_LATE sends the downlink again in RX2 (tmst + rx1_delay +
    1 s, 869.525 MHz, SF12BW125), once. LinkCheckReq and DeviceTimeReq (FOpts and port 0) are
-   answered in the downlink's FOpts, even for unconfirmed uplinks.
+   answered in the downlink's FOpts, even for unconfirmed uplinks. A confirmed uplink sent again
+   with its FCnt (its ACK lost) is ACKed again and stored once; other repeats are replays.
 5. OTAA: Join-Request, Join-Accept through PULL_RESP at tmst + 5 s, then uplinks with the keys.
 6. kill -9 and restart: a replayed uplink and a replayed Join-Request are refused.
 7. A keys file readable by others is refused at start.
@@ -561,6 +562,35 @@ def run_all(c, gw, devs, work, data, config):
             metric(m1, "tianhe_protocol_lorawan_mac_answers_total", command="device_time_ans") == 1,
             "MAC answers counted")
 
+    # ---- 4e. a confirmed uplink sent again with its FCnt (its ACK lost): ACKed again ----
+    m0 = gw.metrics()
+    acc0 = metric(m0, "tianhe_reports_accepted_total", protocol="lorawan")
+    re0 = metric(m0, "tianhe_protocol_lorawan_retransmissions_total", result="acked")
+    rep0 = metric(m0, "tianhe_protocol_lorawan_rejected_total", reason="replay")
+    p = devs.up(B, 0x20006, payload="06", confirmed=True)
+    g1.push([p], tmst=1000000)
+    chk = devs.ask(op="down", phy=bytes(base64.b64decode(g1.downlink()["data"])).hex(), nwk=B["nwk"], app=B["app"])
+    c.check(chk["micOk"] and chk["ack"] and chk["fcnt"] == 5, f"first ACK ({chk})")
+    g1.push([p], tmst=4000000)  # the same bytes, after the device's ACK_TIMEOUT
+    t = g1.downlink()
+    chk = devs.ask(op="down", phy=bytes(base64.b64decode(t["data"])).hex(), nwk=B["nwk"], app=B["app"])
+    c.check(chk["micOk"] and chk["ack"] and chk["fcnt"] == 6 and t["tmst"] == 4000000 + RX1_US,
+            f"the retransmission is ACKed again at its own RX1, with the next FCntDown ({chk})")
+    wait_counter(gw, "tianhe_protocol_lorawan_retransmissions_total", re0, 1, "retransmission counted",
+                 result="acked")
+    # An unconfirmed frame sent twice (NbTrans 2), then the confirmed one again: both refused.
+    u = devs.up(B, 0x20007, payload="07")
+    g1.push([u])
+    wait_counter(gw, "tianhe_reports_accepted_total", acc0, 2, "both first copies stored", protocol="lorawan")
+    g1.push([u])
+    g1.push([p])
+    wait_counter(gw, "tianhe_protocol_lorawan_rejected_total", rep0, 2, "repeats refused", reason="replay")
+    m1 = gw.metrics()
+    c.check(metric(m1, "tianhe_reports_accepted_total", protocol="lorawan") == acc0 + 2,
+            "one report per frame counter, however often it was sent")
+    c.check(metric(m1, "tianhe_protocol_lorawan_retransmissions_total", result="acked") == re0 + 1,
+            "an older confirmed frame is a replay, not a retransmission")
+
     # ---- 5. OTAA join ----
     nonce = 10
     jr = devs.join(C, nonce)
@@ -599,7 +629,7 @@ def run_all(c, gw, devs, work, data, config):
     c.check(not any("key" in k for s in listed for k in s), "no keys in /debug/sessions")
 
     # ---- 6. kill -9, restart: no replay accepted ----
-    last_b = devs.up(B, 0x20005, port=0, payload="02")
+    last_b = devs.up(B, 0x20007, payload="07")
     last_c = devs.up(joined, 3, payload="03")
     gw.kill9()
     gw.start()

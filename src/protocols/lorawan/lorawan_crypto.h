@@ -1,7 +1,8 @@
-// LoRaWAN 1.0.x cryptography (LoRaWAN L2 1.0.4 §4.3.3, §4.4, §6.2): AES-128 through one reused
-// OpenSSL context, AES-CMAC message integrity codes, FRMPayload encryption, Join-Accept
-// encryption and session key derivation. One LoRaWanCrypto per thread (a shard owns one); the
-// keys live in the sessions as plain bytes, so no OpenSSL object exists per session.
+// LoRaWAN 1.0.x cryptography (LoRaWAN L2 1.0.4 §4.3.3, §4.4, §6.2): AES-128 (AES-NI, or one
+// reused OpenSSL context where the CPU lacks it), AES-CMAC message integrity codes, FRMPayload
+// encryption, Join-Accept encryption and session key derivation. One LoRaWanCrypto per thread (a
+// shard owns one); the keys live in the sessions as plain bytes, so no OpenSSL object exists per
+// session.
 #pragma once
 
 #include <array>
@@ -17,18 +18,22 @@ using Key = std::array<uint8_t, 16>;
 /// Frame direction as the B0/Ai blocks encode it (§4.3.3.1, §4.4).
 enum class Dir : uint8_t { kUp = 0, kDown = 1 };
 
-/// AES-128 and AES-CMAC over one OpenSSL cipher context that every call re-keys (a key schedule
-/// costs tens of nanoseconds with AES-NI; a context per session would cost hundreds of bytes
-/// each). Not thread-safe: one per thread.
+/// AES-128 and AES-CMAC, re-keyed by every call (a key per session would cost hundreds of bytes
+/// each): encryption by the AES-NI instructions, whose key schedule costs tens of nanoseconds
+/// (OpenSSL's EVP re-keying costs ~600 ns); decryption (Join-Accepts only), and every operation
+/// on a CPU without AES-NI, by one OpenSSL cipher context. Not thread-safe: one per thread.
 class LoRaWanCrypto {
  public:
-  LoRaWanCrypto();
+  /// `allow_aesni = false` uses OpenSSL for everything (the tests compare the two).
+  explicit LoRaWanCrypto(bool allow_aesni = true);
   ~LoRaWanCrypto();
   LoRaWanCrypto(const LoRaWanCrypto&) = delete;
   LoRaWanCrypto& operator=(const LoRaWanCrypto&) = delete;
 
   /// False when OpenSSL could not provide AES-128-ECB (nothing else works then).
   bool ok() const noexcept { return ctx_ != nullptr; }
+  /// Whether encryption runs on the AES-NI instructions.
+  bool uses_aesni() const noexcept { return aesni_; }
   /// AES-128-CMAC (RFC 4493) of `msg` under `key`.
   void cmac(const Key& key, std::span<const uint8_t> msg, uint8_t out[16]) noexcept;
   /// AES-CMAC of `head` followed by `msg` (B0 then the frame) without copying them together.
@@ -57,9 +62,14 @@ class LoRaWanCrypto {
   void encrypt_blocks(const Key& key, const uint8_t* in, uint8_t* out, size_t blocks) noexcept;
 
  private:
-  void set_key(const Key& key, bool encrypt) noexcept;
-  void* ctx_ = nullptr;     ///< EVP_CIPHER_CTX*
-  void* cipher_ = nullptr;  ///< EVP_CIPHER* (AES-128-ECB, fetched once)
+  void set_key(const Key& key, bool encrypt) noexcept;  ///< keys the OpenSSL context
+  void key_encrypt(const Key& key) noexcept;            ///< keys encrypt_keyed()
+  /// Encrypts `blocks` blocks under the key of the last key_encrypt().
+  void encrypt_keyed(const uint8_t* in, uint8_t* out, size_t blocks) noexcept;
+  bool aesni_ = false;
+  alignas(16) uint8_t round_keys_[176] = {};  ///< AES-NI: the expanded key (11 round keys)
+  void* ctx_ = nullptr;                       ///< EVP_CIPHER_CTX*
+  void* cipher_ = nullptr;                    ///< EVP_CIPHER* (AES-128-ECB, fetched once)
 };
 
 /// The MIC bytes at `p` (4 bytes, wire order) as a uint32_t comparable with data_mic().

@@ -26,7 +26,8 @@ struct LoRaWanIngest::Pending {
   bool join = false;
   bool confirmed = false;
   bool has_port = false;
-  bool dead_lettered = false;  ///< its payload went to the dead-letter file (no report)
+  bool dead_lettered = false;   ///< its payload went to the dead-letter file (no report)
+  bool retransmission = false;  ///< a confirmed frame already ACKed: only its ACK again
   uint8_t fport = 0;
   uint16_t dev_nonce = 0;
   bool mac_link_check = false;   ///< LinkCheckReq to answer
@@ -505,17 +506,19 @@ void LoRaWanIngest::on_frame(uint32_t gw, const Rxpk& rx, int64_t now_mono,
   // Which session: every device with this DevAddr whose MIC verifies (§4.4). The 32-bit
   // counter is first tried in the last counter's 64 Ki window: a MIC that verifies there with
   // a counter not above the last is a replay; then in the next window (a 16-bit rollover).
-  bool addr_known = false, replay = false, exhausted = false;
+  // The last counter itself is a repeat of the last frame: a retransmission (below).
+  bool addr_known = false, replay = false, exhausted = false, repeat = false;
   uint32_t fcnt = 0;
   const int64_t idx = sessions_->find_addr(df.dev_addr, [&](uint32_t i) {
     addr_known = true;
     const Device& d = (*sessions_)[i];
     const uint32_t c0 = d.has_fcnt ? ((d.fcnt_up & 0xFFFF0000u) | df.fcnt16) : df.fcnt16;
     if (crypto_.data_mic(d.nwk_s_key, Dir::kUp, df.dev_addr, c0, df.signed_part) == df.mic) {
-      if (d.has_fcnt && c0 <= d.fcnt_up) {
+      if (d.has_fcnt && c0 < d.fcnt_up) {
         replay = true;
         return false;
       }
+      repeat = d.has_fcnt && c0 == d.fcnt_up;
       fcnt = c0;
       return true;
     }
@@ -538,17 +541,39 @@ void LoRaWanIngest::on_frame(uint32_t gw, const Rxpk& rx, int64_t now_mono,
                        : Reject::kBadMic);
     return;
   }
+  Device& d = (*sessions_)[static_cast<uint32_t>(idx)];
+  // LoRaWAN 1.0.4 §4.3.1.2, §5.3: a device sends a confirmed uplink again with the same FCnt
+  // when it got no ACK. It is never a second report: one already ACKed is ACKed again (the ACK
+  // was lost), one the log could not take is stored now. At most kMaxRetransmissions per
+  // counter (a captured frame replayed costs at most that many downlinks). Any other repeat of
+  // the last counter (an unconfirmed frame sent NbTrans > 1 times, a replay) is refused.
+  if (repeat &&
+      (!df.confirmed || d.up_state == UpState::kNone || d.retransmissions >= kMaxRetransmissions)) {
+    reject(Reject::kReplay);
+    return;
+  }
   Pending* p = new_pending(key, df.mic, gw, rx, now_mono, now_wall);
   if (p == nullptr) return;
-  Device& d = (*sessions_)[static_cast<uint32_t>(idx)];
-  d.fcnt_up = fcnt;
-  d.has_fcnt = true;
-  journal_.uplink(d);
-  stats_->uplinks.add();
+  if (repeat) {
+    ++d.retransmissions;
+    p->retransmission = d.up_state == UpState::kAcked;
+    stats_
+        ->retransmissions[static_cast<size_t>(p->retransmission ? Retransmission::kAcked
+                                                                : Retransmission::kRetried)]
+        .add();
+    d.up_state = UpState::kNone;  // settled again by this copy's flush
+  } else {
+    d.fcnt_up = fcnt;
+    d.has_fcnt = true;
+    d.up_state = UpState::kNone;
+    d.retransmissions = 0;
+    journal_.uplink(d);
+    stats_->uplinks.add();
+  }
   p->device = static_cast<uint32_t>(idx);
   p->fcnt = fcnt;
   p->confirmed = df.confirmed;
-  p->has_port = df.has_port && df.fport != 0;
+  p->has_port = df.has_port && df.fport != 0 && !p->retransmission;
   p->fport = df.fport;
   // MAC commands: FOpts (plain in 1.0.x), or FRMPayload on port 0 encrypted with NwkSKey
   // (§4.3.1.6, §4.3.3). LinkCheckReq and DeviceTimeReq are answered in the downlink's FOpts;
@@ -571,7 +596,7 @@ void LoRaWanIngest::on_frame(uint32_t gw, const Rxpk& rx, int64_t now_mono,
     // §4.3.3: FRMPayload on ports 1..224 is encrypted with AppSKey.
     crypto_.payload_crypt(d.app_s_key, Dir::kUp, df.dev_addr, fcnt, df.frm_payload, p->payload);
     p->len = static_cast<uint8_t>(df.frm_payload.size());
-  } else {
+  } else if (!p->retransmission) {
     stats_->mac_only.add();
   }
 }
@@ -794,6 +819,7 @@ void LoRaWanIngest::flush(runtime::Shard& shard, int64_t now_ns) noexcept {
     if (!batch_.empty() && journal_ok) {
       stats_->pipeline.reports_received.add(batch_.size());
       outcome = shard.validate_and_append(batch_, status_, stats_->pipeline);
+      if (outcome.ok) last_ack_durable_at_ = std::max(last_ack_durable_at_, outcome.durable_at);
       stats_->uplink_latency.observe_ns(core::mono_ns() - ring_[head_].received_mono);
     } else if (!batch_.empty()) {
       reject(Reject::kJournalError);
@@ -832,6 +858,8 @@ void LoRaWanIngest::flush(runtime::Shard& shard, int64_t now_ns) noexcept {
             settled = refused || outcome.ok;
           }
           ack = settled && journal_ok;
+          // What a retransmission of this counter will get (if it is still the last one).
+          if (d.fcnt_up == p.fcnt) d.up_state = ack ? UpState::kAcked : UpState::kUnstored;
           if (!ack) {
             stats_->acks_not_sent.add();
           } else if (p.dead_lettered) {
@@ -868,8 +896,13 @@ void LoRaWanIngest::flush(runtime::Shard& shard, int64_t now_ns) noexcept {
           const size_t n = encode_data_down(crypto_, d.nwk_s_key, d.app_s_key, dd, phy);
           ++d.fcnt_down;
           journal_.downlink(d);
+          // A retransmission's ACK waits for every report ACKed so far (its first copy's
+          // among them) to be durable: already so, but cheap to be sure.
+          const uint64_t durable_at = ack && wait_log    ? outcome.durable_at
+                                      : p.retransmission ? last_ack_durable_at_
+                                                         : 0;
           queue_downlink(p, {phy, n}, static_cast<uint32_t>(config_.rx1_delay_ns / 1000),
-                         ack && wait_log ? outcome.durable_at : 0);
+                         durable_at);
         }
       }
       if (p.has_port && report_i < reports && batch_slot_[report_i] == slot) ++report_i;

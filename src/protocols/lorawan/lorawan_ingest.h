@@ -133,6 +133,7 @@ class LoRaWanIngest final : public runtime::Ingest {
   uint16_t next_token_ = 1;  ///< PULL_RESP tokens, one per downlink sent
   uint8_t tx_buf_[640];      ///< one PULL_RESP being sent
   uint32_t next_dev_addr_;
+  uint64_t last_ack_durable_at_ = 0;  ///< the highest log offset an ACK has waited for
   core::ReportBatch batch_;
   std::vector<uint8_t> status_;
   std::vector<uint32_t> batch_slot_;  ///< per report: its ring slot

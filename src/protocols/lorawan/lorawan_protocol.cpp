@@ -4,6 +4,7 @@
 // registration (the one line in src/extensions.cmake).
 #include <chrono>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/config_table.h"
@@ -74,6 +75,14 @@ void collect_stats(core::PromWriter& w, const LoRaWanStats& s) {
   w.counter("tianhe_protocol_lorawan_acks_unstored_total",
             "ACKs of confirmed uplinks that made no stored report, by why.",
             {{"reason", "rejected"}}, s.acks_rejected.get());
+  constexpr std::string_view kRetrans[] = {"acked", "retried"};
+  static_assert(std::size(kRetrans) == std::extent_v<decltype(LoRaWanStats::retransmissions)>);
+  for (size_t i = 0; i < std::size(kRetrans); ++i) {
+    w.counter("tianhe_protocol_lorawan_retransmissions_total",
+              "Confirmed uplinks sent again with their last FCnt (their ACK was lost, or never "
+              "sent), by what was done: ACKed again, or stored now (the log had refused them).",
+              {{"result", std::string(kRetrans[i])}}, s.retransmissions[i].get());
+  }
   w.counter("tianhe_protocol_lorawan_tx_acks_total", "TX_ACKs from gateways, by result.",
             {{"result", "ok"}}, s.tx_ack_ok.get());
   w.counter("tianhe_protocol_lorawan_tx_acks_total", "TX_ACKs from gateways, by result.",

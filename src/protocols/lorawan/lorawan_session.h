@@ -14,7 +14,17 @@
 
 namespace tianhe::protocols::lorawan {
 
-/// One device and its session: 96 bytes, keys as plain bytes (no OpenSSL object).
+/// What became of the confirmed uplink whose counter is `fcnt_up` (for its retransmissions).
+enum class UpState : uint8_t {
+  kNone,      ///< unconfirmed, or not settled yet: a repeat of it is refused as a replay
+  kAcked,     ///< confirmed and ACKed: a retransmission is ACKed again, with no second report
+  kUnstored,  ///< confirmed, and the log could not take it (no ACK): a retransmission is retried
+};
+
+/// Most retransmissions of one frame counter answered (LoRaWAN 1.0.4 §5.3: NbTrans <= 15).
+inline constexpr uint8_t kMaxRetransmissions = 15;
+
+/// One device and its session: 88 bytes, keys as plain bytes (no OpenSSL object).
 struct Device {
   uint64_t dev_eui = 0;   ///< the device id (registry: pipeline::Registry::find(dev_eui))
   uint64_t join_eui = 0;  ///< OTAA: JoinEUI (AppEUI) the device joins with
@@ -30,6 +40,8 @@ struct Device {
   bool has_session = false;  ///< keys and DevAddr are set (ABP always; OTAA after a join)
   bool has_fcnt = false;     ///< an uplink was accepted in this session
   bool has_dev_nonce = false;
+  UpState up_state = UpState::kNone;  ///< of fcnt_up's frame (not journalled)
+  uint8_t retransmissions = 0;        ///< of fcnt_up's frame answered so far (not journalled)
 };
 
 /// A gateway allowed to send, from the keys file.

@@ -50,6 +50,42 @@ double percentile(std::vector<double>& v, double q) {
 
 }  // namespace
 
+size_t sim_payload(SimPayload kind, uint64_t i, uint64_t round, uint8_t* out) noexcept {
+  const uint64_t v = core::mix64(i ^ round);
+  if (kind == SimPayload::kSim12) {
+    std::memcpy(out, &v, 8);
+    const auto r = static_cast<uint32_t>(round);
+    std::memcpy(out + 8, &r, 4);
+    return 12;
+  }
+  // Cayenne LPP (channel, type, big-endian value): temperature 0x67 (0.1 degC, -20.0..43.9),
+  // humidity 0x68 (0.5 %), barometer 0x73 (0.1 hPa, 950.0..1052.3), analog input 0x02 (0.01),
+  // digital input 0x00. Every value varies with the device and the round.
+  const auto temp = static_cast<int16_t>(static_cast<int>(v % 640) - 200);
+  const auto baro = static_cast<uint16_t>(9500 + ((v >> 16) % 1024));
+  const auto analog = static_cast<int16_t>(static_cast<int>((v >> 32) % 2000) - 1000);
+  const uint8_t b[18] = {0x01,
+                         0x67,
+                         static_cast<uint8_t>(static_cast<uint16_t>(temp) >> 8),
+                         static_cast<uint8_t>(temp),
+                         0x02,
+                         0x68,
+                         static_cast<uint8_t>((v >> 10) % 201),
+                         0x03,
+                         0x73,
+                         static_cast<uint8_t>(baro >> 8),
+                         static_cast<uint8_t>(baro),
+                         0x04,
+                         0x02,
+                         static_cast<uint8_t>(static_cast<uint16_t>(analog) >> 8),
+                         static_cast<uint8_t>(analog),
+                         0x05,
+                         0x00,
+                         static_cast<uint8_t>((v >> 48) & 1)};
+  std::memcpy(out, b, sizeof b);
+  return sizeof b;
+}
+
 void fleet_keys(const FleetSpec& f, uint64_t i, Key& nwk, Key& app) noexcept {
   for (int j = 0; j < 2; ++j) {
     const uint64_t a = core::mix64(f.seed * 0x9E3779B97F4A7C15ull ^ (i << 2) ^ 1);
@@ -171,10 +207,8 @@ Result<LoRaWanSimSummary> run_lorawan_simulator(const LoRaWanSimOptions& o,
       }
       Key nwk, app;
       fleet_keys(o.fleet, i, nwk, app);
-      uint8_t payload[12];
-      const uint64_t v = core::mix64(i ^ round);
-      std::memcpy(payload, &v, 8);
-      std::memcpy(payload + 8, &round, 4);
+      uint8_t payload[18];
+      const size_t payload_len = sim_payload(o.payload, i, round, payload);
       ++sum.sent;
       UplinkData u{.confirmed = o.confirmed_every != 0 && sum.sent % o.confirmed_every == 0,
                    .dev_addr = static_cast<uint32_t>(o.fleet.dev_addr_base + i),
@@ -182,7 +216,7 @@ Result<LoRaWanSimSummary> run_lorawan_simulator(const LoRaWanSimOptions& o,
                    .fctrl = 0,
                    .has_port = true,
                    .fport = 1,
-                   .payload = payload};
+                   .payload = {payload, payload_len}};
       uint8_t phy[64];
       const size_t n = encode_data_up(crypto, nwk, app, u, phy);
       char b64[128];
@@ -289,6 +323,9 @@ Options:
   --duration S         seconds to send (default 10)
   --per-datagram K     rxpk entries per PUSH_DATA (default 1)
   --confirmed-every N  every Nth uplink is a confirmed one (its ACK comes as PULL_RESP)
+  --payload KIND       sim12 (default: 8 random bytes and the round, 12 bytes) or lpp (Cayenne
+                       LPP: temperature, humidity, barometer, analog and digital input, 18 bytes;
+                       for a model with codec = "cayenne_lpp" or an LPP decoder of your own)
   --first-fcnt N       first frame counter (default 0; a rerun against the same gateway
                        continues above the last run's, which the summary prints)
   --seed N             key seed (must match the keys file)
@@ -302,10 +339,10 @@ Example:
       --copies 2 --rate 5000 --duration 10)");
     return 0;
   }
-  auto args =
-      Args::parse(argc, argv, 2, {"json", "quiet"},
-                  {"target", "devices", "gateways", "copies", "rate", "duration", "per-datagram",
-                   "confirmed-every", "first-fcnt", "seed", "write-keys", "first-device", "drain"});
+  auto args = Args::parse(
+      argc, argv, 2, {"json", "quiet"},
+      {"target", "devices", "gateways", "copies", "rate", "duration", "per-datagram",
+       "confirmed-every", "first-fcnt", "seed", "write-keys", "first-device", "drain", "payload"});
   if (!args.ok()) return usage_error("simulate", args.error().message);
   LoRaWanSimOptions o;
   auto ep = config::parse_endpoint(args->str("target", "127.0.0.1:1700"), "--target");
@@ -341,6 +378,11 @@ Example:
   o.duration_s = *duration;
   o.drain_s = *drain;
   o.progress = !args->has("quiet");
+  if (const std::string kind = args->str("payload", "sim12"); kind == "lpp") {
+    o.payload = SimPayload::kLpp;
+  } else if (kind != "sim12") {
+    return usage_error("simulate", "--payload: expected sim12 or lpp, got \"" + kind + "\"");
+  }
   if (const std::string path = args->str("write-keys"); !path.empty()) {
     if (auto r = write_fleet_keys(o.fleet, path); !r.ok()) {
       std::fprintf(stderr, "tianhe simulate: %s\n", r.error().message.c_str());

@@ -30,6 +30,15 @@ void fleet_keys(const FleetSpec& f, uint64_t i, Key& nwk_s_key, Key& app_s_key) 
 /// Writes the fleet's keys file (mode 0600).
 Result<void> write_fleet_keys(const FleetSpec& f, const std::string& path);
 
+/// What the simulated devices send in FRMPayload (port 1).
+enum class SimPayload : uint8_t {
+  kSim12,  ///< 8 pseudo-random bytes and the frame round (little-endian u32): 12 bytes
+  kLpp,    ///< Cayenne LPP: temperature, humidity, barometer, analog and digital input: 18 bytes
+};
+
+/// Device `i`'s payload in `round` (`out` holds 18 bytes); returns its length.
+size_t sim_payload(SimPayload kind, uint64_t i, uint64_t round, uint8_t* out) noexcept;
+
 /// What to simulate.
 struct LoRaWanSimOptions {
   std::string host = "127.0.0.1";
@@ -41,6 +50,7 @@ struct LoRaWanSimOptions {
   uint32_t per_datagram = 1;     ///< rxpk entries per PUSH_DATA
   uint32_t first_fcnt = 0;       ///< 0: derived from the clock, so reruns are not replays
   uint32_t confirmed_every = 0;  ///< every Nth uplink is confirmed (0: none)
+  SimPayload payload = SimPayload::kSim12;
   double drain_s = 1;
   bool progress = true;
 };

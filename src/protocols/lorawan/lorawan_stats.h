@@ -69,6 +69,13 @@ inline std::string_view reject_name(Reject r) noexcept {
   return kNames[static_cast<size_t>(r)];
 }
 
+/// What was done with a confirmed uplink sent again with its device's last accepted counter
+/// (any other repeat of the last counter is a replay).
+enum class Retransmission : uint8_t {
+  kAcked,    ///< already ACKed: ACKed again, no second report
+  kRetried,  ///< the log could not take the first copy: stored now, and ACKed
+};
+
 /// Kinds of datagram received (by Semtech identifier) and sent.
 enum class Dgram : uint8_t { kPushData, kPullData, kTxAck, kCount };
 
@@ -91,13 +98,15 @@ struct LoRaWanStats {
   core::Counter acks_not_sent;       ///< confirmed uplinks the log could not take (no ACK)
   core::Counter acks_dead_lettered;  ///< ACKs of confirmed uplinks whose payload was dead-lettered
   core::Counter acks_rejected;       ///< ACKs of confirmed uplinks the validator refused
-  core::Counter tx_ack_ok;           ///< TX_ACK with error NONE (or none given)
-  core::Counter tx_ack_error;        ///< TX_ACK reporting an error
-  core::Counter tx_ack_unmatched;    ///< TX_ACK whose token is no downlink in flight
-  core::Counter downlinks_rx2;       ///< PULL_RESP sent for RX2
-  core::Counter rx2_after_tx_ack;    ///< RX1 refused by the gateway: sent again for RX2
-  core::Counter rx2_late;            ///< ready too late for RX1: sent for RX2
-  core::Counter downlinks_late;      ///< too late for RX2 as well: not sent
+  /// Frames sent again with the last accepted counter, by what was done (Retransmission).
+  core::Counter retransmissions[2];
+  core::Counter tx_ack_ok;         ///< TX_ACK with error NONE (or none given)
+  core::Counter tx_ack_error;      ///< TX_ACK reporting an error
+  core::Counter tx_ack_unmatched;  ///< TX_ACK whose token is no downlink in flight
+  core::Counter downlinks_rx2;     ///< PULL_RESP sent for RX2
+  core::Counter rx2_after_tx_ack;  ///< RX1 refused by the gateway: sent again for RX2
+  core::Counter rx2_late;          ///< ready too late for RX1: sent for RX2
+  core::Counter downlinks_late;    ///< too late for RX2 as well: not sent
   /// Downlinks the gateway refused for good, by TX_ACK error (kNone unused).
   core::Counter downlinks_failed[static_cast<size_t>(TxAckError::kCount)];
   core::Counter mac_commands;                                        ///< uplink MAC commands read
