@@ -49,8 +49,7 @@ void ClientDirectory::Unmap::operator()(Bucket* p) const noexcept {
   ::munmap(p, std::max<size_t>(bytes, 1));
 }
 
-ClientDirectory::ClientDirectory(uint32_t capacity, uint32_t shards, uint64_t seed)
-    : seed_(seed) {
+ClientDirectory::ClientDirectory(uint32_t capacity, uint32_t shards, uint64_t seed) : seed_(seed) {
   TH_CHECK(shards < UINT16_MAX, "the MQTT-SN client directory names at most 65,534 shards");
   // 1.25 entries per session: two choices of an 8-entry bucket keep the fullest bucket a few
   // entries above the mean, so a table at 80 % of its entries rarely refuses an id.

@@ -65,7 +65,7 @@ class ClientDirectory {
   static constexpr uint16_t kNoOwner = 0;  ///< owner is 1 + shard; 0 marks a free entry
   /// 8 entries: owners apart from the ids, so a bucket is 208 bytes (26 per entry).
   struct Bucket {
-    uint16_t owner[kWays];               ///< 1 + shard; 0: free
+    uint16_t owner[kWays];                  ///< 1 + shard; 0: free
     char id[kWays][kMaxClientIdBytes + 1];  ///< length, then the id's bytes
   };
 

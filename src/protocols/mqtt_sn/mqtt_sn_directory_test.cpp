@@ -232,8 +232,9 @@ TEST(MqttSnDirectory, ShardsNeverHoldOneIdTogether) {
       } else {
         give_up(shard, i);  // ended here before the other shard may start it
         if (!d.transfer(id, shard, to)) twice.store(true);
-        ASSERT_TRUE(mail.send(shard, to, ShardLetter::make(ShardLetter::Kind::kGranted, id,
-                                                           shard, static_cast<uint32_t>(step))));
+        ASSERT_TRUE(mail.send(shard, to,
+                              ShardLetter::make(ShardLetter::Kind::kGranted, id, shard,
+                                                static_cast<uint32_t>(step))));
       }
     }
   };

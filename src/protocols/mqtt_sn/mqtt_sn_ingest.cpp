@@ -90,10 +90,10 @@ uint32_t batch_metrics(uint32_t recv_batch) {
 
 std::string_view reject_reason_name(Reject r) noexcept {
   constexpr std::string_view kNames[] = {
-      "congestion",        "sessions_full",   "takeover_refused", "no_session",
-      "unexpected",        "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
-      "no_device",         "topics_full",     "pending_full",     "qos_minus1_topic",
-      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full", "batch_full",
+      "congestion",        "sessions_full",   "takeover_refused",  "no_session",
+      "unexpected",        "unknown_topic",   "topic_mismatch",    "tenant_mismatch",
+      "no_device",         "topics_full",     "pending_full",      "qos_minus1_topic",
+      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full",  "batch_full",
       "will_too_large",    "wills_full",      "forwarder_refused", "takeover_busy"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
@@ -176,8 +176,7 @@ Result<std::unique_ptr<MqttSnIngest>> MqttSnIngest::create(
                       " is beyond the cluster's " + std::to_string(cluster->mail.shards()));
   }
   std::unique_ptr<MqttSnIngest> in(new MqttSnIngest(std::move(shared), std::move(*socket), stats,
-                                                    std::move(decoder), shard,
-                                                    std::move(cluster)));
+                                                    std::move(decoder), shard, std::move(cluster)));
   if (advertise && in->config_.advertise_interval_ns > 0 && !in->config_.advertise_to.empty()) {
     auto ep = config::parse_endpoint(in->config_.advertise_to, "protocols.mqtt_sn.advertise_to");
     if (!ep.ok()) return ep.error();
@@ -783,8 +782,7 @@ void MqttSnIngest::on_letter(const ShardLetter& l, int64_t now) noexcept {
       }
       result = ShardLetter::Kind::kGranted;
     }
-    cluster_->mail.send(shard_index_, l.from,
-                        ShardLetter::make(result, id, shard_index_, l.token));
+    cluster_->mail.send(shard_index_, l.from, ShardLetter::make(result, id, shard_index_, l.token));
     return;
   }
   for (Parked& p : parked_) {

@@ -78,8 +78,8 @@ class MqttSnIngest final : public runtime::Ingest {
 
  private:
   MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
-               MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder,
-               uint32_t shard, std::shared_ptr<MqttSnCluster> cluster);
+               MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder, uint32_t shard,
+               std::shared_ptr<MqttSnCluster> cluster);
 
   /// A CONNECT being served: from the receive batch, or resumed once another shard handed its
   /// client id over. Holds what its answer needs (the batch's datagram may be gone).

@@ -159,8 +159,8 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
     if (shared_->shards > 1) {
       std::random_device rd;
       const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-      cluster_ = std::make_shared<MqttSnCluster>(shared_->shards, shared_->config.max_sessions,
-                                                 seed);
+      cluster_ =
+          std::make_shared<MqttSnCluster>(shared_->shards, shared_->config.max_sessions, seed);
     }
   }
 
@@ -229,7 +229,7 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
   std::shared_ptr<const MqttSnShared> shared_;
   std::shared_ptr<runtime::CodecStage> codecs_;
   std::vector<std::unique_ptr<MqttSnStats>> stats_;  ///< per shard
-  std::vector<MqttSnIngest*> ingests_;  ///< per shard; owned by the shards, which outlive calls
+  std::vector<MqttSnIngest*> ingests_;      ///< per shard; owned by the shards, which outlive calls
   std::shared_ptr<MqttSnCluster> cluster_;  ///< the cross-shard directory (null: one shard)
   uint16_t port_ = 0;
 };
