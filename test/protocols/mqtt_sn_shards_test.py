@@ -4,7 +4,8 @@ address is refused exactly as on one shard (CONNACK "rejected: not supported",
 takeover_refused) and the first keeps its session; the id is free again once that session ends
 (clean DISCONNECT, keep-alive). With allow_takeover the old shard ends its session (its will is
 published once, counted as a takeover) before the new shard starts one: every acknowledged
-report is stored exactly once and the session is listed on one shard only.
+report is stored exactly once and the session is listed on one shard only. A CONNECT refused
+for a full shard leaves its id free for the other shard.
 
 Which shard an address lands on is observed, not guessed: a probe CONNECT from each candidate
 socket shows up in /debug/sessions with its shard; the kernel's hash of a source address is
@@ -47,25 +48,28 @@ def disconnect(cl):
     cl.expect(sn.MQTTSNDisconnect)
 
 
-def clients_on_two_shards(gw, port):
-    """Two client sockets whose datagrams land on shard 0 and shard 1: each candidate's probe
-    session shows its shard; the probe ends with a clean DISCONNECT."""
-    found, spare = {}, []
-    for i in range(64):
+def clients_by_shard(gw, port, want):
+    """Client sockets whose datagrams land on each shard: want[shard] of them. Each
+    candidate's probe session shows its shard; the probe ends with a clean DISCONNECT."""
+    found = {shard: [] for shard in want}
+    for i in range(256):
         cl = Client(port, f"probe-{i}").connected()
         [s] = held(gw, f"probe-{i}")
         assert s["peer"] == f"127.0.0.1:{cl.sock.getsockname()[1]}", s
         disconnect(cl)
-        if s["shard"] in found:
-            spare.append(cl)
+        if len(found[s["shard"]]) < want[s["shard"]]:
+            found[s["shard"]].append(cl)
         else:
-            found[s["shard"]] = cl
-        if len(found) == 2:
-            break
-    for cl in spare:
-        cl.close()
-    assert sorted(found) == [0, 1], f"64 sockets all on shard {list(found)}"
-    return found[0], found[1]
+            cl.close()
+        if all(len(found[k]) == n for k, n in want.items()):
+            return found
+    raise AssertionError(f"256 sockets did not cover the shards: {found}")
+
+
+def clients_on_two_shards(gw, port):
+    """Two client sockets: one whose datagrams land on shard 0, one on shard 1."""
+    found = clients_by_shard(gw, port, {0: 1, 1: 1})
+    return found[0][0], found[1][0]
 
 
 def reports(gw, device):
@@ -184,11 +188,35 @@ def test_takeover(tmp, codec):
         gw.stop()
 
 
+def test_full_shard_gives_the_id_back(tmp, codec):
+    """A CONNECT that claims its id but finds its shard full (max_sessions) leaves the id
+    free: another shard may have it."""
+    gw, port = c.start(tmp, "full", codec, shards=2, extra_mqtt_sn="max_sessions = 2")
+    try:
+        found = clients_by_shard(gw, port, {0: 2, 1: 1})
+        (a, a2), (b,) = found[0], found[1]
+        a.connected("fill-1")  # shard 0 holds its one session
+        full = mqtt_sn(gw, "rejects_total", reason="sessions_full")
+        a2.connect("fill-2")
+        assert a2.expect(sn.MQTTSNConnack).return_code == sn.REJ_CONJ
+        assert mqtt_sn(gw, "rejects_total", reason="sessions_full") == full + 1
+        assert mqtt_sn(gw, "directory_entries") == 1
+        refused = mqtt_sn(gw, "rejects_total", reason="takeover_refused")
+        b.connected("fill-2")
+        assert mqtt_sn(gw, "rejects_total", reason="takeover_refused") == refused
+        assert [s["shard"] for s in held(gw, "fill-2")] == [1]
+        for x in (a, a2, b):
+            x.close()
+        assert gw.stop() == 0
+    finally:
+        gw.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="th-mqtt-sn-shards-")
     ok = False
     try:
-        for t in (test_refused, test_takeover):
+        for t in (test_refused, test_takeover, test_full_shard_gives_the_id_back):
             print(t.__name__)
             t(tmp, "json")
         ok = True

@@ -176,14 +176,15 @@ bool ClientDirectory::find(std::string_view id, uint32_t& holder) const noexcept
   return false;
 }
 
-ShardLetter ShardLetter::make(Kind kind, std::string_view client_id, uint32_t from,
-                              uint32_t token) noexcept {
+ShardLetter ShardLetter::make(Kind kind, std::string_view client_id, uint32_t from, uint32_t token,
+                              int64_t now_ns) noexcept {
   ShardLetter l;
   l.kind = kind;
   l.id_len = static_cast<uint8_t>(std::min<size_t>(client_id.size(), kMaxClientIdBytes));
   std::memcpy(l.id, client_id.data(), l.id_len);
   l.from = static_cast<uint16_t>(from);
   l.token = token;
+  l.sent_ns = now_ns;
   return l;
 }
 

@@ -101,14 +101,15 @@ struct ShardLetter {
   Kind kind = Kind::kTakeover;
   uint8_t id_len = 0;
   char id[kMaxClientIdBytes] = {};
-  uint16_t from = 0;   ///< the sending shard
-  uint32_t token = 0;  ///< the asker's request (echoed in the answer)
+  uint16_t from = 0;    ///< the sending shard
+  uint32_t token = 0;   ///< the asker's request (echoed in the answer)
+  int64_t sent_ns = 0;  ///< core::mono_ns() when sent (the monotonic clock is the machine's)
 
   /// The client id it names.
   std::string_view client_id() const noexcept { return {id, id_len}; }
-  /// A letter of `kind` about `client_id` (truncated at kMaxClientIdBytes).
-  static ShardLetter make(Kind kind, std::string_view client_id, uint32_t from,
-                          uint32_t token) noexcept;
+  /// A letter of `kind` about `client_id` (truncated at kMaxClientIdBytes), sent at `now_ns`.
+  static ShardLetter make(Kind kind, std::string_view client_id, uint32_t from, uint32_t token,
+                          int64_t now_ns = 0) noexcept;
 };
 
 /// The letter boxes of the shards of one protocol instance: for every ordered pair of shards a

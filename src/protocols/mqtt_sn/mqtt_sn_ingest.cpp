@@ -732,7 +732,7 @@ void MqttSnIngest::ask_takeover(const ConnectRequest& c, uint32_t owner, int64_t
   }
   const uint32_t token = ++next_token_;
   const ShardLetter ask =
-      ShardLetter::make(ShardLetter::Kind::kTakeover, c.client_id(), shard_index_, token);
+      ShardLetter::make(ShardLetter::Kind::kTakeover, c.client_id(), shard_index_, token, now);
   if (!cluster_->mail.send(shard_index_, owner, ask)) {
     stats_->letters_dropped.add();
     busy();
@@ -773,8 +773,12 @@ void MqttSnIngest::on_letter(const ShardLetter& l, int64_t now) noexcept {
       stats_->letters_dropped.add();
       return;
     }
+    // A request past half its CONNECT's wait is not honoured: the answer could arrive after
+    // the CONNECT was answered "congestion", and the session would have ended for nothing.
+    // It stays; the client's retry asks again.
     ShardLetter::Kind result = ShardLetter::Kind::kStale;
-    if (cluster_->directory.transfer(id, shard_index_, l.from)) {
+    if (now - l.sent_ns < kTakeoverWaitNs / 2 &&
+        cluster_->directory.transfer(id, shard_index_, l.from)) {
       const uint32_t s = sessions_.find_client(id);
       if (s != kNoSession) {
         sessions_.at(s).listed = false;  // handed over, not released
@@ -782,7 +786,8 @@ void MqttSnIngest::on_letter(const ShardLetter& l, int64_t now) noexcept {
       }
       result = ShardLetter::Kind::kGranted;
     }
-    cluster_->mail.send(shard_index_, l.from, ShardLetter::make(result, id, shard_index_, l.token));
+    cluster_->mail.send(shard_index_, l.from,
+                        ShardLetter::make(result, id, shard_index_, l.token, now));
     return;
   }
   for (Parked& p : parked_) {
