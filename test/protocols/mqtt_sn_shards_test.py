@@ -117,6 +117,16 @@ def test_refused(tmp, codec):
         a.connected("roam-3")
         assert [s["shard"] for s in held(gw, "roam-3")] == [0]
         disconnect(a)
+        # Both addresses ask for one id at the same moment: one shard wins, the other refuses.
+        for i in range(20):
+            a.connect(f"race-{i}")
+            b.connect(f"race-{i}")
+            codes = sorted([a.expect(sn.MQTTSNConnack).return_code,
+                            b.expect(sn.MQTTSNConnack).return_code])
+            assert codes == sorted([sn.ACCEPTED, sn.REJ_NOTSUP]), (i, codes)
+            assert len(held(gw, f"race-{i}")) == 1
+        disconnect(a)
+        disconnect(b)
         # Every session ended gave its id back: the directory is empty.
         harness.wait_for(lambda: sessions(gw) == [], 30, "no sessions left")
         assert mqtt_sn(gw, "directory_entries") == 0
@@ -177,6 +187,19 @@ def test_takeover(tmp, codec):
             [5.5, 10, 11, 12, 13]
         assert mqtt_sn(gw, "wills_published_total") == 1
         assert mqtt_sn(gw, "directory_entries") == 1
+        # Both addresses ask for one id at the same moment: both are answered "accepted", one
+        # session is left (the first one made was taken over), on one shard.
+        taken = mqtt_sn(gw, "sessions_ended_total", reason="takeover")
+        for i in range(20):
+            a.connect(f"race-{i}")
+            b.connect(f"race-{i}")
+            assert a.expect(sn.MQTTSNConnack).return_code == sn.ACCEPTED
+            assert b.expect(sn.MQTTSNConnack).return_code == sn.ACCEPTED
+            assert len(held(gw, f"race-{i}")) == 1, held(gw, f"race-{i}")
+            assert mqtt_sn(gw, "sessions_ended_total", reason="takeover") == taken + i + 1
+        disconnect(b if held(gw, "race-19")[0]["shard"] == 1 else a)
+        assert mqtt_sn(gw, "directory_entries") == 0
+        a.connected("moving-5")
         assert mqtt_sn(gw, "rejects_total", reason="takeover_busy") == 0
         assert mqtt_sn(gw, "letters_dropped_total") == 0
         disconnect(a)
