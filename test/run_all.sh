@@ -32,7 +32,7 @@ echo "== dev build (ASan+UBSan): every test"
 count /tmp/tianhe-ctest-dev.log
 
 echo "== tsan build: the concurrent parts"
-TSAN_TESTS="log_test runtime_test control_http_test sinks_store_test sinks_common_test app_test core_test control_otlp_test control_otlp_ring_test codecs_js_test codecs_wasm_test"
+TSAN_TESTS="log_test runtime_test control_http_test sinks_store_test sinks_common_test app_test core_test control_otlp_test control_otlp_ring_test codecs_js_test codecs_wasm_test protocols_mqtt_sn_directory_test"
 if cmake --preset tsan >/dev/null && cmake --build build/tsan -j "$JOBS" --target $TSAN_TESTS; then
   regex="^($(echo $TSAN_TESTS | tr ' ' '|'))\$"
   (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \

@@ -33,6 +33,13 @@ constexpr uint32_t kTagInflight = 1u << 30;  // a PUBACK/PUBREC: its session's i
 constexpr uint32_t kTagDirect = 1u << 31;    // sent even to a sleeping client
 constexpr uint32_t kNoRef = kMaxShardSessions - 1;
 
+// A CONNECT resumed after another shard answered: no datagram of the batch is its cause.
+constexpr uint32_t kResumed = UINT32_MAX;
+// How long a CONNECT waits for another shard to hand its client id over before it is answered
+// "congestion" (a stopped shard, a full ring), and how often it may ask (the id moved again).
+constexpr int64_t kTakeoverWaitNs = 2'000'000'000;
+constexpr uint8_t kMaxTakeoverRounds = 4;
+
 // §6.13-style grace: a client is lost after 1.5 keep-alive periods of silence (as in MQTT).
 int64_t grace_ns(uint32_t seconds) {
   return static_cast<int64_t>(seconds) * 1'500'000'000;
@@ -83,11 +90,11 @@ uint32_t batch_metrics(uint32_t recv_batch) {
 
 std::string_view reject_reason_name(Reject r) noexcept {
   constexpr std::string_view kNames[] = {
-      "congestion",        "sessions_full",   "takeover_refused", "no_session",
-      "unexpected",        "unknown_topic",   "topic_mismatch",   "tenant_mismatch",
-      "no_device",         "topics_full",     "pending_full",     "qos_minus1_topic",
-      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full", "batch_full",
-      "will_too_large",    "wills_full",      "forwarder_refused"};
+      "congestion",        "sessions_full",   "takeover_refused",  "no_session",
+      "unexpected",        "unknown_topic",   "topic_mismatch",    "tenant_mismatch",
+      "no_device",         "topics_full",     "pending_full",      "qos_minus1_topic",
+      "sleep_buffer_full", "no_sleep_buffer", "reply_queue_full",  "batch_full",
+      "will_too_large",    "wills_full",      "forwarder_refused", "takeover_busy"};
   static_assert(std::size(kNames) == static_cast<size_t>(Reject::kCount));
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "unknown";
@@ -152,7 +159,8 @@ const ResolvedTopic* MqttSnShared::predefined_topic(uint16_t id) const noexcept 
 
 Result<std::unique_ptr<MqttSnIngest>> MqttSnIngest::create(
     std::shared_ptr<const MqttSnShared> shared, MqttSnStats* stats,
-    std::unique_ptr<runtime::PayloadDecoder> decoder, bool join, bool advertise) {
+    std::unique_ptr<runtime::PayloadDecoder> decoder, bool join, bool advertise, uint32_t shard,
+    std::shared_ptr<MqttSnCluster> cluster) {
   const MqttSnConfig& c = shared->config;
   auto addr = transports::resolve(c.listen.host, c.listen.port);
   if (!addr.ok()) return make_error("protocols.mqtt_sn.listen: " + addr.error().message);
@@ -163,8 +171,12 @@ Result<std::unique_ptr<MqttSnIngest>> MqttSnIngest::create(
                                     .send_buffer_bytes = c.send_buffer_bytes});
   if (!socket.ok()) return make_error("protocols.mqtt_sn.listen: " + socket.error().message);
   transports::enable_drop_counter(socket->fd());
-  std::unique_ptr<MqttSnIngest> in(
-      new MqttSnIngest(std::move(shared), std::move(*socket), stats, std::move(decoder)));
+  if (cluster != nullptr && shard >= cluster->mail.shards()) {
+    return make_error("protocols.mqtt_sn: shard " + std::to_string(shard) +
+                      " is beyond the cluster's " + std::to_string(cluster->mail.shards()));
+  }
+  std::unique_ptr<MqttSnIngest> in(new MqttSnIngest(std::move(shared), std::move(*socket), stats,
+                                                    std::move(decoder), shard, std::move(cluster)));
   if (advertise && in->config_.advertise_interval_ns > 0 && !in->config_.advertise_to.empty()) {
     auto ep = config::parse_endpoint(in->config_.advertise_to, "protocols.mqtt_sn.advertise_to");
     if (!ep.ok()) return ep.error();
@@ -178,7 +190,8 @@ Result<std::unique_ptr<MqttSnIngest>> MqttSnIngest::create(
 }
 
 MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
-                           MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder)
+                           MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder,
+                           uint32_t shard, std::shared_ptr<MqttSnCluster> cluster)
     : shared_(std::move(shared)),
       config_(shared_->config),
       socket_(std::move(socket)),
@@ -196,6 +209,8 @@ MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transport
                      config_.max_sleep_buffer_bytes),
       will_buffers_((config_.max_wills + shared_->shards - 1) / shared_->shards,
                     config_.max_will_bytes + kWillHeaderBytes),
+      shard_index_(shard),
+      cluster_(std::move(cluster)),
       decoder_(std::move(decoder)),
       stats_(stats),
       recv_batch_(config_.recv_batch) {
@@ -212,6 +227,9 @@ MqttSnIngest::MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transport
 void MqttSnIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const {
   // The mailbox is served from poll_input, which runs only while the ingest can receive.
   if (mailbox_.fd() >= 0 && can_receive()) out.push_back({mailbox_.fd(), POLLIN});
+  if (cluster_ != nullptr && cluster_->mail.fd(shard_index_) >= 0 && can_receive()) {
+    out.push_back({cluster_->mail.fd(shard_index_), POLLIN});
+  }
   out.push_back(
       {socket_.fd(), static_cast<short>((can_receive() ? POLLIN : 0) |
                                         (wait == runtime::AckWait::kSocket ? POLLOUT : 0))});
@@ -229,6 +247,7 @@ int64_t MqttSnIngest::next_deadline_ns() const noexcept {
 
 void MqttSnIngest::on_timer(runtime::Shard& shard, int64_t now_ns) noexcept {
   shard_ = &shard;
+  if (parked_count_ > 0) expire_parked(now_ns);
   if (now_ns >= next_advertise_ns_) {
     // §6.1: ADVERTISE carries the time until the next one.
     const auto d = static_cast<uint16_t>(config_.advertise_interval_ns / 1'000'000'000);
@@ -315,6 +334,7 @@ void MqttSnIngest::list_sessions(uint64_t after, uint32_t limit, runtime::Sessio
                      {"clean", s.clean},
                      {"will", s.will != 0},
                      {"node_id", node_text(s.peer)},
+                     {"shard", shard_index_},
                      {"expires_in_s", static_cast<double>(s.deadline_ns - now) / 1e9}};
     // A client id is bytes from the network: invalid UTF-8 is replaced, never thrown on.
     page.sessions.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -328,6 +348,7 @@ uint32_t MqttSnIngest::poll_input(runtime::Shard& shard) noexcept {
   mailbox_.serve([this](uint64_t after, uint32_t limit, runtime::SessionPage& page) {
     list_sessions(after, limit, page);
   });
+  if (cluster_ != nullptr && cluster_->mail.pending(shard_index_)) read_mail(shard);
   const int n = rx_.receive(socket_.fd());
   if (n <= 0) return 0;
   const int64_t now_wall = core::wall_ns();
@@ -441,6 +462,9 @@ void MqttSnIngest::end_session(uint32_t s, SessionEnd why) noexcept {
       publish_will(s);
     }
   }
+  if (ss.listed && cluster_ != nullptr) {
+    cluster_->directory.release(ss.id(), shard_index_);  // the id is free for any shard again
+  }
   if (ss.state == SessionState::kAsleep && sleeping_ > 0) --sleeping_;
   if (ss.sleep_buffer != 0) sleep_buffers_.give_back(ss.sleep_buffer);
   stats_->sessions_ended[static_cast<size_t>(why)].add();
@@ -545,37 +569,103 @@ void MqttSnIngest::handle(runtime::Shard& shard, const Frame& f, uint32_t datagr
 
 void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& key,
                               int64_t now) noexcept {
-  auto refuse = [&](Reject why, ReturnCode rc) noexcept {
-    stats_->rejects[static_cast<size_t>(why)].add();
-    send_now(datagram, kNoRef | kTagDirect,
-             [&](std::span<uint8_t> o) noexcept { return encode_connack(rc, o); });
-  };
   // A reconnect storm is admitted at connect_rate: the rest are told to come back (§5.3.10
   // "rejected: congestion"; clients retry after T_WAIT), and hold no state meanwhile.
   if (!admit_connect(now)) {
-    refuse(Reject::kCongestion, ReturnCode::kCongestion);
+    stats_->rejects[static_cast<size_t>(Reject::kCongestion)].add();
+    send_now(datagram, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kCongestion, o);
+    });
     return;
   }
-  uint32_t s = sessions_.find_peer(key);
-  const uint32_t holder = sessions_.find_client(f.client_id);
+  ConnectRequest c;
+  c.key = key;
+  c.datagram = datagram;
+  c.ctrl = node_len_[datagram] != 0 ? rx_.data(datagram)[2] : 0;
+  c.will = f.flags.will;
+  c.clean = f.flags.clean_session;
+  c.duration = f.duration;
+  c.id_len = static_cast<uint8_t>(std::min<size_t>(f.client_id.size(), kMaxClientIdBytes));
+  std::memcpy(c.id, f.client_id.data(), c.id_len);
+  connect(c, now);
+}
+
+template <typename F>
+void MqttSnIngest::answer(const ConnectRequest& c, uint32_t tag, F&& encode) noexcept {
+  if (c.datagram != kResumed) {
+    send_now(c.datagram, tag, std::forward<F>(encode));
+    return;
+  }
+  // Resumed: the datagram is gone; the key has the address and (§5.5) the node id.
+  const size_t n = encode(std::span<uint8_t>(scratch_));
+  if (n == 0) return;
+  std::span<const uint8_t> bytes{scratch_, n};
+  if (c.key.node_len != 0) {
+    const size_t w = encode_encapsulated(c.ctrl, {c.key.node, c.key.node_len}, bytes, wrapped_);
+    if (w == 0) return;  // cannot happen: wrapped_ holds the largest reply and header
+    bytes = {wrapped_, w};
+  }
+  sockaddr_storage to{};
+  socklen_t len = 0;
+  peer_address(c.key, to, len);
+  reply_to(bytes, to, len, 0, core::mono_ns(), tag);
+}
+
+void MqttSnIngest::connect(const ConnectRequest& c, int64_t now) noexcept {
+  auto refuse = [&](Reject why, ReturnCode rc) noexcept {
+    stats_->rejects[static_cast<size_t>(why)].add();
+    answer(c, kNoRef | kTagDirect,
+           [&](std::span<uint8_t> o) noexcept { return encode_connack(rc, o); });
+  };
+  const std::string_view id = c.client_id();
+  uint32_t s = sessions_.find_peer(c.key);
+  const uint32_t holder = sessions_.find_client(id);
+  bool listed = false;   // the new session holds the id's directory entry
+  bool claimed = false;  // the entry was taken here: given back if no session results
   if (holder != kNoSession && holder != s) {
     if (!config_.allow_takeover) {
       refuse(Reject::kTakeoverRefused, ReturnCode::kNotSupported);
       return;
     }
+    // The id stays on this shard: the new session keeps the old one's directory entry.
+    listed = sessions_.at(holder).listed;
+    sessions_.at(holder).listed = false;
     end_session(holder, SessionEnd::kTakeover);
+  } else if (holder == kNoSession && cluster_ != nullptr) {
+    // Not held here: another shard may hold it (the client moved to an address the kernel
+    // hashes elsewhere). Refused or taken over exactly as on one shard.
+    uint32_t owner = 0;
+    switch (cluster_->directory.claim(id, shard_index_, owner)) {
+      case ClientDirectory::Claim::kClaimed:
+      case ClientDirectory::Claim::kOwned:  // handed to this shard by a granted takeover
+        listed = claimed = true;
+        break;
+      case ClientDirectory::Claim::kHeld:
+        if (!config_.allow_takeover) {
+          refuse(Reject::kTakeoverRefused, ReturnCode::kNotSupported);
+          return;
+        }
+        ask_takeover(c, owner, now);
+        return;
+      case ClientDirectory::Claim::kFull:
+        // No room for the id: the session is kept to this shard, as without a directory.
+        stats_->directory_full.add();
+        break;
+    }
   }
   bool woke = false;
-  if (s != kNoSession && sessions_.at(s).id() != f.client_id) {
+  if (s != kNoSession && sessions_.at(s).id() != id) {
     end_session(s, SessionEnd::kReplaced);  // the address now speaks for another client
     s = kNoSession;
   }
   if (s == kNoSession) {
-    s = sessions_.add(key, f.client_id);
+    s = sessions_.add(c.key, id);
     if (s == kNoSession) {
+      if (claimed) cluster_->directory.release(id, shard_index_);
       refuse(Reject::kSessionsFull, ReturnCode::kCongestion);
       return;
     }
+    sessions_.at(s).listed = listed;
     stats_->sessions_created.add();
   } else {
     MqttSnSession& ss = sessions_.at(s);
@@ -585,7 +675,7 @@ void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& 
     }
     // §6.3: a CONNECT sets the will afresh (its Will flag asks for one, or there is none).
     drop_will(s, WillDiscard::kReplaced);
-    if (f.flags.clean_session) {
+    if (c.clean) {
       // §6.3: CleanSession drops the registrations (and held QoS 2 ids) of the old session.
       ss.topic_count = 0;
       ss.next_topic_id = 1;
@@ -593,28 +683,141 @@ void MqttSnIngest::on_connect(const Frame& f, uint32_t datagram, const PeerKey& 
     }
   }
   MqttSnSession& ss = sessions_.at(s);
-  ss.clean = f.flags.clean_session;
-  ss.device_id = device_from_client_id(f.client_id);
+  ss.clean = c.clean;
+  ss.device_id = device_from_client_id(id);
   // §6.13: the gateway supervises the keep-alive; 0 (none) and anything longer than the
   // configured maximum are held to it, so no idle session lives for ever.
   const auto max_s = static_cast<uint32_t>(config_.max_keep_alive_ns / 1'000'000'000);
-  uint32_t ka = f.duration;
+  uint32_t ka = c.duration;
   if (ka == 0 || ka > max_s) {
     ka = max_s;
     stats_->keep_alive_clamped.add();
   }
   ss.keep_alive_s = static_cast<uint16_t>(ka);
-  ss.state = f.flags.will ? SessionState::kAwaitWillTopic : SessionState::kActive;
+  ss.state = c.will ? SessionState::kAwaitWillTopic : SessionState::kActive;
   touch(s, now);
   const uint32_t ref = sessions_.ref(s);
-  if (f.flags.will) {
-    send_now(datagram, ref,
-             [](std::span<uint8_t> o) noexcept { return encode_empty(MsgType::kWillTopicReq, o); });
+  if (c.will) {
+    answer(c, ref,
+           [](std::span<uint8_t> o) noexcept { return encode_empty(MsgType::kWillTopicReq, o); });
     return;
   }
-  send_now(datagram, ref,
-           [](std::span<uint8_t> o) noexcept { return encode_connack(ReturnCode::kAccepted, o); });
+  answer(c, ref,
+         [](std::span<uint8_t> o) noexcept { return encode_connack(ReturnCode::kAccepted, o); });
   if (woke) wake(s);
+}
+
+void MqttSnIngest::ask_takeover(const ConnectRequest& c, uint32_t owner, int64_t now) noexcept {
+  auto busy = [&]() noexcept {
+    // §5.4.5 "rejected: congestion": the client retries, by when the id has settled.
+    stats_->rejects[static_cast<size_t>(Reject::kTakeoverBusy)].add();
+    answer(c, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kCongestion, o);
+    });
+  };
+  if (c.rounds >= kMaxTakeoverRounds) {  // the id keeps moving between shards: later
+    busy();
+    return;
+  }
+  Parked* p = nullptr;
+  for (Parked& q : parked_) {
+    if (!q.used) {
+      p = &q;
+      break;
+    }
+  }
+  if (p == nullptr) {
+    busy();
+    return;
+  }
+  const uint32_t token = ++next_token_;
+  const ShardLetter ask =
+      ShardLetter::make(ShardLetter::Kind::kTakeover, c.client_id(), shard_index_, token, now);
+  if (!cluster_->mail.send(shard_index_, owner, ask)) {
+    stats_->letters_dropped.add();
+    busy();
+    return;
+  }
+  stats_->takeover_requests.add();
+  // The session is made only once the owner has ended its own and handed the id over: a
+  // client id is never held on two shards at once.
+  p->request = c;
+  p->request.datagram = kResumed;
+  ++p->request.rounds;
+  p->token = token;
+  p->deadline_ns = now + kTakeoverWaitNs;
+  p->used = true;
+  ++parked_count_;
+}
+
+void MqttSnIngest::read_mail(runtime::Shard& shard) noexcept {
+  // Letters can end sessions (their wills become reports) and resume CONNECTs: a batch of
+  // their own, appended before the socket is read.
+  batch_.clear();
+  pub_count_ = 0;
+  const int64_t now = core::mono_ns();
+  cluster_->mail.drain(shard_index_, [&](const ShardLetter& l) noexcept { on_letter(l, now); });
+  if (!batch_.empty() || pub_count_ > 0) flush(shard, now);
+  batch_.clear();
+  pub_count_ = 0;
+}
+
+void MqttSnIngest::on_letter(const ShardLetter& l, int64_t now) noexcept {
+  const std::string_view id = l.client_id();
+  if (l.from >= cluster_->mail.shards() || l.from == shard_index_) return;
+  if (l.kind == ShardLetter::Kind::kTakeover) {
+    // Another shard serves a CONNECT for an id held here (allow_takeover): end the session
+    // as a takeover on one shard would (its will is published), hand the entry over, answer.
+    // With no room for the answer nothing is done: the asker times out, nothing is lost.
+    if (!cluster_->mail.has_room(shard_index_, l.from)) {
+      stats_->letters_dropped.add();
+      return;
+    }
+    // A request past half its CONNECT's wait is not honoured: the answer could arrive after
+    // the CONNECT was answered "congestion", and the session would have ended for nothing.
+    // It stays; the client's retry asks again.
+    ShardLetter::Kind result = ShardLetter::Kind::kStale;
+    if (now - l.sent_ns < kTakeoverWaitNs / 2 &&
+        cluster_->directory.transfer(id, shard_index_, l.from)) {
+      const uint32_t s = sessions_.find_client(id);
+      if (s != kNoSession) {
+        sessions_.at(s).listed = false;  // handed over, not released
+        end_session(s, SessionEnd::kTakeover);
+      }
+      result = ShardLetter::Kind::kGranted;
+    }
+    cluster_->mail.send(shard_index_, l.from,
+                        ShardLetter::make(result, id, shard_index_, l.token, now));
+    return;
+  }
+  for (Parked& p : parked_) {
+    if (p.used && p.token == l.token) {
+      p.used = false;
+      --parked_count_;
+      // Granted: the directory names this shard now. Stale: the owner let the id go (or it
+      // moved on): the CONNECT looks again, at most kMaxTakeoverRounds times.
+      const ConnectRequest c = p.request;
+      connect(c, now);
+      return;
+    }
+  }
+  // Its CONNECT was answered "congestion" meanwhile: an entry handed over for no session
+  // is given back.
+  if (l.kind == ShardLetter::Kind::kGranted && sessions_.find_client(id) == kNoSession) {
+    cluster_->directory.release(id, shard_index_);
+  }
+}
+
+void MqttSnIngest::expire_parked(int64_t now) noexcept {
+  for (Parked& p : parked_) {
+    if (!p.used || p.deadline_ns > now) continue;
+    p.used = false;
+    --parked_count_;
+    stats_->rejects[static_cast<size_t>(Reject::kTakeoverBusy)].add();
+    answer(p.request, kNoRef | kTagDirect, [](std::span<uint8_t> o) noexcept {
+      return encode_connack(ReturnCode::kCongestion, o);
+    });
+  }
 }
 
 uint64_t MqttSnIngest::resolve_topic(std::string_view name, uint64_t session_device,

@@ -12,6 +12,7 @@
 #include "core/result.h"
 #include "pipeline/registry.h"
 #include "protocols/mqtt_sn/mqtt_sn_config.h"
+#include "protocols/mqtt_sn/mqtt_sn_directory.h"
 #include "protocols/mqtt_sn/mqtt_sn_parser.h"
 #include "protocols/mqtt_sn/mqtt_sn_session.h"
 #include "protocols/mqtt_sn/mqtt_sn_stats.h"
@@ -55,10 +56,13 @@ class MqttSnIngest final : public runtime::Ingest {
  public:
   /// Binds the shard's socket to config.listen with SO_REUSEPORT; the first shard (`join`
   /// false) fails when another process listens there. `stats` outlives the ingest; `decoder`
-  /// is the shard's payload decoder; `advertise` makes this shard send ADVERTISE.
+  /// is the shard's payload decoder; `advertise` makes this shard send ADVERTISE. `shard` is
+  /// this shard's index; `cluster` (null with one shard) what the shards share about client
+  /// ids.
   static Result<std::unique_ptr<MqttSnIngest>> create(
       std::shared_ptr<const MqttSnShared> shared, MqttSnStats* stats,
-      std::unique_ptr<runtime::PayloadDecoder> decoder, bool join, bool advertise);
+      std::unique_ptr<runtime::PayloadDecoder> decoder, bool join, bool advertise,
+      uint32_t shard = 0, std::shared_ptr<MqttSnCluster> cluster = nullptr);
 
   void watches(std::vector<runtime::Watch>& out, runtime::AckWait wait) const override;
   uint32_t poll_input(runtime::Shard& shard) noexcept override;
@@ -74,7 +78,33 @@ class MqttSnIngest final : public runtime::Ingest {
 
  private:
   MqttSnIngest(std::shared_ptr<const MqttSnShared> shared, transports::UdpSocket socket,
-               MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder);
+               MqttSnStats* stats, std::unique_ptr<runtime::PayloadDecoder> decoder, uint32_t shard,
+               std::shared_ptr<MqttSnCluster> cluster);
+
+  /// A CONNECT being served: from the receive batch, or resumed once another shard handed its
+  /// client id over. Holds what its answer needs (the batch's datagram may be gone).
+  struct ConnectRequest {
+    PeerKey key{};
+    uint32_t datagram = 0;  ///< index in the receive batch, or kResumed
+    uint8_t ctrl = 0;       ///< the encapsulation's Ctrl octet to answer with (§5.5)
+    bool will = false;
+    bool clean = false;
+    uint8_t rounds = 0;  ///< times another shard was asked for the id already
+    uint16_t duration = 0;
+    uint8_t id_len = 0;
+    char id[kMaxClientIdBytes] = {};
+    /// Its client id.
+    std::string_view client_id() const noexcept { return {id, id_len}; }
+  };
+  /// A CONNECT waiting for another shard to hand its client id over (bounded: kMaxParked).
+  struct Parked {
+    ConnectRequest request;
+    int64_t deadline_ns = 0;  ///< answered "congestion" if the other shard has not answered
+    uint32_t token = 0;       ///< echoed by the answer
+    bool used = false;
+  };
+  /// CONNECTs one shard keeps waiting on other shards, at most.
+  static constexpr uint32_t kMaxParked = 64;
 
   /// A QoS 1/2 (or 0) PUBLISH of the batch being built, answered after its append.
   struct Pub {
@@ -90,6 +120,19 @@ class MqttSnIngest final : public runtime::Ingest {
   void handle(runtime::Shard& shard, const Frame& f, uint32_t datagram, int64_t now_mono,
               int64_t now_wall) noexcept;
   void on_connect(const Frame& f, uint32_t datagram, const PeerKey& key, int64_t now) noexcept;
+  /// Serves an admitted CONNECT: takeover checks (this shard, then the directory), the
+  /// session, the answer.
+  void connect(const ConnectRequest& c, int64_t now) noexcept;
+  /// Parks `c` and asks shard `owner` to hand its client id over (allow_takeover).
+  void ask_takeover(const ConnectRequest& c, uint32_t owner, int64_t now) noexcept;
+  /// Encodes a reply to CONNECT `c` with `encode` and parks it.
+  template <typename F>
+  void answer(const ConnectRequest& c, uint32_t tag, F&& encode) noexcept;
+  /// Reads the letters other shards sent this one (takeover requests and answers).
+  void read_mail(runtime::Shard& shard) noexcept;
+  void on_letter(const ShardLetter& letter, int64_t now) noexcept;
+  /// Answers "congestion" to the parked CONNECTs no other shard answered in time.
+  void expire_parked(int64_t now) noexcept;
   void on_register(const Frame& f, uint32_t datagram, uint32_t s) noexcept;
   void on_publish(runtime::Shard& shard, const Frame& f, uint32_t datagram, uint32_t s,
                   int64_t now_mono, int64_t now_wall) noexcept;
@@ -150,6 +193,11 @@ class MqttSnIngest final : public runtime::Ingest {
   SleepBuffers sleep_buffers_;
   BufferPool will_buffers_;          ///< wills: max_will_bytes (+ header) each, max_wills / shard
   runtime::Shard* shard_ = nullptr;  ///< the shard being served (set by poll_input, on_timer)
+  uint32_t shard_index_ = 0;
+  std::shared_ptr<MqttSnCluster> cluster_;  ///< null with one shard
+  Parked parked_[kMaxParked];
+  uint32_t parked_count_ = 0;
+  uint32_t next_token_ = 0;
   std::unique_ptr<runtime::PayloadDecoder> decoder_;
   MqttSnStats* stats_;
   uint32_t recv_batch_;

@@ -3,6 +3,7 @@
 // src/extensions.cmake).
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,16 @@ void collect_shard(core::PromWriter& w, const MqttSnStats& s) {
             s.encapsulated_in.get());
   w.counter(p + "encapsulated_sent_total", "Replies sent encapsulated to a forwarder.", {},
             s.encapsulated_out.get());
+  w.counter(p + "directory_full_total",
+            "Sessions whose client id found no room in the cross-shard directory (kept to their "
+            "shard).",
+            {}, s.directory_full.get());
+  w.counter(p + "takeover_requests_total",
+            "CONNECTs that asked another shard to hand their client id over (allow_takeover).", {},
+            s.takeover_requests.get());
+  w.counter(p + "letters_dropped_total",
+            "Cross-shard takeover letters not sent because the ring to the other shard was full.",
+            {}, s.letters_dropped.get());
   w.counter("tianhe_udp_receive_drops_total",
             "Datagrams the kernel dropped because a socket's receive buffer was full.",
             {{"protocol", std::string(kName)}}, s.kernel_drops.get());
@@ -142,7 +153,16 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
  public:
   MqttSnProtocol(std::shared_ptr<const MqttSnShared> shared,
                  std::shared_ptr<runtime::CodecStage> codecs)
-      : shared_(std::move(shared)), codecs_(std::move(codecs)) {}
+      : shared_(std::move(shared)), codecs_(std::move(codecs)) {
+    // Two shards or more: a client id may arrive on any of them, so they share a directory
+    // of who holds which id (seeded per process: ids cannot be chosen to collide).
+    if (shared_->shards > 1) {
+      std::random_device rd;
+      const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+      cluster_ =
+          std::make_shared<MqttSnCluster>(shared_->shards, shared_->config.max_sessions, seed);
+    }
+  }
 
   Result<std::unique_ptr<runtime::Ingest>> create_ingest(uint32_t shard) override {
     if (!codecs_) return make_error("protocols.mqtt_sn: the gateway has no codec stage");
@@ -156,8 +176,9 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
       c->config.listen.port = port_;
       shared = std::move(c);
     }
-    auto ingest = MqttSnIngest::create(std::move(shared), stats_.back().get(),
-                                       std::move(decoder.value()), shard > 0, shard == 0);
+    auto ingest =
+        MqttSnIngest::create(std::move(shared), stats_.back().get(), std::move(decoder.value()),
+                             shard > 0, shard == 0, shard, cluster_);
     if (!ingest.ok()) return ingest.error();
     port_ = ingest.value()->port();
     ingests_.push_back(ingest.value().get());
@@ -173,6 +194,9 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
   void collect(core::PromWriter& w) const override {
     // Samples of equal name and labels (one per shard) are added by the writer.
     for (const auto& s : stats_) collect_shard(w, *s);
+    w.gauge("tianhe_protocol_mqtt_sn_directory_entries",
+            "Client ids in the cross-shard directory (0 with one shard: none is kept).", {},
+            cluster_ ? static_cast<double>(cluster_->directory.size()) : 0.0);
   }
 
   void debug(uint32_t shard, runtime::DebugFields& out) const override {
@@ -205,7 +229,8 @@ class MqttSnProtocol final : public runtime::ProtocolInstance {
   std::shared_ptr<const MqttSnShared> shared_;
   std::shared_ptr<runtime::CodecStage> codecs_;
   std::vector<std::unique_ptr<MqttSnStats>> stats_;  ///< per shard
-  std::vector<MqttSnIngest*> ingests_;  ///< per shard; owned by the shards, which outlive calls
+  std::vector<MqttSnIngest*> ingests_;      ///< per shard; owned by the shards, which outlive calls
+  std::shared_ptr<MqttSnCluster> cluster_;  ///< the cross-shard directory (null: one shard)
   uint16_t port_ = 0;
 };
 

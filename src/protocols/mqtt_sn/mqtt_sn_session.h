@@ -108,6 +108,7 @@ struct MqttSnSession {
   uint32_t sleep_bytes;   ///< bytes buffered there
   uint32_t next_free;     ///< free list link (free slots only)
   bool clean;
+  bool listed;    ///< its client id is in the cross-shard ClientDirectory; fills padding
   uint32_t will;  ///< 1 + index of its will in the will pool (0: none); fills padding
   TopicSlot topics[kMaxTopics];
   Qos2Slot qos2[kMaxPending];
@@ -174,8 +175,9 @@ class SessionTable {
 };
 
 // A session without a will costs nothing for it: the will is a pool handle in the slot's
-// padding. The forwarded client's node id (§5.5) is inline in its key: 16 bytes. The budget is
-// 512 bytes per idle session, indexes included (docs/protocols/mqtt_sn.md).
+// padding, and so is the flag saying its client id is in the cross-shard directory. The forwarded
+// client's node id (§5.5) is inline in its key: 16 bytes. The budget is 512 bytes per idle session,
+// indexes included (docs/protocols/mqtt_sn.md).
 static_assert(sizeof(MqttSnSession) == 368, "the session slot grew: recheck the memory budget");
 
 /// Fixed-size byte buffers, allocated once: replies held for sleeping clients (§6.14) and wills

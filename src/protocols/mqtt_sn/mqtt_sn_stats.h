@@ -17,7 +17,7 @@ namespace tianhe::protocols::mqtt_sn {
 enum class Reject : uint8_t {
   kCongestion,        ///< CONNECT beyond connect_rate: CONNACK "rejected: congestion"
   kSessionsFull,      ///< CONNECT with max_sessions held: "rejected: congestion"
-  kTakeoverRefused,   ///< CONNECT with a client id held at another address
+  kTakeoverRefused,   ///< CONNECT with a client id held at another address (on any shard)
   kSessionless,       ///< a message that needs a session from an address without one
   kUnexpected,        ///< a message the session's state does not expect (ignored)
   kUnknownTopic,      ///< PUBLISH to a topic id never registered: "invalid topic ID"
@@ -34,6 +34,7 @@ enum class Reject : uint8_t {
   kWillTooLarge,      ///< a will beyond max_will_bytes: CONNACK / WILL*RESP "rejected"
   kWillsFull,         ///< max_wills are held: CONNACK / WILL*RESP "rejected: congestion"
   kForwarderRefused,  ///< an encapsulated message (§5.5) from an address not in `forwarders`
+  kTakeoverBusy,      ///< a takeover from another shard could not be done now: "congestion"
   kCount,
 };
 
@@ -102,6 +103,9 @@ struct MqttSnStats {
   core::Counter send_errors;
   core::Counter encapsulated_in;    ///< encapsulated messages accepted from forwarders (§5.5)
   core::Counter encapsulated_out;   ///< replies sent encapsulated to forwarders
+  core::Counter directory_full;     ///< sessions kept out of the full cross-shard directory
+  core::Counter takeover_requests;  ///< CONNECTs that asked another shard for their client id
+  core::Counter letters_dropped;    ///< cross-shard letters not sent: the ring was full
   core::Counter pending_replies;    ///< gauge
   core::Counter kernel_drops;       ///< gauge: the socket's SO_RXQ_OVFL count
   core::Counter recv_buffer_bytes;  ///< gauge: receive buffer granted by the kernel
