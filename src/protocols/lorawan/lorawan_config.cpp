@@ -184,6 +184,16 @@ constexpr Field<C> kFields[] = {
      .doc = "fdatasync the session journal (frame counters, DevNonces, join keys) before an "
             "uplink is stored or a Join-Accept sent; false only for benchmarks.",
      .set = [](C& c, const P& p) { c.journal_sync = p.b; }},
+    {.key = "journal_commit_delay",
+     .kind = Kind::kDuration,
+     .default_text = "\"10ms\"",
+     .doc = "Frames whose dedup window closed wait up to this long (or until 1024 are due) so "
+            "that one journal sync covers them all: the sync blocks the shard, and one per "
+            "handful of frames caps the uplink rate. Adds up to this to an uplink's latency; "
+            "\"0s\" syncs as soon as any frame is due.",
+     .set = [](C& c, const P& p) { c.journal_commit_delay_ns = p.i; },
+     .min = 0,
+     .max = 100 * config::kMs},
     {.key = "journal_compact_bytes",
      .kind = Kind::kSize,
      .default_text = "\"4MiB\"",

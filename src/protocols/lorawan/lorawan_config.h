@@ -38,7 +38,8 @@ struct LoRaWanConfig {
   uint32_t recv_batch = 64;                         ///< datagrams per recvmmsg
   bool journal_sync = true;  ///< fdatasync the session journal before relying on it
   uint64_t journal_compact_bytes = 4u << 20;  ///< compact past max(this, 4 x compacted size)
-  std::vector<GatewayConfig> gateways;        ///< allowed gateways (and any the keys file lists)
+  int64_t journal_commit_delay_ns = 10 * config::kMs;  ///< due frames wait for one journal sync
+  std::vector<GatewayConfig> gateways;  ///< allowed gateways (and any the keys file lists)
 };
 
 /// The `[protocols.lorawan]` table.

@@ -208,7 +208,15 @@ void LoRaWanIngest::watches(std::vector<runtime::Watch>& out, runtime::AckWait w
 }
 
 int64_t LoRaWanIngest::next_deadline_ns() const noexcept {
-  return count_ == 0 ? runtime::kNoDeadline : ring_[head_].deadline_ns;
+  if (count_ == 0) return runtime::kNoDeadline;
+  // Group commit of the session journal: a sync (one per flush of due frames) blocks the
+  // shard, so the oldest due frame waits journal_commit_delay for more to come due, unless a
+  // whole batch is due already. The ring is in deadline order.
+  const int64_t oldest =
+      ring_[head_].deadline_ns + (config_.journal_sync ? config_.journal_commit_delay_ns : 0);
+  if (count_ < kBatchReports) return oldest;
+  const uint32_t ring_size = static_cast<uint32_t>(ring_.size());
+  return std::min(oldest, ring_[(head_ + kBatchReports - 1) % ring_size].deadline_ns);
 }
 
 int32_t LoRaWanIngest::gateway_of(uint64_t eui, const sockaddr_storage& from,
