@@ -39,8 +39,10 @@ namespace {
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
-/// An OTLP/HTTP receiver on 127.0.0.1 (port 0) that reads each request whole and answers
-/// 200 with an empty body: the cheapest endpoint an exporter can have. Up to kMaxClients
+/// An OTLP/HTTP receiver on 127.0.0.1 (port 0) that reads each request's head, discards its
+/// body in the kernel (recv with MSG_TRUNC: the bytes are never copied out) and answers 200
+/// with an empty body: the cheapest endpoint an exporter can have. Its thread's CPU time is
+/// read so that the bench can say which part of the cost is the receiver's. Up to kMaxClients
 /// connections (the exporter keeps one alive); one thread, poll().
 class NullCollector {
  public:
@@ -64,6 +66,7 @@ class NullCollector {
     }
     port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { run(); });
+    if (pthread_getcpuclockid(thread_.native_handle(), &clock_) != 0) clock_ = -1;
     return {};
   }
   /// Stops the thread and closes every socket.
@@ -80,14 +83,23 @@ class NullCollector {
   uint64_t requests() const { return requests_.load(); }
   /// Their body bytes.
   uint64_t body_bytes() const { return bytes_.load(); }
+  /// The CPU time its thread has used so far, seconds (0 when it cannot be read).
+  double cpu_s() const {
+    timespec ts{};
+    if (clock_ == -1 || ::clock_gettime(clock_, &ts) != 0) return 0;
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  }
 
  private:
   static constexpr size_t kMaxClients = 16;
-  static constexpr size_t kMaxRequest = 64u << 20;  // the exporter's batches are far smaller
+  static constexpr uint64_t kMaxRequest = 64u << 20;  // the exporter's batches are far smaller
+  static constexpr size_t kMaxHead = 64u << 10;
 
   struct Client {
     int fd = -1;
-    std::string in;
+    std::string in;          ///< the request head read so far
+    uint64_t body_left = 0;  ///< body bytes still to discard
+    bool in_body = false;    ///< the head is read; discarding the body
     bool continued = false;  ///< "100 Continue" sent for the request in progress
   };
 
@@ -101,7 +113,7 @@ class NullCollector {
       if ((fds[0].revents & POLLIN) != 0) {
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0 && clients_.size() < kMaxClients) {
-          clients_.push_back({fd, {}, false});
+          clients_.push_back({fd, {}, 0, false, false});
         } else if (fd >= 0) {
           ::close(fd);
         }
@@ -120,39 +132,59 @@ class NullCollector {
 
   /// Reads what `c` sent and answers every whole request in it; false when it is done with.
   bool serve(Client& c) {
-    char buf[65536];
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (c.in_body) {
+      // The body, discarded by the kernel (tcp(7): MSG_TRUNC) without a copy.
+      const ssize_t n = ::recv(c.fd, nullptr, std::min<uint64_t>(c.body_left, 1u << 30),
+                               MSG_TRUNC | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (n <= 0) return false;
+      c.body_left -= static_cast<uint64_t>(n);
+      return c.body_left > 0 || answer(c);
+    }
+    // The head: read in small pieces, so that little of the body after it is copied.
+    char buf[4096];
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) return false;
     c.in.append(buf, static_cast<size_t>(n));
     for (;;) {
       const size_t head_end = c.in.find("\r\n\r\n");
-      if (head_end == std::string::npos) return c.in.size() < kMaxRequest;
+      if (head_end == std::string::npos) return c.in.size() < kMaxHead;
       std::string head = c.in.substr(0, head_end);
       std::transform(head.begin(), head.end(), head.begin(),
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-      size_t body = 0;
+      uint64_t body = 0;
       if (const size_t at = head.find("\ncontent-length:"); at != std::string::npos) {
         body = std::strtoull(head.c_str() + at + 16, nullptr, 10);
       }
       if (body > kMaxRequest) return false;
-      if (c.in.size() < head_end + 4 + body) {
+      const size_t have = c.in.size() - (head_end + 4);
+      if (have < body) {
         // libcurl waits for this before a large body (RFC 9110 §10.1.1).
         if (!c.continued && head.find("\nexpect: 100-continue") != std::string::npos) {
           c.continued = true;
           if (!send_all(c.fd, "HTTP/1.1 100 Continue\r\n\r\n")) return false;
         }
+        c.in.clear();
+        c.in_body = true;
+        c.body_left = body - have;
+        bytes_.fetch_add(body);
         return true;
       }
       c.in.erase(0, head_end + 4 + body);
-      c.continued = false;
-      requests_.fetch_add(1);
       bytes_.fetch_add(body);
-      if (!send_all(c.fd,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
-                    "Content-Length: 0\r\n\r\n")) {
-        return false;
-      }
+      if (!answer(c)) return false;
     }
+  }
+
+  /// Answers the request whose body has been read.
+  bool answer(Client& c) {
+    c.in_body = false;
+    c.continued = false;
+    requests_.fetch_add(1);
+    return send_all(c.fd,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                    "Content-Length: 0\r\n\r\n");
   }
 
   static bool send_all(int fd, const char* text) {
@@ -171,6 +203,7 @@ class NullCollector {
   std::atomic<bool> stop_{false};
   std::vector<Client> clients_;
   std::atomic<uint64_t> requests_{0}, bytes_{0};
+  clockid_t clock_ = -1;
 };
 
 /// What the command line asked for.
@@ -253,11 +286,17 @@ struct Mode {
 struct Run {
   double acked_rate = 0;
   uint64_t acked = 0, lost = 0;
-  double gateway_cpu_s = 0, shard_cpu_s = 0;
+  double gateway_cpu_s = 0, shard_cpu_s = 0, exporter_cpu_s = 0;
+  double receiver_cpu_s = 0;  ///< the OTLP receiver's thread (in this process)
+  double fleet_cpu_s = 0;     ///< this process less the receiver: the simulator
   uint64_t traced = 0, exported = 0, dropped = 0;  ///< reports traced; spans exported, dropped
   std::string error;
   double cpu_ns_per_report() const {
     return acked > 0 ? gateway_cpu_s * 1e9 / static_cast<double>(acked) : 0;
+  }
+  /// `cpu_s` per acknowledged report, ns.
+  double per_report_ns(double cpu_s) const {
+    return acked > 0 ? cpu_s * 1e9 / static_cast<double>(acked) : 0;
   }
   double spans_per_report() const {
     return acked > 0 ? static_cast<double>(exported + dropped) / static_cast<double>(acked) : 0;
@@ -268,6 +307,9 @@ struct Run {
               {"lost", lost},
               {"gateway_cpu_s", gateway_cpu_s},
               {"shard_cpu_s", shard_cpu_s},
+              {"exporter_cpu_s", exporter_cpu_s},
+              {"receiver_cpu_s", receiver_cpu_s},
+              {"fleet_cpu_s", fleet_cpu_s},
               {"cpu_ns_per_report", cpu_ns_per_report()},
               {"reports_traced", traced},
               {"spans_exported", exported},
@@ -278,6 +320,13 @@ struct Run {
   }
 };
 
+/// This process's CPU time so far (every thread), seconds.
+double own_cpu_s() {
+  timespec ts{};
+  if (::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 uint64_t counter(const std::string& page, const std::string& name) {
   uint64_t sum = 0;
   for (const auto& [label, n] : counter_by_label(page, name, "reason")) sum += n;
@@ -287,7 +336,7 @@ uint64_t counter(const std::string& page, const std::string& name) {
 /// Runs `mode` once: a fresh gateway, the simulator for o.seconds, then a wait for the
 /// exporter to post what the run recorded (its CPU counts).
 Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
-             const std::string& name) {
+             const std::string& name, const NullCollector& collector) {
   Run r;
   Gw gw;
   if (auto s = start_gateway(gw, o.work, name, o.devices, o.shards, "batch", mode.toml); !s.ok()) {
@@ -296,6 +345,8 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const CpuTimes before = cpu_times(gw.child.pid);
+  const double receiver_before = collector.cpu_s();
+  const double self_before = own_cpu_s();
   auto s =
       protocols::report::run_simulator(sim(gw.report_port, o.devices, 0, o.seconds, batch, true));
   const CpuTimes shards_after = cpu_times(gw.child.pid);
@@ -315,6 +366,9 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
     }
   }
   const CpuTimes after = cpu_times(gw.child.pid);
+  r.receiver_cpu_s = collector.cpu_s() - receiver_before;
+  r.fleet_cpu_s = own_cpu_s() - self_before - r.receiver_cpu_s;
+  r.exporter_cpu_s = after.exporter - before.exporter;
   r.acked = s->acked_ok;
   r.lost = s->lost;
   r.acked_rate = s->acked_rate;
@@ -343,6 +397,31 @@ Best best_of(const std::vector<Run>& runs) {
     if (b.cpu.acked == 0 || r.cpu_ns_per_report() < b.cpu.cpu_ns_per_report()) b.cpu = r;
   }
   return b;
+}
+
+/// The CPU ledger of one mode against "off" (per report, ns; `b` and `off`: least-CPU runs):
+/// where tracing's CPU goes, and the throughput cost the receiver's CPU alone accounts for.
+struct Ledger {
+  double shard_ns_per_span = 0;     ///< the shard threads' added CPU over the spans
+  double exporter_ns_per_span = 0;  ///< the exporter thread's CPU over the spans
+  double receiver_ns_per_report = 0;
+  double receiver_floor = 0;  ///< receiver CPU / (off's gateway + fleet CPU + receiver CPU)
+};
+
+Ledger ledger(const Run& b, const Run& off) {
+  Ledger g;
+  const double spans = b.spans_per_report();
+  if (spans > 0) {
+    g.shard_ns_per_span =
+        (b.per_report_ns(b.shard_cpu_s) - off.per_report_ns(off.shard_cpu_s)) / spans;
+    g.exporter_ns_per_span = b.per_report_ns(b.exporter_cpu_s) / spans;
+  }
+  g.receiver_ns_per_report = b.per_report_ns(b.receiver_cpu_s);
+  // With every core busy the rate is about cores / (CPU per report): a receiver sharing the
+  // cores costs this share of the throughput however cheap the gateway's tracing becomes.
+  const double total = off.per_report_ns(off.gateway_cpu_s + off.fleet_cpu_s);
+  if (total > 0) g.receiver_floor = g.receiver_ns_per_report / (total + g.receiver_ns_per_report);
+  return g;
 }
 
 }  // namespace
@@ -395,7 +474,7 @@ int cmd_bench_tracing(int argc, char** argv) {
         say(line);
         const std::string name = std::string("gateway-") + modes[m].name + "-" +
                                  std::to_string(loads[l]) + "-" + std::to_string(round);
-        runs[l][m].push_back(run_mode(o, modes[m], loads[l], name));
+        runs[l][m].push_back(run_mode(o, modes[m], loads[l], name, collector));
         if (!runs[l][m].back().error.empty()) say("      " + runs[l][m].back().error);
       }
     }
@@ -405,6 +484,9 @@ int cmd_bench_tracing(int argc, char** argv) {
   std::string table =
       "\nload      mode     acked/s    CPU/report  spans/report  throughput cost  CPU cost  "
       "CPU/span\n";
+  std::string split =
+      "\nload      mode     shard CPU/span  exporter CPU/span  receiver CPU/report  "
+      "receiver floor\n";
   bool failed = false;
   for (size_t l = 0; l < loads.size(); ++l) {
     const std::string load = loads[l] == 1 ? "single" : "batch " + std::to_string(loads[l]);
@@ -434,6 +516,16 @@ int cmd_bench_tracing(int argc, char** argv) {
         jm["throughput_cost"] = tput_cost;
         jm["cpu_cost"] = cpu_cost;
         jm["cpu_ns_per_span"] = ns_per_span;
+        const Ledger g = ledger(b.cpu, off.cpu);
+        jm["shard_cpu_ns_per_span"] = g.shard_ns_per_span;
+        jm["exporter_cpu_ns_per_span"] = g.exporter_ns_per_span;
+        jm["receiver_cpu_ns_per_report"] = g.receiver_ns_per_report;
+        jm["receiver_throughput_floor"] = g.receiver_floor;
+        char srow[160];
+        std::snprintf(srow, sizeof srow, "%-9s %-8s %11.0f ns  %14.0f ns  %16.0f ns  %13.1f%%\n",
+                      load.c_str(), modes[m].name, g.shard_ns_per_span, g.exporter_ns_per_span,
+                      g.receiver_ns_per_report, g.receiver_floor * 100);
+        split += srow;
         const double target = m == 1 ? 0.03 : 0.15;
         jm["target"] = target;
         jm["throughput_target_met"] = tput_cost <= target;
@@ -461,13 +553,19 @@ int cmd_bench_tracing(int argc, char** argv) {
   if (o.json_only) {
     std::printf("%s\n", result.dump().c_str());
   } else {
+    table += split;
     table +=
         "\nthroughput cost: the acked rate lost against \"off\" (targets: default 3 %, all 15 %);"
         "\nCPU cost: the gateway's CPU per report added; CPU/span: that CPU over the spans "
         "recorded.\nOn a shared machine the fleet competes with the gateway for the cores: the "
         "CPU\ncolumns are the steadier figure. The OTLP receiver answered " +
         std::to_string(collector.requests()) + " exports (" +
-        std::to_string(collector.body_bytes() >> 10) + " KiB).\n";
+        std::to_string(collector.body_bytes() >> 10) +
+        " KiB).\nshard and exporter CPU/span: the gateway's shard threads (added CPU) and its "
+        "exporter\nthread; receiver CPU/report: the OTLP receiver this command runs (it discards "
+        "bodies\nin the kernel); receiver floor: the throughput share its CPU takes from the "
+        "shared cores\nwhatever the gateway does (receiver / (off's gateway + fleet + "
+        "receiver CPU)).\n";
     std::fputs(table.c_str(), stdout);
   }
   return failed ? 1 : 0;
