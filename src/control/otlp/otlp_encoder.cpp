@@ -219,18 +219,18 @@ constexpr KeyHead kTransport("network.transport");
 constexpr KeyHead kProtocolName("network.protocol.name");
 
 /// messaging.operation.type = "receive", the whole attribute (every report span has it).
+constexpr KeyHead kOperationType("messaging.operation.type");
+constexpr std::string_view kReceive = "receive";
 constexpr auto kReceiveAttr = [] {
-  constexpr KeyHead head("messaging.operation.type");
-  constexpr std::string_view value = "receive";
-  std::array<char, 2 + head.size() + 3 + value.size()> b{};
+  std::array<char, 2 + kOperationType.size() + 3 + kReceive.size()> b{};
   b[0] = tag(kSpanAttributes, kLen);
-  b[1] = static_cast<char>(head.size() + 3 + value.size());
+  b[1] = static_cast<char>(kOperationType.size() + 3 + kReceive.size());
   size_t i = 2;
-  for (char c : head.bytes) b[i++] = c;
-  b[i++] = static_cast<char>(2 + value.size());
+  for (char c : kOperationType.bytes) b[i++] = c;
+  b[i++] = static_cast<char>(2 + kReceive.size());
   b[i++] = tag(kAnyString, kLen);
-  b[i++] = static_cast<char>(value.size());
-  for (char c : value) b[i++] = c;
+  b[i++] = static_cast<char>(kReceive.size());
+  for (char c : kReceive) b[i++] = c;
   return b;
 }();
 

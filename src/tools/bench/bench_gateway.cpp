@@ -72,6 +72,7 @@ CpuTimes cpu_times(pid_t pid) {
     if (!read_stat(task.path().string() + "/stat", comm, s)) continue;
     if (comm.rfind("shard-", 0) == 0) t.shards += s;
     if (comm == "otlp-export") t.exporter += s;
+    t.threads[comm] += s;
   }
   return t;
 }

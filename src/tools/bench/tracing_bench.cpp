@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -287,8 +288,9 @@ struct Run {
   double acked_rate = 0;
   uint64_t acked = 0, lost = 0;
   double gateway_cpu_s = 0, shard_cpu_s = 0, exporter_cpu_s = 0;
-  double receiver_cpu_s = 0;  ///< the OTLP receiver's thread (in this process)
-  double fleet_cpu_s = 0;     ///< this process less the receiver: the simulator
+  double receiver_cpu_s = 0;                   ///< the OTLP receiver's thread (in this process)
+  double fleet_cpu_s = 0;                      ///< this process less the receiver: the simulator
+  std::map<std::string, double> thread_cpu_s;  ///< the gateway's threads by name, over the run
   uint64_t traced = 0, exported = 0, dropped = 0;  ///< reports traced; spans exported, dropped
   std::string error;
   double cpu_ns_per_report() const {
@@ -315,6 +317,7 @@ struct Run {
               {"spans_exported", exported},
               {"spans_dropped", dropped},
               {"spans_per_report", spans_per_report()}};
+    for (const auto& [thread, cpu] : thread_cpu_s) j["thread_cpu_s"][thread] = cpu;
     if (!error.empty()) j["error"] = error;
     return j;
   }
@@ -369,6 +372,10 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
   r.receiver_cpu_s = collector.cpu_s() - receiver_before;
   r.fleet_cpu_s = own_cpu_s() - self_before - r.receiver_cpu_s;
   r.exporter_cpu_s = after.exporter - before.exporter;
+  for (const auto& [thread, cpu] : after.threads) {
+    const auto it = before.threads.find(thread);
+    r.thread_cpu_s[thread] = cpu - (it != before.threads.end() ? it->second : 0);
+  }
   r.acked = s->acked_ok;
   r.lost = s->lost;
   r.acked_rate = s->acked_rate;
