@@ -277,6 +277,14 @@ bool ShardTracer::decide(const core::Report& r, pipeline::RejectReason reason) n
   if (options_.consistent) {
     if (r.trace.present) {
       sampled = (r.trace.flags & 1) != 0;  // parent-based: the sender decided for the trace
+      if (sampled && r.trace.threshold != core::kNoTraceValue && r.trace.threshold < threshold_) {
+        // The sender said at which threshold it sampled (tracestate ot=th) and ours is higher
+        // (a lower rate): keep the consistent subset, the traces whose randomness reaches ours.
+        const uint64_t randomness = r.trace.randomness != core::kNoTraceValue
+                                        ? r.trace.randomness
+                                        : core::tracing::trace_randomness(r.trace.trace_id);
+        sampled = randomness >= threshold_;
+      }
     } else {
       const core::tracing::ReportTrace t = core::tracing::report_trace(r);
       sampled = core::tracing::trace_randomness(t.trace_id) >= threshold_;
@@ -312,8 +320,14 @@ void ShardTracer::fill(SpanRecord& s, const core::Report& r, const core::tracing
   s.shard = static_cast<uint16_t>(shard_);
   s.protocol = r.protocol;
   s.trace_flags = 1;
+  // tracestate ot=th on our spans: ours for a root; for a child, when the sender gave its own,
+  // the higher of the two (the probability the trace was sampled at, through this hop).
   s.threshold = threshold_;
   s.has_threshold = !t.has_parent;
+  if (t.has_parent && r.trace.threshold != core::kNoTraceValue) {
+    s.threshold = std::max(r.trace.threshold, threshold_);
+    s.has_threshold = true;
+  }
   s.count = 1;
   if (const pipeline::DeviceEntry* d = registry.find(r.device_id); d != nullptr) {
     core::tracing::set_text(s.model, registry.model(d->model).name());
