@@ -31,10 +31,18 @@ for load, figures in result["loads"].items():
     assert every["spans_exported"] + every["spans_dropped"] >= 2 * every["reports_traced"], \
         (load, every)
     assert modes["all"]["spans_per_report"] > 1, (load, modes["all"])
+    # The exporter thread is measured apart (it encodes and posts every span), and so is the
+    # receiver's thread.
+    assert every["exporter_cpu_s"] > 0 and off["exporter_cpu_s"] == 0, (load, every, off)
+    assert every["receiver_cpu_s"] >= 0 and every["fleet_cpu_s"] > 0, (load, every)
+    for key in ("shard_cpu_ns_per_span", "exporter_cpu_ns_per_span",
+                "receiver_cpu_ns_per_report", "receiver_throughput_floor"):
+        assert key in modes["all"], (load, key)
     for name in ("default", "all"):
         for key in ("throughput_cost", "cpu_cost", "cpu_ns_per_span", "target"):
             assert key in modes[name], (load, name, key)
 assert result["otlp_receiver"]["requests"] > 0, result["otlp_receiver"]
+assert result["otlp_receiver"]["body_bytes"] > 0, result["otlp_receiver"]
 
 bad = subprocess.run([tianhe, "bench", "--tracing", "--rounds", "0"], capture_output=True,
                      text=True, timeout=60)

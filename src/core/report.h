@@ -45,12 +45,18 @@ struct Metric {
   Value value;
 };
 
-/// A W3C Trace Context (traceparent) carried by a report.
+/// TraceContext::threshold and ::randomness when the sender gave none.
+inline constexpr uint64_t kNoTraceValue = ~uint64_t{0};
+
+/// A W3C Trace Context (traceparent) carried by a report, with what its tracestate's `ot`
+/// entry said about sampling (OpenTelemetry probability sampling). Not kept in the log.
 struct TraceContext {
   std::array<uint8_t, 16> trace_id{};
   std::array<uint8_t, 8> span_id{};
-  uint8_t flags = 0;     ///< trace-flags; bit 0 = sampled
-  bool present = false;  ///< false when the report carried no traceparent
+  uint8_t flags = 0;                    ///< trace-flags; bit 0 = sampled
+  bool present = false;                 ///< false when the report carried no traceparent
+  uint64_t threshold = kNoTraceValue;   ///< the sender's `ot=th` (56-bit), consistent with flags
+  uint64_t randomness = kNoTraceValue;  ///< the sender's `ot=rv` (56-bit); none: the trace id's
 };
 
 /// One report. Its metrics are batch.metrics[metric_begin, metric_begin + metric_count).

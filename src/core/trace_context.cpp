@@ -45,6 +45,72 @@ bool parse_traceparent(std::string_view text, TraceContext& out) noexcept {
   return true;
 }
 
+namespace {
+
+/// 1..`max` lowercase hex digits as a 56-bit value, the digits being its most significant ones
+/// (OpenTelemetry tracestate: th "0c" is 0x0c000000000000); false if malformed.
+bool hex56(std::string_view v, size_t min, uint64_t& out) noexcept {
+  if (v.size() < min || v.size() > 14) return false;
+  uint64_t x = 0;
+  for (const char c : v) {
+    const int d = hex_value(c);
+    if (d < 0) return false;
+    x = x << 4 | static_cast<uint64_t>(d);
+  }
+  out = x << (4 * (14 - v.size()));
+  return true;
+}
+
+std::string_view trim_ows(std::string_view s) noexcept {
+  // W3C Trace Context §3.3.1.2: list members are separated by "," with optional spaces/tabs.
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool parse_tracestate(std::string_view text, TraceContext& trace) noexcept {
+  trace.threshold = kNoTraceValue;
+  trace.randomness = kNoTraceValue;
+  std::string_view ot;
+  bool found = false;
+  for (size_t members = 0; !text.empty() && members < kMaxTracestateMembers; ++members) {
+    const size_t comma = text.find(',');
+    const std::string_view member = trim_ows(text.substr(0, comma));
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    if (member.starts_with("ot=")) {
+      ot = member.substr(3);
+      found = true;
+      break;  // keys are unique in a tracestate (§3.3.1.3.1)
+    }
+  }
+  if (!found) return true;
+  // OpenTelemetry "TraceState handling": the ot value is sub-keys `key:value` joined by ";".
+  uint64_t th = kNoTraceValue, rv = kNoTraceValue;
+  for (bool more = !ot.empty(); more;) {
+    const size_t semi = ot.find(';');
+    const std::string_view entry = ot.substr(0, semi);
+    more = semi != std::string_view::npos;  // then an entry must follow (no trailing ";")
+    ot = more ? ot.substr(semi + 1) : std::string_view{};
+    const size_t colon = entry.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    const std::string_view key = entry.substr(0, colon), value = entry.substr(colon + 1);
+    if (key == "th" && !hex56(value, 1, th)) return false;
+    if (key == "rv" && !hex56(value, 14, rv)) return false;
+  }
+  trace.randomness = rv;
+  // A threshold only means something for a sampled trace whose randomness reaches it; else
+  // the specification has it erased.
+  const uint64_t r = rv != kNoTraceValue ? rv : [&] {
+    uint64_t x = 0;
+    for (size_t i = 9; i < 16; ++i) x = x << 8 | trace.trace_id[i];
+    return x;
+  }();
+  if (th != kNoTraceValue && (trace.flags & 1) != 0 && r >= th) trace.threshold = th;
+  return true;
+}
+
 size_t format_traceparent(const TraceContext& trace, std::span<char> out) noexcept {
   if (out.size() < kTraceparentLength) return 0;
   constexpr char kHex[] = "0123456789abcdef";

@@ -30,17 +30,31 @@ SpanRing::SpanRing(size_t capacity, std::string_view name) {
 }
 
 bool SpanRing::push(const SpanRecord& span) noexcept {
-  // Single producer: head_ is ours; tail_ is read with acquire so that the slot we reuse has
-  // been copied out by the consumer before we overwrite it.
-  const uint64_t head = head_.load(std::memory_order_relaxed);
-  if (head - tail_.load(std::memory_order_acquire) > mask_) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
-  slots_[head & mask_] = span;
-  head_.store(head + 1, std::memory_order_release);
-  pushed_.fetch_add(1, std::memory_order_relaxed);
+  SpanRecord* slot = claim();
+  if (slot == nullptr) return false;
+  *slot = span;
+  commit();
   return true;
+}
+
+SpanRecord* SpanRing::claim() noexcept {
+  // Single producer: head_ is ours; tail_ is read with acquire so that the slot we reuse has
+  // been copied out by the consumer before we overwrite it. The tail seen is cached: the
+  // consumer's cache line is read again only when the ring looks full.
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  if (head - tail_seen_ > mask_) {
+    tail_seen_ = tail_.load(std::memory_order_acquire);
+    if (head - tail_seen_ > mask_) {
+      // Only this thread writes the counter: a load and a store, no locked instruction.
+      dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      return nullptr;
+    }
+  }
+  return &slots_[head & mask_];
+}
+
+void SpanRing::commit() noexcept {
+  head_.store(head_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 size_t SpanRing::pop(std::span<SpanRecord> out) noexcept {

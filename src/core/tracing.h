@@ -97,22 +97,27 @@ class SpanRing {
 
   /// Producer thread: appends `span`; false (and counts a drop) when the ring is full.
   bool push(const SpanRecord& span) noexcept;
+  /// Producer thread: the next free slot, to be written in place and then commit()ted; null
+  /// (and a drop counted) when the ring is full. Saves push()'s copy of a span built elsewhere.
+  SpanRecord* claim() noexcept;
+  /// Producer thread: publishes the slot the last claim() returned.
+  void commit() noexcept;
   /// Consumer thread: moves up to out.size() spans into `out`, oldest first; returns how many.
   size_t pop(std::span<SpanRecord> out) noexcept;
 
   std::string_view name() const noexcept { return {name_, name_len_}; }
   size_t capacity() const noexcept { return mask_ + 1; }
   /// Spans pushed and dropped because the ring was full (any thread).
-  uint64_t pushed() const noexcept { return pushed_.load(std::memory_order_relaxed); }
+  uint64_t pushed() const noexcept { return head_.load(std::memory_order_relaxed); }
   uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
 
  private:
   std::unique_ptr<SpanRecord[]> slots_;
   size_t mask_;
-  alignas(64) std::atomic<uint64_t> head_{0};  ///< next slot the producer writes
+  alignas(64) std::atomic<uint64_t> head_{0};  ///< next slot the producer writes (= pushed)
+  uint64_t tail_seen_ = 0;                     ///< producer only: tail_ when last read
+  std::atomic<uint64_t> dropped_{0};           ///< written by the producer only
   alignas(64) std::atomic<uint64_t> tail_{0};  ///< next slot the consumer reads
-  alignas(64) std::atomic<uint64_t> pushed_{0};
-  std::atomic<uint64_t> dropped_{0};
   char name_[32] = {};
   size_t name_len_ = 0;
 };

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/trace_context.h"
+
 namespace tianhe::core::tracing {
 namespace {
 
@@ -33,6 +35,58 @@ TEST(Tracing, TracestateFollowsTheSpec) {
   EXPECT_EQ(text(threshold_for_rate(0.01)), "ot=th:fd70a3d70a3d71");
   char small[4];
   EXPECT_EQ(format_tracestate(0, small), 0u);
+}
+
+// The ot entry of a tracestate (OpenTelemetry "TraceState handling"): th padded on the right,
+// rv exactly 14 digits, other vendors' members and unknown sub-keys skipped, malformed values
+// refused, a threshold the traceparent contradicts erased.
+TEST(Tracing, TracestateOtEntryIsRead) {
+  TraceContext sampled;
+  // Randomness (last 7 bytes of the trace id) 0xc0ffee00000000: above th c (75 %), below e.
+  ASSERT_TRUE(
+      parse_traceparent("00-0af7651916cd43dd88c0ffee00000000-b7ad6b7169203331-01", sampled));
+  TraceContext t = sampled;
+  ASSERT_TRUE(parse_tracestate("ot=th:c", t));
+  EXPECT_EQ(t.threshold, 0xc0000000000000u);
+  EXPECT_EQ(t.randomness, kNoTraceValue);
+  t = sampled;
+  ASSERT_TRUE(parse_tracestate("congo=t61rcWkgMzE, ot=p:8;th:0;rv:fb8233f7e3a151 ,rojo=00f", t));
+  EXPECT_EQ(t.threshold, 0u);
+  EXPECT_EQ(t.randomness, 0xfb8233f7e3a151u);
+  t = sampled;
+  ASSERT_TRUE(parse_tracestate("ot=th:fd70a3d70a3d71", t));  // 1 %: rv below it, erased
+  EXPECT_EQ(t.threshold, kNoTraceValue);
+  t = sampled;
+  ASSERT_TRUE(parse_tracestate("ot=th:e", t));  // the trace id's randomness is below e
+  EXPECT_EQ(t.threshold, kNoTraceValue);
+  t = sampled;
+  ASSERT_TRUE(parse_tracestate("ot=th:e;rv:f0000000000000", t));  // rv reaches it
+  EXPECT_EQ(t.threshold, 0xe0000000000000u);
+  TraceContext unsampled;
+  ASSERT_TRUE(
+      parse_traceparent("00-0af7651916cd43dd88c0ffee00000000-b7ad6b7169203331-00", unsampled));
+  ASSERT_TRUE(parse_tracestate("ot=th:0", unsampled));
+  EXPECT_EQ(unsampled.threshold, kNoTraceValue);  // not sampled: no threshold applies
+  // No ot entry, an empty one: fine, nothing set.
+  t = sampled;
+  EXPECT_TRUE(parse_tracestate("rojo=00f067aa0ba902b7", t));
+  EXPECT_TRUE(parse_tracestate("", t));
+  EXPECT_EQ(t.threshold, kNoTraceValue);
+  // Malformed: refused, nothing set.
+  for (const char* bad : {"ot=th:", "ot=th:C", "ot=th:123456789abcdef", "ot=rv:abc",
+                          "ot=th:8;rv:fb8233f7e3a15g", "ot=th", "ot=:8", "ot=th:8;"}) {
+    t = sampled;
+    t.threshold = 1;
+    EXPECT_FALSE(parse_tracestate(bad, t)) << bad;
+    EXPECT_EQ(t.threshold, kNoTraceValue) << bad;
+    EXPECT_EQ(t.randomness, kNoTraceValue) << bad;
+  }
+  // Bounded: an ot entry past the 32nd member is not looked for.
+  std::string many;
+  for (int i = 0; i < 32; ++i) many += "k" + std::to_string(i) + "=v,";
+  t = sampled;
+  EXPECT_TRUE(parse_tracestate(many + "ot=th:0", t));
+  EXPECT_EQ(t.threshold, kNoTraceValue);
 }
 
 TEST(Tracing, RandomnessIsTheLastSevenBytes) {

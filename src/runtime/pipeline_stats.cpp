@@ -42,6 +42,10 @@ void collect_pipeline_stats(core::PromWriter& w, const PipelineStats& s,
             s.reports_auto_registered.get());
   w.counter("tianhe_traceparents_invalid_total", "Invalid traceparents ignored.", pl,
             s.bad_traceparents.get());
+  w.counter("tianhe_tracestates_invalid_total",
+            "Tracestates whose OpenTelemetry entry (ot=th/rv) was malformed and ignored (the "
+            "traceparent kept).",
+            pl, s.bad_tracestates.get());
 }
 
 }  // namespace tianhe::runtime

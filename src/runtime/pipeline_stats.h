@@ -29,10 +29,11 @@ struct PipelineStats {
   core::Counter reports_busy[static_cast<int>(BusyReason::kCount)];
   core::Counter reports_auto_registered;
   core::Counter bad_traceparents;  ///< invalid traceparents ignored (the report kept, no trace)
+  core::Counter bad_tracestates;   ///< malformed tracestate ot entries ignored (trace kept)
 };
 
-/// Writes tianhe_reports_{received,accepted,rejected,auto_registered}_total and
-/// tianhe_traceparents_invalid_total for `protocol`.
+/// Writes tianhe_reports_{received,accepted,rejected,auto_registered}_total,
+/// tianhe_traceparents_invalid_total and tianhe_tracestates_invalid_total for `protocol`.
 void collect_pipeline_stats(core::PromWriter& w, const PipelineStats& s, std::string_view protocol);
 
 }  // namespace tianhe::runtime

@@ -31,11 +31,12 @@ int keep_index(KeepReason k) noexcept {
 
 constexpr std::string_view kKeepNames[] = {"rejected", "dead_lettered", "retried", "slow"};
 
-// A stage span under `root` (its ids from `t`): the root's identity and attributes, kind
-// INTERNAL, status OK (the caller marks a failure); the root's detail, if any, is kept.
-SpanRecord child_span(const SpanRecord& root, const core::tracing::ReportTrace& t, Stage stage,
-                      int64_t start_ns, int64_t end_ns, uint32_t count) noexcept {
-  SpanRecord s = root;
+// A stage span under `root` (its ids from `t`) written into `s` (a ring slot): the root's
+// identity and attributes, kind INTERNAL, status OK (the caller marks a failure); the root's
+// detail, if any, is kept.
+void child_span(SpanRecord& s, const SpanRecord& root, const core::tracing::ReportTrace& t,
+                Stage stage, int64_t start_ns, int64_t end_ns, uint32_t count) noexcept {
+  s = root;
   s.stage = stage;
   s.kind = SpanKind::kInternal;
   s.span_id = core::tracing::stage_span_id(t, stage);
@@ -44,7 +45,6 @@ SpanRecord child_span(const SpanRecord& root, const core::tracing::ReportTrace& 
   s.end_ns = end_ns;
   s.count = count;
   s.status = SpanStatus::kOk;
-  return s;
 }
 
 }  // namespace
@@ -277,6 +277,14 @@ bool ShardTracer::decide(const core::Report& r, pipeline::RejectReason reason) n
   if (options_.consistent) {
     if (r.trace.present) {
       sampled = (r.trace.flags & 1) != 0;  // parent-based: the sender decided for the trace
+      if (sampled && r.trace.threshold != core::kNoTraceValue && r.trace.threshold < threshold_) {
+        // The sender said at which threshold it sampled (tracestate ot=th) and ours is higher
+        // (a lower rate): keep the consistent subset, the traces whose randomness reaches ours.
+        const uint64_t randomness = r.trace.randomness != core::kNoTraceValue
+                                        ? r.trace.randomness
+                                        : core::tracing::trace_randomness(r.trace.trace_id);
+        sampled = randomness >= threshold_;
+      }
     } else {
       const core::tracing::ReportTrace t = core::tracing::report_trace(r);
       sampled = core::tracing::trace_randomness(t.trace_id) >= threshold_;
@@ -312,8 +320,14 @@ void ShardTracer::fill(SpanRecord& s, const core::Report& r, const core::tracing
   s.shard = static_cast<uint16_t>(shard_);
   s.protocol = r.protocol;
   s.trace_flags = 1;
+  // tracestate ot=th on our spans: ours for a root; for a child, when the sender gave its own,
+  // the higher of the two (the probability the trace was sampled at, through this hop).
   s.threshold = threshold_;
   s.has_threshold = !t.has_parent;
+  if (t.has_parent && r.trace.threshold != core::kNoTraceValue) {
+    s.threshold = std::max(r.trace.threshold, threshold_);
+    s.has_threshold = true;
+  }
   s.count = 1;
   if (const pipeline::DeviceEntry* d = registry.find(r.device_id); d != nullptr) {
     core::tracing::set_text(s.model, registry.model(d->model).name());
@@ -322,6 +336,20 @@ void ShardTracer::fill(SpanRecord& s, const core::Report& r, const core::tracing
 
 void ShardTracer::emit(const SpanRecord& s) noexcept {
   ring_->push(s);
+}
+
+void ShardTracer::emit_child(const SpanRecord& root, const core::tracing::ReportTrace& t,
+                             Stage stage, int64_t start_ns, int64_t end_ns, uint32_t count,
+                             std::string_view error) noexcept {
+  // Written in its ring slot: no second copy of the span.
+  SpanRecord* s = ring_->claim();
+  if (s == nullptr) return;  // full: counted by the ring
+  child_span(*s, root, t, stage, start_ns, end_ns, count);
+  if (!error.empty()) {
+    s->status = SpanStatus::kError;
+    core::tracing::set_text(s->detail, error);
+  }
+  ring_->commit();
 }
 
 void ShardTracer::batch_done(const core::ReportBatch& batch, std::span<const uint8_t> status,
@@ -381,13 +409,10 @@ void ShardTracer::batch_done(const core::ReportBatch& batch, std::span<const uin
     }
     stats_.reports_traced.add();
     if (r.decode_ns > 0) {
-      emit(child_span(root, t, Stage::kDecode, r.decode_start_ns, r.decode_start_ns + r.decode_ns,
-                      1));
+      emit_child(root, t, Stage::kDecode, r.decode_start_ns, r.decode_start_ns + r.decode_ns, 1);
     }
-    SpanRecord v = child_span(root, t, Stage::kValidate, t0, t1, n);
-    if (rejected) v.status = SpanStatus::kError;
-    if (rejected) core::tracing::set_text(v.detail, pipeline::reject_reason_name(reason));
-    emit(v);
+    emit_child(root, t, Stage::kValidate, t0, t1, n,
+               rejected ? pipeline::reject_reason_name(reason) : std::string_view{});
     if (rejected) {
       root.end_ns = t1;
       root.status = SpanStatus::kError;
@@ -395,10 +420,8 @@ void ShardTracer::batch_done(const core::ReportBatch& batch, std::span<const uin
       emit(root);
       continue;
     }
-    SpanRecord a = child_span(root, t, Stage::kAppend, t1, t2, n);
-    if (!ok) a.status = SpanStatus::kError;
-    if (!ok) core::tracing::set_text(a.detail, busy_reason_name(busy));
-    emit(a);
+    emit_child(root, t, Stage::kAppend, t1, t2, n,
+               ok ? std::string_view{} : busy_reason_name(busy));
     if (!ok) {
       root.end_ns = t2;
       root.status = SpanStatus::kError;
@@ -436,7 +459,7 @@ void ShardTracer::finish(Pending& p, int64_t now) noexcept {
   }
   core::tracing::ReportTrace t;
   t.root_span_id = root.span_id;
-  emit(child_span(root, t, Stage::kDurable, p.appended_ns, now, root.count));
+  emit_child(root, t, Stage::kDurable, p.appended_ns, now, root.count);
   root.end_ns = now;
   root.status = SpanStatus::kOk;
   emit(root);
@@ -484,11 +507,11 @@ void ShardTracer::dead_lettered(const core::Report& r, pipeline::DecodeStatus st
   root.status = SpanStatus::kError;
   core::tracing::set_text(root.detail, pipeline::decode_status_name(status));
   const int64_t decode_start = r.decode_start_ns != 0 ? r.decode_start_ns : r.received_ns;
-  SpanRecord d = child_span(root, t, Stage::kDecode, decode_start, decode_start + r.decode_ns, 1);
-  d.status = SpanStatus::kError;  // its detail is the root's: the decode status
-  root.end_ns = std::max(d.end_ns, root.start_ns);
+  // The decode span's detail is the root's: the decode status.
+  emit_child(root, t, Stage::kDecode, decode_start, decode_start + r.decode_ns, 1,
+             pipeline::decode_status_name(status));
+  root.end_ns = std::max(decode_start + r.decode_ns, root.start_ns);
   window_spans_ += 2;
-  emit(d);
   emit(root);
 }
 

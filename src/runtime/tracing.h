@@ -201,6 +201,11 @@ class ShardTracer {
   void fill(core::tracing::SpanRecord& s, const core::Report& r,
             const core::tracing::ReportTrace& t, const pipeline::Registry& registry) noexcept;
   void emit(const core::tracing::SpanRecord& s) noexcept;
+  /// Writes a stage span under `root` straight into the ring (status ERROR with `error` as its
+  /// detail when `error` is set, else OK).
+  void emit_child(const core::tracing::SpanRecord& root, const core::tracing::ReportTrace& t,
+                  core::tracing::Stage stage, int64_t start_ns, int64_t end_ns, uint32_t count,
+                  std::string_view error = {}) noexcept;
   void roll_window(int64_t now) noexcept;
   bool take_budget(uint32_t spans) noexcept;
   void finish(Pending& p, int64_t now) noexcept;

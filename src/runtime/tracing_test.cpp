@@ -64,7 +64,8 @@ class ShardTracing : public ::testing::Test {
 
   /// Appends `n` reports of device `device` from seq `seq`, temperature `t` each.
   AppendOutcome append(uint64_t device, uint32_t seq, uint32_t n, double t = 20,
-                       bool parent = false, bool parent_sampled = false) {
+                       bool parent = false, bool parent_sampled = false,
+                       uint64_t parent_threshold = core::kNoTraceValue) {
     batch_.clear();
     for (uint32_t i = 0; i < n; ++i) {
       core::Report* r = batch_.add_report();
@@ -76,6 +77,7 @@ class ShardTracing : public ::testing::Test {
         r->trace.flags = parent_sampled ? 1 : 0;
         r->trace.trace_id.fill(static_cast<uint8_t>(seq + i + 1));
         r->trace.span_id.fill(7);
+        r->trace.threshold = parent_threshold;
       }
       core::Metric* m = batch_.add_metric(*r);
       m->name = "temperature";
@@ -169,6 +171,45 @@ TEST_F(ShardTracing, AParentDecidesForTheTrace) {
   start({.sample_rate = 1.0, .always_keep = 0});
   append(5, 1, 10, 20, /*parent=*/true, /*parent_sampled=*/false);
   EXPECT_TRUE(drain(ring()).empty());
+}
+
+// A sender that said at which threshold it sampled (tracestate ot=th:8, 50 %) and a gateway at
+// 25 % (th:c): the traces kept are those whose randomness reaches c — the consistent subset —
+// and their spans carry th:c; without the sender's threshold its flag alone decides.
+TEST_F(ShardTracing, ASendersThresholdKeepsTheConsistentSubset) {
+  start({.sample_rate = 0.25, .max_spans_per_second = 100'000'000, .always_keep = 0});
+  const uint64_t ours = core::tracing::threshold_for_rate(0.25);
+  // Trace ids filled with one byte v = 0x80..0xff: randomness 0xvvvvvvvvvvvvvv.
+  const AppendOutcome out = append(5, 0x7f, 128, 20, true, true, uint64_t{8} << 52);
+  make_durable(out.durable_at);
+  uint32_t traced = 0;
+  for (uint32_t i = 0; i < batch_.size(); ++i) {
+    const core::Report& r = batch_[i];
+    EXPECT_EQ(r.traced, core::tracing::trace_randomness(r.trace.trace_id) >= ours) << i;
+    traced += r.traced ? 1 : 0;
+  }
+  EXPECT_EQ(traced, 64u);  // v = 0xc0..0xff
+  const auto spans = drain(ring());
+  EXPECT_EQ(spans.size(), 4u * 64);
+  for (const auto& s : spans) {
+    EXPECT_TRUE(s.has_threshold);
+    EXPECT_EQ(s.threshold, ours);  // the higher of the sender's and ours
+  }
+  // The sender's threshold above ours (a lower rate upstream): every sampled trace is kept,
+  // its spans carry the sender's threshold.
+  start({.sample_rate = 1.0, .always_keep = 0});
+  const AppendOutcome out2 = append(5, 0x7f, 128, 20, true, true, uint64_t{8} << 52);
+  make_durable(out2.durable_at);
+  const auto all = drain(ring());
+  EXPECT_EQ(all.size(), 4u * 128);
+  for (const auto& s : all) EXPECT_EQ(s.threshold, uint64_t{8} << 52);
+  // No threshold from the sender: its flag decides, our spans carry none.
+  start({.sample_rate = 0.25, .max_spans_per_second = 100'000'000, .always_keep = 0});
+  const AppendOutcome out3 = append(5, 0x7f, 128, 20, true, true);
+  make_durable(out3.durable_at);
+  const auto flagged = drain(ring());
+  EXPECT_EQ(flagged.size(), 4u * 128);
+  for (const auto& s : flagged) EXPECT_FALSE(s.has_threshold);
 }
 
 // Consistent sampling at 25 %: the fraction traced matches, and each decision is the one the

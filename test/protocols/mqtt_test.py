@@ -1,5 +1,6 @@
 """Tianhe's MQTT client against a real Debian mosquitto on a unix socket: QoS 0 and 1 in MQTT 5
-and 3.1.1, the traceparent user property, rejects by reason (unknown topic, codec failure,
+and 3.1.1, the traceparent and tracestate user properties (spans checked by the OTLP receiver of
+test/tracing), rejects by reason (unknown topic, codec failure,
 unknown device), a shared subscription split over two shards, a broker restart mid-run and
 Tianhe SIGKILLed mid-run. In the last two, every message the broker acknowledged to the
 publisher is in the store exactly once (the payloads carry their own seq and time, the report
@@ -9,6 +10,7 @@ Run: /usr/bin/python3 test/protocols/mqtt_test.py build/dev/src/app/tianhe"""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -86,6 +88,80 @@ def test_flows(tmp, broker):
         assert gw.stop() == 0
     finally:
         gw.stop()
+
+
+class OtlpReceiver:
+    """test/tracing/otlp_receiver.py (official schema, python3-protobuf) on a kernel-chosen port."""
+
+    def __init__(self, tmp):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.out = os.path.join(tmp, "spans.jsonl")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(here, "..", "tracing", "otlp_receiver.py"),
+             "--out", self.out], stdout=subprocess.PIPE, text=True)
+        self.endpoint = "http://127.0.0.1:%d/v1/traces" % json.loads(
+            self.proc.stdout.readline())["port"]
+
+    def spans(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out) as f:
+            return [r for r in (json.loads(x) for x in f if x.endswith("\n"))
+                    if r.get("type") == "span"]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_tracestate(tmp, broker):
+    # A gateway sampling 25 % (th:c). Senders that sampled at 50 % say so (ot=th:8): only the
+    # traces whose randomness (the trace id's last 7 bytes, or rv) reaches c are kept, and
+    # their spans carry th:c; without a tracestate the sender's flag alone decides.
+    rx = OtlpReceiver(tmp)
+    gw = start_gateway(tmp, "tracestate", broker,
+                       extra=f'[tracing]\nendpoint = "{rx.endpoint}"\nsample_rate = 0.25\n'
+                             'export_interval = "100ms"\nalways_keep = []\n')
+    high = "00-0af7651916cd43dd88ffffffffffffff-b7ad6b7169203331-01"
+    low = "00-0af7651916cd43dd88a0000000000000-b7ad6b7169203331-01"
+    low2 = "00-1af7651916cd43dd88a0000000000000-b7ad6b7169203331-01"
+    rv_high = "00-2af7651916cd43dd88a0000000000000-b7ad6b7169203331-01"
+    bad = "00-3af7651916cd43dd88ffffffffffffff-b7ad6b7169203331-01"
+    try:
+        sends = [(20, low, "ot=th:8"),  # below c: not kept
+                 (21, high, "vendor=1,ot=th:8"),  # kept, th:c
+                 (22, low2, None),  # no tracestate: kept (its flag)
+                 (23, rv_high, "ot=th:8;rv:f0000000000000"),  # rv reaches c: kept
+                 (24, bad, "ot=th:XYZ")]  # malformed: counted, kept by its flag
+        for device, tp, ts in sends:
+            props = [("user-property", "traceparent", tp)]
+            if ts is not None:
+                props.append(("user-property", "tracestate", ts))
+            mb.publish_one(broker, b'{"temperature": 30}', f"{mb.TENANT}/{device}/telemetry",
+                           props=props)
+        harness.wait_for(lambda: all(stored(gw, d) == 1 for d, _, _ in sends), 60,
+                         "the five reports stored")
+
+        def roots():
+            return {r["trace_id"]: r for r in rx.spans() if r["name"] == "tianhe.report"}
+        ids = {tp.split("-")[1]: d for d, tp, _ in sends}
+        harness.wait_for(lambda: len(roots()) >= 4, 60, "four traced reports exported")
+        got = {ids[t]: r for t, r in roots().items()}
+        assert sorted(got) == [21, 22, 23, 24], sorted(got)
+        assert got[21]["trace_state"] == "ot=th:c", got[21]
+        assert got[23]["trace_state"] == "ot=th:c", got[23]
+        assert got[22]["trace_state"] == "" and got[24]["trace_state"] == "", (got[22], got[24])
+        m = gw.metrics()
+        assert harness.metric(m, "tianhe_tracestates_invalid_total", protocol="mqtt") == 1
+        assert harness.metric(m, "tianhe_tracing_reports_traced_total") == 4
+        # Every span the shard records for a kept trace carries the same tracestate (the log
+        # does not keep the sender's, so the sink's span has none: docs/observability.md).
+        for r in rx.spans():
+            if ids.get(r["trace_id"]) in (21, 23) and r["name"] != "tianhe.sink":
+                assert r["trace_state"] == "ot=th:c", r
+    finally:
+        gw.stop()
+        rx.stop()
 
 
 def test_v311_and_shared(tmp, broker):
@@ -187,7 +263,8 @@ def main():
     broker = Broker(os.path.join(tmp, "broker"))
     try:
         broker.start()
-        for t in (test_flows, test_v311_and_shared, test_broker_restart, test_kill9):
+        for t in (test_flows, test_tracestate, test_v311_and_shared, test_broker_restart,
+                  test_kill9):
             print(t.__name__)
             t(tmp, broker)
         ok = True

@@ -37,7 +37,7 @@ struct SinkSystem {
 SinkSystem sink_system(std::string_view sink) noexcept;
 
 /// Encodes span batches into ExportTraceServiceRequest bytes. One per exporter thread (not
-/// thread-safe); its buffers are reused, so a steady batch size allocates nothing.
+/// thread-safe); its buffer is reused, so a steady batch size allocates nothing.
 class OtlpEncoder {
  public:
   /// An encoder whose requests carry `info` as resource and scope.
@@ -46,12 +46,16 @@ class OtlpEncoder {
   OtlpEncoder(const OtlpEncoder&) = delete;
   OtlpEncoder& operator=(const OtlpEncoder&) = delete;
 
-  /// Replaces `out` with the serialized request holding `spans` (one ResourceSpans, one
-  /// ScopeSpans). Protocol names come from core::protocol_name.
+  /// The serialized request holding `first` then `second` (one ResourceSpans, one ScopeSpans),
+  /// in the encoder's own buffer: valid until the next encode. Protocol names come from
+  /// core::protocol_name. Allocates only to grow its buffer.
+  std::string_view encode(std::span<const core::tracing::SpanRecord> first,
+                          std::span<const core::tracing::SpanRecord> second = {}) noexcept;
+  /// Replaces `out` with the serialized request holding `spans` (a copy of encode(spans)).
   void encode(std::span<const core::tracing::SpanRecord> spans, std::string& out) noexcept;
 
  private:
-  struct Impl;                  ///< the reused buffers
+  struct Impl;                  ///< the request buffer and the pre-encoded resource and scope
   std::unique_ptr<Impl> impl_;  ///< never null
 };
 

@@ -227,6 +227,22 @@ TEST(OtlpEncoderTest, ReusedEncoderGivesEqualBytes) {
   EXPECT_EQ(a, b);
 }
 
+// A batch given in two parts (the exporter's queue wrapping) encodes as the same batch whole.
+TEST(OtlpEncoderTest, TwoPartsEqualTheWholeBatch) {
+  OtlpEncoder enc({"id-1", "host", "1"});
+  std::vector<SpanRecord> spans(50);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    spans[i].seq = static_cast<uint32_t>(i);
+    spans[i].device_id = i * 1'000'003;
+  }
+  std::string whole;
+  enc.encode(spans, whole);
+  const std::span<const SpanRecord> all(spans);
+  for (size_t cut : {size_t{0}, size_t{1}, size_t{23}, spans.size()}) {
+    EXPECT_EQ(enc.encode(all.first(cut), all.subspan(cut)), whole) << cut;
+  }
+}
+
 TEST(OtlpResponseTest, PartialSuccessAndErrors) {
   ExportResponse r;
   EXPECT_EQ(parse_export_response({}, r), ResponseStatus::kOk);

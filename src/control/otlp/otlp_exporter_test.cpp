@@ -356,6 +356,38 @@ TEST(OtlpExporterTest, ProducersWhileExportingNothingLostNothingTwice) {
   EXPECT_EQ(dropped(st, DropReason::kExportFailed), 0u);
 }
 
+// A queue of 100 slots cut into batches of 64: the queue is a ring, so batches start anywhere
+// in it and many run across its end (encoded in two parts). Every span arrives once, whole.
+TEST(OtlpExporterTest, BatchesAcrossTheQueueEndArriveWhole) {
+  name_protocols();
+  const OtlpTestReceiver rx;
+  ASSERT_TRUE(rx.ok());
+  SpanRing ring(2048, "shard-0");
+  OtlpExporterOptions o = options_for(rx.endpoint());
+  o.max_batch_spans = 64;
+  o.max_queue_spans = 100;
+  OtlpExporter exporter(o, "node-1");
+  ASSERT_TRUE(exporter.start({&ring}).ok());
+  constexpr uint32_t kSpans = 1000;
+  for (uint32_t i = 0; i < kSpans; ++i) ASSERT_TRUE(ring.push(span(i)));
+  ASSERT_TRUE(eventually([&] { return exporter.stats().spans_exported == kSpans; }))
+      << exporter.last_error();
+  exporter.stop();
+  const std::vector<json> rows = rx.wait_rows("span", kSpans);
+  ASSERT_EQ(rows.size(), kSpans);
+  const auto got = by_span_id(rows);
+  ASSERT_EQ(got.size(), rows.size()) << "a span arrived twice";
+  for (uint32_t i = 0; i < kSpans; ++i) {
+    const SpanRecord sent = span(i);
+    const auto it = got.find(hex(sent.span_id));
+    ASSERT_NE(it, got.end()) << i;
+    EXPECT_EQ(it->second["attributes"]["tianhe.report.seq"], i);
+    EXPECT_EQ(it->second["attributes"]["tianhe.device.id"], 1000 + i);
+    EXPECT_EQ(it->second["end_time_unix_nano"], static_cast<uint64_t>(sent.end_ns));
+  }
+  EXPECT_GE(requests(exporter.stats(), RequestResult::kOk), kSpans / 64);
+}
+
 TEST(OtlpExporterTest, ReceiverDownDropsCountedAndNeverBlocksPush) {
   name_protocols();
   const DownPort down;

@@ -38,6 +38,31 @@ TEST(SpanRingTest, FullRingRefusesAndCounts) {
   EXPECT_TRUE(ring.push(s));  // room again after the pop
 }
 
+// claim() hands out the slot in place; only commit() publishes it, and a full ring refuses
+// and counts like push().
+TEST(SpanRingTest, ClaimWritesInPlaceAndCommitPublishes) {
+  SpanRing ring(4, "r");
+  std::vector<SpanRecord> out(8);
+  SpanRecord* slot = ring.claim();
+  ASSERT_NE(slot, nullptr);
+  slot->seq = 41;
+  EXPECT_EQ(ring.pop(out), 0u);  // claimed, not yet committed: not visible
+  ring.commit();
+  ASSERT_EQ(ring.pop(out), 1u);
+  EXPECT_EQ(out[0].seq, 41u);
+  for (uint32_t i = 0; i < 6; ++i) {
+    SpanRecord* s = ring.claim();
+    EXPECT_EQ(s != nullptr, i < 4) << i;
+    if (s == nullptr) continue;
+    s->seq = i;
+    ring.commit();
+  }
+  EXPECT_EQ(ring.pushed(), 5u);
+  EXPECT_EQ(ring.dropped(), 2u);
+  ASSERT_EQ(ring.pop(out), 4u);
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(out[i].seq, i);
+}
+
 // The producer waits for room: the consumer must see 0..N-1 exactly once, in order.
 TEST(SpanRingTest, TwoThreadsNothingLostOrDuplicated) {
   SpanRing ring(256, "r");

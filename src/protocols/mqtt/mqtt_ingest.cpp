@@ -438,6 +438,10 @@ bool MqttIngest::on_publish(runtime::Shard& shard, const Packet& p, int64_t now_
   if (!p.traceparent.empty() && !core::parse_traceparent(p.traceparent, r->trace)) {
     stats_->pipeline.bad_traceparents.add();
     r->trace = core::TraceContext{};
+  } else if (r->trace.present && !p.tracestate.empty() &&
+             !core::parse_tracestate(p.tracestate, r->trace)) {
+    // A malformed ot entry: the traceparent still holds, sampled by its flag alone.
+    stats_->pipeline.bad_tracestates.add();
   }
   const pipeline::CodecContext ctx{
       .device_id = m.device_id, .received_ns = now_wall, .topic = p.topic};

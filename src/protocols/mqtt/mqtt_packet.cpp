@@ -213,9 +213,13 @@ DropReason read_properties(Reader& r, PacketType type, Packet& out) {
       case PropType::kPair:
         if (!read_string(pr, s, why, DropReason::kBadProperties)) return why;
         if (!read_string(pr, v, why, DropReason::kBadProperties)) return why;
-        // W3C Trace Context over MQTT: the traceparent user property (first one wins).
+        // W3C Trace Context over MQTT: the traceparent and tracestate user properties (the
+        // first of each wins).
         if (type == PacketType::kPublish && s == "traceparent" && out.traceparent.empty()) {
           out.traceparent = v;
+        }
+        if (type == PacketType::kPublish && s == "tracestate" && out.tracestate.empty()) {
+          out.tracestate = v;
         }
         break;
       case PropType::kNone: return DropReason::kUnknownProperty;
@@ -551,10 +555,11 @@ size_t encode_puback(Version v, uint16_t packet_id, uint8_t reason,
 
 size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id, bool dup,
                       std::span<const uint8_t> payload, std::string_view traceparent,
-                      std::span<uint8_t> out) noexcept {
+                      std::string_view tracestate, std::span<uint8_t> out) noexcept {
   const bool v5 = v == Version::k5;
   size_t props = 0;
-  if (v5 && !traceparent.empty()) props = 1 + 2 + 11 + 2 + traceparent.size();
+  if (v5 && !traceparent.empty()) props += 1 + 2 + 11 + 2 + traceparent.size();
+  if (v5 && !tracestate.empty()) props += 1 + 2 + 10 + 2 + tracestate.size();
   size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
   if (v5) body += varint_size(static_cast<uint32_t>(props)) + props;
   const uint8_t first = static_cast<uint8_t>(0x30 | (dup && qos > 0 ? 0x08 : 0) | ((qos & 3) << 1));
@@ -563,10 +568,15 @@ size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t p
     if (qos > 0) w.u16(packet_id);
     if (v5) {
       w.varint(static_cast<uint32_t>(props));
-      if (props > 0) {
-        w.u8(0x26);
+      if (!traceparent.empty()) {
+        w.u8(0x26);  // User Property (§3.3.2.3.7)
         w.str("traceparent");
         w.str(traceparent);
+      }
+      if (!tracestate.empty()) {
+        w.u8(0x26);
+        w.str("tracestate");
+        w.str(tracestate);
       }
     }
     w.raw(payload.data(), payload.size());

@@ -94,6 +94,7 @@ struct Packet {
   std::string_view topic;
   std::span<const uint8_t> payload;
   std::string_view traceparent;  ///< MQTT 5 user property "traceparent" (empty: none)
+  std::string_view tracestate;   ///< MQTT 5 user property "tracestate" (empty: none)
   // CONNACK
   bool session_present = false;
   uint16_t receive_maximum = 0;      ///< MQTT 5 (0: not given, 65535 applies)
@@ -143,10 +144,11 @@ size_t encode_subscribe(Version v, uint16_t packet_id, std::string_view filter, 
 /// PUBACK of `packet_id`; MQTT 5 with a reason code when it is not 0 (§3.4.2.1).
 size_t encode_puback(Version v, uint16_t packet_id, uint8_t reason,
                      std::span<uint8_t> out) noexcept;
-/// PUBLISH (simulator, tests); MQTT 5 with a "traceparent" user property when one is given.
+/// PUBLISH (simulator, tests); MQTT 5 with "traceparent" and "tracestate" user properties when
+/// they are given.
 size_t encode_publish(Version v, std::string_view topic, uint8_t qos, uint16_t packet_id, bool dup,
                       std::span<const uint8_t> payload, std::string_view traceparent,
-                      std::span<uint8_t> out) noexcept;
+                      std::string_view tracestate, std::span<uint8_t> out) noexcept;
 /// PINGREQ (2 bytes).
 size_t encode_pingreq(std::span<uint8_t> out) noexcept;
 /// DISCONNECT, normal disconnection.

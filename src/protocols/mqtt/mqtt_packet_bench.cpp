@@ -13,9 +13,9 @@ using namespace tianhe::protocols::mqtt;  // NOLINT(google-build-using-namespace
 void BM_ParsePublish311(benchmark::State& state) {
   const std::string payload = R"({"temperature": 21.5, "humidity": 40.25, "battery_mv": 3300})";
   uint8_t buf[256];
-  const size_t n =
-      encode_publish(Version::k311, "acme/123456/telemetry", 1, 42, false,
-                     {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, "", buf);
+  const size_t n = encode_publish(
+      Version::k311, "acme/123456/telemetry", 1, 42, false,
+      {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, "", "", buf);
   ParserLimits l;
   l.version = Version::k311;
   for (auto _ : state) {
@@ -34,7 +34,7 @@ void BM_ParsePublish5Traceparent(benchmark::State& state) {
   const size_t n =
       encode_publish(Version::k5, "acme/123456/telemetry", 1, 42, false,
                      {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()},
-                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", buf);
+                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "", buf);
   ParserLimits l;
   for (auto _ : state) {
     Packet p;

@@ -44,11 +44,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(inside(p.topic.data(), p.topic.size(), base, r.size));
       check(inside(p.payload.data(), p.payload.size(), base, r.size));
       check(inside(p.traceparent.data(), p.traceparent.size(), base, r.size));
+      check(inside(p.tracestate.data(), p.tracestate.size(), base, r.size));
       check(inside(p.reason_codes.data(), p.reason_codes.size(), base, r.size));
       if (p.type == PacketType::kPublish) {
         check(p.qos <= 2 && !p.topic.empty() && valid_utf8(p.topic));
-        const size_t n =
-            encode_publish(v, p.topic, p.qos, p.packet_id, p.dup, p.payload, p.traceparent, buf);
+        const size_t n = encode_publish(v, p.topic, p.qos, p.packet_id, p.dup, p.payload,
+                                        p.traceparent, p.tracestate, buf);
         if (n > 0 && n <= limits.max_packet_bytes) {
           Packet q;
           const ParseResult r2 = parse_packet({buf.data(), n}, limits, q);
@@ -57,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           check(q.payload.size() == p.payload.size() &&
                 (p.payload.empty() ||
                  std::memcmp(q.payload.data(), p.payload.data(), p.payload.size()) == 0));
-          check(q.traceparent == p.traceparent);
+          check(q.traceparent == p.traceparent && q.tracestate == p.tracestate);
         }
       }
       at += r.size;

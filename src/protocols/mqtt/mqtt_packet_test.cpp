@@ -351,9 +351,9 @@ TEST(MqttPacket, PublishRoundTripWithTraceparent) {
   const std::string payload = "{\"temperature\": 21.5}";
   uint8_t buf[256];
   for (Version v : {kV3, kV5}) {
-    const size_t n =
-        encode_publish(v, "acme/7/telemetry", 1, 77, true,
-                       {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, tp, buf);
+    const size_t n = encode_publish(
+        v, "acme/7/telemetry", 1, 77, true,
+        {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, tp, "", buf);
     ASSERT_GT(n, 0u);
     Packet p;
     const ParseResult r = parse(Bytes(buf, buf + n), v, p);
@@ -364,7 +364,34 @@ TEST(MqttPacket, PublishRoundTripWithTraceparent) {
     EXPECT_TRUE(p.dup);
     EXPECT_EQ(std::string(p.payload.begin(), p.payload.end()), payload);
     EXPECT_EQ(p.traceparent, v == kV5 ? tp : "");
+    EXPECT_EQ(p.tracestate, "");
   }
+}
+
+TEST(MqttPacket, PublishTracestateUserProperty) {
+  const std::string tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const std::string ts = "vendor=x,ot=th:8;rv:9b8233f7e3a151";
+  uint8_t buf[256];
+  size_t n = encode_publish(kV5, "acme/7/telemetry", 0, 0, false, {}, tp, ts, buf);
+  ASSERT_GT(n, 0u);
+  Packet p;
+  ParseResult r = parse(Bytes(buf, buf + n), kV5, p);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << drop_reason_name(r.reason);
+  EXPECT_EQ(p.traceparent, tp);
+  EXPECT_EQ(p.tracestate, ts);
+  // Alone, and a second tracestate property ignored (the first wins), as a client may send.
+  const Bytes two = {0x30, 0x27, 0x00, 0x01, 't',  0x23, 0x26, 0x00, 0x0A, 't',  'r',
+                     'a',  'c',  'e',  's',  't',  'a',  't',  'e',  0x00, 0x04, 'o',
+                     't',  '=',  'a',  0x26, 0x00, 0x0A, 't',  'r',  'a',  'c',  'e',
+                     's',  't',  'a',  't',  'e',  0x00, 0x01, 'b'};
+  r = parse(two, kV5, p);
+  ASSERT_EQ(r.status, ParseStatus::kComplete) << drop_reason_name(r.reason);
+  EXPECT_EQ(p.tracestate, "ot=a");
+  EXPECT_EQ(p.traceparent, "");
+  // MQTT 3.1.1 has no properties: nothing is written.
+  n = encode_publish(kV3, "t", 0, 0, false, {}, tp, ts, buf);
+  ASSERT_EQ(parse(Bytes(buf, buf + n), kV3, p).status, ParseStatus::kComplete);
+  EXPECT_EQ(p.tracestate, "");
 }
 
 TEST(MqttPacket, SubackPingrespDisconnectPuback) {
@@ -392,10 +419,10 @@ TEST(MqttPacket, StreamOfPackets) {
   // Three packets back to back: every strict prefix of each needs more.
   uint8_t buf[128];
   Bytes s;
-  size_t n = encode_publish(kV5, "t/1", 1, 5, false, {}, "", buf);
+  size_t n = encode_publish(kV5, "t/1", 1, 5, false, {}, "", "", buf);
   s.insert(s.end(), buf, buf + n);
   s.insert(s.end(), {0xD0, 0x00});
-  n = encode_publish(kV5, "t/2", 0, 0, false, {}, "", buf);
+  n = encode_publish(kV5, "t/2", 0, 0, false, {}, "", "", buf);
   s.insert(s.end(), buf, buf + n);
   size_t at = 0;
   int packets = 0;

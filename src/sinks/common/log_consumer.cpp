@@ -321,8 +321,12 @@ void LogConsumer::note_delivered(WriteStatus st) {
   for (size_t i = 0; i < pending_.size(); ++i) {
     const core::Report& r = pending_[i];
     if (!r.traced) continue;
+    // Written in its ring slot (no second copy); a full ring counts the drop.
+    core::tracing::SpanRecord* slot = progress_->ring->claim();
+    if (slot == nullptr) continue;
     const core::tracing::ReportTrace t = core::tracing::report_trace(r);
-    core::tracing::SpanRecord s;
+    core::tracing::SpanRecord& s = *slot;
+    s = core::tracing::SpanRecord{};
     s.trace_id = t.trace_id;
     s.span_id = core::tracing::stage_span_id(t, core::tracing::Stage::kSink,
                                              static_cast<uint32_t>(span_index_));
@@ -341,7 +345,7 @@ void LogConsumer::note_delivered(WriteStatus st) {
                                             : core::tracing::SpanStatus::kError;
     if (st != WriteStatus::kAccepted) core::tracing::set_text(s.detail, "rejected_by_sink");
     core::tracing::set_text(s.sink, options_.name);
-    progress_->ring->push(s);
+    progress_->ring->commit();
   }
 }
 

@@ -69,9 +69,10 @@ CpuTimes cpu_times(pid_t pid) {
   if (read_stat(dir + "/stat", comm, s)) t.process = s;
   std::error_code ec;
   for (const auto& task : fs::directory_iterator(dir + "/task", ec)) {
-    if (read_stat(task.path().string() + "/stat", comm, s) && comm.rfind("shard-", 0) == 0) {
-      t.shards += s;
-    }
+    if (!read_stat(task.path().string() + "/stat", comm, s)) continue;
+    if (comm.rfind("shard-", 0) == 0) t.shards += s;
+    if (comm == "otlp-export") t.exporter += s;
+    t.threads[comm] += s;
   }
   return t;
 }

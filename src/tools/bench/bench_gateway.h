@@ -28,6 +28,8 @@ struct Child {
 struct CpuTimes {
   double process = -1;  ///< every thread, those that exited too; -1 when it cannot be read
   double shards = 0;    ///< the shard threads ("shard-N": receive to log append), live ones
+  double exporter = 0;  ///< the OTLP exporter thread ("otlp-export"), while it runs
+  std::map<std::string, double> threads;  ///< live threads by name (same names summed)
 };
 /// `pid`'s CPU times now.
 CpuTimes cpu_times(pid_t pid);

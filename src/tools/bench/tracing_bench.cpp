@@ -9,7 +9,8 @@
 // gateway: the acknowledged rate (what the issue's "maximum throughput" means, with the fleet
 // as fast as it goes), and the gateway's CPU time per acknowledged report (every thread: the
 // shards record spans, the exporter thread encodes and posts them). The cost of a span is the
-// extra CPU per report divided by the spans recorded per report. Modes are interleaved over
+// extra CPU per report divided by the spans exported per report (a dropped span is recorded but
+// never sent: counting it would flatter the cost). Modes are interleaved over
 // rounds and the best run of each kept, so a burst of noise does not land on one mode only.
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -39,8 +41,10 @@ namespace {
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
-/// An OTLP/HTTP receiver on 127.0.0.1 (port 0) that reads each request whole and answers
-/// 200 with an empty body: the cheapest endpoint an exporter can have. Up to kMaxClients
+/// An OTLP/HTTP receiver on 127.0.0.1 (port 0) that reads each request's head, discards its
+/// body in the kernel (recv with MSG_TRUNC: the bytes are never copied out) and answers 200
+/// with an empty body: the cheapest endpoint an exporter can have. Its thread's CPU time is
+/// read so that the bench can say which part of the cost is the receiver's. Up to kMaxClients
 /// connections (the exporter keeps one alive); one thread, poll().
 class NullCollector {
  public:
@@ -64,6 +68,7 @@ class NullCollector {
     }
     port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { run(); });
+    if (pthread_getcpuclockid(thread_.native_handle(), &clock_) != 0) clock_ = -1;
     return {};
   }
   /// Stops the thread and closes every socket.
@@ -80,14 +85,23 @@ class NullCollector {
   uint64_t requests() const { return requests_.load(); }
   /// Their body bytes.
   uint64_t body_bytes() const { return bytes_.load(); }
+  /// The CPU time its thread has used so far, seconds (0 when it cannot be read).
+  double cpu_s() const {
+    timespec ts{};
+    if (clock_ == -1 || ::clock_gettime(clock_, &ts) != 0) return 0;
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  }
 
  private:
   static constexpr size_t kMaxClients = 16;
-  static constexpr size_t kMaxRequest = 64u << 20;  // the exporter's batches are far smaller
+  static constexpr uint64_t kMaxRequest = 64u << 20;  // the exporter's batches are far smaller
+  static constexpr size_t kMaxHead = 64u << 10;
 
   struct Client {
     int fd = -1;
-    std::string in;
+    std::string in;          ///< the request head read so far
+    uint64_t body_left = 0;  ///< body bytes still to discard
+    bool in_body = false;    ///< the head is read; discarding the body
     bool continued = false;  ///< "100 Continue" sent for the request in progress
   };
 
@@ -101,7 +115,7 @@ class NullCollector {
       if ((fds[0].revents & POLLIN) != 0) {
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0 && clients_.size() < kMaxClients) {
-          clients_.push_back({fd, {}, false});
+          clients_.push_back({fd, {}, 0, false, false});
         } else if (fd >= 0) {
           ::close(fd);
         }
@@ -120,39 +134,59 @@ class NullCollector {
 
   /// Reads what `c` sent and answers every whole request in it; false when it is done with.
   bool serve(Client& c) {
-    char buf[65536];
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (c.in_body) {
+      // The body, discarded by the kernel (tcp(7): MSG_TRUNC) without a copy.
+      const ssize_t n = ::recv(c.fd, nullptr, std::min<uint64_t>(c.body_left, 1u << 30),
+                               MSG_TRUNC | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (n <= 0) return false;
+      c.body_left -= static_cast<uint64_t>(n);
+      return c.body_left > 0 || answer(c);
+    }
+    // The head: read in small pieces, so that little of the body after it is copied.
+    char buf[4096];
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) return false;
     c.in.append(buf, static_cast<size_t>(n));
     for (;;) {
       const size_t head_end = c.in.find("\r\n\r\n");
-      if (head_end == std::string::npos) return c.in.size() < kMaxRequest;
+      if (head_end == std::string::npos) return c.in.size() < kMaxHead;
       std::string head = c.in.substr(0, head_end);
       std::transform(head.begin(), head.end(), head.begin(),
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-      size_t body = 0;
+      uint64_t body = 0;
       if (const size_t at = head.find("\ncontent-length:"); at != std::string::npos) {
         body = std::strtoull(head.c_str() + at + 16, nullptr, 10);
       }
       if (body > kMaxRequest) return false;
-      if (c.in.size() < head_end + 4 + body) {
+      const size_t have = c.in.size() - (head_end + 4);
+      if (have < body) {
         // libcurl waits for this before a large body (RFC 9110 §10.1.1).
         if (!c.continued && head.find("\nexpect: 100-continue") != std::string::npos) {
           c.continued = true;
           if (!send_all(c.fd, "HTTP/1.1 100 Continue\r\n\r\n")) return false;
         }
+        c.in.clear();
+        c.in_body = true;
+        c.body_left = body - have;
+        bytes_.fetch_add(body);
         return true;
       }
       c.in.erase(0, head_end + 4 + body);
-      c.continued = false;
-      requests_.fetch_add(1);
       bytes_.fetch_add(body);
-      if (!send_all(c.fd,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
-                    "Content-Length: 0\r\n\r\n")) {
-        return false;
-      }
+      if (!answer(c)) return false;
     }
+  }
+
+  /// Answers the request whose body has been read.
+  bool answer(Client& c) {
+    c.in_body = false;
+    c.continued = false;
+    requests_.fetch_add(1);
+    return send_all(c.fd,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                    "Content-Length: 0\r\n\r\n");
   }
 
   static bool send_all(int fd, const char* text) {
@@ -171,6 +205,7 @@ class NullCollector {
   std::atomic<bool> stop_{false};
   std::vector<Client> clients_;
   std::atomic<uint64_t> requests_{0}, bytes_{0};
+  clockid_t clock_ = -1;
 };
 
 /// What the command line asked for.
@@ -193,8 +228,10 @@ on) against gateways that differ only in [tracing]:
 The endpoint is an OTLP/HTTP receiver this command runs on loopback (it answers 200 and decodes
 nothing). Each mode runs with single-report datagrams and with batches of --batch reports, in
 --rounds interleaved rounds; the best run of each is kept. For each it prints the acknowledged
-rate, the gateway's CPU time per report (every thread), the spans recorded per report, and the
-cost against "off": the throughput lost, the CPU added, and the CPU per span.
+rate, the gateway's CPU time per report (every thread), the spans exported per report and the
+share dropped on the way, and the cost against "off": the throughput lost, the CPU added, and
+the CPU per exported span; then that CPU split by thread (shards, exporter) and the OTLP
+receiver's own CPU.
 Targets (issue 21): default ≤ 3 %, all ≤ 15 % of the throughput without tracing.
 
 Options:
@@ -253,14 +290,29 @@ struct Mode {
 struct Run {
   double acked_rate = 0;
   uint64_t acked = 0, lost = 0;
-  double gateway_cpu_s = 0, shard_cpu_s = 0;
+  double gateway_cpu_s = 0, shard_cpu_s = 0, exporter_cpu_s = 0;
+  double receiver_cpu_s = 0;                   ///< the OTLP receiver's thread (in this process)
+  double fleet_cpu_s = 0;                      ///< this process less the receiver: the simulator
+  std::map<std::string, double> thread_cpu_s;  ///< the gateway's threads by name, over the run
   uint64_t traced = 0, exported = 0, dropped = 0;  ///< reports traced; spans exported, dropped
   std::string error;
   double cpu_ns_per_report() const {
     return acked > 0 ? gateway_cpu_s * 1e9 / static_cast<double>(acked) : 0;
   }
+  /// `cpu_s` per acknowledged report, ns.
+  double per_report_ns(double cpu_s) const {
+    return acked > 0 ? cpu_s * 1e9 / static_cast<double>(acked) : 0;
+  }
+  /// Spans the receiver got per acknowledged report: the cost per span is over these, as a
+  /// span dropped on the way (a full ring or queue) is recorded but never encoded or sent.
   double spans_per_report() const {
-    return acked > 0 ? static_cast<double>(exported + dropped) / static_cast<double>(acked) : 0;
+    return acked > 0 ? static_cast<double>(exported) / static_cast<double>(acked) : 0;
+  }
+  /// Of the spans recorded, the share dropped before the receiver.
+  double dropped_share() const {
+    return exported + dropped > 0
+               ? static_cast<double>(dropped) / static_cast<double>(exported + dropped)
+               : 0;
   }
   Json json() const {
     Json j = {{"acked_rate", acked_rate},
@@ -268,15 +320,26 @@ struct Run {
               {"lost", lost},
               {"gateway_cpu_s", gateway_cpu_s},
               {"shard_cpu_s", shard_cpu_s},
+              {"exporter_cpu_s", exporter_cpu_s},
+              {"receiver_cpu_s", receiver_cpu_s},
+              {"fleet_cpu_s", fleet_cpu_s},
               {"cpu_ns_per_report", cpu_ns_per_report()},
               {"reports_traced", traced},
               {"spans_exported", exported},
               {"spans_dropped", dropped},
               {"spans_per_report", spans_per_report()}};
+    for (const auto& [thread, cpu] : thread_cpu_s) j["thread_cpu_s"][thread] = cpu;
     if (!error.empty()) j["error"] = error;
     return j;
   }
 };
+
+/// This process's CPU time so far (every thread), seconds.
+double own_cpu_s() {
+  timespec ts{};
+  if (::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 uint64_t counter(const std::string& page, const std::string& name) {
   uint64_t sum = 0;
@@ -287,7 +350,7 @@ uint64_t counter(const std::string& page, const std::string& name) {
 /// Runs `mode` once: a fresh gateway, the simulator for o.seconds, then a wait for the
 /// exporter to post what the run recorded (its CPU counts).
 Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
-             const std::string& name) {
+             const std::string& name, const NullCollector& collector) {
   Run r;
   Gw gw;
   if (auto s = start_gateway(gw, o.work, name, o.devices, o.shards, "batch", mode.toml); !s.ok()) {
@@ -296,6 +359,8 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const CpuTimes before = cpu_times(gw.child.pid);
+  const double receiver_before = collector.cpu_s();
+  const double self_before = own_cpu_s();
   auto s =
       protocols::report::run_simulator(sim(gw.report_port, o.devices, 0, o.seconds, batch, true));
   const CpuTimes shards_after = cpu_times(gw.child.pid);
@@ -315,6 +380,13 @@ Run run_mode(const TracingBenchOptions& o, const Mode& mode, uint32_t batch,
     }
   }
   const CpuTimes after = cpu_times(gw.child.pid);
+  r.receiver_cpu_s = collector.cpu_s() - receiver_before;
+  r.fleet_cpu_s = own_cpu_s() - self_before - r.receiver_cpu_s;
+  r.exporter_cpu_s = after.exporter - before.exporter;
+  for (const auto& [thread, cpu] : after.threads) {
+    const auto it = before.threads.find(thread);
+    r.thread_cpu_s[thread] = cpu - (it != before.threads.end() ? it->second : 0);
+  }
   r.acked = s->acked_ok;
   r.lost = s->lost;
   r.acked_rate = s->acked_rate;
@@ -343,6 +415,31 @@ Best best_of(const std::vector<Run>& runs) {
     if (b.cpu.acked == 0 || r.cpu_ns_per_report() < b.cpu.cpu_ns_per_report()) b.cpu = r;
   }
   return b;
+}
+
+/// The CPU ledger of one mode against "off" (per report, ns; `b` and `off`: least-CPU runs):
+/// where tracing's CPU goes, and the throughput cost the receiver's CPU alone accounts for.
+struct Ledger {
+  double shard_ns_per_span = 0;     ///< the shard threads' added CPU over the spans
+  double exporter_ns_per_span = 0;  ///< the exporter thread's CPU over the spans
+  double receiver_ns_per_report = 0;
+  double receiver_floor = 0;  ///< receiver CPU / (off's gateway + fleet CPU + receiver CPU)
+};
+
+Ledger ledger(const Run& b, const Run& off) {
+  Ledger g;
+  const double spans = b.spans_per_report();
+  if (spans > 0) {
+    g.shard_ns_per_span =
+        (b.per_report_ns(b.shard_cpu_s) - off.per_report_ns(off.shard_cpu_s)) / spans;
+    g.exporter_ns_per_span = b.per_report_ns(b.exporter_cpu_s) / spans;
+  }
+  g.receiver_ns_per_report = b.per_report_ns(b.receiver_cpu_s);
+  // With every core busy the rate is about cores / (CPU per report): a receiver sharing the
+  // cores costs this share of the throughput however cheap the gateway's tracing becomes.
+  const double total = off.per_report_ns(off.gateway_cpu_s + off.fleet_cpu_s);
+  if (total > 0) g.receiver_floor = g.receiver_ns_per_report / (total + g.receiver_ns_per_report);
+  return g;
 }
 
 }  // namespace
@@ -395,7 +492,7 @@ int cmd_bench_tracing(int argc, char** argv) {
         say(line);
         const std::string name = std::string("gateway-") + modes[m].name + "-" +
                                  std::to_string(loads[l]) + "-" + std::to_string(round);
-        runs[l][m].push_back(run_mode(o, modes[m], loads[l], name));
+        runs[l][m].push_back(run_mode(o, modes[m], loads[l], name, collector));
         if (!runs[l][m].back().error.empty()) say("      " + runs[l][m].back().error);
       }
     }
@@ -403,8 +500,12 @@ int cmd_bench_tracing(int argc, char** argv) {
   collector.stop();
 
   std::string table =
-      "\nload      mode     acked/s    CPU/report  spans/report  throughput cost  CPU cost  "
+      "\nload      mode     acked/s    CPU/report  spans/report  dropped  throughput cost  CPU "
+      "cost  "
       "CPU/span\n";
+  std::string split =
+      "\nload      mode     shard CPU/span  exporter CPU/span  receiver CPU/report  "
+      "receiver floor\n";
   bool failed = false;
   for (size_t l = 0; l < loads.size(); ++l) {
     const std::string load = loads[l] == 1 ? "single" : "batch " + std::to_string(loads[l]);
@@ -430,10 +531,21 @@ int cmd_bench_tracing(int argc, char** argv) {
       jm["cpu_ns_per_report"] = b.cpu.cpu_ns_per_report();
       jm["spans_per_report"] = spans;
       jm["spans_dropped"] = b.cpu.dropped;
+      jm["spans_dropped_share"] = b.cpu.dropped_share();
       if (m > 0) {
         jm["throughput_cost"] = tput_cost;
         jm["cpu_cost"] = cpu_cost;
         jm["cpu_ns_per_span"] = ns_per_span;
+        const Ledger g = ledger(b.cpu, off.cpu);
+        jm["shard_cpu_ns_per_span"] = g.shard_ns_per_span;
+        jm["exporter_cpu_ns_per_span"] = g.exporter_ns_per_span;
+        jm["receiver_cpu_ns_per_report"] = g.receiver_ns_per_report;
+        jm["receiver_throughput_floor"] = g.receiver_floor;
+        char srow[160];
+        std::snprintf(srow, sizeof srow, "%-9s %-8s %11.0f ns  %14.0f ns  %16.0f ns  %13.1f%%\n",
+                      load.c_str(), modes[m].name, g.shard_ns_per_span, g.exporter_ns_per_span,
+                      g.receiver_ns_per_report, g.receiver_floor * 100);
+        split += srow;
         const double target = m == 1 ? 0.03 : 0.15;
         jm["target"] = target;
         jm["throughput_target_met"] = tput_cost <= target;
@@ -445,9 +557,10 @@ int cmd_bench_tracing(int argc, char** argv) {
                       modes[m].name, b.rate.acked_rate, b.cpu.cpu_ns_per_report(), spans);
       } else {
         std::snprintf(row, sizeof row,
-                      "%-9s %-8s %9.0f  %8.0f ns  %12.4f  %+14.1f%%  %+7.1f%%  %6.0f ns\n",
+                      "%-9s %-8s %9.0f  %8.0f ns  %12.4f  %6.1f%%  %+14.1f%%  %+7.1f%%  %6.0f ns\n",
                       load.c_str(), modes[m].name, b.rate.acked_rate, b.cpu.cpu_ns_per_report(),
-                      spans, tput_cost * 100, cpu_cost * 100, ns_per_span);
+                      spans, b.cpu.dropped_share() * 100, tput_cost * 100, cpu_cost * 100,
+                      ns_per_span);
       }
       table += row;
     }
@@ -461,13 +574,22 @@ int cmd_bench_tracing(int argc, char** argv) {
   if (o.json_only) {
     std::printf("%s\n", result.dump().c_str());
   } else {
+    table += split;
     table +=
         "\nthroughput cost: the acked rate lost against \"off\" (targets: default 3 %, all 15 %);"
         "\nCPU cost: the gateway's CPU per report added; CPU/span: that CPU over the spans "
-        "recorded.\nOn a shared machine the fleet competes with the gateway for the cores: the "
+        "exported\n(dropped: the share of recorded spans lost on the way, a full ring or queue; "
+        "they "
+        "cost\nrecording only).\nOn a shared machine the fleet competes with the gateway for the "
+        "cores: the "
         "CPU\ncolumns are the steadier figure. The OTLP receiver answered " +
         std::to_string(collector.requests()) + " exports (" +
-        std::to_string(collector.body_bytes() >> 10) + " KiB).\n";
+        std::to_string(collector.body_bytes() >> 10) +
+        " KiB).\nshard and exporter CPU/span: the gateway's shard threads (added CPU) and its "
+        "exporter\nthread; receiver CPU/report: the OTLP receiver this command runs (it discards "
+        "bodies\nin the kernel); receiver floor: the throughput share its CPU takes from the "
+        "shared cores\nwhatever the gateway does (receiver / (off's gateway + fleet + "
+        "receiver CPU)).\n";
     std::fputs(table.c_str(), stdout);
   }
   return failed ? 1 : 0;
