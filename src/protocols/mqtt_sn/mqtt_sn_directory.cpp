@@ -89,6 +89,15 @@ uint32_t ClientDirectory::way_of(const Bucket& b, std::string_view id) noexcept 
   return kWays;
 }
 
+ClientDirectory::Slot ClientDirectory::locate(uint32_t a, uint32_t b,
+                                              std::string_view id) const noexcept {
+  for (Bucket* bk : {&table_[a], &table_[b]}) {
+    const uint32_t w = way_of(*bk, id);
+    if (w != kWays) return {bk, w};
+  }
+  return {nullptr, kWays};
+}
+
 ClientDirectory::Claim ClientDirectory::claim(std::string_view id, uint32_t shard,
                                               uint32_t& holder) noexcept {
   if (id.empty() || id.size() > kMaxClientIdBytes) return Claim::kFull;
@@ -96,13 +105,11 @@ ClientDirectory::Claim ClientDirectory::claim(std::string_view id, uint32_t shar
   uint32_t b = 0;
   buckets_of(id, a, b);
   Guard guard(*this, a, b);
-  Bucket* both[2] = {&table_[a], &table_[b]};
-  for (Bucket* bk : both) {
-    const uint32_t w = way_of(*bk, id);
-    if (w == kWays) continue;
-    holder = bk->owner[w] - 1u;
+  if (const Slot s = locate(a, b, id); s.bucket != nullptr) {
+    holder = s.bucket->owner[s.way] - 1u;
     return holder == shard ? Claim::kOwned : Claim::kHeld;
   }
+  Bucket* both[2] = {&table_[a], &table_[b]};
   // Free: into the emptier bucket.
   uint32_t free_way[2] = {kWays, kWays};
   uint32_t used[2] = {0, 0};
@@ -133,16 +140,12 @@ bool ClientDirectory::release(std::string_view id, uint32_t shard) noexcept {
   uint32_t b = 0;
   buckets_of(id, a, b);
   Guard guard(*this, a, b);
-  for (Bucket* bk : {&table_[a], &table_[b]}) {
-    const uint32_t w = way_of(*bk, id);
-    if (w == kWays) continue;
-    if (bk->owner[w] != shard + 1) return false;
-    bk->owner[w] = kNoOwner;
-    std::memset(bk->id[w], 0, sizeof bk->id[w]);
-    size_.fetch_sub(1, std::memory_order_relaxed);
-    return true;
-  }
-  return false;
+  const Slot s = locate(a, b, id);
+  if (s.bucket == nullptr || s.bucket->owner[s.way] != shard + 1) return false;
+  s.bucket->owner[s.way] = kNoOwner;
+  std::memset(s.bucket->id[s.way], 0, sizeof s.bucket->id[s.way]);
+  size_.fetch_sub(1, std::memory_order_relaxed);
+  return true;
 }
 
 bool ClientDirectory::transfer(std::string_view id, uint32_t from, uint32_t to) noexcept {
@@ -151,14 +154,10 @@ bool ClientDirectory::transfer(std::string_view id, uint32_t from, uint32_t to) 
   uint32_t b = 0;
   buckets_of(id, a, b);
   Guard guard(*this, a, b);
-  for (Bucket* bk : {&table_[a], &table_[b]}) {
-    const uint32_t w = way_of(*bk, id);
-    if (w == kWays) continue;
-    if (bk->owner[w] != from + 1) return false;
-    bk->owner[w] = static_cast<uint16_t>(to + 1);
-    return true;
-  }
-  return false;
+  const Slot s = locate(a, b, id);
+  if (s.bucket == nullptr || s.bucket->owner[s.way] != from + 1) return false;
+  s.bucket->owner[s.way] = static_cast<uint16_t>(to + 1);
+  return true;
 }
 
 bool ClientDirectory::find(std::string_view id, uint32_t& holder) const noexcept {
@@ -167,13 +166,10 @@ bool ClientDirectory::find(std::string_view id, uint32_t& holder) const noexcept
   uint32_t b = 0;
   buckets_of(id, a, b);
   Guard guard(*this, a, b);
-  for (const Bucket* bk : {&table_[a], &table_[b]}) {
-    const uint32_t w = way_of(*bk, id);
-    if (w == kWays) continue;
-    holder = bk->owner[w] - 1u;
-    return true;
-  }
-  return false;
+  const Slot s = locate(a, b, id);
+  if (s.bucket == nullptr) return false;
+  holder = s.bucket->owner[s.way] - 1u;
+  return true;
 }
 
 ShardLetter ShardLetter::make(Kind kind, std::string_view client_id, uint32_t from, uint32_t token,

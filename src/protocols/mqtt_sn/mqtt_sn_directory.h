@@ -69,6 +69,7 @@ class ClientDirectory {
     char id[kWays][kMaxClientIdBytes + 1];  ///< length, then the id's bytes
   };
 
+  /// An entry: its bucket (null when the id is in neither of its buckets) and way.
   struct Slot {
     Bucket* bucket;
     uint32_t way;
@@ -76,6 +77,8 @@ class ClientDirectory {
   void buckets_of(std::string_view id, uint32_t& a, uint32_t& b) const noexcept;
   /// Where `id` is in bucket `b`, or kWays.
   static uint32_t way_of(const Bucket& b, std::string_view id) noexcept;
+  /// Where `id` is in buckets a and b (their stripes locked by the caller).
+  Slot locate(uint32_t a, uint32_t b, std::string_view id) const noexcept;
   /// Locks the stripes of buckets a and b (one when they share it), in order.
   class Guard;
 
